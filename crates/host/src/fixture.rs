@@ -1,0 +1,99 @@
+//! Fixture trees for tests: one text file describes a whole /proc + /sys tree.
+//!
+//! ```text
+//! # comment
+//! === /proc/cmdline
+//! quiet isolcpus=2-3
+//! === /sys/devices/system/cpu/cpu{0-3}/cpufreq/scaling_governor
+//! powersave
+//! === /sys/module/kvm_intel/
+//! ```
+//! A header names a file; the lines up to the next header are its content
+//! (`$n` in them becomes the number from a `{list}` in the path, which makes
+//! one file per listed CPU). A path ending in `/` is an empty directory.
+
+use crate::CpuList;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// Writes the tree described by `spec` under `dir`.
+pub fn materialize(spec: &str, dir: &Path) -> io::Result<()> {
+    let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+    let mut entries: Vec<(String, Vec<String>)> = Vec::new();
+    for line in spec.lines() {
+        if let Some(path) = line.strip_prefix("=== ") {
+            entries.push((path.trim().to_string(), Vec::new()));
+        } else if let Some((_, body)) = entries.last_mut() {
+            body.push(line.to_string());
+        } else if !(line.trim().is_empty() || line.starts_with('#')) {
+            return Err(bad(format!(
+                "fixture text before the first header: {line:?}"
+            )));
+        }
+    }
+    for (path, body) in entries {
+        let (expanded, numbers) = expand(&path).map_err(bad)?;
+        for (p, n) in expanded.iter().zip(numbers) {
+            let target = dir.join(p.trim_start_matches('/'));
+            if p.ends_with('/') {
+                fs::create_dir_all(&target)?;
+                continue;
+            }
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let mut text = body.join("\n");
+            if let Some(n) = n {
+                text = text.replace("$n", &n.to_string());
+            }
+            // Keep blank lines inside a file, drop the trailing ones before the
+            // next header, and end with one newline as kernel files do.
+            let text = text.trim_end_matches('\n').to_string();
+            fs::write(
+                &target,
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    text + "\n"
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Expands one `{cpulist}` group in a path.
+fn expand(path: &str) -> Result<(Vec<String>, Vec<Option<u32>>), String> {
+    let (Some(open), Some(close)) = (path.find('{'), path.find('}')) else {
+        return Ok((vec![path.to_string()], vec![None]));
+    };
+    if close < open {
+        return Err(format!("bad brace group in {path:?}"));
+    }
+    let list = CpuList::parse(&path[open + 1..close]).map_err(|e| e.to_string())?;
+    let mut paths = Vec::new();
+    let mut nums = Vec::new();
+    for n in list.iter() {
+        paths.push(format!("{}{n}{}", &path[..open], &path[close + 1..]));
+        nums.push(Some(n));
+    }
+    Ok((paths, nums))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_files_dirs_and_expansions() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = "# a host\n=== /proc/cmdline\nquiet\n\n=== /sys/c/cpu{0-1}/id\n$n\n=== /sys/module/kvm/\n=== /empty\n";
+        materialize(spec, dir.path()).unwrap();
+        let r = |p: &str| fs::read_to_string(dir.path().join(p)).unwrap();
+        assert_eq!(r("proc/cmdline"), "quiet\n");
+        assert_eq!(r("sys/c/cpu1/id"), "1\n");
+        assert!(dir.path().join("sys/module/kvm").is_dir());
+        assert_eq!(r("empty"), "");
+    }
+}

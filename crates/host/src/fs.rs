@@ -1,0 +1,204 @@
+//! File access under a configurable root, so fixture trees stand in for /proc and /sys.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where /proc, /sys and /dev are read from. `/` on a real host; a fixture tree in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysRoot {
+    root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path} is not present")]
+    Missing { path: String },
+    #[error("{path} is not readable: permission denied")]
+    Denied { path: String },
+    #[error("{path} could not be read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not valid UTF-8")]
+    NotUtf8 { path: String },
+    #[error("{path}: unexpected content {content:?}: {why}")]
+    Malformed {
+        path: String,
+        content: String,
+        why: String,
+    },
+}
+
+impl ReadError {
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ReadError::Missing { .. })
+    }
+
+    pub fn malformed(path: &str, content: &str, why: impl Into<String>) -> Self {
+        ReadError::Malformed {
+            path: path.to_string(),
+            content: content.chars().take(80).collect(),
+            why: why.into(),
+        }
+    }
+
+    fn from_io(path: &str, e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => ReadError::Missing {
+                path: path.to_string(),
+            },
+            io::ErrorKind::PermissionDenied => ReadError::Denied {
+                path: path.to_string(),
+            },
+            _ => ReadError::Io {
+                path: path.to_string(),
+                source: e,
+            },
+        }
+    }
+}
+
+impl SysRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        SysRoot { root: root.into() }
+    }
+
+    /// The running machine.
+    pub fn host() -> Self {
+        SysRoot::new("/")
+    }
+
+    /// True when paths resolve to the running machine, so live probes (CPUID,
+    /// ioctls, RDTSC) describe the same machine as the files.
+    pub fn is_host(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Maps an absolute machine path such as `/proc/cmdline` under the root.
+    pub fn path(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+
+    /// Reads a whole file as text, with the trailing newline(s) removed.
+    pub fn read(&self, abs: &str) -> Result<String, ReadError> {
+        let bytes = fs::read(self.path(abs)).map_err(|e| ReadError::from_io(abs, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
+            path: abs.to_string(),
+        })?;
+        Ok(text.trim_end_matches(['\n', '\r', '\0']).to_string())
+    }
+
+    /// Reads a file holding one value and parses it.
+    pub fn read_parsed<T: std::str::FromStr>(&self, abs: &str) -> Result<T, ReadError> {
+        let text = self.read(abs)?;
+        let trimmed = text.trim();
+        trimmed
+            .parse()
+            .map_err(|_| ReadError::malformed(abs, trimmed, "not a number of the expected kind"))
+    }
+
+    pub fn exists(&self, abs: &str) -> bool {
+        self.path(abs).exists()
+    }
+
+    /// Names in a directory, sorted so output is stable.
+    pub fn list(&self, abs: &str) -> Result<Vec<String>, ReadError> {
+        let rd = fs::read_dir(self.path(abs)).map_err(|e| ReadError::from_io(abs, e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| ReadError::from_io(abs, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort_by(|a, b| natural_cmp(a, b));
+        Ok(names)
+    }
+
+    /// Entries named `<prefix><number>` (cpu0, node1, policy3, index2), sorted by number.
+    pub fn numbered(&self, abs: &str, prefix: &str) -> Result<Vec<u32>, ReadError> {
+        let mut ids: Vec<u32> = self
+            .list(abs)?
+            .iter()
+            .filter_map(|n| n.strip_prefix(prefix)?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Writes a value to an existing sysfs/procfs file, in one write(2) as
+    /// `echo v > file` does (kernel files parse each write whole).
+    pub fn write(&self, abs: &str, value: &str) -> Result<(), ReadError> {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.path(abs))
+            .map_err(|e| ReadError::from_io(abs, e))?;
+        f.write_all(value.as_bytes())
+            .map_err(|e| ReadError::from_io(abs, e))
+    }
+}
+
+/// Orders `cpu2` before `cpu10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(s: &str) -> (&str, Option<u64>) {
+        let idx = s
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_digit())
+            .last()
+            .map(|(i, _)| i);
+        match idx {
+            Some(i) => (&s[..i], s[i..].parse().ok()),
+            None => (s, None),
+        }
+    }
+    let (pa, na) = split(a);
+    let (pb, nb) = split(b);
+    pa.cmp(pb).then(na.cmp(&nb)).then(a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_under_root_and_trims_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(dir.path().join("proc/cmdline"), "quiet\n").unwrap();
+        let root = SysRoot::new(dir.path());
+        assert!(!root.is_host());
+        assert_eq!(root.read("/proc/cmdline").unwrap(), "quiet");
+        assert!(root.read("/proc/nope").unwrap_err().is_missing());
+    }
+
+    #[test]
+    fn numbered_entries_sort_numerically() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["cpu10", "cpu2", "cpufreq", "cpu0"] {
+            std::fs::create_dir_all(dir.path().join("c").join(n)).unwrap();
+        }
+        let root = SysRoot::new(dir.path());
+        assert_eq!(root.numbered("/c", "cpu").unwrap(), vec![0, 2, 10]);
+        assert_eq!(
+            root.list("/c").unwrap(),
+            vec!["cpu0", "cpu2", "cpu10", "cpufreq"]
+        );
+    }
+
+    #[test]
+    fn malformed_number_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n"), "12abc\n").unwrap();
+        let root = SysRoot::new(dir.path());
+        let err = root.read_parsed::<u32>("/n").unwrap_err();
+        assert!(err.to_string().contains("12abc"), "{err}");
+    }
+}

@@ -1,0 +1,308 @@
+//! A flat, ordered view of [`HostSpec`] as (section, key, value) rows: what the
+//! CLI prints as a table and the report renders as Markdown.
+
+use crate::spec::HostSpec;
+use crate::{CpuList, Fact};
+use std::fmt::Display;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecRow {
+    pub section: &'static str,
+    pub key: String,
+    pub value: String,
+}
+
+fn hex_and_dec(f: &Fact<u32>) -> String {
+    match f {
+        Fact::Known(v) => format!("{v} (0x{v:x})"),
+        u => unknown_text(u),
+    }
+}
+
+fn unknown_text<T>(f: &Fact<T>) -> String {
+    format!("unknown ({})", f.reason().unwrap_or("no reason recorded"))
+}
+
+fn yes_no(f: &Fact<bool>) -> String {
+    match f {
+        Fact::Known(true) => "yes".into(),
+        Fact::Known(false) => "no".into(),
+        u => unknown_text(u),
+    }
+}
+
+impl HostSpec {
+    pub fn rows(&self) -> Vec<SpecRow> {
+        let mut rows = Vec::new();
+        let mut push = |section: &'static str, key: &str, value: String| {
+            rows.push(SpecRow {
+                section,
+                key: key.to_string(),
+                value,
+            })
+        };
+        fn s<T: Display>(f: &Fact<T>) -> String {
+            f.to_string()
+        }
+        let c = &self.cpu;
+        push("cpu", "vendor", s(&c.vendor));
+        push("cpu", "model name", s(&c.model_name));
+        push(
+            "cpu",
+            "family/model/stepping",
+            format!(
+                "{} / {} / {}",
+                hex_and_dec(&c.family),
+                hex_and_dec(&c.model),
+                s(&c.stepping)
+            ),
+        );
+        push("cpu", "microcode", s(&c.microcode));
+        push("cpu", "online cpus", s(&c.online));
+        push(
+            "cpu",
+            "sockets/cores/threads",
+            format!(
+                "{} sockets, {} cores, {} threads per core, {} logical",
+                s(&c.sockets),
+                s(&c.physical_cores),
+                s(&c.threads_per_core),
+                s(&c.logical_cpus)
+            ),
+        );
+        push(
+            "cpu",
+            "smt",
+            match &c.smt {
+                Fact::Known(smt) => {
+                    format!("control={}, active={}", smt.control, yes_no(&smt.active))
+                }
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "cpu",
+            "numa nodes",
+            match &c.numa_nodes {
+                Fact::Known(nodes) => nodes
+                    .iter()
+                    .map(|n| format!("node{}: cpus {}", n.node, n.cpus))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "cpu",
+            "caches",
+            match &c.caches {
+                Fact::Known(cs) => cs
+                    .iter()
+                    .map(|x| {
+                        let kind = match &x.kind {
+                            Fact::Known(k) => {
+                                k.chars().next().map(String::from).unwrap_or_default()
+                            }
+                            _ => "?".into(),
+                        };
+                        format!(
+                            "L{}{} {} {}-way {}B/line shared {}",
+                            s(&x.level),
+                            kind,
+                            s(&x.size),
+                            s(&x.ways),
+                            s(&x.line_bytes),
+                            s(&x.shared_cpus)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "cpu",
+            "flags",
+            match &c.flags {
+                Fact::Known(f) => f
+                    .iter()
+                    .map(|(k, v)| format!("{}{k}", if *v { "+" } else { "-" }))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "cpu",
+            "hypervisor (cpuid)",
+            match &c.cpuid {
+                Fact::Known(id) => id.hypervisor_signature.to_string(),
+                u => unknown_text(u),
+            },
+        );
+        let t = &self.tsc;
+        push(
+            "tsc",
+            "frequency",
+            match &t.frequency {
+                Fact::Known(f) => format!("{:.3} MHz, source: {}", f.khz / 1000.0, f.source),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "tsc",
+            "calibration",
+            match &t.calibration {
+                Fact::Known(cal) => format!(
+                    "{:.3} MHz ±{:.0} ppm ({} x {} ms vs CLOCK_MONOTONIC_RAW)",
+                    cal.khz / 1000.0,
+                    cal.error_ppm,
+                    cal.rounds,
+                    cal.window_ms
+                ),
+                u => unknown_text(u),
+            },
+        );
+        push("tsc", "invariant (cpuid 80000007h)", yes_no(&t.invariant));
+        if let Fact::Known(id) = &c.cpuid {
+            push(
+                "tsc",
+                "cpuid 15h",
+                s(&id.leaf_15h_tsc_hz.as_ref().map(|hz| format!("{hz} Hz"))),
+            );
+            push(
+                "tsc",
+                "cpuid 16h base",
+                s(&id.leaf_16h_base_mhz.as_ref().map(|m| format!("{m} MHz"))),
+            );
+            push(
+                "tsc",
+                "cpuid 40000010h",
+                s(&id
+                    .leaf_40000010h_tsc_khz
+                    .as_ref()
+                    .map(|k| format!("{k} kHz"))),
+            );
+        }
+        let k = &self.kernel;
+        push("kernel", "release", s(&k.release));
+        push("kernel", "version", s(&k.version));
+        push("kernel", "cmdline", s(&k.cmdline));
+        push(
+            "kernel",
+            "clocksource",
+            format!(
+                "{} (available: {})",
+                s(&k.clocksource),
+                s(&k.available_clocksources)
+            ),
+        );
+        match &k.vulnerabilities {
+            Fact::Known(v) => {
+                for (name, status) in v {
+                    push("vulnerabilities", name, status.clone());
+                }
+            }
+            u => push("vulnerabilities", "all", unknown_text(u)),
+        }
+        let v = &self.kvm;
+        push(
+            "kvm",
+            "modules",
+            match &v.modules {
+                Fact::Known(m) => format!(
+                    "{} (vendor module: {})",
+                    m.loaded.join(", "),
+                    m.vendor_module.as_deref().unwrap_or("none")
+                ),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "kvm",
+            "/dev/kvm",
+            match &v.dev_kvm {
+                Fact::Known(p) => format!(
+                    "usable: API version {}, KVM_CREATE_VM {}",
+                    p.api_version,
+                    if p.create_vm {
+                        "ok".to_string()
+                    } else {
+                        format!("failed: {}", p.create_vm_error.as_deref().unwrap_or("?"))
+                    }
+                ),
+                u => unknown_text(u),
+            },
+        );
+        push("kvm", "nested (host is a guest)", yes_no(&v.nested));
+        for (module, params) in &v.parameters {
+            let joined = params
+                .iter()
+                .map(|(p, val)| format!("{p}={val}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            push("kvm", &format!("{module} parameters"), joined);
+        }
+        push(
+            "qemu",
+            "binary",
+            match &self.qemu {
+                Fact::Known(q) => format!("{} ({})", q.path, q.banner),
+                u => unknown_text(u),
+            },
+        );
+        let p = &self.power;
+        match &p.cpufreq {
+            Fact::Known(list) => {
+                for f in list {
+                    push(
+                        "power",
+                        &format!("cpu{} cpufreq", f.cpu),
+                        format!(
+                            "driver {}, governor {}, min {} max {} cur {} kHz (hw {}-{})",
+                            s(&f.driver),
+                            s(&f.governor),
+                            s(&f.min_khz),
+                            s(&f.max_khz),
+                            s(&f.cur_khz),
+                            s(&f.hw_min_khz),
+                            s(&f.hw_max_khz)
+                        ),
+                    );
+                }
+            }
+            u => push("power", "cpufreq", unknown_text(u)),
+        }
+        push(
+            "power",
+            "turbo/boost",
+            match &p.boost {
+                Fact::Known(b) => format!(
+                    "{} via {}",
+                    if b.enabled { "enabled" } else { "disabled" },
+                    b.control.files().join(", ")
+                ),
+                u => unknown_text(u),
+            },
+        );
+        push(
+            "power",
+            "cpuidle",
+            format!(
+                "driver {}, governor {}",
+                s(&p.cpuidle.driver),
+                s(&p.cpuidle.governor)
+            ),
+        );
+        rows
+    }
+}
+
+/// Formats a CPU list for humans, "none" when empty.
+pub fn cpus_or_none(l: &CpuList) -> String {
+    if l.is_empty() {
+        "none".into()
+    } else {
+        l.to_string()
+    }
+}

@@ -1,0 +1,12 @@
+//! Results model and statistics shared by every vmbench suite.
+//!
+//! A suite records raw samples into a [`SampleSet`] and turns it into a
+//! [`Measurement`]: what was measured (and exactly what sits inside the timed
+//! window), the distribution, and whether the path the measurement took was
+//! verified. The report renderers read nothing else.
+
+pub mod model;
+pub mod stats;
+
+pub use model::{Measurement, RESULTS_SCHEMA_VERSION, Results, Unit, Verification};
+pub use stats::{SampleSet, StatsError, Summary};

@@ -1,0 +1,153 @@
+//! The types every suite emits and every renderer reads.
+
+use crate::stats::{SampleSet, StatsError, Summary};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON shape of [`Results`]. Bump on any incompatible change.
+pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Time-stamp counter ticks: reference cycles at the TSC frequency, not core cycles.
+    TscTicks,
+    Nanoseconds,
+    BytesPerSecond,
+    Bytes,
+    Count,
+}
+
+impl Unit {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::TscTicks => "TSC ticks",
+            Unit::Nanoseconds => "ns",
+            Unit::BytesPerSecond => "B/s",
+            Unit::Bytes => "B",
+            Unit::Count => "count",
+        }
+    }
+}
+
+/// Did the measurement take the path it claims (e.g. an exit handled inside
+/// KVM, not in QEMU)? Part of the result, never an afterthought.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Verification {
+    /// Counters confirm the expected path; `evidence` says which and how many.
+    Verified { evidence: String },
+    /// Counters show another path: the row is a failed measurement.
+    Failed { evidence: String },
+    /// The path could not be checked (TCG, no stats, inconsistent counters).
+    Unverified { reason: String },
+    /// The measurement has no path to verify (e.g. a timer baseline).
+    NotApplicable,
+}
+
+impl Verification {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verification::Verified { .. } => "verified",
+            Verification::Failed { .. } => "FAILED",
+            Verification::Unverified { .. } => "unverified",
+            Verification::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// One row of a suite's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Stable id, e.g. `vmexit.user-fast` or `shm.write.4k-32bpp`.
+    pub id: String,
+    /// Exactly what sits inside the timed window, in words a reader can check
+    /// against the code.
+    pub definition: String,
+    pub unit: Unit,
+    pub summary: Summary,
+    /// Things a reader must know before trusting the numbers.
+    pub warnings: Vec<String>,
+    pub verification: Verification,
+}
+
+impl Measurement {
+    pub fn from_samples(
+        id: impl Into<String>,
+        definition: impl Into<String>,
+        unit: Unit,
+        samples: &SampleSet,
+        verification: Verification,
+    ) -> Result<Self, StatsError> {
+        Ok(Measurement {
+            id: id.into(),
+            definition: definition.into(),
+            unit,
+            summary: samples.summary()?,
+            warnings: Vec::new(),
+            verification,
+        })
+    }
+}
+
+/// Everything one run produced, as written to `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    pub measurements: Vec<Measurement>,
+    /// Warnings about the run as a whole (TCG, noisy host, unrestored knob).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            measurements: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_through_json() {
+        let mut s = SampleSet::new();
+        s.extend([100, 110, 120, 5000]).unwrap();
+        let m = Measurement::from_samples(
+            "vmexit.kernel-fast",
+            "lfence;rdtsc | cpuid(0) | rdtscp;lfence, CPL0, IRQs off",
+            Unit::TscTicks,
+            &s,
+            Verification::Unverified {
+                reason: "TCG: no VM exits".into(),
+            },
+        )
+        .unwrap();
+        let r = Results {
+            measurements: vec![m],
+            ..Results::default()
+        };
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        assert!(json.contains(r#""verdict": "unverified""#), "{json}");
+        assert!(json.contains(r#""unit": "tsc_ticks""#));
+        let back: Results = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.measurements[0].summary.max, 5000);
+    }
+
+    #[test]
+    fn no_samples_no_measurement() {
+        let err = Measurement::from_samples(
+            "x",
+            "y",
+            Unit::Count,
+            &SampleSet::new(),
+            Verification::NotApplicable,
+        )
+        .unwrap_err();
+        assert_eq!(err, StatsError::Empty);
+    }
+}

@@ -1,0 +1,202 @@
+//! Distribution summaries: exact min/max/mean/stddev, percentiles from an
+//! HdrHistogram.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Significant decimal digits kept by the histogram: percentiles are exact up
+/// to 2048 and within 0.1% above that.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StatsError {
+    #[error("no samples recorded")]
+    Empty,
+    #[error("sample {0} could not be recorded in the histogram")]
+    Record(u64),
+}
+
+/// The distribution of one measurement.
+///
+/// Percentiles are nearest-rank: `p50` is the smallest recorded value v such
+/// that at least 50% of the samples are ≤ v (to the histogram's precision).
+/// `min`, `max`, `mean` and `stddev` are exact. `stddev` is the sample
+/// standard deviation (n − 1 in the denominator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub n: u64,
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+    pub stddev: f64,
+}
+
+/// Raw samples on their way to a [`Summary`]. Memory does not grow with N.
+#[derive(Debug, Clone)]
+pub struct SampleSet {
+    hist: Histogram<u64>,
+    n: u64,
+    min: u64,
+    max: u64,
+    // Welford's running mean and sum of squared deviations: stable for large N.
+    mean: f64,
+    m2: f64,
+}
+
+impl Default for SampleSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SampleSet {
+    pub fn new() -> Self {
+        SampleSet {
+            // Auto-resizing histogram: any u64 value fits.
+            hist: Histogram::new(SIGNIFICANT_DIGITS).unwrap_or_else(|_| {
+                unreachable!("3 significant digits is within hdrhistogram's 0..=5")
+            }),
+            n: 0,
+            min: u64::MAX,
+            max: 0,
+            mean: 0.0,
+            m2: 0.0,
+        }
+    }
+
+    pub fn record(&mut self, v: u64) -> Result<(), StatsError> {
+        self.hist.record(v).map_err(|_| StatsError::Record(v))?;
+        self.n += 1;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        let x = v as f64;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+        Ok(())
+    }
+
+    pub fn extend(&mut self, values: impl IntoIterator<Item = u64>) -> Result<(), StatsError> {
+        values.into_iter().try_for_each(|v| self.record(v))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The value at quantile `q` (0.0..=1.0), nearest-rank.
+    pub fn quantile(&self, q: f64) -> Result<u64, StatsError> {
+        if self.n == 0 {
+            return Err(StatsError::Empty);
+        }
+        // hdrhistogram reports the highest value equivalent to the bucket; clamp
+        // into the exact observed range so p100 == max and p0 == min.
+        Ok(self.hist.value_at_quantile(q).clamp(self.min, self.max))
+    }
+
+    pub fn summary(&self) -> Result<Summary, StatsError> {
+        if self.n == 0 {
+            return Err(StatsError::Empty);
+        }
+        let stddev = if self.n > 1 {
+            (self.m2 / (self.n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Ok(Summary {
+            n: self.n,
+            min: self.min,
+            p50: self.quantile(0.50)?,
+            p90: self.quantile(0.90)?,
+            p99: self.quantile(0.99)?,
+            p999: self.quantile(0.999)?,
+            max: self.max,
+            mean: self.mean,
+            stddev,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_one_to_thousand_has_exact_percentiles() {
+        let mut s = SampleSet::new();
+        s.extend(1..=1000).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.n, 1000);
+        assert_eq!((sum.min, sum.max), (1, 1000));
+        assert_eq!((sum.p50, sum.p90, sum.p99, sum.p999), (500, 900, 990, 999));
+        assert!((sum.mean - 500.5).abs() < 1e-9);
+        // Sample stddev of 1..=n is sqrt(n(n+1)/12).
+        let expected = (1000.0_f64 * 1001.0 / 12.0).sqrt();
+        assert!((sum.stddev - expected).abs() < 1e-6, "{}", sum.stddev);
+    }
+
+    #[test]
+    fn constant_distribution_has_zero_spread() {
+        let mut s = SampleSet::new();
+        s.extend(std::iter::repeat_n(42, 10_000)).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!((sum.min, sum.p50, sum.p999, sum.max), (42, 42, 42, 42));
+        assert_eq!(sum.stddev, 0.0);
+    }
+
+    #[test]
+    fn rare_outliers_show_only_in_the_tail() {
+        // 99.5% at 100 ticks, 0.5% at 50_000 (an interrupt landing in the window).
+        let mut s = SampleSet::new();
+        s.extend(std::iter::repeat_n(100, 995)).unwrap();
+        s.extend(std::iter::repeat_n(50_000, 5)).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.p50, 100);
+        assert_eq!(sum.p99, 100);
+        // p99.9 lands among the outliers; above 2048 the histogram keeps 3 digits.
+        assert!(
+            (sum.p999 as f64 - 50_000.0).abs() / 50_000.0 < 0.001,
+            "{}",
+            sum.p999
+        );
+        assert_eq!(sum.max, 50_000);
+        assert!((sum.mean - (995.0 * 100.0 + 5.0 * 50_000.0) / 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn large_values_are_within_histogram_precision() {
+        let mut s = SampleSet::new();
+        // A two-point distribution of large values: 30k-tick exits.
+        s.extend(std::iter::repeat_n(27_000, 500)).unwrap();
+        s.extend(std::iter::repeat_n(31_000, 500)).unwrap();
+        let sum = s.summary().unwrap();
+        assert!((sum.p50 as i64 - 27_000).abs() <= 27);
+        assert!((sum.p90 as i64 - 31_000).abs() <= 31);
+        assert_eq!(sum.max, 31_000);
+    }
+
+    #[test]
+    fn empty_set_is_an_error() {
+        assert_eq!(SampleSet::new().summary(), Err(StatsError::Empty));
+    }
+
+    #[test]
+    fn single_sample() {
+        let mut s = SampleSet::new();
+        s.record(7).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!(
+            (sum.n, sum.min, sum.p50, sum.p999, sum.max),
+            (1, 7, 7, 7, 7)
+        );
+        assert_eq!(sum.stddev, 0.0);
+    }
+}
