@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
+mod isolate;
 mod table;
 
 #[derive(Parser)]
@@ -23,6 +24,9 @@ struct Cli {
 enum Command {
     /// Print the specification of this host that every report carries.
     Info(InfoArgs),
+    /// Host isolation: audit, apply (journaled), restore, suggest a cmdline.
+    #[command(subcommand)]
+    Isolate(isolate::IsolateCmd),
 }
 
 #[derive(clap::Args)]
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vmbench: error: {e:#}");
-            ExitCode::from(2)
+            match e.downcast_ref::<vmbench_isolate::IsolateError>() {
+                Some(ie) => ExitCode::from(ie.exit_code()),
+                None => ExitCode::from(2),
+            }
         }
     }
 }
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info(args) => info(args),
+        Command::Isolate(cmd) => isolate::run(cmd),
     }
 }
 

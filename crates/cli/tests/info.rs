@@ -1,7 +1,6 @@
 //! `vmbench info` as a user runs it.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn vmbench() -> Command {
@@ -9,16 +8,9 @@ fn vmbench() -> Command {
 }
 
 fn fixture(name: &str) -> tempfile::TempDir {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/hosts")
-        .join(format!("{name}.tree"));
     let dir = tempfile::tempdir().unwrap();
-    vmbench_host_fixture(&std::fs::read_to_string(path).unwrap(), dir.path());
+    vmbench_host::fixture::load(&[name], dir.path()).unwrap();
     dir
-}
-
-fn vmbench_host_fixture(spec: &str, dir: &std::path::Path) {
-    vmbench_host::fixture::materialize(spec, dir).unwrap();
 }
 
 #[test]

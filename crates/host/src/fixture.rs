@@ -13,9 +13,44 @@
 //! one file per listed CPU). A path ending in `/` is an empty directory.
 
 use crate::CpuList;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The repository's `fixtures/hosts` directory.
+pub fn hosts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hosts")
+}
+
+/// Materializes the named host fixtures (`fixtures/hosts/<name>.tree`) into
+/// `dir`, later ones overlaying earlier ones.
+pub fn load(names: &[&str], dir: &Path) -> io::Result<()> {
+    for n in names {
+        let text = fs::read_to_string(hosts_dir().join(format!("{n}.tree")))?;
+        materialize(&text, dir)?;
+    }
+    Ok(())
+}
+
+/// Every file under `dir` (directories themselves are not compared):
+/// relative path → bytes. Two equal snapshots are byte-identical trees.
+pub fn snapshot(dir: &Path) -> io::Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
+                out.insert(rel, fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Writes the tree described by `spec` under `dir`.
 pub fn materialize(spec: &str, dir: &Path) -> io::Result<()> {

@@ -22,6 +22,12 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} could not be written: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{path} is not valid UTF-8")]
     NotUtf8 { path: String },
     #[error("{path}: unexpected content {content:?}: {why}")]
@@ -95,6 +101,14 @@ impl SysRoot {
         Ok(text.trim_end_matches(['\n', '\r', '\0']).to_string())
     }
 
+    /// Reads a whole file exactly as it is (no trimming), for byte-exact restores.
+    pub fn read_raw(&self, abs: &str) -> Result<String, ReadError> {
+        let bytes = fs::read(self.path(abs)).map_err(|e| ReadError::from_io(abs, e))?;
+        String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
+            path: abs.to_string(),
+        })
+    }
+
     /// Reads a file holding one value and parses it.
     pub fn read_parsed<T: std::str::FromStr>(&self, abs: &str) -> Result<T, ReadError> {
         let text = self.read(abs)?;
@@ -135,13 +149,21 @@ impl SysRoot {
     /// `echo v > file` does (kernel files parse each write whole).
     pub fn write(&self, abs: &str, value: &str) -> Result<(), ReadError> {
         use std::io::Write;
+        let write_err = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => ReadError::Missing {
+                path: abs.to_string(),
+            },
+            _ => ReadError::Write {
+                path: abs.to_string(),
+                source: e,
+            },
+        };
         let mut f = fs::OpenOptions::new()
             .write(true)
             .truncate(true)
             .open(self.path(abs))
-            .map_err(|e| ReadError::from_io(abs, e))?;
-        f.write_all(value.as_bytes())
-            .map_err(|e| ReadError::from_io(abs, e))
+            .map_err(write_err)?;
+        f.write_all(value.as_bytes()).map_err(write_err)
     }
 }
 

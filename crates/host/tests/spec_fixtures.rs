@@ -1,18 +1,13 @@
 //! `HostSpec::gather` against fixture trees of real host shapes.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-use std::path::PathBuf;
-use vmbench_host::fixture::materialize;
+use vmbench_host::fixture;
 use vmbench_host::power::BoostControl;
 use vmbench_host::{CpuList, Fact, HostSpec, SpecOptions, SysRoot};
 
 fn fixture(name: &str) -> tempfile::TempDir {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/hosts")
-        .join(format!("{name}.tree"));
-    let spec = std::fs::read_to_string(&path).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    materialize(&spec, dir.path()).unwrap();
+    fixture::load(&[name], dir.path()).unwrap();
     dir
 }
 

@@ -1,0 +1,273 @@
+//! `vmbench isolate` as a user runs it.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use vmbench_host::fixture;
+
+fn vmbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+fn tree(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::load(names, dir.path()).unwrap();
+    dir
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fixture::snapshot(dir).unwrap()
+}
+
+/// Reads `apply --hold` output up to its "holding" line.
+fn until_holding(
+    child: &mut std::process::Child,
+) -> (BufReader<std::process::ChildStdout>, String) {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "apply exited early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("holding") {
+            return (out, seen);
+        }
+    }
+}
+
+#[test]
+fn check_on_this_machine_is_honest() {
+    let out = vmbench()
+        .args(["isolate", "check", "--window-ms", "100"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let code = out.status.code().unwrap();
+    assert!(text.contains("benchmark CPUs:"), "{text}");
+    // Exit 1 exactly when some knob fails, and every failure says how to fix it.
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(code == 1, !fails.is_empty(), "exit {code}\n{text}");
+    let fixes = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("fix:"))
+        .count();
+    assert!(fixes >= fails.len(), "{text}");
+    let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated").unwrap_or_default();
+    if isolated.trim().is_empty() {
+        assert_eq!(code, 1);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("FAIL") && l.contains("isolcpus")),
+            "{text}"
+        );
+    }
+    if !Path::new("/sys/devices/system/cpu/cpu0/cpufreq").exists() {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("n/a") && l.contains("governor")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn check_json_parses() {
+    let out = vmbench()
+        .args(["isolate", "check", "--json", "--window-ms", "50"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let knobs = v["knobs"].as_array().unwrap();
+    assert!(
+        knobs
+            .iter()
+            .any(|k| k["id"] == "isolcpus" && k["class"] == "boot_only")
+    );
+    assert!(
+        knobs
+            .iter()
+            .all(|k| k["verdict"].is_string() && k["why"].is_string())
+    );
+}
+
+#[test]
+fn suggest_prints_a_usable_cmdline() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let out = vmbench()
+        .args(["isolate", "suggest", "--cpus", "2-3", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("isolcpus=")).unwrap();
+    assert!(line.starts_with("isolcpus=managed_irq,domain,2-3 nohz_full=2-3 rcu_nocbs=2-3 irqaffinity=0-1 tsc=reliable"), "{line}");
+    assert!(
+        line.contains("nosmt") && line.contains("intel_pstate=passive"),
+        "{line}"
+    );
+    assert!(text.contains("vmbench.hostTuning"));
+    assert!(text.contains("GRUB_CMDLINE_LINUX_DEFAULT"));
+
+    let out = vmbench()
+        .args(["isolate", "suggest", "--cpus", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["cmdline"]
+            .as_str()
+            .unwrap()
+            .starts_with("isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 irqaffinity=0")
+    );
+}
+
+#[test]
+fn malformed_or_impossible_cpu_lists_are_exit_2_and_change_nothing() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let before = snapshot(dir.path());
+    for (cpus, msg) in [
+        ("1-x", "bad CPU list"),
+        ("3-1", "backwards"),
+        ("9", "not online"),
+        ("0-3", "housekeeping"),
+    ] {
+        for sub in ["check", "apply", "suggest"] {
+            let out = vmbench()
+                .args(["isolate", sub, "--cpus", cpus, "--root"])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{sub} --cpus {cpus}");
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.contains(msg), "{sub} --cpus {cpus}: {err}");
+        }
+    }
+    let out = vmbench()
+        .args([
+            "isolate", "apply", "--cpus", "3", "--skip", "nonsense", "--root",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("unknown knob(s) nonsense")
+    );
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn apply_killed_then_restore_leaves_the_tree_byte_identical() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let before = snapshot(dir.path());
+    let mut child = vmbench()
+        .args([
+            "isolate",
+            "apply",
+            "--hold",
+            "--skip",
+            "irqbalance",
+            "--root",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_out, seen) = until_holding(&mut child);
+    assert!(
+        seen.contains("changed  /sys/devices/system/cpu/intel_pstate/no_turbo: 0 -> 1"),
+        "{seen}"
+    );
+    let tuned = snapshot(dir.path());
+    assert_ne!(tuned, before);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert_eq!(
+        snapshot(dir.path()),
+        tuned,
+        "nothing restored by a killed process"
+    );
+
+    // The next apply refuses while the journal is there.
+    let out = vmbench()
+        .args(["isolate", "apply", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("vmbench isolate restore")
+    );
+
+    let out = vmbench()
+        .args(["isolate", "restore", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(snapshot(dir.path()), before);
+    let again = vmbench()
+        .args(["isolate", "restore", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .contains("nothing to restore")
+    );
+}
+
+#[test]
+fn apply_hold_restores_on_sigterm() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let before = snapshot(dir.path());
+    let journal = dir.path().join("my-journal.json");
+    let mut child = vmbench()
+        .args([
+            "isolate",
+            "apply",
+            "--hold",
+            "--cpus",
+            "3",
+            "--skip",
+            "irqbalance",
+            "--journal",
+        ])
+        .arg(&journal)
+        .arg("--root")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, _) = until_holding(&mut child);
+    assert!(journal.exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("SIGTERM: restoring"), "{rest}");
+    assert!(!journal.exists());
+    assert_eq!(snapshot(dir.path()), before);
+}

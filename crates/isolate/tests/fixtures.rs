@@ -1,0 +1,406 @@
+//! The isolate crate against fixture trees of real host shapes.
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vmbench_host::fixture;
+use vmbench_host::{CpuList, SysRoot};
+use vmbench_isolate::apply::{apply, restore};
+use vmbench_isolate::journal::default_path;
+use vmbench_isolate::model::Change;
+use vmbench_isolate::sysfs::FaultySysfs;
+use vmbench_isolate::{Audit, AuditOptions, IsolateError, Verdict, audit};
+
+fn tree(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::load(names, dir.path()).unwrap();
+    dir
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fixture::snapshot(dir).unwrap()
+}
+
+fn opts(cpus: Option<&str>) -> AuditOptions {
+    AuditOptions {
+        cpus: cpus.map(|c| CpuList::parse(c).unwrap()),
+        noise_window: Duration::ZERO,
+    }
+}
+
+fn knob<'a>(a: &'a Audit, id: &str) -> &'a vmbench_isolate::KnobReport {
+    a.knob(id).unwrap_or_else(|| panic!("no knob {id}"))
+}
+
+fn read(dir: &Path, p: &str) -> String {
+    std::fs::read_to_string(dir.join(p.trim_start_matches('/'))).unwrap()
+}
+
+#[test]
+fn intel_pstate_host_not_isolated() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    assert_eq!(a.cpus.bench, CpuList::from_cpus([2, 3]));
+    assert_eq!(a.cpus.housekeeping, CpuList::from_cpus([0, 1]));
+    assert_eq!(knob(&a, "isolcpus").verdict, Verdict::Fail);
+    assert!(
+        knob(&a, "isolcpus")
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("isolcpus=managed_irq,domain,2-3")
+    );
+    assert_eq!(knob(&a, "nohz_full").verdict, Verdict::Warn);
+    let gov = knob(&a, "governor");
+    assert_eq!(gov.verdict, Verdict::Fail);
+    assert_eq!(gov.changes.len(), 2, "only the benchmark CPUs' governors");
+    let turbo = knob(&a, "turbo");
+    assert_eq!(turbo.verdict, Verdict::Fail);
+    assert_eq!(
+        turbo.changes,
+        vec![Change::File {
+            path: "/sys/devices/system/cpu/intel_pstate/no_turbo".into(),
+            original_raw: "0\n".into(),
+            original: "0".into(),
+            target: "1".into(),
+        }]
+    );
+    assert_eq!(knob(&a, "smt").verdict, Verdict::Warn);
+    assert!(
+        knob(&a, "smt")
+            .found
+            .contains("cpu2 shares its core with cpu 0")
+    );
+    assert_eq!(knob(&a, "irqbalance").verdict, Verdict::Warn);
+    assert!(knob(&a, "irqbalance").found.contains("4242"));
+    // Not the running host: services are never touched, and apply says so.
+    assert!(!knob(&a, "irqbalance").blocked.is_empty());
+    let irq = knob(&a, "irq_affinity");
+    assert!(irq.found.starts_with("3 of 4 IRQs"), "{}", irq.found);
+    assert!(irq.notes[0].contains("IRQ 24"));
+    assert_eq!(knob(&a, "transparent_hugepage").found, "always");
+    assert!(
+        knob(&a, "cpu_dma_latency")
+            .found
+            .contains("cpu2: deepest enabled C6 (170 us exit)")
+    );
+    assert_eq!(knob(&a, "memlock").verdict, Verdict::NotApplicable);
+    assert!(
+        knob(&a, "runnable_threads")
+            .found
+            .contains("stress-ng (tid 5151) on cpu3")
+    );
+    assert_eq!(a.worst(), Verdict::Fail);
+}
+
+#[test]
+fn isolated_host_defaults_to_its_isolated_cpus() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let a = audit(&SysRoot::new(dir.path()), &opts(None)).unwrap();
+    assert_eq!(a.cpus.bench, CpuList::from_cpus([2, 3]));
+    assert!(a.cpus.source.contains("isolated"));
+    assert_eq!(knob(&a, "isolcpus").verdict, Verdict::Ok);
+    assert_eq!(
+        knob(&a, "isolcpus").found,
+        "isolcpus=managed_irq,domain,2-3"
+    );
+    assert_eq!(knob(&a, "nohz_full").verdict, Verdict::Ok);
+    assert_eq!(knob(&a, "rcu_nocbs").verdict, Verdict::Ok);
+    assert!(knob(&a, "rcu_nocbs").found.starts_with("rcu_nocbs=all"));
+    assert_eq!(knob(&a, "irqaffinity").verdict, Verdict::Ok);
+    // intel_pstate in active mode with nohz_full: the known bad pairing.
+    assert_eq!(knob(&a, "cpufreq_driver").verdict, Verdict::Warn);
+}
+
+#[test]
+fn isolcpus_without_managed_irq_is_a_warning() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    std::fs::write(
+        dir.path().join("proc/cmdline"),
+        "isolcpus=2-3 nohz_full=2-3\n",
+    )
+    .unwrap();
+    let a = audit(&SysRoot::new(dir.path()), &opts(None)).unwrap();
+    assert_eq!(knob(&a, "isolcpus").verdict, Verdict::Warn);
+    // nohz_full implies RCU offload.
+    assert_eq!(knob(&a, "rcu_nocbs").verdict, Verdict::Ok);
+}
+
+#[test]
+fn acpi_cpufreq_host_uses_global_boost_and_null_nohz_full() {
+    let dir = tree(&["acpi-cpufreq"]);
+    let a = audit(&SysRoot::new(dir.path()), &opts(None)).unwrap();
+    assert_eq!(a.cpus.bench, CpuList::from_cpus([1]));
+    assert!(a.cpus.source.contains("last online CPU"));
+    assert_eq!(knob(&a, "nohz_full").found, "none (null)");
+    let turbo = knob(&a, "turbo");
+    assert!(
+        matches!(&turbo.changes[0], Change::File { path, target, .. }
+        if path == "/sys/devices/system/cpu/cpufreq/boost" && target == "0")
+    );
+    assert!(knob(&a, "governor").found.contains("cpu1=ondemand"));
+    let dir_path = dir.path();
+    let root = SysRoot::new(dir_path);
+    let applied = apply(&root, &a, &[], &default_path(&root)).unwrap();
+    assert_eq!(read(dir_path, "/sys/devices/system/cpu/cpufreq/boost"), "0");
+    assert_eq!(
+        read(
+            dir_path,
+            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor"
+        ),
+        "performance"
+    );
+    assert_eq!(
+        read(
+            dir_path,
+            "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+        ),
+        "ondemand\n"
+    );
+    assert_eq!(
+        read(
+            dir_path,
+            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_min_freq"
+        ),
+        "2401000"
+    );
+    applied.restore().unwrap();
+    assert_eq!(
+        read(
+            dir_path,
+            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor"
+        ),
+        "ondemand\n"
+    );
+}
+
+#[test]
+fn amd_pstate_per_policy_boost_is_turned_off_policy_by_policy() {
+    let dir = tree(&["amd-pstate-boost"]);
+    let root = SysRoot::new(dir.path());
+    let a = audit(&root, &opts(Some("3"))).unwrap();
+    assert_eq!(knob(&a, "turbo").changes.len(), 4);
+    let before = snapshot(dir.path());
+    let applied = apply(&root, &a, &[], &default_path(&root)).unwrap();
+    for p in 0..4 {
+        assert_eq!(
+            read(
+                dir.path(),
+                &format!("/sys/devices/system/cpu/cpufreq/policy{p}/boost")
+            ),
+            "0"
+        );
+    }
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty());
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn vm_without_cpufreq_has_nothing_to_scale() {
+    let dir = tree(&["vm-no-cpufreq"]);
+    let a = audit(&SysRoot::new(dir.path()), &opts(None)).unwrap();
+    for id in ["governor", "min_freq", "turbo", "cpufreq_driver"] {
+        assert_eq!(knob(&a, id).verdict, Verdict::NotApplicable, "{id}");
+        assert!(knob(&a, id).changes.is_empty());
+    }
+    assert_eq!(knob(&a, "nohz_full").verdict, Verdict::Warn);
+    assert!(knob(&a, "nohz_full").found.contains("CONFIG_NO_HZ_FULL"));
+}
+
+#[test]
+fn apply_then_restore_is_byte_identical_and_changes_only_what_it_should() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let before = snapshot(dir.path());
+    let a = audit(&root, &opts(None)).unwrap();
+    // irqbalance cannot be stopped under a fixture root: skip it explicitly.
+    let applied = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+    let p = dir.path();
+    assert!(default_path(&root).exists(), "journal written");
+    assert_eq!(
+        read(p, "/sys/devices/system/cpu/cpu2/cpufreq/scaling_governor"),
+        "performance"
+    );
+    assert_eq!(
+        read(p, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "powersave\n"
+    );
+    assert_eq!(
+        read(p, "/sys/devices/system/cpu/cpu3/cpufreq/scaling_min_freq"),
+        "3200000"
+    );
+    assert_eq!(
+        read(p, "/sys/devices/system/cpu/intel_pstate/no_turbo"),
+        "1"
+    );
+    assert_eq!(read(p, "/proc/irq/0/smp_affinity_list"), "0-1");
+    // IRQ 24 was bound to cpu2 only: it goes to the housekeeping CPUs.
+    assert_eq!(read(p, "/proc/irq/24/smp_affinity_list"), "0-1");
+    assert_eq!(
+        read(p, "/proc/irq/25/smp_affinity_list"),
+        "0-1\n",
+        "untouched"
+    );
+    assert_eq!(read(p, "/proc/irq/default_smp_affinity"), "3");
+    assert_eq!(read(p, "/sys/devices/virtual/workqueue/cpumask"), "3");
+    assert_eq!(read(p, "/proc/sys/kernel/timer_migration"), "0");
+    assert_eq!(read(p, "/proc/sys/kernel/sched_rt_runtime_us"), "-1");
+    assert_eq!(read(p, "/proc/sys/vm/stat_interval"), "10");
+    assert_eq!(
+        read(p, "/sys/kernel/mm/transparent_hugepage/enabled"),
+        "madvise"
+    );
+    assert_eq!(read(p, "/sys/kernel/mm/ksm/run"), "0");
+    assert!(
+        applied.held.cpu_dma_latency.is_none(),
+        "nothing held under a fixture root"
+    );
+
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert!(
+        !default_path(&root).exists(),
+        "journal removed after a full restore"
+    );
+    assert_eq!(snapshot(dir.path()), before);
+    // Idempotent: a second restore has nothing to do.
+    assert!(
+        restore(&root, &default_path(&root))
+            .unwrap()
+            .restored
+            .is_empty()
+    );
+}
+
+#[test]
+fn dropping_an_applied_host_restores_it() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let before = snapshot(dir.path());
+    let a = audit(&root, &opts(Some("3"))).unwrap();
+    {
+        let _applied = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+        assert_ne!(snapshot(dir.path()), before);
+        // e.g. a panic or `?` in the caller
+    }
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn unmovable_irqs_are_listed_not_fatal() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let mut fs = FaultySysfs::new(SysRoot::new(dir.path()));
+    fs.write_errors
+        .insert("/proc/irq/0/smp_affinity_list".into(), nix::Error::EIO);
+    let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    let jp = default_path(fs.root_ref());
+    let applied = apply(&fs, &a, &["irqbalance".into()], &jp).unwrap();
+    assert_eq!(applied.report.unmovable.len(), 1);
+    assert!(applied.report.unmovable[0].contains("/proc/irq/0/"));
+    assert_eq!(read(dir.path(), "/proc/irq/1/smp_affinity_list"), "0-1");
+    assert_eq!(read(dir.path(), "/proc/irq/0/smp_affinity_list"), "0-3\n");
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty());
+}
+
+#[test]
+fn a_failure_mid_apply_rolls_back_everything() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let before = snapshot(dir.path());
+    let mut fs = FaultySysfs::new(SysRoot::new(dir.path()));
+    fs.fail_after = Some(3);
+    let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    let jp = default_path(fs.root_ref());
+    let err = apply(&fs, &a, &["irqbalance".into()], &jp).err().unwrap();
+    assert!(matches!(err, IsolateError::ApplyFailed { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("everything already changed was restored"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn missing_privilege_is_check_only_and_changes_nothing() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let before = snapshot(dir.path());
+    let mut fs = FaultySysfs::new(SysRoot::new(dir.path()));
+    fs.not_writable
+        .push("/sys/devices/system/cpu/intel_pstate/no_turbo".into());
+    let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    assert!(knob(&a, "turbo").blocked[0].contains("run as root"));
+    let jp = default_path(fs.root_ref());
+    let err = apply(&fs, &a, &["irqbalance".into()], &jp).err().unwrap();
+    assert!(matches!(err, IsolateError::Blocked(_)));
+    assert!(
+        err.to_string()
+            .contains("turbo: /sys/devices/system/cpu/intel_pstate/no_turbo"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    assert_eq!(snapshot(dir.path()), before, "no journal, no change");
+    // Skipping the blocked knob lets the rest apply.
+    let applied = apply(&fs, &a, &["irqbalance".into(), "turbo".into()], &jp).unwrap();
+    applied.restore().unwrap();
+}
+
+#[test]
+fn unknown_values_and_unknown_knobs_change_nothing() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    std::fs::write(
+        dir.path()
+            .join("sys/devices/system/cpu/intel_pstate/no_turbo"),
+        "2\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("sys/kernel/mm/ksm/run"), "yes\n").unwrap();
+    let before = snapshot(dir.path());
+    let root = SysRoot::new(dir.path());
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    let err = apply(&root, &a, &["irqbalance".into()], &default_path(&root))
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("turbo:") && msg.contains("\"2\"") && msg.contains("ksm:"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    let err = apply(&root, &a, &["bogus".into()], &default_path(&root))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("unknown knob(s) bogus"), "{err}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn an_unrestored_journal_blocks_the_next_apply() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    let first = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+    let _ = first.keep();
+    let a2 = audit(&root, &opts(Some("2-3"))).unwrap();
+    let err = apply(&root, &a2, &["irqbalance".into()], &default_path(&root))
+        .err()
+        .unwrap();
+    assert!(matches!(err, IsolateError::Unrestored { .. }));
+    assert!(err.to_string().contains("vmbench isolate restore"));
+    restore(&root, &default_path(&root)).unwrap();
+}
+
+#[test]
+fn bad_cpu_selections_are_usage_errors() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    for (cpus, msg) in [("7", "not online"), ("0-3", "leave at least one")] {
+        let err = audit(&root, &opts(Some(cpus))).err().unwrap();
+        assert!(err.to_string().contains(msg), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}
