@@ -4,10 +4,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
 mod isolate;
 mod table;
+mod vm;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +30,18 @@ enum Command {
     /// Host isolation: audit, apply (journaled), restore, suggest a cmdline.
     #[command(subcommand)]
     Isolate(isolate::IsolateCmd),
+    /// Guest images.
+    #[command(subcommand)]
+    Image(vm::ImageCmd),
+    /// The guest VM.
+    #[command(subcommand)]
+    Vm(vm::VmCmd),
+    /// Run the guest agent (what the guest's /init does).
+    #[command(hide = true)]
+    GuestAgent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -46,7 +61,37 @@ struct InfoArgs {
     no_calibrate: bool,
 }
 
+/// Set by SIGINT/SIGTERM; every long wait checks it and tears down cleanly.
+static INTERRUPTED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    if let Some(f) = INTERRUPTED.get() {
+        f.store(true, Ordering::Relaxed);
+    }
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = INTERRUPTED
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+    flag
+}
+
 fn main() -> ExitCode {
+    // The same static binary is the guest's /init: as PID 1, be the agent.
+    if std::process::id() == 1 {
+        return guest_agent(&[]);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -60,10 +105,33 @@ fn main() -> ExitCode {
     }
 }
 
+fn guest_agent(args: &[String]) -> ExitCode {
+    let opts = match vmbench_guest::AgentOptions::from_args_and_cmdline(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vmbench-guest: {e}");
+            if std::process::id() == 1 {
+                vmbench_guest::pid1::poweroff();
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match vmbench_guest::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmbench-guest: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info(args) => info(args),
         Command::Isolate(cmd) => isolate::run(cmd),
+        Command::Image(cmd) => vm::image_cmd(cmd),
+        Command::Vm(cmd) => vm::vm_cmd(cmd, interrupt_flag()),
+        Command::GuestAgent { args } => Ok(guest_agent(&args)),
     }
 }
 

@@ -58,3 +58,64 @@ fn every_nix_file_parses() {
         );
     }
 }
+
+/// The pin of DESIGN.md §8, exactly.
+const NIXPKGS_REV: &str = "8fd9daa3db09ced9700431c5b7ad0e8ba199b575";
+const NIXPKGS_LAST_MODIFIED: u64 = 1778430510;
+const NIXPKGS_NAR_HASH: &str = "sha256-Ti+ZBvW6yrWWAg2szExVTwCd4qOJ3KlVr1tFHfyfi8Q=";
+
+#[test]
+fn flake_lock_carries_the_pinned_nixpkgs() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("flake.lock")).unwrap()).unwrap();
+    assert_eq!(lock["version"], 7);
+    let root = lock["root"].as_str().unwrap();
+    let inputs = lock["nodes"][root]["inputs"].as_object().unwrap();
+    assert_eq!(inputs.len(), 1, "exactly one input (nixpkgs): {inputs:?}");
+    let node = &lock["nodes"][inputs["nixpkgs"].as_str().unwrap()];
+    assert_eq!(node["locked"]["type"], "github");
+    assert_eq!(node["locked"]["owner"], "NixOS");
+    assert_eq!(node["locked"]["repo"], "nixpkgs");
+    assert_eq!(node["locked"]["rev"], NIXPKGS_REV);
+    assert_eq!(node["locked"]["lastModified"], NIXPKGS_LAST_MODIFIED);
+    assert_eq!(node["locked"]["narHash"], NIXPKGS_NAR_HASH);
+    assert_eq!(node["original"]["ref"], "nixos-25.11");
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    assert!(flake.contains("github:NixOS/nixpkgs/nixos-25.11"));
+    assert!(
+        !flake.contains("flake-utils"),
+        "plain genAttrs over systems"
+    );
+}
+
+/// `nix flake metadata --offline --no-update-lock-file`: fails when flake.nix
+/// and flake.lock disagree. Runs in a throwaway store, so /nix is untouched.
+#[test]
+fn flake_metadata_offline_gate() {
+    if Command::new("nix").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nix is missing in CI: .ci/run must install nix-bin"
+        );
+        eprintln!("skipped: nix not installed");
+        return;
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new("nix")
+        .arg("--store")
+        .arg(store.path())
+        .args(["flake", "metadata", "--offline", "--no-update-lock-file"])
+        .arg(&repo)
+        .env(
+            "NIX_CONFIG",
+            "experimental-features = nix-command flakes\nflake-registry = ",
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(NIXPKGS_REV), "{text}");
+}

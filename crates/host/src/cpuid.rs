@@ -69,6 +69,39 @@ pub fn read() -> CpuidFacts {
     }
 }
 
+/// The raw 12-byte hypervisor vendor signature from CPUID 40000000H
+/// ("KVMKVMKVM", "TCGTCGTCGTCG", "Microsoft Hv", …), when CPUID 1:ECX[31] is set.
+pub fn hypervisor_signature_raw() -> Option<String> {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86_64 CPU and has no memory effects.
+    let (leaf1, leaf_hv) = unsafe {
+        (
+            core::arch::x86_64::__cpuid(1),
+            core::arch::x86_64::__cpuid(0x4000_0000),
+        )
+    };
+    if leaf1.ecx & (1 << 31) == 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = [leaf_hv.ebx, leaf_hv.ecx, leaf_hv.edx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .take_while(|&b| b != 0)
+        .collect();
+    Some(
+        bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
+            .collect(),
+    )
+}
+
 fn hypervisor_name(hv: raw_cpuid::Hypervisor) -> String {
     match hv {
         raw_cpuid::Hypervisor::Unknown(b, c, d) => {

@@ -1,0 +1,306 @@
+//! `vmbench image build` and `vmbench vm boot`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use vmbench_host::kvm::KvmFlavour;
+use vmbench_host::{Fact, SysRoot};
+use vmbench_vm::{Accel, ImageOptions, Vm, VmOptions};
+
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    /// Build a guest image (bzImage + initramfs with the agent and the
+    /// vmbench module) from a host kernel, without Nix.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Args)]
+pub struct ImageBuildArgs {
+    /// Kernel to boot [default: the newest /boot/vmlinuz-*].
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Output directory [default: ~/.cache/vmbench/guest-image].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Static agent binary to use as /init [default: this vmbench binary].
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
+    /// Do not build the vmbench module (the agent then maps the shared memory
+    /// through uncached sysfs, and says so).
+    #[arg(long)]
+    no_module: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum VmCmd {
+    /// Boot the guest, show its console, report the time to agent-ready and the guest spec.
+    Boot(BootArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Arguments shared by everything that boots the Linux guest.
+#[derive(Args, Clone)]
+pub struct GuestArgs {
+    /// Guest image directory [default: ~/.cache/vmbench/guest-image, built on first use].
+    #[arg(long, value_name = "DIR", env = "VMBENCH_GUEST_IMAGE")]
+    pub image: Option<PathBuf>,
+    /// auto = KVM only when kvm_intel or kvm_amd drives /dev/kvm, else TCG.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelArg,
+    #[arg(long, value_name = "PATH", env = "VMBENCH_QEMU")]
+    pub qemu: Option<PathBuf>,
+    /// Extra guest kernel cmdline words (e.g. vmbench.mapping=uc).
+    #[arg(long, value_name = "WORD")]
+    pub append: Vec<String>,
+    /// Seconds from QEMU start to the agent's handshake [default: 30 KVM, 180 TCG].
+    #[arg(long, value_name = "SECS")]
+    pub boot_timeout: Option<u64>,
+    /// Size of the ivshmem region in MiB (a power of two, at least 2).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub shm_mib: u64,
+}
+
+#[derive(Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// Keep the guest running until Ctrl-C (default: shut it down once ready).
+    #[arg(long)]
+    wait: bool,
+    /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pin_cpus: Option<vmbench_host::CpuList>,
+    /// Print the result as JSON (no console echo).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_cpus(s: &str) -> Result<vmbench_host::CpuList, String> {
+    vmbench_host::CpuList::parse(s).map_err(|e| e.to_string())
+}
+
+/// Pins the guest's vCPU threads to `bench` and every other QEMU thread to
+/// the remaining online CPUs.
+pub fn pin_guest(vm: &Vm, bench: &vmbench_host::CpuList) -> Result<vmbench_isolate::pin::Pinning> {
+    let root = SysRoot::host();
+    let online = vmbench_isolate::cpus::online(&root)?;
+    let housekeeping = online.difference(bench);
+    if housekeeping.is_empty() || !bench.is_subset(&online) {
+        bail!(
+            "--pin-cpus {bench}: must be online CPUs, leaving at least one of {online} for housekeeping"
+        );
+    }
+    let pid = vm.qemu_pid().context("QEMU is not running")?;
+    Ok(vmbench_isolate::pin::pin_qemu(
+        &root,
+        pid,
+        &vm.vcpu_threads,
+        bench,
+        &housekeeping,
+    )?)
+}
+
+pub fn default_image_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("vmbench").join("guest-image")
+}
+
+pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
+    let ImageCmd::Build(a) = cmd;
+    let out = a.out.unwrap_or_else(default_image_dir);
+    let mut o = ImageOptions::new(&out);
+    o.kernel = a.kernel;
+    o.agent = a.agent;
+    o.module = !a.no_module;
+    let m = vmbench_vm::image::build(&o).context("building the guest image")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        println!("guest image in {}", out.display());
+        println!("  kernel   {} ({})", m.kernel_release, m.kernel_source);
+        println!("  agent    {} (as /init)", m.agent_source);
+        println!(
+            "  module   {}",
+            m.module.as_deref().unwrap_or("none (--no-module)")
+        );
+        println!(
+            "  busybox  {}",
+            m.busybox
+                .as_deref()
+                .unwrap_or("none (install busybox-static for a shell)")
+        );
+        println!("  initrd   {} bytes", m.initrd_bytes);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Picks the accelerator. KVM only when kvm_intel or kvm_amd drives /dev/kvm:
+/// under other modules (kvm_pvm) a normal Linux guest does not boot.
+pub fn choose_accel(arg: AccelArg) -> (Accel, Option<String>) {
+    match arg {
+        AccelArg::Kvm => (Accel::Kvm, None),
+        AccelArg::Tcg => (
+            Accel::Tcg,
+            Some("TCG (software emulation): the numbers are not VM exits".into()),
+        ),
+        AccelArg::Auto => {
+            let root = SysRoot::host();
+            let why = match vmbench_host::kvm::modules(&root) {
+                Fact::Known(m) => match m.flavour {
+                    Some(KvmFlavour::Intel) | Some(KvmFlavour::Amd) => {
+                        match vmbench_host::kvm::probe_dev_kvm() {
+                            Ok(p) if p.create_vm => return (Accel::Kvm, None),
+                            Ok(p) => format!(
+                                "KVM_CREATE_VM fails: {}",
+                                p.create_vm_error.unwrap_or_default()
+                            ),
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    _ => format!(
+                        "/dev/kvm is driven by {}, not kvm_intel or kvm_amd: a normal Linux guest does not boot under it",
+                        m.vendor_module.unwrap_or_else(|| "no vendor module".into())
+                    ),
+                },
+                Fact::Unknown { unknown } => unknown,
+            };
+            (
+                Accel::Tcg,
+                Some(format!(
+                    "using TCG (software emulation) because {why}. The plumbing is real, the numbers are NOT VM exits; pass --accel kvm to force KVM"
+                )),
+            )
+        }
+    }
+}
+
+/// Resolves QEMU, the image (building the default one if missing) and the
+/// accelerator into VM options. Warnings go to stderr.
+pub fn vm_options(
+    g: &GuestArgs,
+    interrupt: Arc<AtomicBool>,
+) -> Result<(VmOptions, Option<String>)> {
+    let qemu = vmbench_host::qemu::resolve(g.qemu.as_deref())?;
+    let image = match &g.image {
+        Some(d) => d.clone(),
+        None => {
+            let d = default_image_dir();
+            if !d.join("bzImage").exists() {
+                eprintln!(
+                    "vmbench: no guest image yet; building one in {} (vmbench image build)",
+                    d.display()
+                );
+                vmbench_vm::image::build(&ImageOptions::new(&d))
+                    .context("building the default guest image")?;
+            }
+            d
+        }
+    };
+    if !g.shm_mib.is_power_of_two() || g.shm_mib < 2 {
+        bail!(
+            "--shm-mib {}: must be a power of two of at least 2 (a PCI BAR)",
+            g.shm_mib
+        );
+    }
+    let (accel, warning) = choose_accel(g.accel);
+    let mut o = VmOptions::new(qemu, accel, image);
+    o.append = g.append.clone();
+    o.shm_bytes = g.shm_mib << 20;
+    if let Some(s) = g.boot_timeout {
+        o.boot_timeout = Duration::from_secs(s);
+    }
+    o.interrupt = Some(interrupt);
+    Ok((o, warning))
+}
+
+pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
+    let VmCmd::Boot(a) = cmd;
+    let (opts, warning) = vm_options(&a.guest, interrupt.clone())?;
+    if let Some(w) = &warning {
+        eprintln!("vmbench: WARNING: {w}");
+    }
+    let mut opts = opts;
+    opts.echo_console = !a.json;
+    let vm = Vm::boot(&opts)?;
+    let pinning = match &a.pin_cpus {
+        Some(cpus) => Some(pin_guest(&vm, cpus)?),
+        None => None,
+    };
+    let result = serde_json::json!({
+        "accel": opts.accel.name(),
+        "accel_warning": warning,
+        "qemu": opts.qemu.display().to_string(),
+        "qemu_version": vm.qemu_version,
+        "command_line": vm.config.command_line(),
+        "vcpu_threads": vm.vcpu_threads,
+        "pinning": pinning,
+        "qemu_start_to_qmp_ms": vm.timings.qmp_ms,
+        "qemu_start_to_ready_ms": vm.timings.ready_ms,
+        "guest": vm.spec,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        std::thread::sleep(Duration::from_millis(100));
+        println!(
+            "\n--- vmbench: guest agent ready {:.0} ms after QEMU start ({} accel) ---",
+            vm.timings.ready_ms,
+            opts.accel.name()
+        );
+        let s = &vm.spec;
+        println!("guest kernel   {} ({})", s.kernel_release, s.cmdline);
+        println!(
+            "hypervisor     {}",
+            s.hypervisor.as_deref().unwrap_or("none")
+        );
+        println!(
+            "shared memory  {} MiB, mapping {}{}",
+            s.shm_bytes >> 20,
+            s.mapping,
+            s.mapping_note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
+        println!("rdtsc          {}", s.rdtsc_exiting);
+        println!("vCPU threads   {:?}", vm.vcpu_threads);
+        if let Some(p) = &pinning {
+            for v in &p.vcpus {
+                println!(
+                    "pinned         vCPU {} (tid {}) -> cpu{}; {} other QEMU threads -> {}",
+                    v.index,
+                    v.tid,
+                    v.cpu,
+                    p.others.len(),
+                    p.housekeeping
+                );
+            }
+        }
+    }
+    if a.wait {
+        println!("guest running; Ctrl-C to shut it down");
+        while !interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let how = vm.shutdown()?;
+    if !a.json {
+        println!("{how}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

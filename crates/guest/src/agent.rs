@@ -1,0 +1,271 @@
+//! The agent's main loop.
+
+use crate::options::{AgentOptions, Mapping};
+use crate::spec::MappingFacts;
+use crate::{GuestError, kmod, pci, pid1, spec};
+use std::time::{Duration, Instant};
+use vmbench_proto::channel::Request;
+use vmbench_proto::{Command, GuestEnd, MappedRegion, Status};
+
+fn log(msg: &str) {
+    println!("vmbench-guest: {msg}");
+}
+
+/// A deadline far enough away to mean "wait for the host".
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+fn never() -> Option<String> {
+    None
+}
+
+/// Runs the agent until the host says shutdown. As PID 1 it powers the
+/// guest off at the end, and also after a fatal error (so QEMU exits and the
+/// host reads the reason from the console instead of waiting for a deadline).
+pub fn run(opts: &AgentOptions) -> Result<(), GuestError> {
+    let result = run_inner(opts);
+    if opts.pid1 {
+        if let Err(e) = &result {
+            log(&format!("FATAL: {e}"));
+        }
+        log("powering off");
+        pid1::poweroff();
+    }
+    result
+}
+
+fn run_inner(opts: &AgentOptions) -> Result<(), GuestError> {
+    if opts.pid1 {
+        for p in pid1::mount_basics() {
+            log(&p);
+        }
+    }
+    log(&format!(
+        "{} starting (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        vmbench_proto::PROTOCOL_VERSION
+    ));
+    if opts.shell
+        && let Err(e) = pid1::spawn_shell()
+    {
+        log(&e);
+    }
+    let (mapped, facts, dev) = open_region(opts)?;
+    log(&format!(
+        "shared memory: {} bytes, mapping {}",
+        facts.shm_bytes, facts.mapping
+    ));
+    if let Some(n) = &facts.note {
+        log(n);
+    }
+    if opts.hang {
+        log("vmbench.hang: not answering the host (fault test)");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    loop {
+        let mut g = GuestEnd::attach(mapped.region(), far(), &mut never)?;
+        let ready_ms = spec::uptime_ms();
+        log(&format!(
+            "handshake with host session {:#x} at {ready_ms} ms",
+            g.header.session
+        ));
+        if serve(&mut g, &facts, dev.as_ref(), ready_ms, opts)? {
+            return Ok(());
+        }
+        log("host closed its session; waiting for a new one");
+    }
+}
+
+/// Serves commands; true when the host asked for shutdown.
+fn serve(
+    g: &mut GuestEnd,
+    facts: &MappingFacts,
+    dev: Option<&std::fs::File>,
+    ready_ms: u64,
+    opts: &AgentOptions,
+) -> Result<bool, GuestError> {
+    while let Some(req) = g.next(far(), &mut never)? {
+        match handle(req, facts, dev, ready_ms) {
+            Reply::Answer(status, payload) => g.respond(status, &payload)?,
+            Reply::Shutdown => {
+                g.respond(Status::Ok, b"")?;
+                g.exit();
+                log("shutdown requested by the host");
+                if opts.poweroff {
+                    pid1::poweroff();
+                }
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+enum Reply {
+    Answer(Status, Vec<u8>),
+    Shutdown,
+}
+
+fn handle(req: Request, facts: &MappingFacts, dev: Option<&std::fs::File>, ready_ms: u64) -> Reply {
+    match req.command {
+        Some(Command::Ping) => Reply::Answer(Status::Ok, req.args[0].to_le_bytes().to_vec()),
+        Some(Command::GetSpec) => {
+            let s = spec::collect(facts, ready_ms);
+            match serde_json::to_vec(&s) {
+                Ok(v) => Reply::Answer(Status::Ok, v),
+                Err(e) => Reply::Answer(Status::Failed, e.to_string().into_bytes()),
+            }
+        }
+        Some(Command::SelfTest) => Reply::Answer(Status::Ok, self_test(dev).into_bytes()),
+        Some(Command::Shutdown) => Reply::Shutdown,
+        None => Reply::Answer(Status::UnknownCommand, Vec::new()),
+    }
+}
+
+/// Drives the module with bad arguments; every one must be refused cleanly.
+/// JSON: {"device": bool, "checks": [{"name", "expected", "got", "ok"}]}.
+fn self_test(dev: Option<&std::fs::File>) -> String {
+    let Some(dev) = dev else {
+        return r#"{"device":false,"checks":[]}"#.to_string();
+    };
+    let errno = |r: Result<(), nix::Error>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let mut checks = vec![
+        (
+            "set_eventfd vector 9999",
+            "EINVAL",
+            errno(kmod::set_eventfd(dev, 9999, -1)),
+        ),
+        (
+            "set_eventfd fd -5",
+            "EINVAL",
+            errno(kmod::set_eventfd(dev, 0, -5)),
+        ),
+        (
+            "unknown ioctl 0x7f",
+            "ENOTTY",
+            errno(kmod::unknown_ioctl(dev)),
+        ),
+    ];
+    // mmap past the end of BAR2 and a private mapping must both fail.
+    if let Ok(info) = kmod::info(dev) {
+        let past = memmap2::MmapOptions::new()
+            .offset(info.bar2_size)
+            .len(4096)
+            .map_raw(dev)
+            .map(|_| ())
+            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)));
+        checks.push(("mmap past BAR2", "EINVAL", errno(past)));
+    }
+    let items: Vec<String> = checks
+        .iter()
+        .map(|(name, expected, got)| {
+            format!(
+                r#"{{"name":"{name}","expected":"{expected}","got":"{got}","ok":{}}}"#,
+                got == expected
+            )
+        })
+        .collect();
+    format!(r#"{{"device":true,"checks":[{}]}}"#, items.join(","))
+}
+
+fn open_region(
+    opts: &AgentOptions,
+) -> Result<(MappedRegion, MappingFacts, Option<std::fs::File>), GuestError> {
+    if let Some(path) = &opts.path {
+        let m = MappedRegion::open_file(path)?;
+        let facts = MappingFacts {
+            mapping: "file".into(),
+            note: None,
+            shm_bytes: m.len() as u64,
+            pci_address: None,
+        };
+        return Ok((m, facts, None));
+    }
+    let devs = pci::find_ivshmem();
+    let dev = devs.first().ok_or_else(|| {
+        GuestError::Setup(
+            "no ivshmem device (1af4:1110) on the PCI bus: QEMU needs -device ivshmem-plain".into(),
+        )
+    })?;
+    let mut note = None;
+    if opts.mapping == Mapping::Wb {
+        match open_module_device(opts) {
+            Ok((file, info)) => {
+                let m = MappedRegion::map(&file, info.bar2_size as usize)?;
+                let facts = MappingFacts {
+                    mapping: "wb".into(),
+                    note: None,
+                    shm_bytes: info.bar2_size,
+                    pci_address: Some(dev.address.clone()),
+                };
+                return Ok((m, facts, Some(file)));
+            }
+            Err(e) => {
+                note = Some(format!(
+                    "vmbench module unavailable ({e}); fell back to sysfs resource2 (UC)"
+                ))
+            }
+        }
+    }
+    let file_name = if opts.mapping == Mapping::Wc {
+        "resource2_wc"
+    } else {
+        "resource2"
+    };
+    let path = dev.sysfs.join(file_name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| GuestError::Setup(format!("{}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .map_err(|e| GuestError::Setup(format!("{}: {e}", path.display())))?
+        .len();
+    let m = MappedRegion::map(&file, len as usize)?;
+    let facts = MappingFacts {
+        mapping: if opts.mapping == Mapping::Wc {
+            "wc".into()
+        } else {
+            "uc".into()
+        },
+        note,
+        shm_bytes: len,
+        pci_address: Some(dev.address.clone()),
+    };
+    Ok((m, facts, None))
+}
+
+fn open_module_device(opts: &AgentOptions) -> Result<(std::fs::File, kmod::VmbenchInfo), String> {
+    if !std::path::Path::new(kmod::DEVICE).exists() {
+        kmod::load(&opts.module)?;
+    }
+    // devtmpfs creates the node asynchronously after misc_register.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(kmod::DEVICE)
+        {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("{}: {e}", kmod::DEVICE)),
+        }
+    };
+    let info = kmod::info(&file).map_err(|e| format!("VMBENCH_IOC_INFO: {e}"))?;
+    if info.abi_version != kmod::ABI_VERSION {
+        return Err(format!(
+            "module ABI {} but the agent speaks {}",
+            info.abi_version,
+            kmod::ABI_VERSION
+        ));
+    }
+    Ok((file, info))
+}

@@ -1,0 +1,69 @@
+//! The vmbench guest module's interface (mirror of nixos-guest/kmod/vmbench_uapi.h)
+//! and module loading.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+pub const ABI_VERSION: u32 = 1;
+pub const DEVICE: &str = "/dev/vmbench0";
+
+/// `struct vmbench_info`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmbenchInfo {
+    pub abi_version: u32,
+    pub revision: u32,
+    pub bar2_size: u64,
+    pub bar2_phys: u64,
+    pub bar0_phys: u64,
+    pub iv_position: u32,
+    pub msix_vectors: u32,
+    pub mapping: u32,
+    pub pad: u32,
+}
+
+/// `struct vmbench_eventfd`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmbenchEventfd {
+    pub vector: u32,
+    pub fd: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<VmbenchInfo>() == 48);
+
+nix::ioctl_read!(ioc_info, b'v', 0x00, VmbenchInfo);
+nix::ioctl_write_ptr!(ioc_doorbell, b'v', 0x01, u32);
+nix::ioctl_write_ptr!(ioc_set_eventfd, b'v', 0x02, VmbenchEventfd);
+
+/// VMBENCH_IOC_INFO.
+pub fn info(dev: &std::fs::File) -> Result<VmbenchInfo, nix::Error> {
+    let mut i = VmbenchInfo::default();
+    // SAFETY: the kernel writes exactly one `struct vmbench_info` (48 bytes,
+    // layout asserted above) into `i`, which lives across the call.
+    unsafe { ioc_info(dev.as_raw_fd(), &mut i) }?;
+    Ok(i)
+}
+
+/// VMBENCH_IOC_SET_EVENTFD, with raw values so tests can pass bad ones.
+pub fn set_eventfd(dev: &std::fs::File, vector: u32, fd: i32) -> Result<(), nix::Error> {
+    let a = VmbenchEventfd { vector, fd };
+    // SAFETY: the kernel reads one `struct vmbench_eventfd` from `a`.
+    unsafe { ioc_set_eventfd(dev.as_raw_fd(), &a) }.map(|_| ())
+}
+
+/// An ioctl number the module does not know (expects ENOTTY).
+pub fn unknown_ioctl(dev: &std::fs::File) -> Result<(), nix::Error> {
+    nix::ioctl_none!(ioc_unknown, b'v', 0x7f);
+    // SAFETY: a no-argument ioctl; the module must reject it without touching memory.
+    unsafe { ioc_unknown(dev.as_raw_fd()) }.map(|_| ())
+}
+
+/// Loads a kernel module from a file (finit_module).
+pub fn load(path: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
+        Ok(()) | Err(nix::Error::EEXIST) => Ok(()),
+        Err(e) => Err(format!("loading {}: {e}", path.display())),
+    }
+}

@@ -1,0 +1,129 @@
+//! Agent options: from the kernel cmdline (`vmbench.*=`) and argv.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// /dev/vmbench0 from the vmbench module: write-back.
+    Wb,
+    /// sysfs resource2: uncached (UC-), the old prototype's mapping.
+    Uc,
+    /// sysfs resource2_wc: write-combining.
+    Wc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Running as init: mount /proc, /sys, /dev and power off at the end.
+    pub pid1: bool,
+    /// Map this file instead of the ivshmem device (tests, `--loopback`).
+    pub path: Option<PathBuf>,
+    pub module: PathBuf,
+    pub mapping: Mapping,
+    /// Never answer the handshake (fault tests: a guest that hangs).
+    pub hang: bool,
+    /// Start /bin/sh on the console next to the agent (`vmbench vm boot --shell`).
+    pub shell: bool,
+    /// Power off when the host says shutdown (always true as PID 1).
+    pub poweroff: bool,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            pid1: false,
+            path: None,
+            module: PathBuf::from("/lib/modules/vmbench.ko"),
+            mapping: Mapping::Wb,
+            hang: false,
+            shell: false,
+            poweroff: false,
+        }
+    }
+}
+
+impl AgentOptions {
+    /// Reads `vmbench.*` options from a kernel cmdline.
+    pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), String> {
+        for tok in cmdline.split_whitespace() {
+            if tok == "--" {
+                break;
+            }
+            let Some(rest) = tok.strip_prefix("vmbench.") else {
+                continue;
+            };
+            let (k, v) = rest.split_once('=').unwrap_or((rest, "1"));
+            match k {
+                "mapping" => {
+                    self.mapping = match v {
+                        "wb" => Mapping::Wb,
+                        "uc" => Mapping::Uc,
+                        "wc" => Mapping::Wc,
+                        _ => return Err(format!("vmbench.mapping={v}: expected wb, uc or wc")),
+                    }
+                }
+                "module" => self.module = PathBuf::from(v),
+                "hang" => self.hang = v == "1",
+                "shell" => self.shell = v == "1",
+                _ => return Err(format!("unknown option vmbench.{k}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// argv (`--path FILE`, `--poweroff`, `--mapping wb|uc|wc`) after the
+    /// kernel cmdline, so argv wins.
+    pub fn from_args_and_cmdline(args: &[String]) -> Result<AgentOptions, String> {
+        let mut o = AgentOptions {
+            pid1: std::process::id() == 1,
+            ..Default::default()
+        };
+        if o.pid1 {
+            // As init nothing is mounted yet, and the options are in /proc/cmdline.
+            for p in crate::pid1::mount_basics() {
+                println!("vmbench-guest: {p}");
+            }
+        }
+        if let Ok(c) = std::fs::read_to_string("/proc/cmdline") {
+            o.apply_cmdline(&c)?;
+        }
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--path" => o.path = Some(PathBuf::from(it.next().ok_or("--path needs a file")?)),
+                "--poweroff" => o.poweroff = true,
+                "--mapping" => {
+                    let v = it.next().ok_or("--mapping needs wb, uc or wc")?;
+                    o.apply_cmdline(&format!("vmbench.mapping={v}"))?;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown argument {other:?} (expected --path FILE, --mapping M, --poweroff)"
+                    ));
+                }
+            }
+        }
+        if o.pid1 {
+            o.poweroff = true;
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_options() {
+        let mut o = AgentOptions::default();
+        o.apply_cmdline(
+            "console=ttyS0 vmbench.mapping=uc vmbench.shell vmbench.hang=1 -- vmbench.mapping=wc",
+        )
+        .unwrap();
+        assert_eq!(o.mapping, Mapping::Uc);
+        assert!(o.shell && o.hang);
+        assert!(o.apply_cmdline("vmbench.mapping=fast").is_err());
+        assert!(o.apply_cmdline("vmbench.frobnicate=1").is_err());
+    }
+}

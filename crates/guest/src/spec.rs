@@ -1,0 +1,132 @@
+//! The guest specification the agent reports.
+
+use std::time::Duration;
+use vmbench_host::cpuinfo;
+use vmbench_host::spec::FLAGS_OF_INTEREST;
+use vmbench_host::tsc;
+use vmbench_proto::GuestSpec;
+
+/// Facts about the shared-memory mapping, filled in by the agent.
+#[derive(Debug, Clone, Default)]
+pub struct MappingFacts {
+    pub mapping: String,
+    pub note: Option<String>,
+    pub shm_bytes: u64,
+    pub pci_address: Option<String>,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The TSC frequency the guest kernel logged ("Refined TSC clocksource
+/// calibration" wins over "Detected"), from /dev/kmsg.
+pub fn tsc_khz_from_kernel_log() -> Option<f64> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .ok()?;
+    let mut detected = None;
+    let mut refined = None;
+    let mut buf = vec![0u8; 8192];
+    // One record per read; EAGAIN at the end of the buffer.
+    for _ in 0..100_000 {
+        let n = match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let line = String::from_utf8_lossy(&buf[..n]);
+        let msg = line.split_once(';').map(|x| x.1).unwrap_or("");
+        let mhz = |prefix: &str| -> Option<f64> {
+            let rest = msg.split(prefix).nth(1)?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        };
+        if let Some(m) = mhz("Refined TSC clocksource calibration: ") {
+            refined = Some(m * 1000.0);
+        } else if let Some(m) = mhz("tsc: Detected ") {
+            detected = Some(m * 1000.0);
+        }
+    }
+    refined.or(detected)
+}
+
+/// Median ticks between two back-to-back RDTSCs.
+pub fn rdtsc_back_to_back_p50() -> u64 {
+    let mut d: Vec<u64> = (0..4001)
+        .map(|_| {
+            let a = tsc::rdtsc();
+            let b = tsc::rdtsc();
+            b.wrapping_sub(a)
+        })
+        .collect();
+    d.sort_unstable();
+    d[d.len() / 2]
+}
+
+/// Above this many ticks per back-to-back pair, RDTSC is taking an exit.
+pub const RDTSC_EXIT_THRESHOLD: u64 = 1000;
+
+pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
+    let blocks = cpuinfo::parse(&read("/proc/cpuinfo"));
+    let first = blocks.first().cloned().unwrap_or_default();
+    let hypervisor = vmbench_host::cpuid::hypervisor_signature_raw();
+    let p50 = rdtsc_back_to_back_p50();
+    let rdtsc_exiting = match hypervisor.as_deref() {
+        Some(h) if h.starts_with("TCG") => format!(
+            "not applicable under TCG: QEMU emulates RDTSC, there are no exits ({p50} ticks back to back)"
+        ),
+        _ if p50 > RDTSC_EXIT_THRESHOLD => format!(
+            "RDTSC appears to exit: {p50} ticks between back-to-back reads (timing would include an exit per read)"
+        ),
+        _ => format!("not intercepted: {p50} ticks between back-to-back reads"),
+    };
+    let online = vmbench_host::CpuList::parse(&read("/sys/devices/system/cpu/online"))
+        .map(|l| l.len() as u32)
+        .unwrap_or(0);
+    let mem_total_kib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    GuestSpec {
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol_version: vmbench_proto::PROTOCOL_VERSION,
+        kernel_release: read("/proc/sys/kernel/osrelease"),
+        kernel_version: read("/proc/sys/kernel/version"),
+        cmdline: read("/proc/cmdline"),
+        cpu_vendor: first.get("vendor_id").unwrap_or("").to_string(),
+        cpu_model_name: first.get("model name").unwrap_or("").to_string(),
+        cpu_flags: FLAGS_OF_INTEREST
+            .iter()
+            .map(|f| format!("{}{f}", if first.has_flag(f) { "+" } else { "-" }))
+            .collect(),
+        hypervisor,
+        clocksource: read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        tsc_khz_kernel: tsc_khz_from_kernel_log(),
+        tsc_khz_calibrated: tsc::calibrate(3, Duration::from_millis(20))
+            .ok()
+            .map(|c| c.khz),
+        rdtsc_ticks_p50: p50,
+        rdtsc_exiting,
+        online_cpus: online,
+        mem_total_kib,
+        mapping: m.mapping.clone(),
+        mapping_note: m.note.clone(),
+        shm_bytes: m.shm_bytes,
+        pci_address: m.pci_address.clone(),
+        uptime_at_ready_ms,
+    }
+}
+
+pub fn uptime_ms() -> u64 {
+    read("/proc/uptime")
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(0, |s| (s * 1000.0) as u64)
+}

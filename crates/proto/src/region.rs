@@ -1,0 +1,175 @@
+//! A shared region reached only through raw pointers and atomics: no `&[u8]`
+//! is ever formed over memory the other side may be writing.
+
+use crate::channel::ProtoError;
+use crate::layout::MIN_REGION_BYTES;
+use std::fs::File;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// The shared region: base pointer and length. Not `Clone`: it borrows the
+/// mapping's lifetime through `&Region` only.
+#[derive(Debug)]
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Region is an address range; all access goes through atomics or
+// explicit copies, which are valid from any thread.
+unsafe impl Send for Region {}
+// SAFETY: as above; shared references never alias plain Rust data.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// # Safety
+    /// `base..base+len` must stay mapped, readable and writable for as long as
+    /// this Region (or a copy) is used, and be aligned to at least 8 bytes.
+    pub unsafe fn new(base: *mut u8, len: usize) -> Result<Region, ProtoError> {
+        let base = NonNull::new(base).ok_or(ProtoError::Layout("null base".into()))?;
+        if !(base.as_ptr() as usize).is_multiple_of(8) {
+            return Err(ProtoError::Layout(
+                "region base is not 8-byte aligned".into(),
+            ));
+        }
+        if len < MIN_REGION_BYTES {
+            return Err(ProtoError::Layout(format!(
+                "region of {len} bytes is smaller than the protocol's minimum of {MIN_REGION_BYTES}"
+            )));
+        }
+        Ok(Region { base, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    fn check(&self, off: usize, size: usize, align: usize) -> Result<(), ProtoError> {
+        let end = off
+            .checked_add(size)
+            .ok_or(ProtoError::OutOfBounds { off, len: size })?;
+        if end > self.len || !off.is_multiple_of(align) {
+            return Err(ProtoError::OutOfBounds { off, len: size });
+        }
+        Ok(())
+    }
+
+    /// The 32-bit atomic at `off` (layout constants only: in bounds and aligned
+    /// by construction, checked anyway).
+    pub fn u32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(
+            self.check(off, 4, 4).is_ok(),
+            "layout offset {off:#x} out of bounds"
+        );
+        // SAFETY: in bounds and 4-aligned (checked above, base is 8-aligned);
+        // the memory is valid for the Region's lifetime per `new`'s contract,
+        // and is only ever accessed atomically at this offset.
+        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    /// The 64-bit atomic at `off`.
+    pub fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert!(
+            self.check(off, 8, 8).is_ok(),
+            "layout offset {off:#x} out of bounds"
+        );
+        // SAFETY: as for `u32_at`, with 8-byte alignment.
+        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    /// Copies `len` bytes out. The other side may be writing them: the copy
+    /// is then garbage, never unsafe to use, and the caller validates it.
+    pub fn copy_out(&self, off: usize, len: usize) -> Result<Vec<u8>, ProtoError> {
+        self.check(off, len, 1)?;
+        let mut v = vec![0u8; len];
+        // SAFETY: source in bounds (checked), destination is a fresh Vec of `len`
+        // bytes; the ranges cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), v.as_mut_ptr(), len) };
+        Ok(v)
+    }
+
+    /// Copies `bytes` in at `off` (only into a range this side owns).
+    pub fn copy_in(&self, off: usize, bytes: &[u8]) -> Result<(), ProtoError> {
+        self.check(off, bytes.len(), 1)?;
+        // SAFETY: destination in bounds (checked); `bytes` is ordinary memory
+        // that cannot overlap the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.as_ptr().add(off), bytes.len())
+        };
+        Ok(())
+    }
+}
+
+/// A file or device mapped shared, with the [`Region`] over it.
+pub struct MappedRegion {
+    map: memmap2::MmapRaw,
+    region: Region,
+}
+
+impl MappedRegion {
+    /// Maps `len` bytes of `file` (MAP_SHARED). For character devices
+    /// (`/dev/vmbench0`, sysfs `resource2`) the length must be given.
+    pub fn map(file: &File, len: usize) -> Result<MappedRegion, ProtoError> {
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(file)
+            .map_err(|e| ProtoError::Map(e.to_string()))?;
+        // SAFETY: the mapping is `len` bytes, page-aligned, read/write, and is
+        // owned by the returned value; `region()` only lends `&Region`, so no
+        // use can outlive the mapping.
+        let region = unsafe { Region::new(map.as_mut_ptr(), map.len())? };
+        Ok(MappedRegion { map, region })
+    }
+
+    /// Creates (or truncates) a file of `len` bytes, mode 0600, and maps it.
+    pub fn create_file(path: &Path, len: usize) -> Result<(File, MappedRegion), ProtoError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
+        file.set_len(len as u64)
+            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
+        let m = MappedRegion::map(&file, len)?;
+        Ok((file, m))
+    }
+
+    /// Opens an existing file read/write and maps all of it.
+    pub fn open_file(path: &Path) -> Result<MappedRegion, ProtoError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?
+            .len() as usize;
+        MappedRegion::map(&file, len)
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+}

@@ -1,0 +1,367 @@
+//! `vmbench image build`: a guest image from a host kernel, without Nix.
+//!
+//! Output directory: `bzImage`, `initrd` (newc cpio, uncompressed: the kernel
+//! unpacks it fastest and TCG boots feel it), `cmdline`, `manifest.json`.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The guest module's sources, embedded so the binary builds images anywhere.
+const KMOD_C: &str = include_str!("../../../nixos-guest/kmod/vmbench.c");
+const KMOD_UAPI: &str = include_str!("../../../nixos-guest/kmod/vmbench_uapi.h");
+const KMOD_KBUILD: &str = include_str!("../../../nixos-guest/kmod/Kbuild");
+
+/// Guest kernel cmdline: serial console, quiet-ish, no watchdogs, and power
+/// off (not reboot) on panic so QEMU exits with -no-reboot.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 8250.nr_uarts=1 loglevel=4 panic=-1 nowatchdog nmi_watchdog=0 tsc=reliable";
+
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// bzImage; default: the newest /boot/vmlinuz-*.
+    pub kernel: Option<PathBuf>,
+    pub out: PathBuf,
+    /// The static agent; default: this executable.
+    pub agent: Option<PathBuf>,
+    /// Where `<release>/build` (kernel headers) lives.
+    pub modules_dir: PathBuf,
+    /// Build and include the vmbench module (without it the agent falls back
+    /// to the uncached sysfs mapping, and says so).
+    pub module: bool,
+    /// busybox to include; default: a static /bin/busybox if there is one.
+    pub busybox: Option<PathBuf>,
+}
+
+impl ImageOptions {
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        ImageOptions {
+            kernel: None,
+            out: out.into(),
+            agent: None,
+            modules_dir: PathBuf::from("/lib/modules"),
+            module: true,
+            busybox: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageManifest {
+    pub schema_version: u32,
+    pub kernel_source: String,
+    /// Full version string from the bzImage header.
+    pub kernel_version: String,
+    /// The release (`uname -r` in the guest).
+    pub kernel_release: String,
+    pub agent_source: String,
+    pub module: Option<String>,
+    pub busybox: Option<String>,
+    pub cmdline: String,
+    pub initrd_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no kernel found in /boot: install linux-image-amd64 (Debian) or pass --kernel PATH")]
+    NoKernel,
+    #[error(
+        "{0}: no such kernel file (pass --kernel with a bzImage, e.g. /boot/vmlinuz-$(uname -r))"
+    )]
+    KernelMissing(String),
+    #[error(
+        "{0} is not a bzImage (no 'HdrS' setup header): pass a compressed x86 kernel such as /boot/vmlinuz-*"
+    )]
+    NotBzImage(String),
+    #[error(
+        "kernel headers for {release} are missing ({dir}): install linux-headers-{release} (for Debian's current kernel: linux-headers-amd64), or pass --no-module"
+    )]
+    NoHeaders { release: String, dir: String },
+    #[error("building the vmbench module failed (is build-essential installed?):\n{0}")]
+    ModuleBuild(String),
+    #[error(
+        "the agent {0} is dynamically linked and cannot run as init: build vmbench with the repository's .cargo/config.toml (static), or pass --agent"
+    )]
+    AgentNotStatic(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The newest /boot/vmlinuz-* by version order.
+pub fn default_kernel() -> Result<PathBuf, ImageError> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .map_err(|_| ImageError::NoKernel)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .collect();
+    found.sort_by(|a, b| vmbench_host::fs::natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+    found.pop().ok_or(ImageError::NoKernel)
+}
+
+/// The kernel version string in a bzImage's setup header (offset 0x20E holds
+/// a pointer to it, relative to 0x200; "HdrS" at 0x202 marks the header).
+pub fn bzimage_version(bytes: &[u8]) -> Option<String> {
+    if bytes.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let ptr = u16::from_le_bytes([*bytes.get(0x20E)?, *bytes.get(0x20F)?]) as usize;
+    let start = ptr.checked_add(0x200)?;
+    let s = bytes.get(start..)?;
+    let end = s.iter().take(512).position(|&b| b == 0)?;
+    String::from_utf8(s[..end].to_vec()).ok()
+}
+
+fn find_busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| crate::elf::is_static(&b))
+                == Some(true)
+        })
+}
+
+pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
+    let kernel = match &opts.kernel {
+        Some(k) if !k.exists() => return Err(ImageError::KernelMissing(k.display().to_string())),
+        Some(k) => k.clone(),
+        None => default_kernel()?,
+    };
+    let kbytes = std::fs::read(&kernel).map_err(io(&kernel))?;
+    let version = bzimage_version(&kbytes)
+        .ok_or_else(|| ImageError::NotBzImage(kernel.display().to_string()))?;
+    let release = version.split_whitespace().next().unwrap_or("").to_string();
+
+    let agent = match &opts.agent {
+        Some(a) => a.clone(),
+        None => std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?,
+    };
+    let abytes = std::fs::read(&agent).map_err(io(&agent))?;
+    if crate::elf::is_static(&abytes) != Some(true) {
+        return Err(ImageError::AgentNotStatic(agent.display().to_string()));
+    }
+
+    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    let module = if opts.module {
+        Some(build_module(&opts.modules_dir, &release, &opts.out)?)
+    } else {
+        None
+    };
+    let busybox = opts.busybox.clone().or_else(find_busybox);
+
+    let initrd = opts.out.join("initrd");
+    let mut cpio = CpioWriter::create(&initrd)?;
+    for d in [
+        "bin",
+        "dev",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "root",
+    ] {
+        cpio.add(d, 0o040755, b"", None)?;
+    }
+    // The kernel opens /dev/console for init's stdio before devtmpfs exists.
+    cpio.add("dev/console", 0o020600, b"", Some((5, 1)))?;
+    cpio.add("init", 0o100755, &abytes, None)?;
+    if let Some(ko) = &module {
+        cpio.add(
+            "lib/modules/vmbench.ko",
+            0o100644,
+            &std::fs::read(ko).map_err(io(ko))?,
+            None,
+        )?;
+    }
+    if let Some(bb) = &busybox {
+        cpio.add(
+            "bin/busybox",
+            0o100755,
+            &std::fs::read(bb).map_err(io(bb))?,
+            None,
+        )?;
+        cpio.add("bin/sh", 0o120777, b"busybox", None)?;
+    }
+    let initrd_bytes = cpio.finish()?;
+
+    let bz = opts.out.join("bzImage");
+    std::fs::write(&bz, &kbytes).map_err(io(&bz))?;
+    let cmdline_path = opts.out.join("cmdline");
+    std::fs::write(&cmdline_path, format!("{DEFAULT_CMDLINE}\n")).map_err(io(&cmdline_path))?;
+    let manifest = ImageManifest {
+        schema_version: 1,
+        kernel_source: kernel.display().to_string(),
+        kernel_version: version,
+        kernel_release: release,
+        agent_source: agent.display().to_string(),
+        module: module.map(|m| m.display().to_string()),
+        busybox: busybox.map(|b| b.display().to_string()),
+        cmdline: DEFAULT_CMDLINE.to_string(),
+        initrd_bytes,
+    };
+    let mpath = opts.out.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&mpath, text + "\n").map_err(io(&mpath))?;
+    Ok(manifest)
+}
+
+/// A newc archive being written (the format the kernel unpacks as initramfs).
+struct CpioWriter {
+    path: PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+    ino: u32,
+}
+
+impl CpioWriter {
+    fn create(path: &Path) -> Result<CpioWriter, ImageError> {
+        let f = std::fs::File::create(path).map_err(io(path))?;
+        Ok(CpioWriter {
+            path: path.to_path_buf(),
+            w: std::io::BufWriter::new(f),
+            ino: 1,
+        })
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        mode: u32,
+        data: &[u8],
+        rdev: Option<(u32, u32)>,
+    ) -> Result<(), ImageError> {
+        self.ino += 1;
+        let mut b = cpio::newc::Builder::new(name)
+            .ino(self.ino)
+            .mode(mode)
+            .uid(0)
+            .gid(0)
+            .nlink(1);
+        if let Some((major, minor)) = rdev {
+            b = b.rdev_major(major).rdev_minor(minor);
+        }
+        let size = u32::try_from(data.len()).map_err(|_| ImageError::Io {
+            path: format!("{} ({name})", self.path.display()),
+            source: std::io::Error::other("file too large for a newc archive (4 GiB)"),
+        })?;
+        let mut wr = b.write(&mut self.w, size);
+        wr.write_all(data).map_err(io(&self.path))?;
+        wr.finish().map_err(io(&self.path))?;
+        Ok(())
+    }
+
+    /// Writes the trailer, syncs, and returns the archive size.
+    fn finish(self) -> Result<u64, ImageError> {
+        let path = self.path;
+        let f = self.w.into_inner().map_err(|e| ImageError::Io {
+            path: path.display().to_string(),
+            source: e.into_error(),
+        })?;
+        let f = cpio::newc::trailer(f).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        Ok(f.metadata().map_err(io(&path))?.len())
+    }
+}
+
+/// Builds vmbench.ko against `<modules_dir>/<release>/build` in `<out>/kmod`.
+fn build_module(modules_dir: &Path, release: &str, out: &Path) -> Result<PathBuf, ImageError> {
+    let kdir = modules_dir.join(release).join("build");
+    if !kdir.join("Makefile").exists() {
+        return Err(ImageError::NoHeaders {
+            release: release.to_string(),
+            dir: kdir.display().to_string(),
+        });
+    }
+    let src = out.join("kmod");
+    std::fs::create_dir_all(&src).map_err(io(&src))?;
+    for (name, text) in [
+        ("vmbench.c", KMOD_C),
+        ("vmbench_uapi.h", KMOD_UAPI),
+        ("Kbuild", KMOD_KBUILD),
+    ] {
+        let p = src.join(name);
+        std::fs::write(&p, text).map_err(io(&p))?;
+    }
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(&kdir)
+        .arg(format!("M={}", src.display()))
+        .arg("modules")
+        .output()
+        .map_err(|e| {
+            ImageError::ModuleBuild(format!("running make: {e} (apt-get install make gcc)"))
+        })?;
+    let ko = src.join("vmbench.ko");
+    if !output.status.success() || !ko.exists() {
+        let text = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        return Err(ImageError::ModuleBuild(
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        ));
+    }
+    Ok(ko)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_version_from_a_bzimage_header() {
+        let mut b = vec![0u8; 0x1000];
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x20E..0x210].copy_from_slice(&0x300u16.to_le_bytes());
+        let v = b"6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        b[0x500..0x500 + v.len()].copy_from_slice(v);
+        assert_eq!(
+            bzimage_version(&b).as_deref(),
+            Some("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP")
+        );
+        assert_eq!(bzimage_version(&[0u8; 100]), None);
+        assert_eq!(bzimage_version(&vec![0u8; 0x1000]), None);
+    }
+
+    #[test]
+    fn clear_errors_for_missing_inputs() {
+        let out = tempfile::tempdir().unwrap();
+        let mut o = ImageOptions::new(out.path());
+        o.kernel = Some("/nonexistent/vmlinuz".into());
+        assert!(
+            build(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("no such kernel file")
+        );
+        let fake = out.path().join("fake-kernel");
+        std::fs::write(&fake, b"not a kernel").unwrap();
+        o.kernel = Some(fake);
+        assert!(build(&o).unwrap_err().to_string().contains("not a bzImage"));
+    }
+
+    #[test]
+    fn missing_headers_name_the_package() {
+        let out = tempfile::tempdir().unwrap();
+        let err = build_module(out.path(), "9.9.9-test", out.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("linux-headers-9.9.9-test"), "{msg}");
+    }
+}

@@ -1,0 +1,546 @@
+//! A running guest.
+
+use crate::qemu::{Accel, Debugcon, QemuConfig, Serial};
+use crate::qmp::{Qmp, QmpError};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use vmbench_proto::layout::N_ARGS;
+use vmbench_proto::{
+    Command as GuestCommand, GuestSpec, HostEnd, MappedRegion, ProtoError, Response, Status,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot run {qemu}: {source} (install qemu-system-x86, or pass --qemu PATH)")]
+    Spawn {
+        qemu: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "QEMU exited ({status}) before the guest was ready\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
+    )]
+    QemuExited {
+        status: String,
+        qemu_log: String,
+        console: String,
+    },
+    #[error("the guest kernel panicked\n--- guest console (last lines) ---\n{console}")]
+    GuestPanic { console: String },
+    #[error(
+        "{what} did not happen within {secs:.0} s\n--- guest console (last lines) ---\n{console}"
+    )]
+    Timeout {
+        what: String,
+        secs: f64,
+        console: String,
+    },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("guest protocol: {0}")]
+    Proto(ProtoError),
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("the guest sent an unusable specification: {0}")]
+    BadSpec(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    /// Directory with `bzImage`, `initrd` and `cmdline` (from `vmbench image
+    /// build` or `nix build .#guest-image`).
+    pub image: PathBuf,
+    /// Appended to the image's cmdline (e.g. `vmbench.mapping=uc`).
+    pub append: Vec<String>,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub shm_bytes: u64,
+    /// Deadline from QEMU start to the agent's handshake.
+    pub boot_timeout: Duration,
+    /// Where the QMP socket and logs go; default a fresh /tmp/vmbench-<pid>-<n>.
+    pub run_dir: Option<PathBuf>,
+    /// Where the ivshmem backing file is created (tmpfs or hugetlbfs).
+    pub shm_dir: PathBuf,
+    /// Default: on under KVM, off under TCG.
+    pub mem_lock: Option<bool>,
+    pub debugcon: Debugcon,
+    /// Set by a Ctrl-C handler; every wait checks it.
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Copy the guest console to stdout as it is written (humans watching a boot).
+    pub echo_console: bool,
+}
+
+impl VmOptions {
+    pub fn new(qemu: impl Into<PathBuf>, accel: Accel, image: impl Into<PathBuf>) -> Self {
+        VmOptions {
+            qemu: qemu.into(),
+            accel,
+            image: image.into(),
+            append: Vec::new(),
+            vcpus: 1,
+            memory_mib: 512,
+            shm_bytes: 64 << 20,
+            boot_timeout: match accel {
+                Accel::Kvm => Duration::from_secs(30),
+                Accel::Tcg => Duration::from_secs(180),
+            },
+            run_dir: None,
+            shm_dir: PathBuf::from("/dev/shm"),
+            mem_lock: None,
+            debugcon: Debugcon::Null,
+            interrupt: None,
+            echo_console: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BootTimings {
+    /// QEMU start to QMP answering (QEMU's own initialisation).
+    pub qmp_ms: f64,
+    /// QEMU start to the agent's handshake: what `vmbench vm boot` reports.
+    pub ready_ms: f64,
+}
+
+pub struct Vm {
+    child: Option<Child>,
+    pub config: QemuConfig,
+    run_dir: PathBuf,
+    owns_run_dir: bool,
+    shm_path: PathBuf,
+    shm_linked: bool,
+    shm: MappedRegion,
+    host: HostEnd,
+    qmp: Option<Qmp>,
+    pub spec: GuestSpec,
+    /// (vCPU index, host thread id) from QMP `query-cpus-fast`.
+    pub vcpu_threads: Vec<(u32, u32)>,
+    pub qemu_version: Option<String>,
+    pub timings: BootTimings,
+    interrupt: Option<Arc<AtomicBool>>,
+    echo: Option<ConsoleFollower>,
+}
+
+/// Copies a growing file (the serial log) to stdout until stopped.
+struct ConsoleFollower {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConsoleFollower {
+    fn start(path: PathBuf) -> ConsoleFollower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            use std::io::{Read, Seek, SeekFrom, Write};
+            let mut pos = 0u64;
+            loop {
+                // Read once more after the stop request, so the last lines show.
+                let last = flag.load(Ordering::Relaxed);
+                if let Ok(mut f) = std::fs::File::open(&path) {
+                    let mut buf = Vec::new();
+                    if f.seek(SeekFrom::Start(pos)).is_ok()
+                        && f.read_to_end(&mut buf).is_ok()
+                        && !buf.is_empty()
+                    {
+                        pos += buf.len() as u64;
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf);
+                        let _ = out.flush();
+                    }
+                }
+                if last {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        ConsoleFollower {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for ConsoleFollower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The last `n` lines of a file (console and QEMU logs).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Vm {
+    /// Boots the guest and returns once its agent has answered the handshake
+    /// and sent its specification. On any error everything started so far is
+    /// torn down (the partially built `Vm` is dropped).
+    pub fn boot(opts: &VmOptions) -> Result<Vm, VmError> {
+        let setup = |what: &str, e: std::io::Error| VmError::Setup(format!("{what}: {e}"));
+        let kernel = opts.image.join("bzImage");
+        if !kernel.exists() {
+            return Err(VmError::Setup(format!(
+                "{}: no kernel image (run `vmbench image build --out {}` first)",
+                kernel.display(),
+                opts.image.display()
+            )));
+        }
+        let initrd = opts.image.join("initrd");
+        let base_cmdline = std::fs::read_to_string(opts.image.join("cmdline"))
+            .unwrap_or_else(|_| crate::image::DEFAULT_CMDLINE.to_string());
+        let append = std::iter::once(base_cmdline.trim().to_string())
+            .chain(opts.append.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+
+        let (run_dir, owns_run_dir) = match &opts.run_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| setup(&d.display().to_string(), e))?;
+                (d.clone(), false)
+            }
+            None => {
+                let d = std::env::temp_dir().join(unique_name("vmbench"));
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&d)
+                    .map_err(|e| setup(&d.display().to_string(), e))?;
+                (d, true)
+            }
+        };
+        let shm_path = opts.shm_dir.join(format!("{}.shm", unique_name("vmbench")));
+        let (_file, shm) = match MappedRegion::create_file(&shm_path, opts.shm_bytes as usize) {
+            Ok(x) => x,
+            Err(e) => {
+                if owns_run_dir {
+                    let _ = std::fs::remove_dir_all(&run_dir);
+                }
+                let _ = std::fs::remove_file(&shm_path);
+                return Err(VmError::Setup(e.to_string()));
+            }
+        };
+        let host = HostEnd::start(shm.region());
+        let config = QemuConfig {
+            binary: opts.qemu.clone(),
+            accel: opts.accel,
+            vcpus: opts.vcpus,
+            memory_mib: opts.memory_mib,
+            kernel,
+            initrd: initrd.exists().then_some(initrd),
+            append,
+            shm_path: shm_path.clone(),
+            shm_bytes: opts.shm_bytes,
+            qmp_socket: run_dir.join("qmp.sock"),
+            serial: Serial::File(run_dir.join("serial.log")),
+            debugcon: opts.debugcon.clone(),
+            debugcon_port: 0xe9,
+            mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
+            debug_exit: false,
+            extra: Vec::new(),
+        };
+        // From here on, `vm` owns everything: an early return drops it, which
+        // kills QEMU and removes the files.
+        let mut vm = Vm {
+            child: None,
+            config,
+            run_dir,
+            owns_run_dir,
+            shm_path,
+            shm_linked: true,
+            shm,
+            host,
+            qmp: None,
+            spec: GuestSpec::default(),
+            vcpu_threads: Vec::new(),
+            qemu_version: None,
+            timings: BootTimings {
+                qmp_ms: 0.0,
+                ready_ms: 0.0,
+            },
+            interrupt: opts.interrupt.clone(),
+            echo: None,
+        };
+        if opts.echo_console {
+            vm.echo = Some(ConsoleFollower::start(vm.run_dir.join("serial.log")));
+        }
+        let log_path = vm.run_dir.join("qemu.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| setup(&log_path.display().to_string(), e))?;
+        let log2 = log.try_clone().map_err(|e| setup("qemu.log", e))?;
+        let mut cmd = Command::new(&vm.config.binary);
+        cmd.args(vm.config.args())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec; prctl is
+            // async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    // QEMU dies with us, even if we are SIGKILLed.
+                    nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().map_err(|source| VmError::Spawn {
+            qemu: vm.config.binary.display().to_string(),
+            source,
+        })?;
+        vm.child = Some(child);
+
+        let qmp_deadline = started + Duration::from_secs(30).min(opts.boot_timeout);
+        let sock = vm.config.qmp_socket.clone();
+        let qmp = {
+            let mut alive = || vm.check_alive().map_err(|e| e.to_string());
+            Qmp::connect(&sock, qmp_deadline, &mut alive)
+        };
+        let mut qmp = match qmp {
+            Ok(q) => q,
+            Err(e) => return Err(vm.check_alive().err().unwrap_or(VmError::Qmp(e))),
+        };
+        vm.timings.qmp_ms = started.elapsed().as_secs_f64() * 1e3;
+        // QEMU answers QMP only after creating its memory backends, so it has
+        // the file mapped now: unlink it, and nothing is left behind even if we
+        // are killed.
+        let _ = std::fs::remove_file(&vm.shm_path);
+        vm.shm_linked = false;
+        vm.qemu_version = qmp.qemu_version();
+        vm.vcpu_threads = qmp.vcpu_threads()?;
+        vm.qmp = Some(qmp);
+
+        let deadline = started + opts.boot_timeout;
+        let r = vm.wait_for_handshake(deadline);
+        r?;
+        vm.timings.ready_ms = started.elapsed().as_secs_f64() * 1e3;
+        let resp = vm.call(GuestCommand::GetSpec, [0; N_ARGS], Duration::from_secs(30))?;
+        if resp.status != Status::Ok {
+            return Err(VmError::BadSpec(format!("status {:?}", resp.status)));
+        }
+        vm.spec =
+            serde_json::from_slice(&resp.payload).map_err(|e| VmError::BadSpec(e.to_string()))?;
+        Ok(vm)
+    }
+
+    fn wait_for_handshake(&mut self, deadline: Instant) -> Result<(), VmError> {
+        let mut failure: Option<VmError> = None;
+        let result = {
+            let Vm {
+                host,
+                shm,
+                child,
+                run_dir,
+                interrupt,
+                ..
+            } = self;
+            let mut abort = || {
+                let e = abort_reason(child, run_dir, interrupt)?;
+                let msg = e.to_string();
+                failure = Some(e);
+                Some(msg)
+            };
+            host.wait_ready(shm.region(), deadline, &mut abort)
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(ProtoError::Aborted(_)) if failure.is_some() => {
+                Err(failure.unwrap_or(VmError::Interrupted))
+            }
+            Err(ProtoError::Timeout { secs, .. }) => Err(VmError::Timeout {
+                what: "the guest agent's handshake".into(),
+                secs,
+                console: self.console_tail(30),
+            }),
+            Err(e) => Err(VmError::Proto(e)),
+        }
+    }
+
+    /// Is QEMU still running, and has the guest not panicked?
+    fn check_alive(&mut self) -> Result<(), VmError> {
+        match abort_reason(&mut self.child, &self.run_dir, &self.interrupt) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a command to the agent and waits for the answer.
+    pub fn call(
+        &mut self,
+        cmd: GuestCommand,
+        args: [u64; N_ARGS],
+        timeout: Duration,
+    ) -> Result<Response, VmError> {
+        let mut failure: Option<VmError> = None;
+        let result = {
+            let Vm {
+                host,
+                shm,
+                child,
+                run_dir,
+                interrupt,
+                ..
+            } = self;
+            let mut abort = || {
+                let e = abort_reason(child, run_dir, interrupt)?;
+                let msg = e.to_string();
+                failure = Some(e);
+                Some(msg)
+            };
+            host.call(
+                shm.region(),
+                cmd,
+                args,
+                Instant::now() + timeout,
+                &mut abort,
+            )
+        };
+        match result {
+            Ok(r) => Ok(r),
+            Err(ProtoError::Aborted(_)) if failure.is_some() => {
+                Err(failure.unwrap_or(VmError::Interrupted))
+            }
+            Err(ProtoError::Timeout { secs, what }) => Err(VmError::Timeout {
+                what,
+                secs,
+                console: self.console_tail(30),
+            }),
+            Err(e) => Err(VmError::Proto(e)),
+        }
+    }
+
+    pub fn qmp(&mut self) -> Option<&mut Qmp> {
+        self.qmp.as_mut()
+    }
+
+    pub fn qemu_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn console_path(&self) -> PathBuf {
+        self.run_dir.join("serial.log")
+    }
+
+    pub fn console_tail(&self, n: usize) -> String {
+        tail(&self.console_path(), n)
+    }
+
+    pub fn shm_path(&self) -> &Path {
+        &self.shm_path
+    }
+
+    pub fn region(&self) -> &vmbench_proto::Region {
+        self.shm.region()
+    }
+
+    /// Asks the agent to power the guest off and waits for QEMU to exit;
+    /// falls back to QMP `quit`, then SIGKILL. Returns how QEMU ended.
+    pub fn shutdown(mut self) -> Result<String, VmError> {
+        let _ = self.call(GuestCommand::Shutdown, [0; N_ARGS], Duration::from_secs(10));
+        if let Some(s) = self.wait_exit(Duration::from_secs(20)) {
+            return Ok(format!("guest powered off, QEMU exited ({s})"));
+        }
+        if let Some(q) = self.qmp.as_mut() {
+            let _ = q.execute("quit", None);
+        }
+        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
+            return Ok(format!("QEMU quit on QMP request ({s})"));
+        }
+        self.kill();
+        Ok("QEMU killed after not exiting".into())
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) => {
+                    self.child = None;
+                    return Some(s.to_string());
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn abort_reason(
+    child: &mut Option<Child>,
+    run_dir: &Path,
+    interrupt: &Option<Arc<AtomicBool>>,
+) -> Option<VmError> {
+    if interrupt
+        .as_ref()
+        .is_some_and(|f| f.load(Ordering::Relaxed))
+    {
+        return Some(VmError::Interrupted);
+    }
+    let console = run_dir.join("serial.log");
+    if let Some(c) = child.as_mut()
+        && let Ok(Some(status)) = c.try_wait()
+    {
+        let console_text = tail(&console, 30);
+        if console_text.contains("Kernel panic") {
+            return Some(VmError::GuestPanic {
+                console: console_text,
+            });
+        }
+        return Some(VmError::QemuExited {
+            status: status.to_string(),
+            qemu_log: tail(&run_dir.join("qemu.log"), 20),
+            console: console_text,
+        });
+    }
+    None
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+        self.echo = None; // flush the console before its file goes
+        if self.shm_linked {
+            let _ = std::fs::remove_file(&self.shm_path);
+        }
+        if self.owns_run_dir {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The QEMU command line. Works with QEMU 7.2 (Debian 12) and 10.x (nixpkgs).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serial {
+    File(PathBuf),
+}
+
+/// Where bytes written to the debugcon port go. `Null` keeps the slow-path
+/// exit cost to QEMU's dispatch, without a write(2) per byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Debugcon {
+    Null,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub accel: Accel,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
+    /// The file backing ivshmem-plain (share=on), and its size.
+    pub shm_path: PathBuf,
+    pub shm_bytes: u64,
+    pub qmp_socket: PathBuf,
+    pub serial: Serial,
+    pub debugcon: Debugcon,
+    /// The slow-path port (seed 004: OUTB to a port QEMU handles).
+    pub debugcon_port: u16,
+    /// `-overcommit mem-lock=on`: guest RAM locked, no page faults mid-run.
+    pub mem_lock: bool,
+    /// `isa-debug-exit` at 0xf4 (the micro-guest reports its exit code there).
+    pub debug_exit: bool,
+    pub extra: Vec<String>,
+}
+
+impl QemuConfig {
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        // Thread names ("CPU 0/KVM") make vCPU threads findable without QMP.
+        push(&["-name", "vmbench,debug-threads=on"]);
+        push(&["-machine", &format!("q35,accel={}", self.accel.name())]);
+        match self.accel {
+            // invtsc: the guest sees an invariant TSC, as on the host.
+            Accel::Kvm => push(&["-cpu", "host,+invtsc"]),
+            Accel::Tcg => push(&["-cpu", "max"]),
+        }
+        push(&[
+            "-smp",
+            &self.vcpus.to_string(),
+            "-m",
+            &format!("{}M", self.memory_mib),
+        ]);
+        if self.mem_lock {
+            push(&["-overcommit", "mem-lock=on"]);
+        }
+        push(&[
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
+        push(&["-kernel", &self.kernel.display().to_string()]);
+        if let Some(i) = &self.initrd {
+            push(&["-initrd", &i.display().to_string()]);
+        }
+        push(&["-append", &self.append]);
+        match &self.serial {
+            Serial::File(p) => push(&[
+                "-chardev",
+                &format!("file,id=serial0,path={}", p.display()),
+                "-serial",
+                "chardev:serial0",
+            ]),
+        }
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-file,id=vmbench-shm,size={},share=on,mem-path={}",
+                self.shm_bytes,
+                self.shm_path.display()
+            ),
+            "-device",
+            "ivshmem-plain,memdev=vmbench-shm",
+        ]);
+        match &self.debugcon {
+            Debugcon::Null => push(&["-chardev", "null,id=debugcon"]),
+            Debugcon::File(p) => push(&[
+                "-chardev",
+                &format!("file,id=debugcon,path={}", p.display()),
+            ]),
+        }
+        push(&[
+            "-device",
+            &format!(
+                "isa-debugcon,iobase={:#x},chardev=debugcon",
+                self.debugcon_port
+            ),
+        ]);
+        if self.debug_exit {
+            push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        }
+        push(&[
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
+        ]);
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// The command line as one shell-quoted string, for reports and logs.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.binary.display().to_string())
+            .chain(self.args())
+            .map(|s| {
+                if s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                {
+                    s
+                } else {
+                    format!("'{}'", s.replace('\'', r"'\''"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(accel: Accel) -> QemuConfig {
+        QemuConfig {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            accel,
+            vcpus: 1,
+            memory_mib: 512,
+            kernel: "/img/bzImage".into(),
+            initrd: Some("/img/initrd".into()),
+            append: "console=ttyS0 panic=-1".into(),
+            shm_path: "/dev/shm/vmbench-1".into(),
+            shm_bytes: 64 << 20,
+            qmp_socket: "/run/x/qmp.sock".into(),
+            serial: Serial::File("/run/x/serial.log".into()),
+            debugcon: Debugcon::Null,
+            debugcon_port: 0xe9,
+            mem_lock: accel == Accel::Kvm,
+            debug_exit: false,
+            extra: vec![],
+        }
+    }
+
+    fn has(args: &[String], pair: [&str; 2]) -> bool {
+        args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1])
+    }
+
+    #[test]
+    fn kvm_command_line() {
+        let a = cfg(Accel::Kvm).args();
+        assert!(has(&a, ["-machine", "q35,accel=kvm"]));
+        assert!(has(&a, ["-cpu", "host,+invtsc"]));
+        assert!(has(&a, ["-overcommit", "mem-lock=on"]));
+        assert!(has(&a, ["-name", "vmbench,debug-threads=on"]));
+        assert!(has(&a, ["-smp", "1"]));
+        assert!(has(&a, ["-device", "ivshmem-plain,memdev=vmbench-shm"]));
+        assert!(has(
+            &a,
+            [
+                "-object",
+                "memory-backend-file,id=vmbench-shm,size=67108864,share=on,mem-path=/dev/shm/vmbench-1"
+            ]
+        ));
+        assert!(has(
+            &a,
+            ["-device", "isa-debugcon,iobase=0xe9,chardev=debugcon"]
+        ));
+        assert!(has(&a, ["-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"]));
+        assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn tcg_command_line_and_quoting() {
+        let c = cfg(Accel::Tcg);
+        let a = c.args();
+        assert!(has(&a, ["-machine", "q35,accel=tcg"]));
+        assert!(has(&a, ["-cpu", "max"]));
+        assert!(!a.contains(&"-overcommit".to_string()));
+        let line = c.command_line();
+        assert!(line.contains("-append 'console=ttyS0 panic=-1'"), "{line}");
+        assert!(line.starts_with("/usr/bin/qemu-system-x86_64 -name vmbench,debug-threads=on"));
+    }
+}
