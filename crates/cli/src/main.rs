@@ -106,23 +106,7 @@ fn main() -> ExitCode {
 }
 
 fn guest_agent(args: &[String]) -> ExitCode {
-    let opts = match vmbench_guest::AgentOptions::from_args_and_cmdline(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("vmbench-guest: {e}");
-            if std::process::id() == 1 {
-                vmbench_guest::pid1::poweroff();
-            }
-            return ExitCode::from(2);
-        }
-    };
-    match vmbench_guest::run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vmbench-guest: error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    vmbench_guest::main_with_args(args)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

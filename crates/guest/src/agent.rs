@@ -129,7 +129,7 @@ fn handle(req: Request, facts: &MappingFacts, dev: Option<&std::fs::File>, ready
 /// JSON: {"device": bool, "checks": [{"name", "expected", "got", "ok"}]}.
 fn self_test(dev: Option<&std::fs::File>) -> String {
     let Some(dev) = dev else {
-        return r#"{"device":false,"checks":[]}"#.to_string();
+        return serde_json::json!({"device": false, "checks": []}).to_string();
     };
     let errno = |r: Result<(), nix::Error>| match r {
         Ok(()) => "ok".to_string(),
@@ -162,16 +162,13 @@ fn self_test(dev: Option<&std::fs::File>) -> String {
             .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)));
         checks.push(("mmap past BAR2", "EINVAL", errno(past)));
     }
-    let items: Vec<String> = checks
+    let items: Vec<serde_json::Value> = checks
         .iter()
         .map(|(name, expected, got)| {
-            format!(
-                r#"{{"name":"{name}","expected":"{expected}","got":"{got}","ok":{}}}"#,
-                got == expected
-            )
+            serde_json::json!({"name": name, "expected": expected, "got": got, "ok": got == expected})
         })
         .collect();
-    format!(r#"{{"device":true,"checks":[{}]}}"#, items.join(","))
+    serde_json::json!({"device": true, "checks": items}).to_string()
 }
 
 fn open_region(

@@ -17,6 +17,28 @@ pub mod spec;
 pub use agent::run;
 pub use options::{AgentOptions, Mapping};
 
+/// The agent's entry point for both binaries (`vmbench-guest`, and `vmbench`
+/// as PID 1): parse options, run, map the outcome to an exit code.
+pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
+    let opts = match AgentOptions::from_args_and_cmdline(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vmbench-guest: {e}");
+            if std::process::id() == 1 {
+                pid1::poweroff();
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmbench-guest: error: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error("{0}")]

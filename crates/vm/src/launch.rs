@@ -350,7 +350,17 @@ impl Vm {
         Ok(vm)
     }
 
-    fn wait_for_handshake(&mut self, deadline: Instant) -> Result<(), VmError> {
+    /// Runs one protocol wait with the launcher's abort conditions (QEMU gone,
+    /// guest panic, Ctrl-C) and turns its outcome into a `VmError`.
+    fn guarded<T>(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(
+            &mut HostEnd,
+            &vmbench_proto::Region,
+            &mut dyn FnMut() -> Option<String>,
+        ) -> Result<T, ProtoError>,
+    ) -> Result<T, VmError> {
         let mut failure: Option<VmError> = None;
         let result = {
             let Vm {
@@ -367,20 +377,26 @@ impl Vm {
                 failure = Some(e);
                 Some(msg)
             };
-            host.wait_ready(shm.region(), deadline, &mut abort)
+            op(host, shm.region(), &mut abort)
         };
         match result {
-            Ok(_) => Ok(()),
-            Err(ProtoError::Aborted(_)) if failure.is_some() => {
-                Err(failure.unwrap_or(VmError::Interrupted))
+            Ok(v) => Ok(v),
+            Err(ProtoError::Aborted(m)) => {
+                Err(failure.unwrap_or(VmError::Proto(ProtoError::Aborted(m))))
             }
             Err(ProtoError::Timeout { secs, .. }) => Err(VmError::Timeout {
-                what: "the guest agent's handshake".into(),
+                what: what.to_string(),
                 secs,
                 console: self.console_tail(30),
             }),
             Err(e) => Err(VmError::Proto(e)),
         }
+    }
+
+    fn wait_for_handshake(&mut self, deadline: Instant) -> Result<(), VmError> {
+        self.guarded("the guest agent's handshake", |host, r, abort| {
+            host.wait_ready(r, deadline, abort).map(|_| ())
+        })
     }
 
     /// Is QEMU still running, and has the guest not panicked?
@@ -398,42 +414,11 @@ impl Vm {
         args: [u64; N_ARGS],
         timeout: Duration,
     ) -> Result<Response, VmError> {
-        let mut failure: Option<VmError> = None;
-        let result = {
-            let Vm {
-                host,
-                shm,
-                child,
-                run_dir,
-                interrupt,
-                ..
-            } = self;
-            let mut abort = || {
-                let e = abort_reason(child, run_dir, interrupt)?;
-                let msg = e.to_string();
-                failure = Some(e);
-                Some(msg)
-            };
-            host.call(
-                shm.region(),
-                cmd,
-                args,
-                Instant::now() + timeout,
-                &mut abort,
-            )
-        };
-        match result {
-            Ok(r) => Ok(r),
-            Err(ProtoError::Aborted(_)) if failure.is_some() => {
-                Err(failure.unwrap_or(VmError::Interrupted))
-            }
-            Err(ProtoError::Timeout { secs, what }) => Err(VmError::Timeout {
-                what,
-                secs,
-                console: self.console_tail(30),
-            }),
-            Err(e) => Err(VmError::Proto(e)),
-        }
+        let deadline = Instant::now() + timeout;
+        self.guarded(
+            &format!("the guest's answer to {cmd:?}"),
+            |host, r, abort| host.call(r, cmd, args, deadline, abort),
+        )
     }
 
     pub fn qmp(&mut self) -> Option<&mut Qmp> {
