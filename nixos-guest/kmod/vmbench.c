@@ -266,6 +266,9 @@ static int vmb_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return PTR_ERR(d->bar2);
 	}
 
+	/* MSI-X messages are memory writes by the device: without bus mastering
+	 * QEMU (like real hardware) drops them and no doorbell ever arrives. */
+	pci_set_master(pdev);
 	err = vmb_setup_vectors(d);
 	if (err)
 		dev_warn(&pdev->dev, "no MSI-X vectors (%d): doorbell mode unavailable\n", err);

@@ -70,6 +70,10 @@ pub struct GuestArgs {
     /// Size of the ivshmem region in MiB (a power of two, at least 2).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub shm_mib: u64,
+    /// Use ivshmem-doorbell with N MSI-X vectors (vmbench serves the ivshmem
+    /// protocol itself) instead of ivshmem-plain.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub doorbell_vectors: Option<u32>,
 }
 
 #[derive(Args)]
@@ -221,6 +225,7 @@ pub fn vm_options(
     let mut o = VmOptions::new(qemu, accel, image);
     o.append = g.append.clone();
     o.shm_bytes = g.shm_mib << 20;
+    o.doorbell_vectors = g.doorbell_vectors;
     if let Some(s) = g.boot_timeout {
         o.boot_timeout = Duration::from_secs(s);
     }
@@ -278,6 +283,13 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
         println!("rdtsc          {}", s.rdtsc_exiting);
+        if s.msix_vectors > 0 {
+            println!(
+                "doorbell       peer id {}, {} MSI-X vectors",
+                s.iv_position.unwrap_or(0),
+                s.msix_vectors
+            );
+        }
         println!("vCPU threads   {:?}", vm.vcpu_threads);
         if let Some(p) = &pinning {
             for v in &p.vcpus {

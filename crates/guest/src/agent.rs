@@ -3,9 +3,40 @@
 use crate::options::{AgentOptions, Mapping};
 use crate::spec::MappingFacts;
 use crate::{GuestError, kmod, pci, pid1, spec};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 use vmbench_proto::channel::Request;
 use vmbench_proto::{Command, GuestEnd, MappedRegion, Status};
+
+/// The vmbench module's device: the fd, what it reported, and one eventfd
+/// attached to each MSI-X vector (armed at start, so no doorbell is lost).
+pub struct Device {
+    pub file: std::fs::File,
+    pub info: kmod::VmbenchInfo,
+    pub vectors: Vec<EventFd>,
+}
+
+/// How many vectors the agent listens on (the shm suite uses two).
+const LISTEN_VECTORS: u32 = 4;
+
+impl Device {
+    fn open(file: std::fs::File, info: kmod::VmbenchInfo) -> Result<Device, String> {
+        let mut vectors = Vec::new();
+        for v in 0..info.msix_vectors.min(LISTEN_VECTORS) {
+            let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| format!("eventfd: {e}"))?;
+            kmod::set_eventfd(&file, v, e.as_fd().as_raw_fd())
+                .map_err(|e| format!("VMBENCH_IOC_SET_EVENTFD {v}: {e}"))?;
+            vectors.push(e);
+        }
+        Ok(Device {
+            file,
+            info,
+            vectors,
+        })
+    }
+}
 
 fn log(msg: &str) {
     println!("vmbench-guest: {msg}");
@@ -52,6 +83,14 @@ fn run_inner(opts: &AgentOptions) -> Result<(), GuestError> {
         log(&e);
     }
     let (mapped, facts, dev) = open_region(opts)?;
+    if let Some(d) = dev.as_ref().filter(|d| d.info.msix_vectors > 0) {
+        {
+            log(&format!(
+                "doorbell: peer id {}, {} MSI-X vector(s)",
+                d.info.iv_position, d.info.msix_vectors
+            ));
+        }
+    }
     log(&format!(
         "shared memory: {} bytes, mapping {}",
         facts.shm_bytes, facts.mapping
@@ -83,7 +122,7 @@ fn run_inner(opts: &AgentOptions) -> Result<(), GuestError> {
 fn serve(
     g: &mut GuestEnd,
     facts: &MappingFacts,
-    dev: Option<&std::fs::File>,
+    dev: Option<&Device>,
     ready_ms: u64,
     opts: &AgentOptions,
 ) -> Result<bool, GuestError> {
@@ -109,7 +148,7 @@ enum Reply {
     Shutdown,
 }
 
-fn handle(req: Request, facts: &MappingFacts, dev: Option<&std::fs::File>, ready_ms: u64) -> Reply {
+fn handle(req: Request, facts: &MappingFacts, dev: Option<&Device>, ready_ms: u64) -> Reply {
     match req.command {
         Some(Command::Ping) => Reply::Answer(Status::Ok, req.args[0].to_le_bytes().to_vec()),
         Some(Command::GetSpec) => {
@@ -119,9 +158,76 @@ fn handle(req: Request, facts: &MappingFacts, dev: Option<&std::fs::File>, ready
                 Err(e) => Reply::Answer(Status::Failed, e.to_string().into_bytes()),
             }
         }
-        Some(Command::SelfTest) => Reply::Answer(Status::Ok, self_test(dev).into_bytes()),
+        Some(Command::SelfTest) => {
+            Reply::Answer(Status::Ok, self_test(dev.map(|d| &d.file)).into_bytes())
+        }
+        Some(Command::DoorbellWait) => doorbell_wait(dev, req.args),
         Some(Command::Shutdown) => Reply::Shutdown,
         None => Reply::Answer(Status::UnknownCommand, Vec::new()),
+    }
+}
+
+/// Waits for an interrupt on a vector, then rings a peer back on it.
+fn doorbell_wait(dev: Option<&Device>, args: [u64; 6]) -> Reply {
+    let fail = |s: Status, m: String| Reply::Answer(s, m.into_bytes());
+    let Some(dev) = dev else {
+        return fail(
+            Status::Failed,
+            "no vmbench device: doorbell needs the module".into(),
+        );
+    };
+    let (vector, timeout_ms, peer) = (args[0], args[1], args[2]);
+    let Some(efd) = usize::try_from(vector)
+        .ok()
+        .and_then(|v| dev.vectors.get(v))
+    else {
+        return fail(
+            Status::BadArgs,
+            format!(
+                "vector {vector}: the device has {} listened vector(s)",
+                dev.vectors.len()
+            ),
+        );
+    };
+    if peer > u64::from(u16::MAX) || timeout_ms > 600_000 {
+        return fail(
+            Status::BadArgs,
+            format!("peer {peer} or timeout {timeout_ms} ms out of range"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let count = loop {
+        match efd.read() {
+            Ok(n) => break n,
+            Err(nix::Error::EAGAIN) if Instant::now() < deadline => {
+                use nix::poll::{PollFd, PollFlags, poll};
+                let mut fds = [PollFd::new(efd.as_fd(), PollFlags::POLLIN)];
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(1000) as u16;
+                let _ = poll(&mut fds, left);
+            }
+            Err(e) => {
+                let irqs: Vec<String> = std::fs::read_to_string("/proc/interrupts")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("vmbench"))
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect();
+                return fail(
+                    Status::Failed,
+                    format!(
+                        "no interrupt on vector {vector} within {timeout_ms} ms ({e}); guest /proc/interrupts: {}",
+                        irqs.join(" | ")
+                    ),
+                );
+            }
+        }
+    };
+    match kmod::doorbell(&dev.file, ((peer as u32) << 16) | (vector as u32)) {
+        Ok(()) => Reply::Answer(Status::Ok, count.to_le_bytes().to_vec()),
+        Err(e) => fail(Status::Failed, format!("VMBENCH_IOC_DOORBELL: {e}")),
     }
 }
 
@@ -173,7 +279,7 @@ fn self_test(dev: Option<&std::fs::File>) -> String {
 
 fn open_region(
     opts: &AgentOptions,
-) -> Result<(MappedRegion, MappingFacts, Option<std::fs::File>), GuestError> {
+) -> Result<(MappedRegion, MappingFacts, Option<Device>), GuestError> {
     if let Some(path) = &opts.path {
         let m = MappedRegion::open_file(path)?;
         let facts = MappingFacts {
@@ -181,6 +287,8 @@ fn open_region(
             note: None,
             shm_bytes: m.len() as u64,
             pci_address: None,
+            iv_position: None,
+            msix_vectors: 0,
         };
         return Ok((m, facts, None));
     }
@@ -200,8 +308,11 @@ fn open_region(
                     note: None,
                     shm_bytes: info.bar2_size,
                     pci_address: Some(dev.address.clone()),
+                    iv_position: (info.msix_vectors > 0).then_some(info.iv_position),
+                    msix_vectors: info.msix_vectors,
                 };
-                return Ok((m, facts, Some(file)));
+                let device = Device::open(file, info).map_err(GuestError::Setup)?;
+                return Ok((m, facts, Some(device)));
             }
             Err(e) => {
                 note = Some(format!(
@@ -235,6 +346,8 @@ fn open_region(
         note,
         shm_bytes: len,
         pci_address: Some(dev.address.clone()),
+        iv_position: None,
+        msix_vectors: 0,
     };
     Ok((m, facts, None))
 }

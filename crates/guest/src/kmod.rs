@@ -45,6 +45,12 @@ pub fn info(dev: &std::fs::File) -> Result<VmbenchInfo, nix::Error> {
     Ok(i)
 }
 
+/// VMBENCH_IOC_DOORBELL: bits 0..15 vector, 16..31 destination peer.
+pub fn doorbell(dev: &std::fs::File, value: u32) -> Result<(), nix::Error> {
+    // SAFETY: the kernel reads one u32 from `value`, which lives across the call.
+    unsafe { ioc_doorbell(dev.as_raw_fd(), &value) }.map(|_| ())
+}
+
 /// VMBENCH_IOC_SET_EVENTFD, with raw values so tests can pass bad ones.
 pub fn set_eventfd(dev: &std::fs::File, vector: u32, fd: i32) -> Result<(), nix::Error> {
     let a = VmbenchEventfd { vector, fd };

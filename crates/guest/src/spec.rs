@@ -13,6 +13,8 @@ pub struct MappingFacts {
     pub note: Option<String>,
     pub shm_bytes: u64,
     pub pci_address: Option<String>,
+    pub iv_position: Option<u32>,
+    pub msix_vectors: u32,
 }
 
 fn read(path: &str) -> String {
@@ -119,6 +121,8 @@ pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
         mapping_note: m.note.clone(),
         shm_bytes: m.shm_bytes,
         pci_address: m.pci_address.clone(),
+        iv_position: m.iv_position,
+        msix_vectors: m.msix_vectors,
         uptime_at_ready_ms,
     }
 }

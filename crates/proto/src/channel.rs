@@ -65,8 +65,11 @@ pub enum Command {
     GetSpec = 2,
     /// Answer, then power the guest off.
     Shutdown = 3,
-    /// Exercise the guest module's argument checks (issue: bad ioctls are EINVAL).
+    /// Exercise the guest module's argument checks (bad ioctls are refused).
     SelfTest = 4,
+    /// Wait (args[1] ms) for an interrupt on MSI-X vector args[0], then ring
+    /// peer args[2] on the same vector; answers with the interrupt count.
+    DoorbellWait = 5,
 }
 
 impl Command {
@@ -76,6 +79,7 @@ impl Command {
             2 => Command::GetSpec,
             3 => Command::Shutdown,
             4 => Command::SelfTest,
+            5 => Command::DoorbellWait,
             _ => return None,
         })
     }

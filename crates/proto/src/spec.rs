@@ -34,6 +34,10 @@ pub struct GuestSpec {
     pub mapping_note: Option<String>,
     pub shm_bytes: u64,
     pub pci_address: Option<String>,
+    /// BAR0 IVPosition: this guest's peer id (doorbell mode), if known.
+    pub iv_position: Option<u32>,
+    /// MSI-X vectors of the ivshmem device (0 for ivshmem-plain).
+    pub msix_vectors: u32,
     /// Guest uptime when the agent answered the handshake (ms since kernel start).
     pub uptime_at_ready_ms: u64,
 }

@@ -1,5 +1,6 @@
 //! A running guest.
 
+use crate::ivshmem_server::DoorbellServer;
 use crate::qemu::{Accel, Debugcon, QemuConfig, Serial};
 use crate::qmp::{Qmp, QmpError};
 use std::path::{Path, PathBuf};
@@ -75,6 +76,8 @@ pub struct VmOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Copy the guest console to stdout as it is written (humans watching a boot).
     pub echo_console: bool,
+    /// ivshmem-doorbell with this many MSI-X vectors (vmbench is the server).
+    pub doorbell_vectors: Option<u32>,
 }
 
 impl VmOptions {
@@ -97,6 +100,7 @@ impl VmOptions {
             debugcon: Debugcon::Null,
             interrupt: None,
             echo_console: false,
+            doorbell_vectors: None,
         }
     }
 }
@@ -126,6 +130,7 @@ pub struct Vm {
     pub timings: BootTimings,
     interrupt: Option<Arc<AtomicBool>>,
     echo: Option<ConsoleFollower>,
+    doorbell: Option<DoorbellServer>,
 }
 
 /// Copies a growing file (the serial log) to stdout until stopped.
@@ -235,7 +240,7 @@ impl Vm {
             }
         };
         let shm_path = opts.shm_dir.join(format!("{}.shm", unique_name("vmbench")));
-        let (_file, shm) = match MappedRegion::create_file(&shm_path, opts.shm_bytes as usize) {
+        let (shm_file, shm) = match MappedRegion::create_file(&shm_path, opts.shm_bytes as usize) {
             Ok(x) => x,
             Err(e) => {
                 if owns_run_dir {
@@ -256,6 +261,9 @@ impl Vm {
             append,
             shm_path: shm_path.clone(),
             shm_bytes: opts.shm_bytes,
+            doorbell: opts
+                .doorbell_vectors
+                .map(|v| (run_dir.join("ivshmem.sock"), v)),
             qmp_socket: run_dir.join("qmp.sock"),
             serial: Serial::File(run_dir.join("serial.log")),
             debugcon: opts.debugcon.clone(),
@@ -285,7 +293,16 @@ impl Vm {
             },
             interrupt: opts.interrupt.clone(),
             echo: None,
+            doorbell: None,
         };
+        if let Some((sock, vectors)) = vm.config.doorbell.clone() {
+            // Listening before QEMU starts: it reads the setup while realizing the device.
+            use std::os::fd::AsFd;
+            let server = DoorbellServer::start(&sock, shm_file.as_fd(), vectors)
+                .map_err(|e| VmError::Setup(e.to_string()))?;
+            vm.doorbell = Some(server);
+        }
+        drop(shm_file);
         if opts.echo_console {
             vm.echo = Some(ConsoleFollower::start(vm.run_dir.join("serial.log")));
         }
@@ -334,6 +351,9 @@ impl Vm {
         let _ = std::fs::remove_file(&vm.shm_path);
         vm.shm_linked = false;
         vm.qemu_version = qmp.qemu_version();
+        if let Some(d) = vm.doorbell.as_mut() {
+            d.wait_served().map_err(|e| VmError::Setup(e.to_string()))?;
+        }
         vm.vcpu_threads = qmp.vcpu_threads()?;
         vm.qmp = Some(qmp);
 
@@ -419,6 +439,11 @@ impl Vm {
             &format!("the guest's answer to {cmd:?}"),
             |host, r, abort| host.call(r, cmd, args, deadline, abort),
         )
+    }
+
+    /// The doorbell server, in ivshmem-doorbell mode.
+    pub fn doorbell(&self) -> Option<&DoorbellServer> {
+        self.doorbell.as_ref()
     }
 
     pub fn qmp(&mut self) -> Option<&mut Qmp> {

@@ -11,6 +11,7 @@
 
 pub mod elf;
 pub mod image;
+pub mod ivshmem_server;
 pub mod launch;
 pub mod qemu;
 pub mod qmp;

@@ -45,6 +45,9 @@ pub struct QemuConfig {
     /// The file backing ivshmem-plain (share=on), and its size.
     pub shm_path: PathBuf,
     pub shm_bytes: u64,
+    /// ivshmem-doorbell instead of ivshmem-plain: the server socket and the
+    /// number of MSI-X vectors (the memory then comes from the server).
+    pub doorbell: Option<(PathBuf, u32)>,
     pub qmp_socket: PathBuf,
     pub serial: Serial,
     pub debugcon: Debugcon,
@@ -98,16 +101,24 @@ impl QemuConfig {
                 "chardev:serial0",
             ]),
         }
-        push(&[
-            "-object",
-            &format!(
-                "memory-backend-file,id=vmbench-shm,size={},share=on,mem-path={}",
-                self.shm_bytes,
-                self.shm_path.display()
-            ),
-            "-device",
-            "ivshmem-plain,memdev=vmbench-shm",
-        ]);
+        match &self.doorbell {
+            None => push(&[
+                "-object",
+                &format!(
+                    "memory-backend-file,id=vmbench-shm,size={},share=on,mem-path={}",
+                    self.shm_bytes,
+                    self.shm_path.display()
+                ),
+                "-device",
+                "ivshmem-plain,memdev=vmbench-shm",
+            ]),
+            Some((socket, vectors)) => push(&[
+                "-chardev",
+                &format!("socket,path={},id=vmbench-ivshmem", socket.display()),
+                "-device",
+                &format!("ivshmem-doorbell,chardev=vmbench-ivshmem,vectors={vectors}"),
+            ]),
+        }
         match &self.debugcon {
             Debugcon::Null => push(&["-chardev", "null,id=debugcon"]),
             Debugcon::File(p) => push(&[
@@ -166,6 +177,7 @@ mod tests {
             append: "console=ttyS0 panic=-1".into(),
             shm_path: "/dev/shm/vmbench-1".into(),
             shm_bytes: 64 << 20,
+            doorbell: None,
             qmp_socket: "/run/x/qmp.sock".into(),
             serial: Serial::File("/run/x/serial.log".into()),
             debugcon: Debugcon::Null,
@@ -202,6 +214,28 @@ mod tests {
         ));
         assert!(has(&a, ["-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"]));
         assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn doorbell_replaces_the_plain_device() {
+        let mut c = cfg(Accel::Kvm);
+        c.doorbell = Some(("/run/x/ivshmem.sock".into(), 2));
+        let a = c.args();
+        assert!(has(
+            &a,
+            [
+                "-chardev",
+                "socket,path=/run/x/ivshmem.sock,id=vmbench-ivshmem"
+            ]
+        ));
+        assert!(has(
+            &a,
+            [
+                "-device",
+                "ivshmem-doorbell,chardev=vmbench-ivshmem,vectors=2"
+            ]
+        ));
+        assert!(!a.iter().any(|x| x.contains("ivshmem-plain")));
     }
 
     #[test]
