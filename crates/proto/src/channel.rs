@@ -186,13 +186,16 @@ impl HostEnd {
     }
 
     /// Reads the guest control block once and validates it.
+    /// Loads the guest control block once. `resp_seq` first, with Acquire:
+    /// it is the guest's publishing store, so everything the guest wrote
+    /// before it (status, length, mailbox, session) is visible afterwards.
     fn guest_snapshot(r: &Region) -> Result<(GuestState, u64, u64), ProtoError> {
+        let resp = r.u64_at(GC_RESP_SEQ).load(Acquire);
         let raw = r.u32_at(GC_STATE).load(Acquire);
         let state = GuestState::from_raw(raw).ok_or_else(|| {
             ProtoError::Violation(format!("guest state {raw} is not a known state"))
         })?;
         let session = r.u64_at(GC_SESSION).load(Relaxed);
-        let resp = r.u64_at(GC_RESP_SEQ).load(Relaxed);
         Ok((state, session, resp))
     }
 
@@ -266,7 +269,12 @@ impl HostEnd {
             &format!("the guest's answer to command {cmd}"),
             abort,
             || {
-                let (state, echo, resp) = Self::guest_snapshot(r)?;
+                let (state, echo, mut resp) = Self::guest_snapshot(r)?;
+                if matches!(state, GuestState::Exited | GuestState::Failed) {
+                    // Stored after resp_seq: with that state visible, a published
+                    // answer is too; re-read so it is not taken for a dead guest.
+                    resp = r.u64_at(GC_RESP_SEQ).load(Acquire);
+                }
                 if echo != session {
                     return Err(ProtoError::Violation(format!(
                         "guest session changed from {session:#x} to {echo:#x} mid-command"
@@ -277,17 +285,18 @@ impl HostEnd {
                         "guest answered command {resp} before it was sent (last sent {seq})"
                     )));
                 }
-                if state == GuestState::Failed {
-                    return Err(ProtoError::Incompatible(Self::failure_message(r)));
-                }
-                if state == GuestState::Exited {
-                    return Err(ProtoError::Aborted("the guest agent exited".into()));
-                }
+                // An answer already published wins over a later Exited/Failed
+                // (a guest may answer Shutdown and exit at once).
                 if resp < seq {
+                    if state == GuestState::Failed {
+                        return Err(ProtoError::Incompatible(Self::failure_message(r)));
+                    }
+                    if state == GuestState::Exited {
+                        return Err(ProtoError::Aborted("the guest agent exited".into()));
+                    }
                     return Ok(None);
                 }
-                // resp == seq: the Acquire in guest_snapshot (on state, stored after
-                // resp_seq by the guest) covers status and length.
+                // resp == seq: the Acquire load of resp_seq covers status and length.
                 let raw_status = r.u32_at(GC_STATUS).load(Acquire);
                 let status = Status::from_raw(raw_status).ok_or_else(|| {
                     ProtoError::Violation(format!("status {raw_status} is not a known status"))
@@ -635,16 +644,19 @@ mod tests {
                     r.copy_in(MAILBOX_OFF, b"ok").unwrap();
                     r.u64_at(GC_RESP_LEN).store(2, Relaxed);
                     r.u32_at(GC_STATUS).store(0, Relaxed);
+                    if off == GC_STATE {
+                        // A state word that is no state at all, and no answer.
+                        r.u32_at(GC_STATE).store(value as u32, Release);
+                        return;
+                    }
                     let mut seq = 1;
-                    let mut state = GuestState::Ready as u32;
                     match off {
-                        GC_STATE => state = value as u32,
                         GC_STATUS => r.u32_at(off).store(value as u32, Relaxed),
                         GC_RESP_SEQ => seq = value,
                         _ => r.u64_at(off).store(value, Relaxed),
                     }
                     r.u64_at(GC_RESP_SEQ).store(seq, Release);
-                    r.u32_at(GC_STATE).store(state, Release);
+                    r.u32_at(GC_STATE).store(GuestState::Ready as u32, Release);
                 });
                 host.wait_ready(&r, soon(), &mut never).unwrap();
                 let err = host
