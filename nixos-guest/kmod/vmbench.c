@@ -24,6 +24,9 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/rcupdate.h>
+#include <linux/slab.h>
+#include <asm/msr-index.h>
+#include <asm/processor.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
 
@@ -114,6 +117,229 @@ static int vmb_mmap(struct file *f, struct vm_area_struct *vma)
 	return 0;
 }
 
+/* ---- VM-exit loops ---------------------------------------------------- */
+
+static __always_inline u64 t_start(void)
+{
+	u32 lo, hi;
+
+	asm volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
+	return ((u64)hi << 32) | lo;
+}
+
+static __always_inline u64 t_end(void)
+{
+	u32 lo, hi, aux;
+
+	asm volatile("rdtscp; lfence" : "=a"(lo), "=d"(hi), "=c"(aux) : : "memory");
+	return ((u64)hi << 32) | lo;
+}
+
+static __always_inline void x_cpuid0(void)
+{
+	u32 a = 0, b, c = 0, d;
+
+	asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
+}
+
+static __always_inline void x_vmcall(bool amd)
+{
+	unsigned long a = 0;
+
+	if (amd)
+		asm volatile("vmmcall" : "+a"(a) : : "memory");
+	else
+		asm volatile("vmcall" : "+a"(a) : : "memory");
+}
+
+static __always_inline void x_outb(u16 port)
+{
+	asm volatile("outb %b0, %w1" : : "a"(0), "Nd"(port) : "memory");
+}
+
+static __always_inline void x_inb(u16 port)
+{
+	u8 v;
+
+	asm volatile("inb %w1, %b0" : "=a"(v) : "Nd"(port) : "memory");
+}
+
+/* Raw RDMSR/WRMSR: no paravirt hooks or tracepoints inside the timed region. */
+static __always_inline u64 x_rdmsr(u32 msr)
+{
+	u32 lo, hi;
+
+	asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr) : "memory");
+	return ((u64)hi << 32) | lo;
+}
+
+static __always_inline void x_wrmsr(u32 msr, u64 v)
+{
+	asm volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+
+/* One loop per instruction, so no branch sits inside the timed region. */
+#define VMB_TIMED(n, buf, BODY)                                   \
+	do {                                                      \
+		u64 _i;                                           \
+		for (_i = 0; _i < (n); _i++) {                    \
+			u64 _t0 = t_start();                      \
+			BODY;                                     \
+			(buf)[_i] = t_end() - _t0;                \
+		}                                                 \
+	} while (0)
+
+#define VMB_BATCH(n, out, BODY)                                   \
+	do {                                                      \
+		u64 _i, _t0 = t_start();                          \
+		for (_i = 0; _i < (n); _i++) {                    \
+			BODY;                                     \
+		}                                                 \
+		*(out) = t_end() - _t0;                           \
+	} while (0)
+
+#define VMB_RUN(BODY)                                             \
+	do {                                                      \
+		VMB_TIMED(a->samples, buf, BODY);                 \
+		if (a->batch)                                     \
+			VMB_BATCH(a->batch, &a->batch_ticks, BODY); \
+	} while (0)
+
+static int vmb_check_insn(u32 insn, u32 port)
+{
+	if (insn >= VMBENCH_INSN_COUNT || port > 0xffff)
+		return -EINVAL;
+	/* INVD drops dirty cache lines on bare metal; under a hypervisor it exits. */
+	if (insn == VMBENCH_INSN_INVD && !boot_cpu_has(X86_FEATURE_HYPERVISOR))
+		return -EPERM;
+	if (insn == VMBENCH_INSN_WRMSR_TSCDL && !boot_cpu_has(X86_FEATURE_TSC_DEADLINE_TIMER))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
+{
+	bool amd = boot_cpu_data.x86_vendor == X86_VENDOR_AMD ||
+		   boot_cpu_data.x86_vendor == X86_VENDOR_HYGON;
+	u16 port = a->port;
+	unsigned long flags;
+	u64 tscdl;
+
+	a->batch_ticks = 0;
+	preempt_disable();
+	local_irq_save(flags);
+	switch (a->insn) {
+	case VMBENCH_INSN_NONE:
+		VMB_RUN(barrier());
+		break;
+	case VMBENCH_INSN_NOP:
+		VMB_RUN(asm volatile("nop" : : : "memory"));
+		break;
+	case VMBENCH_INSN_CPUID:
+		VMB_RUN(x_cpuid0());
+		break;
+	case VMBENCH_INSN_VMCALL:
+		VMB_RUN(x_vmcall(amd));
+		break;
+	case VMBENCH_INSN_OUTB:
+		VMB_RUN(x_outb(port));
+		break;
+	case VMBENCH_INSN_INB:
+		VMB_RUN(x_inb(port));
+		break;
+	case VMBENCH_INSN_RDMSR:
+		VMB_RUN((void)x_rdmsr(MSR_IA32_APICBASE));
+		break;
+	case VMBENCH_INSN_WRMSR_TSCDL:
+		/* Writing back the armed deadline leaves the kernel's timer as it was. */
+		tscdl = x_rdmsr(MSR_IA32_TSC_DEADLINE);
+		VMB_RUN(x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl));
+		break;
+	case VMBENCH_INSN_INVD:
+		VMB_RUN(asm volatile("invd" : : : "memory"));
+		break;
+	}
+	local_irq_restore(flags);
+	preempt_enable();
+}
+
+static long vmb_exit_loop(struct vmbench_exit_loop __user *uarg)
+{
+	struct vmbench_exit_loop a;
+	u64 *buf;
+	long ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (a.samples > VMBENCH_MAX_SAMPLES || a.batch > VMBENCH_MAX_BATCH ||
+	    (a.samples == 0 && a.batch == 0))
+		return -EINVAL;
+	ret = vmb_check_insn(a.insn, a.port);
+	if (ret)
+		return ret;
+	/* Allocated before the loop: nothing allocates with IRQs off. */
+	buf = kcalloc(max_t(u64, a.samples, 1), sizeof(u64), GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	vmb_loop(&a, buf);
+	ret = 0;
+	if (a.samples && copy_to_user(u64_to_user_ptr(a.samples_ptr), buf, a.samples * sizeof(u64)))
+		ret = -EFAULT;
+	else if (copy_to_user(uarg, &a, sizeof(a)))
+		ret = -EFAULT;
+	kfree(buf);
+	return ret;
+}
+
+static long vmb_exit_once(struct vmbench_exit_once __user *uarg)
+{
+	struct vmbench_exit_once a;
+	bool amd = boot_cpu_data.x86_vendor == X86_VENDOR_AMD ||
+		   boot_cpu_data.x86_vendor == X86_VENDOR_HYGON;
+	long ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	ret = vmb_check_insn(a.insn, a.port);
+	if (ret)
+		return ret;
+	/* Untimed and with IRQs on: user space times the whole ioctl. */
+	switch (a.insn) {
+	case VMBENCH_INSN_NONE:
+		break;
+	case VMBENCH_INSN_NOP:
+		asm volatile("nop" : : : "memory");
+		break;
+	case VMBENCH_INSN_CPUID:
+		x_cpuid0();
+		break;
+	case VMBENCH_INSN_VMCALL:
+		x_vmcall(amd);
+		break;
+	case VMBENCH_INSN_OUTB:
+		x_outb(a.port);
+		break;
+	case VMBENCH_INSN_INB:
+		x_inb(a.port);
+		break;
+	case VMBENCH_INSN_RDMSR:
+		(void)x_rdmsr(MSR_IA32_APICBASE);
+		break;
+	case VMBENCH_INSN_WRMSR_TSCDL: {
+		unsigned long flags;
+
+		local_irq_save(flags);
+		x_wrmsr(MSR_IA32_TSC_DEADLINE, x_rdmsr(MSR_IA32_TSC_DEADLINE));
+		local_irq_restore(flags);
+		break;
+	}
+	case VMBENCH_INSN_INVD:
+		asm volatile("invd" : : : "memory");
+		break;
+	}
+	return 0;
+}
+
 static long vmb_set_eventfd(struct vmb_dev *d, struct vmbench_eventfd __user *uarg)
 {
 	struct vmbench_eventfd a;
@@ -171,6 +397,12 @@ static long vmb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	}
 	case VMBENCH_IOC_SET_EVENTFD:
 		return vmb_set_eventfd(d, uarg);
+	case VMBENCH_IOC_EXIT_LOOP:
+		return vmb_exit_loop(uarg);
+	case VMBENCH_IOC_EXIT_ONCE:
+		return vmb_exit_once(uarg);
+	case VMBENCH_IOC_NULL:
+		return 0;
 	default:
 		return -ENOTTY;
 	}

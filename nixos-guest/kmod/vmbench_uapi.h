@@ -37,6 +37,45 @@ struct vmbench_eventfd {
 /* Writes BAR0 Doorbell: bits 0..15 vector, 16..31 destination peer id. */
 #define VMBENCH_IOC_DOORBELL    _IOW(VMBENCH_IOC_MAGIC, 0x01, __u32)
 #define VMBENCH_IOC_SET_EVENTFD _IOW(VMBENCH_IOC_MAGIC, 0x02, struct vmbench_eventfd)
-/* 0x10..0x1f are reserved for the VM-exit suite (timed exit loops in the kernel). */
+/*
+ * VM-exit suite. Instructions the module executes at CPL0. Each timed sample
+ * is `lfence; rdtsc` ... <instruction> ... `rdtscp; lfence` with IRQs and
+ * preemption off for the whole chunk.
+ */
+enum vmbench_insn {
+	VMBENCH_INSN_NONE = 0,          /* empty timed region: timer overhead */
+	VMBENCH_INSN_NOP = 1,           /* a non-exiting instruction */
+	VMBENCH_INSN_CPUID = 2,         /* CPUID leaf 0: exit handled inside KVM */
+	VMBENCH_INSN_VMCALL = 3,        /* VMCALL/VMMCALL, RAX=0: KVM hypercall handler */
+	VMBENCH_INSN_OUTB = 4,          /* OUTB to `port` (debugcon: QEMU) */
+	VMBENCH_INSN_INB = 5,           /* INB from `port` (0x4d0: in-kernel PIC; 0x1234: QEMU) */
+	VMBENCH_INSN_RDMSR = 6,         /* RDMSR IA32_APIC_BASE: emulated by KVM */
+	VMBENCH_INSN_WRMSR_TSCDL = 7,   /* WRMSR IA32_TSC_DEADLINE with its current value */
+	VMBENCH_INSN_INVD = 8,          /* INVD (refused unless running under a hypervisor) */
+	VMBENCH_INSN_COUNT
+};
+
+#define VMBENCH_MAX_SAMPLES 4096     /* per EXIT_LOOP call: bounds the IRQs-off window */
+#define VMBENCH_MAX_BATCH 65536      /* per EXIT_LOOP call, untimed iterations */
+
+struct vmbench_exit_loop {
+	__u32 insn;             /* enum vmbench_insn */
+	__u32 port;             /* OUTB/INB port, 0..0xffff */
+	__u64 samples;          /* timed iterations, 0..VMBENCH_MAX_SAMPLES */
+	__u64 samples_ptr;      /* user buffer of `samples` __u64 (ticks per iteration) */
+	__u64 batch;            /* untimed back-to-back iterations, 0..VMBENCH_MAX_BATCH */
+	__u64 batch_ticks;      /* out: ticks for the whole batch */
+};
+
+struct vmbench_exit_once {
+	__u32 insn;
+	__u32 port;
+};
+
+#define VMBENCH_IOC_EXIT_LOOP _IOWR(VMBENCH_IOC_MAGIC, 0x10, struct vmbench_exit_loop)
+/* Execute the instruction once (user->kernel rows time the ioctl from user space). */
+#define VMBENCH_IOC_EXIT_ONCE _IOW(VMBENCH_IOC_MAGIC, 0x11, struct vmbench_exit_once)
+/* Do nothing: the null-ioctl baseline. */
+#define VMBENCH_IOC_NULL      _IO(VMBENCH_IOC_MAGIC, 0x12)
 
 #endif

@@ -11,6 +11,7 @@ use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 mod isolate;
 mod table;
 mod vm;
+mod vmexit;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
     /// The guest VM.
     #[command(subcommand)]
     Vm(vm::VmCmd),
+    /// The VM-exit suite alone: the six round trips of seed 004, baselines and extras.
+    Vmexit(vmexit::VmexitArgs),
     /// Run the guest agent (what the guest's /init does).
     #[command(hide = true)]
     GuestAgent {
@@ -115,6 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Isolate(cmd) => isolate::run(cmd),
         Command::Image(cmd) => vm::image_cmd(cmd),
         Command::Vm(cmd) => vm::vm_cmd(cmd, interrupt_flag()),
+        Command::Vmexit(args) => vmexit::vmexit_cmd(args, interrupt_flag()),
         Command::GuestAgent { args } => Ok(guest_agent(&args)),
     }
 }

@@ -91,7 +91,7 @@ pub struct BootArgs {
     json: bool,
 }
 
-fn parse_cpus(s: &str) -> Result<vmbench_host::CpuList, String> {
+pub fn parse_cpus(s: &str) -> Result<vmbench_host::CpuList, String> {
     vmbench_host::CpuList::parse(s).map_err(|e| e.to_string())
 }
 

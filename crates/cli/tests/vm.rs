@@ -342,3 +342,102 @@ fn ctrl_c_during_boot_tears_everything_down() {
     assert!(processes_mentioning(&format!("vmbench-{pid}-")).is_empty());
     assert!(shm_files_of(pid).is_empty());
 }
+
+/// The VM-exit suite under TCG: every row runs inside the guest (real module,
+/// real agent), and no number is presented as a VM exit.
+#[test]
+fn vmexit_suite_runs_every_row_under_tcg() {
+    let Some(img) = image() else { return };
+    let csv = tempfile::NamedTempFile::new().unwrap();
+    let out = vmbench()
+        .args([
+            "vmexit",
+            "--accel",
+            "tcg",
+            "--iterations",
+            "300",
+            "--warmup",
+            "10",
+            "--batch",
+            "300",
+            "--json",
+        ])
+        .args(["--boot-timeout", "240", "--csv"])
+        .arg(csv.path())
+        .arg("--image")
+        .arg(img)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = &v["results"];
+    assert!(
+        results["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no VM exits")
+    );
+    let measured: Vec<&serde_json::Value> =
+        results["measurements"].as_array().unwrap().iter().collect();
+    let skipped: Vec<&serde_json::Value> = results["skipped"].as_array().unwrap().iter().collect();
+    let id_of = |m: &serde_json::Value| {
+        m["id"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("vmexit.")
+            .to_string()
+    };
+    for row in vmbench_proto::vmexit::Row::ALL
+        .iter()
+        .filter(|r| r.default_on())
+    {
+        let in_m = measured.iter().any(|m| id_of(m) == row.id());
+        let in_s = skipped.iter().any(|s| id_of(s) == row.id());
+        assert!(in_m || in_s, "row {} missing", row.id());
+    }
+    for id in [
+        "user-fast",
+        "user-slow",
+        "user-kernel-fast",
+        "user-kernel-slow",
+        "kernel-fast",
+        "kernel-slow",
+    ] {
+        assert!(
+            measured.iter().any(|m| id_of(m) == id),
+            "seed 004 row {id} was not measured"
+        );
+    }
+    for s in &skipped {
+        assert!(!s["reason"].as_str().unwrap().is_empty());
+    }
+    for m in &measured {
+        assert_eq!(m["summary"]["n"], 300, "{m}");
+        assert_eq!(m["verification"]["verdict"], "unverified");
+        assert!(
+            m["verification"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("not verifiable: TCG")
+        );
+        assert!(m["definition"].as_str().unwrap().contains("rdtsc"));
+        assert!(m["tier"].is_string());
+        assert!(m["batch_mean"].is_number());
+        let id = id_of(m);
+        if !id.contains("timer-overhead") {
+            assert!(
+                m["overhead_subtracted"]["p50"].is_number(),
+                "{id}: no overhead-subtracted view"
+            );
+        }
+    }
+    // The timer overhead sits next to every row in the CSV.
+    let text = std::fs::read_to_string(csv.path()).unwrap();
+    assert!(text.starts_with("id,unit,n,min,p50"));
+    assert_eq!(text.lines().count(), measured.len() + 1);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("vmexit.kernel-fast,tsc_ticks,300,"))
+    );
+}

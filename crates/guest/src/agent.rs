@@ -126,8 +126,16 @@ fn serve(
     ready_ms: u64,
     opts: &AgentOptions,
 ) -> Result<bool, GuestError> {
+    let under_tcg =
+        vmbench_host::cpuid::hypervisor_signature_raw().is_some_and(|h| h.starts_with("TCG"));
+    let mut samples = Vec::new();
     while let Some(req) = g.next(far(), &mut never)? {
-        match handle(req, facts, dev, ready_ms) {
+        let reply = if req.command == Some(Command::RunVmexit) {
+            run_vmexit(g.region(), req.args, dev, under_tcg, &mut samples)
+        } else {
+            handle(req, facts, dev, ready_ms)
+        };
+        match reply {
             Reply::Answer(status, payload) => g.respond(status, &payload)?,
             Reply::Shutdown => {
                 g.respond(Status::Ok, b"")?;
@@ -163,7 +171,66 @@ fn handle(req: Request, facts: &MappingFacts, dev: Option<&Device>, ready_ms: u6
         }
         Some(Command::DoorbellWait) => doorbell_wait(dev, req.args),
         Some(Command::Shutdown) => Reply::Shutdown,
+        Some(Command::RunVmexit) => {
+            Reply::Answer(Status::Failed, b"dispatched by serve()".to_vec())
+        }
         None => Reply::Answer(Status::UnknownCommand, Vec::new()),
+    }
+}
+
+/// Runs one VM-exit row; samples go to the data area as little-endian u64.
+fn run_vmexit(
+    region: &vmbench_proto::Region,
+    args: [u64; 6],
+    dev: Option<&Device>,
+    under_tcg: bool,
+    samples: &mut Vec<u64>,
+) -> Reply {
+    use vmbench_proto::vmexit::Row;
+    let bad = |m: String| Reply::Answer(Status::BadArgs, m.into_bytes());
+    let Some(row) = u32::try_from(args[0]).ok().and_then(Row::from_raw) else {
+        return bad(format!("unknown row {}", args[0]));
+    };
+    let (n, warmup, batch) = (args[1], args[2], args[3]);
+    let capacity = ((region.len() - vmbench_proto::DATA_OFF) / 8) as u64;
+    if n == 0 || n > capacity {
+        return bad(format!(
+            "samples {n}: must be 1..={capacity} (the data area's size)"
+        ));
+    }
+    if warmup > 10_000_000 || batch > 100_000_000 {
+        return bad(format!("warm-up {warmup} or batch {batch} out of range"));
+    }
+    let port = match u16::try_from(args[4]) {
+        Ok(0) => vmbench_proto::vmexit::DEFAULT_DEBUGCON_PORT,
+        Ok(p) => p,
+        Err(_) => return bad(format!("port {} out of range", args[4])),
+    };
+    let req = crate::vmexit::RowRequest {
+        row,
+        samples: n,
+        warmup,
+        batch,
+        debugcon: port,
+        under_tcg,
+    };
+    let result = crate::vmexit::run_row(req, dev.map(|d| &d.file), samples);
+    match result {
+        Ok(run) => {
+            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            if let Err(e) = region.copy_in(vmbench_proto::DATA_OFF, &bytes) {
+                return Reply::Answer(Status::Failed, e.to_string().into_bytes());
+            }
+            match serde_json::to_vec(&run) {
+                Ok(v) => Reply::Answer(Status::Ok, v),
+                Err(e) => Reply::Answer(Status::Failed, e.to_string().into_bytes()),
+            }
+        }
+        Err(crate::vmexit::VmexitError::BadArgs(m)) => bad(m),
+        Err(crate::vmexit::VmexitError::Unsupported(m)) => {
+            Reply::Answer(Status::Unsupported, m.into_bytes())
+        }
+        Err(e) => Reply::Answer(Status::Failed, e.to_string().into_bytes()),
     }
 }
 
@@ -258,6 +325,46 @@ fn self_test(dev: Option<&std::fs::File>) -> String {
             errno(kmod::unknown_ioctl(dev)),
         ),
     ];
+    let mut four = [0u64; 4];
+    let mut big = vec![0u64; kmod::MAX_SAMPLES as usize + 1];
+    checks.push((
+        "exit_loop unknown insn 99",
+        "EINVAL",
+        errno(kmod::exit_loop(dev, 99, 0, &mut four, 0).map(|_| ())),
+    ));
+    checks.push((
+        "exit_loop port 0x10000",
+        "EINVAL",
+        errno(kmod::exit_loop(dev, 4, 0x1_0000, &mut four, 0).map(|_| ())),
+    ));
+    checks.push((
+        "exit_loop 0 samples 0 batch",
+        "EINVAL",
+        errno(kmod::exit_loop(dev, 2, 0, &mut [], 0).map(|_| ())),
+    ));
+    checks.push((
+        "exit_loop 4097 samples",
+        "EINVAL",
+        errno(kmod::exit_loop(dev, 2, 0, &mut big, 0).map(|_| ())),
+    ));
+    checks.push((
+        "exit_loop batch 65537",
+        "EINVAL",
+        errno(kmod::exit_loop(dev, 2, 0, &mut [], kmod::MAX_BATCH + 1).map(|_| ())),
+    ));
+    checks.push((
+        "exit_once unknown insn 42",
+        "EINVAL",
+        errno(kmod::exit_once(
+            std::os::fd::AsRawFd::as_raw_fd(dev),
+            &kmod::ExitOnce { insn: 42, port: 0 },
+        )),
+    ));
+    checks.push((
+        "exit_loop cpuid x4 (valid)",
+        "ok",
+        errno(kmod::exit_loop(dev, 2, 0, &mut four, 8).map(|_| ())),
+    ));
     // mmap past the end of BAR2 and a private mapping must both fail.
     if let Ok(info) = kmod::info(dev) {
         let past = memmap2::MmapOptions::new()

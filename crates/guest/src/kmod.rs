@@ -32,6 +32,87 @@ pub struct VmbenchEventfd {
 
 const _: () = assert!(std::mem::size_of::<VmbenchInfo>() == 48);
 
+/// `enum vmbench_insn`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insn {
+    None = 0,
+    Nop = 1,
+    Cpuid = 2,
+    Vmcall = 3,
+    Outb = 4,
+    Inb = 5,
+    Rdmsr = 6,
+    WrmsrTscDeadline = 7,
+    Invd = 8,
+}
+
+pub const MAX_SAMPLES: u64 = 4096;
+pub const MAX_BATCH: u64 = 65536;
+
+/// `struct vmbench_exit_loop`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExitLoop {
+    pub insn: u32,
+    pub port: u32,
+    pub samples: u64,
+    pub samples_ptr: u64,
+    pub batch: u64,
+    pub batch_ticks: u64,
+}
+
+/// `struct vmbench_exit_once`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExitOnce {
+    pub insn: u32,
+    pub port: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<ExitLoop>() == 40);
+
+nix::ioctl_readwrite!(ioc_exit_loop, b'v', 0x10, ExitLoop);
+nix::ioctl_write_ptr!(ioc_exit_once, b'v', 0x11, ExitOnce);
+nix::ioctl_none!(ioc_null, b'v', 0x12);
+
+/// VMBENCH_IOC_EXIT_LOOP: `samples.len()` timed iterations into `samples`,
+/// plus `batch` untimed ones; returns the batch's ticks.
+pub fn exit_loop(
+    dev: &std::fs::File,
+    insn: u32,
+    port: u32,
+    samples: &mut [u64],
+    batch: u64,
+) -> Result<u64, nix::Error> {
+    let mut a = ExitLoop {
+        insn,
+        port,
+        samples: samples.len() as u64,
+        samples_ptr: samples.as_mut_ptr() as u64,
+        batch,
+        batch_ticks: 0,
+    };
+    // SAFETY: the kernel writes at most `a.samples` u64 to `samples_ptr`,
+    // which points into `samples` of exactly that length, and writes back `a`.
+    unsafe { ioc_exit_loop(dev.as_raw_fd(), &mut a) }?;
+    Ok(a.batch_ticks)
+}
+
+/// VMBENCH_IOC_EXIT_ONCE.
+#[inline(always)]
+pub fn exit_once(fd: i32, arg: &ExitOnce) -> Result<(), nix::Error> {
+    // SAFETY: the kernel reads one `struct vmbench_exit_once` from `arg`.
+    unsafe { ioc_exit_once(fd, arg) }.map(|_| ())
+}
+
+/// VMBENCH_IOC_NULL.
+#[inline(always)]
+pub fn null(fd: i32) -> Result<(), nix::Error> {
+    // SAFETY: a no-argument ioctl that does nothing.
+    unsafe { ioc_null(fd) }.map(|_| ())
+}
+
 nix::ioctl_read!(ioc_info, b'v', 0x00, VmbenchInfo);
 nix::ioctl_write_ptr!(ioc_doorbell, b'v', 0x01, u32);
 nix::ioctl_write_ptr!(ioc_set_eventfd, b'v', 0x02, VmbenchEventfd);

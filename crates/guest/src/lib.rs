@@ -13,6 +13,7 @@ pub mod options;
 pub mod pci;
 pub mod pid1;
 pub mod spec;
+pub mod vmexit;
 
 pub use agent::run;
 pub use options::{AgentOptions, Mapping};

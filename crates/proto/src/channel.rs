@@ -70,6 +70,9 @@ pub enum Command {
     /// Wait (args[1] ms) for an interrupt on MSI-X vector args[0], then ring
     /// peer args[2] on the same vector; answers with the interrupt count.
     DoorbellWait = 5,
+    /// Run one VM-exit row: args [row, samples, warmup, batch, port, 0].
+    /// Samples go to the data area; the answer is a `vmexit::RowRun` as JSON.
+    RunVmexit = 6,
 }
 
 impl Command {
@@ -80,6 +83,7 @@ impl Command {
             3 => Command::Shutdown,
             4 => Command::SelfTest,
             5 => Command::DoorbellWait,
+            6 => Command::RunVmexit,
             _ => return None,
         })
     }
@@ -92,6 +96,8 @@ pub enum Status {
     UnknownCommand = 1,
     BadArgs = 2,
     Failed = 3,
+    /// The request is valid but this guest cannot do it (CPU feature missing).
+    Unsupported = 4,
 }
 
 impl Status {
@@ -101,6 +107,7 @@ impl Status {
             1 => Status::UnknownCommand,
             2 => Status::BadArgs,
             3 => Status::Failed,
+            4 => Status::Unsupported,
             _ => return None,
         })
     }

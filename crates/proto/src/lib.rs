@@ -26,6 +26,7 @@ pub mod channel;
 pub mod layout;
 pub mod region;
 pub mod spec;
+pub mod vmexit;
 
 pub use channel::{
     Command, GuestEnd, GuestState, HostEnd, HostState, ProtoError, Response, Status,

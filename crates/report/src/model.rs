@@ -2,6 +2,7 @@
 
 use crate::stats::{SampleSet, StatsError, Summary};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of the JSON shape of [`Results`]. Bump on any incompatible change.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
@@ -68,6 +69,36 @@ pub struct Measurement {
     /// Things a reader must know before trusting the numbers.
     pub warnings: Vec<String>,
     pub verification: Verification,
+    /// The same samples minus the median of the matching timer-overhead
+    /// baseline (saturating at 0). Absent for the baselines themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead_subtracted: Option<Summary>,
+    /// The baseline p50 that was subtracted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead_p50: Option<u64>,
+    /// Mean per iteration over a long back-to-back loop timed as a whole
+    /// (what kvm-unit-tests' vmexit prints), in `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_mean: Option<f64>,
+    /// TSC frequency for converting ticks to ns, when `unit` is TSC ticks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsc_khz: Option<f64>,
+    /// The path the measurement is expected to take, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Counter deltas observed around the measurement (e.g. KVM `exits`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Measurement {
+    /// Ticks → ns at `tsc_khz`, when both are known.
+    pub fn ns(&self, ticks: f64) -> Option<f64> {
+        match (self.unit, self.tsc_khz) {
+            (Unit::TscTicks, Some(khz)) if khz > 0.0 => Some(ticks / khz * 1e6),
+            _ => None,
+        }
+    }
 }
 
 impl Measurement {
@@ -85,8 +116,21 @@ impl Measurement {
             summary: samples.summary()?,
             warnings: Vec::new(),
             verification,
+            overhead_subtracted: None,
+            overhead_p50: None,
+            batch_mean: None,
+            tsc_khz: None,
+            tier: None,
+            counters: BTreeMap::new(),
         })
     }
+}
+
+/// A measurement that was asked for and could not run here, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub id: String,
+    pub reason: String,
 }
 
 /// Everything one run produced, as written to `results.json`.
@@ -94,6 +138,8 @@ impl Measurement {
 pub struct Results {
     pub schema_version: u32,
     pub measurements: Vec<Measurement>,
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
     /// Warnings about the run as a whole (TCG, noisy host, unrestored knob).
     pub warnings: Vec<String>,
 }
@@ -103,6 +149,7 @@ impl Default for Results {
         Results {
             schema_version: RESULTS_SCHEMA_VERSION,
             measurements: Vec::new(),
+            skipped: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -1,0 +1,242 @@
+//! `vmbench vmexit`: the VM-exit suite alone.
+
+use crate::vm::{GuestArgs, pin_guest, vm_options};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use vmbench_proto::vmexit::Row;
+use vmbench_report::{Measurement, Results, Verification};
+use vmbench_suites::vmexit::{VmexitOptions, run};
+use vmbench_vm::{Accel, Vm};
+
+#[derive(Args)]
+pub struct VmexitArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// Rows to run (comma-separated ids; default: all but the opt-in ones).
+    #[arg(long, value_delimiter = ',', value_name = "ROW,...")]
+    rows: Vec<String>,
+    /// Timed iterations per row.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    iterations: u64,
+    /// Discarded iterations before the timed ones.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    warmup: u64,
+    /// Back-to-back iterations timed as a whole (the kvm-unit-tests-style batch mean).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    batch: u64,
+    /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
+    #[arg(long, value_name = "LIST", value_parser = crate::vm::parse_cpus)]
+    pin_cpus: Option<vmbench_host::CpuList>,
+    /// Print JSON (results model + context) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write a per-row summary CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+}
+
+fn parse_rows(names: &[String]) -> Result<Vec<Row>> {
+    if names.is_empty() {
+        return Ok(Row::ALL
+            .iter()
+            .copied()
+            .filter(|r| r.default_on())
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            Row::parse(n).ok_or_else(|| {
+                let ids: Vec<&str> = Row::ALL.iter().map(|r| r.id()).collect();
+                anyhow::anyhow!("unknown row {n:?}; rows are: {}", ids.join(", "))
+            })
+        })
+        .collect()
+}
+
+pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
+    let rows = parse_rows(&a.rows)?;
+    if a.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    let (opts, warning) = vm_options(&a.guest, interrupt)?;
+    if let Some(w) = &warning {
+        eprintln!("vmbench: WARNING: {w}");
+    }
+    let mut vm = Vm::boot(&opts)?;
+    if let Some(cpus) = &a.pin_cpus {
+        pin_guest(&vm, cpus)?;
+    }
+    let mut s = VmexitOptions::new(opts.accel);
+    s.rows = rows;
+    s.samples = a.iterations;
+    s.warmup = a.warmup;
+    s.batch = a.batch;
+    s.tsc_khz = vm.spec.tsc_khz_kernel.or(vm.spec.tsc_khz_calibrated);
+    let quiet = a.json;
+    let measured = run(&mut vm, &s, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    });
+    let spec = vm.spec.clone();
+    let qemu_version = vm.qemu_version.clone();
+    let command_line = vm.config.command_line();
+    let _ = vm.shutdown();
+    let measured = measured?;
+    let mut results = Results {
+        measurements: measured.measurements,
+        skipped: measured.skipped,
+        ..Results::default()
+    };
+    if opts.accel == Accel::Tcg {
+        results.warnings.push(
+            "TCG (software emulation): there are no VM exits; every number below is QEMU's emulation cost, not an exit".into(),
+        );
+    }
+    if let Some(path) = &a.csv {
+        write_csv(path, &results.measurements)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed = results
+        .measurements
+        .iter()
+        .any(|m| matches!(m.verification, Verification::Failed { .. }));
+    if a.json {
+        let v = serde_json::json!({
+            "accel": opts.accel.name(),
+            "qemu_version": qemu_version,
+            "qemu_command_line": command_line,
+            "guest": spec,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_table(&results, opts.accel, &spec, s.tsc_khz);
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_khz: Option<f64>) {
+    for w in &r.warnings {
+        println!("WARNING: {w}");
+    }
+    println!(
+        "accel {}, guest kernel {}, TSC {} (ticks are TSC reference cycles, not core cycles)",
+        accel.name(),
+        spec.kernel_release,
+        tsc_khz.map_or("unknown".into(), |k| format!("{:.3} MHz", k / 1000.0))
+    );
+    let tsc_flags: Vec<&str> = spec
+        .cpu_flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| f.contains("tsc"))
+        .collect();
+    println!(
+        "guest TSC: {}; rdtsc {}",
+        tsc_flags.join(" "),
+        spec.rdtsc_exiting
+    );
+    println!(
+        "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  verdict",
+        "row", "N", "min", "p50", "p90", "p99", "p99.9", "max", "p50-ovh", "batch", "p50 ns"
+    );
+    for m in &r.measurements {
+        let s = &m.summary;
+        println!(
+            "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  {}",
+            m.id.trim_start_matches("vmexit."),
+            s.n,
+            s.min,
+            s.p50,
+            s.p90,
+            s.p99,
+            s.p999,
+            s.max,
+            m.overhead_subtracted
+                .as_ref()
+                .map_or("-".into(), |o| o.p50.to_string()),
+            m.batch_mean.map_or("-".into(), f1),
+            m.ns(s.p50 as f64).map_or("-".into(), f1),
+            m.verification.label()
+        );
+    }
+    for s in &r.skipped {
+        println!(
+            "{:<27} skipped: {}",
+            s.id.trim_start_matches("vmexit."),
+            s.reason
+        );
+    }
+    println!();
+    for m in &r.measurements {
+        let detail = match &m.verification {
+            Verification::Verified { evidence } | Verification::Failed { evidence } => {
+                evidence.clone()
+            }
+            Verification::Unverified { reason } => reason.clone(),
+            Verification::NotApplicable => String::new(),
+        };
+        println!(
+            "{}: {}; {}",
+            m.id.trim_start_matches("vmexit."),
+            m.tier.as_deref().unwrap_or(""),
+            detail
+        );
+        for w in &m.warnings {
+            println!("    warning: {w}");
+        }
+    }
+}
+
+/// One line per row: the summary in ticks, the subtracted p50, batch mean, verdict.
+pub fn write_csv(path: &std::path::Path, ms: &[Measurement]) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        f,
+        "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_minus_overhead,overhead_p50,batch_mean,tsc_khz,verdict"
+    )?;
+    for m in ms {
+        let s = &m.summary;
+        writeln!(
+            f,
+            "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{}",
+            m.id,
+            serde_json::to_value(m.unit)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            s.n,
+            s.min,
+            s.p50,
+            s.p90,
+            s.p99,
+            s.p999,
+            s.max,
+            s.mean,
+            s.stddev,
+            m.overhead_subtracted
+                .as_ref()
+                .map_or(String::new(), |o| o.p50.to_string()),
+            m.overhead_p50.map_or(String::new(), |v| v.to_string()),
+            m.batch_mean.map_or(String::new(), |v| format!("{v:.3}")),
+            m.tsc_khz.map_or(String::new(), |v| format!("{v:.3}")),
+            m.verification.label()
+        )?;
+    }
+    f.flush()
+}

@@ -1,0 +1,337 @@
+//! The guest side of the VM-exit suite: timed loops in this process (user
+//! rows), around ioctls (user→kernel rows), and in the module (kernel rows).
+
+use crate::kmod::{self, Insn};
+use std::arch::asm;
+use std::os::fd::AsRawFd;
+use vmbench_proto::vmexit::{Mode, Row, RowRun};
+
+/// `lfence; rdtsc`: the start of a timed window (no CPUID fence: it exits).
+#[inline(always)]
+fn t_start() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: LFENCE and RDTSC only read the TSC; the asm is a compiler
+    // barrier (no `nomem`), so timed code cannot move across it.
+    unsafe {
+        asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// `rdtscp; lfence`: the end of a timed window.
+#[inline(always)]
+fn t_end() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSCP reads the TSC and TSC_AUX (ecx, discarded); LFENCE
+    // keeps later instructions from starting before it.
+    unsafe {
+        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+#[inline(always)]
+fn cpuid0() {
+    // SAFETY: CPUID has no memory effects; rbx (reserved by LLVM) is saved
+    // in a scratch register and restored.
+    unsafe {
+        asm!(
+            "mov {tmp:r}, rbx",
+            "cpuid",
+            "mov rbx, {tmp:r}",
+            tmp = out(reg) _,
+            inout("eax") 0u32 => _,
+            inout("ecx") 0u32 => _,
+            out("edx") _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+#[inline(always)]
+fn outb(port: u16) {
+    // SAFETY: the port was opened with ioperm(); writing 0 to the debugcon
+    // port has no effect on this process's memory.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") 0u8, options(nostack, preserves_flags)) };
+}
+
+#[inline(always)]
+fn null_syscall() {
+    // SAFETY: getppid (110) takes no arguments and touches no memory;
+    // SYSCALL clobbers rcx and r11.
+    unsafe {
+        asm!("syscall", inlateout("rax") 110usize => _, lateout("rcx") _, lateout("r11") _, options(nostack))
+    };
+}
+
+/// Runs `body` `n` times, recording each timed iteration (when `out` is given).
+#[inline(always)]
+fn timed(n: u64, out: Option<&mut Vec<u64>>, mut body: impl FnMut()) {
+    match out {
+        Some(v) => {
+            for _ in 0..n {
+                let t0 = t_start();
+                body();
+                v.push(t_end().wrapping_sub(t0));
+            }
+        }
+        None => {
+            for _ in 0..n {
+                let t0 = t_start();
+                body();
+                std::hint::black_box(t_end().wrapping_sub(t0));
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn batch(n: u64, mut body: impl FnMut()) -> u64 {
+    let t0 = t_start();
+    for _ in 0..n {
+        body();
+    }
+    t_end().wrapping_sub(t0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmexitError {
+    #[error("{0}")]
+    BadArgs(String),
+    #[error("{0}")]
+    Failed(String),
+    /// This guest cannot run the row (CPU feature or privilege missing).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn kernel_insn(row: Row) -> Option<Insn> {
+    Some(match row {
+        Row::KernelTimerOverhead => Insn::None,
+        Row::KernelNop => Insn::Nop,
+        Row::KernelFast => Insn::Cpuid,
+        Row::KernelSlow => Insn::Outb,
+        Row::KernelRdmsr => Insn::Rdmsr,
+        Row::KernelWrmsrTscDeadline => Insn::WrmsrTscDeadline,
+        Row::KernelInvd => Insn::Invd,
+        Row::KernelPio => Insn::Inb,
+        Row::KernelInbQemu => Insn::Inb,
+        Row::KernelVmcall => Insn::Vmcall,
+        _ => return None,
+    })
+}
+
+fn port_for(row: Row, debugcon: u16) -> u16 {
+    match row {
+        Row::KernelPio => 0x4d0,
+        Row::KernelInbQemu => 0x1234,
+        _ => debugcon,
+    }
+}
+
+/// One row to run: `warmup` discarded iterations, `samples` timed ones,
+/// then `batch` back-to-back iterations timed as a whole.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRequest {
+    pub row: Row,
+    pub samples: u64,
+    pub warmup: u64,
+    pub batch: u64,
+    pub debugcon: u16,
+    /// QEMU TCG: VMCALL raises #UD there.
+    pub under_tcg: bool,
+}
+
+/// Runs one row; the timed samples land in `samples`.
+pub fn run_row(
+    req: RowRequest,
+    dev: Option<&std::fs::File>,
+    samples: &mut Vec<u64>,
+) -> Result<RowRun, VmexitError> {
+    let RowRequest {
+        row,
+        samples: n,
+        warmup,
+        batch: batch_n,
+        debugcon,
+        under_tcg,
+    } = req;
+    if row == Row::KernelVmcall && under_tcg {
+        return Err(VmexitError::BadArgs(
+            "VMCALL raises #UD under TCG: kernel-vmcall needs KVM".into(),
+        ));
+    }
+    samples.clear();
+    samples
+        .try_reserve_exact(n as usize)
+        .map_err(|e| VmexitError::Failed(format!("sample buffer: {e}")))?;
+    let need_dev = || {
+        dev.ok_or_else(|| {
+            VmexitError::Failed(format!(
+                "{} needs the vmbench module (/dev/vmbench0)",
+                row.id()
+            ))
+        })
+    };
+    let batch_ticks = match row.mode() {
+        Mode::User | Mode::UserToKernel => {
+            let fd = dev.map(|d| d.as_raw_fd());
+            if row == Row::UserSlow {
+                // SAFETY: ioperm only changes this process's I/O permission bitmap.
+                if unsafe { nix::libc::ioperm(u64::from(debugcon), 1, 1) } != 0 {
+                    return Err(VmexitError::Failed(format!(
+                        "ioperm({debugcon:#x}): {} (needs CAP_SYS_RAWIO)",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+            }
+            let once = |insn: Insn| kmod::ExitOnce {
+                insn: insn as u32,
+                port: u32::from(debugcon),
+            };
+            macro_rules! run_user {
+                ($body:expr) => {{
+                    timed(warmup, None, $body);
+                    timed(n, Some(samples), $body);
+                    batch(batch_n, $body)
+                }};
+            }
+            match row {
+                Row::TimerOverhead => run_user!(|| {}),
+                Row::UserNop => run_user!(nop),
+                Row::UserFast => run_user!(cpuid0),
+                Row::UserSlow => run_user!(|| outb(debugcon)),
+                Row::NullSyscall => run_user!(null_syscall),
+                Row::NullIoctl => {
+                    let fd = fd
+                        .ok_or(())
+                        .or_else(|_| need_dev().map(|d| d.as_raw_fd()))?;
+                    let mut err = None;
+                    let t = run_user!(|| if let Err(e) = kmod::null(fd) {
+                        err = Some(e)
+                    });
+                    if let Some(e) = err {
+                        return Err(VmexitError::Failed(format!("VMBENCH_IOC_NULL: {e}")));
+                    }
+                    t
+                }
+                Row::UserKernelFast | Row::UserKernelSlow => {
+                    let fd = fd
+                        .ok_or(())
+                        .or_else(|_| need_dev().map(|d| d.as_raw_fd()))?;
+                    let arg = once(if row == Row::UserKernelFast {
+                        Insn::Cpuid
+                    } else {
+                        Insn::Outb
+                    });
+                    let mut err = None;
+                    let t = run_user!(|| if let Err(e) = kmod::exit_once(fd, &arg) {
+                        err = Some(e)
+                    });
+                    if let Some(e) = err {
+                        return Err(VmexitError::Failed(format!("VMBENCH_IOC_EXIT_ONCE: {e}")));
+                    }
+                    t
+                }
+                _ => unreachable!("user rows only"),
+            }
+        }
+        Mode::Kernel => {
+            let dev = need_dev()?;
+            let insn = kernel_insn(row)
+                .ok_or_else(|| VmexitError::BadArgs(format!("{} is not a kernel row", row.id())))?
+                as u32;
+            let port = u32::from(port_for(row, debugcon));
+            let fail = |what: &str, e: nix::Error| match e {
+                nix::Error::EOPNOTSUPP => VmexitError::Unsupported(format!(
+                    "{}: the guest CPU lacks the feature (e.g. no TSC-deadline timer)",
+                    row.id()
+                )),
+                nix::Error::EPERM => {
+                    VmexitError::Unsupported(format!("{}: refused outside a VM", row.id()))
+                }
+                e => VmexitError::Failed(format!("VMBENCH_IOC_EXIT_LOOP ({what}): {e}")),
+            };
+            let mut chunk = vec![0u64; kmod::MAX_SAMPLES as usize];
+            // Warm-up, discarded; then samples in chunks (bounded IRQs-off windows).
+            let mut left = warmup;
+            while left > 0 {
+                let k = left.min(kmod::MAX_SAMPLES);
+                kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
+                    .map_err(|e| fail("warm-up", e))?;
+                left -= k;
+            }
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(kmod::MAX_SAMPLES);
+                kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
+                    .map_err(|e| fail("samples", e))?;
+                samples.extend_from_slice(&chunk[..k as usize]);
+                left -= k;
+            }
+            let mut total = 0u64;
+            let mut left = batch_n;
+            while left > 0 {
+                let k = left.min(kmod::MAX_BATCH);
+                total +=
+                    kmod::exit_loop(dev, insn, port, &mut [], k).map_err(|e| fail("batch", e))?;
+                left -= k;
+            }
+            total
+        }
+    };
+    Ok(RowRun {
+        row: row.id().to_string(),
+        samples: samples.len() as u64,
+        warmup,
+        batch_iterations: batch_n,
+        batch_ticks,
+    })
+}
+
+#[inline(always)]
+fn nop() {
+    // SAFETY: NOP does nothing.
+    unsafe { asm!("nop", options(nostack, preserves_flags)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(row: Row, samples: u64, under_tcg: bool) -> RowRequest {
+        RowRequest {
+            row,
+            samples,
+            warmup: 10,
+            batch: 100,
+            debugcon: 0xe9,
+            under_tcg,
+        }
+    }
+
+    /// The user rows that need no module run on any x86_64 machine.
+    #[test]
+    fn user_rows_run_natively() {
+        let mut v = Vec::new();
+        for row in [
+            Row::TimerOverhead,
+            Row::UserNop,
+            Row::UserFast,
+            Row::NullSyscall,
+        ] {
+            let r = run_row(req(row, 200, false), None, &mut v).unwrap();
+            assert_eq!(r.samples, 200);
+            assert_eq!(v.len(), 200);
+            assert!(r.batch_ticks > 0);
+        }
+        let r = run_row(req(Row::NullIoctl, 10, false), None, &mut v);
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("needs the vmbench module")
+        );
+        let r = run_row(req(Row::KernelVmcall, 10, true), None, &mut v);
+        assert!(r.unwrap_err().to_string().contains("#UD under TCG"));
+    }
+}

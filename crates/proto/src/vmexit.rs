@@ -1,0 +1,186 @@
+//! The VM-exit suite's rows, shared by host and guest (seed 004, DESIGN.md §3).
+
+use serde::{Deserialize, Serialize};
+
+/// Where the timed code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A guest user process (the agent).
+    User,
+    /// Guest user process → ioctl → the guest module executes the instruction → back.
+    UserToKernel,
+    /// A loop inside the guest module, IRQs and preemption off.
+    Kernel,
+}
+
+/// The path an exit is expected to take. The seed's "fast path" means handled
+/// inside KVM; KVM itself has three tiers, and every row names its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// A baseline: no exit at all.
+    NoExit,
+    /// KVM's in-kernel exit handler (CPUID, RDMSR, VMCALL): never KVM's fastpath.
+    KvmHandler,
+    /// KVM's literal fastpath where the host kernel has it for this exit, else its handler.
+    KvmFastpath,
+    /// A port I/O exit served by an in-kernel device (no QEMU).
+    KernelPio,
+    /// A port I/O exit that KVM returns to QEMU (KVM_RUN exits to user space).
+    Qemu,
+}
+
+impl Expect {
+    /// Exits per executed iteration the KVM counters should show.
+    pub fn exits_per_iteration(self) -> u64 {
+        match self {
+            Expect::NoExit => 0,
+            _ => 1,
+        }
+    }
+
+    /// Port-I/O exits per executed iteration (`io_exits` counts in-kernel and QEMU PIO alike).
+    pub fn io_exits_per_iteration(self) -> u64 {
+        match self {
+            Expect::KernelPio | Expect::Qemu => 1,
+            _ => 0,
+        }
+    }
+
+    pub fn tier(self) -> &'static str {
+        match self {
+            Expect::NoExit => "no exit (baseline)",
+            Expect::KvmHandler => "inside KVM: in-kernel exit handler",
+            Expect::KvmFastpath => {
+                "inside KVM: fastpath where the host kernel has it, else handler"
+            }
+            Expect::KernelPio => "inside KVM: in-kernel PIO device",
+            Expect::Qemu => "through QEMU: userspace exit",
+        }
+    }
+}
+
+macro_rules! rows {
+    ($($variant:ident = $n:expr, $id:expr, $mode:ident, $insn:expr, $expect:ident, $default:expr, $def:expr;)*) => {
+        /// One measurement of the suite.
+        #[repr(u32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum Row { $($variant = $n,)* }
+
+        impl Row {
+            pub const ALL: &'static [Row] = &[$(Row::$variant,)*];
+            pub fn from_raw(v: u32) -> Option<Row> { match v { $($n => Some(Row::$variant),)* _ => None } }
+            pub fn id(self) -> &'static str { match self { $(Row::$variant => $id,)* } }
+            pub fn mode(self) -> Mode { match self { $(Row::$variant => Mode::$mode,)* } }
+            pub fn instruction(self) -> &'static str { match self { $(Row::$variant => $insn,)* } }
+            pub fn expect(self) -> Expect { match self { $(Row::$variant => Expect::$expect,)* } }
+            /// Run unless asked otherwise (VMCALL rows #UD under TCG and are opt-in).
+            pub fn default_on(self) -> bool { match self { $(Row::$variant => $default,)* } }
+            /// Exactly what sits inside the timed window.
+            pub fn definition(self) -> &'static str { match self { $(Row::$variant => $def,)* } }
+        }
+    };
+}
+
+rows! {
+    TimerOverhead = 0, "timer-overhead", User, "(none)", NoExit, true,
+        "guest user: lfence;rdtsc | (empty) | rdtscp;lfence";
+    UserNop = 1, "user-nop", User, "nop", NoExit, true,
+        "guest user: lfence;rdtsc | nop | rdtscp;lfence";
+    UserFast = 2, "user-fast", User, "cpuid (leaf 0)", KvmHandler, true,
+        "guest user: lfence;rdtsc | cpuid leaf 0 (exit, guest user -> KVM -> guest user) | rdtscp;lfence";
+    UserSlow = 3, "user-slow", User, "outb to the debugcon port", Qemu, true,
+        "guest user (ioperm): lfence;rdtsc | outb al,0xe9 (exit, KVM -> QEMU isa-debugcon -> KVM) | rdtscp;lfence";
+    NullSyscall = 4, "null-syscall", User, "syscall getppid", NoExit, true,
+        "guest user: lfence;rdtsc | syscall(getppid) round trip to the guest kernel | rdtscp;lfence";
+    NullIoctl = 5, "null-ioctl", UserToKernel, "ioctl VMBENCH_IOC_NULL", NoExit, true,
+        "guest user: lfence;rdtsc | ioctl(/dev/vmbench0, NULL): user -> guest kernel -> user, no exit | rdtscp;lfence";
+    UserKernelFast = 6, "user-kernel-fast", UserToKernel, "ioctl -> cpuid (leaf 0)", KvmHandler, true,
+        "guest user: lfence;rdtsc | ioctl -> guest kernel executes cpuid leaf 0 (exit) -> user | rdtscp;lfence";
+    UserKernelSlow = 7, "user-kernel-slow", UserToKernel, "ioctl -> outb to the debugcon port", Qemu, true,
+        "guest user: lfence;rdtsc | ioctl -> guest kernel executes outb 0xe9 (exit to QEMU) -> user | rdtscp;lfence";
+    KernelTimerOverhead = 8, "kernel-timer-overhead", Kernel, "(none)", NoExit, true,
+        "guest kernel, IRQs off: lfence;rdtsc | (empty) | rdtscp;lfence";
+    KernelNop = 9, "kernel-nop", Kernel, "nop", NoExit, true,
+        "guest kernel, IRQs off: lfence;rdtsc | nop | rdtscp;lfence";
+    KernelFast = 10, "kernel-fast", Kernel, "cpuid (leaf 0)", KvmHandler, true,
+        "guest kernel, IRQs off: lfence;rdtsc | cpuid leaf 0 (exit handled in KVM) | rdtscp;lfence";
+    KernelSlow = 11, "kernel-slow", Kernel, "outb to the debugcon port", Qemu, true,
+        "guest kernel, IRQs off: lfence;rdtsc | outb al,0xe9 (exit to QEMU) | rdtscp;lfence";
+    KernelRdmsr = 12, "kernel-rdmsr", Kernel, "rdmsr IA32_APIC_BASE", KvmHandler, true,
+        "guest kernel, IRQs off: lfence;rdtsc | rdmsr 0x1b (emulated by KVM) | rdtscp;lfence";
+    KernelWrmsrTscDeadline = 13, "kernel-wrmsr-tsc-deadline", Kernel, "wrmsr IA32_TSC_DEADLINE (same value)", KvmFastpath, true,
+        "guest kernel, IRQs off: lfence;rdtsc | wrmsr 0x6e0 with the armed deadline (KVM fastpath candidate) | rdtscp;lfence";
+    KernelInvd = 14, "kernel-invd", Kernel, "invd", KvmFastpath, true,
+        "guest kernel, IRQs off: lfence;rdtsc | invd (KVM fastpath from Linux 6.18) | rdtscp;lfence";
+    KernelPio = 15, "kernel-inb-kernel-pio", Kernel, "inb 0x4d0 (PIC ELCR)", KernelPio, true,
+        "guest kernel, IRQs off: lfence;rdtsc | inb 0x4d0 (in-kernel PIC, no QEMU) | rdtscp;lfence";
+    KernelInbQemu = 16, "kernel-inb-unassigned", Kernel, "inb 0x1234 (unassigned)", Qemu, true,
+        "guest kernel, IRQs off: lfence;rdtsc | inb 0x1234 (unassigned port: QEMU) | rdtscp;lfence";
+    KernelVmcall = 17, "kernel-vmcall", Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
+        "guest kernel, IRQs off: lfence;rdtsc | vmcall (KVM hypercall handler, -KVM_ENOSYS) | rdtscp;lfence";
+}
+
+impl Row {
+    pub fn parse(s: &str) -> Option<Row> {
+        Row::ALL.iter().copied().find(|r| r.id() == s)
+    }
+
+    /// The baseline whose p50 is subtracted from this row's samples.
+    pub fn overhead_row(self) -> Row {
+        match self.mode() {
+            Mode::Kernel => Row::KernelTimerOverhead,
+            _ => Row::TimerOverhead,
+        }
+    }
+}
+
+/// Arguments of `Command::RunVmexit`: [row, samples, warmup, batch, port, 0].
+pub const DEFAULT_DEBUGCON_PORT: u16 = 0xe9;
+
+/// The guest's answer (JSON in the mailbox); samples are in the data area
+/// as little-endian u64 ticks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowRun {
+    pub row: String,
+    pub samples: u64,
+    pub warmup: u64,
+    pub batch_iterations: u64,
+    pub batch_ticks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Row::ALL {
+            assert!(seen.insert(r.id()), "duplicate id {}", r.id());
+            assert_eq!(Row::parse(r.id()), Some(*r));
+            assert_eq!(Row::from_raw(*r as u32), Some(*r));
+        }
+        assert_eq!(Row::parse("user-fast"), Some(Row::UserFast));
+        assert!(Row::from_raw(999).is_none());
+        assert_eq!(Row::KernelFast.overhead_row(), Row::KernelTimerOverhead);
+        assert_eq!(Row::UserKernelSlow.overhead_row(), Row::TimerOverhead);
+    }
+
+    #[test]
+    fn the_six_rows_of_seed_004_exist() {
+        for id in [
+            "user-fast",
+            "user-slow",
+            "user-kernel-fast",
+            "user-kernel-slow",
+            "kernel-fast",
+            "kernel-slow",
+        ] {
+            let r = Row::parse(id).unwrap();
+            assert!(r.default_on());
+            assert_ne!(r.expect(), Expect::NoExit);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The VM-exit suite, host side: for each row, read KVM's counters, have the
+//! guest run the row, read the counters again, copy the samples out of the
+//! shared region, and build the measurement.
+
+use crate::SuiteError;
+use crate::kvmstats;
+use crate::verify::{Evidence, verify};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Row, RowRun};
+use vmbench_proto::{Command, DATA_OFF, Status};
+use vmbench_report::{Measurement, SampleSet, Skipped, Unit};
+use vmbench_vm::{Accel, Vm};
+
+#[derive(Debug, Clone)]
+pub struct VmexitOptions {
+    pub rows: Vec<Row>,
+    /// Timed iterations per row.
+    pub samples: u64,
+    /// Discarded iterations before the samples.
+    pub warmup: u64,
+    /// Back-to-back iterations timed as a whole (the batch mean).
+    pub batch: u64,
+    pub debugcon_port: u16,
+    /// TSC frequency for ns (the guest's; the host's when the guest has none).
+    pub tsc_khz: Option<f64>,
+    pub accel: Accel,
+}
+
+impl VmexitOptions {
+    pub fn new(accel: Accel) -> Self {
+        VmexitOptions {
+            rows: Row::ALL
+                .iter()
+                .copied()
+                .filter(|r| r.default_on())
+                .collect(),
+            samples: 100_000,
+            warmup: 1_000,
+            batch: 100_000,
+            debugcon_port: DEFAULT_DEBUGCON_PORT,
+            tsc_khz: None,
+            accel,
+        }
+    }
+
+    /// The rows in run order: the timer baselines first (others subtract them).
+    pub fn ordered_rows(&self) -> Vec<Row> {
+        let mut rows = vec![Row::TimerOverhead, Row::KernelTimerOverhead];
+        for r in &self.rows {
+            if !rows.contains(r) {
+                rows.push(*r);
+            }
+        }
+        rows
+    }
+}
+
+/// Samples above this multiple of the median are counted as interrupted.
+pub const OUTLIER_FACTOR: u64 = 10;
+
+fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, String> {
+    let qmp = vm.qmp().ok_or("no QMP connection")?;
+    let answer = qmp
+        .execute("query-stats", Some(kvmstats::request()))
+        .map_err(|e| e.to_string())?;
+    kvmstats::parse(&answer)
+}
+
+/// What the suite produced: measurements, and rows this guest cannot run.
+#[derive(Debug, Default)]
+pub struct VmexitRun {
+    pub measurements: Vec<Measurement>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Runs the suite; `progress` gets one line per row.
+pub fn run(
+    vm: &mut Vm,
+    opts: &VmexitOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<VmexitRun, SuiteError> {
+    let mut out: Vec<Measurement> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut overhead: BTreeMap<Row, u64> = BTreeMap::new();
+    let capacity = ((vm.region().len() - DATA_OFF) / 8) as u64;
+    let samples = opts.samples.clamp(1, capacity);
+    for row in opts.ordered_rows() {
+        let id = row.id().to_string();
+        progress(&format!("vmexit {id}: {samples} samples"));
+        let before = if opts.accel == Accel::Kvm {
+            Some(read_stats(vm))
+        } else {
+            None
+        };
+        // Generous: under TCG or a slow nested KVM a row can take minutes.
+        let timeout = Duration::from_secs(600);
+        let args = [
+            row as u64,
+            samples,
+            opts.warmup,
+            opts.batch,
+            u64::from(opts.debugcon_port),
+            0,
+        ];
+        let resp = vm.call(Command::RunVmexit, args, timeout)?;
+        let after = if opts.accel == Accel::Kvm {
+            Some(read_stats(vm))
+        } else {
+            None
+        };
+        let text = String::from_utf8_lossy(&resp.payload)
+            .chars()
+            .take(500)
+            .collect::<String>();
+        if resp.status == Status::Unsupported {
+            progress(&format!("vmexit {id}: skipped: {text}"));
+            skipped.push(Skipped {
+                id: format!("vmexit.{id}"),
+                reason: text,
+            });
+            continue;
+        }
+        if resp.status != Status::Ok {
+            return Err(SuiteError::Refused { row: id, why: text });
+        }
+        let run: RowRun =
+            serde_json::from_slice(&resp.payload).map_err(|e| SuiteError::BadAnswer {
+                row: id.clone(),
+                why: format!("{e}: {text}"),
+            })?;
+        // Everything in the answer is the guest's word: check it against what was asked.
+        if run.row != id
+            || run.samples != samples
+            || run.warmup != opts.warmup
+            || run.batch_iterations != opts.batch
+        {
+            return Err(SuiteError::BadAnswer {
+                row: id,
+                why: format!(
+                    "asked for {samples} samples, {} warm-up, {} batch; got {run:?}",
+                    opts.warmup, opts.batch
+                ),
+            });
+        }
+        let bytes = vm
+            .region()
+            .copy_out(DATA_OFF, (samples * 8) as usize)
+            .map_err(|e| SuiteError::BadAnswer {
+                row: id.clone(),
+                why: e.to_string(),
+            })?;
+        let raw: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        let executions = samples + opts.warmup + opts.batch;
+        let (verification, counters) = match (before, after) {
+            (Some(Ok(b)), Some(Ok(a))) => {
+                let d = kvmstats::delta(&b, &a);
+                (verify(row.expect(), executions, Evidence::Deltas(&d)), d)
+            }
+            (Some(Err(e)), _) | (_, Some(Err(e))) => (
+                verify(row.expect(), executions, Evidence::Unavailable(&e)),
+                BTreeMap::new(),
+            ),
+            _ => (
+                verify(row.expect(), executions, Evidence::Tcg),
+                BTreeMap::new(),
+            ),
+        };
+        let mut set = SampleSet::new();
+        set.extend(raw.iter().copied())
+            .map_err(|e| SuiteError::BadAnswer {
+                row: id.clone(),
+                why: e.to_string(),
+            })?;
+        let mut m = Measurement::from_samples(
+            format!("vmexit.{id}"),
+            row.definition(),
+            Unit::TscTicks,
+            &set,
+            verification,
+        )
+        .map_err(|e| SuiteError::BadAnswer {
+            row: id.clone(),
+            why: e.to_string(),
+        })?;
+        m.tier = Some(row.expect().tier().to_string());
+        m.tsc_khz = opts.tsc_khz;
+        if run.batch_iterations > 0 {
+            m.batch_mean = Some(run.batch_ticks as f64 / run.batch_iterations as f64);
+        }
+        let median = m.summary.p50.max(1);
+        let outliers = raw.iter().filter(|&&s| s > median * OUTLIER_FACTOR).count();
+        if outliers > 0 {
+            m.warnings.push(format!(
+                "{outliers} of {samples} samples exceed {OUTLIER_FACTOR}x the median (interrupts or preemption inside the timed window); they are kept in the distribution"
+            ));
+        }
+        if let Some(irq) = counters.get("irq_exits").filter(|&&v| v > 0) {
+            m.warnings.push(format!(
+                "{irq} external-interrupt exits happened during this row"
+            ));
+        }
+        if row == Row::TimerOverhead || row == Row::KernelTimerOverhead {
+            overhead.insert(row, m.summary.p50);
+        } else if let Some(&ovh) = overhead.get(&row.overhead_row()) {
+            let mut adj = SampleSet::new();
+            adj.extend(raw.iter().map(|s| s.saturating_sub(ovh)))
+                .map_err(|e| SuiteError::BadAnswer {
+                    row: id.clone(),
+                    why: e.to_string(),
+                })?;
+            m.overhead_subtracted = adj.summary().ok();
+            m.overhead_p50 = Some(ovh);
+        }
+        m.counters = counters;
+        out.push(m);
+    }
+    Ok(VmexitRun {
+        measurements: out,
+        skipped,
+    })
+}
