@@ -43,6 +43,14 @@ pub enum VmCmd {
     Boot(BootArgs),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestKind {
+    /// The Linux guest (image from `vmbench image build` or `nix build .#guest-image`).
+    Linux,
+    /// The OS-free micro-guest (a PVH ELF; no guest interrupts or scheduler).
+    Micro,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum AccelArg {
     Auto,
@@ -56,7 +64,14 @@ pub struct GuestArgs {
     /// Guest image directory [default: ~/.cache/vmbench/guest-image, built on first use].
     #[arg(long, value_name = "DIR", env = "VMBENCH_GUEST_IMAGE")]
     pub image: Option<PathBuf>,
-    /// auto = KVM only when kvm_intel or kvm_amd drives /dev/kvm, else TCG.
+    /// Which guest to boot.
+    #[arg(long, value_enum, default_value = "linux")]
+    pub guest: GuestKind,
+    /// The micro-guest ELF [default: built from this source tree's crates/microguest].
+    #[arg(long, value_name = "PATH", env = "VMBENCH_MICRO_ELF")]
+    pub micro_elf: Option<PathBuf>,
+    /// auto = KVM when /dev/kvm can run the guest (for Linux: only under
+    /// kvm_intel or kvm_amd), else TCG.
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelArg,
     #[arg(long, value_name = "PATH", env = "VMBENCH_QEMU")]
@@ -116,6 +131,36 @@ pub fn pin_guest(vm: &Vm, bench: &vmbench_host::CpuList) -> Result<vmbench_isola
     )?)
 }
 
+/// Builds the micro-guest from this source tree (a no-op when up to date)
+/// and returns the ELF. It is its own cargo workspace: no_std, panic=abort.
+pub fn build_micro_guest() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../microguest");
+    if !dir.join("Cargo.toml").exists() {
+        bail!(
+            "the micro-guest sources are not at {} (a vmbench built outside its source tree): pass --micro-elf PATH",
+            dir.display()
+        );
+    }
+    let out =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .context(
+                "running cargo to build the micro-guest (pass --micro-elf to use a built one)",
+            )?;
+    if !out.status.success() {
+        bail!(
+            "building the micro-guest failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(dir.join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest"))
+}
+
 pub fn default_image_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -155,7 +200,7 @@ pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
 
 /// Picks the accelerator. KVM only when kvm_intel or kvm_amd drives /dev/kvm:
 /// under other modules (kvm_pvm) a normal Linux guest does not boot.
-pub fn choose_accel(arg: AccelArg) -> (Accel, Option<String>) {
+pub fn choose_accel(arg: AccelArg, guest: GuestKind) -> (Accel, Option<String>) {
     match arg {
         AccelArg::Kvm => (Accel::Kvm, None),
         AccelArg::Tcg => (
@@ -166,6 +211,15 @@ pub fn choose_accel(arg: AccelArg) -> (Accel, Option<String>) {
             let root = SysRoot::host();
             let why = match vmbench_host::kvm::modules(&root) {
                 Fact::Known(m) => match m.flavour {
+                    // An OS-free guest needs only a working /dev/kvm.
+                    _ if guest == GuestKind::Micro => match vmbench_host::kvm::probe_dev_kvm() {
+                        Ok(p) if p.create_vm => return (Accel::Kvm, None),
+                        Ok(p) => format!(
+                            "KVM_CREATE_VM fails: {}",
+                            p.create_vm_error.unwrap_or_default()
+                        ),
+                        Err(e) => e.to_string(),
+                    },
                     Some(KvmFlavour::Intel) | Some(KvmFlavour::Amd) => {
                         match vmbench_host::kvm::probe_dev_kvm() {
                             Ok(p) if p.create_vm => return (Accel::Kvm, None),
@@ -201,6 +255,7 @@ pub fn vm_options(
 ) -> Result<(VmOptions, Option<String>)> {
     let qemu = vmbench_host::qemu::resolve(g.qemu.as_deref())?;
     let image = match &g.image {
+        _ if g.guest == GuestKind::Micro => PathBuf::new(),
         Some(d) => d.clone(),
         None => {
             let d = default_image_dir();
@@ -221,8 +276,20 @@ pub fn vm_options(
             g.shm_mib
         );
     }
-    let (accel, warning) = choose_accel(g.accel);
+    let (accel, warning) = choose_accel(g.accel, g.guest);
     let mut o = VmOptions::new(qemu, accel, image);
+    if g.guest == GuestKind::Micro {
+        o.kernel = Some(match &g.micro_elf {
+            Some(p) => p.clone(),
+            None => build_micro_guest()?,
+        });
+        o.debug_exit = true;
+        o.memory_mib = 128;
+        // No OS reads ARCH_CAPABILITIES in the micro-guest, and some KVM hosts
+        // (kvm_pvm) reject QEMU's write of that MSR under `-cpu host`.
+        o.kvm_cpu = Some("host,-arch-capabilities,+invtsc".into());
+        o.boot_timeout = Duration::from_secs(60);
+    }
     o.append = g.append.clone();
     o.shm_bytes = g.shm_mib << 20;
     o.doorbell_vectors = g.doorbell_vectors;

@@ -77,7 +77,17 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     s.samples = a.iterations;
     s.warmup = a.warmup;
     s.batch = a.batch;
-    s.tsc_khz = vm.spec.tsc_khz_kernel.or(vm.spec.tsc_khz_calibrated);
+    // The guest's own figure; else the host's (KVM keeps guest TSC = host TSC
+    // unless asked to scale it, and the micro-guest has no clock to calibrate).
+    s.tsc_khz = vm
+        .spec
+        .tsc_khz_kernel
+        .or(vm.spec.tsc_khz_calibrated)
+        .or_else(|| {
+            let host =
+                vmbench_host::HostSpec::gather(&vmbench_host::SysRoot::host(), &Default::default());
+            host.tsc.frequency.known().map(|f| f.khz)
+        });
     let quiet = a.json;
     let measured = run(&mut vm, &s, &mut |line| {
         if !quiet {

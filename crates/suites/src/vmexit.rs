@@ -7,7 +7,7 @@ use crate::kvmstats;
 use crate::verify::{Evidence, verify};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Row, RowRun};
+use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
 use vmbench_report::{Measurement, SampleSet, Skipped, Unit};
 use vmbench_vm::{Accel, Vm};
@@ -44,10 +44,19 @@ impl VmexitOptions {
         }
     }
 
-    /// The rows in run order: the timer baselines first (others subtract them).
+    /// The rows in run order: every ring-0 row before any ring-3 one (a guest
+    /// that has been to ring 3 may, under some hypervisors, not get true CPL0
+    /// back: kvm_pvm), and each group's timer baseline first (its rows
+    /// subtract it).
     pub fn ordered_rows(&self) -> Vec<Row> {
-        let mut rows = vec![Row::TimerOverhead, Row::KernelTimerOverhead];
-        for r in &self.rows {
+        let mut rows = vec![Row::KernelTimerOverhead];
+        for r in self.rows.iter().filter(|r| r.mode() == Mode::Kernel) {
+            if !rows.contains(r) {
+                rows.push(*r);
+            }
+        }
+        rows.push(Row::TimerOverhead);
+        for r in self.rows.iter().filter(|r| r.mode() != Mode::Kernel) {
             if !rows.contains(r) {
                 rows.push(*r);
             }
@@ -218,8 +227,117 @@ pub fn run(
         m.counters = counters;
         out.push(m);
     }
+    distrust_baselines_if_counters_lie(&mut out);
     Ok(VmexitRun {
         measurements: out,
         skipped,
     })
+}
+
+/// Counters that provably do not track the work (an exit row found them
+/// inconsistent) cannot verify or fail any row of the same run: every
+/// verdict drawn from them becomes "unverified", with the evidence kept.
+fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
+    use vmbench_report::Verification;
+    let inconsistent = ms.iter().any(
+        |m| matches!(&m.verification, Verification::Unverified { reason } if reason.starts_with("counters inconsistent")),
+    );
+    if !inconsistent {
+        return;
+    }
+    for m in ms.iter_mut() {
+        let evidence = match &m.verification {
+            Verification::Verified { evidence } | Verification::Failed { evidence } => {
+                evidence.clone()
+            }
+            _ => continue,
+        };
+        m.verification = Verification::Unverified {
+            reason: format!(
+                "counters inconsistent in this run (other rows show KVM's counters do not track the work), so this reading proves nothing: {evidence}"
+            ),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring0_rows_run_first_and_baselines_lead_their_group() {
+        let o = VmexitOptions::new(Accel::Kvm);
+        let rows = o.ordered_rows();
+        assert_eq!(rows[0], Row::KernelTimerOverhead);
+        let first_user = rows.iter().position(|r| r.mode() != Mode::Kernel).unwrap();
+        assert_eq!(rows[first_user], Row::TimerOverhead);
+        assert!(rows[..first_user].iter().all(|r| r.mode() == Mode::Kernel));
+        assert!(rows[first_user..].iter().all(|r| r.mode() != Mode::Kernel));
+        assert_eq!(rows.len(), o.rows.len());
+    }
+
+    fn m(id: &str, v: vmbench_report::Verification) -> Measurement {
+        let mut set = SampleSet::new();
+        set.record(1).unwrap();
+        Measurement::from_samples(id, "x", Unit::TscTicks, &set, v).unwrap()
+    }
+
+    #[test]
+    fn one_inconsistent_row_unverifies_the_whole_run() {
+        use vmbench_report::Verification::*;
+        let mut ms = vec![
+            m(
+                "a",
+                Unverified {
+                    reason: "counters inconsistent: exits +635 over 40200".into(),
+                },
+            ),
+            m(
+                "b",
+                Failed {
+                    evidence: "io_exits +0".into(),
+                },
+            ),
+            m(
+                "c",
+                Verified {
+                    evidence: "exits +80463".into(),
+                },
+            ),
+            m(
+                "d",
+                Unverified {
+                    reason: "not verifiable: TCG".into(),
+                },
+            ),
+        ];
+        distrust_baselines_if_counters_lie(&mut ms);
+        for x in &ms[..3] {
+            assert!(
+                matches!(&x.verification, Unverified { reason } if reason.starts_with("counters inconsistent")),
+                "{x:?}"
+            );
+        }
+        assert!(matches!(&ms[3].verification, Unverified { reason } if reason.contains("TCG")));
+        // A consistent run keeps its verdicts.
+        let mut ok = vec![
+            m(
+                "c",
+                Verified {
+                    evidence: "fine".into(),
+                },
+            ),
+            m(
+                "b",
+                Failed {
+                    evidence: "bad".into(),
+                },
+            ),
+        ];
+        distrust_baselines_if_counters_lie(&mut ok);
+        assert!(
+            matches!(ok[0].verification, Verified { .. })
+                && matches!(ok[1].verification, Failed { .. })
+        );
+    }
 }

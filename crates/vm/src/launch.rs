@@ -24,7 +24,7 @@ pub enum VmError {
         source: std::io::Error,
     },
     #[error(
-        "QEMU exited ({status}) before the guest was ready\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
+        "QEMU exited ({status})\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
     )]
     QemuExited {
         status: String,
@@ -78,6 +78,13 @@ pub struct VmOptions {
     pub echo_console: bool,
     /// ivshmem-doorbell with this many MSI-X vectors (vmbench is the server).
     pub doorbell_vectors: Option<u32>,
+    /// Boot this ELF (the OS-free micro-guest, PVH) instead of the image's
+    /// bzImage + initrd; `image` is then unused.
+    pub kernel: Option<PathBuf>,
+    /// `isa-debug-exit` at 0xf4: the micro-guest ends QEMU through it.
+    pub debug_exit: bool,
+    /// `-cpu` under KVM (default `host,+invtsc`).
+    pub kvm_cpu: Option<String>,
 }
 
 impl VmOptions {
@@ -101,6 +108,9 @@ impl VmOptions {
             interrupt: None,
             echo_console: false,
             doorbell_vectors: None,
+            kernel: None,
+            debug_exit: false,
+            kvm_cpu: None,
         }
     }
 }
@@ -208,7 +218,16 @@ impl Vm {
     /// torn down (the partially built `Vm` is dropped).
     pub fn boot(opts: &VmOptions) -> Result<Vm, VmError> {
         let setup = |what: &str, e: std::io::Error| VmError::Setup(format!("{what}: {e}"));
-        let kernel = opts.image.join("bzImage");
+        let kernel = opts
+            .kernel
+            .clone()
+            .unwrap_or_else(|| opts.image.join("bzImage"));
+        if !kernel.exists() && opts.kernel.is_some() {
+            return Err(VmError::Setup(format!(
+                "{}: no such guest ELF",
+                kernel.display()
+            )));
+        }
         if !kernel.exists() {
             return Err(VmError::Setup(format!(
                 "{}: no kernel image (run `vmbench image build --out {}` first)",
@@ -217,8 +236,12 @@ impl Vm {
             )));
         }
         let initrd = opts.image.join("initrd");
-        let base_cmdline = std::fs::read_to_string(opts.image.join("cmdline"))
-            .unwrap_or_else(|_| crate::image::DEFAULT_CMDLINE.to_string());
+        let base_cmdline = if opts.kernel.is_some() {
+            String::new()
+        } else {
+            std::fs::read_to_string(opts.image.join("cmdline"))
+                .unwrap_or_else(|_| crate::image::DEFAULT_CMDLINE.to_string())
+        };
         let append = std::iter::once(base_cmdline.trim().to_string())
             .chain(opts.append.iter().cloned())
             .collect::<Vec<_>>()
@@ -257,7 +280,7 @@ impl Vm {
             vcpus: opts.vcpus,
             memory_mib: opts.memory_mib,
             kernel,
-            initrd: initrd.exists().then_some(initrd),
+            initrd: (opts.kernel.is_none() && initrd.exists()).then_some(initrd),
             append,
             shm_path: shm_path.clone(),
             shm_bytes: opts.shm_bytes,
@@ -269,7 +292,8 @@ impl Vm {
             debugcon: opts.debugcon.clone(),
             debugcon_port: 0xe9,
             mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
-            debug_exit: false,
+            debug_exit: opts.debug_exit,
+            kvm_cpu: opts.kvm_cpu.clone(),
             extra: Vec::new(),
         };
         // From here on, `vm` owns everything: an early return drops it, which

@@ -57,6 +57,8 @@ pub struct QemuConfig {
     pub mem_lock: bool,
     /// `isa-debug-exit` at 0xf4 (the micro-guest reports its exit code there).
     pub debug_exit: bool,
+    /// `-cpu` under KVM; default `host,+invtsc` (TCG always uses `max`).
+    pub kvm_cpu: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -69,7 +71,7 @@ impl QemuConfig {
         push(&["-machine", &format!("q35,accel={}", self.accel.name())]);
         match self.accel {
             // invtsc: the guest sees an invariant TSC, as on the host.
-            Accel::Kvm => push(&["-cpu", "host,+invtsc"]),
+            Accel::Kvm => push(&["-cpu", self.kvm_cpu.as_deref().unwrap_or("host,+invtsc")]),
             Accel::Tcg => push(&["-cpu", "max"]),
         }
         push(&[
@@ -184,6 +186,7 @@ mod tests {
             debugcon_port: 0xe9,
             mem_lock: accel == Accel::Kvm,
             debug_exit: false,
+            kvm_cpu: None,
             extra: vec![],
         }
     }

@@ -1,0 +1,203 @@
+//! The OS-free micro-guest: the VM-exit rows under TCG and, where /dev/kvm
+//! works (this machine's kvm_pvm included), under KVM with real exits.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use vmbench_vm::{Accel, Vm, VmError, VmOptions};
+
+const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
+fn vmbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+fn have_qemu() -> bool {
+    if Path::new(QEMU).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "qemu-system-x86 is missing in CI"
+    );
+    eprintln!("skipped: install qemu-system-x86");
+    false
+}
+
+/// Builds the micro-guest ELF (its own cargo workspace).
+fn micro_elf() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../microguest");
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest")
+}
+
+fn run_suite(accel: &str) -> serde_json::Value {
+    let out = vmbench()
+        .args(["vmexit", "--guest", "micro", "--accel", accel, "--json"])
+        .args([
+            "--iterations",
+            "500",
+            "--warmup",
+            "20",
+            "--batch",
+            "500",
+            "--micro-elf",
+        ])
+        .arg(micro_elf())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn id_of(m: &serde_json::Value) -> String {
+    m["id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("vmexit.")
+        .to_string()
+}
+
+#[test]
+fn micro_guest_rows_under_tcg_are_labelled_tcg() {
+    if !have_qemu() {
+        return;
+    }
+    let v = run_suite("tcg");
+    assert!(
+        v["guest"]["kernel_release"]
+            .as_str()
+            .unwrap()
+            .contains("micro-guest")
+    );
+    let ms = v["results"]["measurements"].as_array().unwrap();
+    for id in [
+        "user-fast",
+        "user-slow",
+        "user-kernel-fast",
+        "user-kernel-slow",
+        "kernel-fast",
+        "kernel-slow",
+    ] {
+        let m = ms
+            .iter()
+            .find(|m| id_of(m) == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(m["summary"]["n"], 500);
+        assert!(
+            m["verification"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("not verifiable: TCG")
+        );
+    }
+    let skipped = v["results"]["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| id_of(s) == "null-ioctl"),
+        "no ioctl without an OS"
+    );
+}
+
+/// Real exits on whatever KVM this machine has. Where KVM's counters do not
+/// track the work (kvm_pvm), no verdict may claim otherwise.
+#[test]
+fn micro_guest_rows_under_kvm_have_honest_verdicts() {
+    if !have_qemu() {
+        return;
+    }
+    match vmbench_host::kvm::probe_dev_kvm() {
+        Ok(p) if p.create_vm => {}
+        other => {
+            eprintln!("skipped: /dev/kvm cannot create a VM here: {other:?}");
+            return;
+        }
+    }
+    let v = run_suite("kvm");
+    assert!(
+        !v["results"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("TCG"))
+    );
+    let ms = v["results"]["measurements"].as_array().unwrap();
+    for id in [
+        "user-fast",
+        "kernel-fast",
+        "kernel-slow",
+        "kernel-inb-unassigned",
+    ] {
+        let m = ms
+            .iter()
+            .find(|m| id_of(m) == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert!(m["batch_mean"].as_f64().unwrap() > 0.0);
+        assert!(
+            !m["counters"].as_object().unwrap().is_empty(),
+            "KVM counters were read: {m}"
+        );
+    }
+    let inconsistent = ms.iter().any(|m| {
+        m["verification"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("counters inconsistent"))
+    });
+    if inconsistent {
+        for m in ms {
+            assert_eq!(m["verification"]["verdict"], "unverified", "{}", id_of(m));
+        }
+    }
+}
+
+#[test]
+fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
+    if !have_qemu() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
+    o.kernel = Some(micro_elf());
+    o.debug_exit = true;
+    o.memory_mib = 128;
+    o.run_dir = Some(run_dir.path().to_path_buf());
+    let mut vm = Vm::boot(&o).unwrap();
+    let err = vm
+        .call(
+            vmbench_proto::Command::SelfTest,
+            [0; 6],
+            Duration::from_secs(60),
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, VmError::QemuExited { .. }), "{msg}");
+    assert!(
+        msg.contains("EXCEPTION vector 6") && msg.contains("at RIP 0x"),
+        "{msg}"
+    );
+    drop(vm);
+    let needle = run_dir.path().display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&c).contains(&needle),
+                "leftover process {:?}",
+                e.file_name()
+            );
+        }
+    }
+}
