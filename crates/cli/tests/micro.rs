@@ -201,3 +201,35 @@ fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
         }
     }
 }
+
+/// QEMU pauses rather than exits on a KVM internal error or a guest panic;
+/// the launcher must notice within a second, not at the deadline.
+#[test]
+fn a_stopped_guest_is_reported_at_once() {
+    if !have_qemu() {
+        return;
+    }
+    let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
+    o.kernel = Some(micro_elf());
+    o.debug_exit = true;
+    o.memory_mib = 128;
+    let mut vm = Vm::boot(&o).unwrap();
+    vm.qmp().unwrap().execute("stop", None).unwrap();
+    let start = std::time::Instant::now();
+    let err = vm
+        .call(
+            vmbench_proto::Command::Ping,
+            [1, 0, 0, 0, 0, 0],
+            Duration::from_secs(120),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, VmError::GuestStopped { status, .. } if status == "paused"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}

@@ -31,6 +31,14 @@ pub enum VmError {
         qemu_log: String,
         console: String,
     },
+    #[error(
+        "QEMU stopped the guest (status {status}): a KVM internal error, a guest panic or an outside `stop`\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
+    )]
+    GuestStopped {
+        status: String,
+        qemu_log: String,
+        console: String,
+    },
     #[error("the guest kernel panicked\n--- guest console (last lines) ---\n{console}")]
     GuestPanic { console: String },
     #[error(
@@ -413,10 +421,19 @@ impl Vm {
                 child,
                 run_dir,
                 interrupt,
+                qmp,
                 ..
             } = self;
+            let mut last_status = Instant::now();
             let mut abort = || {
-                let e = abort_reason(child, run_dir, interrupt)?;
+                let e = abort_reason(child, run_dir, interrupt).or_else(|| {
+                    // A stopped guest does not exit: ask QEMU now and then.
+                    if last_status.elapsed() < Duration::from_millis(500) {
+                        return None;
+                    }
+                    last_status = Instant::now();
+                    stopped_reason(qmp.as_mut()?, run_dir)
+                })?;
                 let msg = e.to_string();
                 failure = Some(e);
                 Some(msg)
@@ -534,6 +551,20 @@ impl Vm {
             let _ = c.wait();
         }
     }
+}
+
+/// QMP `query-status`: anything but running means the guest will never answer.
+fn stopped_reason(qmp: &mut Qmp, run_dir: &Path) -> Option<VmError> {
+    let s = qmp.execute("query-status", None).ok()?;
+    let status = s["status"].as_str()?.to_string();
+    if status == "running" {
+        return None;
+    }
+    Some(VmError::GuestStopped {
+        status,
+        qemu_log: tail(&run_dir.join("qemu.log"), 20),
+        console: tail(&run_dir.join("serial.log"), 30),
+    })
 }
 
 fn abort_reason(
