@@ -210,31 +210,25 @@ pub fn choose_accel(arg: AccelArg, guest: GuestKind) -> (Accel, Option<String>) 
         AccelArg::Auto => {
             let root = SysRoot::host();
             let why = match vmbench_host::kvm::modules(&root) {
-                Fact::Known(m) => match m.flavour {
-                    // An OS-free guest needs only a working /dev/kvm.
-                    _ if guest == GuestKind::Micro => match vmbench_host::kvm::probe_dev_kvm() {
+                // An OS-free guest needs only a working /dev/kvm; a Linux guest
+                // also needs kvm_intel or kvm_amd behind it.
+                Fact::Known(m)
+                    if guest == GuestKind::Micro
+                        || matches!(m.flavour, Some(KvmFlavour::Intel) | Some(KvmFlavour::Amd)) =>
+                {
+                    match vmbench_host::kvm::probe_dev_kvm() {
                         Ok(p) if p.create_vm => return (Accel::Kvm, None),
                         Ok(p) => format!(
                             "KVM_CREATE_VM fails: {}",
                             p.create_vm_error.unwrap_or_default()
                         ),
                         Err(e) => e.to_string(),
-                    },
-                    Some(KvmFlavour::Intel) | Some(KvmFlavour::Amd) => {
-                        match vmbench_host::kvm::probe_dev_kvm() {
-                            Ok(p) if p.create_vm => return (Accel::Kvm, None),
-                            Ok(p) => format!(
-                                "KVM_CREATE_VM fails: {}",
-                                p.create_vm_error.unwrap_or_default()
-                            ),
-                            Err(e) => e.to_string(),
-                        }
                     }
-                    _ => format!(
-                        "/dev/kvm is driven by {}, not kvm_intel or kvm_amd: a normal Linux guest does not boot under it",
-                        m.vendor_module.unwrap_or_else(|| "no vendor module".into())
-                    ),
-                },
+                }
+                Fact::Known(m) => format!(
+                    "/dev/kvm is driven by {}, not kvm_intel or kvm_amd: a normal Linux guest does not boot under it",
+                    m.vendor_module.unwrap_or_else(|| "no vendor module".into())
+                ),
                 Fact::Unknown { unknown } => unknown,
             };
             (
