@@ -83,11 +83,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
         .spec
         .tsc_khz_kernel
         .or(vm.spec.tsc_khz_calibrated)
-        .or_else(|| {
-            let host =
-                vmbench_host::HostSpec::gather(&vmbench_host::SysRoot::host(), &Default::default());
-            host.tsc.frequency.known().map(|f| f.khz)
-        });
+        .or_else(host_tsc_khz);
     let quiet = a.json;
     let measured = run(&mut vm, &s, &mut |line| {
         if !quiet {
@@ -134,6 +130,16 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The host's TSC frequency, chosen as `vmbench info` chooses it (CPUID,
+/// else a calibration), without gathering the rest of the host spec.
+fn host_tsc_khz() -> Option<f64> {
+    use vmbench_host::{Fact, cpuid, tsc};
+    let calibration: Fact<tsc::Calibration> = tsc::calibrate_default().into();
+    tsc::choose(&Fact::Known(cpuid::read()), &calibration)
+        .into_known()
+        .map(|f| f.khz)
 }
 
 fn f1(v: f64) -> String {

@@ -10,7 +10,6 @@ use crate::{CpuList, Fact, SysRoot};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Version of the JSON shape of [`HostSpec`]. Bump on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -165,7 +164,7 @@ impl HostSpec {
         } else if opts.skip_calibration {
             Fact::unknown("calibration skipped on request")
         } else {
-            tsc::calibrate(5, Duration::from_millis(20)).into()
+            tsc::calibrate_default().into()
         };
         let cpu = cpu_spec(root, &cpuinfo, cpuid_facts.clone());
         let nested = cpu

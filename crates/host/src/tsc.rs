@@ -23,6 +23,11 @@ fn monotonic_raw_ns() -> Result<u128, nix::Error> {
     Ok(ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128)
 }
 
+/// The calibration every vmbench report uses: 5 busy windows of 20 ms.
+pub fn calibrate_default() -> Result<Calibration, nix::Error> {
+    calibrate(5, Duration::from_millis(20))
+}
+
 /// The result of timing the TSC against CLOCK_MONOTONIC_RAW.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
