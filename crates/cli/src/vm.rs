@@ -131,36 +131,6 @@ pub fn pin_guest(vm: &Vm, bench: &vmbench_host::CpuList) -> Result<vmbench_isola
     )?)
 }
 
-/// Builds the micro-guest from this source tree (a no-op when up to date)
-/// and returns the ELF. It is its own cargo workspace: no_std, panic=abort.
-pub fn build_micro_guest() -> Result<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../microguest");
-    if !dir.join("Cargo.toml").exists() {
-        bail!(
-            "the micro-guest sources are not at {} (a vmbench built outside its source tree): pass --micro-elf PATH",
-            dir.display()
-        );
-    }
-    let out =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "--quiet"])
-            .current_dir(&dir)
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .context(
-                "running cargo to build the micro-guest (pass --micro-elf to use a built one)",
-            )?;
-    if !out.status.success() {
-        bail!(
-            "building the micro-guest failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(dir.join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest"))
-}
-
 pub fn default_image_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -275,7 +245,7 @@ pub fn vm_options(
     if g.guest == GuestKind::Micro {
         o.kernel = Some(match &g.micro_elf {
             Some(p) => p.clone(),
-            None => build_micro_guest()?,
+            None => vmbench_vm::microguest::build().map_err(anyhow::Error::msg)?,
         });
         o.debug_exit = true;
         o.memory_mib = 128;

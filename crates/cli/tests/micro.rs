@@ -25,21 +25,8 @@ fn have_qemu() -> bool {
     false
 }
 
-/// Builds the micro-guest ELF (its own cargo workspace).
 fn micro_elf() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../microguest");
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet"])
-        .current_dir(&dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest")
+    vmbench_vm::microguest::build().unwrap()
 }
 
 fn run_suite(accel: &str) -> serde_json::Value {

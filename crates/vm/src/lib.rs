@@ -13,6 +13,7 @@ pub mod elf;
 pub mod image;
 pub mod ivshmem_server;
 pub mod launch;
+pub mod microguest;
 pub mod qemu;
 pub mod qmp;
 
