@@ -4,48 +4,13 @@
 use crate::kmod::{self, Insn};
 use std::arch::asm;
 use std::os::fd::AsRawFd;
+use vmbench_proto::timing::{cpuid, t_end, t_start};
 use vmbench_proto::vmexit::{Mode, Row, RowRun};
 
-/// `lfence; rdtsc`: the start of a timed window (no CPUID fence: it exits).
-#[inline(always)]
-fn t_start() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: LFENCE and RDTSC only read the TSC; the asm is a compiler
-    // barrier (no `nomem`), so timed code cannot move across it.
-    unsafe {
-        asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// `rdtscp; lfence`: the end of a timed window.
-#[inline(always)]
-fn t_end() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDTSCP reads the TSC and TSC_AUX (ecx, discarded); LFENCE
-    // keeps later instructions from starting before it.
-    unsafe {
-        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
+/// CPUID leaf 0: the exiting instruction of the fast rows.
 #[inline(always)]
 fn cpuid0() {
-    // SAFETY: CPUID has no memory effects; rbx (reserved by LLVM) is saved
-    // in a scratch register and restored.
-    unsafe {
-        asm!(
-            "mov {tmp:r}, rbx",
-            "cpuid",
-            "mov rbx, {tmp:r}",
-            tmp = out(reg) _,
-            inout("eax") 0u32 => _,
-            inout("ecx") 0u32 => _,
-            out("edx") _,
-            options(nostack, preserves_flags),
-        )
-    };
+    let _ = cpuid(0, 0);
 }
 
 #[inline(always)]

@@ -23,6 +23,11 @@ global_asm!(include_str!("boot.s"), options(att_syntax));
 mod layout;
 use layout::*;
 
+/// The fenced TSC reads and CPUID, the same code the Linux agent times with.
+#[path = "../../proto/src/timing.rs"]
+mod timing;
+use timing::{cpuid, t_end, t_end_lfence, t_start};
+
 // ---------------------------------------------------------------- port I/O
 
 #[inline(always)]
@@ -67,37 +72,6 @@ fn wrmsr(msr: u32, v: u64) {
     unsafe {
         asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags))
     };
-}
-
-struct Cpuid {
-    eax: u32,
-    ebx: u32,
-    ecx: u32,
-    edx: u32,
-}
-
-#[inline(always)]
-fn cpuid(leaf: u32, sub: u32) -> Cpuid {
-    let (a, b, c, d): (u32, u32, u32, u32);
-    // SAFETY: CPUID has no memory effects; rbx (reserved by LLVM) is preserved.
-    unsafe {
-        asm!(
-            "mov {tmp:r}, rbx",
-            "cpuid",
-            "xchg {tmp:r}, rbx",
-            tmp = out(reg) b,
-            inout("eax") leaf => a,
-            inout("ecx") sub => c,
-            out("edx") d,
-            options(nostack, preserves_flags),
-        )
-    };
-    Cpuid {
-        eax: a,
-        ebx: b,
-        ecx: c,
-        edx: d,
-    }
 }
 
 // ---------------------------------------------------------------- serial, exit
@@ -512,40 +486,6 @@ fn attach(s: &Shm) -> u64 {
 
 // ---------------------------------------------------------------- timing, rows
 
-#[inline(always)]
-fn t_start() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: LFENCE; RDTSC read the TSC only; a compiler barrier by default.
-    unsafe {
-        asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// End of a ring-0 timed window: `lfence; rdtsc; lfence`. Same ordering
-/// as `rdtscp; lfence` (everything before has completed, nothing after has
-/// started), without RDTSCP, which some hosts fail to emulate at CPL0
-/// (kvm_pvm stops the VM with a KVM internal error).
-#[inline(always)]
-fn t_end_k() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: LFENCE; RDTSC; LFENCE read the TSC only.
-    unsafe {
-        asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-#[inline(always)]
-fn t_end() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDTSCP; LFENCE read the TSC and TSC_AUX only.
-    unsafe {
-        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
 /// Row ids, by the numbers of vmbench_proto::vmexit::Row (the host checks
 /// every answer's id against its own table).
 const ROW_IDS: [&str; 18] = [
@@ -598,10 +538,10 @@ fn run_loops(warmup: u64, n: u64, batch: u64, out: *mut u64, body: impl FnMut())
     run_loops_with(t_end, warmup, n, batch, out, body)
 }
 
-/// Ring-0 loops: the same, ending each window with `t_end_k`.
+/// Ring-0 loops: the same, ending each window with `t_end_lfence`.
 #[inline(always)]
 fn run_loops_k(warmup: u64, n: u64, batch: u64, out: *mut u64, body: impl FnMut()) -> u64 {
-    run_loops_with(t_end_k, warmup, n, batch, out, body)
+    run_loops_with(t_end_lfence, warmup, n, batch, out, body)
 }
 
 #[inline(always)]

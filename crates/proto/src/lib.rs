@@ -26,6 +26,7 @@ pub mod channel;
 pub mod layout;
 pub mod region;
 pub mod spec;
+pub mod timing;
 pub mod vmexit;
 
 pub use channel::{
