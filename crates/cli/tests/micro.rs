@@ -2,6 +2,9 @@
 //! works (this machine's kvm_pvm included), under KVM with real exits.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{id_of, processes_mentioning};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -52,14 +55,6 @@ fn run_suite(accel: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn id_of(m: &serde_json::Value) -> String {
-    m["id"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("vmexit.")
-        .to_string()
-}
-
 #[test]
 fn micro_guest_rows_under_tcg_are_labelled_tcg() {
     if !have_qemu() {
@@ -73,14 +68,7 @@ fn micro_guest_rows_under_tcg_are_labelled_tcg() {
             .contains("micro-guest")
     );
     let ms = v["results"]["measurements"].as_array().unwrap();
-    for id in [
-        "user-fast",
-        "user-slow",
-        "user-kernel-fast",
-        "user-kernel-slow",
-        "kernel-fast",
-        "kernel-slow",
-    ] {
+    for id in vmbench_proto::vmexit::Row::SEED_004.map(|r| r.id()) {
         let m = ms
             .iter()
             .find(|m| id_of(m) == id)
@@ -178,15 +166,7 @@ fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
     );
     drop(vm);
     let needle = run_dir.path().display().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            assert!(
-                !String::from_utf8_lossy(&c).contains(&needle),
-                "leftover process {:?}",
-                e.file_name()
-            );
-        }
-    }
+    assert!(processes_mentioning(&needle).is_empty(), "leftover process");
 }
 
 /// QEMU pauses rather than exits on a KVM internal error or a guest panic;

@@ -6,6 +6,9 @@
 //! a missing prerequisite is a failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{id_of, processes_mentioning};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -52,23 +55,6 @@ fn opts(image: &Path) -> VmOptions {
     let mut o = VmOptions::new(QEMU, Accel::Tcg, image);
     o.boot_timeout = Duration::from_secs(240);
     o
-}
-
-/// Processes whose command line mentions `needle` (QEMU gets our run dir and
-/// shm path in its arguments).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(c) = std::fs::read(e.path().join("cmdline"))
-            && String::from_utf8_lossy(&c).contains(needle)
-        {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 fn shm_files_of(pid: u32) -> Vec<String> {
@@ -381,13 +367,6 @@ fn vmexit_suite_runs_every_row_under_tcg() {
     let measured: Vec<&serde_json::Value> =
         results["measurements"].as_array().unwrap().iter().collect();
     let skipped: Vec<&serde_json::Value> = results["skipped"].as_array().unwrap().iter().collect();
-    let id_of = |m: &serde_json::Value| {
-        m["id"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("vmexit.")
-            .to_string()
-    };
     for row in vmbench_proto::vmexit::Row::ALL
         .iter()
         .filter(|r| r.default_on())
@@ -396,14 +375,7 @@ fn vmexit_suite_runs_every_row_under_tcg() {
         let in_s = skipped.iter().any(|s| id_of(s) == row.id());
         assert!(in_m || in_s, "row {} missing", row.id());
     }
-    for id in [
-        "user-fast",
-        "user-slow",
-        "user-kernel-fast",
-        "user-kernel-slow",
-        "kernel-fast",
-        "kernel-slow",
-    ] {
+    for id in vmbench_proto::vmexit::Row::SEED_004.map(|r| r.id()) {
         assert!(
             measured.iter().any(|m| id_of(m) == id),
             "seed 004 row {id} was not measured"
