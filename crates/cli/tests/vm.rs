@@ -251,47 +251,42 @@ fn a_guest_that_never_answers_hits_the_deadline_and_leaves_nothing() {
 #[test]
 fn missing_kernel_and_bad_qemu_are_usage_errors() {
     let empty = tempfile::tempdir().unwrap();
-    let out = vmbench()
-        .args(["vm", "boot", "--accel", "tcg", "--image"])
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no kernel image") && err.contains("vmbench image build"),
-        "{err}"
-    );
-
-    let out = vmbench()
-        .args([
-            "vm",
-            "boot",
-            "--accel",
-            "tcg",
-            "--qemu",
-            "/nonexistent/qemu",
-            "--image",
-        ])
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/qemu"));
-
-    let out = vmbench()
-        .args([
-            "image",
-            "build",
-            "--kernel",
-            "/nonexistent/vmlinuz",
-            "--out",
-        ])
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no such kernel file"));
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["vm", "boot", "--accel", "tcg", "--image"],
+            &["no kernel image", "vmbench image build"],
+        ),
+        (
+            &[
+                "vm",
+                "boot",
+                "--accel",
+                "tcg",
+                "--qemu",
+                "/nonexistent/qemu",
+                "--image",
+            ],
+            &["/nonexistent/qemu"],
+        ),
+        (
+            &[
+                "image",
+                "build",
+                "--kernel",
+                "/nonexistent/vmlinuz",
+                "--out",
+            ],
+            &["no such kernel file"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = vmbench().args(args).arg(empty.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for e in expected {
+            assert!(err.contains(e), "{args:?}: {err}");
+        }
+    }
 }
 
 #[test]
