@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
 mod isolate;
+mod shm;
 mod table;
 mod vm;
 mod vmexit;
@@ -39,6 +40,8 @@ enum Command {
     Vm(vm::VmCmd),
     /// The VM-exit suite alone: the six round trips of seed 004, baselines and extras.
     Vmexit(vmexit::VmexitArgs),
+    /// The shared-memory suite: ivshmem latency, bandwidth and integrity.
+    Shm(shm::ShmArgs),
     /// Run the guest agent (what the guest's /init does).
     #[command(hide = true)]
     GuestAgent {
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Image(cmd) => vm::image_cmd(cmd),
         Command::Vm(cmd) => vm::vm_cmd(cmd, interrupt_flag()),
         Command::Vmexit(args) => vmexit::vmexit_cmd(args, interrupt_flag()),
+        Command::Shm(args) => shm::shm_cmd(args, interrupt_flag()),
         Command::GuestAgent { args } => Ok(guest_agent(&args)),
     }
 }

@@ -134,7 +134,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
 
 /// The host's TSC frequency, chosen as `vmbench info` chooses it (CPUID,
 /// else a calibration), without gathering the rest of the host spec.
-fn host_tsc_khz() -> Option<f64> {
+pub fn host_tsc_khz() -> Option<f64> {
     use vmbench_host::{Fact, cpuid, tsc};
     let calibration: Fact<tsc::Calibration> = tsc::calibrate_default().into();
     tsc::choose(&Fact::Known(cpuid::read()), &calibration)

@@ -132,6 +132,8 @@ fn serve(
     while let Some(req) = g.next(far(), &mut never)? {
         let reply = if req.command == Some(Command::RunVmexit) {
             run_vmexit(g.region(), req.args, dev, under_tcg, &mut samples)
+        } else if req.command == Some(Command::RunShm) {
+            run_shm(g.region(), req.args, dev)
         } else {
             handle(req, facts, dev, ready_ms)
         };
@@ -171,7 +173,7 @@ fn handle(req: Request, facts: &MappingFacts, dev: Option<&Device>, ready_ms: u6
         }
         Some(Command::DoorbellWait) => doorbell_wait(dev, req.args),
         Some(Command::Shutdown) => Reply::Shutdown,
-        Some(Command::RunVmexit) => {
+        Some(Command::RunVmexit | Command::RunShm) => {
             Reply::Answer(Status::Failed, b"dispatched by serve()".to_vec())
         }
         None => Reply::Answer(Status::UnknownCommand, Vec::new()),
@@ -235,6 +237,82 @@ fn run_vmexit(
 }
 
 /// Waits for an interrupt on a vector, then rings a peer back on it.
+/// The guest side of ivshmem-doorbell: waits on the eventfd the module
+/// signals from the MSI-X handler, rings the host through the doorbell register.
+struct ModuleBell<'a> {
+    dev: &'a Device,
+    vector: usize,
+    host_peer: u32,
+}
+
+impl vmbench_shm::Doorbell for ModuleBell<'_> {
+    fn ring(&mut self) -> Result<(), String> {
+        kmod::doorbell(&self.dev.file, (self.host_peer << 16) | self.vector as u32)
+            .map_err(|e| format!("VMBENCH_IOC_DOORBELL: {e}"))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<(), String> {
+        let efd = self
+            .dev
+            .vectors
+            .get(self.vector)
+            .ok_or_else(|| format!("vector {} is not listened on", self.vector))?;
+        vmbench_shm::eventfd::wait_eventfd(efd, timeout).map(|_| ())
+    }
+}
+
+/// Serves the shm suite over the agent's mapping (arm 0), or over a sysfs
+/// mapping of the same BAR (arm 1: resource2, UC; arm 2: resource2_wc, WC).
+fn run_shm(r: &vmbench_proto::Region, raw: [u64; 6], dev: Option<&Device>) -> Reply {
+    use vmbench_proto::shm::RunShmArgs;
+    let args = RunShmArgs::from_args(raw);
+    let fail = |s: Status, m: String| Reply::Answer(s, m.into_bytes());
+    let mut bell = match (
+        dev,
+        usize::try_from(args.vector),
+        u32::try_from(args.host_peer),
+    ) {
+        (Some(dev), Ok(vector), Ok(host_peer)) if vector < dev.vectors.len() => Some(ModuleBell {
+            dev,
+            vector,
+            host_peer,
+        }),
+        _ => None,
+    };
+    let db = bell.as_mut().map(|b| b as &mut dyn vmbench_shm::Doorbell);
+    let result = match args.arm {
+        0 => vmbench_shm::guest::serve(r, &args, db),
+        1 | 2 => {
+            let file_name = if args.arm == 1 {
+                "resource2"
+            } else {
+                "resource2_wc"
+            };
+            let Some(pci) = pci::find_ivshmem().into_iter().next() else {
+                return fail(Status::Failed, "no ivshmem device for the UC/WC arm".into());
+            };
+            let path = pci.sysfs.join(file_name);
+            let mapped = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|f| {
+                    MappedRegion::map(&f, r.len()).map_err(|e| format!("{}: {e}", path.display()))
+                });
+            match mapped {
+                Ok(m) => vmbench_shm::guest::serve(m.region(), &args, None),
+                Err(e) => return fail(Status::Failed, e),
+            }
+        }
+        a => return fail(Status::BadArgs, format!("mapping arm {a} is not 0, 1 or 2")),
+    };
+    match result {
+        Ok(summary) => Reply::Answer(Status::Ok, vmbench_shm::guest::summary_payload(&summary)),
+        Err(e) => fail(Status::Failed, e.to_string()),
+    }
+}
+
 fn doorbell_wait(dev: Option<&Device>, args: [u64; 6]) -> Reply {
     let fail = |s: Status, m: String| Reply::Answer(s, m.into_bytes());
     let Some(dev) = dev else {
@@ -262,34 +340,22 @@ fn doorbell_wait(dev: Option<&Device>, args: [u64; 6]) -> Reply {
             format!("peer {peer} or timeout {timeout_ms} ms out of range"),
         );
     }
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-    let count = loop {
-        match efd.read() {
-            Ok(n) => break n,
-            Err(nix::Error::EAGAIN) if Instant::now() < deadline => {
-                use nix::poll::{PollFd, PollFlags, poll};
-                let mut fds = [PollFd::new(efd.as_fd(), PollFlags::POLLIN)];
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(1000) as u16;
-                let _ = poll(&mut fds, left);
-            }
-            Err(e) => {
-                let irqs: Vec<String> = std::fs::read_to_string("/proc/interrupts")
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| l.contains("vmbench"))
-                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .collect();
-                return fail(
-                    Status::Failed,
-                    format!(
-                        "no interrupt on vector {vector} within {timeout_ms} ms ({e}); guest /proc/interrupts: {}",
-                        irqs.join(" | ")
-                    ),
-                );
-            }
+    let count = match vmbench_shm::eventfd::wait_eventfd(efd, Duration::from_millis(timeout_ms)) {
+        Ok(n) => n,
+        Err(e) => {
+            let irqs: Vec<String> = std::fs::read_to_string("/proc/interrupts")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("vmbench"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            return fail(
+                Status::Failed,
+                format!(
+                    "no interrupt on vector {vector} within {timeout_ms} ms ({e}); guest /proc/interrupts: {}",
+                    irqs.join(" | ")
+                ),
+            );
         }
     };
     match kmod::doorbell(&dev.file, ((peer as u32) << 16) | (vector as u32)) {

@@ -73,6 +73,9 @@ pub enum Command {
     /// Run one VM-exit row: args [row, samples, warmup, batch, port, 0].
     /// Samples go to the data area; the answer is a `vmexit::RowRun` as JSON.
     RunVmexit = 6,
+    /// Serve the shared-memory suite (`shm` module) until the host sends
+    /// `Stop`: args as `shm::RunShmArgs`; the answer is the guest's summary JSON.
+    RunShm = 7,
 }
 
 impl Command {
@@ -84,6 +87,7 @@ impl Command {
             4 => Command::SelfTest,
             5 => Command::DoorbellWait,
             6 => Command::RunVmexit,
+            7 => Command::RunShm,
             _ => return None,
         })
     }
@@ -263,13 +267,32 @@ impl HostEnd {
         deadline: Instant,
         abort: &mut dyn FnMut() -> Option<String>,
     ) -> Result<Response, ProtoError> {
+        let seq = self.send_raw(r, cmd, args);
+        self.wait_response(r, seq, cmd, deadline, abort)
+    }
+
+    /// Publishes one command without waiting; returns its sequence number.
+    /// For commands that run alongside host work (RunShm): finish with
+    /// [`HostEnd::wait_response`].
+    pub fn send_raw(&mut self, r: &Region, cmd: u32, args: [u64; N_ARGS]) -> u64 {
         for (i, a) in args.iter().enumerate() {
             r.u64_at(HC_ARGS + 8 * i).store(*a, Relaxed);
         }
         r.u32_at(HC_CMD).store(cmd, Relaxed);
         self.seq += 1;
-        let seq = self.seq;
-        r.u64_at(HC_CMD_SEQ).store(seq, Release);
+        r.u64_at(HC_CMD_SEQ).store(self.seq, Release);
+        self.seq
+    }
+
+    /// Waits for the answer to command `seq` (sent as `cmd`).
+    pub fn wait_response(
+        &mut self,
+        r: &Region,
+        seq: u64,
+        cmd: u32,
+        deadline: Instant,
+        abort: &mut dyn FnMut() -> Option<String>,
+    ) -> Result<Response, ProtoError> {
         let session = self.session;
         wait_until(
             deadline,

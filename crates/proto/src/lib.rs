@@ -6,8 +6,8 @@
 //! 0x0000   128 B    host    header: magic, version, sizes (written once, before READY)
 //! 0x0080   128 B    host    host control: state, session, command seq/id/args
 //! 0x0100   128 B    guest   guest control: state, session echo, response seq/status/len
-//! 0x0180   128 B    host    host ping line   (reserved for the shm suite)
-//! 0x0200   128 B    guest   guest pong line  (reserved for the shm suite)
+//! 0x0180   128 B    host    host ping line   (the shm suite: see `shm`)
+//! 0x0200   128 B    guest   guest pong line  (the shm suite)
 //! 0x1000   60 KiB   guest   mailbox: response payloads (spec JSON, errors)
 //! 0x10000  rest     per-command owner: data (samples, frames)
 //! ```
@@ -25,6 +25,7 @@
 pub mod channel;
 pub mod layout;
 pub mod region;
+pub mod shm;
 pub mod spec;
 pub mod timing;
 pub mod vmexit;

@@ -97,6 +97,55 @@ impl Region {
         Ok(v)
     }
 
+    /// Copies `dst.len()` bytes out at `off` into caller memory (timed copies:
+    /// no allocation inside the window). As for `copy_out`, the bytes may be
+    /// garbage if the other side writes them; the caller validates.
+    pub fn copy_out_into(&self, off: usize, dst: &mut [u8]) -> Result<(), ProtoError> {
+        self.check(off, dst.len(), 1)?;
+        // SAFETY: source in bounds (checked); `dst` is caller-owned memory
+        // outside the mapping, so the ranges cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `off` (rounded down to whole u64 words) and
+    /// returns their wrapping sum: a pure read pass with no copy.
+    pub fn scan(&self, off: usize, len: usize) -> Result<u64, ProtoError> {
+        self.check(off, len, 8)?;
+        let words = len / 8;
+        let base = self.base.as_ptr().wrapping_add(off).cast::<u64>();
+        let mut sum = 0u64;
+        for i in 0..words {
+            // SAFETY: word i lies inside off..off+len (checked) and is 8-aligned
+            // (off is 8-aligned, base is 8-aligned); a racing writer can only
+            // change the value read, which is a checksum nobody trusts.
+            sum = sum.wrapping_add(unsafe { base.add(i).read() });
+        }
+        Ok(sum)
+    }
+
+    /// Writes back and evicts every cache line of `off..off+len` (CLFLUSH),
+    /// then fences: the next read of the range comes from memory.
+    #[cfg(target_arch = "x86_64")]
+    pub fn flush(&self, off: usize, len: usize) -> Result<(), ProtoError> {
+        use std::arch::x86_64::{_mm_clflush, _mm_mfence};
+        self.check(off, len, 1)?;
+        let start = off & !63;
+        let mut line = start;
+        while line < off + len {
+            // SAFETY: `line` is within the region (it starts at or below `off`,
+            // which is in bounds, on the same 64-byte line, and stays below
+            // off+len); CLFLUSH only needs a mapped address. SSE2 is baseline on x86_64.
+            unsafe { _mm_clflush(self.base.as_ptr().add(line)) };
+            line += 64;
+        }
+        // SAFETY: a fence has no memory operands.
+        unsafe { _mm_mfence() };
+        Ok(())
+    }
+
     /// Copies `bytes` in at `off` (only into a range this side owns).
     pub fn copy_in(&self, off: usize, bytes: &[u8]) -> Result<(), ProtoError> {
         self.check(off, bytes.len(), 1)?;

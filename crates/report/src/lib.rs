@@ -8,5 +8,5 @@
 pub mod model;
 pub mod stats;
 
-pub use model::{Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification};
+pub use model::{Check, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification};
 pub use stats::{SampleSet, StatsError, Summary};

@@ -89,6 +89,14 @@ pub struct Measurement {
     /// Counter deltas observed around the measurement (e.g. KVM `exits`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
+    /// Bytes moved per sample, for measurements of a transfer: bandwidth is
+    /// `bytes` over the sample's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Id of the physical-reference measurement of the same run that this
+    /// one is compared with (a ratio of p50s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 impl Measurement {
@@ -122,8 +130,39 @@ impl Measurement {
             tsc_khz: None,
             tier: None,
             counters: BTreeMap::new(),
+            bytes: None,
+            reference: None,
         })
     }
+}
+
+impl Measurement {
+    /// p50 as nanoseconds, when the unit allows.
+    pub fn p50_ns(&self) -> Option<f64> {
+        match self.unit {
+            Unit::Nanoseconds => Some(self.summary.p50 as f64),
+            _ => self.ns(self.summary.p50 as f64),
+        }
+    }
+
+    /// Bandwidth at the median time, in bytes per second.
+    pub fn p50_bytes_per_sec(&self) -> Option<f64> {
+        let ns = self.p50_ns()?;
+        let bytes = self.bytes?;
+        (ns > 0.0).then(|| bytes as f64 / ns * 1e9)
+    }
+}
+
+/// A pass/fail statement about the run: integrity of the data, or a
+/// performance target the tool checks against its own reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub id: String,
+    /// What is claimed, e.g. "loopback polling RTT p50 <= 1.5 x cache-line RTT p50".
+    pub statement: String,
+    /// What was measured, in words and figures.
+    pub observed: String,
+    pub passed: bool,
 }
 
 /// A measurement that was asked for and could not run here, with why.
@@ -142,6 +181,9 @@ pub struct Results {
     pub skipped: Vec<Skipped>,
     /// Warnings about the run as a whole (TCG, noisy host, unrestored knob).
     pub warnings: Vec<String>,
+    /// Integrity and target checks.
+    #[serde(default)]
+    pub checks: Vec<Check>,
 }
 
 impl Default for Results {
@@ -151,6 +193,7 @@ impl Default for Results {
             measurements: Vec::new(),
             skipped: Vec::new(),
             warnings: Vec::new(),
+            checks: Vec::new(),
         }
     }
 }

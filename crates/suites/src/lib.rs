@@ -2,6 +2,7 @@
 //! each measurement took, and turns raw samples into results.
 
 pub mod kvmstats;
+pub mod shm;
 pub mod verify;
 pub mod vmexit;
 
@@ -15,4 +16,6 @@ pub enum SuiteError {
     BadAnswer { row: String, why: String },
     #[error("row {row}: {why}")]
     Stats { row: String, why: String },
+    #[error(transparent)]
+    Shm(#[from] vmbench_shm::ShmError),
 }

@@ -454,6 +454,49 @@ impl Vm {
         }
     }
 
+    /// Lends the host end, the region and the doorbell server to host-side
+    /// work that runs alongside a guest command (the shm suite), with the
+    /// launcher's abort check (QEMU gone, guest panic or stop, Ctrl-C). The
+    /// second value is why the check fired, when it did.
+    pub fn with_region<T>(
+        &mut self,
+        op: impl FnOnce(
+            &mut HostEnd,
+            &vmbench_proto::Region,
+            Option<&DoorbellServer>,
+            &mut dyn FnMut() -> Option<String>,
+        ) -> T,
+    ) -> (T, Option<VmError>) {
+        let mut failure: Option<VmError> = None;
+        let value = {
+            let Vm {
+                host,
+                shm,
+                child,
+                run_dir,
+                interrupt,
+                qmp,
+                doorbell,
+                ..
+            } = self;
+            let mut last_status = Instant::now();
+            let mut abort = || {
+                let e = abort_reason(child, run_dir, interrupt).or_else(|| {
+                    if last_status.elapsed() < Duration::from_millis(500) {
+                        return None;
+                    }
+                    last_status = Instant::now();
+                    stopped_reason(qmp.as_mut()?, run_dir)
+                })?;
+                let msg = e.to_string();
+                failure = Some(e);
+                Some(msg)
+            };
+            op(host, shm.region(), doorbell.as_ref(), &mut abort)
+        };
+        (value, failure)
+    }
+
     fn wait_for_handshake(&mut self, deadline: Instant) -> Result<(), VmError> {
         self.guarded("the guest agent's handshake", |host, r, abort| {
             host.wait_ready(r, deadline, abort).map(|_| ())

@@ -1,0 +1,464 @@
+//! `vmbench shm`: the shared-memory suite (loopback, one role each, or in a VM).
+
+use crate::vm::{GuestArgs, pin_guest, vm_options};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use vmbench_proto::{HostEnd, MappedRegion};
+use vmbench_report::Results;
+use vmbench_shm::host::{self, HostRun, Plan};
+use vmbench_shm::loopback::{self, LoopbackOptions};
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ShmArgs {
+    #[command(subcommand)]
+    role: Option<ShmRole>,
+    /// Run both ends as host processes on two pinned CPUs (the physical reference).
+    #[arg(long)]
+    loopback: bool,
+    /// CPUs for the loopback: host end, guest end (default: the last two this process may use).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// Size of the loopback's shared file in MiB (4K frames need 128).
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    region_mib: usize,
+    /// Skip the eventfd doorbell round trip.
+    #[arg(long)]
+    no_doorbell: bool,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct OutputArgs {
+    /// Fewer samples: every measurement, in seconds instead of minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print JSON (the results model) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write one summary line per measurement to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write every raw sample (id,ticks) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub raw_csv: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ShmRole {
+    /// The host end over a shared file; a `vmbench shm guest` may start before or after it.
+    Host {
+        #[arg(long, value_name = "FILE")]
+        path: PathBuf,
+        #[arg(long, value_name = "MIB", default_value_t = 128)]
+        region_mib: usize,
+        /// Seconds to wait for the guest end.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        wait: u64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// The guest end over a shared file (inside a VM the agent plays it).
+    Guest {
+        #[arg(long, value_name = "FILE")]
+        path: PathBuf,
+        /// Pin to this CPU.
+        #[arg(long, value_name = "N")]
+        cpu: Option<usize>,
+        /// Inherited eventfds: ring,wait (the loopback passes them).
+        #[arg(long, value_name = "TX,RX", value_delimiter = ',')]
+        doorbell_fds: Vec<i32>,
+        /// Seconds to wait for the file and a host session.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        wait: u64,
+    },
+    /// Boot the guest and run the suite against its agent over ivshmem.
+    Vm {
+        #[command(flatten)]
+        guest: GuestArgs,
+        /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
+        #[arg(long, value_name = "LIST", value_parser = crate::vm::parse_cpus)]
+        pin_cpus: Option<vmbench_host::CpuList>,
+        /// Skip the UC and WC comparison arms.
+        #[arg(long)]
+        no_arms: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+pub fn shm_cmd(a: ShmArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
+    match a.role {
+        Some(ShmRole::Guest {
+            path,
+            cpu,
+            doorbell_fds,
+            wait,
+        }) => guest_role(&path, cpu, &doorbell_fds, Duration::from_secs(wait)),
+        Some(ShmRole::Host {
+            path,
+            region_mib,
+            wait,
+            out,
+        }) => host_role(
+            &path,
+            region_mib,
+            Duration::from_secs(wait),
+            &out,
+            &interrupt,
+        ),
+        Some(ShmRole::Vm {
+            guest,
+            pin_cpus,
+            no_arms,
+            out,
+        }) => vm_role(&guest, pin_cpus.as_ref(), !no_arms, &out, interrupt),
+        None if a.loopback => loopback_cmd(&a, &interrupt),
+        None => bail!(
+            "say which: `vmbench shm --loopback` (both ends here), `vmbench shm vm` (against a guest), or `vmbench shm host|guest --path FILE`"
+        ),
+    }
+}
+
+fn plan(out: &OutputArgs, tsc_khz: f64) -> Plan {
+    let mut p = if out.quick {
+        Plan::quick(tsc_khz)
+    } else {
+        Plan::full(tsc_khz)
+    };
+    p.keep_raw = out.raw_csv.is_some();
+    p
+}
+
+fn tsc_khz() -> Result<f64> {
+    crate::vmexit::host_tsc_khz()
+        .context("the host TSC frequency is unknown (CPUID 15H absent and calibration failed): no ticks→ns conversion possible")
+}
+
+/// The last two CPUs this process may run on.
+fn default_cpus() -> Result<(usize, usize)> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).context("sched_getaffinity")?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|c| set.is_set(*c).unwrap_or(false))
+        .collect();
+    match cpus.as_slice() {
+        [.., a, b] => Ok((*a, *b)),
+        _ => bail!("the loopback needs two CPUs; this process may use only {cpus:?}"),
+    }
+}
+
+fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
+    let cpus = match a.cpus.as_slice() {
+        [x, y] if x == y => bail!("--cpus {x},{y}: the two ends need two different CPUs"),
+        [x, y] => (*x, *y),
+        [] => default_cpus()?,
+        other => bail!("--cpus takes two CPUs (host end, guest end), got {other:?}"),
+    };
+    let region_bytes = check_region_mib(a.region_mib)?;
+    let o = LoopbackOptions {
+        exe: std::env::current_exe().context("finding the vmbench binary")?,
+        cpus,
+        region_bytes,
+        dir: loopback::default_dir(),
+        doorbell: !a.no_doorbell,
+        plan: plan(&a.out, tsc_khz()?),
+    };
+    if !a.out.json {
+        eprintln!(
+            "shm loopback: host end on CPU {}, guest end on CPU {}, {} MiB in {}",
+            cpus.0,
+            cpus.1,
+            a.region_mib,
+            o.dir.display()
+        );
+    }
+    let (run, outcome) = loopback::run(&o, interrupt);
+    finish(
+        run,
+        outcome.map_err(anyhow::Error::from),
+        &a.out,
+        "loopback (two host processes, no VM)",
+    )
+}
+
+fn check_region_mib(mib: usize) -> Result<usize> {
+    if mib < 2 || !mib.is_power_of_two() {
+        bail!("region of {mib} MiB: give a power of two of at least 2");
+    }
+    mib.checked_mul(1 << 20).context("region size overflows")
+}
+
+fn host_role(
+    path: &Path,
+    region_mib: usize,
+    wait: Duration,
+    out: &OutputArgs,
+    interrupt: &AtomicBool,
+) -> Result<ExitCode> {
+    let bytes = check_region_mib(region_mib)?;
+    let (_file, mapped) = MappedRegion::create_file(path, bytes)
+        .with_context(|| format!("creating the shared file {}", path.display()))?;
+    let r = mapped.region();
+    let mut host = HostEnd::start(r);
+    let mut abort = || {
+        interrupt
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| "interrupted".to_string())
+    };
+    host.wait_ready(r, Instant::now() + wait, &mut abort)
+        .context("waiting for `vmbench shm guest` to attach")?;
+    let p = plan(out, tsc_khz()?);
+    let (mut run, outcome) = host::run(r, &mut host, 0, &p, None, &mut abort);
+    if outcome.is_ok() {
+        let _ = host.call(
+            r,
+            vmbench_proto::Command::Shutdown,
+            [0; 6],
+            Instant::now() + Duration::from_secs(5),
+            &mut abort,
+        );
+    }
+    host.close(r);
+    let t = host::targets(&run.results, false, false);
+    run.results.checks.extend(t);
+    finish(
+        run,
+        outcome.map_err(anyhow::Error::from),
+        out,
+        "two processes over a shared file",
+    )
+}
+
+fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> Result<ExitCode> {
+    if let Some(c) = cpu {
+        vmbench_shm::reference::pin_current_thread(c)?;
+    }
+    // Either side may start first: wait for the host's file to exist and be sized.
+    let deadline = Instant::now() + wait;
+    let mapped = loop {
+        let ready =
+            std::fs::metadata(path).map(|m| m.len() >= vmbench_proto::MIN_REGION_BYTES as u64);
+        if let Ok(true) = ready {
+            break MappedRegion::open_file(path)
+                .with_context(|| format!("mapping {}", path.display()))?;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not appear within {} s (start `vmbench shm host --path` too)",
+                path.display(),
+                wait.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut pair = match fds {
+        [tx, rx] => {
+            for fd in [tx, rx] {
+                let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                    .with_context(|| format!("--doorbell-fds: {fd} is not an open descriptor"))?;
+                if !target.to_string_lossy().contains("eventfd") {
+                    bail!(
+                        "--doorbell-fds: {fd} is {}, not an eventfd",
+                        target.display()
+                    );
+                }
+            }
+            // SAFETY: both were checked above to be open eventfds; they were
+            // inherited for this purpose and nothing else in this process uses them.
+            Some(unsafe { vmbench_shm::eventfd::EventFdPair::from_raw(*tx, *rx) })
+        }
+        [] => None,
+        other => bail!("--doorbell-fds takes two descriptors (ring, wait), got {other:?}"),
+    };
+    let db = pair.as_mut().map(|p| p as &mut dyn vmbench_shm::Doorbell);
+    vmbench_shm::guest::serve_commands(mapped.region(), db, wait, &mut |m| {
+        eprintln!("vmbench shm guest: {m}")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vm_role(
+    g: &GuestArgs,
+    pin: Option<&vmbench_host::CpuList>,
+    arms: bool,
+    out: &OutputArgs,
+    interrupt: Arc<AtomicBool>,
+) -> Result<ExitCode> {
+    let (opts, warning) = vm_options(g, interrupt)?;
+    if let Some(w) = &warning {
+        eprintln!("vmbench: WARNING: {w}");
+    }
+    let mut vm = vmbench_vm::Vm::boot(&opts)?;
+    if let Some(cpus) = pin {
+        pin_guest(&vm, cpus)?;
+    }
+    let mut p = plan(out, tsc_khz()?);
+    p.ref_cpus = pin.and_then(|c| {
+        let v: Vec<usize> = c.iter().map(|x| x as usize).collect();
+        // The vCPU's core and a housekeeping core this process runs on.
+        v.first().copied().zip(v.get(1).copied())
+    });
+    let o = vmbench_suites::shm::VmShmOptions {
+        plan: p,
+        arms,
+        accel: opts.accel,
+    };
+    let (mut run, outcome) = vmbench_suites::shm::run(&mut vm, &o);
+    let _ = vm.shutdown();
+    if opts.accel == vmbench_vm::Accel::Tcg {
+        run.results.warnings.insert(
+            0,
+            "TCG (software emulation): the guest's copies run in QEMU's translator; these are not KVM figures".into(),
+        );
+    }
+    finish(
+        run,
+        outcome.map_err(anyhow::Error::from),
+        out,
+        &format!("VM ({})", opts.accel.name()),
+    )
+}
+
+/// Adds the counter availability notes, prints, writes CSVs; a failure
+/// mid-suite still prints what was measured, then the error.
+fn finish(
+    mut run: HostRun,
+    outcome: Result<()>,
+    out: &OutputArgs,
+    setting: &str,
+) -> Result<ExitCode> {
+    note_counters(&mut run);
+    if let Some(p) = &out.csv {
+        crate::vmexit::write_csv(p, &run.results.measurements)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &out.raw_csv {
+        write_raw(p, &run).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if out.json {
+        let v = serde_json::json!({
+            "setting": setting,
+            "results": run.results,
+            "guest": run.guest,
+            "error": outcome.as_ref().err().map(|e| format!("{e:#}")),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render_table(&run.results, setting));
+    }
+    match outcome {
+        Err(e) => {
+            eprintln!("vmbench: error: {e:#}");
+            eprintln!("vmbench: the measurements above were completed before the error");
+            let violation = e
+                .downcast_ref::<vmbench_shm::ShmError>()
+                .is_some_and(|s| s.is_violation());
+            Ok(ExitCode::from(if violation { 1 } else { 2 }))
+        }
+        Ok(())
+            if run
+                .results
+                .checks
+                .iter()
+                .any(|c| !c.passed && c.id.contains("integrity")) =>
+        {
+            Ok(ExitCode::from(1))
+        }
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Says once per side why hardware counters are missing.
+pub fn note_counters(run: &mut HostRun) {
+    if let Some(why) = &run.host_hw_counters_unavailable {
+        run.results.warnings.push(format!(
+            "host: no hardware counters, so no cycles/IPC/cache/TLB figures (context switches only): {why}"
+        ));
+    }
+    if let Some(why) = run
+        .guest
+        .as_ref()
+        .and_then(|g| g.hw_counters_unavailable.as_ref())
+    {
+        run.results.warnings.push(format!(
+            "guest: no hardware counters (context switches only): {why}"
+        ));
+    }
+}
+
+fn write_raw(path: &Path, run: &HostRun) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(f, "id,tsc_ticks")?;
+    for (id, v) in &run.raw {
+        for x in v {
+            writeln!(f, "{id},{x}")?;
+        }
+    }
+    f.flush()
+}
+
+fn gbps(m: &vmbench_report::Measurement) -> String {
+    m.p50_bytes_per_sec()
+        .map_or("-".into(), |b| format!("{:.2}", b / 1e9))
+}
+
+/// The suite as a plain-text table (ns from the host TSC frequency).
+pub fn render_table(r: &Results, setting: &str) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "shared-memory suite: {setting}");
+    for w in &r.warnings {
+        let _ = writeln!(s, "WARNING: {w}");
+    }
+    let _ = writeln!(
+        s,
+        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "measurement", "N", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "GB/s@p50", "vs ref"
+    );
+    for m in &r.measurements {
+        let ns = |t: u64| m.ns(t as f64).map_or("-".into(), |v| format!("{v:.0}"));
+        let vs = m
+            .reference
+            .as_ref()
+            .and_then(|id| host::p50_ratio(r, &m.id, id))
+            .map_or("-".into(), |x| format!("{x:.2}x"));
+        let _ = writeln!(
+            s,
+            "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            m.id,
+            m.summary.n,
+            ns(m.summary.p50),
+            ns(m.summary.p99),
+            ns(m.summary.p999),
+            ns(m.summary.max),
+            gbps(m),
+            vs
+        );
+    }
+    for k in &r.skipped {
+        let _ = writeln!(s, "{:<44} skipped: {}", k.id, k.reason);
+    }
+    let _ = writeln!(
+        s,
+        "\n'vs ref' = p50 time / p50 time of the physical reference measured in this run (1.00x = as fast as bare cores)."
+    );
+    for c in &r.checks {
+        let _ = writeln!(
+            s,
+            "[{}] {}: {} — {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.id,
+            c.statement,
+            c.observed
+        );
+    }
+    s
+}

@@ -1,0 +1,69 @@
+//! Eventfd doorbells for the loopback pair (the same kernel object QEMU's
+//! ivshmem-doorbell uses on the host side).
+
+use crate::Doorbell;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Reads one count from `efd` (non-blocking), polling until `timeout`.
+pub fn wait_eventfd(efd: &EventFd, timeout: Duration) -> Result<u64, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match efd.read() {
+            Ok(n) => return Ok(n),
+            Err(nix::Error::EAGAIN) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!("no doorbell within {} ms", timeout.as_millis()));
+                }
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let mut fds = [PollFd::new(efd.as_fd(), PollFlags::POLLIN)];
+                let ms = PollTimeout::from(left.as_millis().min(1000) as u16);
+                let _ = poll(&mut fds, ms);
+            }
+            Err(e) => return Err(format!("eventfd read: {e}")),
+        }
+    }
+}
+
+/// One end of a loopback doorbell pair: rings `tx`, waits on `rx`.
+pub struct EventFdPair {
+    pub tx: EventFd,
+    pub rx: EventFd,
+}
+
+impl EventFdPair {
+    /// Two fresh eventfds, inheritable (no CLOEXEC) so a child can take them.
+    pub fn new_inheritable() -> Result<(EventFd, EventFd), String> {
+        let mk =
+            || EventFd::from_flags(EfdFlags::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"));
+        Ok((mk()?, mk()?))
+    }
+
+    /// Takes over two inherited descriptors.
+    ///
+    /// # Safety
+    /// `tx` and `rx` must be open eventfd descriptors owned by nobody else in
+    /// this process.
+    pub unsafe fn from_raw(tx: RawFd, rx: RawFd) -> EventFdPair {
+        // SAFETY: the caller guarantees both are owned, open eventfds.
+        let (tx, rx) = unsafe { (OwnedFd::from_raw_fd(tx), OwnedFd::from_raw_fd(rx)) };
+        // SAFETY: as above: they are eventfds, so the EventFd methods apply.
+        let (tx, rx) = unsafe { (EventFd::from_owned_fd(tx), EventFd::from_owned_fd(rx)) };
+        EventFdPair { tx, rx }
+    }
+}
+
+impl Doorbell for EventFdPair {
+    fn ring(&mut self) -> Result<(), String> {
+        self.tx
+            .write(1)
+            .map(|_| ())
+            .map_err(|e| format!("eventfd write: {e}"))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<(), String> {
+        wait_eventfd(&self.rx, timeout).map(|_| ())
+    }
+}

@@ -1,0 +1,301 @@
+//! The guest end of the shared-memory suite: spins on the ping line, does
+//! the request on its own clock (TSC), answers on the pong line.
+//!
+//! Runs inside the VM's agent (over the module's WB mapping, or a sysfs
+//! UC/WC arm) and as `vmbench shm guest` on the host (loopback).
+
+use crate::counters::{Counters, PhaseCounts};
+use crate::pattern;
+use crate::{Doorbell, ShmError};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use vmbench_proto::Region;
+use vmbench_proto::layout::{HC_STATE, MAILBOX_BYTES};
+use vmbench_proto::shm::{
+    FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, Ping, Pong, PongStatus, RunShmArgs, validate_ping,
+};
+use vmbench_proto::timing::{t_end, t_start};
+
+/// What the guest end reports when the host stops the suite.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestSummary {
+    pub requests: u64,
+    pub refused: u64,
+    /// The last refusal, in words.
+    pub last_refusal: Option<String>,
+    /// Counter totals by the host's phase number.
+    pub counters: PhaseCounts,
+    pub hw_counters_unavailable: Option<String>,
+    pub sha_ni: bool,
+}
+
+/// How long the guest end waits for the next request before concluding the
+/// host is gone (the host sends Stop when it is done).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Serves requests from `args.base_seq + 1` until Stop. `doorbell` is the
+/// guest side of an interrupt pair, when there is one.
+pub fn serve(
+    r: &Region,
+    args: &RunShmArgs,
+    mut doorbell: Option<&mut (dyn Doorbell + '_)>,
+) -> Result<GuestSummary, ShmError> {
+    args.slots.validate(r.len()).map_err(ShmError::Proto)?;
+    let max_len = usize::try_from(args.slots.slot_bytes)
+        .map_err(|_| ShmError::Setup("slot size does not fit this address space".into()))?;
+    let mut buf = vec![0u8; max_len];
+    // Fault every page in now: a first touch must not land in a timed copy.
+    buf.fill(1);
+    let mut counters = Counters::open();
+    let mut summary = GuestSummary {
+        hw_counters_unavailable: counters.hw_unavailable.clone(),
+        sha_ni: pattern::sha_ni(),
+        ..GuestSummary::default()
+    };
+    // Start from a clean answer to "nothing yet": the host's first request is base+1.
+    let base_seq = args.base_seq;
+    Pong {
+        ack: base_seq,
+        ..Pong::default()
+    }
+    .publish(r);
+    let mut last = base_seq;
+    // After a plain answer (Echo) only `ack` needs storing for the next Echo.
+    let mut pong_is_plain = true;
+    loop {
+        let seq = wait_for_request(r, last)?;
+        last = seq;
+        let ping = Ping::load(r, seq);
+        summary.requests += 1;
+        let (op, off) = match validate_ping(&ping, &args.slots) {
+            Ok(v) => v,
+            Err(why) => {
+                summary.refused += 1;
+                summary.last_refusal = Some(why);
+                answer(r, seq, PongStatus::Refused);
+                pong_is_plain = false;
+                continue;
+            }
+        };
+        let len = ping.len as usize; // validated against the slot size above
+        let mut pong = Pong {
+            ack: seq,
+            ..Pong::default()
+        };
+        match (op, off) {
+            (Op::Echo, _) => {
+                if pong_is_plain {
+                    r.u64_at(G_ACK)
+                        .store(seq, std::sync::atomic::Ordering::Release);
+                } else {
+                    pong.publish(r);
+                    pong_is_plain = true;
+                }
+                continue;
+            }
+            (Op::Stop, _) => {
+                answer(r, seq, PongStatus::Ok);
+                summary.counters = std::mem::take(&mut counters.totals);
+                return Ok(summary);
+            }
+            (Op::DoorbellRounds, _) => {
+                let status = match doorbell.as_deref_mut() {
+                    Some(d) => match doorbell_rounds(d, ping.count) {
+                        Ok(()) => PongStatus::Ok,
+                        Err(e) => {
+                            summary.last_refusal = Some(e);
+                            PongStatus::Failed
+                        }
+                    },
+                    None => {
+                        summary.last_refusal = Some("no doorbell on this guest".into());
+                        PongStatus::Failed
+                    }
+                };
+                answer(r, seq, status);
+            }
+            (Op::Consume, Some(off)) => {
+                counters.start();
+                if ping.flags & FLAG_FLUSH != 0 {
+                    flush(r, off, len)?;
+                }
+                let t0 = t_start();
+                r.copy_out_into(off, &mut buf[..len])
+                    .map_err(ShmError::Proto)?;
+                pong.t[0] = t_end().wrapping_sub(t0);
+                if ping.flags & FLAG_VERIFY != 0 {
+                    let t0 = t_start();
+                    pong.digest = pattern::sha256(&buf[..len]);
+                    pong.t[1] = t_end().wrapping_sub(t0);
+                }
+                counters.stop(&ping.phase.to_string());
+                pong.len = ping.len;
+                pong.publish(r);
+            }
+            (Op::Reread, Some(off)) => {
+                counters.start();
+                let t0 = t_start();
+                r.copy_out_into(off, &mut buf[..len])
+                    .map_err(ShmError::Proto)?;
+                pong.t[0] = t_end().wrapping_sub(t0);
+                let t0 = t_start();
+                pong.scan = r.scan(off, len & !7).map_err(ShmError::Proto)?;
+                pong.t[2] = t_end().wrapping_sub(t0);
+                counters.stop(&ping.phase.to_string());
+                pong.len = ping.len;
+                pong.publish(r);
+            }
+            (Op::Produce, Some(off)) => {
+                pattern::fill(&mut buf[..len], ping.seed);
+                counters.start();
+                if ping.flags & FLAG_VERIFY != 0 {
+                    let t0 = t_start();
+                    pong.digest = pattern::sha256(&buf[..len]);
+                    pong.t[1] = t_end().wrapping_sub(t0);
+                }
+                let t0 = t_start();
+                r.copy_in(off, &buf[..len]).map_err(ShmError::Proto)?;
+                pong.t[0] = t_end().wrapping_sub(t0);
+                counters.stop(&ping.phase.to_string());
+                pong.len = ping.len;
+                pong.publish(r);
+            }
+            (Op::Consume | Op::Reread | Op::Produce, None) => {
+                // validate_ping gives an offset for every slot op.
+                answer(r, seq, PongStatus::Refused);
+            }
+        }
+        pong_is_plain = false;
+    }
+}
+
+fn answer(r: &Region, seq: u64, status: PongStatus) {
+    Pong {
+        ack: seq,
+        status: status as u32,
+        ..Pong::default()
+    }
+    .publish(r);
+}
+
+fn flush(r: &Region, off: usize, len: usize) -> Result<(), ShmError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        r.flush(off, len).map_err(ShmError::Proto)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (r, off, len);
+        Err(ShmError::Setup(
+            "cache flush is only implemented on x86_64".into(),
+        ))
+    }
+}
+
+fn doorbell_rounds(d: &mut dyn Doorbell, count: u64) -> Result<(), String> {
+    for i in 0..count {
+        d.wait(Duration::from_secs(10))
+            .map_err(|e| format!("doorbell round {i}: {e}"))?;
+        d.ring().map_err(|e| format!("doorbell round {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Spins (PAUSE, no sleeps: the polling mode is what is measured) until the
+/// host publishes a sequence number other than `last`.
+fn wait_for_request(r: &Region, last: u64) -> Result<u64, ShmError> {
+    let mut since_check = 0u32;
+    let idle_since = Instant::now();
+    loop {
+        let seq = Ping::seq(r);
+        if seq != last {
+            return Ok(seq);
+        }
+        std::hint::spin_loop();
+        since_check += 1;
+        if since_check == 1 << 16 {
+            since_check = 0;
+            if r.u32_at(HC_STATE)
+                .load(std::sync::atomic::Ordering::Acquire)
+                != vmbench_proto::HostState::Ready as u32
+            {
+                return Err(ShmError::PeerGone(
+                    "the host closed its session during the shm suite".into(),
+                ));
+            }
+            if idle_since.elapsed() > IDLE_LIMIT {
+                return Err(ShmError::PeerGone(format!(
+                    "no request from the host for {} s",
+                    IDLE_LIMIT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+/// The summary as the RunShm answer's payload (bounded by the mailbox).
+pub fn summary_payload(s: &GuestSummary) -> Vec<u8> {
+    let mut v = serde_json::to_vec(s).unwrap_or_default();
+    if v.len() > MAILBOX_BYTES {
+        // Counters by phase are what can grow: drop them rather than the answer.
+        let trimmed = GuestSummary {
+            counters: Default::default(),
+            ..s.clone()
+        };
+        v = serde_json::to_vec(&trimmed).unwrap_or_default();
+    }
+    v
+}
+
+/// `vmbench shm guest`: a guest end on the host. Answers Ping, RunShm
+/// (own mapping only: arm 0) and Shutdown over the command channel, for as
+/// many host sessions as come, until Shutdown or `idle` without a host.
+pub fn serve_commands(
+    r: &Region,
+    mut doorbell: Option<&mut dyn Doorbell>,
+    idle: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), ShmError> {
+    use vmbench_proto::{Command, GuestEnd, Status};
+    loop {
+        let mut never = || None;
+        let mut g = GuestEnd::attach(r, Instant::now() + idle, &mut never)?;
+        log(&format!("attached to host session {:#x}", g.header.session));
+        loop {
+            let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+            let Some(req) = g.next(far, &mut never)? else {
+                log("host closed its session");
+                break;
+            };
+            match req.command {
+                Some(Command::Ping) => g.respond(Status::Ok, &req.args[0].to_le_bytes())?,
+                Some(Command::Shutdown) => {
+                    g.respond(Status::Ok, b"")?;
+                    g.exit();
+                    return Ok(());
+                }
+                Some(Command::RunShm) => {
+                    let args = RunShmArgs::from_args(req.args);
+                    if args.arm != 0 {
+                        g.respond(
+                            Status::Unsupported,
+                            b"UC/WC mapping arms exist only inside a VM (sysfs resource2)",
+                        )?;
+                        continue;
+                    }
+                    match serve(r, &args, doorbell.as_deref_mut()) {
+                        Ok(s) => g.respond(Status::Ok, &summary_payload(&s))?,
+                        Err(e) => {
+                            log(&format!("shm suite ended: {e}"));
+                            g.respond(Status::Failed, e.to_string().as_bytes())?
+                        }
+                    }
+                }
+                _ => g.respond(
+                    Status::UnknownCommand,
+                    b"the shm guest end serves Ping, RunShm and Shutdown",
+                )?,
+            }
+        }
+    }
+}

@@ -1,0 +1,860 @@
+//! The host end of the shared-memory suite.
+//!
+//! Everything the guest writes is hostile input: each answer is copied out
+//! once (`Pong::load`), checked by `validate_pong` against the request in
+//! flight, and only then used; payloads are copied out of the region before
+//! they are hashed. A violation ends the suite with an error naming it.
+//! All host-side times are host TSC ticks between fenced reads
+//! (`vmbench_proto::timing`); guest-side times are the guest's TSC ticks.
+
+use crate::counters::{Counters, PhaseCounts};
+use crate::guest::GuestSummary;
+use crate::{Doorbell, Frame, ShmError, pattern, reference, size_label};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use vmbench_proto::shm::{
+    Expect, FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, P_SEQ, Ping, Pong, PongCheck, RunShmArgs, Slots,
+    validate_pong,
+};
+use vmbench_proto::timing::{t_end, t_start};
+use vmbench_proto::{Command, HostEnd, ProtoError, Region};
+use vmbench_report::{Check, Measurement, Results, SampleSet, Skipped, Unit, Verification};
+
+/// What to measure and how much.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Discarded round trips before the timed ones.
+    pub warmup: u64,
+    pub rtt_samples: u64,
+    /// Doorbell round trips (0: none).
+    pub doorbell_rounds: u64,
+    pub frames: Vec<Frame>,
+    /// Timed transfers per frame and direction (one more is run and discarded).
+    pub frame_iterations: u64,
+    /// Sizes of the bandwidth curve (host→guest).
+    pub sweep: Vec<u64>,
+    pub sweep_iterations: u64,
+    /// CPUs for the cache-line reference: (this thread's, the peer's).
+    pub ref_cpus: Option<(usize, usize)>,
+    /// Host TSC frequency, for ns and GB/s.
+    pub tsc_khz: f64,
+    /// Keep every raw sample (for `--raw-csv`).
+    pub keep_raw: bool,
+    /// How long one request may take before the guest is declared hung.
+    pub request_timeout: Duration,
+    /// Id prefix after `shm.` for a comparison arm (`uc.`, `wc.`), else empty.
+    pub arm: String,
+}
+
+impl Plan {
+    /// The default: stable p99.9 for the round trips, every frame, the full curve.
+    pub fn full(tsc_khz: f64) -> Plan {
+        Plan {
+            warmup: 10_000,
+            rtt_samples: 200_000,
+            doorbell_rounds: 20_000,
+            frames: crate::FRAMES.to_vec(),
+            frame_iterations: 50,
+            sweep: crate::sweep_sizes(64 << 20, 2),
+            sweep_iterations: 20,
+            ref_cpus: None,
+            tsc_khz,
+            keep_raw: false,
+            request_timeout: Duration::from_secs(30),
+            arm: String::new(),
+        }
+    }
+
+    /// Small enough for a TCG guest in CI: every kind of measurement, fewer samples.
+    pub fn quick(tsc_khz: f64) -> Plan {
+        Plan {
+            warmup: 200,
+            rtt_samples: 2_000,
+            doorbell_rounds: 200,
+            frame_iterations: 3,
+            sweep: crate::sweep_sizes(4 << 20, 4),
+            sweep_iterations: 3,
+            ..Plan::full(tsc_khz)
+        }
+    }
+
+    /// A comparison arm (UC or WC mapping): one frame each way and the RTT.
+    pub fn arm(&self, arm: &str) -> Plan {
+        Plan {
+            warmup: self.warmup.min(100),
+            rtt_samples: self.rtt_samples.min(2_000),
+            doorbell_rounds: 0,
+            frames: crate::FRAMES
+                .iter()
+                .copied()
+                .filter(|f| f.name == "1080p-32bpp")
+                .collect(),
+            frame_iterations: self.frame_iterations.min(5),
+            sweep: Vec::new(),
+            ref_cpus: None,
+            arm: format!("{arm}."),
+            ..self.clone()
+        }
+    }
+
+    /// The largest transfer, which sizes the slots.
+    pub fn max_len(&self) -> u64 {
+        self.frames
+            .iter()
+            .map(Frame::bytes)
+            .chain(self.sweep.iter().copied())
+            .max()
+            .unwrap_or(4096)
+    }
+}
+
+/// What the host end measured.
+#[derive(Debug, Default)]
+pub struct HostRun {
+    pub results: Results,
+    /// Raw samples by measurement id (when `keep_raw`).
+    pub raw: Vec<(String, Vec<u64>)>,
+    pub guest: Option<GuestSummary>,
+    pub host_counters: PhaseCounts,
+    pub host_hw_counters_unavailable: Option<String>,
+}
+
+/// The guest's end of the region, as the host's suite sees it.
+pub struct Session<'a> {
+    r: &'a Region,
+    slots: Slots,
+    seq: u64,
+    next_slot: u64,
+    timeout: Duration,
+    abort: &'a mut dyn FnMut() -> Option<String>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        r: &'a Region,
+        slots: Slots,
+        base_seq: u64,
+        timeout: Duration,
+        abort: &'a mut dyn FnMut() -> Option<String>,
+    ) -> Self {
+        Session {
+            r,
+            slots,
+            seq: base_seq,
+            next_slot: 0,
+            timeout,
+            abort,
+        }
+    }
+
+    /// The next slot in rotation and its offset for `len` bytes.
+    fn slot(&mut self, len: u64) -> Result<(u64, usize), ShmError> {
+        let slot = self.next_slot;
+        self.next_slot = (self.next_slot + 1) % self.slots.count;
+        let off = self.slots.offset(slot, len).ok_or_else(|| {
+            ShmError::Setup(format!(
+                "{len} bytes do not fit a {}-byte slot",
+                self.slots.slot_bytes
+            ))
+        })?;
+        Ok((slot, off))
+    }
+
+    /// Publishes `req` as the next request.
+    fn publish(&mut self, req: Req) -> Expect {
+        self.seq += 1;
+        Ping {
+            seq: self.seq,
+            op: req.op as u32,
+            flags: req.flags,
+            slot: req.slot,
+            len: req.len,
+            seed: req.seed,
+            count: req.count,
+            phase: req.phase,
+        }
+        .publish(self.r);
+        Expect {
+            seq: self.seq,
+            op: req.op,
+            len: if req.op.uses_slot() { req.len } else { 0 },
+        }
+    }
+
+    /// Spins until the answer to `e`, then validates it.
+    fn wait(&mut self, e: &Expect) -> Result<Pong, ShmError> {
+        let ack = self.r.u64_at(G_ACK);
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            // Cheap poll of the publishing word; the full copy and checks
+            // only once it moved (or now and then, to catch a scribbler).
+            if ack.load(std::sync::atomic::Ordering::Acquire) != e.seq - 1 || spins == 1 << 14 {
+                let p = Pong::load(self.r);
+                match validate_pong(&p, e)? {
+                    PongCheck::Answer(p) => return Ok(p),
+                    PongCheck::GuestError(status) => {
+                        return Err(ShmError::GuestRefused {
+                            seq: e.seq,
+                            op: format!("{:?}", e.op),
+                            why: format!("{status:?}"),
+                        });
+                    }
+                    PongCheck::NotYet => {}
+                }
+            }
+            std::hint::spin_loop();
+            spins += 1;
+            if spins > 1 << 14 {
+                spins = 0;
+                if let Some(why) = (self.abort)() {
+                    return Err(ShmError::Aborted(why));
+                }
+                if start.elapsed() > self.timeout {
+                    return Err(ShmError::Timeout {
+                        what: format!("request {} ({:?})", e.seq, e.op),
+                        secs: start.elapsed().as_secs_f64(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, req: Req) -> Result<Pong, ShmError> {
+        let e = self.publish(req);
+        self.wait(&e)
+    }
+}
+
+/// One request's fields (the sequence number is the session's).
+#[derive(Clone, Copy)]
+struct Req {
+    op: Op,
+    flags: u32,
+    slot: u64,
+    len: u64,
+    seed: u64,
+    count: u64,
+    phase: u64,
+}
+
+impl Req {
+    fn new(op: Op) -> Req {
+        Req {
+            op,
+            flags: 0,
+            slot: 0,
+            len: 0,
+            seed: 0,
+            count: 0,
+            phase: 0,
+        }
+    }
+
+    /// A slot request: `len` bytes of `slot`, counted under `phase`.
+    fn slot(op: Op, flags: u32, slot: u64, len: u64, seed: u64, phase: u64) -> Req {
+        Req {
+            flags,
+            slot,
+            len,
+            seed,
+            phase,
+            ..Req::new(op)
+        }
+    }
+}
+
+/// One measurement's samples on their way to a [`Measurement`].
+struct Series {
+    id: String,
+    definition: String,
+    bytes: Option<u64>,
+    reference: Option<String>,
+    set: SampleSet,
+    raw: Vec<u64>,
+    counters: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Collector {
+    series: Vec<Series>,
+    keep_raw: bool,
+}
+
+impl Collector {
+    fn series(
+        &mut self,
+        id: &str,
+        definition: &str,
+        bytes: Option<u64>,
+        reference: Option<String>,
+    ) -> &mut Series {
+        if let Some(i) = self.series.iter().position(|s| s.id == id) {
+            return &mut self.series[i];
+        }
+        self.series.push(Series {
+            id: id.to_string(),
+            definition: definition.to_string(),
+            bytes,
+            reference,
+            set: SampleSet::new(),
+            raw: Vec::new(),
+            counters: BTreeMap::new(),
+        });
+        let last = self.series.len() - 1;
+        &mut self.series[last]
+    }
+
+    fn record(
+        &mut self,
+        id: &str,
+        definition: &str,
+        bytes: Option<u64>,
+        reference: Option<String>,
+        v: u64,
+    ) -> Result<(), ShmError> {
+        let keep = self.keep_raw;
+        let s = self.series(id, definition, bytes, reference);
+        s.set
+            .record(v)
+            .map_err(|e| ShmError::Setup(e.to_string()))?;
+        if keep {
+            s.raw.push(v);
+        }
+        Ok(())
+    }
+
+    fn set_counters(&mut self, id: &str, prefix: &str, c: Option<&BTreeMap<String, u64>>) {
+        if let (Some(s), Some(c)) = (self.series.iter_mut().find(|s| s.id == id), c) {
+            for (k, v) in c {
+                s.counters.insert(format!("{prefix}{k}"), *v);
+            }
+        }
+    }
+
+    fn finish(self, tsc_khz: f64, run: &mut HostRun) {
+        for s in self.series {
+            let Ok(mut m) = Measurement::from_samples(
+                &s.id,
+                &s.definition,
+                Unit::TscTicks,
+                &s.set,
+                Verification::NotApplicable,
+            ) else {
+                continue;
+            };
+            m.tsc_khz = Some(tsc_khz);
+            m.bytes = s.bytes;
+            m.reference = s.reference;
+            m.counters = s.counters;
+            if s.id.contains(".guest-") {
+                m.warnings.push(
+                    "timed on the guest's TSC (the same counter as the host's under KVM without TSC scaling)".into(),
+                );
+            }
+            run.results.measurements.push(m);
+            if !s.raw.is_empty() {
+                run.raw.push((s.id, s.raw));
+            }
+        }
+    }
+}
+
+/// Integrity tallies of one direction.
+#[derive(Default)]
+struct Tally {
+    frames: u64,
+    mismatches: u64,
+    first: Option<String>,
+}
+
+impl Tally {
+    fn check(&mut self, what: &str, expected: &[u8; 32], got: &[u8; 32]) {
+        self.frames += 1;
+        if expected != got {
+            self.mismatches += 1;
+            if self.first.is_none() {
+                self.first = Some(format!(
+                    "{what}: expected {}, got {}",
+                    hex(expected),
+                    hex(got)
+                ));
+            }
+        }
+    }
+
+    fn into_check(self, id: &str, statement: &str) -> Option<Check> {
+        (self.frames > 0).then(|| Check {
+            id: id.to_string(),
+            statement: statement.to_string(),
+            observed: match &self.first {
+                None => format!("{}/{} frames matched (100%)", self.frames, self.frames),
+                Some(first) => format!(
+                    "{}/{} frames matched; {} MISMATCHED, first: {first}",
+                    self.frames - self.mismatches,
+                    self.frames,
+                    self.mismatches
+                ),
+            },
+            passed: self.mismatches == 0,
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Drives the guest end through one RunShm command: sends it, measures per
+/// `plan`, stops the guest end and reads its summary. A failure mid-suite
+/// keeps every measurement completed so far in the returned run; the error
+/// is returned beside it.
+pub fn run(
+    r: &Region,
+    host: &mut HostEnd,
+    arm: u64,
+    plan: &Plan,
+    doorbell: Option<(&mut dyn Doorbell, u64, u64)>,
+    abort: &mut dyn FnMut() -> Option<String>,
+) -> (HostRun, Result<(), ShmError>) {
+    let mut out = HostRun::default();
+    let slots = match Slots::fit(r.len(), plan.max_len(), 3) {
+        Ok(s) => s,
+        Err(e) => return (out, Err(e.into())),
+    };
+    // Fault in every page of the slots before anything is timed (a sparse
+    // tmpfs file or a fresh ivshmem backend would otherwise take a page
+    // fault and a page clear inside the first copy into each page).
+    if let Err(e) = prefault(r, &slots) {
+        return (out, Err(e));
+    }
+    // The ping line is ours: its sequence number is trustworthy.
+    let base_seq = r.u64_at(P_SEQ).load(std::sync::atomic::Ordering::Relaxed);
+    let (vector, host_peer) = doorbell.as_ref().map_or((u64::MAX, 0), |d| (d.1, d.2));
+    let mut doorbell: Option<&mut dyn Doorbell> = doorbell.map(|d| d.0);
+    let args = RunShmArgs {
+        arm,
+        slots,
+        vector,
+        host_peer,
+        base_seq,
+    };
+    let cmd_seq = host.send_raw(r, Command::RunShm as u32, args.to_args());
+    let mut collector = Collector {
+        keep_raw: plan.keep_raw,
+        ..Collector::default()
+    };
+    let mut counters = Counters::open();
+    let mut tallies = (Tally::default(), Tally::default());
+    let mut phases: Vec<String> = Vec::new();
+    let outcome = {
+        let mut s = Session::new(r, slots, base_seq, plan.request_timeout, &mut *abort);
+        let body = measure(
+            &mut s,
+            plan,
+            match doorbell {
+                Some(ref mut d) => Some(&mut **d),
+                None => None,
+            },
+            &mut collector,
+            &mut counters,
+            &mut tallies,
+            &mut phases,
+            &mut out.results.skipped,
+        );
+        // Stop the guest end whatever happened, unless it is the guest that broke.
+        match body {
+            Ok(()) => s.request(Req::new(Op::Stop)).map(|_| ()),
+            Err(e) => {
+                if !e.is_violation()
+                    && !matches!(e, ShmError::Aborted(_) | ShmError::Timeout { .. })
+                {
+                    let _ = s.request(Req::new(Op::Stop));
+                }
+                Err(e)
+            }
+        }
+    };
+    // The guest's summary answers the RunShm command.
+    let outcome = outcome.and_then(|()| {
+        let deadline = Instant::now() + plan.request_timeout;
+        let resp = host.wait_response(r, cmd_seq, Command::RunShm as u32, deadline, abort)?;
+        if resp.status != vmbench_proto::Status::Ok {
+            return Err(ShmError::Setup(format!(
+                "the guest could not run the shm suite ({:?}): {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.payload)
+            )));
+        }
+        let g: GuestSummary = serde_json::from_slice(&resp.payload).map_err(|e| {
+            ShmError::Proto(ProtoError::Violation(format!(
+                "guest summary is not valid JSON: {e}"
+            )))
+        })?;
+        out.guest = Some(g);
+        Ok(())
+    });
+    // Guest counters come keyed by phase number; name them.
+    let guest_counters: PhaseCounts = out
+        .guest
+        .as_ref()
+        .map(|g| {
+            g.counters
+                .iter()
+                .filter_map(|(k, v)| {
+                    let i: usize = k.parse().ok()?;
+                    Some((phases.get(i)?.clone(), v.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (phase, id) in phases.iter().map(|p| (p, phase_measurement(p))) {
+        collector.set_counters(&id, "host.", counters.totals.get(phase));
+        collector.set_counters(&id, "guest.", guest_counters.get(phase));
+    }
+    collector.finish(plan.tsc_khz, &mut out);
+    let p = format!("shm.{}", plan.arm);
+    if let Some(c) = tallies.0.into_check(
+        &format!("{p}integrity.h2g"),
+        "every host→guest frame's SHA-256, computed by the guest over what it read, equals the host's digest of what it wrote",
+    ) {
+        out.results.checks.push(c);
+    }
+    if let Some(c) = tallies.1.into_check(
+        &format!("{p}integrity.g2h"),
+        "every guest→host frame's SHA-256, computed by the host over what it read, equals the digest of the pattern the guest was asked to write",
+    ) {
+        out.results.checks.push(c);
+    }
+    out.host_hw_counters_unavailable = counters.hw_unavailable.clone();
+    out.host_counters = counters.totals;
+    (out, outcome)
+}
+
+/// The measurement that carries a phase's counters.
+fn phase_measurement(phase: &str) -> String {
+    format!("{phase}.end-to-end")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    s: &mut Session,
+    plan: &Plan,
+    doorbell: Option<&mut dyn Doorbell>,
+    c: &mut Collector,
+    counters: &mut Counters,
+    tallies: &mut (Tally, Tally),
+    phases: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), ShmError> {
+    let p = format!("shm.{}", plan.arm);
+    // The physical reference first, on the same CPUs, before anything else heats up.
+    let cacheline_id = "shm.ref.cacheline-rtt".to_string();
+    if plan.arm.is_empty() {
+        match plan.ref_cpus {
+            Some((a, b)) => {
+                let set = reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples)?;
+                c.series(
+                    &cacheline_id,
+                    &format!("physical reference: CPU {a} stores a counter to one 128-byte-aligned line, a thread on CPU {b} spins (PAUSE) until it sees it and stores it to another line; host TSC from before the store to after the echo is seen (fenced RDTSC at both ends)"),
+                    None,
+                    None,
+                )
+                .set = set;
+            }
+            None => skipped.push(Skipped {
+                id: cacheline_id.clone(),
+                reason: "no CPU pair given for the physical reference (pin the run with --cpus)"
+                    .into(),
+            }),
+        }
+    }
+    // Polling round trip.
+    let rtt_id = format!("{p}rtt.poll");
+    let rtt_def = "host→guest→host notification round trip by polling: host stores seq to its ping line (Release), the guest spins with PAUSE on it and stores seq to its pong line, the host spins until it sees it; host TSC, fenced RDTSC before the store and after the answer is seen. One-way ≈ RTT/2.";
+    let rtt_ref = plan.ref_cpus.map(|_| cacheline_id.clone());
+    for i in 0..plan.warmup + plan.rtt_samples {
+        let t0 = t_start();
+        let e = s.publish(Req::new(Op::Echo));
+        s.wait(&e)?;
+        let t1 = t_end();
+        if i >= plan.warmup {
+            c.record(&rtt_id, rtt_def, None, rtt_ref.clone(), t1.wrapping_sub(t0))?;
+        }
+    }
+    // Doorbell round trip.
+    if plan.doorbell_rounds > 0 {
+        match doorbell {
+            Some(d) => doorbell_rtt(s, d, plan, c)?,
+            None => skipped.push(Skipped {
+                id: format!("{p}rtt.doorbell"),
+                reason: "no doorbell: needs ivshmem-doorbell (vmbench vm boot --doorbell-vectors 2) or the loopback's eventfd pair".into(),
+            }),
+        }
+    }
+    // Frames, both directions.
+    let mut src = Vec::new();
+    let mut dst = Vec::new();
+    for f in &plan.frames {
+        let len = f.bytes();
+        let n = usize::try_from(len).map_err(|_| ShmError::Setup("frame too large".into()))?;
+        prepare(&mut src, n);
+        prepare(&mut dst, n);
+        if plan.arm.is_empty() {
+            let set = reference::memcpy(n, plan.frame_iterations.max(3))?;
+            c.series(
+                &format!("shm.ref.memcpy.{}", f.name),
+                &format!("physical reference: memcpy of {len} bytes between two private buffers on the host CPU (the same copy routine as the transfers)"),
+                Some(len),
+                None,
+            )
+            .set = set;
+        }
+        let mref = plan
+            .arm
+            .is_empty()
+            .then(|| format!("shm.ref.memcpy.{}", f.name));
+        let phase = format!("{p}h2g.{}", f.name);
+        let phase_no = phases.len() as u64;
+        phases.push(phase.clone());
+        for i in 0..=plan.frame_iterations {
+            let seed = seed_for(phase_no, i);
+            pattern::fill(&mut src[..n], seed);
+            let expected = pattern::sha256(&src[..n]);
+            let (slot, off) = s.slot(len)?;
+            counters.start();
+            let t0 = t_start();
+            s.r.copy_in(off, &src[..n])?;
+            let t1 = t_start();
+            let pong = s.request(Req::slot(
+                Op::Consume,
+                FLAG_FLUSH | FLAG_VERIFY,
+                slot,
+                len,
+                seed,
+                phase_no,
+            ))?;
+            let t2 = t_end();
+            counters.stop(&phase);
+            tallies
+                .0
+                .check(&format!("{phase} #{i}"), &expected, &pong.digest);
+            let warm = s.request(Req::slot(Op::Reread, 0, slot, len, 0, phase_no))?;
+            if i == 0 {
+                continue; // the first transfer of a size warms TLBs and pages: discarded
+            }
+            c.record(&format!("{phase}.host-write"), "host memcpy of the frame from a private buffer into the slot; host TSC around the copy only", Some(len), mref.clone(), t1.wrapping_sub(t0))?;
+            c.record(&format!("{phase}.end-to-end"), "host write + publish + guest cold read (CLFLUSH of the slot first, outside its own window but inside this one) + guest SHA-256 of its copy + answer seen by the host; host TSC", Some(len), None, t2.wrapping_sub(t0))?;
+            c.record(&format!("{phase}.guest-read-cold"), "guest memcpy from the slot into private memory after CLFLUSH of every line of the slot; guest TSC around the copy only", Some(len), mref.clone(), pong.t[0])?;
+            c.record(&format!("{phase}.guest-sha256"), "guest SHA-256 (sha2 crate; SHA-NI when the CPU has it) of its private copy; outside any transfer window; guest TSC", Some(len), None, pong.t[1])?;
+            c.record(&format!("{phase}.guest-read-warm"), "guest memcpy of the same slot again, right after the cold read (warm caches); guest TSC", Some(len), mref.clone(), warm.t[0])?;
+            c.record(&format!("{phase}.guest-scan"), "guest pure read pass over the slot (sum of 8-byte words, no copy), warm; guest TSC", Some(len), None, warm.t[2])?;
+        }
+        let phase = format!("{p}g2h.{}", f.name);
+        let phase_no = phases.len() as u64;
+        phases.push(phase.clone());
+        for i in 0..=plan.frame_iterations {
+            let seed = seed_for(phase_no, i);
+            pattern::fill(&mut src[..n], seed);
+            let expected = pattern::sha256(&src[..n]);
+            let (slot, off) = s.slot(len)?;
+            counters.start();
+            let t0 = t_start();
+            let pong = s.request(Req::slot(Op::Produce, 0, slot, len, seed, phase_no))?;
+            let t1 = t_start();
+            s.r.copy_out_into(off, &mut dst[..n])?;
+            let t2 = t_start();
+            let got = pattern::sha256(&dst[..n]);
+            let t3 = t_end();
+            counters.stop(&phase);
+            tallies.1.check(&format!("{phase} #{i}"), &expected, &got);
+            flush(s.r, off, n)?;
+            let t4 = t_start();
+            s.r.copy_out_into(off, &mut dst[..n])?;
+            let t5 = t_end();
+            if i == 0 {
+                continue;
+            }
+            c.record(&format!("{phase}.guest-write"), "guest memcpy of the frame from a private buffer into the slot; guest TSC around the copy only", Some(len), mref.clone(), pong.t[0])?;
+            c.record(&format!("{phase}.host-read"), "host memcpy of the slot into a private buffer right after the guest's answer (data as delivered, possibly still in the writer's caches); host TSC", Some(len), mref.clone(), t2.wrapping_sub(t1))?;
+            c.record(&format!("{phase}.host-read-cold"), "host memcpy of the slot after CLFLUSH of every line; host TSC around the copy only", Some(len), mref.clone(), t5.wrapping_sub(t4))?;
+            c.record(
+                &format!("{phase}.host-sha256"),
+                "host SHA-256 of its private copy (sha2; SHA-NI when present); host TSC",
+                Some(len),
+                None,
+                t3.wrapping_sub(t2),
+            )?;
+            c.record(&format!("{phase}.end-to-end"), "request published + guest write + answer seen + host copy-out + host SHA-256 check; host TSC", Some(len), None, t3.wrapping_sub(t0))?;
+        }
+    }
+    // The bandwidth curve, host→guest, without hashing.
+    for &len in &plan.sweep {
+        let n = usize::try_from(len).map_err(|_| ShmError::Setup("size too large".into()))?;
+        prepare(&mut src, n);
+        let label = size_label(len);
+        let set = reference::memcpy(n, plan.sweep_iterations.max(3))?;
+        let mref = format!("shm.ref.memcpy.{label}");
+        c.series(
+            &mref,
+            &format!("physical reference: memcpy of {len} bytes between two private host buffers"),
+            Some(len),
+            None,
+        )
+        .set = set;
+        for i in 0..=plan.sweep_iterations {
+            pattern::fill(&mut src[..n], i);
+            let (slot, off) = s.slot(len)?;
+            let t0 = t_start();
+            s.r.copy_in(off, &src[..n])?;
+            let t1 = t_end();
+            let pong = s.request(Req::slot(Op::Consume, FLAG_FLUSH, slot, len, 0, u64::MAX))?;
+            if i == 0 {
+                continue;
+            }
+            c.record(
+                &format!("shm.sweep.{label}.host-write"),
+                "host memcpy of the size into the slot; host TSC",
+                Some(len),
+                Some(mref.clone()),
+                t1.wrapping_sub(t0),
+            )?;
+            c.record(
+                &format!("shm.sweep.{label}.guest-read-cold"),
+                "guest memcpy from the slot after CLFLUSH; guest TSC",
+                Some(len),
+                Some(mref.clone()),
+                pong.t[0],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn doorbell_rtt(
+    s: &mut Session,
+    d: &mut dyn Doorbell,
+    plan: &Plan,
+    c: &mut Collector,
+) -> Result<(), ShmError> {
+    let id = format!("shm.{}rtt.doorbell", plan.arm);
+    let def = "host→guest→host round trip by interrupt: host writes the guest's eventfd (ivshmem-doorbell: KVM irqfd → MSI-X in the guest; loopback: eventfd), the guest wakes from a blocking wait and rings back (doorbell register → ioeventfd; loopback: eventfd), the host wakes from poll(); host TSC around ring and wake";
+    let total = plan.warmup.min(1_000) + plan.doorbell_rounds;
+    let e = s.publish(Req {
+        count: total,
+        ..Req::new(Op::DoorbellRounds)
+    });
+    for i in 0..total {
+        let t0 = t_start();
+        d.ring().map_err(ShmError::Doorbell)?;
+        d.wait(plan.request_timeout).map_err(ShmError::Doorbell)?;
+        let t1 = t_end();
+        if i >= total - plan.doorbell_rounds {
+            c.record(&id, def, None, None, t1.wrapping_sub(t0))?;
+        }
+    }
+    s.wait(&e)?;
+    Ok(())
+}
+
+fn seed_for(phase: u64, i: u64) -> u64 {
+    (phase << 32) ^ i ^ 0xF00D
+}
+
+fn prefault(r: &Region, slots: &Slots) -> Result<(), ShmError> {
+    let zeros = vec![0u8; 1 << 20];
+    let start = vmbench_proto::DATA_OFF;
+    let end = start + (slots.slot_bytes * slots.count) as usize;
+    let mut off = start;
+    while off < end {
+        let n = zeros.len().min(end - off);
+        r.copy_in(off, &zeros[..n])?;
+        off += n;
+    }
+    Ok(())
+}
+
+/// Grows `v` to `n` bytes, touching every page now (not inside a window).
+fn prepare(v: &mut Vec<u8>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0);
+        v.fill(1);
+    }
+}
+
+fn flush(r: &Region, off: usize, len: usize) -> Result<(), ShmError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        r.flush(off, len).map_err(ShmError::Proto)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (r, off, len);
+        Ok(())
+    }
+}
+
+/// p50 ratio of a measurement to another (both by id).
+pub fn p50_ratio(r: &Results, id: &str, reference: &str) -> Option<f64> {
+    let a = r.measurements.iter().find(|m| m.id == id)?;
+    let b = r.measurements.iter().find(|m| m.id == reference)?;
+    (b.summary.p50 > 0).then(|| a.summary.p50 as f64 / b.summary.p50 as f64)
+}
+
+/// The performance targets that apply to this kind of run, checked
+/// against the reference measured in the same run.
+pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let Some(x) = p50_ratio(r, "shm.rtt.poll", "shm.ref.cacheline-rtt") {
+        if loopback {
+            out.push(Check {
+                id: "shm.target.rtt-vs-cacheline".into(),
+                statement:
+                    "loopback polling RTT p50 ≤ 1.5 × the cross-core cache-line round trip p50"
+                        .into(),
+                observed: format!("{x:.2} ×"),
+                passed: x <= 1.5,
+            });
+        }
+    }
+    let copy = p50_ratio(r, "shm.h2g.4k-32bpp.host-write", "shm.ref.memcpy.4k-32bpp");
+    if let (true, Some(x)) = (loopback, copy) {
+        // Time ratio → bandwidth ratio is its inverse.
+        out.push(Check {
+            id: "shm.target.copy-vs-memcpy".into(),
+            statement: "loopback 4K copy bandwidth ≥ 90% of plain memcpy".into(),
+            observed: format!("{:.0}% of memcpy", 100.0 / x),
+            passed: 1.0 / x >= 0.9,
+        });
+    }
+    if kvm {
+        if let Some(x) = p50_ratio(
+            r,
+            "shm.h2g.4k-32bpp.guest-read-warm",
+            "shm.ref.memcpy.4k-32bpp",
+        ) {
+            out.push(Check {
+                id: "shm.target.guest-read-vs-memcpy".into(),
+                statement:
+                    "KVM, WB mapping: guest read of a 4K frame ≥ 80% of host memcpy bandwidth"
+                        .into(),
+                observed: format!("{:.0}% of memcpy", 100.0 / x),
+                passed: 1.0 / x >= 0.8,
+            });
+        }
+        if let Some(ns) = r
+            .measurements
+            .iter()
+            .find(|m| m.id == "shm.rtt.poll")
+            .and_then(|m| m.p50_ns())
+        {
+            out.push(Check {
+                id: "shm.target.rtt-under-1us".into(),
+                statement: "KVM: polling RTT p50 under 1 µs (on an isolated host)".into(),
+                observed: format!("{ns:.0} ns"),
+                passed: ns < 1000.0,
+            });
+        }
+    }
+    out
+}

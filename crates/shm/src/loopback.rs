@@ -1,0 +1,127 @@
+//! `vmbench shm --loopback`: host and guest ends as two host processes on
+//! two pinned CPUs, over a file in /dev/shm: the physical reference of the
+//! suite, and what CI measures.
+
+use crate::eventfd::EventFdPair;
+use crate::host::{self, HostRun, Plan};
+use crate::{ShmError, reference};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use vmbench_proto::{HostEnd, MappedRegion};
+
+pub struct LoopbackOptions {
+    /// The vmbench binary that plays the guest end (`vmbench shm guest`).
+    pub exe: PathBuf,
+    /// (host end's CPU, guest end's CPU).
+    pub cpus: (usize, usize),
+    pub region_bytes: usize,
+    /// Directory of the shared file (tmpfs: /dev/shm).
+    pub dir: PathBuf,
+    pub doorbell: bool,
+    pub plan: Plan,
+}
+
+/// Removes the shared file and kills the guest process, whatever happens.
+struct Cleanup {
+    path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn child_exit(child: &mut Option<Child>) -> Option<String> {
+    match child.as_mut()?.try_wait() {
+        Ok(Some(st)) => Some(format!("the guest-end process exited ({st})")),
+        _ => None,
+    }
+}
+
+/// Runs the suite; on a failure mid-suite the partial run comes back with the error.
+pub fn run(o: &LoopbackOptions, interrupt: &AtomicBool) -> (HostRun, Result<(), ShmError>) {
+    let mut cleanup = Cleanup {
+        path: o
+            .dir
+            .join(format!("vmbench-loopback-{}", std::process::id())),
+        child: None,
+    };
+    match run_inner(o, interrupt, &mut cleanup) {
+        Ok(v) => v,
+        Err(e) => (HostRun::default(), Err(e)),
+    }
+}
+
+fn run_inner(
+    o: &LoopbackOptions,
+    interrupt: &AtomicBool,
+    cleanup: &mut Cleanup,
+) -> Result<(HostRun, Result<(), ShmError>), ShmError> {
+    let (_file, mapped) = MappedRegion::create_file(&cleanup.path, o.region_bytes)?;
+    let r = mapped.region();
+    let mut host = HostEnd::start(r);
+    let (h2g, g2h) = EventFdPair::new_inheritable().map_err(ShmError::Doorbell)?;
+    let mut cmd = Command::new(&o.exe);
+    cmd.args(["shm", "guest", "--path"])
+        .arg(&cleanup.path)
+        .args(["--cpu", &o.cpus.1.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if o.doorbell {
+        cmd.arg("--doorbell-fds")
+            .arg(format!("{},{}", g2h.as_raw_fd(), h2g.as_raw_fd()));
+    }
+    cleanup.child = Some(
+        cmd.spawn()
+            .map_err(|e| ShmError::Setup(format!("starting {}: {e}", o.exe.display())))?,
+    );
+    let mut pair = EventFdPair { tx: h2g, rx: g2h };
+    reference::pin_current_thread(o.cpus.0)?;
+    let child = &mut cleanup.child;
+    let mut abort = || {
+        if interrupt.load(Ordering::Relaxed) {
+            return Some("interrupted".to_string());
+        }
+        child_exit(child)
+    };
+    host.wait_ready(r, Instant::now() + Duration::from_secs(10), &mut abort)?;
+    let mut plan = o.plan.clone();
+    plan.ref_cpus = Some(o.cpus);
+    let db = o
+        .doorbell
+        .then_some((&mut pair as &mut dyn crate::Doorbell, 0, 0));
+    let (mut run, outcome) = host::run(r, &mut host, 0, &plan, db, &mut abort);
+    if outcome.is_ok() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let _ = host.call(
+            r,
+            vmbench_proto::Command::Shutdown,
+            [0; 6],
+            deadline,
+            &mut abort,
+        );
+    }
+    host.close(r);
+    let targets = host::targets(&run.results, true, false);
+    run.results.checks.extend(targets);
+    Ok((run, outcome))
+}
+
+/// Where the loopback's file goes: tmpfs when there is one, as QEMU's would.
+pub fn default_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
