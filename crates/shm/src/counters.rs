@@ -1,5 +1,7 @@
 //! Per-phase counters of the calling thread through perf_event_open: the
-//! hardware events where a PMU is exposed, context switches always.
+//! hardware events where a PMU is exposed (user-space work only: the crate
+//! excludes the kernel, which also works under perf_event_paranoid=2), and
+//! context switches where the kernel allows counting them.
 //!
 //! Where the hardware events cannot be opened (no PMU, as in many VMs, or
 //! perf_event_paranoid), the reason is kept once and only the software
@@ -53,7 +55,13 @@ impl Counters {
             Ok(g) => (Some(g), None),
             Err(e) => (None, Some(e)),
         };
-        let sw = Builder::new().kind(Software::CONTEXT_SWITCHES).build().ok();
+        // A context switch happens in the kernel: counting it needs kernel
+        // events (perf_event_paranoid <= 1); where refused it is absent, not 0.
+        let sw = {
+            let mut b = Builder::new().kind(Software::CONTEXT_SWITCHES);
+            b.include_kernel();
+            b.build().ok()
+        };
         Counters {
             hw,
             sw,
