@@ -292,9 +292,13 @@ fn vm_role(
     out: &OutputArgs,
     interrupt: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
-    let (opts, warning) = vm_options(g, interrupt)?;
+    let (mut opts, warning) = vm_options(g, interrupt)?;
     if let Some(w) = &warning {
         eprintln!("vmbench: WARNING: {w}");
+    }
+    // The doorbell round trip needs ivshmem-doorbell: on unless asked otherwise.
+    if opts.doorbell_vectors.is_none() {
+        opts.doorbell_vectors = Some(vmbench_suites::shm::DOORBELL_VECTOR + 1);
     }
     let mut vm = vmbench_vm::Vm::boot(&opts)?;
     if let Some(cpus) = pin {
@@ -308,11 +312,26 @@ fn vm_role(
     });
     let o = vmbench_suites::shm::VmShmOptions {
         plan: p,
-        arms,
         accel: opts.accel,
     };
-    let (mut run, outcome) = vmbench_suites::shm::run(&mut vm, &o);
+    let (mut run, mut outcome) = vmbench_suites::shm::run(&mut vm, &o);
     let _ = vm.shutdown();
+    if arms && outcome.is_ok() {
+        let (arm_run, arm_outcome) = vmbench_suites::shm::arms(&opts, &o.plan, |vm| match pin {
+            Some(cpus) => pin_guest(vm, cpus)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}")),
+            None => Ok(()),
+        });
+        run.results
+            .measurements
+            .extend(arm_run.results.measurements);
+        run.results.checks.extend(arm_run.results.checks);
+        run.results.skipped.extend(arm_run.results.skipped);
+        run.results.warnings.extend(arm_run.results.warnings);
+        run.raw.extend(arm_run.raw);
+        outcome = arm_outcome;
+    }
     if opts.accel == vmbench_vm::Accel::Tcg {
         run.results.warnings.insert(
             0,

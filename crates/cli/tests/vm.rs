@@ -191,14 +191,79 @@ fn doorbell_round_trip_through_our_ivshmem_server() {
     vm.shutdown().unwrap();
 }
 
+/// The shm suite's guest end inside a TCG guest, over the module's WB
+/// mapping with the doorbell, then the UC and WC arms (guests booted with
+/// vmbench.mapping=uc|wc): every frame's SHA-256 must match.
 #[test]
-fn uncached_and_write_combining_arms_are_selectable() {
+fn shm_suite_runs_in_the_guest_with_full_integrity_and_both_arms() {
     let Some(img) = image() else { return };
-    let mut o = opts(img);
-    o.append = vec!["vmbench.mapping=uc".into()];
-    let vm = Vm::boot(&o).unwrap();
-    assert_eq!(vm.spec.mapping, "uc");
-    vm.shutdown().unwrap();
+    let out = vmbench()
+        .args([
+            "shm",
+            "vm",
+            "--accel",
+            "tcg",
+            "--quick",
+            "--json",
+            "--shm-mib",
+            "128",
+            "--boot-timeout",
+            "240",
+            "--image",
+        ])
+        .arg(img)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(shm_files_of(pid).is_empty(), "{:?}", shm_files_of(pid));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["results"];
+    let ids: Vec<&str> = r["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "shm.rtt.poll",
+        "shm.rtt.doorbell",
+        "shm.h2g.4k-32bpp.guest-read-cold",
+        "shm.g2h.4k-32bpp.host-read",
+        "shm.uc.h2g.1080p-32bpp.guest-read-cold",
+        "shm.wc.g2h.1080p-32bpp.guest-write",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let checks = r["checks"].as_array().unwrap();
+    for id in [
+        "shm.integrity.h2g",
+        "shm.integrity.g2h",
+        "shm.uc.integrity.h2g",
+        "shm.uc.integrity.g2h",
+        "shm.wc.integrity.h2g",
+        "shm.wc.integrity.g2h",
+    ] {
+        let c = checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(c["passed"], true, "{c}");
+        assert!(c["observed"].as_str().unwrap().contains("(100%)"), "{c}");
+    }
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("TCG"), "{warnings}");
+    let uc = r["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "shm.uc.h2g.1080p-32bpp.guest-read-cold")
+        .unwrap();
+    assert_eq!(uc["reference"], "shm.h2g.1080p-32bpp.guest-read-cold");
 }
 
 #[test]

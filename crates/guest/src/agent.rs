@@ -261,8 +261,8 @@ impl vmbench_shm::Doorbell for ModuleBell<'_> {
     }
 }
 
-/// Serves the shm suite over the agent's mapping (arm 0), or over a sysfs
-/// mapping of the same BAR (arm 1: resource2, UC; arm 2: resource2_wc, WC).
+/// Serves the shm suite over the agent's mapping (WB through the module, or
+/// the sysfs UC/WC mapping the guest was booted with).
 fn run_shm(r: &vmbench_proto::Region, raw: [u64; 6], dev: Option<&Device>) -> Reply {
     use vmbench_proto::shm::RunShmArgs;
     let args = RunShmArgs::from_args(raw);
@@ -280,33 +280,18 @@ fn run_shm(r: &vmbench_proto::Region, raw: [u64; 6], dev: Option<&Device>) -> Re
         _ => None,
     };
     let db = bell.as_mut().map(|b| b as &mut dyn vmbench_shm::Doorbell);
-    let result = match args.arm {
-        0 => vmbench_shm::guest::serve(r, &args, db),
-        1 | 2 => {
-            let file_name = if args.arm == 1 {
-                "resource2"
-            } else {
-                "resource2_wc"
-            };
-            let Some(pci) = pci::find_ivshmem().into_iter().next() else {
-                return fail(Status::Failed, "no ivshmem device for the UC/WC arm".into());
-            };
-            let path = pci.sysfs.join(file_name);
-            let mapped = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|f| {
-                    MappedRegion::map(&f, r.len()).map_err(|e| format!("{}: {e}", path.display()))
-                });
-            match mapped {
-                Ok(m) => vmbench_shm::guest::serve(m.region(), &args, None),
-                Err(e) => return fail(Status::Failed, e),
-            }
-        }
-        a => return fail(Status::BadArgs, format!("mapping arm {a} is not 0, 1 or 2")),
-    };
+    if args.arm != 0 {
+        // The module's WB mapping holds the PAT memory type of the BAR: a
+        // second, UC or WC, mapping of it fails. Arms boot with vmbench.mapping=.
+        return fail(
+            Status::BadArgs,
+            format!(
+                "mapping arm {}: boot the guest with vmbench.mapping=uc|wc instead",
+                args.arm
+            ),
+        );
+    }
+    let result = vmbench_shm::guest::serve(r, &args, db);
     match result {
         Ok(summary) => Reply::Answer(Status::Ok, vmbench_shm::guest::summary_payload(&summary)),
         Err(e) => fail(Status::Failed, e.to_string()),

@@ -122,6 +122,9 @@ pub struct HostRun {
 /// The guest's end of the region, as the host's suite sees it.
 pub struct Session<'a> {
     r: &'a Region,
+    /// The RunShm command this suite runs under: an answer to it means the
+    /// guest end has left the suite.
+    cmd_seq: u64,
     slots: Slots,
     seq: u64,
     next_slot: u64,
@@ -132,6 +135,7 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     fn new(
         r: &'a Region,
+        cmd_seq: u64,
         slots: Slots,
         base_seq: u64,
         timeout: Duration,
@@ -139,6 +143,7 @@ impl<'a> Session<'a> {
     ) -> Self {
         Session {
             r,
+            cmd_seq,
             slots,
             seq: base_seq,
             next_slot: 0,
@@ -210,6 +215,7 @@ impl<'a> Session<'a> {
                 if let Some(why) = (self.abort)() {
                     return Err(ShmError::Aborted(why));
                 }
+                self.guest_left()?;
                 if start.elapsed() > self.timeout {
                     return Err(ShmError::Timeout {
                         what: format!("request {} ({:?})", e.seq, e.op),
@@ -218,6 +224,30 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+
+    /// Fails when the guest has answered the RunShm command mid-suite (it
+    /// does when its end fails: its message, bounded and sanitised), or
+    /// claims to have answered a command never sent.
+    fn guest_left(&self) -> Result<(), ShmError> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        use vmbench_proto::layout::{GC_RESP_LEN, GC_RESP_SEQ, MAILBOX_BYTES, MAILBOX_OFF};
+        let resp = self.r.u64_at(GC_RESP_SEQ).load(Acquire);
+        if resp < self.cmd_seq {
+            return Ok(());
+        }
+        if resp > self.cmd_seq {
+            return Err(ShmError::Proto(ProtoError::Violation(format!(
+                "guest answered command {resp} during the shm suite (command {} in flight)",
+                self.cmd_seq
+            ))));
+        }
+        let len = (self.r.u64_at(GC_RESP_LEN).load(Relaxed) as usize).min(MAILBOX_BYTES);
+        let msg = self.r.copy_out(MAILBOX_OFF, len).unwrap_or_default();
+        let msg: String = String::from_utf8_lossy(&msg).chars().take(500).collect();
+        Err(ShmError::PeerGone(format!(
+            "the guest end stopped serving the suite: {msg}"
+        )))
     }
 
     fn request(&mut self, req: Req) -> Result<Pong, ShmError> {
@@ -332,7 +362,7 @@ impl Collector {
         }
     }
 
-    fn finish(self, tsc_khz: f64, run: &mut HostRun) {
+    fn finish(self, tsc_khz: f64, arm: &str, run: &mut HostRun) {
         for s in self.series {
             let Ok(mut m) = Measurement::from_samples(
                 &s.id,
@@ -345,7 +375,11 @@ impl Collector {
             };
             m.tsc_khz = Some(tsc_khz);
             m.bytes = s.bytes;
-            m.reference = s.reference;
+            // An arm's figures compare with the same measurement over WB.
+            m.reference = s.reference.or_else(|| {
+                let wb = s.id.replacen(&format!("shm.{arm}"), "shm.", 1);
+                (!arm.is_empty() && wb != s.id).then_some(wb)
+            });
             m.counters = s.counters;
             if s.id.contains(".guest-") {
                 m.warnings.push(
@@ -418,6 +452,36 @@ pub fn run(
     abort: &mut dyn FnMut() -> Option<String>,
 ) -> (HostRun, Result<(), ShmError>) {
     let mut out = HostRun::default();
+    // What does not fit the region is skipped with the reason, not failed.
+    let data = r.len().saturating_sub(vmbench_proto::DATA_OFF) as u64;
+    let mut fitted = plan.clone();
+    let too_big = |len: u64| {
+        format!(
+            "{len} bytes do not fit the {data}-byte data area of a {} MiB region (give a larger --shm-mib)",
+            r.len() >> 20
+        )
+    };
+    fitted.frames.retain(|f| {
+        let fits = f.bytes() <= data;
+        if !fits {
+            out.results.skipped.push(Skipped {
+                id: format!("shm.{}{}", plan.arm, f.name),
+                reason: too_big(f.bytes()),
+            });
+        }
+        fits
+    });
+    fitted.sweep.retain(|&len| {
+        let fits = len <= data;
+        if !fits {
+            out.results.skipped.push(Skipped {
+                id: format!("shm.sweep.{}", size_label(len)),
+                reason: too_big(len),
+            });
+        }
+        fits
+    });
+    let plan = &fitted;
     let slots = match Slots::fit(r.len(), plan.max_len(), 3) {
         Ok(s) => s,
         Err(e) => return (out, Err(e.into())),
@@ -448,7 +512,14 @@ pub fn run(
     let mut tallies = (Tally::default(), Tally::default());
     let mut phases: Vec<String> = Vec::new();
     let outcome = {
-        let mut s = Session::new(r, slots, base_seq, plan.request_timeout, &mut *abort);
+        let mut s = Session::new(
+            r,
+            cmd_seq,
+            slots,
+            base_seq,
+            plan.request_timeout,
+            &mut *abort,
+        );
         let body = measure(
             &mut s,
             plan,
@@ -512,7 +583,7 @@ pub fn run(
         collector.set_counters(&id, "host.", counters.totals.get(phase));
         collector.set_counters(&id, "guest.", guest_counters.get(phase));
     }
-    collector.finish(plan.tsc_khz, &mut out);
+    collector.finish(plan.tsc_khz, &plan.arm, &mut out);
     let p = format!("shm.{}", plan.arm);
     if let Some(c) = tallies.0.into_check(
         &format!("{p}integrity.h2g"),

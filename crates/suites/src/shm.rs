@@ -5,15 +5,13 @@ use std::time::Duration;
 use vmbench_shm::Doorbell;
 use vmbench_shm::host::{self, HostRun, Plan};
 use vmbench_vm::ivshmem_server::{DoorbellServer, HOST_PEER};
-use vmbench_vm::{Accel, Vm};
+use vmbench_vm::{Accel, Vm, VmOptions};
 
 /// The MSI-X vector the suite's doorbell uses (0 is the control plane's).
 pub const DOORBELL_VECTOR: u32 = 1;
 
 pub struct VmShmOptions {
     pub plan: Plan,
-    /// Also run the UC (`resource2`) and WC (`resource2_wc`) comparison arms.
-    pub arms: bool,
     pub accel: Accel,
 }
 
@@ -39,8 +37,8 @@ impl Doorbell for ServerBell<'_> {
     }
 }
 
-/// Runs the suite (and the arms); every completed measurement is kept in the
-/// returned run even when the error is set.
+/// Runs the suite over the mapping the guest's agent uses; every completed
+/// measurement is kept in the returned run even when the error is set.
 pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
     let ((mut run, outcome), failure) = vm.with_region(|host_end, r, server, abort| {
         let mut bell = server
@@ -58,37 +56,67 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         });
         host::run(r, host_end, 0, &o.plan, db, abort)
     });
+    if o.plan.arm.is_empty() {
+        let targets = host::targets(&run.results, false, o.accel == Accel::Kvm);
+        run.results.checks.extend(targets);
+    }
     if let Some(f) = failure {
         return (run, Err(f.into()));
     }
-    if let Err(e) = outcome {
-        return (run, Err(e.into()));
-    }
-    if o.arms {
-        for (arm, name) in [(1u64, "uc"), (2, "wc")] {
-            let plan = o.plan.arm(name);
-            let ((arm_run, outcome), failure) = vm.with_region(|host_end, r, _, abort| {
-                host::run(r, host_end, arm, &plan, None, abort)
+    (run, outcome.map_err(SuiteError::from))
+}
+
+/// The UC and WC comparison arms: the guest's PAT allows only one memory
+/// type per physical range (the module's WB mapping makes a sysfs UC mapping
+/// fail with EINVAL), so each arm is a fresh guest booted with
+/// `vmbench.mapping=uc|wc`, running a reduced plan.
+pub fn arms(
+    base: &VmOptions,
+    plan: &Plan,
+    mut after_boot: impl FnMut(&Vm) -> Result<(), String>,
+) -> (HostRun, Result<(), SuiteError>) {
+    let mut all = HostRun::default();
+    for name in ["uc", "wc"] {
+        let mut opts = base.clone();
+        opts.append.push(format!("vmbench.mapping={name}"));
+        opts.doorbell_vectors = None;
+        let mut vm = match Vm::boot(&opts) {
+            Ok(vm) => vm,
+            Err(e) => return (all, Err(e.into())),
+        };
+        if vm.spec.mapping != name {
+            all.results.skipped.push(vmbench_report::Skipped {
+                id: format!("shm.{name}"),
+                reason: format!(
+                    "the guest mapped the BAR as {:?}, not {name}",
+                    vm.spec.mapping
+                ),
             });
-            run.results
-                .measurements
-                .extend(arm_run.results.measurements);
-            run.results.checks.extend(arm_run.results.checks);
-            run.raw.extend(arm_run.raw);
-            if let Some(f) = failure {
-                return (run, Err(f.into()));
-            }
-            if let Err(e) = outcome {
-                return (run, Err(e.into()));
-            }
+            let _ = vm.shutdown();
+            continue;
         }
-        if o.accel == Accel::Tcg {
-            run.results.warnings.push(
-                "TCG ignores memory types: the UC and WC arms run at WB speed here; they differ only under KVM (on AMD hosts KVM honours the guest's PAT; on Intel by default it does not)".into(),
-            );
+        if let Err(e) = after_boot(&vm) {
+            let _ = vm.shutdown();
+            return (all, Err(SuiteError::Shm(vmbench_shm::ShmError::Setup(e))));
+        }
+        let o = VmShmOptions {
+            plan: plan.arm(name),
+            accel: base.accel,
+        };
+        let (run, outcome) = run(&mut vm, &o);
+        let _ = vm.shutdown();
+        all.results.measurements.extend(run.results.measurements);
+        all.results.checks.extend(run.results.checks);
+        all.results.skipped.extend(run.results.skipped);
+        all.raw.extend(run.raw);
+        if let Err(e) = outcome {
+            return (all, Err(e));
         }
     }
-    let targets = host::targets(&run.results, false, o.accel == Accel::Kvm);
-    run.results.checks.extend(targets);
-    (run, Ok(()))
+    if base.accel == Accel::Tcg {
+        all.results.warnings.push(
+            "TCG ignores memory types: the UC and WC arms run at WB speed here; they differ only under KVM (on AMD hosts KVM honours the guest's PAT; on Intel by default it does not)".into(),
+        );
+    }
+    (all, Ok(()))
 }
