@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
 mod isolate;
+mod report;
 mod shm;
 mod table;
 mod vm;
@@ -42,6 +43,11 @@ enum Command {
     Vmexit(vmexit::VmexitArgs),
     /// The shared-memory suite: ivshmem latency, bandwidth and integrity.
     Shm(shm::ShmArgs),
+    /// A run's output directory: re-render, sign, verify.
+    #[command(subcommand)]
+    Report(report::ReportCmd),
+    /// Several runs side by side (each verified first when signed).
+    Compare(report::CompareArgs),
     /// Run the guest agent (what the guest's /init does).
     #[command(hide = true)]
     GuestAgent {
@@ -123,6 +129,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vm(cmd) => vm::vm_cmd(cmd, interrupt_flag()),
         Command::Vmexit(args) => vmexit::vmexit_cmd(args, interrupt_flag()),
         Command::Shm(args) => shm::shm_cmd(args, interrupt_flag()),
+        Command::Report(cmd) => report::report_cmd(cmd),
+        Command::Compare(args) => report::compare_cmd(args),
         Command::GuestAgent { args } => Ok(guest_agent(&args)),
     }
 }

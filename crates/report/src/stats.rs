@@ -33,7 +33,26 @@ pub struct Summary {
     pub max: u64,
     pub mean: f64,
     pub stddev: f64,
+    /// (quantile, value) at [`CDF_QUANTILES`]: enough to draw the CDF and
+    /// a histogram again from `results.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdf: Vec<(f64, u64)>,
+    /// Means of consecutive blocks of `drift_block` samples, in recording
+    /// order (at most [`DRIFT_POINTS`]): the time series that shows drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<f64>,
+    #[serde(default)]
+    pub drift_block: u64,
 }
+
+/// Where the CDF is sampled: dense in the body, then into the far tail.
+pub const CDF_QUANTILES: [f64; 27] = [
+    0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
+    0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0,
+];
+
+/// The drift series never holds more points than this.
+pub const DRIFT_POINTS: usize = 512;
 
 /// Raw samples on their way to a [`Summary`]. Memory does not grow with N.
 #[derive(Debug, Clone)]
@@ -45,6 +64,12 @@ pub struct SampleSet {
     // Welford's running mean and sum of squared deviations: stable for large N.
     mean: f64,
     m2: f64,
+    // Block means for the drift series: (sum, count) of full blocks, the
+    // open block, and the block size (doubles when the series is full).
+    blocks: Vec<f64>,
+    open_sum: f64,
+    open_n: u64,
+    block: u64,
 }
 
 impl Default for SampleSet {
@@ -65,6 +90,10 @@ impl SampleSet {
             max: 0,
             mean: 0.0,
             m2: 0.0,
+            blocks: Vec::new(),
+            open_sum: 0.0,
+            open_n: 0,
+            block: 1,
         }
     }
 
@@ -77,6 +106,22 @@ impl SampleSet {
         let delta = x - self.mean;
         self.mean += delta / self.n as f64;
         self.m2 += delta * (x - self.mean);
+        self.open_sum += x;
+        self.open_n += 1;
+        if self.open_n == self.block {
+            self.blocks.push(self.open_sum / self.block as f64);
+            self.open_sum = 0.0;
+            self.open_n = 0;
+            if self.blocks.len() == 2 * DRIFT_POINTS {
+                // Halve the resolution: pairwise means of equal-sized blocks.
+                self.blocks = self
+                    .blocks
+                    .chunks_exact(2)
+                    .map(|p| (p[0] + p[1]) / 2.0)
+                    .collect();
+                self.block *= 2;
+            }
+        }
         Ok(())
     }
 
@@ -121,7 +166,27 @@ impl SampleSet {
             max: self.max,
             mean: self.mean,
             stddev,
+            cdf: CDF_QUANTILES
+                .iter()
+                .map(|q| Ok((*q, self.quantile(*q)?)))
+                .collect::<Result<_, StatsError>>()?,
+            drift: self.drift().0,
+            drift_block: self.drift().1,
         })
+    }
+
+    /// At most DRIFT_POINTS block means and their block size (a trailing
+    /// partial block is left out).
+    fn drift(&self) -> (Vec<f64>, u64) {
+        if self.blocks.len() <= DRIFT_POINTS {
+            return (self.blocks.clone(), self.block);
+        }
+        let halved = self
+            .blocks
+            .chunks_exact(2)
+            .map(|p| (p[0] + p[1]) / 2.0)
+            .collect();
+        (halved, self.block * 2)
     }
 }
 
@@ -181,6 +246,24 @@ mod tests {
         assert!((sum.p50 as i64 - 27_000).abs() <= 27);
         assert!((sum.p90 as i64 - 31_000).abs() <= 31);
         assert_eq!(sum.max, 31_000);
+    }
+
+    #[test]
+    fn cdf_and_drift_follow_the_samples() {
+        let mut s = SampleSet::new();
+        // A slow drift upwards: 0..100_000.
+        s.extend(0..100_000).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.cdf.first(), Some(&(0.0, 0)));
+        assert_eq!(sum.cdf.last(), Some(&(1.0, 99_999)));
+        assert!(sum.cdf.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert!(sum.drift.len() <= DRIFT_POINTS && sum.drift.len() > DRIFT_POINTS / 2);
+        assert!(sum.drift.windows(2).all(|w| w[0] < w[1]), "drift rises");
+        // Blocks cover the samples, and the first block's mean is exact.
+        let k = sum.drift_block;
+        assert!(sum.drift.len() as u64 * k <= 100_000);
+        assert!(sum.drift.len() as u64 * k > 100_000 - 2 * k);
+        assert_eq!(sum.drift[0], (k - 1) as f64 / 2.0);
     }
 
     #[test]

@@ -1,0 +1,143 @@
+//! `vmbench report render|sign|verify` and `vmbench compare`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use vmbench_publish::{compare, manifest, sign};
+
+#[derive(Subcommand)]
+pub enum ReportCmd {
+    /// Re-render report.md, the CSVs and the plots from DIR/results.json
+    /// (and rewrite the manifest; an old signature is removed).
+    Render { dir: PathBuf },
+    /// Sign DIR/MANIFEST.sha256 (SSHSIG, namespace vmbench-report) into DIR/report.sig.
+    Sign {
+        dir: PathBuf,
+        /// An unencrypted OpenSSH ed25519 private key, or a `.pub` file whose
+        /// private half is in ssh-agent (signed through ssh-keygen then).
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+    },
+    /// Check DIR/report.sig against an allowed_signers file, then every file's hash.
+    Verify {
+        dir: PathBuf,
+        /// OpenSSH allowed_signers: `principal [namespaces="vmbench-report"] ssh-ed25519 KEY`.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Output directories of runs (each with results.json).
+    #[arg(required = true, num_args = 2..)]
+    dirs: Vec<PathBuf>,
+    /// Verify signed runs against this allowed_signers file first.
+    #[arg(long, value_name = "FILE")]
+    allowed_signers: Option<PathBuf>,
+    /// Write the Markdown to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+fn is_run_dir(dir: &Path) -> Result<()> {
+    if !dir.join(vmbench_publish::RESULTS).is_file() {
+        bail!(
+            "{}: no results.json here (give the output directory of a `vmbench run`)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
+    match cmd {
+        ReportCmd::Render { dir } => {
+            is_run_dir(&dir)?;
+            vmbench_publish::render_dir(&dir)?;
+            println!("rendered {}", dir.join(vmbench_publish::REPORT).display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ReportCmd::Sign { dir, key } => {
+            is_run_dir(&dir)?;
+            // Sign what is there now: the manifest is rewritten first.
+            manifest::write(&dir)?;
+            let fp = sign::sign(&dir, &key)?;
+            println!(
+                "signed {} with {fp} (namespace {})",
+                dir.join(manifest::SIGNATURE).display(),
+                sign::NAMESPACE
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ReportCmd::Verify {
+            dir,
+            allowed_signers,
+        } => {
+            is_run_dir(&dir)?;
+            match sign::verify(&dir, &allowed_signers) {
+                Ok(v) => {
+                    println!(
+                        "good signature by {} ({}), namespace {}; {} files match MANIFEST.sha256",
+                        v.signer.principals,
+                        v.signer.fingerprint,
+                        sign::NAMESPACE,
+                        v.files.ok.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ vmbench_publish::PublishError::Io { .. }) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("vmbench: verification FAILED: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
+    let mut runs = Vec::new();
+    for dir in &a.dirs {
+        is_run_dir(dir)?;
+        let signed = dir.join(manifest::SIGNATURE).is_file();
+        let provenance = match (signed, &a.allowed_signers) {
+            (true, Some(allowed)) => {
+                let v = sign::verify(dir, allowed)
+                    .with_context(|| format!("{}: its signature does not verify", dir.display()))?;
+                format!("signed by {}, verified", v.signer.principals)
+            }
+            (true, None) => "signed, NOT verified (no --allowed-signers)".into(),
+            (false, _) => {
+                // Unsigned: at least the files must match their manifest.
+                let m = std::fs::read(dir.join(manifest::MANIFEST)).ok();
+                match m.map(|m| manifest::check(dir, &m)) {
+                    Some(Ok(c)) if c.passed() => "unsigned; manifest matches".into(),
+                    Some(Ok(c)) => format!(
+                        "unsigned; files CHANGED since the manifest: {:?}",
+                        [c.changed, c.missing, c.unlisted].concat()
+                    ),
+                    Some(Err(e)) => format!("unsigned; manifest unreadable: {e}"),
+                    None => "unsigned; no manifest".into(),
+                }
+            }
+        };
+        let record = vmbench_publish::load(dir)?;
+        let label = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        runs.push(compare::Run {
+            label,
+            record,
+            provenance,
+        });
+    }
+    let md = compare::markdown(&runs);
+    match &a.out {
+        Some(p) => std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{md}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,187 @@
+//! `vmbench compare DIR...`: several runs side by side, the spec
+//! differences that matter above the numbers.
+
+use crate::markdown::{cell, fmt_ns};
+use std::fmt::Write;
+use vmbench_report::{Measurement, RunRecord};
+
+/// One run to compare, with what its signature check said.
+pub struct Run {
+    pub label: String,
+    pub record: RunRecord,
+    /// "signed by …, verified", "unsigned", …
+    pub provenance: String,
+}
+
+/// The spec items that decide whether numbers are comparable.
+const SPEC_KEYS: [&str; 8] = [
+    "model name",
+    "microcode",
+    "kernel release",
+    "cmdline",
+    "clocksource",
+    "kvm module",
+    "TSC",
+    "SMT",
+];
+
+fn spec_value(r: &RunRecord, key: &str) -> String {
+    r.host_rows
+        .iter()
+        .find(|x| x.key == key)
+        .map_or_else(|| "—".into(), |x| x.value.clone())
+}
+
+fn p50_text(m: &Measurement) -> String {
+    if let Some(bps) = m.p50_bytes_per_sec() {
+        return format!("{:.2} GB/s", bps / 1e9);
+    }
+    match m.ns(m.summary.p50 as f64) {
+        Some(ns) => format!("{} ({})", m.summary.p50, fmt_ns(ns)),
+        None => m.summary.p50.to_string(),
+    }
+}
+
+fn row(out: &mut String, cells: &[String]) {
+    let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+}
+
+pub fn markdown(runs: &[Run]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# vmbench comparison of {} runs\n", runs.len());
+    let mut header = vec!["".to_string()];
+    header.extend(runs.iter().map(|r| r.label.clone()));
+    let sep = format!("|{}|", vec!["---"; header.len()].join("|"));
+    let _ = writeln!(o, "## What differs\n");
+    row(&mut o, &header);
+    let _ = writeln!(o, "{sep}");
+    let mut items: Vec<(String, Vec<String>)> = vec![
+        (
+            "provenance".into(),
+            runs.iter().map(|r| r.provenance.clone()).collect(),
+        ),
+        (
+            "accelerator".into(),
+            runs.iter().map(|r| r.record.accel.clone()).collect(),
+        ),
+        (
+            "guest".into(),
+            runs.iter()
+                .map(|r| r.record.guest_flavour.clone())
+                .collect(),
+        ),
+        (
+            "QEMU".into(),
+            runs.iter()
+                .map(|r| {
+                    r.record
+                        .qemu
+                        .as_ref()
+                        .and_then(|q| q.version.clone())
+                        .unwrap_or_else(|| "—".into())
+                })
+                .collect(),
+        ),
+        (
+            "isolation".into(),
+            runs.iter()
+                .map(|r| {
+                    let k = &r.record.isolation;
+                    let failing = k
+                        .iter()
+                        .filter(|x| x.verdict.eq_ignore_ascii_case("fail"))
+                        .count();
+                    let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
+                    format!(
+                        "{} knobs, {failing} failing, {changed} changed; pinning {}",
+                        k.len(),
+                        r.record.pinning.as_deref().unwrap_or("none")
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "complete".into(),
+            runs.iter()
+                .map(|r| {
+                    if r.record.complete {
+                        "yes".into()
+                    } else {
+                        "NO".into()
+                    }
+                })
+                .collect(),
+        ),
+    ];
+    for key in SPEC_KEYS {
+        items.push((
+            key.to_string(),
+            runs.iter().map(|r| spec_value(&r.record, key)).collect(),
+        ));
+    }
+    for (name, values) in &items {
+        // The CPU and provenance always show; other items only where runs differ.
+        let differs = values.windows(2).any(|w| w[0] != w[1]);
+        if differs || name == "model name" || name == "provenance" || name == "accelerator" {
+            let mut cells = vec![if differs {
+                format!("**{name}**")
+            } else {
+                name.clone()
+            }];
+            cells.extend(values.iter().cloned());
+            row(&mut o, &cells);
+        }
+    }
+    o.push('\n');
+    if runs.iter().any(|r| r.record.is_tcg()) {
+        let _ = writeln!(
+            o,
+            "> At least one run is **TCG** (software emulation): its figures are not VM exits.\n"
+        );
+    }
+    let _ = writeln!(o, "## p50 side by side\n");
+    let _ = writeln!(
+        o,
+        "Ticks with ns in brackets, or GB/s for transfers; the ratio is to the first run (time ratio; for GB/s, first / this).\n"
+    );
+    let mut head = vec!["measurement".to_string()];
+    for (i, r) in runs.iter().enumerate() {
+        head.push(r.label.clone());
+        if i > 0 {
+            head.push(format!("{} / {}", r.label, runs[0].label));
+        }
+    }
+    row(&mut o, &head);
+    let _ = writeln!(o, "|{}|", vec!["---"; head.len()].join("|"));
+    let mut ids: Vec<&str> = Vec::new();
+    for r in runs {
+        for m in &r.record.results.measurements {
+            if !ids.contains(&m.id.as_str()) {
+                ids.push(&m.id);
+            }
+        }
+    }
+    for id in ids {
+        let ms: Vec<Option<&Measurement>> = runs
+            .iter()
+            .map(|r| r.record.results.measurements.iter().find(|m| m.id == id))
+            .collect();
+        let mut cells = vec![id.to_string()];
+        for (i, m) in ms.iter().enumerate() {
+            cells.push(m.map_or_else(|| "—".into(), p50_text));
+            if i > 0 {
+                let ratio = match (ms[0], m) {
+                    (Some(a), Some(b)) if a.summary.p50 > 0 => {
+                        format!("{:.2}×", b.summary.p50 as f64 / a.summary.p50 as f64)
+                    }
+                    _ => "—".into(),
+                };
+                cells.push(ratio);
+            }
+        }
+        row(&mut o, &cells);
+    }
+    o.push('\n');
+    o
+}

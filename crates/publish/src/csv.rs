@@ -1,0 +1,66 @@
+//! One CSV per suite: a summary line per measurement, every figure as in
+//! results.json (ticks; ns and GB/s derived with the recorded TSC frequency).
+
+use crate::PublishError;
+use std::io::Write;
+use std::path::Path;
+use vmbench_report::{Measurement, RunRecord};
+
+pub const HEADER: &str = "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_ns,p50_minus_overhead,overhead_p50,batch_mean,bytes,p50_gb_per_s,tsc_khz,verdict";
+
+pub fn line(m: &Measurement) -> String {
+    let s = &m.summary;
+    let unit = serde_json::to_value(m.unit)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{}",
+        m.id,
+        unit,
+        s.n,
+        s.min,
+        s.p50,
+        s.p90,
+        s.p99,
+        s.p999,
+        s.max,
+        s.mean,
+        s.stddev,
+        opt(m.p50_ns().map(|v| format!("{v:.1}"))),
+        opt(m.overhead_subtracted.as_ref().map(|o| o.p50.to_string())),
+        opt(m.overhead_p50.map(|v| v.to_string())),
+        opt(m.batch_mean.map(|v| format!("{v:.3}"))),
+        opt(m.bytes.map(|v| v.to_string())),
+        opt(m.p50_bytes_per_sec().map(|v| format!("{:.3}", v / 1e9))),
+        opt(m.tsc_khz.map(|v| format!("{v:.3}"))),
+        m.verification.label()
+    )
+}
+
+pub fn write(path: &Path, ms: &[&Measurement]) -> Result<(), PublishError> {
+    let io = |e| PublishError::io(path, e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    writeln!(f, "{HEADER}").map_err(io)?;
+    for m in ms {
+        writeln!(f, "{}", line(m)).map_err(io)?;
+    }
+    f.flush().map_err(io)
+}
+
+/// `vmexit.csv` and `shm.csv`, for the suites that have measurements.
+pub fn write_all(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
+    for suite in ["vmexit", "shm"] {
+        let ms: Vec<&Measurement> = r
+            .results
+            .measurements
+            .iter()
+            .filter(|m| m.id.starts_with(&format!("{suite}.")))
+            .collect();
+        if !ms.is_empty() {
+            write(&dir.join(format!("{suite}.csv")), &ms)?;
+        }
+    }
+    Ok(())
+}

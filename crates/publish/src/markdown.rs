@@ -1,0 +1,523 @@
+//! `report.md`: a first screen a reader takes in at a glance, then the full
+//! specification, one table per suite, plots, and how to reproduce.
+//! Deterministic: the same record gives the same bytes.
+
+use crate::plots::PlotIndex;
+use std::fmt::Write;
+use vmbench_report::{Measurement, RunRecord, Unit, Verification};
+
+/// One table cell: no pipes or line breaks may break the table.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));
+    for r in rows {
+        debug_assert_eq!(r.len(), header.len());
+        let cells: Vec<String> = r.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out.push('\n');
+}
+
+/// A tick count with its ns equivalent, when the TSC frequency is known.
+pub fn ticks_ns(m: &Measurement, v: u64) -> String {
+    match m.ns(v as f64) {
+        Some(ns) => format!("{v} ({})", fmt_ns(ns)),
+        None => v.to_string(),
+    }
+}
+
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e4 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn gbps(m: &Measurement) -> String {
+    m.p50_bytes_per_sec()
+        .map_or_else(|| "-".into(), |b| format!("{:.2}", b / 1e9))
+}
+
+fn verdict(m: &Measurement) -> String {
+    match &m.verification {
+        Verification::Verified { evidence } => format!("verified: {evidence}"),
+        Verification::Failed { evidence } => format!("FAILED: {evidence}"),
+        Verification::Unverified { reason } => format!("unverified: {reason}"),
+        Verification::NotApplicable => "n/a".into(),
+    }
+}
+
+fn find<'a>(r: &'a RunRecord, id: &str) -> Option<&'a Measurement> {
+    r.results.measurements.iter().find(|m| m.id == id)
+}
+
+/// The seed-004 rows, in the order the headline shows them.
+const HEADLINE_VMEXIT: [&str; 6] = [
+    "user-fast",
+    "user-slow",
+    "user-kernel-fast",
+    "user-kernel-slow",
+    "kernel-fast",
+    "kernel-slow",
+];
+
+pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
+    let mut o = String::new();
+    let cpu = r
+        .host_rows
+        .iter()
+        .find(|x| x.key == "model name" || x.key == "model")
+        .map_or("unknown CPU", |x| x.value.as_str());
+    let _ = writeln!(o, "# vmbench report: {}\n", r.suites.join(" + "));
+    if r.is_tcg() {
+        let _ = writeln!(
+            o,
+            "> **TCG run — not a KVM measurement.** QEMU emulated the guest in software: there are no VM exits, and every figure below is the cost of emulation on this host.\n"
+        );
+    }
+    if !r.complete {
+        let _ = writeln!(
+            o,
+            "> **INCOMPLETE run.** {} Every measurement completed before that is kept below.\n",
+            r.incomplete.join(" ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "Run with vmbench {} on {} (started {}).\n",
+        r.vmbench_version,
+        cell(cpu),
+        r.started_utc
+    );
+    // The first screen: what ran, where, and the headline numbers.
+    let mut at_a_glance = vec![
+        vec!["suites".into(), r.suites.join(", ")],
+        vec![
+            "accelerator".into(),
+            if r.is_tcg() {
+                "tcg (software emulation)".into()
+            } else {
+                r.accel.clone()
+            },
+        ],
+        vec!["guest".into(), r.guest_flavour.clone()],
+        vec!["host CPU".into(), cpu.to_string()],
+    ];
+    for key in ["kernel release", "release"] {
+        if let Some(k) = r.host_rows.iter().find(|x| x.key == key) {
+            at_a_glance.push(vec!["host kernel".into(), k.value.clone()]);
+            break;
+        }
+    }
+    if let Some(q) = &r.qemu {
+        at_a_glance.push(vec![
+            "QEMU".into(),
+            q.version.clone().unwrap_or_else(|| q.path.clone()),
+        ]);
+    }
+    at_a_glance.push(vec![
+        "complete".into(),
+        if r.complete {
+            "yes".into()
+        } else {
+            "NO".into()
+        },
+    ]);
+    table(&mut o, &["", ""], &at_a_glance);
+
+    let mut headline = Vec::new();
+    for row in HEADLINE_VMEXIT {
+        if let Some(m) = find(r, &format!("vmexit.{row}")) {
+            headline.push(vec![
+                m.id.clone(),
+                ticks_ns(m, m.summary.p50),
+                ticks_ns(m, m.summary.p99),
+                m.verification.label().to_string(),
+            ]);
+        }
+    }
+    for id in ["shm.rtt.poll", "shm.rtt.doorbell"] {
+        if let Some(m) = find(r, id) {
+            headline.push(vec![
+                m.id.clone(),
+                ticks_ns(m, m.summary.p50),
+                ticks_ns(m, m.summary.p99),
+                "n/a".into(),
+            ]);
+        }
+    }
+    for id in [
+        "shm.h2g.4k-32bpp.guest-read-warm",
+        "shm.h2g.4k-32bpp.end-to-end",
+    ] {
+        if let Some(m) = find(r, id) {
+            headline.push(vec![
+                m.id.clone(),
+                format!("{} ({} GB/s)", ticks_ns(m, m.summary.p50), gbps(m)),
+                ticks_ns(m, m.summary.p99),
+                "n/a".into(),
+            ]);
+        }
+    }
+    if !headline.is_empty() {
+        let _ = writeln!(o, "## Headline\n");
+        let _ = writeln!(
+            o,
+            "Times are TSC ticks (reference cycles) with ns in brackets; verdicts say whether KVM's counters confirm the path.\n"
+        );
+        table(&mut o, &["measurement", "p50", "p99", "path"], &headline);
+    }
+    // Run-wide warnings, then each distinct per-measurement warning once.
+    let mut per_measurement: Vec<(&str, Vec<&str>)> = Vec::new();
+    for m in &r.results.measurements {
+        for w in &m.warnings {
+            match per_measurement.iter_mut().find(|(x, _)| *x == w.as_str()) {
+                Some((_, ids)) => ids.push(&m.id),
+                None => per_measurement.push((w, vec![&m.id])),
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !r.results.warnings.is_empty() || !r.incomplete.is_empty() || !per_measurement.is_empty() {
+        let _ = writeln!(o, "## Warnings\n");
+        for w in r.incomplete.iter().chain(&r.results.warnings) {
+            if seen.insert(w.as_str()) {
+                let _ = writeln!(o, "- {w}");
+            }
+        }
+        for (w, ids) in &per_measurement {
+            let which = if ids.len() <= 3 {
+                ids.join(", ")
+            } else {
+                format!("{} measurements, e.g. {}", ids.len(), ids[0])
+            };
+            let _ = writeln!(o, "- {which}: {w}");
+        }
+        o.push('\n');
+    }
+    if !r.results.checks.is_empty() {
+        let _ = writeln!(o, "## Checks\n");
+        let rows: Vec<Vec<String>> = r
+            .results
+            .checks
+            .iter()
+            .map(|c| {
+                vec![
+                    if c.passed { "PASS" } else { "FAIL" }.into(),
+                    c.id.clone(),
+                    c.statement.clone(),
+                    c.observed.clone(),
+                ]
+            })
+            .collect();
+        table(&mut o, &["", "check", "statement", "observed"], &rows);
+    }
+
+    spec_sections(&mut o, r);
+    vmexit_section(&mut o, r, plots);
+    shm_section(&mut o, r, plots);
+
+    if !r.results.skipped.is_empty() {
+        let _ = writeln!(o, "## Skipped\n");
+        let rows: Vec<Vec<String>> = r
+            .results
+            .skipped
+            .iter()
+            .map(|s| vec![s.id.clone(), s.reason.clone()])
+            .collect();
+        table(&mut o, &["measurement", "why"], &rows);
+    }
+    let _ = writeln!(o, "## Definitions\n");
+    let _ = writeln!(
+        o,
+        "What sits inside each timed window, as the code does it.\n"
+    );
+    let mut defs: Vec<Vec<String>> = Vec::new();
+    let mut seen_defs = std::collections::BTreeSet::new();
+    for m in &r.results.measurements {
+        let key = generic_id(&m.id);
+        if seen_defs.insert(key.clone()) {
+            defs.push(vec![key, m.definition.clone()]);
+        }
+    }
+    table(&mut o, &["measurement", "definition"], &defs);
+    let _ = writeln!(o, "## Reproduce\n");
+    let _ = writeln!(o, "```sh\n{}\n```\n", r.command);
+    let _ = writeln!(
+        o,
+        "Raw data: [`results.json`](results.json) (every figure above is rendered from it; `vmbench report render DIR` re-renders), CSVs per suite. Integrity: [`MANIFEST.sha256`](MANIFEST.sha256) (`sha256sum -c MANIFEST.sha256`), and `report.sig` when signed (see reports/README.md)."
+    );
+    o
+}
+
+/// Ids that differ only by frame or size share a definition.
+fn generic_id(id: &str) -> String {
+    let parts: Vec<&str> = id.split('.').collect();
+    match parts.as_slice() {
+        ["shm", dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{dir}.FRAME.{kind}"),
+        ["shm", arm, dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{arm}.{dir}.FRAME.{kind}"),
+        ["shm", "sweep", _, kind] => format!("shm.sweep.SIZE.{kind}"),
+        ["shm", "ref", "memcpy", _] => "shm.ref.memcpy.SIZE".into(),
+        _ => id.to_string(),
+    }
+}
+
+fn spec_sections(o: &mut String, r: &RunRecord) {
+    let _ = writeln!(o, "## Specification\n");
+    let _ = writeln!(o, "### Host\n");
+    let rows: Vec<Vec<String>> = r
+        .host_rows
+        .iter()
+        .map(|x| vec![x.section.clone(), x.key.clone(), x.value.clone()])
+        .collect();
+    table(o, &["section", "item", "value"], &rows);
+    if let Some(g) = r.guest.as_ref().and_then(|g| g.as_object()) {
+        let _ = writeln!(o, "### Guest\n");
+        let rows: Vec<Vec<String>> = g
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "—".into(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    other => other.to_string(),
+                };
+                vec![k.clone(), text]
+            })
+            .collect();
+        table(o, &["item", "value"], &rows);
+    }
+    if let Some(q) = &r.qemu {
+        let _ = writeln!(o, "### QEMU\n");
+        let mut rows = vec![vec!["binary".into(), q.path.clone()]];
+        if let Some(v) = &q.version {
+            rows.push(vec!["version".into(), v.clone()]);
+        }
+        if let Some(s) = &q.store_path {
+            rows.push(vec!["Nix store path".into(), s.clone()]);
+        }
+        table(o, &["item", "value"], &rows);
+        let _ = writeln!(o, "Full command line:\n\n```sh\n{}\n```\n", q.command_line);
+    }
+    let _ = writeln!(o, "### Isolation\n");
+    if let Some(p) = &r.pinning {
+        let _ = writeln!(o, "Pinning: {p}\n");
+    }
+    if r.isolation.is_empty() {
+        let _ = writeln!(o, "No isolation audit in this run.\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .isolation
+            .iter()
+            .map(|k| {
+                vec![
+                    k.knob.clone(),
+                    k.kind.clone(),
+                    k.wanted.clone(),
+                    k.found.clone(),
+                    k.verdict.clone(),
+                    k.changed_to.clone().unwrap_or_else(|| "—".into()),
+                    if k.restored.is_empty() {
+                        "—".into()
+                    } else {
+                        k.restored.clone()
+                    },
+                ]
+            })
+            .collect();
+        table(
+            o,
+            &[
+                "knob",
+                "kind",
+                "wanted",
+                "found",
+                "verdict",
+                "changed to",
+                "restored",
+            ],
+            &rows,
+        );
+    }
+    for n in &r.isolation_notes {
+        let _ = writeln!(o, "- {n}");
+    }
+    if !r.isolation_notes.is_empty() {
+        o.push('\n');
+    }
+}
+
+fn plot_links(o: &mut String, plots: &PlotIndex, ids: &[&str]) {
+    let mut lines = Vec::new();
+    for id in ids {
+        for (kind, file) in plots.for_measurement(id) {
+            lines.push(format!("[{id} {kind}]({file})"));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(o, "Plots: {}\n", lines.join(" · "));
+    }
+}
+
+fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
+    let ms: Vec<&Measurement> = r
+        .results
+        .measurements
+        .iter()
+        .filter(|m| m.id.starts_with("vmexit."))
+        .collect();
+    if ms.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## VM-exit suite\n");
+    let _ = writeln!(
+        o,
+        "TSC ticks per round trip (ns in brackets for p50). `p50−ovh`: p50 of the samples minus the timer-overhead baseline's p50. `batch`: mean over a back-to-back loop timed as a whole.\n"
+    );
+    let rows: Vec<Vec<String>> = ms
+        .iter()
+        .map(|m| {
+            let s = &m.summary;
+            vec![
+                m.id.trim_start_matches("vmexit.").to_string(),
+                s.n.to_string(),
+                s.min.to_string(),
+                ticks_ns(m, s.p50),
+                s.p90.to_string(),
+                s.p99.to_string(),
+                s.p999.to_string(),
+                s.max.to_string(),
+                m.overhead_subtracted
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |x| x.p50.to_string()),
+                m.batch_mean
+                    .map_or_else(|| "-".into(), |b| format!("{b:.1}")),
+                m.tier.clone().unwrap_or_default(),
+                verdict(m),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        &[
+            "row",
+            "N",
+            "min",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "p50−ovh",
+            "batch",
+            "tier",
+            "path",
+        ],
+        &rows,
+    );
+    let ids: Vec<&str> = ms.iter().map(|m| m.id.as_str()).collect();
+    plot_links(o, plots, &ids);
+}
+
+fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
+    let ms: Vec<&Measurement> = r
+        .results
+        .measurements
+        .iter()
+        .filter(|m| m.id.starts_with("shm."))
+        .collect();
+    if ms.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Shared-memory suite\n");
+    let _ = writeln!(
+        o,
+        "Times in ns from TSC ticks; GB/s is bytes over the p50 time; `vs ref` is this p50 time over the p50 time of the physical reference (or, for a UC/WC arm, of the same measurement over WB) measured in the same run.\n"
+    );
+    let rows: Vec<Vec<String>> = ms
+        .iter()
+        .map(|m| {
+            let s = &m.summary;
+            let ns = |v: u64| match m.unit {
+                Unit::TscTicks => m.ns(v as f64).map_or_else(|| v.to_string(), fmt_ns),
+                _ => v.to_string(),
+            };
+            let vs = m
+                .reference
+                .as_ref()
+                .and_then(|id| {
+                    let b = find(r, id)?;
+                    (b.summary.p50 > 0).then(|| s.p50 as f64 / b.summary.p50 as f64)
+                })
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}×"));
+            vec![
+                m.id.trim_start_matches("shm.").to_string(),
+                s.n.to_string(),
+                ns(s.p50),
+                ns(s.p90),
+                ns(s.p99),
+                ns(s.p999),
+                ns(s.max),
+                m.bytes.map_or_else(|| "-".into(), |b| b.to_string()),
+                gbps(m),
+                vs,
+            ]
+        })
+        .collect();
+    table(
+        o,
+        &[
+            "measurement",
+            "N",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "bytes",
+            "GB/s",
+            "vs ref",
+        ],
+        &rows,
+    );
+    let counters: Vec<Vec<String>> = ms
+        .iter()
+        .filter(|m| !m.counters.is_empty())
+        .map(|m| {
+            vec![
+                m.id.trim_start_matches("shm.").to_string(),
+                m.counters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    if !counters.is_empty() {
+        let _ = writeln!(
+            o,
+            "Counters per phase (totals over the phase's transfers; `host.`/`guest.` by side):\n"
+        );
+        table(o, &["phase", "counters"], &counters);
+    }
+    if let Some(f) = plots.bandwidth() {
+        let _ = writeln!(o, "![shm bandwidth over transfer size]({f})\n");
+    }
+    plot_links(
+        o,
+        plots,
+        &["shm.rtt.poll", "shm.rtt.doorbell", "shm.ref.cacheline-rtt"],
+    );
+}

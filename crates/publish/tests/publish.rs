@@ -1,0 +1,421 @@
+//! The output directory from a fixture run: Markdown that parses as GFM
+//! tables, figures traceable to results.json, determinism, SSHSIG signing
+//! checked by the real `ssh-keygen -Y verify` and `sha256sum -c`, compare.
+#![allow(clippy::unwrap_used)]
+
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use std::path::Path;
+use std::process::Command;
+use vmbench_publish::{compare, manifest, markdown, sign};
+use vmbench_report::{
+    Check, KnobRecord, Measurement, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SampleSet,
+    SpecRow, Unit, Verification,
+};
+
+fn measurement(id: &str, base: u64, spread: u64, bytes: Option<u64>) -> Measurement {
+    let mut s = SampleSet::new();
+    for i in 0..5000u64 {
+        s.record(base + (i * 7919) % spread).unwrap();
+    }
+    let mut m = Measurement::from_samples(
+        id,
+        format!("fixture window of {id} | with a pipe"),
+        Unit::TscTicks,
+        &s,
+        if id.starts_with("vmexit.") {
+            Verification::Unverified {
+                reason: "TCG: no VM exits".into(),
+            }
+        } else {
+            Verification::NotApplicable
+        },
+    )
+    .unwrap();
+    m.tsc_khz = Some(2_596_148.0);
+    m.bytes = bytes;
+    m
+}
+
+fn record(accel: &str, cpu: &str, scale: u64) -> RunRecord {
+    let mut ms = vec![
+        measurement("vmexit.user-fast", 1000 * scale, 300, None),
+        measurement("vmexit.kernel-slow", 5000 * scale, 900, None),
+        measurement("shm.ref.cacheline-rtt", 400, 100, None),
+        measurement("shm.rtt.poll", 500 * scale, 200, None),
+        measurement(
+            "shm.h2g.4k-32bpp.guest-read-warm",
+            3_000_000,
+            50_000,
+            Some(33_177_600),
+        ),
+        measurement("shm.sweep.64B.host-write", 60, 10, Some(64)),
+        measurement("shm.sweep.4KiB.host-write", 900, 50, Some(4096)),
+        measurement("shm.ref.memcpy.64B", 50, 5, Some(64)),
+        measurement("shm.ref.memcpy.4KiB", 300, 20, Some(4096)),
+    ];
+    ms[3].reference = Some("shm.ref.cacheline-rtt".into());
+    RunRecord {
+        schema_version: RUN_SCHEMA_VERSION,
+        vmbench_version: "0.1.0".into(),
+        command: "vmbench run --accel tcg --quick --out out".into(),
+        started_utc: "2026-11-22T00:00:00Z".into(),
+        accel: accel.into(),
+        guest_flavour: "linux".into(),
+        suites: vec!["vmexit".into(), "shm".into()],
+        complete: true,
+        incomplete: vec![],
+        host_rows: vec![
+            SpecRow {
+                section: "cpu".into(),
+                key: "model name".into(),
+                value: cpu.into(),
+            },
+            SpecRow {
+                section: "kernel".into(),
+                key: "kernel release".into(),
+                value: "6.1.0-56-amd64".into(),
+            },
+        ],
+        host: serde_json::json!({"cpu": {"model_name": cpu}}),
+        guest: Some(serde_json::json!({"kernel_release": "6.1.0", "cpu_flags": ["tsc", "rdtscp"]})),
+        qemu: Some(QemuRecord {
+            path: "/usr/bin/qemu-system-x86_64".into(),
+            version: Some("QEMU emulator version 7.2.22".into()),
+            store_path: None,
+            command_line: "qemu-system-x86_64 -accel tcg -m 512".into(),
+        }),
+        isolation: vec![KnobRecord {
+            knob: "governor".into(),
+            kind: "runtime".into(),
+            wanted: "performance".into(),
+            found: "schedutil".into(),
+            verdict: "FAIL".into(),
+            changed_to: Some("performance".into()),
+            restored: "restored".into(),
+        }],
+        isolation_notes: vec!["isolcpus missing: add isolcpus=1".into()],
+        pinning: Some("vCPU 0 → CPU 1; QEMU's other threads → CPU 0".into()),
+        results: Results {
+            measurements: ms,
+            warnings: vec!["TCG (software emulation): no VM exits".into()],
+            checks: vec![Check {
+                id: "shm.integrity.h2g".into(),
+                statement: "every frame matches".into(),
+                observed: "24/24 frames matched (100%)".into(),
+                passed: true,
+            }],
+            ..Results::default()
+        },
+    }
+}
+
+/// Every table: (header cells, rows of cells), as a GFM parser sees them.
+fn tables(md: &str) -> Vec<(Vec<String>, Vec<Vec<String>>)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(Vec<String>, Vec<Vec<String>>)> = None;
+    let mut row: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut in_head = false;
+    for ev in Parser::new_ext(md, Options::ENABLE_TABLES) {
+        match ev {
+            Event::Start(Tag::Table(_)) => cur = Some((vec![], vec![])),
+            Event::End(TagEnd::Table) => out.push(cur.take().unwrap()),
+            Event::Start(Tag::TableHead) => in_head = true,
+            Event::End(TagEnd::TableHead) => {
+                cur.as_mut().unwrap().0 = std::mem::take(&mut row);
+                in_head = false;
+            }
+            Event::End(TagEnd::TableRow) => cur.as_mut().unwrap().1.push(std::mem::take(&mut row)),
+            Event::Start(Tag::TableCell) => text.clear(),
+            Event::End(TagEnd::TableCell) => row.push(text.clone()),
+            Event::Text(t) | Event::Code(t) if cur.is_some() => text.push_str(&t),
+            _ => {}
+        }
+        let _ = in_head;
+    }
+    out
+}
+
+#[test]
+fn report_tables_parse_as_tables_with_consistent_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let ts = tables(&md);
+    assert!(ts.len() >= 8, "{} tables", ts.len());
+    for (head, rows) in &ts {
+        assert!(!head.is_empty());
+        for r in rows {
+            assert_eq!(r.len(), head.len(), "row {r:?} under {head:?}");
+        }
+    }
+    // Every line that looks like a table row was parsed into one.
+    let pipe_lines = md
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+        .count();
+    let parsed: usize = ts.iter().map(|(_, r)| r.len() + 1).sum();
+    assert_eq!(pipe_lines, parsed);
+    // The first screen says TCG before anything else.
+    let first = md.lines().find(|l| l.starts_with('>')).unwrap();
+    assert!(first.contains("TCG run — not a KVM measurement"), "{first}");
+    assert!(md.find("TCG run").unwrap() < md.find("## Headline").unwrap());
+}
+
+#[test]
+fn every_figure_in_the_tables_comes_from_results_json() {
+    let dir = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), dir.path()).unwrap();
+    let back = vmbench_publish::load(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let ts = tables(&md);
+    let find = |id: &str| {
+        back.results
+            .measurements
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap()
+    };
+    let mut checked = 0;
+    for (head, rows) in &ts {
+        let col = |name: &str| head.iter().position(|h| h == name);
+        match (head.first().map(String::as_str), col("p50"), col("p99.9")) {
+            (Some("row"), Some(p50), Some(p999)) => {
+                for r in rows {
+                    let m = find(&format!("vmexit.{}", r[0]));
+                    assert_eq!(r[p50], markdown::ticks_ns(m, m.summary.p50));
+                    assert_eq!(r[p999], m.summary.p999.to_string());
+                    assert_eq!(r[col("N").unwrap()], m.summary.n.to_string());
+                    checked += 1;
+                }
+            }
+            (Some("measurement"), Some(p50), Some(_)) => {
+                for r in rows {
+                    let m = find(&format!("shm.{}", r[0]));
+                    let ns = m.ns(m.summary.p50 as f64).unwrap();
+                    assert_eq!(r[p50], markdown::fmt_ns(ns), "{}", m.id);
+                    if let Some(b) = m.p50_bytes_per_sec() {
+                        assert_eq!(r[col("GB/s").unwrap()], format!("{:.2}", b / 1e9));
+                    }
+                    checked += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, back.results.measurements.len());
+    // The CSV carries the same summary.
+    let csv = std::fs::read_to_string(dir.path().join("vmexit.csv")).unwrap();
+    let m = find("vmexit.user-fast");
+    assert!(csv.lines().any(|l| l == vmbench_publish::csv::line(m)));
+}
+
+#[test]
+fn output_is_deterministic_and_rerenders_from_results_json() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let r = record("kvm", "Intel Xeon", 1);
+    vmbench_publish::write_dir(&r, a.path()).unwrap();
+    vmbench_publish::write_dir(&r, b.path()).unwrap();
+    let files = manifest::files(a.path()).unwrap();
+    assert!(files.iter().any(|f| f.ends_with(".cdf.svg")), "{files:?}");
+    assert!(
+        files.contains(&"plots/shm-bandwidth.svg".to_string()),
+        "{files:?}"
+    );
+    assert_eq!(files, manifest::files(b.path()).unwrap());
+    for f in &files {
+        assert_eq!(
+            std::fs::read(a.path().join(f)).unwrap(),
+            std::fs::read(b.path().join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    // `report render` from results.json alone gives the same report.
+    std::fs::remove_file(a.path().join("report.md")).unwrap();
+    vmbench_publish::render_dir(a.path()).unwrap();
+    assert_eq!(
+        std::fs::read(a.path().join("report.md")).unwrap(),
+        std::fs::read(b.path().join("report.md")).unwrap()
+    );
+    let md = std::fs::read_to_string(a.path().join("report.md")).unwrap();
+    assert!(!md.contains("TCG run"));
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool).arg("-?").output().is_ok();
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+fn keygen(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench@example", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = dir.join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!(
+            "bench@example namespaces=\"{}\" {}",
+            sign::NAMESPACE,
+            pubkey
+        ),
+    )
+    .unwrap();
+    (key, allowed)
+}
+
+/// The README's check with stock tools.
+fn stock_verify(out: &Path, allowed: &Path, namespace: &str) -> bool {
+    let manifest = std::fs::File::open(out.join("MANIFEST.sha256")).unwrap();
+    let sig_ok = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-I", "bench@example", "-n", namespace, "-f"])
+        .arg(allowed)
+        .arg("-s")
+        .arg(out.join("report.sig"))
+        .stdin(manifest)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let sums_ok = Command::new("sha256sum")
+        .args(["-c", "--quiet", "MANIFEST.sha256"])
+        .current_dir(out)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    sig_ok && sums_ok
+}
+
+#[test]
+fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
+    if !have("ssh-keygen") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (key, allowed) = keygen(keys.path());
+    let out = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    sign::sign(out.path(), &key).unwrap();
+    // The private key never enters the directory.
+    let secret = std::fs::read(&key).unwrap();
+    for f in manifest::files(out.path()).unwrap() {
+        assert_ne!(std::fs::read(out.path().join(&f)).unwrap(), secret);
+    }
+    assert!(stock_verify(out.path(), &allowed, sign::NAMESPACE));
+    let v = sign::verify(out.path(), &allowed).unwrap();
+    assert_eq!(v.signer.principals, "bench@example");
+    // Another namespace does not verify.
+    assert!(!stock_verify(out.path(), &allowed, "git"));
+    // One byte changed in any file: both checks fail; restored, both pass.
+    let mut files = manifest::files(out.path()).unwrap();
+    files.push("MANIFEST.sha256".into());
+    for f in files {
+        let path = out.path().join(&f);
+        let orig = std::fs::read(&path).unwrap();
+        let mut bad = orig.clone();
+        let i = bad.len() / 2;
+        bad[i] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(
+            !stock_verify(out.path(), &allowed, sign::NAMESPACE),
+            "{f}: stock tools accepted a change"
+        );
+        assert!(
+            sign::verify(out.path(), &allowed).is_err(),
+            "{f}: vmbench accepted a change"
+        );
+        std::fs::write(&path, &orig).unwrap();
+    }
+    assert!(sign::verify(out.path(), &allowed).is_ok());
+    // An added file is not in the manifest: vmbench refuses it.
+    std::fs::write(out.path().join("extra.txt"), "x").unwrap();
+    assert!(sign::verify(out.path(), &allowed).is_err());
+    std::fs::remove_file(out.path().join("extra.txt")).unwrap();
+    // A signature made for another namespace is refused by vmbench.
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "file", "-f"])
+        .arg(&key)
+        .arg(out.path().join("MANIFEST.sha256"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::rename(
+        out.path().join("MANIFEST.sha256.sig"),
+        out.path().join("report.sig"),
+    )
+    .unwrap();
+    let e = sign::verify(out.path(), &allowed).unwrap_err();
+    assert!(e.to_string().contains("namespace"), "{e}");
+    // A key outside the allowed signers, or allowed for other namespaces only.
+    sign::sign(out.path(), &key).unwrap();
+    let other = keys.path().join("other");
+    std::fs::write(&other, "someone@else ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n").unwrap();
+    assert!(sign::verify(out.path(), &other).is_err());
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    std::fs::write(&other, format!("bench@example namespaces=\"git\" {pubkey}")).unwrap();
+    assert!(sign::verify(out.path(), &other).is_err());
+}
+
+#[test]
+fn encrypted_keys_are_refused_with_what_to_do() {
+    if !have("ssh-keygen") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    let e = sign::sign(out.path(), &key).unwrap_err().to_string();
+    assert!(e.contains("ssh-add"), "{e}");
+    assert!(!out.path().join("report.sig").exists());
+}
+
+#[test]
+fn compare_puts_spec_differences_above_the_numbers() {
+    let runs = vec![
+        compare::Run {
+            label: "a".into(),
+            record: record("kvm", "AMD EPYC", 1),
+            provenance: "unsigned".into(),
+        },
+        compare::Run {
+            label: "b".into(),
+            record: record("kvm", "Intel Xeon", 2),
+            provenance: "unsigned".into(),
+        },
+    ];
+    let md = compare::markdown(&runs);
+    let ts = tables(&md);
+    assert_eq!(ts.len(), 2);
+    let spec = &ts[0].1;
+    let cpu = spec.iter().find(|r| r[0] == "model name").unwrap();
+    assert_eq!(cpu[1..], ["AMD EPYC".to_string(), "Intel Xeon".to_string()]);
+    // Same kernel: not listed as a difference.
+    assert!(!spec.iter().any(|r| r[0] == "kernel release"));
+    let rows = &ts[1].1;
+    let uf = rows.iter().find(|r| r[0] == "vmexit.user-fast").unwrap();
+    let (a, b) = (
+        runs[0].record.results.measurements[0].summary.p50 as f64,
+        runs[1].record.results.measurements[0].summary.p50 as f64,
+    );
+    assert_eq!(uf[3], format!("{:.2}×", b / a));
+    assert!(md.find("What differs").unwrap() < md.find("p50 side by side").unwrap());
+}

@@ -1,0 +1,87 @@
+//! One run as published: `results.json` of an output directory. Everything
+//! `report.md` shows is rendered from this, so a reader can re-render and
+//! trace every figure.
+
+use crate::model::Results;
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON shape of [`RunRecord`]. Bump on any incompatible change.
+pub const RUN_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub vmbench_version: String,
+    /// The exact command that reproduces the run.
+    pub command: String,
+    /// UTC start time (shown once, outside any table).
+    pub started_utc: String,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// `linux` or `micro`.
+    pub guest_flavour: String,
+    /// Suites asked for, in order (`vmexit`, `shm`).
+    pub suites: Vec<String>,
+    /// False when a suite ended early; `incomplete` says why.
+    pub complete: bool,
+    #[serde(default)]
+    pub incomplete: Vec<String>,
+    /// The host specification as `vmbench info` prints it: (section, key, value).
+    pub host_rows: Vec<SpecRow>,
+    /// The host specification as JSON (docs/info-schema.md).
+    pub host: serde_json::Value,
+    /// The guest agent's specification, when a guest booted.
+    #[serde(default)]
+    pub guest: Option<serde_json::Value>,
+    #[serde(default)]
+    pub qemu: Option<QemuRecord>,
+    /// Every isolation knob: wanted, found, what was changed and restored.
+    #[serde(default)]
+    pub isolation: Vec<KnobRecord>,
+    /// Isolation remarks (privilege missing, boot-only knobs to fix).
+    #[serde(default)]
+    pub isolation_notes: Vec<String>,
+    /// CPUs the vCPU threads were pinned to, and the housekeeping CPUs.
+    #[serde(default)]
+    pub pinning: Option<String>,
+    pub results: Results,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecRow {
+    pub section: String,
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QemuRecord {
+    pub path: String,
+    pub version: Option<String>,
+    /// The Nix store path, when QEMU came from the flake.
+    #[serde(default)]
+    pub store_path: Option<String>,
+    pub command_line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnobRecord {
+    pub knob: String,
+    pub kind: String,
+    pub wanted: String,
+    pub found: String,
+    pub verdict: String,
+    /// What the run changed it to, if it changed it.
+    #[serde(default)]
+    pub changed_to: Option<String>,
+    /// `restored`, `failed: …`, or empty when nothing was changed.
+    #[serde(default)]
+    pub restored: String,
+}
+
+impl RunRecord {
+    /// True when the numbers are not VM exits (software emulation).
+    pub fn is_tcg(&self) -> bool {
+        self.accel == "tcg"
+    }
+}
