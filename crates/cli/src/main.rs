@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
+mod config;
 mod isolate;
 mod report;
+mod run;
 mod shm;
 mod table;
 mod vm;
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything in one go: preflight, isolation, guest, suites, restore, report.
+    Run(run::RunArgs),
     /// Print the specification of this host that every report carries.
     Info(InfoArgs),
     /// Host isolation: audit, apply (journaled), restore, suggest a cmdline.
@@ -123,6 +127,7 @@ fn guest_agent(args: &[String]) -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run_cmd(args, interrupt_flag()),
         Command::Info(args) => info(args),
         Command::Isolate(cmd) => isolate::run(cmd),
         Command::Image(cmd) => vm::image_cmd(cmd),

@@ -51,7 +51,7 @@ pub enum GuestKind {
     Micro,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
     Auto,
     Kvm,

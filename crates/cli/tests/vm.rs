@@ -9,46 +9,20 @@
 mod common;
 use common::{id_of, processes_mentioning};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 use vmbench_proto::Command as GuestCommand;
-use vmbench_vm::{Accel, ImageOptions, Vm, VmError, VmOptions};
+use vmbench_vm::{Accel, Vm, VmError, VmOptions};
 
-const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+use common::QEMU;
 
 fn vmbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vmbench"))
 }
 
-/// The image every test boots, built once per test binary.
 fn image() -> Option<&'static Path> {
-    static IMAGE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            let missing = if !Path::new(QEMU).exists() {
-                Some("qemu-system-x86")
-            } else if vmbench_vm::image::default_kernel().is_err() {
-                Some("linux-image-amd64")
-            } else {
-                None
-            };
-            if let Some(pkg) = missing {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{pkg} is missing in CI: .ci/run must install it"
-                );
-                eprintln!("skipped: install {pkg} to run the guest boot tests");
-                return None;
-            }
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-image");
-            let mut o = ImageOptions::new(&dir);
-            o.agent = Some(PathBuf::from(env!("CARGO_BIN_EXE_vmbench")));
-            vmbench_vm::image::build(&o).unwrap();
-            Some(dir)
-        })
-        .as_deref()
+    common::guest_image()
 }
 
 fn opts(image: &Path) -> VmOptions {

@@ -130,6 +130,17 @@ fn serve(
         vmbench_host::cpuid::hypervisor_signature_raw().is_some_and(|h| h.starts_with("TCG"));
     let mut samples = Vec::new();
     while let Some(req) = g.next(far(), &mut never)? {
+        let suite = match req.command {
+            Some(Command::RunVmexit) => Some("vmexit"),
+            Some(Command::RunShm) => Some("shm"),
+            _ => None,
+        };
+        if suite.is_some() && suite == opts.hang_on.as_deref() {
+            log("vmbench.hang_on: not answering this suite (fault test)");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         let reply = if req.command == Some(Command::RunVmexit) {
             run_vmexit(g.region(), req.args, dev, under_tcg, &mut samples)
         } else if req.command == Some(Command::RunShm) {

@@ -22,6 +22,9 @@ pub struct AgentOptions {
     pub mapping: Mapping,
     /// Never answer the handshake (fault tests: a guest that hangs).
     pub hang: bool,
+    /// Stop answering when this suite's command arrives (`vmexit` or `shm`):
+    /// fault tests of a guest that hangs mid-run.
+    pub hang_on: Option<String>,
     /// Start /bin/sh on the console next to the agent (`vmbench vm boot --shell`).
     pub shell: bool,
     /// Power off when the host says shutdown (always true as PID 1).
@@ -36,6 +39,7 @@ impl Default for AgentOptions {
             module: PathBuf::from("/lib/modules/vmbench.ko"),
             mapping: Mapping::Wb,
             hang: false,
+            hang_on: None,
             shell: false,
             poweroff: false,
         }
@@ -64,6 +68,10 @@ impl AgentOptions {
                 }
                 "module" => self.module = PathBuf::from(v),
                 "hang" => self.hang = v == "1",
+                "hang_on" => match v {
+                    "vmexit" | "shm" => self.hang_on = Some(v.to_string()),
+                    _ => return Err(format!("vmbench.hang_on={v}: expected vmexit or shm")),
+                },
                 "shell" => self.shell = v == "1",
                 _ => return Err(format!("unknown option vmbench.{k}")),
             }

@@ -89,8 +89,33 @@ pub fn run(
     opts: &VmexitOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<VmexitRun, SuiteError> {
-    let mut out: Vec<Measurement> = Vec::new();
-    let mut skipped: Vec<Skipped> = Vec::new();
+    let (done, outcome) = run_partial(vm, opts, progress);
+    outcome.map(|()| done)
+}
+
+/// As [`run`], but a failure mid-suite (guest hung or gone) keeps every row
+/// completed before it in the returned run, beside the error.
+pub fn run_partial(
+    vm: &mut Vm,
+    opts: &VmexitOptions,
+    progress: &mut dyn FnMut(&str),
+) -> (VmexitRun, Result<(), SuiteError>) {
+    let mut done = VmexitRun::default();
+    let outcome = run_into(vm, opts, progress, &mut done);
+    distrust_baselines_if_counters_lie(&mut done.measurements);
+    (done, outcome)
+}
+
+fn run_into(
+    vm: &mut Vm,
+    opts: &VmexitOptions,
+    progress: &mut dyn FnMut(&str),
+    done: &mut VmexitRun,
+) -> Result<(), SuiteError> {
+    let VmexitRun {
+        measurements: out,
+        skipped,
+    } = done;
     let mut overhead: BTreeMap<Row, u64> = BTreeMap::new();
     let capacity = ((vm.region().len() - DATA_OFF) / 8) as u64;
     let samples = opts.samples.clamp(1, capacity);
@@ -227,11 +252,7 @@ pub fn run(
         m.counters = counters;
         out.push(m);
     }
-    distrust_baselines_if_counters_lie(&mut out);
-    Ok(VmexitRun {
-        measurements: out,
-        skipped,
-    })
+    Ok(())
 }
 
 /// Counters that provably do not track the work (an exit row found them

@@ -26,3 +26,38 @@ pub fn id_of(m: &serde_json::Value) -> String {
         .trim_start_matches("vmexit.")
         .to_string()
 }
+
+pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
+/// The guest image the boot tests use (the test build of vmbench as its
+/// agent), built once per test binary. None, with a note, when QEMU or a
+/// kernel is missing outside CI; under CI that is a failure.
+pub fn guest_image() -> Option<&'static std::path::Path> {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+    static IMAGE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let missing = if !Path::new(QEMU).exists() {
+                Some("qemu-system-x86")
+            } else if vmbench_vm::image::default_kernel().is_err() {
+                Some("linux-image-amd64")
+            } else {
+                None
+            };
+            if let Some(pkg) = missing {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{pkg} is missing in CI: .ci/run must install it"
+                );
+                eprintln!("skipped: install {pkg} to run the guest boot tests");
+                return None;
+            }
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-image");
+            let mut o = vmbench_vm::ImageOptions::new(&dir);
+            o.agent = Some(PathBuf::from(env!("CARGO_BIN_EXE_vmbench")));
+            vmbench_vm::image::build(&o).unwrap();
+            Some(dir)
+        })
+        .as_deref()
+}

@@ -1,0 +1,447 @@
+//! `vmbench run` end to end under TCG, and the ways a run can be cut short.
+//!
+//! Isolation runs against a fixture tree (`isolation.root`), so tests never
+//! retune the machine running them, and each test has its own journal; the
+//! tree must come back byte-identical.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vmbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    journal: PathBuf,
+    config: PathBuf,
+    out: PathBuf,
+    before: std::collections::BTreeMap<PathBuf, Vec<u8>>,
+}
+
+/// A fixture host (2 CPUs, acpi-cpufreq) and a config pointing at it.
+fn setup(image: &Path, extra: &str) -> Setup {
+    setup_vm(image, extra, "")
+}
+
+/// As `setup`, with extra lines for the `vm:` section.
+fn setup_vm(image: &Path, extra: &str, vm_extra: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    vmbench_host::fixture::load(&["acpi-cpufreq"], &root).unwrap();
+    let journal = tmp.path().join("journal.json");
+    let config = tmp.path().join("vmbench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "isolation:\n  root: {}\n  journal: {}\nvm:\n  image: {}\n  boot_timeout_s: 240\n{vm_extra}{extra}",
+            root.display(),
+            journal.display(),
+            image.display()
+        ),
+    )
+    .unwrap();
+    let before = vmbench_host::fixture::snapshot(&root).unwrap();
+    let out = tmp.path().join("out");
+    Setup {
+        _tmp: tmp,
+        root,
+        journal,
+        config,
+        out,
+        before,
+    }
+}
+
+impl Setup {
+    fn command(&self) -> Command {
+        let mut c = vmbench();
+        c.args([
+            "run", "--accel", "tcg", "--quick", "--cpus", "1", "--config",
+        ])
+        .arg(&self.config)
+        .arg("--out")
+        .arg(&self.out);
+        c
+    }
+
+    /// The host came back as it was, and no journal is left.
+    fn assert_restored(&self) {
+        let after = vmbench_host::fixture::snapshot(&self.root).unwrap();
+        assert_eq!(after, self.before, "the fixture host was not restored");
+        assert!(
+            !self.journal.exists(),
+            "journal left at {}",
+            self.journal.display()
+        );
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.out.join("results.json")).unwrap())
+            .unwrap()
+    }
+}
+
+fn no_leftovers(pid: u32) {
+    let tag = format!("/vmbench-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::processes_mentioning(&tag).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        common::processes_mentioning(&tag).is_empty(),
+        "QEMU left running"
+    );
+    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("vmbench-{pid}-")))
+        .collect();
+    assert!(shm.is_empty(), "shm files left: {shm:?}");
+}
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v["results"]["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn quick_tcg_run_writes_a_complete_signed_report_and_restores() {
+    let Some(img) = common::guest_image() else {
+        return;
+    };
+    let s = setup(img, "");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci@vmbench", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = s
+        .command()
+        .arg("--sign")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    no_leftovers(pid);
+    s.assert_restored();
+    // Every expected file.
+    for f in [
+        "report.md",
+        "results.json",
+        "vmexit.csv",
+        "shm.csv",
+        "MANIFEST.sha256",
+        "report.sig",
+        "plots/shm-bandwidth.svg",
+        "plots/vmexit.user-fast.cdf.svg",
+        "plots/shm.rtt.poll.cdf.svg",
+    ] {
+        assert!(s.out.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
+    let head: String = md.lines().take(4).collect::<Vec<_>>().join("\n");
+    assert!(head.contains("TCG run — not a KVM measurement"), "{head}");
+    let v = s.record();
+    assert_eq!(v["complete"], true, "{}", v["incomplete"]);
+    assert_eq!(v["accel"], "tcg");
+    let ids = ids(&v);
+    for row in vmbench_proto::vmexit::Row::SEED_004 {
+        assert!(
+            ids.contains(&format!("vmexit.{}", row.id())),
+            "{} missing",
+            row.id()
+        );
+    }
+    for id in [
+        "shm.rtt.poll",
+        "shm.rtt.doorbell",
+        "shm.ref.cacheline-rtt",
+        "shm.h2g.4k-32bpp.end-to-end",
+        "shm.g2h.1080p-24bpp.host-read",
+        "shm.uc.h2g.1080p-32bpp.guest-read-cold",
+    ] {
+        assert!(ids.contains(&id.to_string()), "{id} missing");
+    }
+    let checks = v["results"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["id"].as_str().unwrap().contains("integrity"))
+            .all(|c| c["passed"] == true)
+    );
+    // Isolation was applied to the fixture and every change restored.
+    let knobs = v["isolation"].as_array().unwrap();
+    let changed: Vec<_> = knobs
+        .iter()
+        .filter(|k| !k["changed_to"].is_null())
+        .collect();
+    assert!(!changed.is_empty(), "nothing was applied");
+    assert!(
+        changed.iter().all(|k| k["restored"] == "restored"),
+        "{changed:?}"
+    );
+    assert!(v["pinning"].as_str().unwrap().contains("CPU 1"));
+    // The signature checks out with stock tools and with vmbench.
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = keys.path().join("allowed");
+    std::fs::write(&allowed, format!("ci@vmbench {pubkey}")).unwrap();
+    let verify = vmbench()
+        .args(["report", "verify"])
+        .arg(&s.out)
+        .arg("--allowed-signers")
+        .arg(&allowed)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--quiet", "MANIFEST.sha256"])
+        .current_dir(&s.out)
+        .status()
+        .unwrap();
+    assert!(sums.success());
+}
+
+/// Reads the run's stderr until a line containing `marker`; the rest is
+/// drained in the background so the child never blocks on a full pipe.
+fn wait_for_line(child: &mut Child, marker: &str) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    let h = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains(&wanted) {
+                let _ = tx.send(());
+                sent = true;
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(300))
+        .unwrap_or_else(|_| panic!("no {marker:?} line within 300 s"));
+    h
+}
+
+fn finish(mut child: Child, log: std::thread::JoinHandle<String>) -> (Output, String) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "vmbench run did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out, log.join().unwrap())
+}
+
+const SHORT: &str =
+    "suites: [vmexit, shm]\nvmexit:\n  rows: [user-fast, kernel-fast]\nshm:\n  arms: false\n";
+
+#[test]
+fn qemu_killed_mid_suite_keeps_what_was_measured() {
+    let Some(img) = common::guest_image() else {
+        return;
+    };
+    let s = setup(
+        img,
+        "vmexit:\n  rows: [user-fast, kernel-fast, user-slow]\n",
+    );
+    let mut child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let log = wait_for_line(&mut child, "vmexit user-fast");
+    let qemu = common::processes_mentioning(&format!("/vmbench-{pid}-"));
+    assert!(!qemu.is_empty(), "no QEMU found");
+    for q in qemu {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(q as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let (out, log) = finish(child, log);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    no_leftovers(pid);
+    s.assert_restored();
+    let v = s.record();
+    assert_eq!(v["complete"], false);
+    assert!(
+        v["incomplete"]
+            .to_string()
+            .contains("VM-exit suite stopped"),
+        "{}",
+        v["incomplete"]
+    );
+    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
+    assert!(md.contains("INCOMPLETE run"));
+}
+
+#[test]
+fn a_guest_that_hangs_mid_run_ends_the_suite_at_its_deadline() {
+    let Some(img) = common::guest_image() else {
+        return;
+    };
+    // The hang is injected through the guest cmdline: the agent stops
+    // answering when the shm suite's command arrives.
+    let s = setup_vm(
+        img,
+        &format!("{SHORT}  request_timeout_s: 5\n"),
+        "  append: [vmbench.hang_on=shm]\n",
+    );
+    let child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    no_leftovers(pid);
+    s.assert_restored();
+    let v = s.record();
+    assert_eq!(v["complete"], false);
+    assert!(
+        v["incomplete"]
+            .to_string()
+            .contains("shared-memory suite stopped"),
+        "{}",
+        v["incomplete"]
+    );
+    // The VM-exit rows measured before the hang are kept.
+    let ids = ids(&v);
+    assert!(ids.contains(&"vmexit.user-fast".to_string()), "{ids:?}");
+    assert!(ids.contains(&"vmexit.kernel-fast".to_string()), "{ids:?}");
+}
+
+#[test]
+fn sigint_during_the_run_restores_and_keeps_partial_results() {
+    let Some(img) = common::guest_image() else {
+        return;
+    };
+    let s = setup(img, SHORT);
+    let mut child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let log = wait_for_line(&mut child, "vmexit kernel-fast");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (out, log) = finish(child, log);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    no_leftovers(pid);
+    s.assert_restored();
+    let v = s.record();
+    assert_eq!(v["complete"], false);
+    assert!(
+        v["incomplete"].to_string().contains("interrupted"),
+        "{}",
+        v["incomplete"]
+    );
+}
+
+#[test]
+fn an_unrestored_journal_blocks_the_next_run_until_restored() {
+    let Some(img) = common::guest_image() else {
+        return;
+    };
+    let s = setup(img, SHORT);
+    // A previous applier that never restored (as after a SIGKILL).
+    let apply = vmbench()
+        .args(["isolate", "apply", "--cpus", "1", "--root"])
+        .arg(&s.root)
+        .arg("--journal")
+        .arg(&s.journal)
+        .output()
+        .unwrap();
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    assert!(s.journal.exists());
+    let out = s.command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("vmbench isolate restore --journal"),
+        "{stderr}"
+    );
+    assert!(
+        !s.out.exists(),
+        "nothing may be written before the preflight passes"
+    );
+    let restore = vmbench()
+        .args(["isolate", "restore", "--root"])
+        .arg(&s.root)
+        .arg("--journal")
+        .arg(&s.journal)
+        .output()
+        .unwrap();
+    assert!(restore.status.success());
+    s.assert_restored();
+}
+
+#[test]
+fn config_errors_name_the_line_and_column_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        ("suites: [vmexit]\nvm:\n  shm_mb: 64\n", "line 3"),
+        ("accel: hvf\n", "line 1"),
+        ("vmexit:\n  rows: [user-fast, nope]\n", "unknown row"),
+    ] {
+        let cfg = tmp.path().join("c.yaml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = vmbench()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(want) && stderr.contains("column"),
+            "{text}: {stderr}"
+        );
+        assert!(!tmp.path().join("out").exists());
+    }
+}
