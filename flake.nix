@@ -25,6 +25,7 @@
                 ./Cargo.lock
                 ./clippy.toml
                 ./crates
+                ./examples
                 ./fixtures
                 ./nixos-guest/kmod
               ];
@@ -68,11 +69,53 @@
               )
             } $out/manifest.json
           '';
-        in
-        {
-          inherit vmbench guest-image;
+          # The OS-free micro-guest: its own cargo workspace (no_std, PVH ELF
+          # linked at 1 MiB); it includes two files of crates/proto by path.
+          microguest = pkgs.rustPlatform.buildRustPackage {
+            pname = "vmbench-microguest";
+            version = cargoToml.workspace.package.version;
+            src = lib.fileset.toSource {
+              root = ./.;
+              fileset = lib.fileset.unions [
+                ./crates/microguest/Cargo.toml
+                ./crates/microguest/Cargo.lock
+                ./crates/microguest/.cargo
+                ./crates/microguest/build.rs
+                ./crates/microguest/link.ld
+                ./crates/microguest/src
+                ./crates/proto/src
+              ];
+            };
+            buildAndTestSubdir = "crates/microguest";
+            cargoLock.lockFile = ./crates/microguest/Cargo.lock;
+            doCheck = false;
+            meta = {
+              description = "vmbench's OS-free micro-guest (PVH ELF for qemu -kernel)";
+              platforms = [ "x86_64-linux" ];
+            };
+          };
           # KVM-only QEMU for this host's CPU; ships ivshmem-server and isa-debugcon.
           qemu = pkgs.qemu_kvm;
+          # `nix run .#bench -- ARGS` = `vmbench run ARGS` with this flake's
+          # QEMU, guest image and micro-guest: no PATH lookups.
+          bench = pkgs.writeShellApplication {
+            name = "vmbench-bench";
+            text = ''
+              export VMBENCH_QEMU=${qemu}/bin/qemu-system-x86_64
+              export VMBENCH_GUEST_IMAGE=${guest-image}
+              export VMBENCH_MICRO_ELF=${microguest}/bin/vmbench-microguest
+              exec ${vmbench}/bin/vmbench run "$@"
+            '';
+          };
+        in
+        {
+          inherit
+            vmbench
+            guest-image
+            microguest
+            qemu
+            bench
+            ;
           default = vmbench;
         }
       );
@@ -87,16 +130,56 @@
 
       nixosModules.host-tuning = import ./host-tuning/module.nix;
 
-      apps = forAllSystems (pkgs: {
-        default = {
-          type = "app";
-          program = "${self.packages.${pkgs.stdenv.hostPlatform.system}.vmbench}/bin/vmbench";
-        };
-      });
+      apps = forAllSystems (
+        pkgs:
+        let
+          p = self.packages.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          default = {
+            type = "app";
+            program = "${p.vmbench}/bin/vmbench";
+          };
+          bench = {
+            type = "app";
+            program = "${p.bench}/bin/vmbench-bench";
+          };
+        }
+      );
 
-      checks = forAllSystems (pkgs: {
-        inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) vmbench guest-image;
-      });
+      checks = forAllSystems (
+        pkgs:
+        let
+          p = self.packages.${pkgs.stdenv.hostPlatform.system};
+        in
+        {
+          inherit (p) vmbench guest-image microguest;
+          # Unit tests only: the sandbox has no QEMU, /dev/kvm or guest kernel.
+          tests = p.vmbench.overrideAttrs (_: {
+            pname = "vmbench-tests";
+            doCheck = true;
+            cargoTestFlags = [
+              "--workspace"
+              "--lib"
+            ];
+          });
+          clippy = p.vmbench.overrideAttrs (old: {
+            pname = "vmbench-clippy";
+            nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];
+            buildPhase = ''
+              runHook preBuild
+              cargo clippy --offline --workspace --all-targets -- -D warnings
+              runHook postBuild
+            '';
+            installPhase = "touch $out";
+            doCheck = false;
+          });
+          nix-format = pkgs.runCommand "vmbench-nixfmt-check" { nativeBuildInputs = [ pkgs.nixfmt ]; } ''
+            nixfmt --check ${./flake.nix} ${./nixos-guest/configuration.nix} ${./nixos-guest/kmod/default.nix} ${./host-tuning/module.nix}
+            touch $out
+          '';
+        }
+      );
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -132,9 +132,10 @@ fn settings(a: &RunArgs, c: Config) -> Result<Settings> {
         journal,
         root,
         guest: vm.guest.unwrap_or(Guest::Linux),
-        image: vm.image,
-        qemu: vm.qemu,
-        micro_elf: vm.micro_elf,
+        // The config wins; else the environment `nix run .#bench` sets (no PATH lookups then).
+        image: vm.image.or_else(|| env_path("VMBENCH_GUEST_IMAGE")),
+        qemu: vm.qemu.or_else(|| env_path("VMBENCH_QEMU")),
+        micro_elf: vm.micro_elf.or_else(|| env_path("VMBENCH_MICRO_ELF")),
         shm_mib: vm.shm_mib.unwrap_or(if quick { 128 } else { 256 }),
         boot_timeout: vm.boot_timeout_s,
         append: vm.append.unwrap_or_default(),
@@ -147,6 +148,12 @@ fn settings(a: &RunArgs, c: Config) -> Result<Settings> {
         request_timeout: Duration::from_secs(shm.request_timeout_s.unwrap_or(30)),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     })
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Phase and measurement progress: a spinner on a TTY, plain lines otherwise.
