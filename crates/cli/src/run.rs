@@ -497,22 +497,18 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         }
         match suite {
             Suite::Vmexit => {
-                let mut vo = vmbench_suites::vmexit::VmexitOptions::new(opts.accel);
-                if !s.rows.is_empty() {
-                    vo.rows = s
-                        .rows
-                        .iter()
-                        .filter_map(|r| vmbench_proto::vmexit::Row::parse(r))
-                        .collect();
-                }
-                vo.samples = s.iterations;
-                vo.warmup = s.warmup;
-                vo.batch = s.batch;
-                vo.tsc_khz = vm
-                    .spec
-                    .tsc_khz_kernel
-                    .or(vm.spec.tsc_khz_calibrated)
-                    .or((tsc_khz > 0.0).then_some(tsc_khz));
+                let rows = s
+                    .rows
+                    .iter()
+                    .filter_map(|r| vmbench_proto::vmexit::Row::parse(r))
+                    .collect();
+                let vo = crate::vmexit::suite_options(
+                    &vm,
+                    opts.accel,
+                    rows,
+                    (s.iterations, s.warmup, s.batch),
+                    (tsc_khz > 0.0).then_some(tsc_khz),
+                );
                 let (run, outcome) =
                     vmbench_suites::vmexit::run_partial(&mut vm, &vo, &mut |l| p.step(l));
                 results.measurements.extend(run.measurements);

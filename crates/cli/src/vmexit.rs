@@ -3,7 +3,6 @@
 use crate::vm::{GuestArgs, pin_guest, vm_options};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,18 +71,13 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     if let Some(cpus) = &a.pin_cpus {
         pin_guest(&vm, cpus)?;
     }
-    let mut s = VmexitOptions::new(opts.accel);
-    s.rows = rows;
-    s.samples = a.iterations;
-    s.warmup = a.warmup;
-    s.batch = a.batch;
-    // The guest's own figure; else the host's (KVM keeps guest TSC = host TSC
-    // unless asked to scale it, and the micro-guest has no clock to calibrate).
-    s.tsc_khz = vm
-        .spec
-        .tsc_khz_kernel
-        .or(vm.spec.tsc_khz_calibrated)
-        .or_else(host_tsc_khz);
+    let s = suite_options(
+        &vm,
+        opts.accel,
+        rows,
+        (a.iterations, a.warmup, a.batch),
+        None,
+    );
     let quiet = a.json;
     let measured = run(&mut vm, &s, &mut |line| {
         if !quiet {
@@ -130,6 +124,30 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The suite's options for this guest: `sizes` is (iterations, warm-up,
+/// batch). The TSC frequency is the guest's own figure, else the host's
+/// (`host_khz`, or measured now): KVM keeps guest TSC = host TSC unless asked
+/// to scale it, and the micro-guest has no clock to calibrate.
+pub fn suite_options(
+    vm: &Vm,
+    accel: Accel,
+    rows: Vec<Row>,
+    sizes: (u64, u64, u64),
+    host_khz: Option<f64>,
+) -> VmexitOptions {
+    let mut s = VmexitOptions::new(accel);
+    if !rows.is_empty() {
+        s.rows = rows;
+    }
+    (s.samples, s.warmup, s.batch) = sizes;
+    s.tsc_khz = vm
+        .spec
+        .tsc_khz_kernel
+        .or(vm.spec.tsc_khz_calibrated)
+        .or_else(|| host_khz.or_else(host_tsc_khz));
+    s
 }
 
 /// The host's TSC frequency, chosen as `vmbench info` chooses it (CPUID,
@@ -219,40 +237,8 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
     }
 }
 
-/// One line per row: the summary in ticks, the subtracted p50, batch mean, verdict.
-pub fn write_csv(path: &std::path::Path, ms: &[Measurement]) -> std::io::Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(
-        f,
-        "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_minus_overhead,overhead_p50,batch_mean,tsc_khz,verdict"
-    )?;
-    for m in ms {
-        let s = &m.summary;
-        writeln!(
-            f,
-            "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{}",
-            m.id,
-            serde_json::to_value(m.unit)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            s.n,
-            s.min,
-            s.p50,
-            s.p90,
-            s.p99,
-            s.p999,
-            s.max,
-            s.mean,
-            s.stddev,
-            m.overhead_subtracted
-                .as_ref()
-                .map_or(String::new(), |o| o.p50.to_string()),
-            m.overhead_p50.map_or(String::new(), |v| v.to_string()),
-            m.batch_mean.map_or(String::new(), |v| format!("{v:.3}")),
-            m.tsc_khz.map_or(String::new(), |v| format!("{v:.3}")),
-            m.verification.label()
-        )?;
-    }
-    f.flush()
+/// One line per measurement (the report's CSV format).
+pub fn write_csv(path: &std::path::Path, ms: &[Measurement]) -> Result<()> {
+    let refs: Vec<&Measurement> = ms.iter().collect();
+    Ok(vmbench_publish::csv::write(path, &refs)?)
 }

@@ -264,6 +264,38 @@ fn finish(mut child: Child, log: std::thread::JoinHandle<String>) -> (Output, St
 const SHORT: &str =
     "suites: [vmexit, shm]\nvmexit:\n  rows: [user-fast, kernel-fast]\nshm:\n  arms: false\n";
 
+/// Starts the run, waits for `marker` on its progress, does `cut` (given the
+/// run's pid), and checks the common outcome: exit `code`, no QEMU or shm
+/// file left, the host restored, and an INCOMPLETE report that says `why`.
+fn cut_short(s: &Setup, marker: &str, cut: impl FnOnce(u32), code: i32, why: &str) {
+    let mut child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let log = wait_for_line(&mut child, marker);
+    cut(pid);
+    let (out, log) = finish(child, log);
+    assert_eq!(out.status.code(), Some(code), "{log}");
+    no_leftovers(pid);
+    s.assert_restored();
+    let v = s.record();
+    assert_eq!(v["complete"], false);
+    assert!(
+        v["incomplete"].to_string().contains(why),
+        "{}",
+        v["incomplete"]
+    );
+    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
+    assert!(md.contains("INCOMPLETE run"));
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
 #[test]
 fn qemu_killed_mid_suite_keeps_what_was_measured() {
     let Some(img) = common::guest_image() else {
@@ -273,37 +305,20 @@ fn qemu_killed_mid_suite_keeps_what_was_measured() {
         img,
         "vmexit:\n  rows: [user-fast, kernel-fast, user-slow]\n",
     );
-    let mut child = s
-        .command()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let log = wait_for_line(&mut child, "vmexit user-fast");
-    let qemu = common::processes_mentioning(&format!("/vmbench-{pid}-"));
-    assert!(!qemu.is_empty(), "no QEMU found");
-    for q in qemu {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(q as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let (out, log) = finish(child, log);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    no_leftovers(pid);
-    s.assert_restored();
-    let v = s.record();
-    assert_eq!(v["complete"], false);
-    assert!(
-        v["incomplete"]
-            .to_string()
-            .contains("VM-exit suite stopped"),
-        "{}",
-        v["incomplete"]
+    let kill_qemu = |pid: u32| {
+        let qemu = common::processes_mentioning(&format!("/vmbench-{pid}-"));
+        assert!(!qemu.is_empty(), "no QEMU found");
+        for q in qemu {
+            signal(q, nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    cut_short(
+        &s,
+        "vmexit user-fast",
+        kill_qemu,
+        1,
+        "VM-exit suite stopped",
     );
-    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
-    assert!(md.contains("INCOMPLETE run"));
 }
 
 #[test]
@@ -351,30 +366,8 @@ fn sigint_during_the_run_restores_and_keeps_partial_results() {
         return;
     };
     let s = setup(img, SHORT);
-    let mut child = s
-        .command()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let log = wait_for_line(&mut child, "vmexit kernel-fast");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let (out, log) = finish(child, log);
-    assert_eq!(out.status.code(), Some(2), "{log}");
-    no_leftovers(pid);
-    s.assert_restored();
-    let v = s.record();
-    assert_eq!(v["complete"], false);
-    assert!(
-        v["incomplete"].to_string().contains("interrupted"),
-        "{}",
-        v["incomplete"]
-    );
+    let sigint = |pid: u32| signal(pid, nix::sys::signal::Signal::SIGINT);
+    cut_short(&s, "vmexit kernel-fast", sigint, 2, "interrupted");
 }
 
 #[test]

@@ -170,7 +170,13 @@ impl SampleSet {
                 .iter()
                 .map(|q| Ok((*q, self.quantile(*q)?)))
                 .collect::<Result<_, StatsError>>()?,
-            drift: self.drift().0,
+            // 0.1-tick resolution is plenty for a drift plot, and keeps results.json small.
+            drift: self
+                .drift()
+                .0
+                .iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect(),
             drift_block: self.drift().1,
         })
     }

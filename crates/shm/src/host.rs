@@ -685,13 +685,9 @@ fn measure(
             .arm
             .is_empty()
             .then(|| format!("shm.ref.memcpy.{}", f.name));
-        let phase = format!("{p}h2g.{}", f.name);
-        let phase_no = phases.len() as u64;
-        phases.push(phase.clone());
+        let (phase, phase_no) = begin_phase(phases, format!("{p}h2g.{}", f.name));
         for i in 0..=plan.frame_iterations {
-            let seed = seed_for(phase_no, i);
-            pattern::fill(&mut src[..n], seed);
-            let expected = pattern::sha256(&src[..n]);
+            let (seed, expected) = frame(&mut src[..n], phase_no, i);
             let (slot, off) = s.slot(len)?;
             counters.start();
             let t0 = t_start();
@@ -721,13 +717,9 @@ fn measure(
             c.record(&format!("{phase}.guest-read-warm"), "guest memcpy of the same slot again, right after the cold read (warm caches); guest TSC", Some(len), mref.clone(), warm.t[0])?;
             c.record(&format!("{phase}.guest-scan"), "guest pure read pass over the slot (sum of 8-byte words, no copy), warm; guest TSC", Some(len), None, warm.t[2])?;
         }
-        let phase = format!("{p}g2h.{}", f.name);
-        let phase_no = phases.len() as u64;
-        phases.push(phase.clone());
+        let (phase, phase_no) = begin_phase(phases, format!("{p}g2h.{}", f.name));
         for i in 0..=plan.frame_iterations {
-            let seed = seed_for(phase_no, i);
-            pattern::fill(&mut src[..n], seed);
-            let expected = pattern::sha256(&src[..n]);
+            let (seed, expected) = frame(&mut src[..n], phase_no, i);
             let (slot, off) = s.slot(len)?;
             counters.start();
             let t0 = t_start();
@@ -828,8 +820,19 @@ fn doorbell_rtt(
     Ok(())
 }
 
-fn seed_for(phase: u64, i: u64) -> u64 {
-    (phase << 32) ^ i ^ 0xF00D
+/// Registers a phase; the guest keys its counters by the phase's number.
+fn begin_phase(phases: &mut Vec<String>, name: String) -> (String, u64) {
+    let no = phases.len() as u64;
+    phases.push(name.clone());
+    (name, no)
+}
+
+/// Fills `buf` with iteration `i` of phase `phase`'s frame; returns the seed
+/// and the frame's SHA-256 (computed here, outside any timed window).
+fn frame(buf: &mut [u8], phase: u64, i: u64) -> (u64, [u8; 32]) {
+    let seed = (phase << 32) ^ i ^ 0xF00D;
+    pattern::fill(buf, seed);
+    (seed, pattern::sha256(buf))
 }
 
 fn prefault(r: &Region, slots: &Slots) -> Result<(), ShmError> {

@@ -413,33 +413,7 @@ impl Vm {
             &mut dyn FnMut() -> Option<String>,
         ) -> Result<T, ProtoError>,
     ) -> Result<T, VmError> {
-        let mut failure: Option<VmError> = None;
-        let result = {
-            let Vm {
-                host,
-                shm,
-                child,
-                run_dir,
-                interrupt,
-                qmp,
-                ..
-            } = self;
-            let mut last_status = Instant::now();
-            let mut abort = || {
-                let e = abort_reason(child, run_dir, interrupt).or_else(|| {
-                    // A stopped guest does not exit: ask QEMU now and then.
-                    if last_status.elapsed() < Duration::from_millis(500) {
-                        return None;
-                    }
-                    last_status = Instant::now();
-                    stopped_reason(qmp.as_mut()?, run_dir)
-                })?;
-                let msg = e.to_string();
-                failure = Some(e);
-                Some(msg)
-            };
-            op(host, shm.region(), &mut abort)
-        };
+        let (result, failure) = self.with_region(|host, r, _, abort| op(host, r, abort));
         match result {
             Ok(v) => Ok(v),
             Err(ProtoError::Aborted(m)) => {
@@ -482,6 +456,7 @@ impl Vm {
             let mut last_status = Instant::now();
             let mut abort = || {
                 let e = abort_reason(child, run_dir, interrupt).or_else(|| {
+                    // A stopped guest does not exit: ask QEMU now and then.
                     if last_status.elapsed() < Duration::from_millis(500) {
                         return None;
                     }
