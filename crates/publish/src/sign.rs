@@ -19,7 +19,7 @@ pub fn sign(dir: &Path, key: &Path) -> Result<String, PublishError> {
         std::fs::read(dir.join(MANIFEST)).map_err(|e| PublishError::io(&dir.join(MANIFEST), e))?;
     let sig_path = dir.join(SIGNATURE);
     if key.extension().is_some_and(|e| e == "pub") {
-        return sign_with_agent(dir, key);
+        return sign_with_agent(dir, key, None);
     }
     let text = std::fs::read_to_string(key).map_err(|e| PublishError::io(key, e))?;
     let private = PrivateKey::from_openssh(&text)
@@ -45,17 +45,25 @@ pub fn sign(dir: &Path, key: &Path) -> Result<String, PublishError> {
         .to_string())
 }
 
-fn sign_with_agent(dir: &Path, public: &Path) -> Result<String, PublishError> {
+/// Signs through ssh-agent: `public`'s private half must be loaded there.
+/// `agent` overrides `SSH_AUTH_SOCK` (else the environment's agent is used).
+pub fn sign_with_agent(
+    dir: &Path,
+    public: &Path,
+    agent: Option<&Path>,
+) -> Result<String, PublishError> {
     let pk = PublicKey::read_openssh_file(public)
         .map_err(|e| PublishError::Key(format!("{}: {e}", public.display())))?;
-    let out = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", NAMESPACE, "-f"])
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-Y", "sign", "-n", NAMESPACE, "-f"])
         .arg(public)
-        .arg(dir.join(MANIFEST))
-        .output()
-        .map_err(|e| {
-            PublishError::Key(format!("running ssh-keygen (package openssh-client): {e}"))
-        })?;
+        .arg(dir.join(MANIFEST));
+    if let Some(sock) = agent {
+        cmd.env("SSH_AUTH_SOCK", sock);
+    }
+    let out = cmd.output().map_err(|e| {
+        PublishError::Key(format!("running ssh-keygen (package openssh-client): {e}"))
+    })?;
     if !out.status.success() {
         return Err(PublishError::Key(format!(
             "ssh-keygen -Y sign with {} through ssh-agent failed: {}",

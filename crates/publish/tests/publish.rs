@@ -419,3 +419,51 @@ fn compare_puts_spec_differences_above_the_numbers() {
     assert_eq!(uf[3], format!("{:.2}×", b / a));
     assert!(md.find("What differs").unwrap() < md.find("p50 side by side").unwrap());
 }
+
+#[test]
+fn a_key_held_by_ssh_agent_signs_through_its_public_half() {
+    if !have("ssh-keygen") || !have("ssh-agent") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (key, allowed) = keygen(keys.path());
+    let sock = keys.path().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    // Only the public half is given; the private file is moved away.
+    std::fs::rename(&key, keys.path().join("elsewhere")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    sign::sign_with_agent(out.path(), &key.with_extension("pub"), Some(&sock)).unwrap();
+    assert!(stock_verify(out.path(), &allowed, sign::NAMESPACE));
+    sign::verify(out.path(), &allowed).unwrap();
+    assert!(!out.path().join("MANIFEST.sha256.sig").exists());
+}
