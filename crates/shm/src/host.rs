@@ -671,16 +671,6 @@ fn measure(
         let n = usize::try_from(len).map_err(|_| ShmError::Setup("frame too large".into()))?;
         prepare(&mut src, n);
         prepare(&mut dst, n);
-        if plan.arm.is_empty() {
-            let set = reference::memcpy(n, plan.frame_iterations.max(3))?;
-            c.series(
-                &format!("shm.ref.memcpy.{}", f.name),
-                &format!("physical reference: memcpy of {len} bytes between two private buffers on the host CPU (the same copy routine as the transfers)"),
-                Some(len),
-                None,
-            )
-            .set = set;
-        }
         let mref = plan
             .arm
             .is_empty()
@@ -688,6 +678,9 @@ fn measure(
         let (phase, phase_no) = begin_phase(phases, format!("{p}h2g.{}", f.name));
         for i in 0..=plan.frame_iterations {
             let (seed, expected) = frame(&mut src[..n], phase_no, i);
+            // The reference copy, interleaved with the transfers so that both
+            // see the same machine: the same frame, private buffer to private buffer.
+            let reference_ticks = reference::time_copy(&src[..n], &mut dst[..n]);
             let (slot, off) = s.slot(len)?;
             counters.start();
             let t0 = t_start();
@@ -709,6 +702,9 @@ fn measure(
             let warm = s.request(Req::slot(Op::Reread, 0, slot, len, 0, phase_no))?;
             if i == 0 {
                 continue; // the first transfer of a size warms TLBs and pages: discarded
+            }
+            if plan.arm.is_empty() {
+                c.record(&format!("shm.ref.memcpy.{}", f.name), "physical reference: memcpy of the frame between two private buffers on the host CPU (the same copy routine as the transfers), timed right before each host write", Some(len), None, reference_ticks)?;
             }
             c.record(&format!("{phase}.host-write"), "host memcpy of the frame from a private buffer into the slot; host TSC around the copy only", Some(len), mref.clone(), t1.wrapping_sub(t0))?;
             c.record(&format!("{phase}.end-to-end"), "host write + publish + guest cold read (CLFLUSH of the slot first, outside its own window but inside this one) + guest SHA-256 of its copy + answer seen by the host; host TSC", Some(len), None, t2.wrapping_sub(t0))?;

@@ -87,6 +87,17 @@ pub fn cacheline_rtt(
     result.map(|_| set)
 }
 
+/// One timed plain copy of `src` into `dst` (equal lengths).
+pub fn time_copy(src: &[u8], dst: &mut [u8]) -> u64 {
+    let n = src.len().min(dst.len());
+    let t0 = t_start();
+    // SAFETY: two distinct slices, each at least `n` bytes: valid and disjoint.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), n) };
+    let t1 = t_end();
+    std::hint::black_box(dst);
+    t1.wrapping_sub(t0)
+}
+
 /// Plain memcpy of `len` bytes between two private buffers on this CPU
 /// (the same `copy_nonoverlapping` the suite uses into the region), the
 /// source freshly written: the bandwidth a copy into shared memory is compared with.
