@@ -89,6 +89,8 @@ pub struct VmConfig {
     pub shm_mib: Option<u64>,
     pub boot_timeout_s: Option<u64>,
     pub append: Option<Vec<String>>,
+    /// QEMU `-cpu` model under KVM (`vmbench vmexit --kvm-cpu`).
+    pub kvm_cpu: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

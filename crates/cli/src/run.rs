@@ -74,6 +74,7 @@ struct Settings {
     shm_mib: u64,
     boot_timeout: Option<u64>,
     append: Vec<String>,
+    kvm_cpu: Option<String>,
     rows: Vec<String>,
     iterations: u64,
     warmup: u64,
@@ -139,6 +140,7 @@ fn settings(a: &RunArgs, c: Config) -> Result<Settings> {
         shm_mib: vm.shm_mib.unwrap_or(if quick { 128 } else { 256 }),
         boot_timeout: vm.boot_timeout_s,
         append: vm.append.unwrap_or_default(),
+        kvm_cpu: vm.kvm_cpu,
         rows: vx.rows.unwrap_or_default(),
         iterations: vx.iterations.unwrap_or(iterations),
         warmup: vx.warmup.unwrap_or(warmup),
@@ -242,6 +244,7 @@ fn guest_args(s: &Settings, kind: GuestKind) -> GuestArgs {
         boot_timeout: s.boot_timeout,
         shm_mib: s.shm_mib,
         doorbell_vectors: None,
+        kvm_cpu: s.kvm_cpu.clone(),
     }
 }
 

@@ -89,6 +89,11 @@ pub struct GuestArgs {
     /// protocol itself) instead of ivshmem-plain.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub doorbell_vectors: Option<u32>,
+    /// QEMU `-cpu` model under KVM [default: host,+invtsc; the micro-guest
+    /// host,-arch-capabilities,+invtsc]. kvm-unit-tests runs with QEMU's
+    /// default (qemu64): pass that to compare like with like.
+    #[arg(long, value_name = "MODEL")]
+    pub kvm_cpu: Option<String>,
 }
 
 #[derive(Args)]
@@ -253,6 +258,9 @@ pub fn vm_options(
         // (kvm_pvm) reject QEMU's write of that MSR under `-cpu host`.
         o.kvm_cpu = Some("host,-arch-capabilities,+invtsc".into());
         o.boot_timeout = Duration::from_secs(60);
+    }
+    if let Some(m) = &g.kvm_cpu {
+        o.kvm_cpu = Some(m.clone());
     }
     o.append = g.append.clone();
     o.shm_bytes = g.shm_mib << 20;
