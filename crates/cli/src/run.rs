@@ -552,6 +552,11 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                         pin(vm, &vcpu_cpu).map(|_| ()).map_err(|e| format!("{e:#}"))
                     });
                     merge(&mut results, arm_run.results);
+                    if let Some(n) =
+                        vmbench_suites::shm::pat_note(&crate::shm::host_vendor(), opts.accel)
+                    {
+                        results.warnings.push(n);
+                    }
                     if let Err(e) = outcome {
                         incomplete.push(format!("the shm UC/WC arms stopped: {e:#}"));
                     }

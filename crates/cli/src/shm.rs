@@ -331,6 +331,9 @@ fn vm_role(
         run.results.warnings.extend(arm_run.results.warnings);
         run.raw.extend(arm_run.raw);
         outcome = arm_outcome;
+        if let Some(n) = vmbench_suites::shm::pat_note(&host_vendor(), opts.accel) {
+            run.results.warnings.push(n);
+        }
     }
     if opts.accel == vmbench_vm::Accel::Tcg {
         run.results.warnings.insert(
@@ -393,6 +396,19 @@ fn finish(
         }
         Ok(()) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The host CPU's vendor string (`vendor_id` in /proc/cpuinfo), or "unknown".
+pub fn host_vendor() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("vendor_id"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Says once per side why hardware counters are missing.

@@ -120,3 +120,43 @@ pub fn arms(
     }
     (all, Ok(()))
 }
+
+/// What the UC/WC arms mean on this host under KVM: whether the guest's
+/// memory types take effect depends on the CPU vendor.
+pub fn pat_note(vendor: &str, accel: Accel) -> Option<String> {
+    if accel != Accel::Kvm {
+        return None;
+    }
+    Some(match vendor {
+        "AuthenticAMD" | "HygonGenuine" => format!(
+            "host CPU {vendor}: KVM honours the guest's PAT, so the UC and WC arms are really uncached and write-combining"
+        ),
+        "GenuineIntel" => "host CPU GenuineIntel: KVM ignores the guest's PAT by default (KVM_X86_QUIRK_IGNORE_GUEST_PAT), so the UC and WC arms may run at WB speed; a difference between them and WB is then noise".into(),
+        other => format!("host CPU vendor {other:?}: whether KVM honours the guest's PAT is not known here"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pat_note_depends_on_vendor_and_only_applies_to_kvm() {
+        assert_eq!(pat_note("AuthenticAMD", Accel::Tcg), None);
+        assert!(
+            pat_note("AuthenticAMD", Accel::Kvm)
+                .unwrap()
+                .contains("honours")
+        );
+        assert!(
+            pat_note("GenuineIntel", Accel::Kvm)
+                .unwrap()
+                .contains("ignores")
+        );
+        assert!(
+            pat_note("Zhaoxin", Accel::Kvm)
+                .unwrap()
+                .contains("not known")
+        );
+    }
+}
