@@ -20,6 +20,25 @@ use vmbench_proto::timing::{t_end, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
 use vmbench_report::{Check, Measurement, Results, SampleSet, Skipped, Unit, Verification};
 
+// What sits inside each timed window (the report's definitions).
+const DEF_REF_MEMCPY: &str = "physical reference: memcpy of the frame between two private buffers on the host CPU (the same copy routine as the transfers), timed right before each host write";
+const DEF_HOST_WRITE: &str =
+    "host memcpy of the frame from a private buffer into the slot; host TSC around the copy only";
+const DEF_H2G_END_TO_END: &str = "host write + publish + guest cold read (CLFLUSH of the slot first, outside its own window but inside this one) + guest SHA-256 of its copy + answer seen by the host; host TSC";
+const DEF_GUEST_READ_COLD: &str = "guest memcpy from the slot into private memory after CLFLUSH of every line of the slot; guest TSC around the copy only";
+const DEF_GUEST_SHA256: &str = "guest SHA-256 (sha2 crate; SHA-NI when the CPU has it) of its private copy; outside any transfer window; guest TSC";
+const DEF_GUEST_READ_WARM: &str =
+    "guest memcpy of the same slot again, right after the cold read (warm caches); guest TSC";
+const DEF_GUEST_SCAN: &str =
+    "guest pure read pass over the slot (sum of 8-byte words, no copy), warm; guest TSC";
+const DEF_GUEST_WRITE: &str =
+    "guest memcpy of the frame from a private buffer into the slot; guest TSC around the copy only";
+const DEF_HOST_READ: &str = "host memcpy of the slot into a private buffer right after the guest's answer (data as delivered, possibly still in the writer's caches); host TSC";
+const DEF_HOST_READ_COLD: &str =
+    "host memcpy of the slot after CLFLUSH of every line; host TSC around the copy only";
+const DEF_G2H_END_TO_END: &str =
+    "request published + guest write + answer seen + host copy-out + host SHA-256 check; host TSC";
+
 /// What to measure and how much.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -704,14 +723,56 @@ fn measure(
                 continue; // the first transfer of a size warms TLBs and pages: discarded
             }
             if plan.arm.is_empty() {
-                c.record(&format!("shm.ref.memcpy.{}", f.name), "physical reference: memcpy of the frame between two private buffers on the host CPU (the same copy routine as the transfers), timed right before each host write", Some(len), None, reference_ticks)?;
+                c.record(
+                    &format!("shm.ref.memcpy.{}", f.name),
+                    DEF_REF_MEMCPY,
+                    Some(len),
+                    None,
+                    reference_ticks,
+                )?;
             }
-            c.record(&format!("{phase}.host-write"), "host memcpy of the frame from a private buffer into the slot; host TSC around the copy only", Some(len), mref.clone(), t1.wrapping_sub(t0))?;
-            c.record(&format!("{phase}.end-to-end"), "host write + publish + guest cold read (CLFLUSH of the slot first, outside its own window but inside this one) + guest SHA-256 of its copy + answer seen by the host; host TSC", Some(len), None, t2.wrapping_sub(t0))?;
-            c.record(&format!("{phase}.guest-read-cold"), "guest memcpy from the slot into private memory after CLFLUSH of every line of the slot; guest TSC around the copy only", Some(len), mref.clone(), pong.t[0])?;
-            c.record(&format!("{phase}.guest-sha256"), "guest SHA-256 (sha2 crate; SHA-NI when the CPU has it) of its private copy; outside any transfer window; guest TSC", Some(len), None, pong.t[1])?;
-            c.record(&format!("{phase}.guest-read-warm"), "guest memcpy of the same slot again, right after the cold read (warm caches); guest TSC", Some(len), mref.clone(), warm.t[0])?;
-            c.record(&format!("{phase}.guest-scan"), "guest pure read pass over the slot (sum of 8-byte words, no copy), warm; guest TSC", Some(len), None, warm.t[2])?;
+            c.record(
+                &format!("{phase}.host-write"),
+                DEF_HOST_WRITE,
+                Some(len),
+                mref.clone(),
+                t1.wrapping_sub(t0),
+            )?;
+            c.record(
+                &format!("{phase}.end-to-end"),
+                DEF_H2G_END_TO_END,
+                Some(len),
+                None,
+                t2.wrapping_sub(t0),
+            )?;
+            c.record(
+                &format!("{phase}.guest-read-cold"),
+                DEF_GUEST_READ_COLD,
+                Some(len),
+                mref.clone(),
+                pong.t[0],
+            )?;
+            c.record(
+                &format!("{phase}.guest-sha256"),
+                DEF_GUEST_SHA256,
+                Some(len),
+                None,
+                pong.t[1],
+            )?;
+            c.record(
+                &format!("{phase}.guest-read-warm"),
+                DEF_GUEST_READ_WARM,
+                Some(len),
+                mref.clone(),
+                warm.t[0],
+            )?;
+            c.record(
+                &format!("{phase}.guest-scan"),
+                DEF_GUEST_SCAN,
+                Some(len),
+                None,
+                warm.t[2],
+            )?;
         }
         let (phase, phase_no) = begin_phase(phases, format!("{p}g2h.{}", f.name));
         for i in 0..=plan.frame_iterations {
@@ -734,9 +795,27 @@ fn measure(
             if i == 0 {
                 continue;
             }
-            c.record(&format!("{phase}.guest-write"), "guest memcpy of the frame from a private buffer into the slot; guest TSC around the copy only", Some(len), mref.clone(), pong.t[0])?;
-            c.record(&format!("{phase}.host-read"), "host memcpy of the slot into a private buffer right after the guest's answer (data as delivered, possibly still in the writer's caches); host TSC", Some(len), mref.clone(), t2.wrapping_sub(t1))?;
-            c.record(&format!("{phase}.host-read-cold"), "host memcpy of the slot after CLFLUSH of every line; host TSC around the copy only", Some(len), mref.clone(), t5.wrapping_sub(t4))?;
+            c.record(
+                &format!("{phase}.guest-write"),
+                DEF_GUEST_WRITE,
+                Some(len),
+                mref.clone(),
+                pong.t[0],
+            )?;
+            c.record(
+                &format!("{phase}.host-read"),
+                DEF_HOST_READ,
+                Some(len),
+                mref.clone(),
+                t2.wrapping_sub(t1),
+            )?;
+            c.record(
+                &format!("{phase}.host-read-cold"),
+                DEF_HOST_READ_COLD,
+                Some(len),
+                mref.clone(),
+                t5.wrapping_sub(t4),
+            )?;
             c.record(
                 &format!("{phase}.host-sha256"),
                 "host SHA-256 of its private copy (sha2; SHA-NI when present); host TSC",
@@ -744,7 +823,13 @@ fn measure(
                 None,
                 t3.wrapping_sub(t2),
             )?;
-            c.record(&format!("{phase}.end-to-end"), "request published + guest write + answer seen + host copy-out + host SHA-256 check; host TSC", Some(len), None, t3.wrapping_sub(t0))?;
+            c.record(
+                &format!("{phase}.end-to-end"),
+                DEF_G2H_END_TO_END,
+                Some(len),
+                None,
+                t3.wrapping_sub(t0),
+            )?;
         }
     }
     // The bandwidth curve, host→guest, without hashing.
