@@ -82,6 +82,21 @@ impl Setup {
         );
     }
 
+    /// Runs `cmd` to its end, then checks that it left no QEMU or shm file
+    /// behind and restored the host.
+    fn run_to_end(&self, mut cmd: Command) -> Output {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        no_leftovers(pid);
+        self.assert_restored();
+        out
+    }
+
     fn record(&self) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.out.join("results.json")).unwrap())
             .unwrap()
@@ -132,20 +147,14 @@ fn quick_tcg_run_writes_a_complete_signed_report_and_restores() {
             .unwrap()
             .success()
     );
-    let child = s
-        .command()
-        .arg("--sign")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    no_leftovers(pid);
-    s.assert_restored();
+    let mut cmd = s.command();
+    cmd.arg("--sign").arg(&key);
+    let out = s.run_to_end(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Every expected file.
     for f in [
         "report.md",
@@ -332,18 +341,9 @@ fn a_guest_that_hangs_mid_run_ends_the_suite_at_its_deadline() {
         &format!("{SHORT}  request_timeout_s: 5\n"),
         "  append: [vmbench.hang_on=shm]\n",
     );
-    let child = s
-        .command()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
+    let out = s.run_to_end(s.command());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    no_leftovers(pid);
-    s.assert_restored();
     let v = s.record();
     assert_eq!(v["complete"], false);
     assert!(
