@@ -93,10 +93,14 @@ pub fn markdown(runs: &[Run]) -> String {
                         .filter(|x| x.verdict.eq_ignore_ascii_case("fail"))
                         .count();
                     let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
+                    // Thread ids differ on every run: compare where the vCPU ran.
+                    let pinning = r.record.pinning.as_deref().map_or("none".to_string(), |p| {
+                        p.split_once(" → ")
+                            .map_or(p.to_string(), |(_, cpus)| format!("vCPU → {cpus}"))
+                    });
                     format!(
-                        "{} knobs, {failing} failing, {changed} changed; pinning {}",
-                        k.len(),
-                        r.record.pinning.as_deref().unwrap_or("none")
+                        "{} knobs, {failing} failing, {changed} changed; pinning {pinning}",
+                        k.len()
                     )
                 })
                 .collect(),
