@@ -109,13 +109,7 @@
           };
         in
         {
-          inherit
-            vmbench
-            guest-image
-            microguest
-            qemu
-            bench
-            ;
+          inherit vmbench guest-image microguest qemu bench;
           default = vmbench;
         }
       );
@@ -174,7 +168,7 @@
             installPhase = "touch $out";
             doCheck = false;
           });
-          nix-format = pkgs.runCommand "vmbench-nixfmt-check" { nativeBuildInputs = [ pkgs.nixfmt ]; } ''
+          nix-format = pkgs.runCommand "nixfmt-check" { nativeBuildInputs = [ pkgs.nixfmt ]; } ''
             nixfmt --check ${./flake.nix} ${./nixos-guest/configuration.nix} ${./nixos-guest/kmod/default.nix} ${./host-tuning/module.nix}
             touch $out
           '';
