@@ -23,6 +23,7 @@
 //! lengths within the mailbox) and only then used.
 
 pub mod channel;
+pub mod doorbell;
 pub mod layout;
 pub mod region;
 pub mod shm;

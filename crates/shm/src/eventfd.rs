@@ -3,28 +3,17 @@
 
 use crate::Doorbell;
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Reads one count from `efd` (non-blocking), polling until `timeout`.
 pub fn wait_eventfd(efd: &EventFd, timeout: Duration) -> Result<u64, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match efd.read() {
-            Ok(n) => return Ok(n),
-            Err(nix::Error::EAGAIN) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(format!("no doorbell within {} ms", timeout.as_millis()));
-                }
-                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-                let mut fds = [PollFd::new(efd.as_fd(), PollFlags::POLLIN)];
-                let ms = PollTimeout::from(left.as_millis().min(1000) as u16);
-                let _ = poll(&mut fds, ms);
-            }
-            Err(e) => return Err(format!("eventfd read: {e}")),
+    vmbench_proto::doorbell::wait_eventfd(efd, timeout).map_err(|e| match e {
+        vmbench_proto::doorbell::WaitError::Timeout => {
+            format!("no doorbell within {} ms", timeout.as_millis())
         }
-    }
+        other => other.to_string(),
+    })
 }
 
 /// One end of a loopback doorbell pair: rings `tx`, waits on `rx`.

@@ -19,7 +19,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// This process's peer id; the guest (QEMU) is peer [`GUEST_PEER`].
 pub const HOST_PEER: u16 = 0;
@@ -196,28 +196,13 @@ impl DoorbellServer {
     /// Waits for the guest to ring this host on `vector`; returns the count.
     pub fn wait_from_guest(&self, vector: u32, timeout: Duration) -> Result<u64, DoorbellError> {
         let i = self.check(vector)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.host_rx[i].read() {
-                Ok(n) => return Ok(n),
-                Err(nix::Error::EAGAIN) if Instant::now() < deadline => {
-                    use nix::poll::{PollFd, PollFlags, poll};
-                    let mut fds = [PollFd::new(self.host_rx[i].as_fd(), PollFlags::POLLIN)];
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .as_millis()
-                        .min(1000) as u16;
-                    let _ = poll(&mut fds, left);
-                }
-                Err(nix::Error::EAGAIN) => {
-                    return Err(DoorbellError::Timeout {
-                        vector,
-                        ms: timeout.as_millis(),
-                    });
-                }
-                Err(e) => return Err(DoorbellError::EventFd(e)),
-            }
-        }
+        vmbench_proto::doorbell::wait_eventfd(&self.host_rx[i], timeout).map_err(|e| match e {
+            vmbench_proto::doorbell::WaitError::Timeout => DoorbellError::Timeout {
+                vector,
+                ms: timeout.as_millis(),
+            },
+            vmbench_proto::doorbell::WaitError::Read(e) => DoorbellError::EventFd(e),
+        })
     }
 }
 
