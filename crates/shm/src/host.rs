@@ -336,7 +336,7 @@ impl Collector {
         id: &str,
         definition: &str,
         bytes: Option<u64>,
-        reference: Option<String>,
+        reference: Option<&str>,
     ) -> &mut Series {
         if let Some(i) = self.series.iter().position(|s| s.id == id) {
             return &mut self.series[i];
@@ -345,7 +345,7 @@ impl Collector {
             id: id.to_string(),
             definition: definition.to_string(),
             bytes,
-            reference,
+            reference: reference.map(String::from),
             set: SampleSet::new(),
             raw: Vec::new(),
             counters: BTreeMap::new(),
@@ -359,7 +359,7 @@ impl Collector {
         id: &str,
         definition: &str,
         bytes: Option<u64>,
-        reference: Option<String>,
+        reference: Option<&str>,
         v: u64,
     ) -> Result<(), ShmError> {
         let keep = self.keep_raw;
@@ -662,14 +662,14 @@ fn measure(
     // Polling round trip.
     let rtt_id = format!("{p}rtt.poll");
     let rtt_def = "host→guest→host notification round trip by polling: host stores seq to its ping line (Release), the guest spins with PAUSE on it and stores seq to its pong line, the host spins until it sees it; host TSC, fenced RDTSC before the store and after the answer is seen. One-way ≈ RTT/2.";
-    let rtt_ref = plan.ref_cpus.map(|_| cacheline_id.clone());
+    let rtt_ref = plan.ref_cpus.map(|_| cacheline_id.as_str());
     for i in 0..plan.warmup + plan.rtt_samples {
         let t0 = t_start();
         let e = s.publish(Req::new(Op::Echo));
         s.wait(&e)?;
         let t1 = t_end();
         if i >= plan.warmup {
-            c.record(&rtt_id, rtt_def, None, rtt_ref.clone(), t1.wrapping_sub(t0))?;
+            c.record(&rtt_id, rtt_def, None, rtt_ref, t1.wrapping_sub(t0))?;
         }
     }
     // Doorbell round trip.
@@ -735,7 +735,7 @@ fn measure(
                 &format!("{phase}.host-write"),
                 DEF_HOST_WRITE,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 t1.wrapping_sub(t0),
             )?;
             c.record(
@@ -749,7 +749,7 @@ fn measure(
                 &format!("{phase}.guest-read-cold"),
                 DEF_GUEST_READ_COLD,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 pong.t[0],
             )?;
             c.record(
@@ -763,7 +763,7 @@ fn measure(
                 &format!("{phase}.guest-read-warm"),
                 DEF_GUEST_READ_WARM,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 warm.t[0],
             )?;
             c.record(
@@ -799,21 +799,21 @@ fn measure(
                 &format!("{phase}.guest-write"),
                 DEF_GUEST_WRITE,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 pong.t[0],
             )?;
             c.record(
                 &format!("{phase}.host-read"),
                 DEF_HOST_READ,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 t2.wrapping_sub(t1),
             )?;
             c.record(
                 &format!("{phase}.host-read-cold"),
                 DEF_HOST_READ_COLD,
                 Some(len),
-                mref.clone(),
+                mref.as_deref(),
                 t5.wrapping_sub(t4),
             )?;
             c.record(
@@ -860,14 +860,14 @@ fn measure(
                 &format!("shm.sweep.{label}.host-write"),
                 "host memcpy of the size into the slot; host TSC",
                 Some(len),
-                Some(mref.clone()),
+                Some(mref.as_str()),
                 t1.wrapping_sub(t0),
             )?;
             c.record(
                 &format!("shm.sweep.{label}.guest-read-cold"),
                 "guest memcpy from the slot after CLFLUSH; guest TSC",
                 Some(len),
-                Some(mref.clone()),
+                Some(mref.as_str()),
                 pong.t[0],
             )?;
         }
