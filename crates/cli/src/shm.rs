@@ -216,19 +216,7 @@ fn host_role(
     host.wait_ready(r, Instant::now() + wait, &mut abort)
         .context("waiting for `vmbench shm guest` to attach")?;
     let p = plan(out, tsc_khz()?);
-    let (mut run, outcome) = host::run(r, &mut host, 0, &p, None, &mut abort);
-    if outcome.is_ok() {
-        let _ = host.call(
-            r,
-            vmbench_proto::Command::Shutdown,
-            [0; 6],
-            Instant::now() + Duration::from_secs(5),
-            &mut abort,
-        );
-    }
-    host.close(r);
-    let t = host::targets(&run.results, false, false);
-    run.results.checks.extend(t);
+    let (run, outcome) = host::run_and_close(r, &mut host, &p, None, &mut abort, false);
     finish(
         run,
         outcome.map_err(anyhow::Error::from),

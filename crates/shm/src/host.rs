@@ -621,6 +621,28 @@ pub fn run(
     (out, outcome)
 }
 
+/// Runs the suite against a guest end on a shared file (the loopback, or
+/// `vmbench shm host`), then asks that end to exit and closes the session.
+/// `loopback` selects the targets that apply to the run.
+pub fn run_and_close(
+    r: &Region,
+    host: &mut HostEnd,
+    plan: &Plan,
+    doorbell: Option<(&mut dyn Doorbell, u64, u64)>,
+    abort: &mut dyn FnMut() -> Option<String>,
+    loopback: bool,
+) -> (HostRun, Result<(), ShmError>) {
+    let (mut out, outcome) = run(r, host, 0, plan, doorbell, abort);
+    if outcome.is_ok() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let _ = host.call(r, Command::Shutdown, [0; 6], deadline, abort);
+    }
+    host.close(r);
+    let checks = targets(&out.results, loopback, false);
+    out.results.checks.extend(checks);
+    (out, outcome)
+}
+
 /// The measurement that carries a phase's counters.
 fn phase_measurement(phase: &str) -> String {
     format!("{phase}.end-to-end")

@@ -99,20 +99,7 @@ fn run_inner(
     let db = o
         .doorbell
         .then_some((&mut pair as &mut dyn crate::Doorbell, 0, 0));
-    let (mut run, outcome) = host::run(r, &mut host, 0, &plan, db, &mut abort);
-    if outcome.is_ok() {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let _ = host.call(
-            r,
-            vmbench_proto::Command::Shutdown,
-            [0; 6],
-            deadline,
-            &mut abort,
-        );
-    }
-    host.close(r);
-    let targets = host::targets(&run.results, true, false);
-    run.results.checks.extend(targets);
+    let (run, outcome) = host::run_and_close(r, &mut host, &plan, db, &mut abort, true);
     Ok((run, outcome))
 }
 
