@@ -538,7 +538,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                 let (mut run, outcome) = vmbench_suites::shm::run(&mut vm, &o);
                 let _ = vm.shutdown();
                 crate::shm::note_counters(&mut run);
-                merge(&mut results, run.results);
+                results.absorb(run.results);
                 if let Err(e) = outcome {
                     incomplete.push(format!("the shared-memory suite stopped: {e:#}"));
                     continue;
@@ -551,7 +551,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                         }
                         pin(vm, &vcpu_cpu).map(|_| ()).map_err(|e| format!("{e:#}"))
                     });
-                    merge(&mut results, arm_run.results);
+                    results.absorb(arm_run.results);
                     if let Some(n) =
                         vmbench_suites::shm::pat_note(&crate::shm::host_vendor(), opts.accel)
                     {
@@ -713,17 +713,6 @@ fn pin(vm: &Vm, cpus: &CpuList) -> Result<String> {
         cpus,
         pins.housekeeping
     ))
-}
-
-fn merge(into: &mut Results, from: Results) {
-    into.measurements.extend(from.measurements);
-    into.skipped.extend(from.skipped);
-    into.checks.extend(from.checks);
-    for w in from.warnings {
-        if !into.warnings.contains(&w) {
-            into.warnings.push(w);
-        }
-    }
 }
 
 /// The accelerator the run actually used (from the QEMU command line).

@@ -311,13 +311,7 @@ fn vm_role(
                 .map_err(|e| format!("{e:#}")),
             None => Ok(()),
         });
-        run.results
-            .measurements
-            .extend(arm_run.results.measurements);
-        run.results.checks.extend(arm_run.results.checks);
-        run.results.skipped.extend(arm_run.results.skipped);
-        run.results.warnings.extend(arm_run.results.warnings);
-        run.raw.extend(arm_run.raw);
+        run.absorb(arm_run);
         outcome = arm_outcome;
         if let Some(n) = vmbench_suites::shm::pat_note(&host_vendor(), opts.accel) {
             run.results.warnings.push(n);

@@ -186,6 +186,21 @@ pub struct Results {
     pub checks: Vec<Check>,
 }
 
+impl Results {
+    /// Takes in another part of the same run (a later suite, a comparison
+    /// arm): its rows after ours, each run-wide warning once.
+    pub fn absorb(&mut self, other: Results) {
+        self.measurements.extend(other.measurements);
+        self.skipped.extend(other.skipped);
+        self.checks.extend(other.checks);
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+    }
+}
+
 impl Default for Results {
     fn default() -> Self {
         Results {
@@ -226,6 +241,30 @@ mod tests {
         let back: Results = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.measurements[0].summary.max, 5000);
+    }
+
+    #[test]
+    fn absorbing_keeps_order_and_each_warning_once() {
+        let mut a = Results {
+            warnings: vec!["TCG".into()],
+            skipped: vec![Skipped {
+                id: "a".into(),
+                reason: "x".into(),
+            }],
+            ..Results::default()
+        };
+        let b = Results {
+            warnings: vec!["TCG".into(), "arms".into()],
+            skipped: vec![Skipped {
+                id: "b".into(),
+                reason: "y".into(),
+            }],
+            ..Results::default()
+        };
+        a.absorb(b);
+        assert_eq!(a.warnings, ["TCG", "arms"]);
+        let ids: Vec<&str> = a.skipped.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 
     #[test]

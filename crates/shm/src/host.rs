@@ -138,6 +138,15 @@ pub struct HostRun {
     pub host_hw_counters_unavailable: Option<String>,
 }
 
+impl HostRun {
+    /// Takes in the results and raw samples of another run of the suite (a
+    /// UC/WC arm); this run's guest summary and counters stay.
+    pub fn absorb(&mut self, other: HostRun) {
+        self.results.absorb(other.results);
+        self.raw.extend(other.raw);
+    }
+}
+
 /// The guest's end of the region, as the host's suite sees it.
 pub struct Session<'a> {
     r: &'a Region,

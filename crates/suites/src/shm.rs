@@ -105,10 +105,7 @@ pub fn arms(
         };
         let (run, outcome) = run(&mut vm, &o);
         let _ = vm.shutdown();
-        all.results.measurements.extend(run.results.measurements);
-        all.results.checks.extend(run.results.checks);
-        all.results.skipped.extend(run.results.skipped);
-        all.raw.extend(run.raw);
+        all.absorb(run);
         if let Err(e) = outcome {
             return (all, Err(e));
         }
