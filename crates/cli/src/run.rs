@@ -388,7 +388,8 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
             skip_calibration: false,
         },
     );
-    let tsc_khz = crate::vmexit::host_tsc_khz().unwrap_or(0.0);
+    // The host spec has already chosen the TSC frequency (and calibrated it).
+    let host_khz = spec.tsc.frequency.known().map(|f| f.khz);
 
     // Isolation: apply (journaled) or audit only.
     let mut notes = Vec::new();
@@ -440,10 +441,11 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
     let mut guest_spec = None;
     let mut qemu = None;
     let mut pinning = None;
+    let mut accel_used: Option<Accel> = None;
     let mut plan = if s.quick {
-        Plan::quick(tsc_khz)
+        Plan::quick(host_khz.unwrap_or(0.0))
     } else {
-        Plan::full(tsc_khz)
+        Plan::full(host_khz.unwrap_or(0.0))
     };
     plan.request_timeout = s.request_timeout;
     if !s.doorbell {
@@ -497,6 +499,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         if kind == GuestKind::Linux || guest_spec.is_none() {
             guest_spec = serde_json::to_value(&vm.spec).ok();
             qemu = Some(qemu_record(&vm, &opts));
+            accel_used = Some(opts.accel);
         }
         match suite {
             Suite::Vmexit => {
@@ -510,7 +513,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                     opts.accel,
                     rows,
                     (s.iterations, s.warmup, s.batch),
-                    (tsc_khz > 0.0).then_some(tsc_khz),
+                    host_khz,
                 );
                 let (run, outcome) =
                     vmbench_suites::vmexit::run_partial(&mut vm, &vo, &mut |l| p.step(l));
@@ -604,8 +607,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         &restore_text,
     );
 
-    let accel = opts_accel_name(&results, &qemu);
-    if accel == "tcg" {
+    if accel_used == Some(Accel::Tcg) {
         results.warnings.insert(
             0,
             "TCG (software emulation): no VM exits happened; every figure is QEMU's emulation cost on this host".into(),
@@ -616,7 +618,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         vmbench_version: env!("CARGO_PKG_VERSION").into(),
         command: s.command.clone(),
         started_utc: started,
-        accel,
+        accel: accel_used.map_or_else(|| "none (no guest booted)".into(), |a| a.name().into()),
         guest_flavour: match s.guest {
             Guest::Linux => "linux".into(),
             Guest::Micro => "micro (VM-exit suite), linux (shm suite)".into(),
@@ -713,18 +715,6 @@ fn pin(vm: &Vm, cpus: &CpuList) -> Result<String> {
         cpus,
         pins.housekeeping
     ))
-}
-
-/// The accelerator the run actually used (from the QEMU command line).
-fn opts_accel_name(_r: &Results, q: &Option<QemuRecord>) -> String {
-    match q {
-        Some(q) if q.command_line.contains("accel kvm") || q.command_line.contains("accel=kvm") => {
-            "kvm".into()
-        }
-        Some(q) if q.command_line.contains("tcg") => "tcg".into(),
-        Some(_) => "unknown".into(),
-        None => "none (no guest booted)".into(),
-    }
 }
 
 fn knob_records(
