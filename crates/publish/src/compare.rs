@@ -13,24 +13,19 @@ pub struct Run {
     pub provenance: String,
 }
 
-/// The spec items that decide whether numbers are comparable.
-const SPEC_KEYS: [&str; 8] = [
-    "model name",
-    "microcode",
-    "kernel release",
-    "cmdline",
-    "clocksource",
-    "kvm module",
-    "TSC",
-    "SMT",
+/// The spec items that decide whether numbers are comparable: (shown as,
+/// section, key) of `vmbench info`'s rows.
+const SPEC_ITEMS: [(&str, &str, &str); 9] = [
+    ("CPU model", "cpu", "model name"),
+    ("microcode", "cpu", "microcode"),
+    ("SMT", "cpu", "smt"),
+    ("TSC", "tsc", "frequency"),
+    ("kernel", "kernel", "release"),
+    ("kernel cmdline", "kernel", "cmdline"),
+    ("clocksource", "kernel", "clocksource"),
+    ("KVM modules", "kvm", "modules"),
+    ("turbo/boost", "power", "turbo/boost"),
 ];
-
-fn spec_value(r: &RunRecord, key: &str) -> String {
-    r.host_rows
-        .iter()
-        .find(|x| x.key == key)
-        .map_or_else(|| "—".into(), |x| x.value.clone())
-}
 
 fn p50_text(m: &Measurement) -> String {
     if let Some(bps) = m.p50_bytes_per_sec() {
@@ -118,16 +113,17 @@ pub fn markdown(runs: &[Run]) -> String {
                 .collect(),
         ),
     ];
-    for key in SPEC_KEYS {
-        items.push((
-            key.to_string(),
-            runs.iter().map(|r| spec_value(&r.record, key)).collect(),
-        ));
+    for (shown, section, key) in SPEC_ITEMS {
+        let values = runs
+            .iter()
+            .map(|r| r.record.host_value(section, key).unwrap_or("—").to_string())
+            .collect();
+        items.push((shown.to_string(), values));
     }
     for (name, values) in &items {
         // The CPU and provenance always show; other items only where runs differ.
         let differs = values.windows(2).any(|w| w[0] != w[1]);
-        if differs || name == "model name" || name == "provenance" || name == "accelerator" {
+        if differs || name == "CPU model" || name == "provenance" || name == "accelerator" {
             let mut cells = vec![if differs {
                 format!("**{name}**")
             } else {

@@ -70,11 +70,7 @@ const HEADLINE_VMEXIT: [&str; 6] = [
 
 pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     let mut o = String::new();
-    let cpu = r
-        .host_rows
-        .iter()
-        .find(|x| x.key == "model name" || x.key == "model")
-        .map_or("unknown CPU", |x| x.value.as_str());
+    let cpu = r.host_value("cpu", "model name").unwrap_or("unknown CPU");
     let _ = writeln!(o, "# vmbench report: {}\n", r.suites.join(" + "));
     if r.is_tcg() {
         let _ = writeln!(
@@ -110,11 +106,8 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
         vec!["guest".into(), r.guest_flavour.clone()],
         vec!["host CPU".into(), cpu.to_string()],
     ];
-    for key in ["kernel release", "release"] {
-        if let Some(k) = r.host_rows.iter().find(|x| x.key == key) {
-            at_a_glance.push(vec!["host kernel".into(), k.value.clone()]);
-            break;
-        }
+    if let Some(k) = r.host_value("kernel", "release") {
+        at_a_glance.push(vec!["host kernel".into(), k.to_string()]);
     }
     if let Some(q) = &r.qemu {
         at_a_glance.push(vec![

@@ -12,6 +12,9 @@ use vmbench_report::{
     SpecRow, Unit, Verification,
 };
 
+const AMD: &str = "amd-pstate-boost";
+const INTEL: &str = "intel-pstate-turbo";
+
 fn measurement(id: &str, base: u64, spread: u64, bytes: Option<u64>) -> Measurement {
     let mut s = SampleSet::new();
     for i in 0..5000u64 {
@@ -36,7 +39,31 @@ fn measurement(id: &str, base: u64, spread: u64, bytes: Option<u64>) -> Measurem
     m
 }
 
-fn record(accel: &str, cpu: &str, scale: u64) -> RunRecord {
+/// The host rows and JSON `vmbench info --root` gives for a fixture host.
+fn host_of(fixture: &str) -> (Vec<SpecRow>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    vmbench_host::fixture::load(&[fixture], dir.path()).unwrap();
+    let spec = vmbench_host::HostSpec::gather(
+        &vmbench_host::SysRoot::new(dir.path()),
+        &vmbench_host::SpecOptions {
+            qemu: None,
+            skip_calibration: true,
+        },
+    );
+    let rows = spec
+        .rows()
+        .into_iter()
+        .map(|r| SpecRow {
+            section: r.section.to_string(),
+            key: r.key,
+            value: r.value,
+        })
+        .collect();
+    (rows, serde_json::to_value(&spec).unwrap())
+}
+
+fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
+    let (host_rows, host) = host_of(fixture);
     let mut ms = vec![
         measurement("vmexit.user-fast", 1000 * scale, 300, None),
         measurement("vmexit.kernel-slow", 5000 * scale, 900, None),
@@ -64,19 +91,8 @@ fn record(accel: &str, cpu: &str, scale: u64) -> RunRecord {
         suites: vec!["vmexit".into(), "shm".into()],
         complete: true,
         incomplete: vec![],
-        host_rows: vec![
-            SpecRow {
-                section: "cpu".into(),
-                key: "model name".into(),
-                value: cpu.into(),
-            },
-            SpecRow {
-                section: "kernel".into(),
-                key: "kernel release".into(),
-                value: "6.1.0-56-amd64".into(),
-            },
-        ],
-        host: serde_json::json!({"cpu": {"model_name": cpu}}),
+        host_rows,
+        host,
         guest: Some(serde_json::json!({"kernel_release": "6.1.0", "cpu_flags": ["tsc", "rdtscp"]})),
         qemu: Some(QemuRecord {
             path: "/usr/bin/qemu-system-x86_64".into(),
@@ -139,7 +155,7 @@ fn tables(md: &str) -> Vec<(Vec<String>, Vec<Vec<String>>)> {
 #[test]
 fn report_tables_parse_as_tables_with_consistent_columns() {
     let dir = tempfile::tempdir().unwrap();
-    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), dir.path()).unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     let ts = tables(&md);
     assert!(ts.len() >= 8, "{} tables", ts.len());
@@ -160,12 +176,18 @@ fn report_tables_parse_as_tables_with_consistent_columns() {
     let first = md.lines().find(|l| l.starts_with('>')).unwrap();
     assert!(first.contains("TCG run — not a KVM measurement"), "{first}");
     assert!(md.find("TCG run").unwrap() < md.find("## Headline").unwrap());
+    // The first screen names the host from its spec rows.
+    assert!(
+        md.contains("| host CPU | AMD EPYC 9354 32-Core Processor |"),
+        "{md}"
+    );
+    assert!(md.contains("| host kernel | 6.12.5-amd |"));
 }
 
 #[test]
 fn every_figure_in_the_tables_comes_from_results_json() {
     let dir = tempfile::tempdir().unwrap();
-    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), dir.path()).unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), dir.path()).unwrap();
     let back = vmbench_publish::load(dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     let ts = tables(&md);
@@ -214,7 +236,7 @@ fn every_figure_in_the_tables_comes_from_results_json() {
 fn output_is_deterministic_and_rerenders_from_results_json() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let r = record("kvm", "Intel Xeon", 1);
+    let r = record("kvm", INTEL, 1);
     vmbench_publish::write_dir(&r, a.path()).unwrap();
     vmbench_publish::write_dir(&r, b.path()).unwrap();
     let files = manifest::files(a.path()).unwrap();
@@ -304,7 +326,7 @@ fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
     let keys = tempfile::tempdir().unwrap();
     let (key, allowed) = keygen(keys.path());
     let out = tempfile::tempdir().unwrap();
-    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), out.path()).unwrap();
     sign::sign(out.path(), &key).unwrap();
     // The private key never enters the directory.
     let secret = std::fs::read(&key).unwrap();
@@ -382,7 +404,7 @@ fn encrypted_keys_are_refused_with_what_to_do() {
             .success()
     );
     let out = tempfile::tempdir().unwrap();
-    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), out.path()).unwrap();
     let e = sign::sign(out.path(), &key).unwrap_err().to_string();
     assert!(e.contains("ssh-add"), "{e}");
     assert!(!out.path().join("report.sig").exists());
@@ -393,12 +415,12 @@ fn compare_puts_spec_differences_above_the_numbers() {
     let runs = vec![
         compare::Run {
             label: "a".into(),
-            record: record("kvm", "AMD EPYC", 1),
+            record: record("kvm", AMD, 1),
             provenance: "unsigned".into(),
         },
         compare::Run {
             label: "b".into(),
-            record: record("kvm", "Intel Xeon", 2),
+            record: record("kvm", INTEL, 2),
             provenance: "unsigned".into(),
         },
     ];
@@ -406,10 +428,19 @@ fn compare_puts_spec_differences_above_the_numbers() {
     let ts = tables(&md);
     assert_eq!(ts.len(), 2);
     let spec = &ts[0].1;
-    let cpu = spec.iter().find(|r| r[0] == "model name").unwrap();
-    assert_eq!(cpu[1..], ["AMD EPYC".to_string(), "Intel Xeon".to_string()]);
-    // Same kernel: not listed as a difference.
-    assert!(!spec.iter().any(|r| r[0] == "kernel release"));
+    let cpu = spec.iter().find(|r| r[0] == "CPU model").unwrap();
+    assert_eq!(
+        cpu[1..],
+        [
+            "AMD EPYC 9354 32-Core Processor".to_string(),
+            "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz".to_string()
+        ]
+    );
+    let kernel = spec.iter().find(|r| r[0] == "kernel").unwrap();
+    assert_eq!(
+        kernel[1..],
+        ["6.12.5-amd".to_string(), "6.12.9-intel".to_string()]
+    );
     let rows = &ts[1].1;
     let uf = rows.iter().find(|r| r[0] == "vmexit.user-fast").unwrap();
     let (a, b) = (
@@ -418,6 +449,15 @@ fn compare_puts_spec_differences_above_the_numbers() {
     );
     assert_eq!(uf[3], format!("{:.2}×", b / a));
     assert!(md.find("What differs").unwrap() < md.find("p50 side by side").unwrap());
+    // Two runs on the same host: the same kernel is not listed as a difference.
+    let same = [AMD, AMD].map(|f| compare::Run {
+        label: f.into(),
+        record: record("kvm", f, 1),
+        provenance: "unsigned".into(),
+    });
+    let spec = tables(&compare::markdown(&same))[0].1.clone();
+    assert!(spec.iter().any(|r| r[0] == "CPU model"));
+    assert!(!spec.iter().any(|r| r[0] == "kernel"), "{spec:?}");
 }
 
 #[test]
@@ -461,7 +501,7 @@ fn a_key_held_by_ssh_agent_signs_through_its_public_half() {
     // Only the public half is given; the private file is moved away.
     std::fs::rename(&key, keys.path().join("elsewhere")).unwrap();
     let out = tempfile::tempdir().unwrap();
-    vmbench_publish::write_dir(&record("tcg", "AMD EPYC", 1), out.path()).unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), out.path()).unwrap();
     sign::sign_with_agent(out.path(), &key.with_extension("pub"), Some(&sock)).unwrap();
     assert!(stock_verify(out.path(), &allowed, sign::NAMESPACE));
     sign::verify(out.path(), &allowed).unwrap();

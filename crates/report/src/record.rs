@@ -80,6 +80,15 @@ pub struct KnobRecord {
 }
 
 impl RunRecord {
+    /// A host spec value by its section and key as `vmbench info` names them
+    /// (e.g. `("cpu", "model name")`, `("kernel", "release")`).
+    pub fn host_value(&self, section: &str, key: &str) -> Option<&str> {
+        self.host_rows
+            .iter()
+            .find(|r| r.section == section && r.key == key)
+            .map(|r| r.value.as_str())
+    }
+
     /// True when the numbers are not VM exits (software emulation).
     pub fn is_tcg(&self) -> bool {
         self.accel == "tcg"
