@@ -289,14 +289,17 @@ fn vm_role(
         opts.doorbell_vectors = Some(vmbench_suites::shm::DOORBELL_VECTOR + 1);
     }
     let mut vm = vmbench_vm::Vm::boot(&opts)?;
-    if let Some(cpus) = pin {
-        pin_guest(&vm, cpus)?;
-    }
+    let pinning = match pin {
+        Some(cpus) => Some(pin_guest(&vm, cpus)?),
+        None => None,
+    };
     let mut p = plan(out, tsc_khz()?);
-    p.ref_cpus = pin.and_then(|c| {
-        let v: Vec<usize> = c.iter().map(|x| x as usize).collect();
-        // The vCPU's core and a housekeeping core this process runs on.
-        v.first().copied().zip(v.get(1).copied())
+    // The reference runs between a housekeeping CPU (this thread, like the
+    // host end) and the vCPU's CPU: the two ends of the real transfer.
+    p.ref_cpus = pinning.as_ref().and_then(|pins| {
+        let housekeeping = pins.housekeeping.iter().next()?;
+        let vcpu = pins.vcpus.first()?.cpu;
+        Some((housekeeping as usize, vcpu as usize))
     });
     let o = vmbench_suites::shm::VmShmOptions {
         plan: p,
