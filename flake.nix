@@ -9,15 +9,21 @@
       systems = [ "x86_64-linux" ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
       cargoToml = builtins.fromTOML (builtins.readFile ./Cargo.toml);
+      inherit (cargoToml.workspace.package) version;
     in
     {
       packages = forAllSystems (
         pkgs:
         let
           inherit (pkgs) lib;
+
+          # One static binary is both the host tool and the guest's /init, as
+          # without Nix (.cargo/config.toml, which this source set leaves out).
+          # cargo applies RUSTFLAGS to the --target build only, so build
+          # scripts and proc-macros stay dynamic.
           vmbench = pkgs.rustPlatform.buildRustPackage {
             pname = "vmbench";
-            version = cargoToml.workspace.package.version;
+            inherit version;
             src = lib.fileset.toSource {
               root = ./.;
               fileset = lib.fileset.unions [
@@ -27,15 +33,17 @@
                 ./crates
                 ./examples
                 ./fixtures
-                ./nixos-guest/kmod
+                ./kmod
               ];
             };
             cargoLock.lockFile = ./Cargo.lock;
-            # Both binaries: vmbench (host) and vmbench-guest (the NixOS guest's agent).
-            cargoBuildFlags = [ "--workspace" ];
-            # The suites' tests boot guests and touch /dev/kvm; `checks` runs
-            # what can run in the sandbox.
+            RUSTFLAGS = "-C target-feature=+crt-static";
+            buildInputs = [ pkgs.glibc.static ];
+            # The suites' tests boot guests and touch /dev/kvm; `checks.tests`
+            # runs what runs in the build sandbox.
             doCheck = false;
+            # A static binary has no RPATH to shrink.
+            dontPatchELF = true;
             meta = {
               description = "Reproducible VM-exit and host-guest shared-memory benchmarks";
               license = with lib.licenses; [
@@ -46,34 +54,12 @@
               platforms = [ "x86_64-linux" ];
             };
           };
-          guest = self.nixosConfigurations.guest.config;
-          guestBuild = guest.system.build;
-          guest-image = pkgs.runCommand "vmbench-guest-image" { } ''
-            mkdir -p $out
-            ln -s ${guestBuild.kernel}/${guest.system.boot.loader.kernelFile} $out/bzImage
-            ln -s ${guestBuild.netbootRamdisk}/initrd $out/initrd
-            echo "init=${guestBuild.toplevel}/init ${toString guest.boot.kernelParams}" > $out/cmdline
-            cp ${
-              pkgs.writeText "manifest.json" (
-                builtins.toJSON {
-                  schema_version = 1;
-                  kernel_source = "${guestBuild.kernel}";
-                  kernel_version = guest.boot.kernelPackages.kernel.version;
-                  kernel_release = guest.boot.kernelPackages.kernel.modDirVersion;
-                  agent_source = "${vmbench}/bin/vmbench-guest";
-                  module = "vmbench (boot.extraModulePackages)";
-                  busybox = null;
-                  cmdline = toString guest.boot.kernelParams;
-                  toplevel = "${guestBuild.toplevel}";
-                }
-              )
-            } $out/manifest.json
-          '';
+
           # The OS-free micro-guest: its own cargo workspace (no_std, PVH ELF
-          # linked at 1 MiB); it includes two files of crates/proto by path.
+          # linked at 1 MiB) that includes two files of crates/proto by path.
           microguest = pkgs.rustPlatform.buildRustPackage {
             pname = "vmbench-microguest";
-            version = cargoToml.workspace.package.version;
+            inherit version;
             src = lib.fileset.toSource {
               root = ./.;
               fileset = lib.fileset.unions [
@@ -86,43 +72,81 @@
                 ./crates/proto/src
               ];
             };
+            # cargo-setup-hook checks <source root>/<cargoRoot>/Cargo.lock;
+            # buildAndTestSubdir is where cargo runs.
+            cargoRoot = "crates/microguest";
             buildAndTestSubdir = "crates/microguest";
             cargoLock.lockFile = ./crates/microguest/Cargo.lock;
+            # The rustflags of crates/microguest/.cargo/config.toml (a set
+            # RUSTFLAGS replaces them; tests/nix_files.rs keeps both equal).
+            RUSTFLAGS = "-C relocation-model=static -C target-cpu=x86-64 -C target-feature=-sse,-sse2";
+            # As nixpkgs does for rust-hypervisor-firmware, a PVH ELF with its
+            # own linker script: cargo-auditable's link arguments do not fit.
+            auditable = false;
+            # Userland hardening flags mean nothing to an OS-free ELF.
+            hardeningDisable = [ "all" ];
+            # QEMU loads the ELF as linked; nothing to strip or patch.
+            dontStrip = true;
+            dontPatchELF = true;
             doCheck = false;
             meta = {
               description = "vmbench's OS-free micro-guest (PVH ELF for qemu -kernel)";
               platforms = [ "x86_64-linux" ];
             };
           };
+
+          # The guest: nixos-25.11's default kernel (6.12 LTS) as built for
+          # NixOS, so it comes from the binary cache; the vmbench module built
+          # against it (kmod/Kbuild refuses a kernel without the options the
+          # module needs); a static busybox for the console shell.
+          guestKernelPackages = pkgs.linuxPackages;
+          guestKernel = guestKernelPackages.kernel;
+          guestModule = guestKernelPackages.callPackage ./kmod { };
+          guestBusybox = pkgs.busybox.override { enableStatic = true; };
+
+          # The same minimal image `vmbench image build` makes without Nix,
+          # made by that same command: bzImage, initrd (the static agent as
+          # /init, the module, busybox), cmdline, manifest.json.
+          guest-image = pkgs.runCommand "vmbench-guest-image-${version}" { } ''
+            # vmbench-image-build: begin (crates/cli/tests/flake_image.rs runs this with Debian stand-ins)
+            ${vmbench}/bin/vmbench image build \
+              --kernel ${guestKernel}/${pkgs.stdenv.hostPlatform.linux-kernel.target} \
+              --module ${guestModule}/lib/modules/${guestKernel.modDirVersion}/extra/vmbench.ko \
+              --agent ${vmbench}/bin/vmbench \
+              --busybox ${guestBusybox}/bin/busybox \
+              --out $out
+            # vmbench-image-build: end
+          '';
+
           # KVM-only QEMU for this host's CPU; ships ivshmem-server and isa-debugcon.
           qemu = pkgs.qemu_kvm;
+
           # `nix run .#bench -- ARGS` = `vmbench run ARGS` with this flake's
-          # QEMU, guest image and micro-guest: no PATH lookups.
+          # QEMU, guest image, micro-guest and ssh-keygen.
           bench = pkgs.writeShellApplication {
             name = "vmbench-bench";
             text = ''
               export VMBENCH_QEMU=${qemu}/bin/qemu-system-x86_64
               export VMBENCH_GUEST_IMAGE=${guest-image}
               export VMBENCH_MICRO_ELF=${microguest}/bin/vmbench-microguest
+              export VMBENCH_SSH_KEYGEN=${pkgs.openssh}/bin/ssh-keygen
               exec ${vmbench}/bin/vmbench run "$@"
             '';
           };
         in
         {
-          inherit vmbench guest-image microguest qemu bench;
+          inherit
+            vmbench
+            guest-image
+            microguest
+            qemu
+            bench
+            ;
           default = vmbench;
         }
       );
 
-      nixosConfigurations.guest = nixpkgs.lib.nixosSystem {
-        specialArgs.vmbench = self.packages.x86_64-linux.vmbench;
-        modules = [
-          { nixpkgs.hostPlatform = "x86_64-linux"; }
-          ./nixos-guest/configuration.nix
-        ];
-      };
-
-      nixosModules.host-tuning = import ./host-tuning/module.nix;
+      nixosModules.host-tuning = ./host-tuning/module.nix;
 
       apps = forAllSystems (
         pkgs:
@@ -133,10 +157,12 @@
           default = {
             type = "app";
             program = "${p.vmbench}/bin/vmbench";
+            meta.description = "vmbench, any command";
           };
           bench = {
             type = "app";
             program = "${p.bench}/bin/vmbench-bench";
+            meta.description = "vmbench run with the flake's QEMU, guest image and micro-guest";
           };
         }
       );
@@ -148,7 +174,9 @@
         in
         {
           inherit (p) vmbench guest-image microguest;
-          # Unit tests only: the sandbox has no QEMU, /dev/kvm or guest kernel.
+          # Library tests only: the sandbox has no QEMU, /dev/kvm or guest
+          # kernel. CI runs the same tests in bwrap the way this check runs
+          # them (crates/cli/tests/nix_sandbox.rs).
           tests = p.vmbench.overrideAttrs (_: {
             pname = "vmbench-tests";
             doCheck = true;
@@ -169,7 +197,7 @@
             doCheck = false;
           });
           nix-format = pkgs.runCommand "nixfmt-check" { nativeBuildInputs = [ pkgs.nixfmt ]; } ''
-            nixfmt --check ${./flake.nix} ${./nixos-guest/configuration.nix} ${./nixos-guest/kmod/default.nix} ${./host-tuning/module.nix}
+            nixfmt --check ${./flake.nix} ${./kmod/default.nix} ${./host-tuning/module.nix}
             touch $out
           '';
         }
@@ -188,6 +216,7 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt);
+      # nixfmt over every .nix file of the tree (plain nixfmt reads stdin).
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
     };
 }

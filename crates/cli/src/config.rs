@@ -85,6 +85,9 @@ pub struct VmConfig {
     /// The VM-exit suite's guest (the shm suite always uses the Linux guest).
     pub guest: Option<Guest>,
     pub micro_elf: Option<PathBuf>,
+    /// Guest RAM (`--memory`); default: what the image's manifest asks for.
+    #[serde(default, deserialize_with = "memory_mib")]
+    pub memory_mib: Option<u32>,
     #[serde(default, deserialize_with = "region_mib")]
     pub shm_mib: Option<u64>,
     pub boot_timeout_s: Option<u64>,
@@ -130,6 +133,16 @@ fn region_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> 
     match v {
         Some(m) if m < 2 || !m.is_power_of_two() => Err(serde::de::Error::custom(format!(
             "shm_mib {m}: must be a power of two of at least 2 (a PCI BAR)"
+        ))),
+        v => Ok(v),
+    }
+}
+
+fn memory_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = Option::<u32>::deserialize(d)?;
+    match v {
+        Some(m) if m < 64 => Err(serde::de::Error::custom(format!(
+            "memory_mib {m}: a Linux guest needs at least 64"
         ))),
         v => Ok(v),
     }
@@ -195,6 +208,7 @@ mod tests {
             ("quick: true\nsuites: [vmexit, gpu]\n", "line 2"),
             ("vm:\n  shm_mib: 3\n", "line 2"),
             ("vm:\n  shm_mb: 64\n", "unknown field `shm_mb`"),
+            ("vm:\n  memory_mib: 16\n", "at least 64"),
             ("cpus: \"1-x\"\n", "line 1"),
             (
                 "vmexit:\n  rows: [user-fast, nope]\n",

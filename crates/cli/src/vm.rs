@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use vmbench_host::kvm::KvmFlavour;
 use vmbench_host::{Fact, SysRoot};
+use vmbench_vm::image::ModuleSource;
 use vmbench_vm::{Accel, ImageOptions, Vm, VmOptions};
 
 #[derive(Subcommand)]
@@ -27,12 +28,21 @@ pub struct ImageBuildArgs {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Static agent binary to use as /init [default: this vmbench binary].
+    /// It is stripped in the image.
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
-    /// Do not build the vmbench module (the agent then maps the shared memory
-    /// through uncached sysfs, and says so).
+    /// A vmbench.ko already built against this kernel (Nix builds it apart)
+    /// [default: build it here against /lib/modules/<release>/build].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_module")]
+    module: Option<PathBuf>,
+    /// Do not include the vmbench module (the agent then maps the shared
+    /// memory through uncached sysfs, and says so).
     #[arg(long)]
     no_module: bool,
+    /// A static busybox for the guest's shell [default: /bin/busybox or
+    /// /usr/bin/busybox if static].
+    #[arg(long, value_name = "PATH")]
+    busybox: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -82,6 +92,10 @@ pub struct GuestArgs {
     /// Seconds from QEMU start to the agent's handshake [default: 30 KVM, 180 TCG].
     #[arg(long, value_name = "SECS")]
     pub boot_timeout: Option<u64>,
+    /// Guest RAM in MiB [default: the image's manifest (sized to the
+    /// image by `vmbench image build`), else 256; the micro-guest 128].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub memory: Option<u32>,
     /// Size of the ivshmem region in MiB (a power of two, at least 2).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub shm_mib: u64,
@@ -150,14 +164,22 @@ pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
     let mut o = ImageOptions::new(&out);
     o.kernel = a.kernel;
     o.agent = a.agent;
-    o.module = !a.no_module;
+    o.module = match (a.module, a.no_module) {
+        (_, true) => ModuleSource::Omit,
+        (Some(ko), false) => ModuleSource::Prebuilt(ko),
+        (None, false) => ModuleSource::Build,
+    };
+    o.busybox = a.busybox;
     let m = vmbench_vm::image::build(&o).context("building the guest image")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
     } else {
         println!("guest image in {}", out.display());
         println!("  kernel   {} ({})", m.kernel_release, m.kernel_source);
-        println!("  agent    {} (as /init)", m.agent_source);
+        println!(
+            "  agent    {} (as /init, {} bytes stripped)",
+            m.agent_source, m.agent_bytes
+        );
         println!(
             "  module   {}",
             m.module.as_deref().unwrap_or("none (--no-module)")
@@ -169,6 +191,9 @@ pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
                 .unwrap_or("none (install busybox-static for a shell)")
         );
         println!("  initrd   {} bytes", m.initrd_bytes);
+        if let Some(mib) = m.memory_mib {
+            println!("  memory   {mib} MiB (the guest's default RAM)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,12 +278,12 @@ pub fn vm_options(
             None => vmbench_vm::microguest::build().map_err(anyhow::Error::msg)?,
         });
         o.debug_exit = true;
-        o.memory_mib = 128;
         // No OS reads ARCH_CAPABILITIES in the micro-guest, and some KVM hosts
         // (kvm_pvm) reject QEMU's write of that MSR under `-cpu host`.
         o.kvm_cpu = Some("host,-arch-capabilities,+invtsc".into());
         o.boot_timeout = Duration::from_secs(60);
     }
+    o.memory_mib = g.memory;
     if let Some(m) = &g.kvm_cpu {
         o.kvm_cpu = Some(m.clone());
     }
@@ -291,6 +316,7 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         "qemu": opts.qemu.display().to_string(),
         "qemu_version": vm.qemu_version,
         "command_line": vm.config.command_line(),
+        "memory_mib": vm.config.memory_mib,
         "vcpu_threads": vm.vcpu_threads,
         "pinning": pinning,
         "qemu_start_to_qmp_ms": vm.timings.qmp_ms,

@@ -17,15 +17,10 @@ fn vmbench() -> Command {
 }
 
 fn have_qemu() -> bool {
-    if Path::new(QEMU).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "qemu-system-x86 is missing in CI"
-    );
-    eprintln!("skipped: install qemu-system-x86");
-    false
+    common::prerequisites(
+        &[(Path::new(QEMU).exists(), "qemu-system-x86")],
+        "the micro-guest tests",
+    )
 }
 
 fn micro_elf() -> PathBuf {
@@ -148,7 +143,7 @@ fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
     let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
     o.kernel = Some(micro_elf());
     o.debug_exit = true;
-    o.memory_mib = 128;
+    o.memory_mib = Some(128);
     o.run_dir = Some(run_dir.path().to_path_buf());
     let mut vm = Vm::boot(&o).unwrap();
     let err = vm
@@ -179,7 +174,7 @@ fn a_stopped_guest_is_reported_at_once() {
     let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
     o.kernel = Some(micro_elf());
     o.debug_exit = true;
-    o.memory_mib = 128;
+    o.memory_mib = Some(128);
     let mut vm = Vm::boot(&o).unwrap();
     vm.qmp().unwrap().execute("stop", None).unwrap();
     let start = std::time::Instant::now();

@@ -3,6 +3,9 @@
 //! syntactically right. CI installs nix-bin; elsewhere the test says it skipped.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{have_tool, prerequisites};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,18 +33,10 @@ fn every_nix_file_parses() {
         "no .nix files found under {}",
         repo.display()
     );
-    let have_nix = Command::new("nix-instantiate")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !have_nix {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nix-instantiate is missing in CI: .ci/run must install nix-bin"
-        );
-        eprintln!(
-            "skipped: nix-instantiate not installed (apt-get install --no-install-recommends nix-bin)"
-        );
+    if !prerequisites(
+        &[(have_tool("nix-instantiate"), "nix-bin")],
+        "the parse check",
+    ) {
         return;
     }
     for f in files {
@@ -93,12 +88,7 @@ fn flake_lock_carries_the_pinned_nixpkgs() {
 /// and flake.lock disagree. Runs in a throwaway store, so /nix is untouched.
 #[test]
 fn flake_metadata_offline_gate() {
-    if Command::new("nix").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nix is missing in CI: .ci/run must install nix-bin"
-        );
-        eprintln!("skipped: nix not installed");
+    if !prerequisites(&[(have_tool("nix"), "nix-bin")], "the flake.lock gate") {
         return;
     }
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -118,4 +108,182 @@ fn flake_metadata_offline_gate() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(NIXPKGS_REV), "{text}");
+}
+
+/// deadnix (from crates.io; `scripts/install-deps --dev` installs it): no
+/// unused bindings or lambda arguments in any .nix file.
+#[test]
+fn no_dead_nix_code() {
+    if !prerequisites(
+        &[(have_tool("deadnix"), "deadnix (cargo install)")],
+        "deadnix",
+    ) {
+        return;
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    nix_files(&repo, &mut files);
+    let out = Command::new("deadnix")
+        .arg("--fail")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deadnix found dead code:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read(rel: &str) -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(repo.join(rel)).unwrap()
+}
+
+/// The rustflags of `[target.x86_64-unknown-linux-gnu]` in a cargo config.
+fn config_rustflags(config: &str) -> Vec<String> {
+    let line = config
+        .lines()
+        .find(|l| l.trim_start().starts_with("rustflags"))
+        .expect("no rustflags line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The micro-guest derivation sets RUSTFLAGS, which makes cargo ignore the
+/// crate's .cargo/config.toml rustflags: the two must say the same.
+#[test]
+fn microguest_rustflags_match_its_cargo_config() {
+    let flake = read("flake.nix");
+    let start = flake
+        .find("microguest = pkgs.rustPlatform.buildRustPackage")
+        .unwrap();
+    let block = &flake[start..];
+    let i = block.find("RUSTFLAGS = \"").unwrap() + "RUSTFLAGS = \"".len();
+    let nix: Vec<String> = block[i..i + block[i..].find('"').unwrap()]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let cargo = config_rustflags(&read("crates/microguest/.cargo/config.toml"));
+    assert_eq!(
+        nix, cargo,
+        "flake.nix vs crates/microguest/.cargo/config.toml"
+    );
+    assert!(block.contains("auditable = false;"));
+    assert!(block.contains("cargoRoot = \"crates/microguest\";"));
+}
+
+/// The vmbench derivation builds the binary static, as .cargo/config.toml
+/// does without Nix: the guest image runs it as /init.
+#[test]
+fn vmbench_is_built_static_like_without_nix() {
+    let flake = read("flake.nix");
+    let cargo = config_rustflags(&read(".cargo/config.toml"));
+    let want = format!("RUSTFLAGS = \"{}\";", cargo.join(" "));
+    let start = flake
+        .find("vmbench = pkgs.rustPlatform.buildRustPackage")
+        .unwrap();
+    let block = &flake[start..start + flake[start..].find("\n          };").unwrap()];
+    assert!(
+        block.contains(&want),
+        "{want} missing from the vmbench derivation"
+    );
+    assert!(block.contains("pkgs.glibc.static"));
+}
+
+/// Findings of the reading of nixpkgs 25.11 that must not come back.
+#[test]
+fn known_nixpkgs_pitfalls_stay_fixed() {
+    let flake = read("flake.nix");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    nix_files(&repo, &mut files);
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            !text.contains("extraStructuredConfig"),
+            "{}: nixpkgs 25.11 throws on extraStructuredConfig (structuredExtraConfig)",
+            f.display()
+        );
+    }
+    assert!(
+        flake.contains("formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);"),
+        "`nix fmt` with plain nixfmt reads stdin since Nix 2.24: use nixfmt-tree"
+    );
+    assert!(
+        flake.contains("nixosModules.host-tuning = ./host-tuning/module.nix;"),
+        "a module given as a path keeps its file name in evaluation errors"
+    );
+    assert!(
+        !flake.contains("nixosConfigurations"),
+        "the NixOS guest is retired"
+    );
+}
+
+/// Every `VMBENCH_*` variable the bench wrapper exports is read by the code,
+/// and `VMBENCH_SSH_KEYGEN` really replaces the PATH lookup.
+#[test]
+fn bench_wrapper_variables_are_honoured() {
+    let flake = read("flake.nix");
+    let start = flake.find("bench = pkgs.writeShellApplication").unwrap();
+    let block = &flake[start..start + flake[start..].find("};").unwrap()];
+    let vars: Vec<&str> = block
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("VMBENCH_"))
+        .filter_map(|w| w.split('=').next())
+        .collect();
+    assert!(vars.len() >= 4, "{vars:?}");
+    let mut sources = String::new();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for dir in ["crates/cli/src", "crates/publish/src", "crates/vm/src"] {
+        for e in std::fs::read_dir(repo.join(dir)).unwrap() {
+            sources += &std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        }
+    }
+    for v in &vars {
+        assert!(
+            sources.contains(&format!("\"VMBENCH_{v}\"")),
+            "the bench wrapper exports VMBENCH_{v}, which no code reads"
+        );
+    }
+
+    // A stand-in ssh-keygen that leaves a mark: `report sign` with a .pub
+    // key (signing through ssh-agent) must run it, not the one in PATH.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::copy(
+        repo.join("reports/example-tcg/results.json"),
+        run.join("results.json"),
+    )
+    .unwrap();
+    let key = dir.path().join("key.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3DbqvRAWfmWVuTRmAzEVZ4Jq2ClYyWW9rbyVsKnCJT test\n",
+    )
+    .unwrap();
+    let mark = dir.path().join("ran");
+    let fake = dir.path().join("fake-ssh-keygen");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" > {}\nexit 3\n", mark.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmbench"))
+        .args(["report", "sign"])
+        .arg(&run)
+        .arg("--key")
+        .arg(&key)
+        .env("VMBENCH_SSH_KEYGEN", &fake)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let args = std::fs::read_to_string(&mark).expect("VMBENCH_SSH_KEYGEN was not run");
+    assert!(args.starts_with("-Y sign -n vmbench-report"), "{args}");
 }

@@ -142,7 +142,24 @@ mod tests {
     fn missing_path_and_not_a_qemu_are_clear_errors() {
         let e = resolve(Some(Path::new("/nonexistent/qemu"))).unwrap_err();
         assert!(e.to_string().contains("--qemu"), "{e}");
-        let e = version(Path::new("/bin/false")).unwrap_err();
-        assert!(e.to_string().contains("is this a QEMU binary"), "{e}");
+        // Scripts of our own, not /bin/false: the Nix build sandbox has
+        // only /bin/sh.
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body, want) in [
+            ("fails", "exit 1", "is this a QEMU binary"),
+            ("not-qemu", "echo 'hello, world'", "hello, world"),
+        ] {
+            let script = dir.path().join(name);
+            std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            // A thread of another test may fork while the script is still
+            // open for writing here (ETXTBSY until it execs): try again.
+            let e = (0..50)
+                .map(|_| version(&script).unwrap_err())
+                .find(|e| !e.to_string().contains("Text file busy"))
+                .unwrap();
+            assert!(e.to_string().contains(want), "{name}: {e}");
+        }
     }
 }

@@ -45,6 +45,14 @@ pub fn sign(dir: &Path, key: &Path) -> Result<String, PublishError> {
         .to_string())
 }
 
+/// The `ssh-keygen` to run: `$VMBENCH_SSH_KEYGEN` (set by `nix run .#bench`
+/// to the flake's OpenSSH), else the one in PATH.
+fn ssh_keygen() -> std::ffi::OsString {
+    std::env::var_os("VMBENCH_SSH_KEYGEN")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "ssh-keygen".into())
+}
+
 /// Signs through ssh-agent: `public`'s private half must be loaded there.
 /// `agent` overrides `SSH_AUTH_SOCK` (else the environment's agent is used).
 pub fn sign_with_agent(
@@ -54,7 +62,8 @@ pub fn sign_with_agent(
 ) -> Result<String, PublishError> {
     let pk = PublicKey::read_openssh_file(public)
         .map_err(|e| PublishError::Key(format!("{}: {e}", public.display())))?;
-    let mut cmd = Command::new("ssh-keygen");
+    let keygen = ssh_keygen();
+    let mut cmd = Command::new(&keygen);
     cmd.args(["-Y", "sign", "-n", NAMESPACE, "-f"])
         .arg(public)
         .arg(dir.join(MANIFEST));
@@ -62,7 +71,10 @@ pub fn sign_with_agent(
         cmd.env("SSH_AUTH_SOCK", sock);
     }
     let out = cmd.output().map_err(|e| {
-        PublishError::Key(format!("running ssh-keygen (package openssh-client): {e}"))
+        PublishError::Key(format!(
+            "running {} (package openssh-client; or set VMBENCH_SSH_KEYGEN): {e}",
+            keygen.to_string_lossy()
+        ))
     })?;
     if !out.status.success() {
         return Err(PublishError::Key(format!(

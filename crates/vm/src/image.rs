@@ -1,7 +1,10 @@
-//! `vmbench image build`: a guest image from a host kernel, without Nix.
+//! `vmbench image build`: the guest image, from a host kernel or from
+//! explicit inputs (what `nix build .#guest-image` passes).
 //!
 //! Output directory: `bzImage`, `initrd` (newc cpio, uncompressed: the kernel
 //! unpacks it fastest and TCG boots feel it), `cmdline`, `manifest.json`.
+//! The initramfs holds the static agent as `/init` (stripped),
+//! the vmbench module and a static busybox; nothing else runs in the guest.
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -9,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The guest module's sources, embedded so the binary builds images anywhere.
-const KMOD_C: &str = include_str!("../../../nixos-guest/kmod/vmbench.c");
-const KMOD_UAPI: &str = include_str!("../../../nixos-guest/kmod/vmbench_uapi.h");
-const KMOD_KBUILD: &str = include_str!("../../../nixos-guest/kmod/Kbuild");
+const KMOD_C: &str = include_str!("../../../kmod/vmbench.c");
+const KMOD_UAPI: &str = include_str!("../../../kmod/vmbench_uapi.h");
+const KMOD_KBUILD: &str = include_str!("../../../kmod/Kbuild");
 
 /// Guest kernel cmdline: serial console, quiet-ish, no watchdogs, and power
 /// off (not reboot) on panic so QEMU exits with -no-reboot.
@@ -27,11 +30,22 @@ pub struct ImageOptions {
     pub agent: Option<PathBuf>,
     /// Where `<release>/build` (kernel headers) lives.
     pub modules_dir: PathBuf,
-    /// Build and include the vmbench module (without it the agent falls back
-    /// to the uncached sysfs mapping, and says so).
-    pub module: bool,
-    /// busybox to include; default: a static /bin/busybox if there is one.
+    pub module: ModuleSource,
+    /// busybox to include (must be static); default: a static /bin/busybox
+    /// or /usr/bin/busybox if there is one.
     pub busybox: Option<PathBuf>,
+}
+
+/// Where the vmbench module comes from. Without it the agent falls back to
+/// the uncached sysfs mapping of the shared memory, and says so.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModuleSource {
+    /// Built here against `<modules_dir>/<release>/build`.
+    Build,
+    /// A `vmbench.ko` built elsewhere (by Nix, against the same kernel); its
+    /// vermagic must name the kernel's release.
+    Prebuilt(PathBuf),
+    Omit,
 }
 
 impl ImageOptions {
@@ -41,7 +55,7 @@ impl ImageOptions {
             out: out.into(),
             agent: None,
             modules_dir: PathBuf::from("/lib/modules"),
-            module: true,
+            module: ModuleSource::Build,
             busybox: None,
         }
     }
@@ -56,10 +70,41 @@ pub struct ImageManifest {
     /// The release (`uname -r` in the guest).
     pub kernel_release: String,
     pub agent_source: String,
+    /// Size of `/init` in the initramfs, stripped.
+    #[serde(default)]
+    pub agent_bytes: u64,
     pub module: Option<String>,
     pub busybox: Option<String>,
     pub cmdline: String,
     pub initrd_bytes: u64,
+    /// Guest RAM this image boots with unless `--memory` / `vm.memory_mib`
+    /// says otherwise: enough to unpack the initramfs and run the agent.
+    /// Absent in images made before it existed.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+}
+
+impl ImageManifest {
+    /// Reads `<image>/manifest.json`.
+    pub fn read(image: &Path) -> Result<ImageManifest, ImageError> {
+        let path = image.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|e| ImageError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!("not a vmbench image manifest: {e}")),
+        })
+    }
+}
+
+/// Guest RAM for an initramfs of this size: the kernel itself and the
+/// agent's buffers (about 128 MiB, the largest frame being 32 MiB), plus
+/// three times the archive (the compressed copy, the unpacked files and page
+/// cache while it unpacks), rounded up to 64 MiB. A few-MB image gets
+/// 256 MiB; the 512 MiB every guest used to get was sized for nothing.
+pub fn recommended_memory_mib(initrd_bytes: u64) -> u32 {
+    let mib = 192 + (initrd_bytes * 3).div_ceil(1 << 20);
+    let rounded = mib.div_ceil(64) * 64;
+    u32::try_from(rounded.max(256)).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +129,20 @@ pub enum ImageError {
         "the agent {0} is dynamically linked and cannot run as init: build vmbench with the repository's .cargo/config.toml (static), or pass --agent"
     )]
     AgentNotStatic(String),
+    #[error("{0}: {1}")]
+    Elf(String, String),
+    #[error(
+        "--busybox {0} is dynamically linked and cannot run in the initramfs: pass a static busybox (Debian: busybox-static)"
+    )]
+    BusyboxNotStatic(String),
+    #[error(
+        "--module {path} was built for kernel {vermagic:?}, but the kernel is {release}: build the module against this kernel's headers"
+    )]
+    ModuleMismatch {
+        path: String,
+        vermagic: String,
+        release: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -157,14 +216,28 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     if crate::elf::is_static(&abytes) != Some(true) {
         return Err(ImageError::AgentNotStatic(agent.display().to_string()));
     }
+    let abytes =
+        crate::elf::strip(&abytes).map_err(|e| ImageError::Elf(agent.display().to_string(), e))?;
 
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
-    let module = if opts.module {
-        Some(build_module(&opts.modules_dir, &release, &opts.out)?)
-    } else {
-        None
+    let module = match &opts.module {
+        ModuleSource::Build => Some(build_module(&opts.modules_dir, &release, &opts.out)?),
+        ModuleSource::Prebuilt(ko) => {
+            check_module_release(ko, &release)?;
+            Some(ko.clone())
+        }
+        ModuleSource::Omit => None,
     };
-    let busybox = opts.busybox.clone().or_else(find_busybox);
+    let busybox = match &opts.busybox {
+        Some(bb) => {
+            let bytes = std::fs::read(bb).map_err(io(bb))?;
+            if crate::elf::is_static(&bytes) != Some(true) {
+                return Err(ImageError::BusyboxNotStatic(bb.display().to_string()));
+            }
+            Some(bb.clone())
+        }
+        None => find_busybox(),
+    };
 
     let initrd = opts.out.join("initrd");
     let mut cpio = CpioWriter::create(&initrd)?;
@@ -213,10 +286,12 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         kernel_version: version,
         kernel_release: release,
         agent_source: agent.display().to_string(),
+        agent_bytes: abytes.len() as u64,
         module: module.map(|m| m.display().to_string()),
         busybox: busybox.map(|b| b.display().to_string()),
         cmdline: DEFAULT_CMDLINE.to_string(),
         initrd_bytes,
+        memory_mib: Some(recommended_memory_mib(initrd_bytes)),
     };
     let mpath = opts.out.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
@@ -279,6 +354,22 @@ impl CpioWriter {
         f.sync_all().map_err(io(&path))?;
         Ok(f.metadata().map_err(io(&path))?.len())
     }
+}
+
+/// Refuses a prebuilt module whose vermagic names another kernel release:
+/// the guest kernel would refuse it at boot, far from the cause.
+fn check_module_release(ko: &Path, release: &str) -> Result<(), ImageError> {
+    let bytes = std::fs::read(ko).map_err(io(ko))?;
+    let vermagic = crate::elf::modinfo(&bytes, "vermagic")
+        .map_err(|e| ImageError::Elf(ko.display().to_string(), e))?;
+    if vermagic.split_whitespace().next() != Some(release) {
+        return Err(ImageError::ModuleMismatch {
+            path: ko.display().to_string(),
+            vermagic,
+            release: release.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Builds vmbench.ko against `<modules_dir>/<release>/build` in `<out>/kmod`.

@@ -59,6 +59,13 @@ pub enum VmError {
     BadSpec(String),
 }
 
+/// An OS-free guest's page tables and stacks fit in a few MiB; QEMU's
+/// firmware tables want a little more.
+pub const MICRO_GUEST_MEMORY_MIB: u32 = 128;
+
+/// For images whose manifest predates `memory_mib`.
+pub const DEFAULT_LINUX_GUEST_MEMORY_MIB: u32 = 256;
+
 #[derive(Debug, Clone)]
 pub struct VmOptions {
     pub qemu: PathBuf,
@@ -69,7 +76,9 @@ pub struct VmOptions {
     /// Appended to the image's cmdline (e.g. `vmbench.mapping=uc`).
     pub append: Vec<String>,
     pub vcpus: u32,
-    pub memory_mib: u32,
+    /// Guest RAM; None: what the image's manifest asks for (sized to the
+    /// image by `vmbench image build`), else 256 MiB; 128 for `kernel`.
+    pub memory_mib: Option<u32>,
     pub shm_bytes: u64,
     /// Deadline from QEMU start to the agent's handshake.
     pub boot_timeout: Duration,
@@ -103,7 +112,7 @@ impl VmOptions {
             image: image.into(),
             append: Vec::new(),
             vcpus: 1,
-            memory_mib: 512,
+            memory_mib: None,
             shm_bytes: 64 << 20,
             boot_timeout: match accel {
                 Accel::Kvm => Duration::from_secs(30),
@@ -286,7 +295,13 @@ impl Vm {
             binary: opts.qemu.clone(),
             accel: opts.accel,
             vcpus: opts.vcpus,
-            memory_mib: opts.memory_mib,
+            memory_mib: opts.memory_mib.unwrap_or_else(|| match &opts.kernel {
+                Some(_) => MICRO_GUEST_MEMORY_MIB,
+                None => crate::image::ImageManifest::read(&opts.image)
+                    .ok()
+                    .and_then(|m| m.memory_mib)
+                    .unwrap_or(DEFAULT_LINUX_GUEST_MEMORY_MIB),
+            }),
             kernel,
             initrd: (opts.kernel.is_none() && initrd.exists()).then_some(initrd),
             append,

@@ -29,6 +29,29 @@ pub fn id_of(m: &serde_json::Value) -> String {
 
 pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
+/// Whether every `(installed, package)` holds. Outside CI a missing package
+/// makes the test say it skipped (and what it would have run); under CI it
+/// is a failure, since .ci/run installs everything the tests use.
+pub fn prerequisites(have: &[(bool, &str)], to_run: &str) -> bool {
+    let Some((_, pkg)) = have.iter().find(|(ok, _)| !ok) else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{pkg} is missing in CI: .ci/run must install it (scripts/install-deps --dev)"
+    );
+    eprintln!("skipped: install {pkg} to run {to_run}");
+    false
+}
+
+/// Whether `tool --version` runs.
+pub fn have_tool(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
 /// The guest image the boot tests use (the test build of vmbench as its
 /// agent), built once per test binary. None, with a note, when QEMU or a
 /// kernel is missing outside CI; under CI that is a failure.
@@ -38,19 +61,16 @@ pub fn guest_image() -> Option<&'static std::path::Path> {
     static IMAGE: OnceLock<Option<PathBuf>> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            let missing = if !Path::new(QEMU).exists() {
-                Some("qemu-system-x86")
-            } else if vmbench_vm::image::default_kernel().is_err() {
-                Some("linux-image-amd64")
-            } else {
-                None
-            };
-            if let Some(pkg) = missing {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{pkg} is missing in CI: .ci/run must install it"
-                );
-                eprintln!("skipped: install {pkg} to run the guest boot tests");
+            if !prerequisites(
+                &[
+                    (Path::new(QEMU).exists(), "qemu-system-x86"),
+                    (
+                        vmbench_vm::image::default_kernel().is_ok(),
+                        "linux-image-amd64",
+                    ),
+                ],
+                "the guest boot tests",
+            ) {
                 return None;
             }
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-image");

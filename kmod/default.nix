@@ -1,7 +1,7 @@
-# The vmbench guest module, built against the guest's own kernel.
-# Call it from the kernel's package scope so `kernel` and
-# `kernelModuleMakeFlags` match the booted kernel:
-#   config.boot.kernelPackages.callPackage ./kmod { }
+# The vmbench guest module, built against the guest's own kernel. Call it
+# from that kernel's package scope so `kernel` and `kernelModuleMakeFlags`
+# match it (flake.nix: linuxPackages.callPackage ./kmod { }). Kbuild refuses
+# a kernel without the options the module needs.
 {
   lib,
   stdenv,

@@ -1,0 +1,297 @@
+//! `checks.tests` of flake.nix runs the library tests inside Nix's build
+//! sandbox. Nix cannot build here, so this test runs them the way that check
+//! does, inside bwrap:
+//!
+//! - over exactly the flake's source set for the `vmbench` package (the
+//!   paths of its `lib.fileset.unions`, as git tracks them: no `.cargo/`);
+//! - with the dependencies vendored and a `.cargo/config.toml` above the
+//!   source that points cargo at them, as nixpkgs' cargo-setup-hook does;
+//! - as cargoCheckHook runs cargo (`--profile release --target <triple>
+//!   --frozen`), with the package's RUSTFLAGS taken from flake.nix;
+//! - with no network, an unprivileged uid (30001, nixbld1), `/bin/sh` as the
+//!   only file in `/bin`, no `/sys`, a minimal `/dev`, `HOME=/homeless-shelter`
+//!   (which does not exist), and nothing of the caller's environment.
+//!
+//! What differs from Nix: the toolchain is this machine's (rustc from rustup,
+//! gcc and binutils from Debian), so `/usr` is mounted read-only, and PATH
+//! holds only the tools of nixpkgs' stdenv plus the compiler and cargo.
+//!
+//! Needs bubblewrap (.ci/run installs it). Elsewhere the test says it
+//! skipped; under CI a missing bwrap is a failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The `vmbench = pkgs.rustPlatform.buildRustPackage { ... }` block.
+fn vmbench_derivation(flake: &str) -> &str {
+    let start = flake
+        .find("vmbench = pkgs.rustPlatform.buildRustPackage {")
+        .expect("flake.nix has no `vmbench = pkgs.rustPlatform.buildRustPackage {`");
+    let rest = &flake[start..];
+    let end = rest
+        .find("\n          };")
+        .expect("end of the vmbench derivation");
+    &rest[..end]
+}
+
+/// The paths of the derivation's `lib.fileset.unions [ ... ]`.
+fn fileset_paths(derivation: &str) -> Vec<String> {
+    let start = derivation
+        .find("lib.fileset.unions [")
+        .expect("the vmbench derivation has no lib.fileset.unions");
+    let list = &derivation[start + "lib.fileset.unions [".len()..];
+    let list = &list[..list.find(']').unwrap()];
+    list.split_whitespace()
+        .map(|p| {
+            p.strip_prefix("./")
+                .unwrap_or_else(|| panic!("fileset entry {p:?} is not a ./path"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// The derivation's `RUSTFLAGS = "...";`, if any.
+fn rustflags(derivation: &str) -> Option<String> {
+    let i = derivation.find("RUSTFLAGS = \"")?;
+    let rest = &derivation[i + "RUSTFLAGS = \"".len()..];
+    Some(rest[..rest.find('"').unwrap()].to_string())
+}
+
+#[test]
+fn the_flake_source_set_is_read_from_flake_nix() {
+    let flake = std::fs::read_to_string(repo().join("flake.nix")).unwrap();
+    let d = vmbench_derivation(&flake);
+    let paths = fileset_paths(d);
+    for must in ["Cargo.toml", "Cargo.lock", "crates"] {
+        assert!(paths.iter().any(|p| p == must), "{paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.starts_with(".cargo")),
+        "the flake's source set has no .cargo/: {paths:?}"
+    );
+    assert_eq!(
+        rustflags(d).as_deref(),
+        Some("-C target-feature=+crt-static")
+    );
+}
+
+/// Tools of nixpkgs' stdenv (coreutils, findutils, diffutils, sed, grep,
+/// gawk, tar, gzip, bzip2, xz, make, bash, patch, file) and the C toolchain.
+const STDENV_TOOLS: &[&str] = &[
+    "basename", "cat", "chmod", "cp", "cut", "date", "dirname", "echo", "env", "false", "head",
+    "id", "ln", "ls", "mkdir", "mktemp", "mv", "readlink", "realpath", "rm", "rmdir", "sleep",
+    "sort", "stat", "tail", "tee", "test", "touch", "tr", "true", "uname", "uniq", "wc", "find",
+    "xargs", "cmp", "diff", "sed", "grep", "awk", "gawk", "tar", "gzip", "bzip2", "xz", "make",
+    "bash", "patch", "file", "cc", "gcc", "c++", "g++", "ld", "as", "ar", "nm", "objcopy",
+    "ranlib", "strip",
+];
+
+#[test]
+fn library_tests_pass_in_a_nix_like_build_sandbox() {
+    if !common::prerequisites(
+        &[(common::have_tool("bwrap"), "bubblewrap")],
+        "the library tests as Nix's sandbox would",
+    ) {
+        return;
+    }
+    let repo = repo();
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    let derivation = vmbench_derivation(&flake);
+    let paths = fileset_paths(derivation);
+
+    // The build top: source/, vendor/, .cargo/config.toml, bin/ (PATH).
+    let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nix-sandbox");
+    let source = top.join("source");
+    let _ = std::fs::remove_dir_all(&source);
+    std::fs::create_dir_all(&source).unwrap();
+    // What a flake's source is: the files git tracks (staged ones too).
+    let listed = Command::new("git")
+        .current_dir(&repo)
+        .args(["ls-files", "-z", "--cached", "--"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "git ls-files: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let mut copied = 0;
+    for rel in listed.stdout.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(rel).unwrap());
+        let from = repo.join(rel);
+        if !from.exists() {
+            continue; // deleted in the work tree, not yet in the index
+        }
+        let to = source.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+        copied += 1;
+    }
+    assert!(copied > 50, "only {copied} files in the flake's source set");
+    assert!(!source.join(".cargo").exists());
+
+    // Vendored dependencies, as nixpkgs' importCargoLock fetches them
+    // outside the sandbox.
+    let vendor = top.join("vendor");
+    let _ = std::fs::remove_dir_all(&vendor);
+    let v = Command::new(env!("CARGO"))
+        .current_dir(&source)
+        .args(["vendor", "--locked", "--quiet"])
+        .arg(&vendor)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "cargo vendor: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    std::fs::create_dir_all(top.join(".cargo")).unwrap();
+    std::fs::write(
+        top.join(".cargo/config.toml"),
+        "[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n\
+         [source.vendored-sources]\ndirectory = \"/build/vendor\"\n",
+    )
+    .unwrap();
+
+    // PATH: stdenv's tools and the Rust toolchain, nothing else.
+    let sysroot = String::from_utf8(
+        Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let bin = top.join("bin");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in STDENV_TOOLS {
+        // Resolved: /usr/bin/cc goes through /etc/alternatives, not mounted.
+        if let Ok(p) = Path::new("/usr/bin").join(tool).canonicalize() {
+            std::os::unix::fs::symlink(&p, bin.join(tool)).unwrap();
+        }
+    }
+    for tool in ["cargo", "rustc"] {
+        std::os::unix::fs::symlink(Path::new(&sysroot).join("bin").join(tool), bin.join(tool))
+            .unwrap();
+    }
+    std::fs::create_dir_all(top.join("etc")).unwrap();
+    std::fs::write(
+        top.join("etc/passwd"),
+        "root:x:0:0:Nix build user:/build:/noshell\n\
+         nixbld:x:30001:30000:Nix build user:/build:/noshell\n\
+         nobody:x:65534:65534:Nobody:/:/noshell\n",
+    )
+    .unwrap();
+    std::fs::write(
+        top.join("etc/group"),
+        "root:x:0:\nnixbld:!:30000:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    // The target directory lives on between runs: only compilation is saved.
+    let target = top.join("target");
+    std::fs::create_dir_all(&target).unwrap();
+
+    let sandbox = |script: &str| {
+        let mut c = Command::new("bwrap");
+        c.args(["--unshare-all", "--die-with-parent", "--new-session"])
+            .args(["--uid", "30001", "--gid", "30000"])
+            .args(["--ro-bind", "/usr", "/usr"])
+            .args([
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+            ])
+            .args(["--dir", "/bin", "--ro-bind", "/bin/bash", "/bin/sh"])
+            .arg("--ro-bind")
+            .arg(&sysroot)
+            .arg(&sysroot)
+            .arg("--bind")
+            .arg(&top)
+            .arg("/build")
+            .arg("--bind")
+            .arg(&target)
+            .arg("/build/source/target")
+            .args(["--ro-bind"])
+            .arg(top.join("etc/passwd"))
+            .arg("/etc/passwd")
+            .args(["--ro-bind"])
+            .arg(top.join("etc/group"))
+            .arg("/etc/group")
+            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+            .args(["--chdir", "/build/source", "--clearenv"])
+            .args(["--setenv", "PATH", "/build/bin"])
+            .args(["--setenv", "HOME", "/homeless-shelter"])
+            .args(["--setenv", "TMPDIR", "/build", "--setenv", "TMP", "/build"])
+            .args([
+                "--setenv",
+                "NIX_BUILD_TOP",
+                "/build",
+                "--setenv",
+                "NIX_BUILD_CORES",
+                "2",
+            ])
+            .args([
+                "--setenv",
+                "USER",
+                "nixbld",
+                "--setenv",
+                "TERM",
+                "xterm-256color",
+            ])
+            .args(["/bin/sh", "-c", script]);
+        c
+    };
+
+    // The sandbox is what it claims to be.
+    let probe = sandbox(
+        "test \"$(id -u)\" = 30001 && test ! -e /homeless-shelter && test ! -e /sys/class \
+         && test ! -e /bin/false && test ! -e /dev/kvm && ls /bin",
+    )
+    .output()
+    .unwrap();
+    assert!(
+        probe.status.success(),
+        "sandbox probe: {}{}",
+        String::from_utf8_lossy(&probe.stdout),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "sh");
+
+    let rustflags = rustflags(derivation).unwrap_or_default();
+    let script = format!(
+        "export RUSTFLAGS='{rustflags}'; \
+         cargo test -j 2 --profile release --target x86_64-unknown-linux-gnu --frozen \
+         --workspace --lib -- --test-threads=2"
+    );
+    let out = sandbox(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "library tests failed in the Nix-like sandbox:\n{stdout}\n{stderr}"
+    );
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(passed > 50, "only {passed} library tests ran:\n{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
