@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
-mod config;
 mod isolate;
 mod report;
 mod run;
@@ -43,7 +42,7 @@ enum Command {
     /// The guest VM.
     #[command(subcommand)]
     Vm(vm::VmCmd),
-    /// The VM-exit suite alone: the six round trips of seed 004, baselines and extras.
+    /// The VM-exit suite alone: six round trips (user/kernel, in KVM/through QEMU), baselines and extras.
     Vmexit(vmexit::VmexitArgs),
     /// The shared-memory suite: ivshmem latency, bandwidth and integrity.
     Shm(shm::ShmArgs),
@@ -119,6 +118,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn guest_agent(args: &[String]) -> ExitCode {

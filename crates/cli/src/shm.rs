@@ -1,6 +1,6 @@
 //! `vmbench shm`: the shared-memory suite (loopback, one role each, or in a VM).
 
-use crate::vm::{GuestArgs, pin_guest, vm_options};
+use crate::vm::GuestArgs;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -11,8 +11,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use vmbench_proto::{HostEnd, MappedRegion};
 use vmbench_report::Results;
+use vmbench_run::drive::{DriveError, ShmRequest};
+use vmbench_run::{BootRequest, GuestLauncher, Silent, VmLauncher};
 use vmbench_shm::host::{self, HostRun, Plan};
 use vmbench_shm::loopback::{self, LoopbackOptions};
+use vmbench_vm::{Accel, GuestKind, TCG_NOTICE};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -138,31 +141,18 @@ fn plan(out: &OutputArgs, tsc_khz: f64) -> Plan {
 }
 
 fn tsc_khz() -> Result<f64> {
-    crate::vmexit::host_tsc_khz()
+    vmbench_host::tsc::host_khz()
         .context("the host TSC frequency is unknown (CPUID 15H absent and calibration failed): no ticks→ns conversion possible")
-}
-
-/// The last two CPUs this process may run on.
-fn default_cpus() -> Result<(usize, usize)> {
-    use nix::sched::{CpuSet, sched_getaffinity};
-    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).context("sched_getaffinity")?;
-    let cpus: Vec<usize> = (0..CpuSet::count())
-        .filter(|c| set.is_set(*c).unwrap_or(false))
-        .collect();
-    match cpus.as_slice() {
-        [.., a, b] => Ok((*a, *b)),
-        _ => bail!("the loopback needs two CPUs; this process may use only {cpus:?}"),
-    }
 }
 
 fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
     let cpus = match a.cpus.as_slice() {
         [x, y] if x == y => bail!("--cpus {x},{y}: the two ends need two different CPUs"),
         [x, y] => (*x, *y),
-        [] => default_cpus()?,
+        [] => loopback::default_cpus()?,
         other => bail!("--cpus takes two CPUs (host end, guest end), got {other:?}"),
     };
-    let region_bytes = check_region_mib(a.region_mib)?;
+    let region_bytes = vmbench_proto::region_bytes(a.region_mib as u64)?;
     let o = LoopbackOptions {
         exe: std::env::current_exe().context("finding the vmbench binary")?,
         cpus,
@@ -180,20 +170,14 @@ fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
             o.dir.display()
         );
     }
-    let (run, outcome) = loopback::run(&o, interrupt);
+    let (mut run, outcome) = loopback::run(&o, interrupt);
+    run.note_counters();
     finish(
         run,
-        outcome.map_err(anyhow::Error::from),
+        outcome.map_err(|e| DriveError::Suite(e.into())),
         &a.out,
         "loopback (two host processes, no VM)",
     )
-}
-
-fn check_region_mib(mib: usize) -> Result<usize> {
-    if mib < 2 || !mib.is_power_of_two() {
-        bail!("region of {mib} MiB: give a power of two of at least 2");
-    }
-    mib.checked_mul(1 << 20).context("region size overflows")
 }
 
 fn host_role(
@@ -203,7 +187,7 @@ fn host_role(
     out: &OutputArgs,
     interrupt: &AtomicBool,
 ) -> Result<ExitCode> {
-    let bytes = check_region_mib(region_mib)?;
+    let bytes = vmbench_proto::region_bytes(region_mib as u64)?;
     let (_file, mapped) = MappedRegion::create_file(path, bytes)
         .with_context(|| format!("creating the shared file {}", path.display()))?;
     let r = mapped.region();
@@ -216,10 +200,11 @@ fn host_role(
     host.wait_ready(r, Instant::now() + wait, &mut abort)
         .context("waiting for `vmbench shm guest` to attach")?;
     let p = plan(out, tsc_khz()?);
-    let (run, outcome) = host::run_and_close(r, &mut host, &p, None, &mut abort, false);
+    let (mut run, outcome) = host::run_and_close(r, &mut host, &p, None, &mut abort, false);
+    run.note_counters();
     finish(
         run,
-        outcome.map_err(anyhow::Error::from),
+        outcome.map_err(|e| DriveError::Suite(e.into())),
         out,
         "two processes over a shared file",
     )
@@ -248,21 +233,12 @@ fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> R
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut pair = match fds {
-        [tx, rx] => {
-            for fd in [tx, rx] {
-                let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                    .with_context(|| format!("--doorbell-fds: {fd} is not an open descriptor"))?;
-                if !target.to_string_lossy().contains("eventfd") {
-                    bail!(
-                        "--doorbell-fds: {fd} is {}, not an eventfd",
-                        target.display()
-                    );
-                }
-            }
-            // SAFETY: both were checked above to be open eventfds; they were
-            // inherited for this purpose and nothing else in this process uses them.
-            Some(unsafe { vmbench_shm::eventfd::EventFdPair::from_raw(*tx, *rx) })
-        }
+        // SAFETY: the parent passed these descriptors for this purpose;
+        // nothing else in this process uses or closes them.
+        [tx, rx] => Some(
+            unsafe { vmbench_shm::eventfd::EventFdPair::from_inherited(*tx, *rx) }
+                .context("--doorbell-fds")?,
+        ),
         [] => None,
         other => bail!("--doorbell-fds takes two descriptors (ring, wait), got {other:?}"),
     };
@@ -280,69 +256,57 @@ fn vm_role(
     out: &OutputArgs,
     interrupt: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
-    let (mut opts, warning) = vm_options(g, interrupt)?;
-    if let Some(w) = &warning {
+    let mut launcher = VmLauncher::new(g.settings(), Some(interrupt.clone()));
+    // The doorbell round trip needs ivshmem-doorbell: on unless asked otherwise.
+    let request = BootRequest {
+        guest: GuestKind::Linux,
+        doorbell: g.doorbell_vectors.is_none(),
+        mapping: None,
+    };
+    let mut session = launcher.boot(&request, &Silent)?;
+    if let Some(w) = session.accel_notice() {
         eprintln!("vmbench: WARNING: {w}");
     }
-    // The doorbell round trip needs ivshmem-doorbell: on unless asked otherwise.
-    if opts.doorbell_vectors.is_none() {
-        opts.doorbell_vectors = Some(vmbench_suites::shm::DOORBELL_VECTOR + 1);
-    }
-    let mut vm = vmbench_vm::Vm::boot(&opts)?;
+    let accel = session.accel();
     let pinning = match pin {
-        Some(cpus) => Some(pin_guest(&vm, cpus)?),
+        Some(cpus) => Some(session.pin(cpus)?),
         None => None,
     };
-    let mut p = plan(out, tsc_khz()?);
+    let mut plan = plan(out, tsc_khz()?);
     // The reference runs between a housekeeping CPU (this thread, like the
     // host end) and the vCPU's CPU: the two ends of the real transfer.
-    p.ref_cpus = pinning.as_ref().and_then(|pins| {
+    plan.ref_cpus = pinning.as_ref().and_then(|pins| {
         let housekeeping = pins.housekeeping.iter().next()?;
         let vcpu = pins.vcpus.first()?.cpu;
         Some((housekeeping as usize, vcpu as usize))
     });
-    let o = vmbench_suites::shm::VmShmOptions {
-        plan: p,
-        accel: opts.accel,
+    let shm = ShmRequest {
+        plan,
+        arms,
+        pin,
+        vendor: vmbench_host::cpuinfo::vendor(&vmbench_host::SysRoot::host()),
     };
-    let (mut run, mut outcome) = vmbench_suites::shm::run(&mut vm, &o);
-    let _ = vm.shutdown();
-    if arms && outcome.is_ok() {
-        let (arm_run, arm_outcome) = vmbench_suites::shm::arms(&opts, &o.plan, |vm| match pin {
-            Some(cpus) => pin_guest(vm, cpus)
-                .map(|_| ())
-                .map_err(|e| format!("{e:#}")),
-            None => Ok(()),
-        });
-        run.absorb(arm_run);
-        outcome = arm_outcome;
-        if let Some(n) = vmbench_suites::shm::pat_note(&host_vendor(), opts.accel) {
-            run.results.warnings.push(n);
-        }
-    }
-    if opts.accel == vmbench_vm::Accel::Tcg {
-        run.results.warnings.insert(
-            0,
-            "TCG (software emulation): the guest's copies run in QEMU's translator; these are not KVM figures".into(),
-        );
+    let outcome = vmbench_run::drive::shm(session, &mut launcher, &shm, &interrupt, &Silent);
+    let mut run = outcome.run;
+    if accel == Accel::Tcg {
+        run.results.warnings.insert(0, TCG_NOTICE.into());
     }
     finish(
         run,
-        outcome.map_err(anyhow::Error::from),
+        outcome.suite.and(outcome.arms),
         out,
-        &format!("VM ({})", opts.accel.name()),
+        &format!("VM ({})", accel.name()),
     )
 }
 
-/// Adds the counter availability notes, prints, writes CSVs; a failure
-/// mid-suite still prints what was measured, then the error.
+/// Prints, writes CSVs; a failure mid-suite still prints what was
+/// measured, then the error.
 fn finish(
-    mut run: HostRun,
-    outcome: Result<()>,
+    run: HostRun,
+    outcome: std::result::Result<(), DriveError>,
     out: &OutputArgs,
     setting: &str,
 ) -> Result<ExitCode> {
-    note_counters(&mut run);
     if let Some(p) = &out.csv {
         crate::vmexit::write_csv(p, &run.results.measurements)
             .with_context(|| format!("writing {}", p.display()))?;
@@ -355,63 +319,18 @@ fn finish(
             "setting": setting,
             "results": run.results,
             "guest": run.guest,
-            "error": outcome.as_ref().err().map(|e| format!("{e:#}")),
+            "error": outcome.as_ref().err().map(|e| crate::error_chain(e)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render_table(&run.results, setting));
     }
-    match outcome {
-        Err(e) => {
-            eprintln!("vmbench: error: {e:#}");
-            eprintln!("vmbench: the measurements above were completed before the error");
-            let violation = e
-                .downcast_ref::<vmbench_shm::ShmError>()
-                .is_some_and(|s| s.is_violation());
-            Ok(ExitCode::from(if violation { 1 } else { 2 }))
-        }
-        Ok(())
-            if run
-                .results
-                .checks
-                .iter()
-                .any(|c| !c.passed && c.id.contains("integrity")) =>
-        {
-            Ok(ExitCode::from(1))
-        }
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    let status = vmbench_run::outcome::shm_status(&run.results, outcome.as_ref().err());
+    if let Err(e) = &outcome {
+        eprintln!("vmbench: error: {}", crate::error_chain(e));
+        eprintln!("vmbench: the measurements above were completed before the error");
     }
-}
-
-/// The host CPU's vendor string (`vendor_id` in /proc/cpuinfo), or "unknown".
-pub fn host_vendor() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("vendor_id"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Says once per side why hardware counters are missing.
-pub fn note_counters(run: &mut HostRun) {
-    if let Some(why) = &run.host_hw_counters_unavailable {
-        run.results.warnings.push(format!(
-            "host: no hardware counters, so no cycles/IPC/cache/TLB figures (context switches only): {why}"
-        ));
-    }
-    if let Some(why) = run
-        .guest
-        .as_ref()
-        .and_then(|g| g.hw_counters_unavailable.as_ref())
-    {
-        run.results.warnings.push(format!(
-            "guest: no hardware counters (context switches only): {why}"
-        ));
-    }
+    Ok(ExitCode::from(status.code()))
 }
 
 fn write_raw(path: &Path, run: &HostRun) -> std::io::Result<()> {

@@ -1,16 +1,15 @@
 //! `vmbench image build` and `vmbench vm boot`.
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use vmbench_host::kvm::KvmFlavour;
-use vmbench_host::{Fact, SysRoot};
+use vmbench_host::SysRoot;
 use vmbench_vm::image::ModuleSource;
-use vmbench_vm::{Accel, ImageOptions, Vm, VmOptions};
+use vmbench_vm::{AccelChoice, GuestKind, GuestSettings, ImageOptions, Vm};
 
 #[derive(Subcommand)]
 pub enum ImageCmd {
@@ -53,21 +52,6 @@ pub enum VmCmd {
     Boot(BootArgs),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GuestKind {
-    /// The Linux guest (image from `vmbench image build` or `nix build .#guest-image`).
-    Linux,
-    /// The OS-free micro-guest (a PVH ELF; no guest interrupts or scheduler).
-    Micro,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AccelArg {
-    Auto,
-    Kvm,
-    Tcg,
-}
-
 /// Arguments shared by everything that boots the Linux guest.
 #[derive(Args, Clone)]
 pub struct GuestArgs {
@@ -75,15 +59,15 @@ pub struct GuestArgs {
     #[arg(long, value_name = "DIR", env = "VMBENCH_GUEST_IMAGE")]
     pub image: Option<PathBuf>,
     /// Which guest to boot.
-    #[arg(long, value_enum, default_value = "linux")]
+    #[arg(long, value_enum, default_value_t)]
     pub guest: GuestKind,
     /// The micro-guest ELF [default: built from this source tree's crates/microguest].
     #[arg(long, value_name = "PATH", env = "VMBENCH_MICRO_ELF")]
     pub micro_elf: Option<PathBuf>,
     /// auto = KVM when /dev/kvm can run the guest (for Linux: only under
     /// kvm_intel or kvm_amd), else TCG.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub accel: AccelArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub accel: AccelChoice,
     #[arg(long, value_name = "PATH", env = "VMBENCH_QEMU")]
     pub qemu: Option<PathBuf>,
     /// Extra guest kernel cmdline words (e.g. vmbench.mapping=uc).
@@ -129,38 +113,28 @@ pub fn parse_cpus(s: &str) -> Result<vmbench_host::CpuList, String> {
     vmbench_host::CpuList::parse(s).map_err(|e| e.to_string())
 }
 
-/// Pins the guest's vCPU threads to `bench` and every other QEMU thread to
-/// the remaining online CPUs.
-pub fn pin_guest(vm: &Vm, bench: &vmbench_host::CpuList) -> Result<vmbench_isolate::pin::Pinning> {
-    let root = SysRoot::host();
-    let online = vmbench_isolate::cpus::online(&root)?;
-    let housekeeping = online.difference(bench);
-    if housekeeping.is_empty() || !bench.is_subset(&online) {
-        bail!(
-            "--pin-cpus {bench}: must be online CPUs, leaving at least one of {online} for housekeeping"
-        );
+impl GuestArgs {
+    /// The guest as the libraries take it.
+    pub fn settings(&self) -> GuestSettings {
+        GuestSettings {
+            image: self.image.clone(),
+            guest: self.guest,
+            micro_elf: self.micro_elf.clone(),
+            accel: self.accel,
+            qemu: self.qemu.clone(),
+            append: self.append.clone(),
+            boot_timeout: self.boot_timeout.map(Duration::from_secs),
+            memory_mib: self.memory,
+            shm_mib: self.shm_mib,
+            doorbell_vectors: self.doorbell_vectors,
+            kvm_cpu: self.kvm_cpu.clone(),
+        }
     }
-    let pid = vm.qemu_pid().context("QEMU is not running")?;
-    Ok(vmbench_isolate::pin::pin_qemu(
-        &root,
-        pid,
-        &vm.vcpu_threads,
-        bench,
-        &housekeeping,
-    )?)
-}
-
-pub fn default_image_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("vmbench").join("guest-image")
 }
 
 pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
     let ImageCmd::Build(a) = cmd;
-    let out = a.out.unwrap_or_else(default_image_dir);
+    let out = a.out.unwrap_or_else(vmbench_vm::image::default_dir);
     let mut o = ImageOptions::new(&out);
     o.kernel = a.kernel;
     o.agent = a.agent;
@@ -198,121 +172,29 @@ pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Picks the accelerator. KVM only when kvm_intel or kvm_amd drives /dev/kvm:
-/// under other modules (kvm_pvm) a normal Linux guest does not boot.
-pub fn choose_accel(arg: AccelArg, guest: GuestKind) -> (Accel, Option<String>) {
-    match arg {
-        AccelArg::Kvm => (Accel::Kvm, None),
-        AccelArg::Tcg => (
-            Accel::Tcg,
-            Some("TCG (software emulation): the numbers are not VM exits".into()),
-        ),
-        AccelArg::Auto => {
-            let root = SysRoot::host();
-            let why = match vmbench_host::kvm::modules(&root) {
-                // An OS-free guest needs only a working /dev/kvm; a Linux guest
-                // also needs kvm_intel or kvm_amd behind it.
-                Fact::Known(m)
-                    if guest == GuestKind::Micro
-                        || matches!(m.flavour, Some(KvmFlavour::Intel) | Some(KvmFlavour::Amd)) =>
-                {
-                    match vmbench_host::kvm::probe_dev_kvm() {
-                        Ok(p) if p.create_vm => return (Accel::Kvm, None),
-                        Ok(p) => format!(
-                            "KVM_CREATE_VM fails: {}",
-                            p.create_vm_error.unwrap_or_default()
-                        ),
-                        Err(e) => e.to_string(),
-                    }
-                }
-                Fact::Known(m) => format!(
-                    "/dev/kvm is driven by {}, not kvm_intel or kvm_amd: a normal Linux guest does not boot under it",
-                    m.vendor_module.unwrap_or_else(|| "no vendor module".into())
-                ),
-                Fact::Unknown { unknown } => unknown,
-            };
-            (
-                Accel::Tcg,
-                Some(format!(
-                    "using TCG (software emulation) because {why}. The plumbing is real, the numbers are NOT VM exits; pass --accel kvm to force KVM"
-                )),
-            )
-        }
-    }
-}
-
-/// Resolves QEMU, the image (building the default one if missing) and the
-/// accelerator into VM options. Warnings go to stderr.
-pub fn vm_options(
-    g: &GuestArgs,
-    interrupt: Arc<AtomicBool>,
-) -> Result<(VmOptions, Option<String>)> {
-    let qemu = vmbench_host::qemu::resolve(g.qemu.as_deref())?;
-    let image = match &g.image {
-        _ if g.guest == GuestKind::Micro => PathBuf::new(),
-        Some(d) => d.clone(),
-        None => {
-            let d = default_image_dir();
-            if !d.join("bzImage").exists() {
-                eprintln!(
-                    "vmbench: no guest image yet; building one in {} (vmbench image build)",
-                    d.display()
-                );
-                vmbench_vm::image::build(&ImageOptions::new(&d))
-                    .context("building the default guest image")?;
-            }
-            d
-        }
-    };
-    if !g.shm_mib.is_power_of_two() || g.shm_mib < 2 {
-        bail!(
-            "--shm-mib {}: must be a power of two of at least 2 (a PCI BAR)",
-            g.shm_mib
-        );
-    }
-    let (accel, warning) = choose_accel(g.accel, g.guest);
-    let mut o = VmOptions::new(qemu, accel, image);
-    if g.guest == GuestKind::Micro {
-        o.kernel = Some(match &g.micro_elf {
-            Some(p) => p.clone(),
-            None => vmbench_vm::microguest::build().map_err(anyhow::Error::msg)?,
-        });
-        o.debug_exit = true;
-        // No OS reads ARCH_CAPABILITIES in the micro-guest, and some KVM hosts
-        // (kvm_pvm) reject QEMU's write of that MSR under `-cpu host`.
-        o.kvm_cpu = Some("host,-arch-capabilities,+invtsc".into());
-        o.boot_timeout = Duration::from_secs(60);
-    }
-    o.memory_mib = g.memory;
-    if let Some(m) = &g.kvm_cpu {
-        o.kvm_cpu = Some(m.clone());
-    }
-    o.append = g.append.clone();
-    o.shm_bytes = g.shm_mib << 20;
-    o.doorbell_vectors = g.doorbell_vectors;
-    if let Some(s) = g.boot_timeout {
-        o.boot_timeout = Duration::from_secs(s);
-    }
-    o.interrupt = Some(interrupt);
-    Ok((o, warning))
-}
-
 pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
     let VmCmd::Boot(a) = cmd;
-    let (opts, warning) = vm_options(&a.guest, interrupt.clone())?;
-    if let Some(w) = &warning {
+    let (mut opts, decision) = a
+        .guest
+        .settings()
+        .resolve(Some(interrupt.clone()), &mut |m| eprintln!("vmbench: {m}"))?;
+    if let Some(w) = &decision.notice {
         eprintln!("vmbench: WARNING: {w}");
     }
-    let mut opts = opts;
     opts.echo_console = !a.json;
     let vm = Vm::boot(&opts)?;
     let pinning = match &a.pin_cpus {
-        Some(cpus) => Some(pin_guest(&vm, cpus)?),
+        Some(cpus) => Some(vmbench_isolate::pin::pin_guest_threads(
+            &SysRoot::host(),
+            vm.qemu_pid().context("QEMU is not running")?,
+            &vm.vcpu_threads,
+            cpus,
+        )?),
         None => None,
     };
     let result = serde_json::json!({
         "accel": opts.accel.name(),
-        "accel_warning": warning,
+        "accel_warning": decision.notice,
         "qemu": opts.qemu.display().to_string(),
         "qemu_version": vm.qemu_version,
         "command_line": vm.config.command_line(),

@@ -1,6 +1,6 @@
 //! `vmbench vmexit`: the VM-exit suite alone.
 
-use crate::vm::{GuestArgs, pin_guest, vm_options};
+use crate::vm::GuestArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use vmbench_proto::vmexit::Row;
 use vmbench_report::{Measurement, Results, Verification};
-use vmbench_suites::vmexit::{VmexitOptions, run};
-use vmbench_vm::{Accel, Vm};
+use vmbench_run::drive::VmexitRequest;
+use vmbench_run::{BootRequest, GuestLauncher, Progress, VmLauncher};
+use vmbench_vm::{Accel, TCG_NOTICE};
 
 #[derive(Args)]
 pub struct VmexitArgs {
@@ -39,125 +40,79 @@ pub struct VmexitArgs {
     csv: Option<PathBuf>,
 }
 
-fn parse_rows(names: &[String]) -> Result<Vec<Row>> {
-    if names.is_empty() {
-        return Ok(Row::ALL
-            .iter()
-            .copied()
-            .filter(|r| r.default_on())
-            .collect());
+/// Suite progress on stderr, one line per row (none with --json).
+struct Lines {
+    quiet: bool,
+}
+
+impl Progress for Lines {
+    fn phase(&self, msg: &str) {
+        self.step(msg);
     }
-    names
-        .iter()
-        .map(|n| {
-            Row::parse(n).ok_or_else(|| {
-                let ids: Vec<&str> = Row::ALL.iter().map(|r| r.id()).collect();
-                anyhow::anyhow!("unknown row {n:?}; rows are: {}", ids.join(", "))
-            })
-        })
-        .collect()
+
+    fn step(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    fn detail(&self, _: &str) {}
 }
 
 pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
-    let rows = parse_rows(&a.rows)?;
+    let rows = Row::parse_list(&a.rows)?;
     if a.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
-    let (opts, warning) = vm_options(&a.guest, interrupt)?;
-    if let Some(w) = &warning {
+    let lines = Lines { quiet: a.json };
+    let mut launcher = VmLauncher::new(a.guest.settings(), Some(interrupt));
+    let mut session = launcher.boot(&BootRequest::plain(a.guest.guest), &lines)?;
+    if let Some(w) = session.accel_notice() {
         eprintln!("vmbench: WARNING: {w}");
     }
-    let mut vm = Vm::boot(&opts)?;
     if let Some(cpus) = &a.pin_cpus {
-        pin_guest(&vm, cpus)?;
+        session.pin(cpus)?;
     }
-    let s = suite_options(
-        &vm,
-        opts.accel,
+    let request = VmexitRequest {
         rows,
-        (a.iterations, a.warmup, a.batch),
-        None,
-    );
-    let quiet = a.json;
-    let measured = run(&mut vm, &s, &mut |line| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    });
-    let spec = vm.spec.clone();
-    let qemu_version = vm.qemu_version.clone();
-    let command_line = vm.config.command_line();
-    let _ = vm.shutdown();
-    let measured = measured?;
+        iterations: a.iterations,
+        warmup: a.warmup,
+        batch: a.batch,
+    };
+    let (options, measured, outcome) =
+        vmbench_run::drive::vmexit(session.as_mut(), &request, None, &lines);
+    let accel = session.accel();
+    let spec = session.spec().clone();
+    let qemu = session.qemu();
+    session.shutdown();
+    outcome?;
     let mut results = Results {
         measurements: measured.measurements,
         skipped: measured.skipped,
         ..Results::default()
     };
-    if opts.accel == Accel::Tcg {
-        results.warnings.push(
-            "TCG (software emulation): there are no VM exits; every number below is QEMU's emulation cost, not an exit".into(),
-        );
+    if accel == Accel::Tcg {
+        results.warnings.push(TCG_NOTICE.into());
     }
     if let Some(path) = &a.csv {
         write_csv(path, &results.measurements)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let failed = results
-        .measurements
-        .iter()
-        .any(|m| matches!(m.verification, Verification::Failed { .. }));
     if a.json {
         let v = serde_json::json!({
-            "accel": opts.accel.name(),
-            "qemu_version": qemu_version,
-            "qemu_command_line": command_line,
+            "accel": accel.name(),
+            "qemu_version": qemu.version,
+            "qemu_command_line": qemu.command_line,
             "guest": spec,
             "results": results,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_table(&results, opts.accel, &spec, s.tsc_khz);
+        print_table(&results, accel, &spec, options.tsc_khz);
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// The suite's options for this guest: `sizes` is (iterations, warm-up,
-/// batch). The TSC frequency is the guest's own figure, else the host's
-/// (`host_khz`, or measured now): KVM keeps guest TSC = host TSC unless asked
-/// to scale it, and the micro-guest has no clock to calibrate.
-pub fn suite_options(
-    vm: &Vm,
-    accel: Accel,
-    rows: Vec<Row>,
-    sizes: (u64, u64, u64),
-    host_khz: Option<f64>,
-) -> VmexitOptions {
-    let mut s = VmexitOptions::new(accel);
-    if !rows.is_empty() {
-        s.rows = rows;
-    }
-    (s.samples, s.warmup, s.batch) = sizes;
-    s.tsc_khz = vm
-        .spec
-        .tsc_khz_kernel
-        .or(vm.spec.tsc_khz_calibrated)
-        .or_else(|| host_khz.or_else(host_tsc_khz));
-    s
-}
-
-/// The host's TSC frequency, chosen as `vmbench info` chooses it (CPUID,
-/// else a calibration), without gathering the rest of the host spec.
-pub fn host_tsc_khz() -> Option<f64> {
-    use vmbench_host::{Fact, cpuid, tsc};
-    let calibration: Fact<tsc::Calibration> = tsc::calibrate_default().into();
-    tsc::choose(&Fact::Known(cpuid::read()), &calibration)
-        .into_known()
-        .map(|f| f.khz)
+    Ok(ExitCode::from(
+        vmbench_run::outcome::vmexit_status(&results).code(),
+    ))
 }
 
 fn f1(v: f64) -> String {

@@ -54,7 +54,7 @@ fn every_nix_file_parses() {
     }
 }
 
-/// The pin of DESIGN.md §8, exactly.
+/// The nixpkgs pin (nixos-25.11; docs/nix.md), exactly.
 const NIXPKGS_REV: &str = "8fd9daa3db09ced9700431c5b7ad0e8ba199b575";
 const NIXPKGS_LAST_MODIFIED: u64 = 1778430510;
 const NIXPKGS_NAR_HASH: &str = "sha256-Ti+ZBvW6yrWWAg2szExVTwCd4qOJ3KlVr1tFHfyfi8Q=";

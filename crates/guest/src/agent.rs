@@ -452,7 +452,7 @@ fn open_region(
     if let Some(path) = &opts.path {
         let m = MappedRegion::open_file(path)?;
         let facts = MappingFacts {
-            mapping: "file".into(),
+            mapping: Mapping::File,
             note: None,
             shm_bytes: m.len() as u64,
             pci_address: None,
@@ -473,7 +473,7 @@ fn open_region(
             Ok((file, info)) => {
                 let m = MappedRegion::map(&file, info.bar2_size as usize)?;
                 let facts = MappingFacts {
-                    mapping: "wb".into(),
+                    mapping: Mapping::Wb,
                     note: None,
                     shm_bytes: info.bar2_size,
                     pci_address: Some(dev.address.clone()),
@@ -508,9 +508,9 @@ fn open_region(
     let m = MappedRegion::map(&file, len as usize)?;
     let facts = MappingFacts {
         mapping: if opts.mapping == Mapping::Wc {
-            "wc".into()
+            Mapping::Wc
         } else {
-            "uc".into()
+            Mapping::Uc
         },
         note,
         shm_bytes: len,

@@ -1,16 +1,7 @@
 //! Agent options: from the kernel cmdline (`vmbench.*=`) and argv.
 
 use std::path::PathBuf;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mapping {
-    /// /dev/vmbench0 from the vmbench module: write-back.
-    Wb,
-    /// sysfs resource2: uncached (UC-), the old prototype's mapping.
-    Uc,
-    /// sysfs resource2_wc: write-combining.
-    Wc,
-}
+pub use vmbench_proto::Mapping;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentOptions {

@@ -9,7 +9,7 @@ use vmbench_proto::GuestSpec;
 /// Facts about the shared-memory mapping, filled in by the agent.
 #[derive(Debug, Clone, Default)]
 pub struct MappingFacts {
-    pub mapping: String,
+    pub mapping: vmbench_proto::Mapping,
     pub note: Option<String>,
     pub shm_bytes: u64,
     pub pci_address: Option<String>,
@@ -117,7 +117,7 @@ pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
         rdtsc_exiting,
         online_cpus: online,
         mem_total_kib,
-        mapping: m.mapping.clone(),
+        mapping: m.mapping,
         mapping_note: m.note.clone(),
         shm_bytes: m.shm_bytes,
         pci_address: m.pci_address.clone(),

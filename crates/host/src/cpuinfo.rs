@@ -22,6 +22,16 @@ impl CpuInfoBlock {
     }
 }
 
+/// The CPU vendor string (`vendor_id` of the first processor in
+/// /proc/cpuinfo under `root`), e.g. `GenuineIntel`.
+pub fn vendor(root: &crate::SysRoot) -> Option<String> {
+    let text = root.read("/proc/cpuinfo").ok()?;
+    parse(&text)
+        .first()
+        .and_then(|b| b.get("vendor_id"))
+        .map(str::to_string)
+}
+
 /// Splits /proc/cpuinfo into per-processor blocks. Lines without a colon are skipped.
 pub fn parse(text: &str) -> Vec<CpuInfoBlock> {
     let mut blocks = Vec::new();

@@ -99,6 +99,16 @@ pub struct TscFrequency {
     pub source: String,
 }
 
+/// This host's TSC frequency in kHz, chosen as `vmbench info` chooses it
+/// (CPUID, else a ~100 ms calibration), without gathering the rest of the
+/// host specification.
+pub fn host_khz() -> Option<f64> {
+    let calibration: Fact<Calibration> = calibrate_default().into();
+    choose(&Fact::Known(crate::cpuid::read()), &calibration)
+        .into_known()
+        .map(|f| f.khz)
+}
+
 /// Picks the most authoritative TSC frequency: CPUID 15H (the CPU's own
 /// statement), then the hypervisor's timing leaf, then the calibration.
 /// CPUID 16H is a nominal base frequency and is only reported, never chosen.

@@ -220,3 +220,22 @@ fn empty_root_is_all_unknown_never_a_panic() {
     let rows = s.rows();
     assert!(rows.iter().any(|r| r.value.starts_with("unknown (")));
 }
+
+#[test]
+fn cpu_vendor_comes_from_the_roots_cpuinfo() {
+    let amd = fixture("amd-pstate-boost");
+    assert_eq!(
+        vmbench_host::cpuinfo::vendor(&SysRoot::new(amd.path())).as_deref(),
+        Some("AuthenticAMD")
+    );
+    let intel = fixture("intel-pstate-turbo");
+    assert_eq!(
+        vmbench_host::cpuinfo::vendor(&SysRoot::new(intel.path())).as_deref(),
+        Some("GenuineIntel")
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        vmbench_host::cpuinfo::vendor(&SysRoot::new(empty.path())),
+        None
+    );
+}

@@ -32,9 +32,35 @@ pub struct ApplyReport {
 pub struct RestoreReport {
     pub restored: Vec<String>,
     pub already_original: usize,
-    pub failed: Vec<String>,
+    pub failed: Vec<RestoreFailure>,
     /// Restored, but the file reads back differently from the original bytes.
     pub notes: Vec<String>,
+}
+
+/// A journaled change that could not be put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreFailure {
+    /// The knob the change belongs to.
+    pub knob: String,
+    /// What failed, with the path or unit and the error.
+    pub error: String,
+}
+
+impl std::fmt::Display for RestoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.knob, self.error)
+    }
+}
+
+impl RestoreReport {
+    /// Every failure on one line.
+    pub fn failures(&self) -> String {
+        self.failed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Resources held while the benchmark runs; released when dropped.
@@ -241,7 +267,7 @@ pub fn apply<'a>(
                         Ok(r) if r.failed.is_empty() => {
                             "everything already changed was restored".into()
                         }
-                        Ok(r) => format!("restoring failed for: {}", r.failed.join("; ")),
+                        Ok(r) => format!("restoring failed for: {}", r.failures()),
                         Err(e) => format!("restoring failed: {e}"),
                     },
                 });
@@ -323,7 +349,10 @@ pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, Iso
                         }
                     }
                     Err(err) => {
-                        report.failed.push(format!("{path}: {err}"));
+                        report.failed.push(RestoreFailure {
+                            knob: e.knob.clone(),
+                            error: format!("{path}: {err}"),
+                        });
                         remaining.push(e.clone());
                     }
                 }
@@ -335,7 +364,10 @@ pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, Iso
                 match systemctl("start", unit) {
                     Ok(()) => report.restored.push(format!("systemctl start {unit}")),
                     Err(why) => {
-                        report.failed.push(why);
+                        report.failed.push(RestoreFailure {
+                            knob: e.knob.clone(),
+                            error: why,
+                        });
                         remaining.push(e.clone());
                     }
                 }

@@ -31,6 +31,12 @@ pub enum PinError {
     },
     #[error("CPU {0} is beyond what a cpu_set_t holds")]
     CpuTooLarge(u32),
+    #[error(
+        "pinning to CPUs {bench}: they must be online CPUs, leaving at least one of {online} for housekeeping"
+    )]
+    NoHousekeeping { bench: String, online: String },
+    #[error("cannot tell which CPUs are online: {0}")]
+    Online(String),
 }
 
 /// One thread as /proc shows it.
@@ -197,6 +203,43 @@ pub fn pin_qemu(
         others,
         switches_at_pin,
     })
+}
+
+/// The housekeeping rule: vCPU `i` goes to the i-th CPU of `bench`, and
+/// everything else QEMU runs goes to the online CPUs outside `bench`, of
+/// which there must be at least one.
+pub fn pin_guest_threads(
+    fs: &dyn Sysfs,
+    pid: u32,
+    vcpus: &[(u32, u32)],
+    bench: &CpuList,
+) -> Result<Pinning, PinError> {
+    let online = crate::cpus::online(fs).map_err(|e| PinError::Online(e.to_string()))?;
+    let housekeeping = online.difference(bench);
+    if housekeeping.is_empty() || !bench.is_subset(&online) {
+        return Err(PinError::NoHousekeeping {
+            bench: bench.to_string(),
+            online: online.to_string(),
+        });
+    }
+    pin_qemu(fs, pid, vcpus, bench, &housekeeping)
+}
+
+impl Pinning {
+    /// One line for a report: which threads went where.
+    pub fn describe(&self) -> String {
+        let bench = CpuList::from_cpus(self.vcpus.iter().map(|v| v.cpu));
+        format!(
+            "vCPU thread(s) {} → CPU {}; QEMU's other threads → CPUs {}",
+            self.vcpus
+                .iter()
+                .map(|v| v.tid.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            bench,
+            self.housekeeping
+        )
+    }
 }
 
 /// What changed since pinning: affinity drift (tuned or another daemon

@@ -797,9 +797,9 @@ fn spec_json(b: &mut Buf, s: &Shm, dev: u32) {
         .s(" (")
         .u(p50)
         .s(r#" ticks back to back)","online_cpus":1,"mem_total_kib":0,"#);
-    b.s(r#""mapping":"identity (BAR2 at "#)
+    b.s(r#""mapping":"identity","mapping_note":"BAR2 at "#)
         .x(s.base)
-        .s(r#", memory type from the firmware's MTRRs)","mapping_note":null,"#);
+        .s(r#", identity-mapped; memory type from the firmware's MTRRs","#);
     b.s(r#""shm_bytes":"#)
         .u(s.len)
         .s(r#","pci_address":"0000:00:"#);

@@ -35,5 +35,5 @@ pub use channel::{
     Command, GuestEnd, GuestState, HostEnd, HostState, ProtoError, Response, Status,
 };
 pub use layout::{DATA_OFF, MAILBOX_BYTES, MIN_REGION_BYTES, PROTOCOL_VERSION};
-pub use region::{MappedRegion, Region};
-pub use spec::GuestSpec;
+pub use region::{MappedRegion, Region, RegionSizeError, region_bytes};
+pub use spec::{GuestSpec, Mapping};

@@ -222,3 +222,34 @@ impl MappedRegion {
         self.map.len() == 0
     }
 }
+
+/// A shared region's size given in MiB that cannot back an ivshmem BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a shared region of {0} MiB: give a power of two of at least 2 (it is a PCI BAR)")]
+pub struct RegionSizeError(pub u64);
+
+/// The size in bytes of a shared region of `mib` MiB: a PCI BAR is a power
+/// of two, and the protocol needs at least 2 MiB (its header, both control
+/// blocks and a data area).
+pub fn region_bytes(mib: u64) -> Result<usize, RegionSizeError> {
+    if mib < 2 || !mib.is_power_of_two() {
+        return Err(RegionSizeError(mib));
+    }
+    mib.checked_mul(1 << 20)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or(RegionSizeError(mib))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn region_sizes_are_powers_of_two_of_at_least_2_mib() {
+        assert_eq!(region_bytes(2), Ok(2 << 20));
+        assert_eq!(region_bytes(256), Ok(256 << 20));
+        for bad in [0, 1, 3, 96, u64::MAX] {
+            assert_eq!(region_bytes(bad), Err(RegionSizeError(bad)), "{bad}");
+        }
+    }
+}

@@ -3,6 +3,46 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the guest maps the shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mapping {
+    /// Write-back, through the vmbench module (struct pages for BAR2).
+    #[default]
+    Wb,
+    /// Uncached (UC-): sysfs `resource2`, what a plain mmap of the BAR gives.
+    Uc,
+    /// Write-combining: sysfs `resource2_wc`.
+    Wc,
+    /// A file, not a PCI BAR: both ends on the host (`--loopback`, tests).
+    File,
+    /// The OS-free micro-guest's page tables map BAR2 at its physical
+    /// address; the memory type comes from the firmware's MTRRs.
+    Identity,
+}
+
+impl Mapping {
+    /// The comparison arms of the shm suite, each in a guest of its own.
+    pub const ARMS: [Mapping; 2] = [Mapping::Uc, Mapping::Wc];
+
+    /// As on the kernel cmdline (`vmbench.mapping=`) and in measurement ids.
+    pub fn id(self) -> &'static str {
+        match self {
+            Mapping::Wb => "wb",
+            Mapping::Uc => "uc",
+            Mapping::Wc => "wc",
+            Mapping::File => "file",
+            Mapping::Identity => "identity",
+        }
+    }
+}
+
+impl std::fmt::Display for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuestSpec {
     pub agent_version: String,
@@ -27,9 +67,8 @@ pub struct GuestSpec {
     pub rdtsc_exiting: String,
     pub online_cpus: u32,
     pub mem_total_kib: u64,
-    /// How the shared memory is mapped: "wb" (vmbench module), "uc" (sysfs
-    /// resource2), "wc" (resource2_wc) or "file" (not in a VM).
-    pub mapping: String,
+    /// How the shared memory is mapped.
+    pub mapping: Mapping,
     /// Why the mapping is not write-back, when it is not.
     pub mapping_note: Option<String>,
     pub shm_bytes: u64,

@@ -1,4 +1,6 @@
-//! The VM-exit suite's rows, shared by host and guest (seed 004, DESIGN.md §3).
+//! The VM-exit suite's rows, shared by host and guest: the six headline round
+//! trips (user and kernel, handled in KVM or through QEMU), their baselines,
+//! and ring-0 extras that show KVM's three tiers side by side.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +16,10 @@ pub enum Mode {
     Kernel,
 }
 
-/// The path an exit is expected to take. The seed's "fast path" means handled
-/// inside KVM; KVM itself has three tiers, and every row names its own.
+/// The path an exit is expected to take. A "fast path" in the usual sense
+/// means handled inside KVM; KVM itself has three tiers (its literal
+/// fastpath, its in-kernel handlers, the exit to QEMU), and every row names
+/// its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {
@@ -123,8 +127,10 @@ rows! {
 }
 
 impl Row {
-    /// The six round trips seed 004 asks for.
-    pub const SEED_004: [Row; 6] = [
+    /// The six headline round trips: from guest user, from guest user into
+    /// the guest kernel, and from the guest kernel, each handled inside KVM
+    /// (CPUID) and through QEMU (OUTB to the debugcon port).
+    pub const HEADLINE: [Row; 6] = [
         Row::UserFast,
         Row::UserSlow,
         Row::UserKernelFast,
@@ -137,6 +143,20 @@ impl Row {
         Row::ALL.iter().copied().find(|r| r.id() == s)
     }
 
+    /// Rows by id; an empty list means every row that runs by default.
+    pub fn parse_list<S: AsRef<str>>(ids: &[S]) -> Result<Vec<Row>, UnknownRow> {
+        if ids.is_empty() {
+            return Ok(Row::ALL
+                .iter()
+                .copied()
+                .filter(|r| r.default_on())
+                .collect());
+        }
+        ids.iter()
+            .map(|id| Row::parse(id.as_ref()).ok_or_else(|| UnknownRow(id.as_ref().to_string())))
+            .collect()
+    }
+
     /// The baseline whose p50 is subtracted from this row's samples.
     pub fn overhead_row(self) -> Row {
         match self.mode() {
@@ -145,6 +165,11 @@ impl Row {
         }
     }
 }
+
+/// A row id that names no row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown row {0:?}; rows are: {ids}", ids = Row::ALL.iter().map(|r| r.id()).collect::<Vec<_>>().join(", "))]
+pub struct UnknownRow(pub String);
 
 /// Arguments of `Command::RunVmexit`: [row, samples, warmup, batch, port, 0].
 pub const DEFAULT_DEBUGCON_PORT: u16 = 0xe9;
@@ -174,13 +199,25 @@ mod tests {
         }
         assert_eq!(Row::parse("user-fast"), Some(Row::UserFast));
         assert!(Row::from_raw(999).is_none());
+        assert_eq!(
+            Row::parse_list(&["kernel-fast", "user-slow"]),
+            Ok(vec![Row::KernelFast, Row::UserSlow])
+        );
+        let e = Row::parse_list(&["user-fast", "nope"]).unwrap_err();
+        assert_eq!(e, UnknownRow("nope".into()));
+        assert!(
+            e.to_string().contains("rows are: timer-overhead, user-nop"),
+            "{e}"
+        );
+        let defaults = Row::parse_list::<&str>(&[]).unwrap();
+        assert!(defaults.contains(&Row::UserFast) && !defaults.contains(&Row::KernelVmcall));
         assert_eq!(Row::KernelFast.overhead_row(), Row::KernelTimerOverhead);
         assert_eq!(Row::UserKernelSlow.overhead_row(), Row::TimerOverhead);
     }
 
     #[test]
-    fn the_six_rows_of_seed_004_exist() {
-        let ids: Vec<&str> = Row::SEED_004.iter().map(|r| r.id()).collect();
+    fn the_six_headline_rows_exist() {
+        let ids: Vec<&str> = Row::HEADLINE.iter().map(|r| r.id()).collect();
         assert_eq!(
             ids,
             [
@@ -192,7 +229,7 @@ mod tests {
                 "kernel-slow"
             ]
         );
-        for r in Row::SEED_004 {
+        for r in Row::HEADLINE {
             assert!(r.default_on());
             assert_ne!(r.expect(), Expect::NoExit);
         }

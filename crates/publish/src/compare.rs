@@ -58,7 +58,9 @@ pub fn markdown(runs: &[Run]) -> String {
         ),
         (
             "accelerator".into(),
-            runs.iter().map(|r| r.record.accel.clone()).collect(),
+            runs.iter()
+                .map(|r| r.record.accel_label().to_string())
+                .collect(),
         ),
         (
             "guest".into(),

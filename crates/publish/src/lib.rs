@@ -94,5 +94,8 @@ pub fn load(dir: &Path) -> Result<RunRecord, PublishError> {
             "schema_version {version:?}; this vmbench reads version {RUN_SCHEMA_VERSION}"
         )));
     }
-    serde_json::from_value(v).map_err(|e| PublishError::Json(e.to_string()))
+    let mut record: RunRecord =
+        serde_json::from_value(v).map_err(|e| PublishError::Json(e.to_string()))?;
+    record.results.upgrade();
+    Ok(record)
 }

@@ -100,7 +100,7 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             if r.is_tcg() {
                 "tcg (software emulation)".into()
             } else {
-                r.accel.clone()
+                r.accel_label().into()
             },
         ],
         vec!["guest".into(), r.guest_flavour.clone()],

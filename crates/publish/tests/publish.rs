@@ -86,7 +86,11 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         vmbench_version: "0.1.0".into(),
         command: "vmbench run --accel tcg --quick --out out".into(),
         started_utc: "2026-11-22T00:00:00Z".into(),
-        accel: accel.into(),
+        accel: match accel {
+            "kvm" => Some(vmbench_report::Accel::Kvm),
+            "tcg" => Some(vmbench_report::Accel::Tcg),
+            _ => None,
+        },
         guest_flavour: "linux".into(),
         suites: vec!["vmexit".into(), "shm".into()],
         complete: true,
@@ -115,6 +119,7 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
             measurements: ms,
             warnings: vec!["TCG (software emulation): no VM exits".into()],
             checks: vec![Check {
+                kind: vmbench_report::CheckKind::Integrity,
                 id: "shm.integrity.h2g".into(),
                 statement: "every frame matches".into(),
                 observed: "24/24 frames matched (100%)".into(),

@@ -8,7 +8,9 @@
 pub mod model;
 pub mod stats;
 
-pub use model::{Check, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification};
+pub use model::{
+    Check, CheckKind, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification,
+};
 pub mod record;
-pub use record::{KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord, SpecRow};
+pub use record::{Accel, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord, SpecRow};
 pub use stats::{SampleSet, StatsError, Summary};

@@ -153,11 +153,27 @@ impl Measurement {
     }
 }
 
+/// What a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// The data arrived intact (SHA-256 of every frame): a failure fails the run.
+    Integrity,
+    /// A performance target checked against the run's own reference: a
+    /// miss is reported, not a failure of the run.
+    #[default]
+    Target,
+}
+
 /// A pass/fail statement about the run: integrity of the data, or a
 /// performance target the tool checks against its own reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub id: String,
+    /// Absent in results written before it existed: those were targets,
+    /// except the ids that name integrity (see [`Results::upgrade`]).
+    #[serde(default)]
+    pub kind: CheckKind,
     /// What is claimed, e.g. "loopback polling RTT p50 <= 1.5 x cache-line RTT p50".
     pub statement: String,
     /// What was measured, in words and figures.
@@ -187,6 +203,16 @@ pub struct Results {
 }
 
 impl Results {
+    /// Fills in what results written by an older vmbench lack: the kind of
+    /// their integrity checks.
+    pub fn upgrade(&mut self) {
+        for c in &mut self.checks {
+            if c.id.contains(".integrity.") {
+                c.kind = CheckKind::Integrity;
+            }
+        }
+    }
+
     /// Takes in another part of the same run (a later suite, a comparison
     /// arm): its rows after ours, each run-wide warning once.
     pub fn absorb(&mut self, other: Results) {

@@ -8,6 +8,37 @@ use serde::{Deserialize, Serialize};
 /// Version of the JSON shape of [`RunRecord`]. Bump on any incompatible change.
 pub const RUN_SCHEMA_VERSION: u32 = 1;
 
+/// The accelerator a guest ran under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualization: the figures are VM exits.
+    Kvm,
+    /// QEMU's software emulation: no VM exits happen.
+    Tcg,
+}
+
+impl Accel {
+    /// `kvm` or `tcg`, as QEMU's `-accel` and the report name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// `accel` of a run in which no guest booted was written as this text
+/// before it became an enum; it reads back as None.
+fn accel_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Accel>, D::Error> {
+    let v = Option::<String>::deserialize(d)?;
+    Ok(match v.as_deref() {
+        Some("kvm") => Some(Accel::Kvm),
+        Some("tcg") => Some(Accel::Tcg),
+        _ => None,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub schema_version: u32,
@@ -16,8 +47,9 @@ pub struct RunRecord {
     pub command: String,
     /// UTC start time (shown once, outside any table).
     pub started_utc: String,
-    /// `kvm` or `tcg`.
-    pub accel: String,
+    /// The accelerator of the guests, None when no guest booted.
+    #[serde(deserialize_with = "accel_or_none")]
+    pub accel: Option<Accel>,
     /// `linux` or `micro`.
     pub guest_flavour: String,
     /// Suites asked for, in order (`vmexit`, `shm`).
@@ -89,8 +121,16 @@ impl RunRecord {
             .map(|r| r.value.as_str())
     }
 
+    /// The accelerator as the report shows it.
+    pub fn accel_label(&self) -> &'static str {
+        match self.accel {
+            Some(a) => a.name(),
+            None => "none (no guest booted)",
+        }
+    }
+
     /// True when the numbers are not VM exits (software emulation).
     pub fn is_tcg(&self) -> bool {
-        self.accel == "tcg"
+        self.accel == Some(Accel::Tcg)
     }
 }

@@ -44,6 +44,30 @@ impl EventFdPair {
     }
 }
 
+impl EventFdPair {
+    /// Takes over two descriptors inherited from the parent (`vmbench shm
+    /// guest --doorbell-fds`), after checking that both are open eventfds.
+    ///
+    /// # Safety
+    /// Nothing else in this process may own or close `tx` or `rx`.
+    pub unsafe fn from_inherited(tx: RawFd, rx: RawFd) -> Result<EventFdPair, crate::ShmError> {
+        for fd in [tx, rx] {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|e| {
+                crate::ShmError::Setup(format!("{fd} is not an open descriptor: {e}"))
+            })?;
+            if !target.to_string_lossy().contains("eventfd") {
+                return Err(crate::ShmError::Setup(format!(
+                    "{fd} is {}, not an eventfd",
+                    target.display()
+                )));
+            }
+        }
+        // SAFETY: both were just checked to be open eventfds; the caller
+        // guarantees nothing else owns them.
+        Ok(unsafe { EventFdPair::from_raw(tx, rx) })
+    }
+}
+
 impl Doorbell for EventFdPair {
     fn ring(&mut self) -> Result<(), String> {
         self.tx

@@ -18,7 +18,9 @@ use vmbench_proto::shm::{
 };
 use vmbench_proto::timing::{t_end, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
-use vmbench_report::{Check, Measurement, Results, SampleSet, Skipped, Unit, Verification};
+use vmbench_report::{
+    Check, CheckKind, Measurement, Results, SampleSet, Skipped, Unit, Verification,
+};
 
 // What sits inside each timed window (the report's definitions).
 const DEF_REF_MEMCPY: &str = "physical reference: memcpy of the frame between two private buffers on the host CPU (the same copy routine as the transfers), timed right before each host write";
@@ -61,8 +63,8 @@ pub struct Plan {
     pub keep_raw: bool,
     /// How long one request may take before the guest is declared hung.
     pub request_timeout: Duration,
-    /// Id prefix after `shm.` for a comparison arm (`uc.`, `wc.`), else empty.
-    pub arm: String,
+    /// A comparison arm (UC or WC mapping), else None (the WB suite).
+    pub arm: Option<vmbench_proto::Mapping>,
 }
 
 impl Plan {
@@ -80,7 +82,7 @@ impl Plan {
             tsc_khz,
             keep_raw: false,
             request_timeout: Duration::from_secs(30),
-            arm: String::new(),
+            arm: None,
         }
     }
 
@@ -98,7 +100,7 @@ impl Plan {
     }
 
     /// A comparison arm (UC or WC mapping): one frame each way and the RTT.
-    pub fn arm(&self, arm: &str) -> Plan {
+    pub fn arm(&self, arm: vmbench_proto::Mapping) -> Plan {
         Plan {
             warmup: self.warmup.min(100),
             rtt_samples: self.rtt_samples.min(2_000),
@@ -111,8 +113,16 @@ impl Plan {
             frame_iterations: self.frame_iterations.min(5),
             sweep: Vec::new(),
             ref_cpus: None,
-            arm: format!("{arm}."),
+            arm: Some(arm),
             ..self.clone()
+        }
+    }
+
+    /// The measurement id prefix: `shm.`, or `shm.uc.` / `shm.wc.` for an arm.
+    pub fn id_prefix(&self) -> String {
+        match self.arm {
+            Some(m) => format!("shm.{m}."),
+            None => "shm.".into(),
         }
     }
 
@@ -144,6 +154,24 @@ impl HostRun {
     pub fn absorb(&mut self, other: HostRun) {
         self.results.absorb(other.results);
         self.raw.extend(other.raw);
+    }
+
+    /// Says once per side why hardware counters are missing.
+    pub fn note_counters(&mut self) {
+        if let Some(why) = &self.host_hw_counters_unavailable {
+            self.results.warnings.push(format!(
+                "host: no hardware counters, so no cycles/IPC/cache/TLB figures (context switches only): {why}"
+            ));
+        }
+        if let Some(why) = self
+            .guest
+            .as_ref()
+            .and_then(|g| g.hw_counters_unavailable.as_ref())
+        {
+            self.results.warnings.push(format!(
+                "guest: no hardware counters (context switches only): {why}"
+            ));
+        }
     }
 }
 
@@ -390,7 +418,7 @@ impl Collector {
         }
     }
 
-    fn finish(self, tsc_khz: f64, arm: &str, run: &mut HostRun) {
+    fn finish(self, tsc_khz: f64, prefix: &str, run: &mut HostRun) {
         for s in self.series {
             let Ok(mut m) = Measurement::from_samples(
                 &s.id,
@@ -405,8 +433,8 @@ impl Collector {
             m.bytes = s.bytes;
             // An arm's figures compare with the same measurement over WB.
             m.reference = s.reference.or_else(|| {
-                let wb = s.id.replacen(&format!("shm.{arm}"), "shm.", 1);
-                (!arm.is_empty() && wb != s.id).then_some(wb)
+                let wb = s.id.replacen(prefix, "shm.", 1);
+                (prefix != "shm." && wb != s.id).then_some(wb)
             });
             m.counters = s.counters;
             if s.id.contains(".guest-") {
@@ -448,6 +476,7 @@ impl Tally {
     fn into_check(self, id: &str, statement: &str) -> Option<Check> {
         (self.frames > 0).then(|| Check {
             id: id.to_string(),
+            kind: CheckKind::Integrity,
             statement: statement.to_string(),
             observed: match &self.first {
                 None => format!("{}/{} frames matched (100%)", self.frames, self.frames),
@@ -493,7 +522,7 @@ pub fn run(
         let fits = f.bytes() <= data;
         if !fits {
             out.results.skipped.push(Skipped {
-                id: format!("shm.{}{}", plan.arm, f.name),
+                id: format!("{}{}", plan.id_prefix(), f.name),
                 reason: too_big(f.bytes()),
             });
         }
@@ -611,8 +640,8 @@ pub fn run(
         collector.set_counters(&id, "host.", counters.totals.get(phase));
         collector.set_counters(&id, "guest.", guest_counters.get(phase));
     }
-    collector.finish(plan.tsc_khz, &plan.arm, &mut out);
-    let p = format!("shm.{}", plan.arm);
+    collector.finish(plan.tsc_khz, &plan.id_prefix(), &mut out);
+    let p = plan.id_prefix();
     if let Some(c) = tallies.0.into_check(
         &format!("{p}integrity.h2g"),
         "every host→guest frame's SHA-256, computed by the guest over what it read, equals the host's digest of what it wrote",
@@ -668,10 +697,10 @@ fn measure(
     phases: &mut Vec<String>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), ShmError> {
-    let p = format!("shm.{}", plan.arm);
+    let p = plan.id_prefix();
     // The physical reference first, on the same CPUs, before anything else heats up.
     let cacheline_id = "shm.ref.cacheline-rtt".to_string();
-    if plan.arm.is_empty() {
+    if plan.arm.is_none() {
         match plan.ref_cpus {
             Some((a, b)) => {
                 let set = reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples)?;
@@ -723,7 +752,7 @@ fn measure(
         prepare(&mut dst, n);
         let mref = plan
             .arm
-            .is_empty()
+            .is_none()
             .then(|| format!("shm.ref.memcpy.{}", f.name));
         let (phase, phase_no) = begin_phase(phases, format!("{p}h2g.{}", f.name));
         for i in 0..=plan.frame_iterations {
@@ -753,7 +782,7 @@ fn measure(
             if i == 0 {
                 continue; // the first transfer of a size warms TLBs and pages: discarded
             }
-            if plan.arm.is_empty() {
+            if plan.arm.is_none() {
                 c.record(
                     &format!("shm.ref.memcpy.{}", f.name),
                     DEF_REF_MEMCPY,
@@ -912,7 +941,7 @@ fn doorbell_rtt(
     plan: &Plan,
     c: &mut Collector,
 ) -> Result<(), ShmError> {
-    let id = format!("shm.{}rtt.doorbell", plan.arm);
+    let id = format!("{}rtt.doorbell", plan.id_prefix());
     let def = "host→guest→host round trip by interrupt: host writes the guest's eventfd (ivshmem-doorbell: KVM irqfd → MSI-X in the guest; loopback: eventfd), the guest wakes from a blocking wait and rings back (doorbell register → ioeventfd; loopback: eventfd), the host wakes from poll(); host TSC around ring and wake";
     let total = plan.warmup.min(1_000) + plan.doorbell_rounds;
     let e = s.publish(Req {
@@ -997,6 +1026,7 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
     ) {
         out.push(Check {
             id: "shm.target.rtt-vs-cacheline".into(),
+            kind: CheckKind::Target,
             statement: "loopback polling RTT p50 ≤ 1.5 × the cross-core cache-line round trip p50"
                 .into(),
             observed: format!("{x:.2} ×"),
@@ -1008,6 +1038,7 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
         // Time ratio → bandwidth ratio is its inverse.
         out.push(Check {
             id: "shm.target.copy-vs-memcpy".into(),
+            kind: CheckKind::Target,
             statement: "loopback 4K copy bandwidth ≥ 90% of plain memcpy".into(),
             observed: format!("{:.0}% of memcpy", 100.0 / x),
             passed: 1.0 / x >= 0.9,
@@ -1021,6 +1052,7 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
         ) {
             out.push(Check {
                 id: "shm.target.guest-read-vs-memcpy".into(),
+                kind: CheckKind::Target,
                 statement:
                     "KVM, WB mapping: guest read of a 4K frame ≥ 80% of host memcpy bandwidth"
                         .into(),
@@ -1036,6 +1068,7 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
         {
             out.push(Check {
                 id: "shm.target.rtt-under-1us".into(),
+                kind: CheckKind::Target,
                 statement: "KVM: polling RTT p50 under 1 µs (on an isolated host)".into(),
                 observed: format!("{ns:.0} ns"),
                 passed: ns < 1000.0,

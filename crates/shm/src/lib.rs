@@ -67,7 +67,8 @@ impl Frame {
     }
 }
 
-/// 1080p, 1440p and 4K at 24 and 32 bits per pixel (seed 000's frames).
+/// 1080p, 1440p and 4K at 24 and 32 bits per pixel: video frames, the
+/// transfer the suite's users move between host and guest.
 pub const FRAMES: [Frame; 6] = [
     Frame {
         name: "1080p-24bpp",

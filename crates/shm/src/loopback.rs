@@ -103,6 +103,23 @@ fn run_inner(
     Ok((run, outcome))
 }
 
+/// The CPUs the loopback pins its two ends to when none are given: the
+/// last two this process may run on.
+pub fn default_cpus() -> Result<(usize, usize), crate::ShmError> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map_err(|e| crate::ShmError::Setup(format!("sched_getaffinity: {e}")))?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|c| set.is_set(*c).unwrap_or(false))
+        .collect();
+    match cpus.as_slice() {
+        [.., a, b] => Ok((*a, *b)),
+        _ => Err(crate::ShmError::Setup(format!(
+            "the loopback needs two CPUs; this process may use only {cpus:?}"
+        ))),
+    }
+}
+
 /// Where the loopback's file goes: tmpfs when there is one, as QEMU's would.
 pub fn default_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");

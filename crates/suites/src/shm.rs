@@ -5,7 +5,7 @@ use std::time::Duration;
 use vmbench_shm::Doorbell;
 use vmbench_shm::host::{self, HostRun, Plan};
 use vmbench_vm::ivshmem_server::{DoorbellServer, HOST_PEER};
-use vmbench_vm::{Accel, Vm, VmOptions};
+use vmbench_vm::{Accel, Vm};
 
 /// The MSI-X vector the suite's doorbell uses (0 is the control plane's).
 pub const DOORBELL_VECTOR: u32 = 1;
@@ -56,7 +56,7 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         });
         host::run(r, host_end, 0, &o.plan, db, abort)
     });
-    if o.plan.arm.is_empty() {
+    if o.plan.arm.is_none() {
         let targets = host::targets(&run.results, false, o.accel == Accel::Kvm);
         run.results.checks.extend(targets);
     }
@@ -66,57 +66,8 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
     (run, outcome.map_err(SuiteError::from))
 }
 
-/// The UC and WC comparison arms: the guest's PAT allows only one memory
-/// type per physical range (the module's WB mapping makes a sysfs UC mapping
-/// fail with EINVAL), so each arm is a fresh guest booted with
-/// `vmbench.mapping=uc|wc`, running a reduced plan.
-pub fn arms(
-    base: &VmOptions,
-    plan: &Plan,
-    mut after_boot: impl FnMut(&Vm) -> Result<(), String>,
-) -> (HostRun, Result<(), SuiteError>) {
-    let mut all = HostRun::default();
-    for name in ["uc", "wc"] {
-        let mut opts = base.clone();
-        opts.append.push(format!("vmbench.mapping={name}"));
-        opts.doorbell_vectors = None;
-        let mut vm = match Vm::boot(&opts) {
-            Ok(vm) => vm,
-            Err(e) => return (all, Err(e.into())),
-        };
-        if vm.spec.mapping != name {
-            all.results.skipped.push(vmbench_report::Skipped {
-                id: format!("shm.{name}"),
-                reason: format!(
-                    "the guest mapped the BAR as {:?}, not {name}",
-                    vm.spec.mapping
-                ),
-            });
-            let _ = vm.shutdown();
-            continue;
-        }
-        if let Err(e) = after_boot(&vm) {
-            let _ = vm.shutdown();
-            return (all, Err(SuiteError::Shm(vmbench_shm::ShmError::Setup(e))));
-        }
-        let o = VmShmOptions {
-            plan: plan.arm(name),
-            accel: base.accel,
-        };
-        let (run, outcome) = run(&mut vm, &o);
-        let _ = vm.shutdown();
-        all.absorb(run);
-        if let Err(e) = outcome {
-            return (all, Err(e));
-        }
-    }
-    if base.accel == Accel::Tcg {
-        all.results.warnings.push(
-            "TCG ignores memory types: the UC and WC arms run at WB speed here; they differ only under KVM (on AMD hosts KVM honours the guest's PAT; on Intel by default it does not)".into(),
-        );
-    }
-    (all, Ok(()))
-}
+/// What TCG does to the UC and WC arms (reported with them).
+pub const TCG_ARMS_NOTE: &str = "TCG ignores memory types: the UC and WC arms run at WB speed here; they differ only under KVM (on AMD hosts KVM honours the guest's PAT; on Intel by default it does not)";
 
 /// What the UC/WC arms mean on this host under KVM: whether the guest's
 /// memory types take effect depends on the CPU vendor.

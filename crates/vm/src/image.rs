@@ -158,6 +158,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
     }
 }
 
+/// Where the default guest image lives: `$XDG_CACHE_HOME/vmbench/guest-image`
+/// (else `~/.cache/…`, else `/tmp/…`); built there on first use.
+pub fn default_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("vmbench").join("guest-image")
+}
+
 /// The newest /boot/vmlinuz-* by version order.
 pub fn default_kernel() -> Result<PathBuf, ImageError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")

@@ -9,6 +9,7 @@
 //!   with a deadline, console capture, and teardown that never leaves a QEMU
 //!   process or a shared-memory file behind.
 
+pub mod accel;
 pub mod elf;
 pub mod image;
 pub mod ivshmem_server;
@@ -16,7 +17,10 @@ pub mod launch;
 pub mod microguest;
 pub mod qemu;
 pub mod qmp;
+pub mod settings;
 
+pub use accel::{AccelChoice, AccelDecision, GuestKind, TCG_NOTICE};
 pub use image::{ImageManifest, ImageOptions};
 pub use launch::{Vm, VmError, VmOptions};
 pub use qemu::{Accel, QemuConfig};
+pub use settings::{GuestSettings, SettingsError};

@@ -9,14 +9,24 @@ pub fn source_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../microguest")
 }
 
+/// Why the micro-guest could not be built here.
+#[derive(Debug, thiserror::Error)]
+pub enum MicroGuestError {
+    #[error(
+        "the micro-guest sources are not at {0} (a vmbench built outside its source tree): pass --micro-elf PATH"
+    )]
+    NoSources(String),
+    #[error("running cargo to build the micro-guest: {0} (pass --micro-elf to use a built one)")]
+    Cargo(#[source] std::io::Error),
+    #[error("building the micro-guest failed:\n{0}")]
+    Build(String),
+}
+
 /// Builds the ELF (a no-op when it is up to date) and returns its path.
-pub fn build() -> Result<PathBuf, String> {
+pub fn build() -> Result<PathBuf, MicroGuestError> {
     let dir = source_dir();
     if !dir.join("Cargo.toml").exists() {
-        return Err(format!(
-            "the micro-guest sources are not at {} (a vmbench built outside its source tree): pass --micro-elf PATH",
-            dir.display()
-        ));
+        return Err(MicroGuestError::NoSources(dir.display().to_string()));
     }
     // The parent cargo's settings (when run from `cargo test`) must not leak
     // into the micro-guest's own build.
@@ -27,15 +37,10 @@ pub fn build() -> Result<PathBuf, String> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .output()
-        .map_err(|e| {
-            format!(
-                "running cargo to build the micro-guest: {e} (pass --micro-elf to use a built one)"
-            )
-        })?;
+        .map_err(MicroGuestError::Cargo)?;
     if !out.status.success() {
-        return Err(format!(
-            "building the micro-guest failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        return Err(MicroGuestError::Build(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         ));
     }
     Ok(dir.join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest"))

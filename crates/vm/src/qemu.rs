@@ -1,23 +1,8 @@
 //! The QEMU command line. Works with QEMU 7.2 (Debian 12) and 10.x (nixpkgs).
 
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
+pub use vmbench_report::Accel;
 
 /// Where the serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +36,7 @@ pub struct QemuConfig {
     pub qmp_socket: PathBuf,
     pub serial: Serial,
     pub debugcon: Debugcon,
-    /// The slow-path port (seed 004: OUTB to a port QEMU handles).
+    /// The slow-path port: an OUTB there exits to QEMU (isa-debugcon).
     pub debugcon_port: u16,
     /// `-overcommit mem-lock=on`: guest RAM locked, no page faults mid-run.
     pub mem_lock: bool,

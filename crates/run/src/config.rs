@@ -2,16 +2,19 @@
 //! `examples/vmbench.yaml`). Unknown keys and bad values are errors with the
 //! line and column, from serde-saphyr.
 
+use crate::Suite;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use vmbench_host::CpuList;
+use vmbench_proto::vmexit::Row;
+use vmbench_vm::{AccelChoice, GuestKind};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Suites to run, in order: `vmexit`, `shm`.
     pub suites: Option<Vec<Suite>>,
-    pub accel: Option<Accel>,
+    pub accel: Option<AccelChoice>,
     /// Benchmark CPUs: isolation audit and vCPU pinning.
     #[serde(default, deserialize_with = "cpus")]
     pub cpus: Option<CpuList>,
@@ -23,37 +26,6 @@ pub struct Config {
     pub vm: Option<VmConfig>,
     pub vmexit: Option<VmexitConfig>,
     pub shm: Option<ShmConfig>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Suite {
-    Vmexit,
-    Shm,
-}
-
-impl Suite {
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::Vmexit => "vmexit",
-            Suite::Shm => "shm",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Guest {
-    Linux,
-    Micro,
 }
 
 /// Whether to change host knobs: `auto` applies when running as root and
@@ -83,7 +55,7 @@ pub struct VmConfig {
     pub image: Option<PathBuf>,
     pub qemu: Option<PathBuf>,
     /// The VM-exit suite's guest (the shm suite always uses the Linux guest).
-    pub guest: Option<Guest>,
+    pub guest: Option<GuestKind>,
     pub micro_elf: Option<PathBuf>,
     /// Guest RAM (`--memory`); default: what the image's manifest asks for.
     #[serde(default, deserialize_with = "memory_mib")]
@@ -100,7 +72,7 @@ pub struct VmConfig {
 #[serde(deny_unknown_fields)]
 pub struct VmexitConfig {
     #[serde(default, deserialize_with = "rows")]
-    pub rows: Option<Vec<String>>,
+    pub rows: Option<Vec<Row>>,
     #[serde(default, deserialize_with = "positive")]
     pub iterations: Option<u64>,
     pub warmup: Option<u64>,
@@ -130,12 +102,11 @@ fn cpus<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CpuList>, D::Error> {
 
 fn region_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let v = Option::<u64>::deserialize(d)?;
-    match v {
-        Some(m) if m < 2 || !m.is_power_of_two() => Err(serde::de::Error::custom(format!(
-            "shm_mib {m}: must be a power of two of at least 2 (a PCI BAR)"
-        ))),
-        v => Ok(v),
+    if let Some(m) = v {
+        vmbench_proto::region_bytes(m)
+            .map_err(|e| serde::de::Error::custom(format!("shm_mib: {e}")))?;
     }
+    Ok(v)
 }
 
 fn memory_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -156,37 +127,51 @@ fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(v)
 }
 
-fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    let v = Option::<Vec<String>>::deserialize(d)?;
-    if let Some(rows) = &v {
-        for r in rows {
-            if vmbench_proto::vmexit::Row::parse(r).is_none() {
-                let ids: Vec<&str> = vmbench_proto::vmexit::Row::ALL
-                    .iter()
-                    .map(|r| r.id())
-                    .collect();
-                return Err(serde::de::Error::custom(format!(
-                    "unknown row {r:?}; rows are: {}",
-                    ids.join(", ")
-                )));
-            }
-        }
-    }
-    Ok(v)
+fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Row>>, D::Error> {
+    let Some(ids) = Option::<Vec<String>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    Row::parse_list(&ids)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
-/// Reads and parses a config file; the error names the file, line and column.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+/// A config file that cannot be used; the message names the file and, for
+/// a bad value, its line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--config {path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
 }
 
-pub fn parse(text: &str) -> Result<Config, String> {
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// Parses config text (an empty file is every default).
+pub fn parse(text: &str) -> Result<Config, serde_saphyr::Error> {
     if text.trim().is_empty() {
         return Ok(Config::default());
     }
-    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    serde_saphyr::from_str(text)
 }
 
 #[cfg(test)]
@@ -198,7 +183,7 @@ mod tests {
         let text = include_str!("../../../examples/vmbench.yaml");
         let c = parse(text).unwrap();
         assert_eq!(c.suites, Some(vec![Suite::Vmexit, Suite::Shm]));
-        assert_eq!(c.accel, Some(Accel::Auto));
+        assert_eq!(c.accel, Some(AccelChoice::Auto));
         assert!(c.vm.unwrap().shm_mib.is_some());
     }
 
@@ -217,7 +202,7 @@ mod tests {
             ("vmexit:\n  iterations: 0\n", "at least 1"),
             ("accel: hvf\n", "line 1"),
         ] {
-            let e = parse(text).unwrap_err();
+            let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
             assert!(e.contains("column"), "{text:?}: {e}");
         }

@@ -1,0 +1,520 @@
+//! The phases after the preflight: isolate → suites → restore → record.
+//! Each consumes the one before; see the crate documentation.
+
+use crate::Suite;
+use crate::config::ApplyMode;
+use crate::drive::{self, ShmRequest, VmexitRequest};
+use crate::outcome::{self, ExitStatus, RunEnd};
+use crate::preflight::{Blocked, Preflighted};
+use crate::progress::Progress;
+use crate::records::{self, IsolationOutcome};
+use crate::session::{BootRequest, GuestLauncher, GuestSession};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use vmbench_host::{CpuList, HostSpec, SpecOptions, SysRoot};
+use vmbench_isolate::apply::{self, Applied, RestoreReport};
+use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
+use vmbench_report::{Accel, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow};
+use vmbench_shm::host::Plan as ShmPlan;
+use vmbench_vm::{GuestKind, TCG_NOTICE};
+
+/// Why a run stopped before it could record anything.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
+    #[error(transparent)]
+    Isolate(#[from] IsolateError),
+    #[error("creating the output directory {path}")]
+    Output {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Publish(#[from] vmbench_publish::PublishError),
+}
+
+impl RunError {
+    /// Usage and environment errors are 2; an isolation error says its own.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Isolate(e) => e.exit_code(),
+            _ => ExitStatus::Usage.code(),
+        }
+    }
+}
+
+/// What the phases carry from the preflight to the record.
+struct Context {
+    plan: crate::Plan,
+    audit: Audit,
+    spec: HostSpec,
+    started_utc: String,
+    /// Isolation remarks for the report.
+    notes: Vec<String>,
+    /// IRQs the kernel refused to move.
+    unmovable: Vec<String>,
+    /// Whether runtime knobs were applied.
+    applied: bool,
+}
+
+/// The host as the run needs it: runtime knobs applied (journaled), or
+/// audited only. Dropping it restores the host.
+pub struct Isolated<'r> {
+    ctx: Context,
+    guard: Option<Applied<'r>>,
+}
+
+impl Preflighted {
+    /// Creates the output directory, reads the host specification, and
+    /// applies the runtime knobs (journal first) unless the plan or missing
+    /// privileges say audit only. `root` is where the plan's isolation root
+    /// points: the restore guard borrows it.
+    pub fn isolate<'r>(
+        self,
+        root: &'r SysRoot,
+        progress: &dyn Progress,
+    ) -> Result<Isolated<'r>, RunError> {
+        let Preflighted { plan, audit } = self;
+        std::fs::create_dir_all(&plan.out).map_err(|source| RunError::Output {
+            path: plan.out.display().to_string(),
+            source,
+        })?;
+        let started_utc = records::utc_stamp(false);
+        progress.step("host specification");
+        let spec = HostSpec::gather(
+            &plan.spec_root,
+            &SpecOptions {
+                qemu: plan.guest.qemu.clone(),
+                skip_calibration: !plan.spec_root.is_host(),
+            },
+        );
+        let mut notes = Vec::new();
+        let apply = should_apply(&plan, &mut notes);
+        notes.extend(boot_only_notes(&audit));
+        let mut ctx = Context {
+            plan,
+            audit,
+            spec,
+            started_utc,
+            notes,
+            unmovable: Vec::new(),
+            applied: apply,
+        };
+        if !apply {
+            return Ok(Isolated { ctx, guard: None });
+        }
+        progress.phase("isolation: applying runtime knobs (journal first)");
+        let applied = apply::apply(root, &ctx.audit, &ctx.plan.skip, &ctx.plan.journal)?;
+        for c in &applied.report.applied {
+            progress.detail(&format!("changed {c}"));
+        }
+        for u in &applied.report.unmovable {
+            ctx.notes.push(format!("unmovable interrupt: {u}"));
+        }
+        ctx.unmovable = applied.report.unmovable.clone();
+        ctx.notes.extend(applied.held.notes.iter().cloned());
+        Ok(Isolated {
+            ctx,
+            guard: Some(applied),
+        })
+    }
+}
+
+/// `apply: auto` applies only as root, and only to the running host's
+/// files when they are the host's.
+fn should_apply(plan: &crate::Plan, notes: &mut Vec<String>) -> bool {
+    match plan.apply {
+        ApplyMode::No => {
+            notes.push("isolation audited only (isolation.apply: no)".into());
+            false
+        }
+        ApplyMode::Auto if !nix::unistd::geteuid().is_root() && plan.root.is_host() => {
+            notes.push(
+                "not root: isolation audited, not applied (run as root to apply the runtime knobs)"
+                    .into(),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Boot-only knobs not in place: what to add to the kernel cmdline.
+fn boot_only_notes(audit: &Audit) -> Vec<String> {
+    audit
+        .knobs
+        .iter()
+        .filter(|k| {
+            k.class == KnobClass::BootOnly && matches!(k.verdict, Verdict::Warn | Verdict::Fail)
+        })
+        .map(|k| {
+            format!(
+                "boot-only knob {} not in place: {}",
+                k.id,
+                k.fix
+                    .clone()
+                    .unwrap_or_else(|| "see `vmbench isolate suggest`".into())
+            )
+        })
+        .collect()
+}
+
+/// What the suites produced, and about the guests they ran in.
+#[derive(Default)]
+struct SuiteRecord {
+    results: Results,
+    /// Why the run is incomplete (empty: complete).
+    incomplete: Vec<String>,
+    guest_spec: Option<serde_json::Value>,
+    qemu: Option<QemuRecord>,
+    pinning: Option<String>,
+    /// Remarks for the isolation section (a pinning that failed).
+    notes: Vec<String>,
+    accel: Option<Accel>,
+    interrupted: bool,
+}
+
+/// The suites have run (or stopped); the host is still tuned.
+pub struct SuitesDone<'r> {
+    ctx: Context,
+    guard: Option<Applied<'r>>,
+    suites: SuiteRecord,
+}
+
+/// The CPUs a run pins to and measures between.
+struct Cpus {
+    /// Where the vCPU goes (empty: no pinning).
+    vcpu: CpuList,
+    /// (housekeeping CPU, benchmark CPU) for the shm suite's physical reference.
+    reference: Option<(usize, usize)>,
+}
+
+impl Cpus {
+    fn of(audit: &Audit) -> Cpus {
+        let bench = audit.cpus.bench.iter().next();
+        let housekeeping = audit.cpus.housekeeping.iter().next();
+        Cpus {
+            vcpu: CpuList::from_cpus(bench),
+            reference: housekeeping
+                .zip(bench)
+                .map(|(h, b)| (h as usize, b as usize)),
+        }
+    }
+
+    fn pin(&self) -> Option<&CpuList> {
+        (!self.vcpu.is_empty()).then_some(&self.vcpu)
+    }
+}
+
+impl<'r> Isolated<'r> {
+    /// Runs each suite of the plan in order, booting guests through
+    /// `launcher`. A suite that fails keeps what it measured, and the later
+    /// suites do not run; neither do they after `interrupt` is set.
+    pub fn run_suites(
+        self,
+        launcher: &mut dyn GuestLauncher,
+        progress: &dyn Progress,
+        interrupt: &AtomicBool,
+    ) -> SuitesDone<'r> {
+        let Isolated { ctx, guard } = self;
+        let mut rec = SuiteRecord::default();
+        let cpus = Cpus::of(&ctx.audit);
+        // The Linux guest of the VM-exit suite stays up for the shm suite.
+        let mut kept: Option<Box<dyn GuestSession>> = None;
+        for suite in ctx.plan.suites.clone() {
+            if interrupt.load(Ordering::Relaxed) || !rec.incomplete.is_empty() {
+                rec.incomplete.push(format!(
+                    "suite {} did not run (the run stopped before it)",
+                    suite.name()
+                ));
+                continue;
+            }
+            progress.phase(suite.title());
+            let session = match kept.take() {
+                Some(s) => s,
+                None => match boot(&ctx, suite, launcher, progress, &mut rec) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            let session = describe_guest(&ctx, suite, session, &cpus, &mut rec);
+            kept = match suite {
+                Suite::Vmexit => vmexit_suite(&ctx, session, progress, &mut rec),
+                Suite::Shm => {
+                    shm_suite(
+                        &ctx, session, &cpus, launcher, progress, interrupt, &mut rec,
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(session) = kept {
+            session.shutdown();
+        }
+        rec.interrupted = interrupt.load(Ordering::Relaxed);
+        if rec.interrupted {
+            rec.incomplete.insert(
+                0,
+                "interrupted (SIGINT/SIGTERM): the run stopped early".into(),
+            );
+        }
+        SuitesDone {
+            ctx,
+            guard,
+            suites: rec,
+        }
+    }
+}
+
+fn boot(
+    ctx: &Context,
+    suite: Suite,
+    launcher: &mut dyn GuestLauncher,
+    progress: &dyn Progress,
+    rec: &mut SuiteRecord,
+) -> Option<Box<dyn GuestSession>> {
+    let guest = ctx.plan.guest_for(suite);
+    let request = BootRequest {
+        guest,
+        // One boot serves both suites: with the doorbell when shm will run.
+        doorbell: guest == GuestKind::Linux
+            && ctx.plan.suites.contains(&Suite::Shm)
+            && ctx.plan.doorbell,
+        mapping: None,
+    };
+    match launcher.boot(&request, progress) {
+        Ok(session) => {
+            // The report states TCG itself, once; other accelerator notices are kept.
+            if let Some(n) = session.accel_notice()
+                && session.accel() != Accel::Tcg
+                && !rec.results.warnings.iter().any(|w| w == n)
+            {
+                rec.results.warnings.push(n.to_string());
+            }
+            Some(session)
+        }
+        Err(e) => {
+            rec.incomplete.push(format!(
+                "{} suite: the guest did not come up: {e}",
+                suite.name()
+            ));
+            None
+        }
+    }
+}
+
+/// Pins the guest and records what it is (the Linux guest's spec wins:
+/// it is the guest of the shm suite and, usually, of both).
+fn describe_guest(
+    ctx: &Context,
+    suite: Suite,
+    mut session: Box<dyn GuestSession>,
+    cpus: &Cpus,
+    rec: &mut SuiteRecord,
+) -> Box<dyn GuestSession> {
+    if let Some(bench) = cpus.pin() {
+        match session.pin(bench) {
+            Ok(p) => rec.pinning = Some(p.describe()),
+            Err(e) => rec.notes.push(format!("vCPU pinning failed: {e}")),
+        }
+    }
+    if ctx.plan.guest_for(suite) == GuestKind::Linux || rec.guest_spec.is_none() {
+        rec.guest_spec = serde_json::to_value(session.spec()).ok();
+        rec.qemu = Some(session.qemu());
+        rec.accel = Some(session.accel());
+    }
+    session
+}
+
+/// Runs the VM-exit suite; returns the session when the shm suite is to use it.
+fn vmexit_suite(
+    ctx: &Context,
+    mut session: Box<dyn GuestSession>,
+    progress: &dyn Progress,
+    rec: &mut SuiteRecord,
+) -> Option<Box<dyn GuestSession>> {
+    let request = VmexitRequest {
+        rows: ctx.plan.rows.clone(),
+        iterations: ctx.plan.iterations,
+        warmup: ctx.plan.warmup,
+        batch: ctx.plan.batch,
+    };
+    let host_khz = ctx.spec.tsc.frequency.known().map(|f| f.khz);
+    let (_, run, outcome) = drive::vmexit(session.as_mut(), &request, host_khz, progress);
+    rec.results.measurements.extend(run.measurements);
+    rec.results.skipped.extend(run.skipped);
+    match outcome {
+        Err(e) => {
+            rec.incomplete
+                .push(format!("the VM-exit suite stopped: {e}"));
+            session.shutdown();
+            None
+        }
+        Ok(()) if ctx.plan.shares_linux_guest() => Some(session),
+        Ok(()) => {
+            session.shutdown();
+            None
+        }
+    }
+}
+
+fn shm_suite(
+    ctx: &Context,
+    session: Box<dyn GuestSession>,
+    cpus: &Cpus,
+    launcher: &mut dyn GuestLauncher,
+    progress: &dyn Progress,
+    interrupt: &AtomicBool,
+    rec: &mut SuiteRecord,
+) {
+    let host_khz = ctx.spec.tsc.frequency.known().map_or(0.0, |f| f.khz);
+    let mut plan = if ctx.plan.quick {
+        ShmPlan::quick(host_khz)
+    } else {
+        ShmPlan::full(host_khz)
+    };
+    plan.request_timeout = ctx.plan.request_timeout;
+    if !ctx.plan.doorbell {
+        plan.doorbell_rounds = 0;
+    }
+    plan.ref_cpus = cpus.reference;
+    let request = ShmRequest {
+        plan,
+        arms: ctx.plan.arms,
+        pin: cpus.pin(),
+        vendor: ctx.spec.cpu.vendor.known().cloned(),
+    };
+    let outcome = drive::shm(session, launcher, &request, interrupt, progress);
+    rec.results.absorb(outcome.run.results);
+    if let Err(e) = outcome.suite {
+        rec.incomplete
+            .push(format!("the shared-memory suite stopped: {e}"));
+    }
+    if let Err(e) = outcome.arms {
+        rec.incomplete
+            .push(format!("the shm UC/WC arms stopped: {e}"));
+    }
+}
+
+/// The host is back as it was (or the restore failed, which the record says).
+pub struct Restored {
+    ctx: Context,
+    suites: SuiteRecord,
+    restore: Option<Result<RestoreReport, IsolateError>>,
+}
+
+impl SuitesDone<'_> {
+    /// Puts every journaled change back: the host comes before the report.
+    pub fn restore(self, progress: &dyn Progress) -> Restored {
+        let restore = self.guard.map(|applied| {
+            progress.phase("isolation: restoring the host from the journal");
+            applied.restore()
+        });
+        Restored {
+            ctx: self.ctx,
+            suites: self.suites,
+            restore,
+        }
+    }
+}
+
+/// The run's record, and how the run ended.
+pub struct Recorded {
+    pub record: RunRecord,
+    pub status: ExitStatus,
+    pub out: PathBuf,
+    sign: Option<PathBuf>,
+}
+
+impl Restored {
+    /// The record of the run (what `results.json` holds) and its exit status.
+    pub fn record(self) -> Recorded {
+        let Restored {
+            mut ctx,
+            mut suites,
+            restore,
+        } = self;
+        ctx.notes.append(&mut suites.notes);
+        let failed_restore = records::restore_summary(restore.as_ref());
+        if let Some(what) = &failed_restore {
+            suites.results.warnings.push(format!(
+                "the host was NOT fully restored (FAILED: {what}); run `vmbench isolate restore --journal {}`",
+                ctx.plan.journal.display()
+            ));
+        }
+        let isolation = records::knob_records(&IsolationOutcome {
+            audit: &ctx.audit,
+            applied: ctx.applied,
+            skip: &ctx.plan.skip,
+            unmovable: &ctx.unmovable,
+            restore: restore.as_ref(),
+        });
+        if suites.accel == Some(Accel::Tcg) {
+            suites.results.warnings.insert(0, TCG_NOTICE.into());
+        }
+        let end = RunEnd {
+            interrupted: suites.interrupted,
+            complete: suites.incomplete.is_empty(),
+            restored: failed_restore.is_none(),
+        };
+        let status = outcome::run_status(&end, &suites.results);
+        let record = RunRecord {
+            schema_version: RUN_SCHEMA_VERSION,
+            vmbench_version: env!("CARGO_PKG_VERSION").into(),
+            command: ctx.plan.command.clone(),
+            started_utc: ctx.started_utc,
+            accel: suites.accel,
+            guest_flavour: match ctx.plan.guest.guest {
+                GuestKind::Linux => "linux".into(),
+                GuestKind::Micro => "micro (VM-exit suite), linux (shm suite)".into(),
+            },
+            suites: ctx
+                .plan
+                .suites
+                .iter()
+                .map(|x| x.name().to_string())
+                .collect(),
+            complete: end.complete,
+            incomplete: suites.incomplete,
+            host_rows: ctx
+                .spec
+                .rows()
+                .into_iter()
+                .map(|r| SpecRow {
+                    section: r.section.to_string(),
+                    key: r.key,
+                    value: r.value,
+                })
+                .collect(),
+            host: serde_json::to_value(&ctx.spec).unwrap_or_default(),
+            guest: suites.guest_spec,
+            qemu: suites.qemu,
+            isolation,
+            isolation_notes: ctx.notes,
+            pinning: suites.pinning,
+            results: suites.results,
+        };
+        Recorded {
+            record,
+            status,
+            out: ctx.plan.out,
+            sign: ctx.plan.sign,
+        }
+    }
+}
+
+impl Recorded {
+    /// Writes the output directory (report, results, CSVs, plots, manifest)
+    /// and signs it when the plan says so.
+    pub fn publish(&self, progress: &dyn Progress) -> Result<(), RunError> {
+        progress.phase(&format!("writing the report to {}", self.out.display()));
+        vmbench_publish::write_dir(&self.record, &self.out)?;
+        if let Some(key) = &self.sign {
+            let fingerprint = vmbench_publish::sign::sign(&self.out, key)?;
+            progress.step(&format!("signed with {fingerprint}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,274 @@
+//! The plan: every setting of a run, decided before anything runs, from the
+//! command line's flags, the config file and the environment (in that order
+//! of precedence).
+
+use crate::Suite;
+use crate::config::{ApplyMode, Config};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vmbench_host::{CpuList, SysRoot};
+use vmbench_proto::vmexit::Row;
+use vmbench_vm::{AccelChoice, GuestKind, GuestSettings};
+
+/// What the command line gave (`vmbench run` flags).
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Suites to run, in order; empty: the config's, else both.
+    pub suites: Vec<Suite>,
+    pub accel: Option<AccelChoice>,
+    /// Benchmark CPUs: the isolation audit and vCPU pinning.
+    pub cpus: Option<CpuList>,
+    /// Fewer samples: every measurement, in seconds instead of minutes.
+    pub quick: bool,
+    /// Output directory (must be new or empty).
+    pub out: Option<PathBuf>,
+    /// Key to sign the report with.
+    pub sign: Option<PathBuf>,
+    /// The command as typed, for the report's "reproduce with" line.
+    pub command: String,
+}
+
+/// The `VMBENCH_*` variables `nix run .#bench` sets, so that nothing is
+/// looked up in PATH. A config file's value wins over them.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub guest_image: Option<PathBuf>,
+    pub qemu: Option<PathBuf>,
+    pub micro_elf: Option<PathBuf>,
+}
+
+impl Environment {
+    /// Reads this process's environment (empty values count as unset).
+    pub fn from_process() -> Environment {
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Environment {
+            guest_image: path("VMBENCH_GUEST_IMAGE"),
+            qemu: path("VMBENCH_QEMU"),
+            micro_elf: path("VMBENCH_MICRO_ELF"),
+        }
+    }
+}
+
+/// A plan that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no suite to run: give --suite vmexit,shm (or suites: in the config)")]
+    NoSuite,
+}
+
+/// Sample counts: (timed iterations, warm-up, batch) per VM-exit row.
+const QUICK_VMEXIT_SIZES: (u64, u64, u64) = (2_000, 100, 2_000);
+const FULL_VMEXIT_SIZES: (u64, u64, u64) = (100_000, 1_000, 100_000);
+/// The ivshmem region: 3 slots of 4K frames and the 64 MiB sweep (full);
+/// the quick plan's largest transfer fits in half.
+const QUICK_SHM_MIB: u64 = 128;
+const FULL_SHM_MIB: u64 = 256;
+/// How long one shm request may take before the guest is declared hung.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the isolation audit watches for interrupts and runnable threads.
+const DEFAULT_NOISE_WINDOW: Duration = Duration::from_millis(500);
+
+/// Every setting of the run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub suites: Vec<Suite>,
+    /// Benchmark CPUs (None: what the audit picks).
+    pub cpus: Option<CpuList>,
+    pub quick: bool,
+    pub out: PathBuf,
+    pub sign: Option<PathBuf>,
+    /// Whether to change host knobs.
+    pub apply: ApplyMode,
+    /// Runtime knobs to leave alone.
+    pub skip: Vec<String>,
+    pub journal: PathBuf,
+    /// Where /proc and /sys are read and written for isolation.
+    pub root: SysRoot,
+    /// Where the host specification is read (the running host, except in tests).
+    pub spec_root: SysRoot,
+    /// How long the audit samples interrupts and runnable threads.
+    pub noise_window: Duration,
+    /// The guest, as for `vmbench vm boot`; `guest.guest` is the VM-exit
+    /// suite's guest (the shm suite always boots the Linux guest).
+    pub guest: GuestSettings,
+    /// VM-exit rows (empty: the default rows).
+    pub rows: Vec<Row>,
+    pub iterations: u64,
+    pub warmup: u64,
+    pub batch: u64,
+    /// Also run the UC and WC mapping arms (a guest boot each).
+    pub arms: bool,
+    /// Measure the doorbell round trip (ivshmem-doorbell).
+    pub doorbell: bool,
+    pub request_timeout: Duration,
+    /// The command as typed.
+    pub command: String,
+}
+
+impl Plan {
+    /// Flags over config over environment over defaults.
+    pub fn new(flags: RunFlags, config: Config, env: Environment) -> Result<Plan, PlanError> {
+        let suites = if flags.suites.is_empty() {
+            config
+                .suites
+                .unwrap_or_else(|| vec![Suite::Vmexit, Suite::Shm])
+        } else {
+            flags.suites
+        };
+        if suites.is_empty() {
+            return Err(PlanError::NoSuite);
+        }
+        let quick = flags.quick || config.quick.unwrap_or(false);
+        let iso = config.isolation.unwrap_or_default();
+        let vm = config.vm.unwrap_or_default();
+        let vx = config.vmexit.unwrap_or_default();
+        let shm = config.shm.unwrap_or_default();
+        let root = SysRoot::new(iso.root.as_deref().unwrap_or(Path::new("/")));
+        let journal = iso
+            .journal
+            .unwrap_or_else(|| vmbench_isolate::journal::default_path(&root));
+        let out = flags.out.or(config.out).unwrap_or_else(|| {
+            PathBuf::from("vmbench-results")
+                .join(format!("run-{}", crate::records::utc_stamp(true)))
+        });
+        let (iterations, warmup, batch) = if quick {
+            QUICK_VMEXIT_SIZES
+        } else {
+            FULL_VMEXIT_SIZES
+        };
+        let guest = GuestSettings {
+            image: vm.image.or(env.guest_image),
+            guest: vm.guest.unwrap_or(GuestKind::Linux),
+            micro_elf: vm.micro_elf.or(env.micro_elf),
+            accel: flags.accel.or(config.accel).unwrap_or_default(),
+            qemu: vm.qemu.or(env.qemu),
+            append: vm.append.unwrap_or_default(),
+            boot_timeout: vm.boot_timeout_s.map(Duration::from_secs),
+            memory_mib: vm.memory_mib,
+            shm_mib: vm
+                .shm_mib
+                .unwrap_or(if quick { QUICK_SHM_MIB } else { FULL_SHM_MIB }),
+            doorbell_vectors: None,
+            kvm_cpu: vm.kvm_cpu,
+        };
+        Ok(Plan {
+            suites,
+            cpus: flags.cpus.or(config.cpus),
+            quick,
+            out,
+            sign: flags.sign.or(config.sign),
+            apply: iso.apply.unwrap_or(ApplyMode::Auto),
+            skip: iso.skip.unwrap_or_default(),
+            journal,
+            root,
+            spec_root: SysRoot::host(),
+            noise_window: DEFAULT_NOISE_WINDOW,
+            guest,
+            rows: vx.rows.unwrap_or_default(),
+            iterations: vx.iterations.unwrap_or(iterations),
+            warmup: vx.warmup.unwrap_or(warmup),
+            batch: vx.batch.unwrap_or(batch),
+            arms: shm.arms.unwrap_or(true),
+            doorbell: shm.doorbell.unwrap_or(true),
+            request_timeout: shm
+                .request_timeout_s
+                .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs),
+            command: flags.command,
+        })
+    }
+
+    /// The guest `suite` boots.
+    pub fn guest_for(&self, suite: Suite) -> GuestKind {
+        match suite {
+            Suite::Vmexit => self.guest.guest,
+            Suite::Shm => GuestKind::Linux,
+        }
+    }
+
+    /// Whether the Linux guest boots at all (the preflight then checks its image).
+    pub fn needs_linux_guest(&self) -> bool {
+        self.suites
+            .iter()
+            .any(|s| self.guest_for(*s) == GuestKind::Linux)
+    }
+
+    /// Whether the Linux guest of the VM-exit suite stays up for the shm
+    /// suite (one boot for both; it then boots with the doorbell).
+    pub fn shares_linux_guest(&self) -> bool {
+        self.suites.contains(&Suite::Vmexit)
+            && self.suites.contains(&Suite::Shm)
+            && self.guest.guest == GuestKind::Linux
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> RunFlags {
+        RunFlags {
+            command: "vmbench run".into(),
+            ..RunFlags::default()
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_and_the_config_over_the_environment() {
+        let config = crate::config::parse(
+            "accel: kvm\nquick: false\nvm:\n  qemu: /config/qemu\n  shm_mib: 64\nsuites: [shm]\n",
+        )
+        .unwrap();
+        let env = Environment {
+            qemu: Some("/env/qemu".into()),
+            guest_image: Some("/env/image".into()),
+            micro_elf: None,
+        };
+        let p = Plan::new(
+            RunFlags {
+                accel: Some(AccelChoice::Tcg),
+                quick: true,
+                ..flags()
+            },
+            config,
+            env,
+        )
+        .unwrap();
+        assert_eq!(p.guest.accel, AccelChoice::Tcg);
+        assert!(p.quick);
+        assert_eq!(p.iterations, QUICK_VMEXIT_SIZES.0);
+        assert_eq!(p.guest.qemu.as_deref(), Some(Path::new("/config/qemu")));
+        assert_eq!(p.guest.image.as_deref(), Some(Path::new("/env/image")));
+        assert_eq!(p.guest.shm_mib, 64);
+        assert_eq!(p.suites, [Suite::Shm]);
+    }
+
+    #[test]
+    fn defaults_and_the_shared_guest() {
+        let p = Plan::new(flags(), Config::default(), Environment::default()).unwrap();
+        assert_eq!(p.suites, [Suite::Vmexit, Suite::Shm]);
+        assert_eq!(p.guest.shm_mib, FULL_SHM_MIB);
+        assert!(p.out.starts_with("vmbench-results"));
+        assert!(p.shares_linux_guest() && p.needs_linux_guest());
+        let micro = Plan::new(
+            flags(),
+            crate::config::parse("vm:\n  guest: micro\nsuites: [vmexit]\n").unwrap(),
+            Environment::default(),
+        )
+        .unwrap();
+        assert!(!micro.needs_linux_guest() && !micro.shares_linux_guest());
+        assert_eq!(micro.guest_for(Suite::Shm), GuestKind::Linux);
+    }
+
+    #[test]
+    fn an_empty_suite_list_is_refused() {
+        let c = crate::config::parse("suites: []\n").unwrap();
+        assert!(matches!(
+            Plan::new(flags(), c, Environment::default()),
+            Err(PlanError::NoSuite)
+        ));
+    }
+}

@@ -1,0 +1,134 @@
+//! The preflight: every reason the run cannot start, each with what to do.
+//! It reads and changes nothing; only a plan that passes it becomes a
+//! [`Preflighted`], the only thing that can isolate the host.
+
+use crate::config::ApplyMode;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use vmbench_isolate::{Audit, AuditOptions, KnobClass, journal};
+
+/// A plan that passed the preflight, and the audit it made.
+pub struct Preflighted {
+    pub(crate) plan: Plan,
+    pub(crate) audit: Audit,
+}
+
+impl Preflighted {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+}
+
+/// Why the run cannot start; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot start; nothing was changed:{}", .reasons.iter().map(|r| format!("\n  - {r}")).collect::<String>())]
+pub struct Blocked {
+    /// One line each, with what to do.
+    pub reasons: Vec<String>,
+}
+
+/// Checks everything a run needs before anything changes: an unrestored
+/// journal, QEMU, the guest image, the signing key, the output directory,
+/// and the isolation audit (a housekeeping CPU left; with `apply: yes`,
+/// every change permitted).
+pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blocked> {
+    progress.phase("preflight (nothing is changed yet)");
+    let audit = vmbench_isolate::audit(
+        &plan.root,
+        &AuditOptions {
+            cpus: plan.cpus.clone(),
+            noise_window: plan.noise_window,
+        },
+    );
+    let mut reasons = Vec::new();
+    environment_blockers(&plan, &mut reasons);
+    match &audit {
+        Err(e) => reasons.push(format!("isolation audit: {e}")),
+        Ok(a) => audit_blockers(&plan, a, &mut reasons),
+    }
+    match audit {
+        Ok(audit) if reasons.is_empty() => Ok(Preflighted { plan, audit }),
+        _ => Err(Blocked { reasons }),
+    }
+}
+
+fn environment_blockers(plan: &Plan, reasons: &mut Vec<String>) {
+    match journal::Journal::load(&plan.journal) {
+        Ok(Some(j)) => reasons.push(format!(
+            "an unrestored isolation journal from an earlier run (pid {}, {} change(s)) is at {}: run `vmbench isolate restore --journal {}` first",
+            j.pid,
+            j.entries.len(),
+            plan.journal.display(),
+            plan.journal.display()
+        )),
+        Ok(None) => {}
+        Err(e) => reasons.push(format!("isolation journal: {e}")),
+    }
+    if let Err(e) = vmbench_host::qemu::resolve(plan.guest.qemu.as_deref()) {
+        reasons.push(format!(
+            "QEMU: {e} (install qemu-system-x86, or set vm.qemu / VMBENCH_QEMU)"
+        ));
+    }
+    if plan.needs_linux_guest() {
+        match &plan.guest.image {
+            Some(d) if !d.join("bzImage").is_file() => reasons.push(format!(
+                "guest image {}: no bzImage there (build one with `vmbench image build --out {}` or `nix build .#guest-image`)",
+                d.display(),
+                d.display()
+            )),
+            None if !vmbench_vm::image::default_dir().join("bzImage").is_file() => {
+                if let Err(e) = vmbench_vm::image::default_kernel() {
+                    reasons.push(format!(
+                        "no guest image yet and none can be built: {e} (install linux-image-amd64 and linux-headers-amd64)"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(k) = &plan.sign
+        && !k.is_file()
+    {
+        reasons.push(format!("--sign {}: no such key file", k.display()));
+    }
+    if plan.out.exists() {
+        let empty = std::fs::read_dir(&plan.out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            reasons.push(format!(
+                "--out {}: exists and is not empty; choose another directory (nothing is overwritten)",
+                plan.out.display()
+            ));
+        }
+    }
+}
+
+fn audit_blockers(plan: &Plan, a: &Audit, reasons: &mut Vec<String>) {
+    if a.cpus.housekeeping.is_empty() {
+        reasons.push(format!(
+            "benchmark CPUs {} leave no housekeeping CPU for QEMU's other threads; give fewer with --cpus",
+            a.cpus.bench
+        ));
+    }
+    if plan.apply == ApplyMode::Yes {
+        let blocked: Vec<String> = a
+            .knobs
+            .iter()
+            .filter(|k| {
+                k.class == KnobClass::Runtime && !plan.skip.contains(&k.id) && !k.changes.is_empty()
+            })
+            .flat_map(|k| k.blocked.iter().map(move |b| format!("{}: {b}", k.id)))
+            .collect();
+        if !blocked.is_empty() {
+            reasons.push(format!(
+                "isolation.apply is yes but these changes are blocked: {} (run as root, skip them, or set apply: auto)",
+                blocked.join("; ")
+            ));
+        }
+    }
+}
