@@ -96,29 +96,15 @@ const STDENV_TOOLS: &[&str] = &[
     "ranlib", "strip",
 ];
 
-#[test]
-fn library_tests_pass_in_a_nix_like_build_sandbox() {
-    if !common::prerequisites(
-        &[(common::have_tool("bwrap"), "bubblewrap")],
-        "the library tests as Nix's sandbox would",
-    ) {
-        return;
-    }
-    let repo = repo();
-    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
-    let derivation = vmbench_derivation(&flake);
-    let paths = fileset_paths(derivation);
-
-    // The build top: source/, vendor/, .cargo/config.toml, bin/ (PATH).
-    let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nix-sandbox");
-    let source = top.join("source");
-    let _ = std::fs::remove_dir_all(&source);
-    std::fs::create_dir_all(&source).unwrap();
-    // What a flake's source is: the files git tracks (staged ones too).
+/// Copies the files git tracks (staged ones too) under the flake's source
+/// paths: what a flake's source is.
+fn copy_source_set(repo: &Path, paths: &[String], source: &Path) {
+    let _ = std::fs::remove_dir_all(source);
+    std::fs::create_dir_all(source).unwrap();
     let listed = Command::new("git")
-        .current_dir(&repo)
+        .current_dir(repo)
         .args(["ls-files", "-z", "--cached", "--"])
-        .args(&paths)
+        .args(paths)
         .output()
         .unwrap();
     assert!(
@@ -140,13 +126,15 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
     }
     assert!(copied > 50, "only {copied} files in the flake's source set");
     assert!(!source.join(".cargo").exists());
+}
 
-    // Vendored dependencies, as nixpkgs' importCargoLock fetches them
-    // outside the sandbox.
+/// Vendors the dependencies, as nixpkgs' importCargoLock fetches them
+/// outside the sandbox, and points cargo at them from above the source.
+fn vendor(top: &Path, source: &Path) {
     let vendor = top.join("vendor");
     let _ = std::fs::remove_dir_all(&vendor);
     let v = Command::new(env!("CARGO"))
-        .current_dir(&source)
+        .current_dir(source)
         .args(["vendor", "--locked", "--quiet"])
         .arg(&vendor)
         .output()
@@ -163,8 +151,11 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
          [source.vendored-sources]\ndirectory = \"/build/vendor\"\n",
     )
     .unwrap();
+}
 
-    // PATH: stdenv's tools and the Rust toolchain, nothing else.
+/// PATH (stdenv's tools and the Rust toolchain, nothing else) and the
+/// builder's /etc/passwd and /etc/group. Returns the toolchain's sysroot.
+fn build_environment(top: &Path) -> String {
     let sysroot = String::from_utf8(
         Command::new("rustc")
             .args(["--print", "sysroot"])
@@ -201,66 +192,88 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
         "root:x:0:\nnixbld:!:30000:\nnogroup:x:65534:\n",
     )
     .unwrap();
-    // The target directory lives on between runs: only compilation is saved.
-    let target = top.join("target");
-    std::fs::create_dir_all(&target).unwrap();
+    sysroot
+}
 
-    let sandbox = |script: &str| {
-        let mut c = Command::new("bwrap");
-        c.args(["--unshare-all", "--die-with-parent", "--new-session"])
-            .args(["--uid", "30001", "--gid", "30000"])
-            .args(["--ro-bind", "/usr", "/usr"])
-            .args([
-                "--symlink",
-                "usr/lib",
-                "/lib",
-                "--symlink",
-                "usr/lib64",
-                "/lib64",
-            ])
-            .args(["--dir", "/bin", "--ro-bind", "/bin/bash", "/bin/sh"])
-            .arg("--ro-bind")
-            .arg(&sysroot)
-            .arg(&sysroot)
-            .arg("--bind")
-            .arg(&top)
-            .arg("/build")
-            .arg("--bind")
-            .arg(&target)
-            .arg("/build/source/target")
-            .args(["--ro-bind"])
-            .arg(top.join("etc/passwd"))
-            .arg("/etc/passwd")
-            .args(["--ro-bind"])
-            .arg(top.join("etc/group"))
-            .arg("/etc/group")
-            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-            .args(["--chdir", "/build/source", "--clearenv"])
-            .args(["--setenv", "PATH", "/build/bin"])
-            .args(["--setenv", "HOME", "/homeless-shelter"])
-            .args(["--setenv", "TMPDIR", "/build", "--setenv", "TMP", "/build"])
-            .args([
-                "--setenv",
-                "NIX_BUILD_TOP",
-                "/build",
-                "--setenv",
-                "NIX_BUILD_CORES",
-                "2",
-            ])
-            .args([
-                "--setenv",
-                "USER",
-                "nixbld",
-                "--setenv",
-                "TERM",
-                "xterm-256color",
-            ])
-            .args(["/bin/sh", "-c", script]);
-        c
-    };
+/// `script` under /bin/sh in the sandbox, with `top` as /build.
+fn sandbox(top: &Path, sysroot: &str, script: &str) -> Command {
+    let mut c = Command::new("bwrap");
+    c.args(["--unshare-all", "--die-with-parent", "--new-session"])
+        .args(["--uid", "30001", "--gid", "30000"])
+        .args(["--ro-bind", "/usr", "/usr"])
+        .args([
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+        ])
+        .args(["--dir", "/bin", "--ro-bind", "/bin/bash", "/bin/sh"])
+        .arg("--ro-bind")
+        .arg(sysroot)
+        .arg(sysroot)
+        .arg("--bind")
+        .arg(top)
+        .arg("/build")
+        .arg("--bind")
+        .arg(top.join("target"))
+        .arg("/build/source/target")
+        .args(["--ro-bind"])
+        .arg(top.join("etc/passwd"))
+        .arg("/etc/passwd")
+        .args(["--ro-bind"])
+        .arg(top.join("etc/group"))
+        .arg("/etc/group")
+        .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+        .args(["--chdir", "/build/source", "--clearenv"])
+        .args(["--setenv", "PATH", "/build/bin"])
+        .args(["--setenv", "HOME", "/homeless-shelter"])
+        .args(["--setenv", "TMPDIR", "/build", "--setenv", "TMP", "/build"])
+        .args([
+            "--setenv",
+            "NIX_BUILD_TOP",
+            "/build",
+            "--setenv",
+            "NIX_BUILD_CORES",
+            "2",
+        ])
+        .args([
+            "--setenv",
+            "USER",
+            "nixbld",
+            "--setenv",
+            "TERM",
+            "xterm-256color",
+        ])
+        .args(["/bin/sh", "-c", script]);
+    c
+}
+
+#[test]
+fn library_tests_pass_in_a_nix_like_build_sandbox() {
+    if !common::prerequisites(
+        &[(common::have_tool("bwrap"), "bubblewrap")],
+        "the library tests as Nix's sandbox would",
+    ) {
+        return;
+    }
+    let repo = repo();
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    let derivation = vmbench_derivation(&flake);
+    // The build top: source/, vendor/, .cargo/config.toml, bin/ (PATH), etc/.
+    let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nix-sandbox");
+    let source = top.join("source");
+    copy_source_set(&repo, &fileset_paths(derivation), &source);
+    vendor(&top, &source);
+    let sysroot = build_environment(&top);
+    // The target directory lives on between runs: only compilation is saved.
+    std::fs::create_dir_all(top.join("target")).unwrap();
 
     // The sandbox is what it claims to be.
     let probe = sandbox(
+        &top,
+        &sysroot,
         "test \"$(id -u)\" = 30001 && test ! -e /homeless-shelter && test ! -e /sys/class \
          && test ! -e /bin/false && test ! -e /dev/kvm && ls /bin",
     )
@@ -280,7 +293,7 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
          cargo test -j 2 --profile release --target x86_64-unknown-linux-gnu --frozen \
          --workspace --lib -- --test-threads=2"
     );
-    let out = sandbox(&script).output().unwrap();
+    let out = sandbox(&top, &sysroot, &script).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -113,145 +113,160 @@ pub fn run_row(
     dev: Option<&std::fs::File>,
     samples: &mut Vec<u64>,
 ) -> Result<RowRun, VmexitError> {
-    let RowRequest {
-        row,
-        samples: n,
-        warmup,
-        batch: batch_n,
-        debugcon,
-        under_tcg,
-    } = req;
-    if row == Row::KernelVmcall && under_tcg {
+    if req.row == Row::KernelVmcall && req.under_tcg {
         return Err(VmexitError::BadArgs(
             "VMCALL raises #UD under TCG: kernel-vmcall needs KVM".into(),
         ));
     }
     samples.clear();
     samples
-        .try_reserve_exact(n as usize)
+        .try_reserve_exact(req.samples as usize)
         .map_err(|e| VmexitError::Failed(format!("sample buffer: {e}")))?;
-    let need_dev = || {
-        dev.ok_or_else(|| {
-            VmexitError::Failed(format!(
-                "{} needs the vmbench module (/dev/vmbench0)",
-                row.id()
-            ))
-        })
-    };
-    let batch_ticks = match row.mode() {
-        Mode::User | Mode::UserToKernel => {
-            let fd = dev.map(|d| d.as_raw_fd());
-            if row == Row::UserSlow {
-                // SAFETY: ioperm only changes this process's I/O permission bitmap.
-                if unsafe { nix::libc::ioperm(u64::from(debugcon), 1, 1) } != 0 {
-                    return Err(VmexitError::Failed(format!(
-                        "ioperm({debugcon:#x}): {} (needs CAP_SYS_RAWIO)",
-                        std::io::Error::last_os_error()
-                    )));
-                }
-            }
-            let once = |insn: Insn| kmod::ExitOnce {
-                insn: insn as u32,
-                port: u32::from(debugcon),
-            };
-            macro_rules! run_user {
-                ($body:expr) => {{
-                    timed(warmup, None, $body);
-                    timed(n, Some(samples), $body);
-                    batch(batch_n, $body)
-                }};
-            }
-            match row {
-                Row::TimerOverhead => run_user!(|| {}),
-                Row::UserNop => run_user!(nop),
-                Row::UserFast => run_user!(cpuid0),
-                Row::UserSlow => run_user!(|| outb(debugcon)),
-                Row::NullSyscall => run_user!(null_syscall),
-                Row::NullIoctl => {
-                    let fd = fd
-                        .ok_or(())
-                        .or_else(|_| need_dev().map(|d| d.as_raw_fd()))?;
-                    let mut err = None;
-                    let t = run_user!(|| if let Err(e) = kmod::null(fd) {
-                        err = Some(e)
-                    });
-                    if let Some(e) = err {
-                        return Err(VmexitError::Failed(format!("VMBENCH_IOC_NULL: {e}")));
-                    }
-                    t
-                }
-                Row::UserKernelFast | Row::UserKernelSlow => {
-                    let fd = fd
-                        .ok_or(())
-                        .or_else(|_| need_dev().map(|d| d.as_raw_fd()))?;
-                    let arg = once(if row == Row::UserKernelFast {
-                        Insn::Cpuid
-                    } else {
-                        Insn::Outb
-                    });
-                    let mut err = None;
-                    let t = run_user!(|| if let Err(e) = kmod::exit_once(fd, &arg) {
-                        err = Some(e)
-                    });
-                    if let Some(e) = err {
-                        return Err(VmexitError::Failed(format!("VMBENCH_IOC_EXIT_ONCE: {e}")));
-                    }
-                    t
-                }
-                _ => unreachable!("user rows only"),
-            }
-        }
-        Mode::Kernel => {
-            let dev = need_dev()?;
-            let insn = kernel_insn(row)
-                .ok_or_else(|| VmexitError::BadArgs(format!("{} is not a kernel row", row.id())))?
-                as u32;
-            let port = u32::from(port_for(row, debugcon));
-            let fail = |what: &str, e: nix::Error| match e {
-                nix::Error::EOPNOTSUPP => VmexitError::Unsupported(format!(
-                    "{}: the guest CPU lacks the feature (e.g. no TSC-deadline timer)",
-                    row.id()
-                )),
-                nix::Error::EPERM => {
-                    VmexitError::Unsupported(format!("{}: refused outside a VM", row.id()))
-                }
-                e => VmexitError::Failed(format!("VMBENCH_IOC_EXIT_LOOP ({what}): {e}")),
-            };
-            let mut chunk = vec![0u64; kmod::MAX_SAMPLES as usize];
-            // Warm-up, discarded; then samples in chunks (bounded IRQs-off windows).
-            let mut left = warmup;
-            while left > 0 {
-                let k = left.min(kmod::MAX_SAMPLES);
-                kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
-                    .map_err(|e| fail("warm-up", e))?;
-                left -= k;
-            }
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(kmod::MAX_SAMPLES);
-                kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
-                    .map_err(|e| fail("samples", e))?;
-                samples.extend_from_slice(&chunk[..k as usize]);
-                left -= k;
-            }
-            let mut total = 0u64;
-            let mut left = batch_n;
-            while left > 0 {
-                let k = left.min(kmod::MAX_BATCH);
-                total +=
-                    kmod::exit_loop(dev, insn, port, &mut [], k).map_err(|e| fail("batch", e))?;
-                left -= k;
-            }
-            total
-        }
+    let batch_ticks = match req.row.mode() {
+        Mode::User | Mode::UserToKernel => user_row(&req, dev, samples)?,
+        Mode::Kernel => kernel_row(&req, need_dev(req.row, dev)?, samples)?,
     };
     Ok(RowRun {
-        row: row.id().to_string(),
+        row: req.row.id().to_string(),
         samples: samples.len() as u64,
-        warmup,
-        batch_iterations: batch_n,
+        warmup: req.warmup,
+        batch_iterations: req.batch,
         batch_ticks,
     })
+}
+
+fn need_dev(row: Row, dev: Option<&std::fs::File>) -> Result<&std::fs::File, VmexitError> {
+    dev.ok_or_else(|| {
+        VmexitError::Failed(format!(
+            "{} needs the vmbench module (/dev/vmbench0)",
+            row.id()
+        ))
+    })
+}
+
+/// A row timed in the agent itself (ring 3), directly or through an ioctl
+/// into the module; returns the batch's total ticks.
+fn user_row(
+    req: &RowRequest,
+    dev: Option<&std::fs::File>,
+    samples: &mut Vec<u64>,
+) -> Result<u64, VmexitError> {
+    let RowRequest {
+        row,
+        samples: n,
+        warmup,
+        batch: batch_n,
+        debugcon,
+        ..
+    } = *req;
+    if row == Row::UserSlow {
+        // SAFETY: ioperm only changes this process's I/O permission bitmap.
+        if unsafe { nix::libc::ioperm(u64::from(debugcon), 1, 1) } != 0 {
+            return Err(VmexitError::Failed(format!(
+                "ioperm({debugcon:#x}): {} (needs CAP_SYS_RAWIO)",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    macro_rules! run_user {
+        ($body:expr) => {{
+            timed(warmup, None, $body);
+            timed(n, Some(samples), $body);
+            batch(batch_n, $body)
+        }};
+    }
+    Ok(match row {
+        Row::TimerOverhead => run_user!(|| {}),
+        Row::UserNop => run_user!(nop),
+        Row::UserFast => run_user!(cpuid0),
+        Row::UserSlow => run_user!(|| outb(debugcon)),
+        Row::NullSyscall => run_user!(null_syscall),
+        Row::NullIoctl => {
+            let fd = need_dev(row, dev)?.as_raw_fd();
+            let mut err = None;
+            let t = run_user!(|| if let Err(e) = kmod::null(fd) {
+                err = Some(e)
+            });
+            if let Some(e) = err {
+                return Err(VmexitError::Failed(format!("VMBENCH_IOC_NULL: {e}")));
+            }
+            t
+        }
+        Row::UserKernelFast | Row::UserKernelSlow => {
+            let fd = need_dev(row, dev)?.as_raw_fd();
+            let arg = kmod::ExitOnce {
+                insn: if row == Row::UserKernelFast {
+                    Insn::Cpuid
+                } else {
+                    Insn::Outb
+                } as u32,
+                port: u32::from(debugcon),
+            };
+            let mut err = None;
+            let t = run_user!(|| if let Err(e) = kmod::exit_once(fd, &arg) {
+                err = Some(e)
+            });
+            if let Some(e) = err {
+                return Err(VmexitError::Failed(format!("VMBENCH_IOC_EXIT_ONCE: {e}")));
+            }
+            t
+        }
+        _ => {
+            return Err(VmexitError::BadArgs(format!(
+                "{} is not a user row",
+                row.id()
+            )));
+        }
+    })
+}
+
+/// A row timed in a loop inside the module (ring 0, IRQs off), in chunks
+/// that bound how long IRQs stay off; returns the batch's total ticks.
+fn kernel_row(
+    req: &RowRequest,
+    dev: &std::fs::File,
+    samples: &mut Vec<u64>,
+) -> Result<u64, VmexitError> {
+    let row = req.row;
+    let insn = kernel_insn(row)
+        .ok_or_else(|| VmexitError::BadArgs(format!("{} is not a kernel row", row.id())))?
+        as u32;
+    let port = u32::from(port_for(row, req.debugcon));
+    let fail = |what: &str, e: nix::Error| match e {
+        nix::Error::EOPNOTSUPP => VmexitError::Unsupported(format!(
+            "{}: the guest CPU lacks the feature (e.g. no TSC-deadline timer)",
+            row.id()
+        )),
+        nix::Error::EPERM => {
+            VmexitError::Unsupported(format!("{}: refused outside a VM", row.id()))
+        }
+        e => VmexitError::Failed(format!("VMBENCH_IOC_EXIT_LOOP ({what}): {e}")),
+    };
+    let mut chunk = vec![0u64; kmod::MAX_SAMPLES as usize];
+    // Warm-up, discarded; then samples in chunks (bounded IRQs-off windows).
+    let mut left = req.warmup;
+    while left > 0 {
+        let k = left.min(kmod::MAX_SAMPLES);
+        kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
+            .map_err(|e| fail("warm-up", e))?;
+        left -= k;
+    }
+    let mut left = req.samples;
+    while left > 0 {
+        let k = left.min(kmod::MAX_SAMPLES);
+        kmod::exit_loop(dev, insn, port, &mut chunk[..k as usize], 0)
+            .map_err(|e| fail("samples", e))?;
+        samples.extend_from_slice(&chunk[..k as usize]);
+        left -= k;
+    }
+    let mut total = 0u64;
+    let mut left = req.batch;
+    while left > 0 {
+        let k = left.min(kmod::MAX_BATCH);
+        total += kmod::exit_loop(dev, insn, port, &mut [], k).map_err(|e| fail("batch", e))?;
+        left -= k;
+    }
+    Ok(total)
 }
 
 #[inline(always)]

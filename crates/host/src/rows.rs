@@ -31,23 +31,40 @@ fn yes_no(f: &Fact<bool>) -> String {
     }
 }
 
+/// The rows being built, section by section.
+struct Rows(Vec<SpecRow>);
+
+impl Rows {
+    fn push(&mut self, section: &'static str, key: &str, value: String) {
+        self.0.push(SpecRow {
+            section,
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+fn s<T: Display>(f: &Fact<T>) -> String {
+    f.to_string()
+}
+
 impl HostSpec {
+    /// Every fact, in the order `vmbench info` and the report show them.
     pub fn rows(&self) -> Vec<SpecRow> {
-        let mut rows = Vec::new();
-        let mut push = |section: &'static str, key: &str, value: String| {
-            rows.push(SpecRow {
-                section,
-                key: key.to_string(),
-                value,
-            })
-        };
-        fn s<T: Display>(f: &Fact<T>) -> String {
-            f.to_string()
-        }
+        let mut rows = Rows(Vec::new());
+        self.cpu_rows(&mut rows);
+        self.tsc_rows(&mut rows);
+        self.kernel_rows(&mut rows);
+        self.kvm_rows(&mut rows);
+        self.power_rows(&mut rows);
+        rows.0
+    }
+
+    fn cpu_rows(&self, rows: &mut Rows) {
         let c = &self.cpu;
-        push("cpu", "vendor", s(&c.vendor));
-        push("cpu", "model name", s(&c.model_name));
-        push(
+        rows.push("cpu", "vendor", s(&c.vendor));
+        rows.push("cpu", "model name", s(&c.model_name));
+        rows.push(
             "cpu",
             "family/model/stepping",
             format!(
@@ -57,9 +74,9 @@ impl HostSpec {
                 s(&c.stepping)
             ),
         );
-        push("cpu", "microcode", s(&c.microcode));
-        push("cpu", "online cpus", s(&c.online));
-        push(
+        rows.push("cpu", "microcode", s(&c.microcode));
+        rows.push("cpu", "online cpus", s(&c.online));
+        rows.push(
             "cpu",
             "sockets/cores/threads",
             format!(
@@ -70,7 +87,7 @@ impl HostSpec {
                 s(&c.logical_cpus)
             ),
         );
-        push(
+        rows.push(
             "cpu",
             "smt",
             match &c.smt {
@@ -80,7 +97,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "cpu",
             "numa nodes",
             match &c.numa_nodes {
@@ -92,7 +109,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "cpu",
             "caches",
             match &c.caches {
@@ -120,7 +137,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "cpu",
             "flags",
             match &c.flags {
@@ -132,7 +149,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "cpu",
             "hypervisor (cpuid)",
             match &c.cpuid {
@@ -140,8 +157,12 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
+    }
+
+    fn tsc_rows(&self, rows: &mut Rows) {
+        let c = &self.cpu;
         let t = &self.tsc;
-        push(
+        rows.push(
             "tsc",
             "frequency",
             match &t.frequency {
@@ -149,7 +170,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "tsc",
             "calibration",
             match &t.calibration {
@@ -163,19 +184,19 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push("tsc", "invariant (cpuid 80000007h)", yes_no(&t.invariant));
+        rows.push("tsc", "invariant (cpuid 80000007h)", yes_no(&t.invariant));
         if let Fact::Known(id) = &c.cpuid {
-            push(
+            rows.push(
                 "tsc",
                 "cpuid 15h",
                 s(&id.leaf_15h_tsc_hz.as_ref().map(|hz| format!("{hz} Hz"))),
             );
-            push(
+            rows.push(
                 "tsc",
                 "cpuid 16h base",
                 s(&id.leaf_16h_base_mhz.as_ref().map(|m| format!("{m} MHz"))),
             );
-            push(
+            rows.push(
                 "tsc",
                 "cpuid 40000010h",
                 s(&id
@@ -184,11 +205,14 @@ impl HostSpec {
                     .map(|k| format!("{k} kHz"))),
             );
         }
+    }
+
+    fn kernel_rows(&self, rows: &mut Rows) {
         let k = &self.kernel;
-        push("kernel", "release", s(&k.release));
-        push("kernel", "version", s(&k.version));
-        push("kernel", "cmdline", s(&k.cmdline));
-        push(
+        rows.push("kernel", "release", s(&k.release));
+        rows.push("kernel", "version", s(&k.version));
+        rows.push("kernel", "cmdline", s(&k.cmdline));
+        rows.push(
             "kernel",
             "clocksource",
             format!(
@@ -200,13 +224,16 @@ impl HostSpec {
         match &k.vulnerabilities {
             Fact::Known(v) => {
                 for (name, status) in v {
-                    push("vulnerabilities", name, status.clone());
+                    rows.push("vulnerabilities", name, status.clone());
                 }
             }
-            u => push("vulnerabilities", "all", unknown_text(u)),
+            u => rows.push("vulnerabilities", "all", unknown_text(u)),
         }
+    }
+
+    fn kvm_rows(&self, rows: &mut Rows) {
         let v = &self.kvm;
-        push(
+        rows.push(
             "kvm",
             "modules",
             match &v.modules {
@@ -218,7 +245,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "kvm",
             "/dev/kvm",
             match &v.dev_kvm {
@@ -234,16 +261,16 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push("kvm", "nested (host is a guest)", yes_no(&v.nested));
+        rows.push("kvm", "nested (host is a guest)", yes_no(&v.nested));
         for (module, params) in &v.parameters {
             let joined = params
                 .iter()
                 .map(|(p, val)| format!("{p}={val}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            push("kvm", &format!("{module} parameters"), joined);
+            rows.push("kvm", &format!("{module} parameters"), joined);
         }
-        push(
+        rows.push(
             "qemu",
             "binary",
             match &self.qemu {
@@ -251,11 +278,14 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
+    }
+
+    fn power_rows(&self, rows: &mut Rows) {
         let p = &self.power;
         match &p.cpufreq {
             Fact::Known(list) => {
                 for f in list {
-                    push(
+                    rows.push(
                         "power",
                         &format!("cpu{} cpufreq", f.cpu),
                         format!(
@@ -271,9 +301,9 @@ impl HostSpec {
                     );
                 }
             }
-            u => push("power", "cpufreq", unknown_text(u)),
+            u => rows.push("power", "cpufreq", unknown_text(u)),
         }
-        push(
+        rows.push(
             "power",
             "turbo/boost",
             match &p.boost {
@@ -285,7 +315,7 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        push(
+        rows.push(
             "power",
             "cpuidle",
             format!(
@@ -294,7 +324,6 @@ impl HostSpec {
                 s(&p.cpuidle.governor)
             ),
         );
-        rows
     }
 }
 

@@ -42,14 +42,41 @@ fn row(out: &mut String, cells: &[String]) {
     let _ = writeln!(out, "| {} |", cells.join(" | "));
 }
 
+/// The comparison as Markdown: what differs between the runs, then every
+/// measurement's p50 side by side.
 pub fn markdown(runs: &[Run]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# vmbench comparison of {} runs\n", runs.len());
+    differences(&mut o, runs);
+    p50_table(&mut o, runs);
+    o
+}
+
+/// Isolation in one line: what a second run of the same host would repeat.
+fn isolation_summary(r: &Run) -> String {
+    let k = &r.record.isolation;
+    let failing = k
+        .iter()
+        .filter(|x| x.verdict.eq_ignore_ascii_case("fail"))
+        .count();
+    let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
+    // Thread ids differ on every run: compare where the vCPU ran.
+    let pinning = r.record.pinning.as_deref().map_or("none".to_string(), |p| {
+        p.split_once(" → ")
+            .map_or(p.to_string(), |(_, cpus)| format!("vCPU → {cpus}"))
+    });
+    format!(
+        "{} knobs, {failing} failing, {changed} changed; pinning {pinning}",
+        k.len()
+    )
+}
+
+fn differences(o: &mut String, runs: &[Run]) {
     let mut header = vec!["".to_string()];
     header.extend(runs.iter().map(|r| r.label.clone()));
     let sep = format!("|{}|", vec!["---"; header.len()].join("|"));
     let _ = writeln!(o, "## What differs\n");
-    row(&mut o, &header);
+    row(o, &header);
     let _ = writeln!(o, "{sep}");
     let mut items: Vec<(String, Vec<String>)> = vec![
         (
@@ -82,25 +109,7 @@ pub fn markdown(runs: &[Run]) -> String {
         ),
         (
             "isolation".into(),
-            runs.iter()
-                .map(|r| {
-                    let k = &r.record.isolation;
-                    let failing = k
-                        .iter()
-                        .filter(|x| x.verdict.eq_ignore_ascii_case("fail"))
-                        .count();
-                    let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
-                    // Thread ids differ on every run: compare where the vCPU ran.
-                    let pinning = r.record.pinning.as_deref().map_or("none".to_string(), |p| {
-                        p.split_once(" → ")
-                            .map_or(p.to_string(), |(_, cpus)| format!("vCPU → {cpus}"))
-                    });
-                    format!(
-                        "{} knobs, {failing} failing, {changed} changed; pinning {pinning}",
-                        k.len()
-                    )
-                })
-                .collect(),
+            runs.iter().map(isolation_summary).collect(),
         ),
         (
             "complete".into(),
@@ -132,7 +141,7 @@ pub fn markdown(runs: &[Run]) -> String {
                 name.clone()
             }];
             cells.extend(values.iter().cloned());
-            row(&mut o, &cells);
+            row(o, &cells);
         }
     }
     o.push('\n');
@@ -142,6 +151,9 @@ pub fn markdown(runs: &[Run]) -> String {
             "> At least one run is **TCG** (software emulation): its figures are not VM exits.\n"
         );
     }
+}
+
+fn p50_table(o: &mut String, runs: &[Run]) {
     let _ = writeln!(o, "## p50 side by side\n");
     let _ = writeln!(
         o,
@@ -154,7 +166,7 @@ pub fn markdown(runs: &[Run]) -> String {
             head.push(format!("{} / {}", r.label, runs[0].label));
         }
     }
-    row(&mut o, &head);
+    row(o, &head);
     let _ = writeln!(o, "|{}|", vec!["---"; head.len()].join("|"));
     let mut ids: Vec<&str> = Vec::new();
     for r in runs {
@@ -182,8 +194,7 @@ pub fn markdown(runs: &[Run]) -> String {
                 cells.push(ratio);
             }
         }
-        row(&mut o, &cells);
+        row(o, &cells);
     }
     o.push('\n');
-    o
 }

@@ -58,7 +58,7 @@ fn find<'a>(r: &'a RunRecord, id: &str) -> Option<&'a Measurement> {
     r.results.measurements.iter().find(|m| m.id == id)
 }
 
-/// The seed-004 rows, in the order the headline shows them.
+/// The six headline VM-exit rows, in the order the headline shows them.
 const HEADLINE_VMEXIT: [&str; 6] = [
     "user-fast",
     "user-slow",
@@ -68,9 +68,29 @@ const HEADLINE_VMEXIT: [&str; 6] = [
     "kernel-slow",
 ];
 
+/// The whole report.md of a run.
 pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     let mut o = String::new();
-    let cpu = r.host_value("cpu", "model name").unwrap_or("unknown CPU");
+    front_matter(&mut o, r);
+    at_a_glance(&mut o, r);
+    headline(&mut o, r);
+    warnings(&mut o, r);
+    checks(&mut o, r);
+    spec_sections(&mut o, r);
+    vmexit_section(&mut o, r, plots);
+    shm_section(&mut o, r, plots);
+    skipped(&mut o, r);
+    definitions(&mut o, r);
+    reproduce(&mut o, r);
+    o
+}
+
+fn cpu_model(r: &RunRecord) -> &str {
+    r.host_value("cpu", "model name").unwrap_or("unknown CPU")
+}
+
+/// The title, what kind of run it is, and when and where it ran.
+fn front_matter(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "# vmbench report: {}\n", r.suites.join(" + "));
     if r.is_tcg() {
         let _ = writeln!(
@@ -89,11 +109,14 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
         o,
         "Run with vmbench {} on {} (started {}).\n",
         r.vmbench_version,
-        cell(cpu),
+        cell(cpu_model(r)),
         r.started_utc
     );
-    // The first screen: what ran, where, and the headline numbers.
-    let mut at_a_glance = vec![
+}
+
+/// The first screen: what ran, and where.
+fn at_a_glance(o: &mut String, r: &RunRecord) {
+    let mut rows = vec![
         vec!["suites".into(), r.suites.join(", ")],
         vec![
             "accelerator".into(),
@@ -104,18 +127,18 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             },
         ],
         vec!["guest".into(), r.guest_flavour.clone()],
-        vec!["host CPU".into(), cpu.to_string()],
+        vec!["host CPU".into(), cpu_model(r).to_string()],
     ];
     if let Some(k) = r.host_value("kernel", "release") {
-        at_a_glance.push(vec!["host kernel".into(), k.to_string()]);
+        rows.push(vec!["host kernel".into(), k.to_string()]);
     }
     if let Some(q) = &r.qemu {
-        at_a_glance.push(vec![
+        rows.push(vec![
             "QEMU".into(),
             q.version.clone().unwrap_or_else(|| q.path.clone()),
         ]);
     }
-    at_a_glance.push(vec![
+    rows.push(vec![
         "complete".into(),
         if r.complete {
             "yes".into()
@@ -123,12 +146,15 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             "NO".into()
         },
     ]);
-    table(&mut o, &["", ""], &at_a_glance);
+    table(o, &["", ""], &rows);
+}
 
-    let mut headline = Vec::new();
+/// The numbers most readers came for.
+fn headline(o: &mut String, r: &RunRecord) {
+    let mut rows = Vec::new();
     for row in HEADLINE_VMEXIT {
         if let Some(m) = find(r, &format!("vmexit.{row}")) {
-            headline.push(vec![
+            rows.push(vec![
                 m.id.clone(),
                 ticks_ns(m, m.summary.p50),
                 ticks_ns(m, m.summary.p99),
@@ -138,7 +164,7 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     }
     for id in ["shm.rtt.poll", "shm.rtt.doorbell"] {
         if let Some(m) = find(r, id) {
-            headline.push(vec![
+            rows.push(vec![
                 m.id.clone(),
                 ticks_ns(m, m.summary.p50),
                 ticks_ns(m, m.summary.p99),
@@ -151,7 +177,7 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
         "shm.h2g.4k-32bpp.end-to-end",
     ] {
         if let Some(m) = find(r, id) {
-            headline.push(vec![
+            rows.push(vec![
                 m.id.clone(),
                 format!("{} ({} GB/s)", ticks_ns(m, m.summary.p50), gbps(m)),
                 ticks_ns(m, m.summary.p99),
@@ -159,15 +185,18 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             ]);
         }
     }
-    if !headline.is_empty() {
+    if !rows.is_empty() {
         let _ = writeln!(o, "## Headline\n");
         let _ = writeln!(
             o,
             "Times are TSC ticks (reference cycles) with ns in brackets; verdicts say whether KVM's counters confirm the path.\n"
         );
-        table(&mut o, &["measurement", "p50", "p99", "path"], &headline);
+        table(o, &["measurement", "p50", "p99", "path"], &rows);
     }
-    // Run-wide warnings, then each distinct per-measurement warning once.
+}
+
+/// Run-wide warnings, then each distinct per-measurement warning once.
+fn warnings(o: &mut String, r: &RunRecord) {
     let mut per_measurement: Vec<(&str, Vec<&str>)> = Vec::new();
     for m in &r.results.measurements {
         for w in &m.warnings {
@@ -177,56 +206,64 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             }
         }
     }
+    if r.results.warnings.is_empty() && r.incomplete.is_empty() && per_measurement.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Warnings\n");
     let mut seen = std::collections::BTreeSet::new();
-    if !r.results.warnings.is_empty() || !r.incomplete.is_empty() || !per_measurement.is_empty() {
-        let _ = writeln!(o, "## Warnings\n");
-        for w in r.incomplete.iter().chain(&r.results.warnings) {
-            if seen.insert(w.as_str()) {
-                let _ = writeln!(o, "- {w}");
-            }
+    for w in r.incomplete.iter().chain(&r.results.warnings) {
+        if seen.insert(w.as_str()) {
+            let _ = writeln!(o, "- {w}");
         }
-        for (w, ids) in &per_measurement {
-            let which = if ids.len() <= 3 {
-                ids.join(", ")
-            } else {
-                format!("{} measurements, e.g. {}", ids.len(), ids[0])
-            };
-            let _ = writeln!(o, "- {which}: {w}");
-        }
-        o.push('\n');
     }
-    if !r.results.checks.is_empty() {
-        let _ = writeln!(o, "## Checks\n");
-        let rows: Vec<Vec<String>> = r
-            .results
-            .checks
-            .iter()
-            .map(|c| {
-                vec![
-                    if c.passed { "PASS" } else { "FAIL" }.into(),
-                    c.id.clone(),
-                    c.statement.clone(),
-                    c.observed.clone(),
-                ]
-            })
-            .collect();
-        table(&mut o, &["", "check", "statement", "observed"], &rows);
+    for (w, ids) in &per_measurement {
+        let which = if ids.len() <= 3 {
+            ids.join(", ")
+        } else {
+            format!("{} measurements, e.g. {}", ids.len(), ids[0])
+        };
+        let _ = writeln!(o, "- {which}: {w}");
     }
+    o.push('\n');
+}
 
-    spec_sections(&mut o, r);
-    vmexit_section(&mut o, r, plots);
-    shm_section(&mut o, r, plots);
-
-    if !r.results.skipped.is_empty() {
-        let _ = writeln!(o, "## Skipped\n");
-        let rows: Vec<Vec<String>> = r
-            .results
-            .skipped
-            .iter()
-            .map(|s| vec![s.id.clone(), s.reason.clone()])
-            .collect();
-        table(&mut o, &["measurement", "why"], &rows);
+fn checks(o: &mut String, r: &RunRecord) {
+    if r.results.checks.is_empty() {
+        return;
     }
+    let _ = writeln!(o, "## Checks\n");
+    let rows: Vec<Vec<String>> = r
+        .results
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                if c.passed { "PASS" } else { "FAIL" }.into(),
+                c.id.clone(),
+                c.statement.clone(),
+                c.observed.clone(),
+            ]
+        })
+        .collect();
+    table(o, &["", "check", "statement", "observed"], &rows);
+}
+
+fn skipped(o: &mut String, r: &RunRecord) {
+    if r.results.skipped.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Skipped\n");
+    let rows: Vec<Vec<String>> = r
+        .results
+        .skipped
+        .iter()
+        .map(|s| vec![s.id.clone(), s.reason.clone()])
+        .collect();
+    table(o, &["measurement", "why"], &rows);
+}
+
+/// What sits inside each timed window, once per kind of measurement.
+fn definitions(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "## Definitions\n");
     let _ = writeln!(
         o,
@@ -240,14 +277,16 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
             defs.push(vec![key, m.definition.clone()]);
         }
     }
-    table(&mut o, &["measurement", "definition"], &defs);
+    table(o, &["measurement", "definition"], &defs);
+}
+
+fn reproduce(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "## Reproduce\n");
     let _ = writeln!(o, "```sh\n{}\n```\n", r.command);
     let _ = writeln!(
         o,
         "Raw data: [`results.json`](results.json) (every figure above is rendered from it; `vmbench report render DIR` re-renders), CSVs per suite. Integrity: [`MANIFEST.sha256`](MANIFEST.sha256) (`sha256sum -c MANIFEST.sha256`), and `report.sig` when signed (see reports/README.md)."
     );
-    o
 }
 
 /// Ids that differ only by frame or size share a definition.

@@ -33,6 +33,61 @@ pub struct GuestSummary {
 /// host is gone (the host sends Stop when it is done).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(120);
 
+/// One slot operation: read what the host put there (Consume), read it
+/// again warm and scan it (Reread), or fill it for the host (Produce), each
+/// timed on the guest TSC into `pong`.
+fn slot_op(
+    r: &Region,
+    op: Op,
+    off: usize,
+    ping: &Ping,
+    buf: &mut [u8],
+    counters: &mut Counters,
+    pong: &mut Pong,
+) -> Result<(), ShmError> {
+    let len = buf.len();
+    if op == Op::Produce {
+        pattern::fill(buf, ping.seed);
+    }
+    counters.start();
+    match op {
+        Op::Consume => {
+            if ping.flags & FLAG_FLUSH != 0 {
+                flush(r, off, len)?;
+            }
+            let t0 = t_start();
+            r.copy_out_into(off, buf).map_err(ShmError::Proto)?;
+            pong.t[0] = t_end().wrapping_sub(t0);
+            if ping.flags & FLAG_VERIFY != 0 {
+                let t0 = t_start();
+                pong.digest = pattern::sha256(buf);
+                pong.t[1] = t_end().wrapping_sub(t0);
+            }
+        }
+        Op::Reread => {
+            let t0 = t_start();
+            r.copy_out_into(off, buf).map_err(ShmError::Proto)?;
+            pong.t[0] = t_end().wrapping_sub(t0);
+            let t0 = t_start();
+            pong.scan = r.scan(off, len & !7).map_err(ShmError::Proto)?;
+            pong.t[2] = t_end().wrapping_sub(t0);
+        }
+        _ => {
+            if ping.flags & FLAG_VERIFY != 0 {
+                let t0 = t_start();
+                pong.digest = pattern::sha256(buf);
+                pong.t[1] = t_end().wrapping_sub(t0);
+            }
+            let t0 = t_start();
+            r.copy_in(off, buf).map_err(ShmError::Proto)?;
+            pong.t[0] = t_end().wrapping_sub(t0);
+        }
+    }
+    counters.stop(&ping.phase.to_string());
+    pong.len = ping.len;
+    Ok(())
+}
+
 /// Serves requests from `args.base_seq + 1` until Stop. `doorbell` is the
 /// guest side of an interrupt pair, when there is one.
 pub fn serve(
@@ -114,50 +169,8 @@ pub fn serve(
                 };
                 answer(r, seq, status);
             }
-            (Op::Consume, Some(off)) => {
-                counters.start();
-                if ping.flags & FLAG_FLUSH != 0 {
-                    flush(r, off, len)?;
-                }
-                let t0 = t_start();
-                r.copy_out_into(off, &mut buf[..len])
-                    .map_err(ShmError::Proto)?;
-                pong.t[0] = t_end().wrapping_sub(t0);
-                if ping.flags & FLAG_VERIFY != 0 {
-                    let t0 = t_start();
-                    pong.digest = pattern::sha256(&buf[..len]);
-                    pong.t[1] = t_end().wrapping_sub(t0);
-                }
-                counters.stop(&ping.phase.to_string());
-                pong.len = ping.len;
-                pong.publish(r);
-            }
-            (Op::Reread, Some(off)) => {
-                counters.start();
-                let t0 = t_start();
-                r.copy_out_into(off, &mut buf[..len])
-                    .map_err(ShmError::Proto)?;
-                pong.t[0] = t_end().wrapping_sub(t0);
-                let t0 = t_start();
-                pong.scan = r.scan(off, len & !7).map_err(ShmError::Proto)?;
-                pong.t[2] = t_end().wrapping_sub(t0);
-                counters.stop(&ping.phase.to_string());
-                pong.len = ping.len;
-                pong.publish(r);
-            }
-            (Op::Produce, Some(off)) => {
-                pattern::fill(&mut buf[..len], ping.seed);
-                counters.start();
-                if ping.flags & FLAG_VERIFY != 0 {
-                    let t0 = t_start();
-                    pong.digest = pattern::sha256(&buf[..len]);
-                    pong.t[1] = t_end().wrapping_sub(t0);
-                }
-                let t0 = t_start();
-                r.copy_in(off, &buf[..len]).map_err(ShmError::Proto)?;
-                pong.t[0] = t_end().wrapping_sub(t0);
-                counters.stop(&ping.phase.to_string());
-                pong.len = ping.len;
+            (Op::Consume | Op::Reread | Op::Produce, Some(off)) => {
+                slot_op(r, op, off, &ping, &mut buf[..len], &mut counters, &mut pong)?;
                 pong.publish(r);
             }
             (Op::Consume | Op::Reread | Op::Produce, None) => {

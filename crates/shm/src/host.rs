@@ -509,36 +509,7 @@ pub fn run(
     abort: &mut dyn FnMut() -> Option<String>,
 ) -> (HostRun, Result<(), ShmError>) {
     let mut out = HostRun::default();
-    // What does not fit the region is skipped with the reason, not failed.
-    let data = r.len().saturating_sub(vmbench_proto::DATA_OFF) as u64;
-    let mut fitted = plan.clone();
-    let too_big = |len: u64| {
-        format!(
-            "{len} bytes do not fit the {data}-byte data area of a {} MiB region (give a larger --shm-mib)",
-            r.len() >> 20
-        )
-    };
-    fitted.frames.retain(|f| {
-        let fits = f.bytes() <= data;
-        if !fits {
-            out.results.skipped.push(Skipped {
-                id: format!("{}{}", plan.id_prefix(), f.name),
-                reason: too_big(f.bytes()),
-            });
-        }
-        fits
-    });
-    fitted.sweep.retain(|&len| {
-        let fits = len <= data;
-        if !fits {
-            out.results.skipped.push(Skipped {
-                id: format!("shm.sweep.{}", size_label(len)),
-                reason: too_big(len),
-            });
-        }
-        fits
-    });
-    let plan = &fitted;
+    let plan = &fit_plan(r, plan, &mut out.results.skipped);
     let slots = match Slots::fit(r.len(), plan.max_len(), 3) {
         Ok(s) => s,
         Err(e) => return (out, Err(e.into())),
@@ -552,7 +523,6 @@ pub fn run(
     // The ping line is ours: its sequence number is trustworthy.
     let base_seq = r.u64_at(P_SEQ).load(std::sync::atomic::Ordering::Relaxed);
     let (vector, host_peer) = doorbell.as_ref().map_or((u64::MAX, 0), |d| (d.1, d.2));
-    let mut doorbell: Option<&mut dyn Doorbell> = doorbell.map(|d| d.0);
     let args = RunShmArgs {
         arm,
         slots,
@@ -561,13 +531,19 @@ pub fn run(
         base_seq,
     };
     let cmd_seq = host.send_raw(r, Command::RunShm as u32, args.to_args());
-    let mut collector = Collector {
-        keep_raw: plan.keep_raw,
-        ..Collector::default()
+    let mut m = Measure {
+        plan,
+        c: Collector {
+            keep_raw: plan.keep_raw,
+            ..Collector::default()
+        },
+        counters: Counters::open(),
+        tallies: (Tally::default(), Tally::default()),
+        phases: Vec::new(),
+        skipped: Vec::new(),
+        src: Vec::new(),
+        dst: Vec::new(),
     };
-    let mut counters = Counters::open();
-    let mut tallies = (Tally::default(), Tally::default());
-    let mut phases: Vec<String> = Vec::new();
     let outcome = {
         let mut s = Session::new(
             r,
@@ -577,19 +553,7 @@ pub fn run(
             plan.request_timeout,
             &mut *abort,
         );
-        let body = measure(
-            &mut s,
-            plan,
-            match doorbell {
-                Some(ref mut d) => Some(&mut **d),
-                None => None,
-            },
-            &mut collector,
-            &mut counters,
-            &mut tallies,
-            &mut phases,
-            &mut out.results.skipped,
-        );
+        let body = m.all(&mut s, doorbell.map(|d| d.0));
         // Stop the guest end whatever happened, unless it is the guest that broke.
         match body {
             Ok(()) => s.request(Req::new(Op::Stop)).map(|_| ()),
@@ -605,58 +569,70 @@ pub fn run(
     };
     // The guest's summary answers the RunShm command.
     let outcome = outcome.and_then(|()| {
-        let deadline = Instant::now() + plan.request_timeout;
-        let resp = host.wait_response(r, cmd_seq, Command::RunShm as u32, deadline, abort)?;
-        if resp.status != vmbench_proto::Status::Ok {
-            return Err(ShmError::Setup(format!(
-                "the guest could not run the shm suite ({:?}): {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.payload)
-            )));
-        }
-        let g: GuestSummary = serde_json::from_slice(&resp.payload).map_err(|e| {
-            ShmError::Proto(ProtoError::Violation(format!(
-                "guest summary is not valid JSON: {e}"
-            )))
-        })?;
-        out.guest = Some(g);
+        out.guest = Some(guest_summary(r, host, cmd_seq, plan, abort)?);
         Ok(())
     });
-    // Guest counters come keyed by phase number; name them.
-    let guest_counters: PhaseCounts = out
-        .guest
-        .as_ref()
-        .map(|g| {
-            g.counters
-                .iter()
-                .filter_map(|(k, v)| {
-                    let i: usize = k.parse().ok()?;
-                    Some((phases.get(i)?.clone(), v.clone()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for (phase, id) in phases.iter().map(|p| (p, phase_measurement(p))) {
-        collector.set_counters(&id, "host.", counters.totals.get(phase));
-        collector.set_counters(&id, "guest.", guest_counters.get(phase));
-    }
-    collector.finish(plan.tsc_khz, &plan.id_prefix(), &mut out);
-    let p = plan.id_prefix();
-    if let Some(c) = tallies.0.into_check(
-        &format!("{p}integrity.h2g"),
-        "every host→guest frame's SHA-256, computed by the guest over what it read, equals the host's digest of what it wrote",
-    ) {
-        out.results.checks.push(c);
-    }
-    if let Some(c) = tallies.1.into_check(
-        &format!("{p}integrity.g2h"),
-        "every guest→host frame's SHA-256, computed by the host over what it read, equals the digest of the pattern the guest was asked to write",
-    ) {
-        out.results.checks.push(c);
-    }
-    out.host_hw_counters_unavailable = counters.hw_unavailable.clone();
-    out.host_counters = counters.totals;
+    out.results.skipped.append(&mut m.skipped);
+    m.finish(&mut out);
     (out, outcome)
+}
+
+/// The plan without what does not fit the region: skipped with the
+/// reason, not failed.
+fn fit_plan(r: &Region, plan: &Plan, skipped: &mut Vec<Skipped>) -> Plan {
+    let data = r.len().saturating_sub(vmbench_proto::DATA_OFF) as u64;
+    let too_big = |len: u64| {
+        format!(
+            "{len} bytes do not fit the {data}-byte data area of a {} MiB region (give a larger --shm-mib)",
+            r.len() >> 20
+        )
+    };
+    let mut fitted = plan.clone();
+    fitted.frames.retain(|f| {
+        let fits = f.bytes() <= data;
+        if !fits {
+            skipped.push(Skipped {
+                id: format!("{}{}", plan.id_prefix(), f.name),
+                reason: too_big(f.bytes()),
+            });
+        }
+        fits
+    });
+    fitted.sweep.retain(|&len| {
+        let fits = len <= data;
+        if !fits {
+            skipped.push(Skipped {
+                id: format!("shm.sweep.{}", size_label(len)),
+                reason: too_big(len),
+            });
+        }
+        fits
+    });
+    fitted
+}
+
+/// The guest end's summary: its answer to the RunShm command.
+fn guest_summary(
+    r: &Region,
+    host: &mut HostEnd,
+    cmd_seq: u64,
+    plan: &Plan,
+    abort: &mut dyn FnMut() -> Option<String>,
+) -> Result<GuestSummary, ShmError> {
+    let deadline = Instant::now() + plan.request_timeout;
+    let resp = host.wait_response(r, cmd_seq, Command::RunShm as u32, deadline, abort)?;
+    if resp.status != vmbench_proto::Status::Ok {
+        return Err(ShmError::Setup(format!(
+            "the guest could not run the shm suite ({:?}): {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.payload)
+        )));
+    }
+    serde_json::from_slice(&resp.payload).map_err(|e| {
+        ShmError::Proto(ProtoError::Violation(format!(
+            "guest summary is not valid JSON: {e}"
+        )))
+    })
 }
 
 /// Runs the suite against a guest end on a shared file (the loopback, or
@@ -686,84 +662,119 @@ fn phase_measurement(phase: &str) -> String {
     format!("{phase}.end-to-end")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    s: &mut Session,
-    plan: &Plan,
-    doorbell: Option<&mut dyn Doorbell>,
-    c: &mut Collector,
-    counters: &mut Counters,
-    tallies: &mut (Tally, Tally),
-    phases: &mut Vec<String>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(), ShmError> {
-    let p = plan.id_prefix();
-    // The physical reference first, on the same CPUs, before anything else heats up.
-    let cacheline_id = "shm.ref.cacheline-rtt".to_string();
-    if plan.arm.is_none() {
-        match plan.ref_cpus {
-            Some((a, b)) => {
-                let set = reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples)?;
-                c.series(
-                    &cacheline_id,
-                    &format!("physical reference: CPU {a} stores a counter to one 128-byte-aligned line, a thread on CPU {b} spins (PAUSE) until it sees it and stores it to another line; host TSC from before the store to after the echo is seen (fenced RDTSC at both ends)"),
-                    None,
-                    None,
-                )
-                .set = set;
+/// Everything one run of the suite measures, and what it collects.
+struct Measure<'p> {
+    plan: &'p Plan,
+    c: Collector,
+    counters: Counters,
+    /// Integrity of the frames: (host→guest, guest→host).
+    tallies: (Tally, Tally),
+    /// Phase names by number (the guest reports its counters by number).
+    phases: Vec<String>,
+    skipped: Vec<Skipped>,
+    /// The host's private buffers.
+    src: Vec<u8>,
+    dst: Vec<u8>,
+}
+
+impl Measure<'_> {
+    fn all(
+        &mut self,
+        s: &mut Session,
+        doorbell: Option<&mut dyn Doorbell>,
+    ) -> Result<(), ShmError> {
+        // The physical reference first, on the same CPUs, before anything else heats up.
+        self.cacheline_reference()?;
+        self.polling_rtt(s)?;
+        if self.plan.doorbell_rounds > 0 {
+            match doorbell {
+                Some(d) => doorbell_rtt(s, d, self.plan, &mut self.c)?,
+                None => self.skipped.push(Skipped {
+                    id: format!("{}rtt.doorbell", self.plan.id_prefix()),
+                    reason: "no doorbell: needs ivshmem-doorbell (vmbench vm boot --doorbell-vectors 2) or the loopback's eventfd pair".into(),
+                }),
             }
-            None => skipped.push(Skipped {
-                id: cacheline_id.clone(),
+        }
+        for f in &self.plan.frames {
+            self.host_to_guest(s, f)?;
+            self.guest_to_host(s, f)?;
+        }
+        self.sweep(s)
+    }
+
+    fn cacheline_reference(&mut self) -> Result<(), ShmError> {
+        if self.plan.arm.is_some() {
+            return Ok(());
+        }
+        let id = CACHELINE_REFERENCE.to_string();
+        match self.plan.ref_cpus {
+            Some((a, b)) => {
+                let set = reference::cacheline_rtt(a, b, self.plan.warmup, self.plan.rtt_samples)?;
+                self.c
+                    .series(
+                        &id,
+                        &format!("physical reference: CPU {a} stores a counter to one 128-byte-aligned line, a thread on CPU {b} spins (PAUSE) until it sees it and stores it to another line; host TSC from before the store to after the echo is seen (fenced RDTSC at both ends)"),
+                        None,
+                        None,
+                    )
+                    .set = set;
+            }
+            None => self.skipped.push(Skipped {
+                id,
                 reason: "no CPU pair given for the physical reference (pin the run with --cpus)"
                     .into(),
             }),
         }
+        Ok(())
     }
-    // Polling round trip.
-    let rtt_id = format!("{p}rtt.poll");
-    let rtt_def = "host→guest→host notification round trip by polling: host stores seq to its ping line (Release), the guest spins with PAUSE on it and stores seq to its pong line, the host spins until it sees it; host TSC, fenced RDTSC before the store and after the answer is seen. One-way ≈ RTT/2.";
-    let rtt_ref = plan.ref_cpus.map(|_| cacheline_id.as_str());
-    for i in 0..plan.warmup + plan.rtt_samples {
-        let t0 = t_start();
-        let e = s.publish(Req::new(Op::Echo));
-        s.wait(&e)?;
-        let t1 = t_end();
-        if i >= plan.warmup {
-            c.record(&rtt_id, rtt_def, None, rtt_ref, t1.wrapping_sub(t0))?;
+
+    fn polling_rtt(&mut self, s: &mut Session) -> Result<(), ShmError> {
+        let plan = self.plan;
+        let rtt_id = format!("{}rtt.poll", plan.id_prefix());
+        let rtt_def = "host→guest→host notification round trip by polling: host stores seq to its ping line (Release), the guest spins with PAUSE on it and stores seq to its pong line, the host spins until it sees it; host TSC, fenced RDTSC before the store and after the answer is seen. One-way ≈ RTT/2.";
+        let rtt_ref = plan.ref_cpus.map(|_| CACHELINE_REFERENCE);
+        for i in 0..plan.warmup + plan.rtt_samples {
+            let t0 = t_start();
+            let e = s.publish(Req::new(Op::Echo));
+            s.wait(&e)?;
+            let t1 = t_end();
+            if i >= plan.warmup {
+                self.c
+                    .record(&rtt_id, rtt_def, None, rtt_ref, t1.wrapping_sub(t0))?;
+            }
         }
+        Ok(())
     }
-    // Doorbell round trip.
-    if plan.doorbell_rounds > 0 {
-        match doorbell {
-            Some(d) => doorbell_rtt(s, d, plan, c)?,
-            None => skipped.push(Skipped {
-                id: format!("{p}rtt.doorbell"),
-                reason: "no doorbell: needs ivshmem-doorbell (vmbench vm boot --doorbell-vectors 2) or the loopback's eventfd pair".into(),
-            }),
-        }
-    }
-    // Frames, both directions.
-    let mut src = Vec::new();
-    let mut dst = Vec::new();
-    for f in &plan.frames {
+
+    /// A frame's buffers and the id of the memcpy reference it compares with.
+    fn frame_setup(&mut self, f: &Frame) -> Result<(u64, usize, Option<String>), ShmError> {
         let len = f.bytes();
         let n = usize::try_from(len).map_err(|_| ShmError::Setup("frame too large".into()))?;
-        prepare(&mut src, n);
-        prepare(&mut dst, n);
-        let mref = plan
+        prepare(&mut self.src, n);
+        prepare(&mut self.dst, n);
+        let mref = self
+            .plan
             .arm
             .is_none()
             .then(|| format!("shm.ref.memcpy.{}", f.name));
-        let (phase, phase_no) = begin_phase(phases, format!("{p}h2g.{}", f.name));
-        for i in 0..=plan.frame_iterations {
-            let (seed, expected) = frame(&mut src[..n], phase_no, i);
+        Ok((len, n, mref))
+    }
+
+    fn host_to_guest(&mut self, s: &mut Session, f: &Frame) -> Result<(), ShmError> {
+        let (len, n, mref) = self.frame_setup(f)?;
+        let (phase, phase_no) = begin_phase(
+            &mut self.phases,
+            format!("{}h2g.{}", self.plan.id_prefix(), f.name),
+        );
+        for i in 0..=self.plan.frame_iterations {
+            let (seed, expected) = frame(&mut self.src[..n], phase_no, i);
             // The reference copy, interleaved with the transfers so that both
             // see the same machine: the same frame, private buffer to private buffer.
-            let reference_ticks = reference::time_copy(&src[..n], &mut dst[..n]);
+            let reference_ticks = reference::time_copy(&self.src[..n], &mut self.dst[..n]);
             let (slot, off) = s.slot(len)?;
-            counters.start();
+            self.counters.start();
             let t0 = t_start();
-            s.r.copy_in(off, &src[..n])?;
+            s.r.copy_in(off, &self.src[..n])?;
             let t1 = t_start();
             let pong = s.request(Req::slot(
                 Op::Consume,
@@ -774,166 +785,179 @@ fn measure(
                 phase_no,
             ))?;
             let t2 = t_end();
-            counters.stop(&phase);
-            tallies
+            self.counters.stop(&phase);
+            self.tallies
                 .0
                 .check(&format!("{phase} #{i}"), &expected, &pong.digest);
             let warm = s.request(Req::slot(Op::Reread, 0, slot, len, 0, phase_no))?;
             if i == 0 {
                 continue; // the first transfer of a size warms TLBs and pages: discarded
             }
-            if plan.arm.is_none() {
-                c.record(
-                    &format!("shm.ref.memcpy.{}", f.name),
-                    DEF_REF_MEMCPY,
-                    Some(len),
-                    None,
-                    reference_ticks,
-                )?;
+            if let Some(mref) = &mref {
+                self.c
+                    .record(mref, DEF_REF_MEMCPY, Some(len), None, reference_ticks)?;
             }
-            c.record(
-                &format!("{phase}.host-write"),
-                DEF_HOST_WRITE,
-                Some(len),
-                mref.as_deref(),
-                t1.wrapping_sub(t0),
-            )?;
-            c.record(
-                &format!("{phase}.end-to-end"),
-                DEF_H2G_END_TO_END,
-                Some(len),
-                None,
-                t2.wrapping_sub(t0),
-            )?;
-            c.record(
-                &format!("{phase}.guest-read-cold"),
-                DEF_GUEST_READ_COLD,
-                Some(len),
-                mref.as_deref(),
-                pong.t[0],
-            )?;
-            c.record(
-                &format!("{phase}.guest-sha256"),
-                DEF_GUEST_SHA256,
-                Some(len),
-                None,
-                pong.t[1],
-            )?;
-            c.record(
-                &format!("{phase}.guest-read-warm"),
-                DEF_GUEST_READ_WARM,
-                Some(len),
-                mref.as_deref(),
-                warm.t[0],
-            )?;
-            c.record(
-                &format!("{phase}.guest-scan"),
-                DEF_GUEST_SCAN,
-                Some(len),
-                None,
-                warm.t[2],
-            )?;
+            let m = mref.as_deref();
+            let rows: [(&str, &str, Option<&str>, u64); 6] = [
+                ("host-write", DEF_HOST_WRITE, m, t1.wrapping_sub(t0)),
+                ("end-to-end", DEF_H2G_END_TO_END, None, t2.wrapping_sub(t0)),
+                ("guest-read-cold", DEF_GUEST_READ_COLD, m, pong.t[0]),
+                ("guest-sha256", DEF_GUEST_SHA256, None, pong.t[1]),
+                ("guest-read-warm", DEF_GUEST_READ_WARM, m, warm.t[0]),
+                ("guest-scan", DEF_GUEST_SCAN, None, warm.t[2]),
+            ];
+            for (what, def, reference, ticks) in rows {
+                self.c
+                    .record(&format!("{phase}.{what}"), def, Some(len), reference, ticks)?;
+            }
         }
-        let (phase, phase_no) = begin_phase(phases, format!("{p}g2h.{}", f.name));
-        for i in 0..=plan.frame_iterations {
-            let (seed, expected) = frame(&mut src[..n], phase_no, i);
+        Ok(())
+    }
+
+    fn guest_to_host(&mut self, s: &mut Session, f: &Frame) -> Result<(), ShmError> {
+        let (len, n, mref) = self.frame_setup(f)?;
+        let (phase, phase_no) = begin_phase(
+            &mut self.phases,
+            format!("{}g2h.{}", self.plan.id_prefix(), f.name),
+        );
+        for i in 0..=self.plan.frame_iterations {
+            let (seed, expected) = frame(&mut self.src[..n], phase_no, i);
             let (slot, off) = s.slot(len)?;
-            counters.start();
+            self.counters.start();
             let t0 = t_start();
             let pong = s.request(Req::slot(Op::Produce, 0, slot, len, seed, phase_no))?;
             let t1 = t_start();
-            s.r.copy_out_into(off, &mut dst[..n])?;
+            s.r.copy_out_into(off, &mut self.dst[..n])?;
             let t2 = t_start();
-            let got = pattern::sha256(&dst[..n]);
+            let got = pattern::sha256(&self.dst[..n]);
             let t3 = t_end();
-            counters.stop(&phase);
-            tallies.1.check(&format!("{phase} #{i}"), &expected, &got);
+            self.counters.stop(&phase);
+            self.tallies
+                .1
+                .check(&format!("{phase} #{i}"), &expected, &got);
             flush(s.r, off, n)?;
             let t4 = t_start();
-            s.r.copy_out_into(off, &mut dst[..n])?;
+            s.r.copy_out_into(off, &mut self.dst[..n])?;
             let t5 = t_end();
             if i == 0 {
                 continue;
             }
-            c.record(
-                &format!("{phase}.guest-write"),
-                DEF_GUEST_WRITE,
-                Some(len),
-                mref.as_deref(),
-                pong.t[0],
-            )?;
-            c.record(
-                &format!("{phase}.host-read"),
-                DEF_HOST_READ,
-                Some(len),
-                mref.as_deref(),
-                t2.wrapping_sub(t1),
-            )?;
-            c.record(
-                &format!("{phase}.host-read-cold"),
-                DEF_HOST_READ_COLD,
-                Some(len),
-                mref.as_deref(),
-                t5.wrapping_sub(t4),
-            )?;
-            c.record(
-                &format!("{phase}.host-sha256"),
-                "host SHA-256 of its private copy (sha2; SHA-NI when present); host TSC",
-                Some(len),
-                None,
-                t3.wrapping_sub(t2),
-            )?;
-            c.record(
-                &format!("{phase}.end-to-end"),
-                DEF_G2H_END_TO_END,
-                Some(len),
-                None,
-                t3.wrapping_sub(t0),
-            )?;
-        }
-    }
-    // The bandwidth curve, host→guest, without hashing.
-    for &len in &plan.sweep {
-        let n = usize::try_from(len).map_err(|_| ShmError::Setup("size too large".into()))?;
-        prepare(&mut src, n);
-        let label = size_label(len);
-        let set = reference::memcpy(n, plan.sweep_iterations.max(3))?;
-        let mref = format!("shm.ref.memcpy.{label}");
-        c.series(
-            &mref,
-            &format!("physical reference: memcpy of {len} bytes between two private host buffers"),
-            Some(len),
-            None,
-        )
-        .set = set;
-        for i in 0..=plan.sweep_iterations {
-            pattern::fill(&mut src[..n], i);
-            let (slot, off) = s.slot(len)?;
-            let t0 = t_start();
-            s.r.copy_in(off, &src[..n])?;
-            let t1 = t_end();
-            let pong = s.request(Req::slot(Op::Consume, FLAG_FLUSH, slot, len, 0, u64::MAX))?;
-            if i == 0 {
-                continue;
+            let m = mref.as_deref();
+            let rows: [(&str, &str, Option<&str>, u64); 5] = [
+                ("guest-write", DEF_GUEST_WRITE, m, pong.t[0]),
+                ("host-read", DEF_HOST_READ, m, t2.wrapping_sub(t1)),
+                ("host-read-cold", DEF_HOST_READ_COLD, m, t5.wrapping_sub(t4)),
+                ("host-sha256", DEF_HOST_SHA256, None, t3.wrapping_sub(t2)),
+                ("end-to-end", DEF_G2H_END_TO_END, None, t3.wrapping_sub(t0)),
+            ];
+            for (what, def, reference, ticks) in rows {
+                self.c
+                    .record(&format!("{phase}.{what}"), def, Some(len), reference, ticks)?;
             }
-            c.record(
-                &format!("shm.sweep.{label}.host-write"),
-                "host memcpy of the size into the slot; host TSC",
-                Some(len),
-                Some(mref.as_str()),
-                t1.wrapping_sub(t0),
-            )?;
-            c.record(
-                &format!("shm.sweep.{label}.guest-read-cold"),
-                "guest memcpy from the slot after CLFLUSH; guest TSC",
-                Some(len),
-                Some(mref.as_str()),
-                pong.t[0],
-            )?;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// The bandwidth curve, host→guest, without hashing.
+    fn sweep(&mut self, s: &mut Session) -> Result<(), ShmError> {
+        for &len in &self.plan.sweep {
+            let n = usize::try_from(len).map_err(|_| ShmError::Setup("size too large".into()))?;
+            prepare(&mut self.src, n);
+            let label = size_label(len);
+            let set = reference::memcpy(n, self.plan.sweep_iterations.max(3))?;
+            let mref = format!("shm.ref.memcpy.{label}");
+            self.c
+                .series(
+                    &mref,
+                    &format!(
+                        "physical reference: memcpy of {len} bytes between two private host buffers"
+                    ),
+                    Some(len),
+                    None,
+                )
+                .set = set;
+            for i in 0..=self.plan.sweep_iterations {
+                pattern::fill(&mut self.src[..n], i);
+                let (slot, off) = s.slot(len)?;
+                let t0 = t_start();
+                s.r.copy_in(off, &self.src[..n])?;
+                let t1 = t_end();
+                let pong = s.request(Req::slot(Op::Consume, FLAG_FLUSH, slot, len, 0, u64::MAX))?;
+                if i == 0 {
+                    continue;
+                }
+                self.c.record(
+                    &format!("shm.sweep.{label}.host-write"),
+                    "host memcpy of the size into the slot; host TSC",
+                    Some(len),
+                    Some(mref.as_str()),
+                    t1.wrapping_sub(t0),
+                )?;
+                self.c.record(
+                    &format!("shm.sweep.{label}.guest-read-cold"),
+                    "guest memcpy from the slot after CLFLUSH; guest TSC",
+                    Some(len),
+                    Some(mref.as_str()),
+                    pong.t[0],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Names the guest's counters by phase, builds the measurements and the
+    /// integrity checks into `out`.
+    fn finish(self, out: &mut HostRun) {
+        let Measure {
+            plan,
+            mut c,
+            counters,
+            tallies,
+            phases,
+            ..
+        } = self;
+        // Guest counters come keyed by phase number; name them.
+        let guest_counters: PhaseCounts = out
+            .guest
+            .as_ref()
+            .map(|g| {
+                g.counters
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let i: usize = k.parse().ok()?;
+                        Some((phases.get(i)?.clone(), v.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (phase, id) in phases.iter().map(|p| (p, phase_measurement(p))) {
+            c.set_counters(&id, "host.", counters.totals.get(phase));
+            c.set_counters(&id, "guest.", guest_counters.get(phase));
+        }
+        let p = plan.id_prefix();
+        c.finish(plan.tsc_khz, &p, out);
+        if let Some(check) = tallies.0.into_check(
+            &format!("{p}integrity.h2g"),
+            "every host→guest frame's SHA-256, computed by the guest over what it read, equals the host's digest of what it wrote",
+        ) {
+            out.results.checks.push(check);
+        }
+        if let Some(check) = tallies.1.into_check(
+            &format!("{p}integrity.g2h"),
+            "every guest→host frame's SHA-256, computed by the host over what it read, equals the digest of the pattern the guest was asked to write",
+        ) {
+            out.results.checks.push(check);
+        }
+        out.host_hw_counters_unavailable = counters.hw_unavailable.clone();
+        out.host_counters = counters.totals;
+    }
 }
+
+/// The cache-line round trip between two host CPUs: the physical reference
+/// of the polling round trip.
+const CACHELINE_REFERENCE: &str = "shm.ref.cacheline-rtt";
+const DEF_HOST_SHA256: &str =
+    "host SHA-256 of its private copy (sha2; SHA-NI when present); host TSC";
 
 fn doorbell_rtt(
     s: &mut Session,

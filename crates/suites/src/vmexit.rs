@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
-use vmbench_report::{Measurement, SampleSet, Skipped, Unit};
+use vmbench_report::{Measurement, SampleSet, Skipped, Unit, Verification};
 use vmbench_vm::{Accel, Vm};
 
 #[derive(Debug, Clone)]
@@ -112,147 +112,178 @@ fn run_into(
     progress: &mut dyn FnMut(&str),
     done: &mut VmexitRun,
 ) -> Result<(), SuiteError> {
-    let VmexitRun {
-        measurements: out,
-        skipped,
-    } = done;
     let mut overhead: BTreeMap<Row, u64> = BTreeMap::new();
     let capacity = ((vm.region().len() - DATA_OFF) / 8) as u64;
     let samples = opts.samples.clamp(1, capacity);
     for row in opts.ordered_rows() {
-        let id = row.id().to_string();
-        progress(&format!("vmexit {id}: {samples} samples"));
-        let before = if opts.accel == Accel::Kvm {
-            Some(read_stats(vm))
-        } else {
-            None
-        };
-        // Generous: under TCG or a slow nested KVM a row can take minutes.
-        let timeout = Duration::from_secs(600);
-        let args = [
-            row as u64,
-            samples,
-            opts.warmup,
-            opts.batch,
-            u64::from(opts.debugcon_port),
-            0,
-        ];
-        let resp = vm.call(Command::RunVmexit, args, timeout)?;
-        let after = if opts.accel == Accel::Kvm {
-            Some(read_stats(vm))
-        } else {
-            None
-        };
-        let text = String::from_utf8_lossy(&resp.payload)
-            .chars()
-            .take(500)
-            .collect::<String>();
-        if resp.status == Status::Unsupported {
-            progress(&format!("vmexit {id}: skipped: {text}"));
-            skipped.push(Skipped {
-                id: format!("vmexit.{id}"),
-                reason: text,
-            });
-            continue;
-        }
-        if resp.status != Status::Ok {
-            return Err(SuiteError::Refused { row: id, why: text });
-        }
-        let run: RowRun =
-            serde_json::from_slice(&resp.payload).map_err(|e| SuiteError::BadAnswer {
-                row: id.clone(),
-                why: format!("{e}: {text}"),
-            })?;
-        // Everything in the answer is the guest's word: check it against what was asked.
-        if run.row != id
-            || run.samples != samples
-            || run.warmup != opts.warmup
-            || run.batch_iterations != opts.batch
-        {
-            return Err(SuiteError::BadAnswer {
-                row: id,
-                why: format!(
-                    "asked for {samples} samples, {} warm-up, {} batch; got {run:?}",
-                    opts.warmup, opts.batch
-                ),
-            });
-        }
-        let bytes = vm
-            .region()
-            .copy_out(DATA_OFF, (samples * 8) as usize)
-            .map_err(|e| SuiteError::BadAnswer {
-                row: id.clone(),
-                why: e.to_string(),
-            })?;
-        let raw: Vec<u64> = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
-        let executions = samples + opts.warmup + opts.batch;
-        let (verification, counters) = match (before, after) {
-            (Some(Ok(b)), Some(Ok(a))) => {
-                let d = kvmstats::delta(&b, &a);
-                (verify(row.expect(), executions, Evidence::Deltas(&d)), d)
+        progress(&format!("vmexit {}: {samples} samples", row.id()));
+        match ask(vm, opts, row, samples)? {
+            Answer::Unsupported(reason) => {
+                progress(&format!("vmexit {}: skipped: {reason}", row.id()));
+                done.skipped.push(Skipped {
+                    id: format!("vmexit.{}", row.id()),
+                    reason,
+                });
             }
-            (Some(Err(e)), _) | (_, Some(Err(e))) => (
-                verify(row.expect(), executions, Evidence::Unavailable(&e)),
-                BTreeMap::new(),
-            ),
-            _ => (
-                verify(row.expect(), executions, Evidence::Tcg),
-                BTreeMap::new(),
-            ),
-        };
-        let mut set = SampleSet::new();
-        set.extend(raw.iter().copied())
-            .map_err(|e| SuiteError::BadAnswer {
-                row: id.clone(),
-                why: e.to_string(),
-            })?;
-        let mut m = Measurement::from_samples(
-            format!("vmexit.{id}"),
-            row.definition(),
-            Unit::TscTicks,
-            &set,
-            verification,
-        )
-        .map_err(|e| SuiteError::BadAnswer {
-            row: id.clone(),
-            why: e.to_string(),
-        })?;
-        m.tier = Some(row.expect().tier().to_string());
-        m.tsc_khz = opts.tsc_khz;
-        if run.batch_iterations > 0 {
-            m.batch_mean = Some(run.batch_ticks as f64 / run.batch_iterations as f64);
+            Answer::Ran(ran) => {
+                let m = measurement(row, &ran, opts, &mut overhead)?;
+                done.measurements.push(m);
+            }
         }
-        let median = m.summary.p50.max(1);
-        let outliers = raw.iter().filter(|&&s| s > median * OUTLIER_FACTOR).count();
-        if outliers > 0 {
-            m.warnings.push(format!(
-                "{outliers} of {samples} samples exceed {OUTLIER_FACTOR}x the median (interrupts or preemption inside the timed window); they are kept in the distribution"
-            ));
-        }
-        if let Some(irq) = counters.get("irq_exits").filter(|&&v| v > 0) {
-            m.warnings.push(format!(
-                "{irq} external-interrupt exits happened during this row"
-            ));
-        }
-        if row == Row::TimerOverhead || row == Row::KernelTimerOverhead {
-            overhead.insert(row, m.summary.p50);
-        } else if let Some(&ovh) = overhead.get(&row.overhead_row()) {
-            let mut adj = SampleSet::new();
-            adj.extend(raw.iter().map(|s| s.saturating_sub(ovh)))
-                .map_err(|e| SuiteError::BadAnswer {
-                    row: id.clone(),
-                    why: e.to_string(),
-                })?;
-            m.overhead_subtracted = adj.summary().ok();
-            m.overhead_p50 = Some(ovh);
-        }
-        m.counters = counters;
-        out.push(m);
     }
     Ok(())
+}
+
+/// A row the guest ran: its answer, the samples, and what KVM's counters say.
+struct Ran {
+    run: RowRun,
+    samples: u64,
+    raw: Vec<u64>,
+    verification: Verification,
+    counters: BTreeMap<String, u64>,
+}
+
+enum Answer {
+    /// The guest cannot run this row (e.g. no TSC-deadline timer), with why.
+    Unsupported(String),
+    Ran(Ran),
+}
+
+fn bad_answer(row: Row, why: impl ToString) -> SuiteError {
+    SuiteError::BadAnswer {
+        row: row.id().to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// Has the guest run `row`, reads KVM's counters around it, and copies the
+/// samples out; everything in the answer is checked against what was asked.
+fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answer, SuiteError> {
+    let id = row.id().to_string();
+    let kvm = opts.accel == Accel::Kvm;
+    let before = kvm.then(|| read_stats(vm));
+    // Generous: under TCG or a slow nested KVM a row can take minutes.
+    let timeout = Duration::from_secs(600);
+    let args = [
+        row as u64,
+        samples,
+        opts.warmup,
+        opts.batch,
+        u64::from(opts.debugcon_port),
+        0,
+    ];
+    let resp = vm.call(Command::RunVmexit, args, timeout)?;
+    let after = kvm.then(|| read_stats(vm));
+    let text = String::from_utf8_lossy(&resp.payload)
+        .chars()
+        .take(500)
+        .collect::<String>();
+    if resp.status == Status::Unsupported {
+        return Ok(Answer::Unsupported(text));
+    }
+    if resp.status != Status::Ok {
+        return Err(SuiteError::Refused { row: id, why: text });
+    }
+    let run: RowRun = serde_json::from_slice(&resp.payload)
+        .map_err(|e| bad_answer(row, format!("{e}: {text}")))?;
+    if run.row != id
+        || run.samples != samples
+        || run.warmup != opts.warmup
+        || run.batch_iterations != opts.batch
+    {
+        return Err(bad_answer(
+            row,
+            format!(
+                "asked for {samples} samples, {} warm-up, {} batch; got {run:?}",
+                opts.warmup, opts.batch
+            ),
+        ));
+    }
+    let bytes = vm
+        .region()
+        .copy_out(DATA_OFF, (samples * 8) as usize)
+        .map_err(|e| bad_answer(row, e))?;
+    let raw: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    let executions = samples + opts.warmup + opts.batch;
+    let (verification, counters) = match (before, after) {
+        (Some(Ok(b)), Some(Ok(a))) => {
+            let d = kvmstats::delta(&b, &a);
+            (verify(row.expect(), executions, Evidence::Deltas(&d)), d)
+        }
+        (Some(Err(e)), _) | (_, Some(Err(e))) => (
+            verify(row.expect(), executions, Evidence::Unavailable(&e)),
+            BTreeMap::new(),
+        ),
+        _ => (
+            verify(row.expect(), executions, Evidence::Tcg),
+            BTreeMap::new(),
+        ),
+    };
+    Ok(Answer::Ran(Ran {
+        run,
+        samples,
+        raw,
+        verification,
+        counters,
+    }))
+}
+
+/// The row's measurement: distribution, tier, batch mean, warnings, and the
+/// distribution minus its timer baseline (the baselines run first and are
+/// kept in `overhead`).
+fn measurement(
+    row: Row,
+    ran: &Ran,
+    opts: &VmexitOptions,
+    overhead: &mut BTreeMap<Row, u64>,
+) -> Result<Measurement, SuiteError> {
+    let mut set = SampleSet::new();
+    set.extend(ran.raw.iter().copied())
+        .map_err(|e| bad_answer(row, e))?;
+    let mut m = Measurement::from_samples(
+        format!("vmexit.{}", row.id()),
+        row.definition(),
+        Unit::TscTicks,
+        &set,
+        ran.verification.clone(),
+    )
+    .map_err(|e| bad_answer(row, e))?;
+    m.tier = Some(row.expect().tier().to_string());
+    m.tsc_khz = opts.tsc_khz;
+    if ran.run.batch_iterations > 0 {
+        m.batch_mean = Some(ran.run.batch_ticks as f64 / ran.run.batch_iterations as f64);
+    }
+    let median = m.summary.p50.max(1);
+    let outliers = ran
+        .raw
+        .iter()
+        .filter(|&&s| s > median * OUTLIER_FACTOR)
+        .count();
+    if outliers > 0 {
+        m.warnings.push(format!(
+            "{outliers} of {} samples exceed {OUTLIER_FACTOR}x the median (interrupts or preemption inside the timed window); they are kept in the distribution",
+            ran.samples
+        ));
+    }
+    if let Some(irq) = ran.counters.get("irq_exits").filter(|&&v| v > 0) {
+        m.warnings.push(format!(
+            "{irq} external-interrupt exits happened during this row"
+        ));
+    }
+    if row == Row::TimerOverhead || row == Row::KernelTimerOverhead {
+        overhead.insert(row, m.summary.p50);
+    } else if let Some(&ovh) = overhead.get(&row.overhead_row()) {
+        let mut adj = SampleSet::new();
+        adj.extend(ran.raw.iter().map(|s| s.saturating_sub(ovh)))
+            .map_err(|e| bad_answer(row, e))?;
+        m.overhead_subtracted = adj.summary().ok();
+        m.overhead_p50 = Some(ovh);
+    }
+    m.counters = ran.counters.clone();
+    Ok(m)
 }
 
 /// Counters that provably do not track the work (an exit row found them

@@ -210,31 +210,20 @@ impl Drop for ConsoleFollower {
     }
 }
 
-static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+fn setup_error(what: &str, e: std::io::Error) -> VmError {
+    VmError::Setup(format!("{what}: {e}"))
 }
 
-/// The last `n` lines of a file (console and QEMU logs).
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// What QEMU boots: the kernel (the image's bzImage, or an OS-free ELF),
+/// the initrd, and the kernel cmdline.
+struct BootFiles {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    append: String,
 }
 
-impl Vm {
-    /// Boots the guest and returns once its agent has answered the handshake
-    /// and sent its specification. On any error everything started so far is
-    /// torn down (the partially built `Vm` is dropped).
-    pub fn boot(opts: &VmOptions) -> Result<Vm, VmError> {
-        let setup = |what: &str, e: std::io::Error| VmError::Setup(format!("{what}: {e}"));
+impl BootFiles {
+    fn of(opts: &VmOptions) -> Result<BootFiles, VmError> {
         let kernel = opts
             .kernel
             .clone()
@@ -263,22 +252,92 @@ impl Vm {
             .chain(opts.append.iter().cloned())
             .collect::<Vec<_>>()
             .join(" ");
+        Ok(BootFiles {
+            kernel,
+            initrd: (opts.kernel.is_none() && initrd.exists()).then_some(initrd),
+            append,
+        })
+    }
+}
 
-        let (run_dir, owns_run_dir) = match &opts.run_dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| setup(&d.display().to_string(), e))?;
-                (d.clone(), false)
-            }
-            None => {
-                let d = std::env::temp_dir().join(unique_name("vmbench"));
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&d)
-                    .map_err(|e| setup(&d.display().to_string(), e))?;
-                (d, true)
-            }
-        };
+/// The directory for QMP's socket and the logs: the caller's, or a fresh
+/// private one that the `Vm` removes (the bool).
+fn run_dir(opts: &VmOptions) -> Result<(PathBuf, bool), VmError> {
+    match &opts.run_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| setup_error(&d.display().to_string(), e))?;
+            Ok((d.clone(), false))
+        }
+        None => {
+            let d = std::env::temp_dir().join(unique_name("vmbench"));
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&d)
+                .map_err(|e| setup_error(&d.display().to_string(), e))?;
+            Ok((d, true))
+        }
+    }
+}
+
+/// QEMU's configuration for these options.
+fn qemu_config(opts: &VmOptions, boot: BootFiles, run_dir: &Path, shm_path: &Path) -> QemuConfig {
+    QemuConfig {
+        binary: opts.qemu.clone(),
+        accel: opts.accel,
+        vcpus: opts.vcpus,
+        memory_mib: opts.memory_mib.unwrap_or_else(|| match &opts.kernel {
+            Some(_) => MICRO_GUEST_MEMORY_MIB,
+            None => crate::image::ImageManifest::read(&opts.image)
+                .ok()
+                .and_then(|m| m.memory_mib)
+                .unwrap_or(DEFAULT_LINUX_GUEST_MEMORY_MIB),
+        }),
+        kernel: boot.kernel,
+        initrd: boot.initrd,
+        append: boot.append,
+        shm_path: shm_path.to_path_buf(),
+        shm_bytes: opts.shm_bytes,
+        doorbell: opts
+            .doorbell_vectors
+            .map(|v| (run_dir.join("ivshmem.sock"), v)),
+        qmp_socket: run_dir.join("qmp.sock"),
+        serial: Serial::File(run_dir.join("serial.log")),
+        debugcon: opts.debugcon.clone(),
+        debugcon_port: 0xe9,
+        mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
+        debug_exit: opts.debug_exit,
+        kvm_cpu: opts.kvm_cpu.clone(),
+        extra: Vec::new(),
+    }
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The last `n` lines of a file (console and QEMU logs).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Vm {
+    /// Boots the guest and returns once its agent has answered the handshake
+    /// and sent its specification. On any error everything started so far is
+    /// torn down (the partially built `Vm` is dropped).
+    pub fn boot(opts: &VmOptions) -> Result<Vm, VmError> {
+        let boot = BootFiles::of(opts)?;
+        let (run_dir, owns_run_dir) = run_dir(opts)?;
         let shm_path = opts.shm_dir.join(format!("{}.shm", unique_name("vmbench")));
         let (shm_file, shm) = match MappedRegion::create_file(&shm_path, opts.shm_bytes as usize) {
             Ok(x) => x,
@@ -291,34 +350,7 @@ impl Vm {
             }
         };
         let host = HostEnd::start(shm.region());
-        let config = QemuConfig {
-            binary: opts.qemu.clone(),
-            accel: opts.accel,
-            vcpus: opts.vcpus,
-            memory_mib: opts.memory_mib.unwrap_or_else(|| match &opts.kernel {
-                Some(_) => MICRO_GUEST_MEMORY_MIB,
-                None => crate::image::ImageManifest::read(&opts.image)
-                    .ok()
-                    .and_then(|m| m.memory_mib)
-                    .unwrap_or(DEFAULT_LINUX_GUEST_MEMORY_MIB),
-            }),
-            kernel,
-            initrd: (opts.kernel.is_none() && initrd.exists()).then_some(initrd),
-            append,
-            shm_path: shm_path.clone(),
-            shm_bytes: opts.shm_bytes,
-            doorbell: opts
-                .doorbell_vectors
-                .map(|v| (run_dir.join("ivshmem.sock"), v)),
-            qmp_socket: run_dir.join("qmp.sock"),
-            serial: Serial::File(run_dir.join("serial.log")),
-            debugcon: opts.debugcon.clone(),
-            debugcon_port: 0xe9,
-            mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
-            debug_exit: opts.debug_exit,
-            kvm_cpu: opts.kvm_cpu.clone(),
-            extra: Vec::new(),
-        };
+        let config = qemu_config(opts, boot, &run_dir, &shm_path);
         // From here on, `vm` owns everything: an early return drops it, which
         // kills QEMU and removes the files.
         let mut vm = Vm {
@@ -353,12 +385,31 @@ impl Vm {
         if opts.echo_console {
             vm.echo = Some(ConsoleFollower::start(vm.run_dir.join("serial.log")));
         }
-        let log_path = vm.run_dir.join("qemu.log");
+        let started = vm.spawn_qemu()?;
+        vm.connect_qmp(
+            started,
+            started + Duration::from_secs(30).min(opts.boot_timeout),
+        )?;
+        vm.wait_for_handshake(started + opts.boot_timeout)?;
+        vm.timings.ready_ms = started.elapsed().as_secs_f64() * 1e3;
+        let resp = vm.call(GuestCommand::GetSpec, [0; N_ARGS], Duration::from_secs(30))?;
+        if resp.status != Status::Ok {
+            return Err(VmError::BadSpec(format!("status {:?}", resp.status)));
+        }
+        vm.spec =
+            serde_json::from_slice(&resp.payload).map_err(|e| VmError::BadSpec(e.to_string()))?;
+        Ok(vm)
+    }
+
+    /// Starts QEMU (its output into qemu.log), tied to our life: it gets
+    /// SIGKILL when we die, even by SIGKILL.
+    fn spawn_qemu(&mut self) -> Result<Instant, VmError> {
+        let log_path = self.run_dir.join("qemu.log");
         let log = std::fs::File::create(&log_path)
-            .map_err(|e| setup(&log_path.display().to_string(), e))?;
-        let log2 = log.try_clone().map_err(|e| setup("qemu.log", e))?;
-        let mut cmd = Command::new(&vm.config.binary);
-        cmd.args(vm.config.args())
+            .map_err(|e| setup_error(&log_path.display().to_string(), e))?;
+        let log2 = log.try_clone().map_err(|e| setup_error("qemu.log", e))?;
+        let mut cmd = Command::new(&self.config.binary);
+        cmd.args(self.config.args())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -368,7 +419,6 @@ impl Vm {
             // async-signal-safe and touches no memory of the parent.
             unsafe {
                 cmd.pre_exec(|| {
-                    // QEMU dies with us, even if we are SIGKILLed.
                     nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
                         .map_err(std::io::Error::from)
                 });
@@ -376,45 +426,38 @@ impl Vm {
         }
         let started = Instant::now();
         let child = cmd.spawn().map_err(|source| VmError::Spawn {
-            qemu: vm.config.binary.display().to_string(),
+            qemu: self.config.binary.display().to_string(),
             source,
         })?;
-        vm.child = Some(child);
+        self.child = Some(child);
+        Ok(started)
+    }
 
-        let qmp_deadline = started + Duration::from_secs(30).min(opts.boot_timeout);
-        let sock = vm.config.qmp_socket.clone();
+    /// Connects to QMP, unlinks the region file (QEMU has mapped it by then),
+    /// and reads QEMU's version and the vCPU threads.
+    fn connect_qmp(&mut self, started: Instant, deadline: Instant) -> Result<(), VmError> {
+        let sock = self.config.qmp_socket.clone();
         let qmp = {
-            let mut alive = || vm.check_alive().map_err(|e| e.to_string());
-            Qmp::connect(&sock, qmp_deadline, &mut alive)
+            let mut alive = || self.check_alive().map_err(|e| e.to_string());
+            Qmp::connect(&sock, deadline, &mut alive)
         };
         let mut qmp = match qmp {
             Ok(q) => q,
-            Err(e) => return Err(vm.check_alive().err().unwrap_or(VmError::Qmp(e))),
+            Err(e) => return Err(self.check_alive().err().unwrap_or(VmError::Qmp(e))),
         };
-        vm.timings.qmp_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.timings.qmp_ms = started.elapsed().as_secs_f64() * 1e3;
         // QEMU answers QMP only after creating its memory backends, so it has
         // the file mapped now: unlink it, and nothing is left behind even if we
         // are killed.
-        let _ = std::fs::remove_file(&vm.shm_path);
-        vm.shm_linked = false;
-        vm.qemu_version = qmp.qemu_version();
-        if let Some(d) = vm.doorbell.as_mut() {
+        let _ = std::fs::remove_file(&self.shm_path);
+        self.shm_linked = false;
+        self.qemu_version = qmp.qemu_version();
+        if let Some(d) = self.doorbell.as_mut() {
             d.wait_served().map_err(|e| VmError::Setup(e.to_string()))?;
         }
-        vm.vcpu_threads = qmp.vcpu_threads()?;
-        vm.qmp = Some(qmp);
-
-        let deadline = started + opts.boot_timeout;
-        let r = vm.wait_for_handshake(deadline);
-        r?;
-        vm.timings.ready_ms = started.elapsed().as_secs_f64() * 1e3;
-        let resp = vm.call(GuestCommand::GetSpec, [0; N_ARGS], Duration::from_secs(30))?;
-        if resp.status != Status::Ok {
-            return Err(VmError::BadSpec(format!("status {:?}", resp.status)));
-        }
-        vm.spec =
-            serde_json::from_slice(&resp.payload).map_err(|e| VmError::BadSpec(e.to_string()))?;
-        Ok(vm)
+        self.vcpu_threads = qmp.vcpu_threads()?;
+        self.qmp = Some(qmp);
+        Ok(())
     }
 
     /// Runs one protocol wait with the launcher's abort conditions (QEMU gone,
