@@ -37,7 +37,7 @@ pub struct CommonArgs {
 #[derive(Args)]
 pub struct CheckArgs {
     /// Benchmark CPUs, e.g. "2-3" [default: the isolated CPUs, else the last online CPU].
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
@@ -50,7 +50,7 @@ pub struct CheckArgs {
 
 #[derive(Args)]
 pub struct ApplyArgs {
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
     #[command(flatten)]
     common: CommonArgs,
@@ -64,16 +64,12 @@ pub struct ApplyArgs {
 
 #[derive(Args)]
 pub struct SuggestArgs {
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     #[arg(long)]
     json: bool,
-}
-
-fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    CpuList::parse(s).map_err(|e| e.to_string())
 }
 
 fn sysroot(root: &PathBuf) -> Result<SysRoot> {

@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     accel: Option<AccelChoice>,
     /// Benchmark CPUs (isolation audit, vCPU pinning).
-    #[arg(long, value_name = "LIST", value_parser = crate::vm::parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
     /// Fewer samples: every measurement, minutes become seconds.
     #[arg(long)]

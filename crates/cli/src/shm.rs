@@ -87,7 +87,7 @@ enum ShmRole {
         #[command(flatten)]
         guest: GuestArgs,
         /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
-        #[arg(long, value_name = "LIST", value_parser = crate::vm::parse_cpus)]
+        #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
         pin_cpus: Option<vmbench_host::CpuList>,
         /// Skip the UC and WC comparison arms.
         #[arg(long)]

@@ -102,15 +102,11 @@ pub struct BootArgs {
     #[arg(long)]
     wait: bool,
     /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     pin_cpus: Option<vmbench_host::CpuList>,
     /// Print the result as JSON (no console echo).
     #[arg(long)]
     json: bool,
-}
-
-pub fn parse_cpus(s: &str) -> Result<vmbench_host::CpuList, String> {
-    vmbench_host::CpuList::parse(s).map_err(|e| e.to_string())
 }
 
 impl GuestArgs {

@@ -30,7 +30,7 @@ pub struct VmexitArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     batch: u64,
     /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.
-    #[arg(long, value_name = "LIST", value_parser = crate::vm::parse_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     pin_cpus: Option<vmbench_host::CpuList>,
     /// Print JSON (results model + context) instead of a table.
     #[arg(long)]

@@ -2,12 +2,13 @@
 
 use crate::options::{AgentOptions, Mapping};
 use crate::spec::MappingFacts;
-use crate::{GuestError, kmod, pci, pid1, spec};
+use crate::{GuestError, ModuleError, kmod, pci, pid1, spec};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 use vmbench_proto::channel::Request;
 use vmbench_proto::{Command, GuestEnd, MappedRegion, Status};
+use vmbench_shm::DoorbellError;
 
 /// The vmbench module's device: the fd, what it reported, and one eventfd
 /// attached to each MSI-X vector (armed at start, so no doorbell is lost).
@@ -21,13 +22,21 @@ pub struct Device {
 const LISTEN_VECTORS: u32 = 4;
 
 impl Device {
-    fn open(file: std::fs::File, info: kmod::VmbenchInfo) -> Result<Device, String> {
+    fn open(file: std::fs::File, info: kmod::VmbenchInfo) -> Result<Device, ModuleError> {
         let mut vectors = Vec::new();
         for v in 0..info.msix_vectors.min(LISTEN_VECTORS) {
-            let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-                .map_err(|e| format!("eventfd: {e}"))?;
-            kmod::set_eventfd(&file, v, e.as_fd().as_raw_fd())
-                .map_err(|e| format!("VMBENCH_IOC_SET_EVENTFD {v}: {e}"))?;
+            let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(
+                |source| ModuleError::Ioctl {
+                    what: "eventfd".into(),
+                    source,
+                },
+            )?;
+            kmod::set_eventfd(&file, v, e.as_fd().as_raw_fd()).map_err(|source| {
+                ModuleError::Ioctl {
+                    what: format!("VMBENCH_IOC_SET_EVENTFD {v}"),
+                    source,
+                }
+            })?;
             vectors.push(e);
         }
         Ok(Device {
@@ -80,7 +89,7 @@ fn run_inner(opts: &AgentOptions) -> Result<(), GuestError> {
     if opts.shell
         && let Err(e) = pid1::spawn_shell()
     {
-        log(&e);
+        log(&vmbench_shm::describe(&e));
     }
     let (mapped, facts, dev) = open_region(opts)?;
     if let Some(d) = dev.as_ref().filter(|d| d.info.msix_vectors > 0) {
@@ -257,17 +266,19 @@ struct ModuleBell<'a> {
 }
 
 impl vmbench_shm::Doorbell for ModuleBell<'_> {
-    fn ring(&mut self) -> Result<(), String> {
-        kmod::doorbell(&self.dev.file, (self.host_peer << 16) | self.vector as u32)
-            .map_err(|e| format!("VMBENCH_IOC_DOORBELL: {e}"))
+    fn ring(&mut self) -> Result<(), DoorbellError> {
+        kmod::doorbell(&self.dev.file, (self.host_peer << 16) | self.vector as u32).map_err(
+            |source| DoorbellError::Os {
+                what: "VMBENCH_IOC_DOORBELL",
+                source,
+            },
+        )
     }
 
-    fn wait(&mut self, timeout: Duration) -> Result<(), String> {
-        let efd = self
-            .dev
-            .vectors
-            .get(self.vector)
-            .ok_or_else(|| format!("vector {} is not listened on", self.vector))?;
+    fn wait(&mut self, timeout: Duration) -> Result<(), DoorbellError> {
+        let efd = self.dev.vectors.get(self.vector).ok_or_else(|| {
+            DoorbellError::Peer(format!("vector {} is not listened on", self.vector).into())
+        })?;
         vmbench_shm::eventfd::wait_eventfd(efd, timeout).map(|_| ())
     }
 }
@@ -462,11 +473,7 @@ fn open_region(
         return Ok((m, facts, None));
     }
     let devs = pci::find_ivshmem();
-    let dev = devs.first().ok_or_else(|| {
-        GuestError::Setup(
-            "no ivshmem device (1af4:1110) on the PCI bus: QEMU needs -device ivshmem-plain".into(),
-        )
-    })?;
+    let dev = devs.first().ok_or(GuestError::NoDevice)?;
     let mut note = None;
     if opts.mapping == Mapping::Wb {
         match open_module_device(opts) {
@@ -480,12 +487,13 @@ fn open_region(
                     iv_position: (info.msix_vectors > 0).then_some(info.iv_position),
                     msix_vectors: info.msix_vectors,
                 };
-                let device = Device::open(file, info).map_err(GuestError::Setup)?;
+                let device = Device::open(file, info)?;
                 return Ok((m, facts, Some(device)));
             }
             Err(e) => {
                 note = Some(format!(
-                    "vmbench module unavailable ({e}); fell back to sysfs resource2 (UC)"
+                    "vmbench module unavailable ({}); fell back to sysfs resource2 (UC)",
+                    vmbench_shm::describe(&e)
                 ))
             }
         }
@@ -496,15 +504,15 @@ fn open_region(
         "resource2"
     };
     let path = dev.sysfs.join(file_name);
-    let file = std::fs::OpenOptions::new()
+    let (len, file) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|e| GuestError::Setup(format!("{}: {e}", path.display())))?;
-    let len = file
-        .metadata()
-        .map_err(|e| GuestError::Setup(format!("{}: {e}", path.display())))?
-        .len();
+        .and_then(|f| Ok((f.metadata()?.len(), f)))
+        .map_err(|source| GuestError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
     let m = MappedRegion::map(&file, len as usize)?;
     let facts = MappingFacts {
         mapping: if opts.mapping == Mapping::Wc {
@@ -521,7 +529,9 @@ fn open_region(
     Ok((m, facts, None))
 }
 
-fn open_module_device(opts: &AgentOptions) -> Result<(std::fs::File, kmod::VmbenchInfo), String> {
+fn open_module_device(
+    opts: &AgentOptions,
+) -> Result<(std::fs::File, kmod::VmbenchInfo), ModuleError> {
     if !std::path::Path::new(kmod::DEVICE).exists() {
         kmod::load(&opts.module)?;
     }
@@ -535,16 +545,23 @@ fn open_module_device(opts: &AgentOptions) -> Result<(std::fs::File, kmod::Vmben
         {
             Ok(f) => break f,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{}: {e}", kmod::DEVICE)),
+            Err(source) => {
+                return Err(ModuleError::Open {
+                    path: kmod::DEVICE.into(),
+                    source,
+                });
+            }
         }
     };
-    let info = kmod::info(&file).map_err(|e| format!("VMBENCH_IOC_INFO: {e}"))?;
+    let info = kmod::info(&file).map_err(|source| ModuleError::Ioctl {
+        what: "VMBENCH_IOC_INFO".into(),
+        source,
+    })?;
     if info.abi_version != kmod::ABI_VERSION {
-        return Err(format!(
-            "module ABI {} but the agent speaks {}",
-            info.abi_version,
-            kmod::ABI_VERSION
-        ));
+        return Err(ModuleError::Abi {
+            got: info.abi_version,
+            want: kmod::ABI_VERSION,
+        });
     }
     Ok((file, info))
 }

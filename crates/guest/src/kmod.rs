@@ -147,10 +147,16 @@ pub fn unknown_ioctl(dev: &std::fs::File) -> Result<(), nix::Error> {
 }
 
 /// Loads a kernel module from a file (finit_module).
-pub fn load(path: &Path) -> Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<(), crate::ModuleError> {
+    let f = std::fs::File::open(path).map_err(|source| crate::ModuleError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
         Ok(()) | Err(nix::Error::EEXIST) => Ok(()),
-        Err(e) => Err(format!("loading {}: {e}", path.display())),
+        Err(source) => Err(crate::ModuleError::Load {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }

@@ -34,7 +34,7 @@ pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
     match run(&opts) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vmbench-guest: error: {e}");
+            eprintln!("vmbench-guest: error: {}", vmbench_shm::describe(&e));
             std::process::ExitCode::from(1)
         }
     }
@@ -42,8 +42,43 @@ pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("{0}")]
-    Setup(String),
+    #[error("no ivshmem device (1af4:1110) on the PCI bus: QEMU needs -device ivshmem-plain")]
+    NoDevice,
+    #[error("{path}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error(transparent)]
+    Options(#[from] options::OptionError),
     #[error(transparent)]
     Proto(#[from] vmbench_proto::ProtoError),
+}
+
+/// The vmbench module could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("{path}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading {path}")]
+    Load {
+        path: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}")]
+    Ioctl {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("module ABI {got} but the agent speaks {want}")]
+    Abi { got: u32, want: u32 },
 }

@@ -37,9 +37,24 @@ impl Default for AgentOptions {
     }
 }
 
+/// An agent option that is not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error("vmbench.mapping={0}: expected wb, uc or wc")]
+    Mapping(String),
+    #[error("vmbench.hang_on={0}: expected vmexit or shm")]
+    HangOn(String),
+    #[error("unknown option vmbench.{0}")]
+    Unknown(String),
+    #[error("{0} needs a value")]
+    MissingValue(&'static str),
+    #[error("unknown argument {0:?} (expected --path FILE, --mapping M, --poweroff)")]
+    Argument(String),
+}
+
 impl AgentOptions {
     /// Reads `vmbench.*` options from a kernel cmdline.
-    pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), String> {
+    pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), OptionError> {
         for tok in cmdline.split_whitespace() {
             if tok == "--" {
                 break;
@@ -54,17 +69,17 @@ impl AgentOptions {
                         "wb" => Mapping::Wb,
                         "uc" => Mapping::Uc,
                         "wc" => Mapping::Wc,
-                        _ => return Err(format!("vmbench.mapping={v}: expected wb, uc or wc")),
+                        _ => return Err(OptionError::Mapping(v.to_string())),
                     }
                 }
                 "module" => self.module = PathBuf::from(v),
                 "hang" => self.hang = v == "1",
                 "hang_on" => match v {
                     "vmexit" | "shm" => self.hang_on = Some(v.to_string()),
-                    _ => return Err(format!("vmbench.hang_on={v}: expected vmexit or shm")),
+                    _ => return Err(OptionError::HangOn(v.to_string())),
                 },
                 "shell" => self.shell = v == "1",
-                _ => return Err(format!("unknown option vmbench.{k}")),
+                _ => return Err(OptionError::Unknown(k.to_string())),
             }
         }
         Ok(())
@@ -72,7 +87,7 @@ impl AgentOptions {
 
     /// argv (`--path FILE`, `--poweroff`, `--mapping wb|uc|wc`) after the
     /// kernel cmdline, so argv wins.
-    pub fn from_args_and_cmdline(args: &[String]) -> Result<AgentOptions, String> {
+    pub fn from_args_and_cmdline(args: &[String]) -> Result<AgentOptions, OptionError> {
         let mut o = AgentOptions {
             pid1: std::process::id() == 1,
             ..Default::default()
@@ -89,17 +104,17 @@ impl AgentOptions {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--path" => o.path = Some(PathBuf::from(it.next().ok_or("--path needs a file")?)),
+                "--path" => {
+                    o.path = Some(PathBuf::from(
+                        it.next().ok_or(OptionError::MissingValue("--path"))?,
+                    ))
+                }
                 "--poweroff" => o.poweroff = true,
                 "--mapping" => {
-                    let v = it.next().ok_or("--mapping needs wb, uc or wc")?;
+                    let v = it.next().ok_or(OptionError::MissingValue("--mapping"))?;
                     o.apply_cmdline(&format!("vmbench.mapping={v}"))?;
                 }
-                other => {
-                    return Err(format!(
-                        "unknown argument {other:?} (expected --path FILE, --mapping M, --poweroff)"
-                    ));
-                }
+                other => return Err(OptionError::Argument(other.to_string())),
             }
         }
         if o.pid1 {

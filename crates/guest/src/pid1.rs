@@ -36,15 +36,26 @@ pub fn poweroff() -> ! {
     }
 }
 
+/// No shell could be started on the console.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("no /bin/sh in this initramfs (install busybox-static and rebuild the image)")]
+    NoShell,
+    #[error("{0}")]
+    Spawn(&'static str, #[source] std::io::Error),
+}
+
 /// Starts an interactive shell on the console, if busybox is there.
-pub fn spawn_shell() -> Result<(), String> {
+pub fn spawn_shell() -> Result<(), ShellError> {
     let sh = ["/bin/sh", "/bin/busybox"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .ok_or("no /bin/sh in this initramfs (install busybox-static and rebuild the image)")?;
+        .ok_or(ShellError::NoShell)?;
     let mut cmd = std::process::Command::new(sh);
     if sh.ends_with("busybox") {
         cmd.arg("sh");
     }
-    cmd.spawn().map(|_| ()).map_err(|e| format!("{sh}: {e}"))
+    cmd.spawn()
+        .map(|_| ())
+        .map_err(|e| ShellError::Spawn(sh, e))
 }

@@ -68,7 +68,7 @@ pub fn materialize(spec: &str, dir: &Path) -> io::Result<()> {
         }
     }
     for (path, body) in entries {
-        let (expanded, numbers) = expand(&path).map_err(bad)?;
+        let (expanded, numbers) = expand(&path)?;
         for (p, n) in expanded.iter().zip(numbers) {
             let target = dir.join(p.trim_start_matches('/'));
             if p.ends_with('/') {
@@ -99,14 +99,15 @@ pub fn materialize(spec: &str, dir: &Path) -> io::Result<()> {
 }
 
 /// Expands one `{cpulist}` group in a path.
-fn expand(path: &str) -> Result<(Vec<String>, Vec<Option<u32>>), String> {
+fn expand(path: &str) -> io::Result<(Vec<String>, Vec<Option<u32>>)> {
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     let (Some(open), Some(close)) = (path.find('{'), path.find('}')) else {
         return Ok((vec![path.to_string()], vec![None]));
     };
     if close < open {
-        return Err(format!("bad brace group in {path:?}"));
+        return Err(bad(format!("bad brace group in {path:?}")));
     }
-    let list = CpuList::parse(&path[open + 1..close]).map_err(|e| e.to_string())?;
+    let list = CpuList::parse(&path[open + 1..close]).map_err(|e| bad(format!("{path:?}: {e}")))?;
     let mut paths = Vec::new();
     let mut nums = Vec::new();
     for n in list.iter() {

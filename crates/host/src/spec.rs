@@ -143,17 +143,17 @@ impl HostSpec {
     /// Reads everything. Never fails: what cannot be read is `unknown (why)`.
     pub fn gather(root: &SysRoot, opts: &SpecOptions) -> HostSpec {
         let live = root.is_host();
-        let cpuinfo: Result<Vec<CpuInfoBlock>, String> = root
-            .read("/proc/cpuinfo")
-            .map_err(|e| e.to_string())
-            .and_then(|t| {
+        let cpuinfo: Fact<Vec<CpuInfoBlock>> = match root.read("/proc/cpuinfo") {
+            Err(e) => Fact::unknown(e.to_string()),
+            Ok(t) => {
                 let b = cpuinfo::parse(&t);
                 if b.is_empty() {
-                    Err("/proc/cpuinfo has no processor block".into())
+                    Fact::unknown("/proc/cpuinfo has no processor block")
                 } else {
-                    Ok(b)
+                    Fact::Known(b)
                 }
-            });
+            }
+        };
         let cpuid_facts: Fact<CpuidFacts> = if live {
             Fact::Known(cpuid::read())
         } else {
@@ -217,13 +217,10 @@ impl HostSpec {
     }
 }
 
-fn from_block<T: std::str::FromStr>(
-    cpuinfo: &Result<Vec<CpuInfoBlock>, String>,
-    key: &str,
-) -> Fact<T> {
+fn from_block<T: std::str::FromStr>(cpuinfo: &Fact<Vec<CpuInfoBlock>>, key: &str) -> Fact<T> {
     let blocks = match cpuinfo {
-        Ok(b) => b,
-        Err(e) => return Fact::unknown(e.clone()),
+        Fact::Known(b) => b,
+        Fact::Unknown { unknown } => return Fact::unknown(unknown.clone()),
     };
     match blocks[0].get(key) {
         None => Fact::unknown(format!("/proc/cpuinfo has no {key:?} field")),
@@ -234,11 +231,7 @@ fn from_block<T: std::str::FromStr>(
     }
 }
 
-fn cpu_spec(
-    root: &SysRoot,
-    cpuinfo: &Result<Vec<CpuInfoBlock>, String>,
-    cpuid: Fact<CpuidFacts>,
-) -> CpuSpec {
+fn cpu_spec(root: &SysRoot, cpuinfo: &Fact<Vec<CpuInfoBlock>>, cpuid: Fact<CpuidFacts>) -> CpuSpec {
     let online: Fact<CpuList> = root
         .read("/sys/devices/system/cpu/online")
         .map_err(|e| e.to_string())
@@ -247,7 +240,7 @@ fn cpu_spec(
     let online = match (online, cpuinfo) {
         (Fact::Known(l), _) => Fact::Known(l),
         // Fallback: the processor numbers in /proc/cpuinfo.
-        (Fact::Unknown { unknown }, Ok(blocks)) => {
+        (Fact::Unknown { unknown }, Fact::Known(blocks)) => {
             let ids: Option<Vec<u32>> = blocks
                 .iter()
                 .map(|b| b.get("processor").and_then(|p| p.parse().ok()))
@@ -257,17 +250,17 @@ fn cpu_spec(
                 None => Fact::unknown(unknown),
             }
         }
-        (u, Err(_)) => u,
+        (u, Fact::Unknown { .. }) => u,
     };
     let topo = topology(root, &online, cpuinfo);
     let flags = match cpuinfo {
-        Ok(blocks) => Fact::Known(
+        Fact::Known(blocks) => Fact::Known(
             FLAGS_OF_INTEREST
                 .iter()
                 .map(|f| (f.to_string(), blocks[0].has_flag(f)))
                 .collect(),
         ),
-        Err(e) => Fact::unknown(e.clone()),
+        Fact::Unknown { unknown } => Fact::unknown(unknown.clone()),
     };
     let smt = match root.read("/sys/devices/system/cpu/smt/control") {
         Ok(control) => Fact::Known(SmtState {
@@ -301,10 +294,9 @@ fn cpu_spec(
     }
 }
 
-fn cpuinfo_first_cpu(cpuinfo: &Result<Vec<CpuInfoBlock>, String>) -> u32 {
+fn cpuinfo_first_cpu(cpuinfo: &Fact<Vec<CpuInfoBlock>>) -> u32 {
     cpuinfo
-        .as_ref()
-        .ok()
+        .known()
         .and_then(|b| b[0].get("processor")?.parse().ok())
         .unwrap_or(0)
 }
@@ -314,7 +306,7 @@ fn cpuinfo_first_cpu(cpuinfo: &Result<Vec<CpuInfoBlock>, String>) -> u32 {
 fn topology(
     root: &SysRoot,
     online: &Fact<CpuList>,
-    cpuinfo: &Result<Vec<CpuInfoBlock>, String>,
+    cpuinfo: &Fact<Vec<CpuInfoBlock>>,
 ) -> (Fact<u32>, Fact<u32>, Fact<u32>) {
     let cpus = match online {
         Fact::Known(l) if !l.is_empty() => l.clone(),
@@ -330,23 +322,20 @@ fn topology(
             );
         }
     };
-    let sysfs: Result<Vec<(u32, u32, u32)>, String> = cpus
+    let sysfs: Result<Vec<(u32, u32, u32)>, crate::ReadError> = cpus
         .iter()
         .map(|c| {
             let t = format!("/sys/devices/system/cpu/cpu{c}/topology");
             let pkg = root.read_parsed::<u32>(&format!("{t}/physical_package_id"));
             let die = root.read_parsed::<u32>(&format!("{t}/die_id")).unwrap_or(0);
             let core = root.read_parsed::<u32>(&format!("{t}/core_id"));
-            match (pkg, core) {
-                (Ok(p), Ok(c)) => Ok((p, die, c)),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-            }
+            Ok((pkg?, die, core?))
         })
         .collect();
-    let triples = match sysfs {
-        Ok(t) => Ok(t),
+    let triples: Fact<Vec<(u32, u32, u32)>> = match sysfs {
+        Ok(t) => Fact::Known(t),
         Err(sys_err) => match cpuinfo {
-            Ok(blocks) => blocks
+            Fact::Known(blocks) => blocks
                 .iter()
                 .map(|b| {
                     let p = b.get("physical id").and_then(|v| v.parse().ok());
@@ -354,14 +343,19 @@ fn topology(
                     p.zip(c).map(|(p, c)| (p, 0, c))
                 })
                 .collect::<Option<Vec<_>>>()
-                .ok_or(format!(
-                    "{sys_err}; /proc/cpuinfo has no physical id/core id either"
-                )),
-            Err(e) => Err(format!("{sys_err}; {e}")),
+                .map_or_else(
+                    || {
+                        Fact::unknown(format!(
+                            "{sys_err}; /proc/cpuinfo has no physical id/core id either"
+                        ))
+                    },
+                    Fact::Known,
+                ),
+            Fact::Unknown { unknown } => Fact::unknown(format!("{sys_err}; {unknown}")),
         },
     };
     match triples {
-        Ok(t) => {
+        Fact::Known(t) => {
             let sockets: BTreeSet<u32> = t.iter().map(|x| x.0).collect();
             let cores: BTreeSet<(u32, u32, u32)> = t.iter().copied().collect();
             let n_cores = cores.len() as u32;
@@ -372,10 +366,10 @@ fn topology(
                 Fact::Known(threads),
             )
         }
-        Err(e) => (
-            Fact::unknown(e.clone()),
-            Fact::unknown(e.clone()),
-            Fact::unknown(e),
+        Fact::Unknown { unknown } => (
+            Fact::unknown(unknown.clone()),
+            Fact::unknown(unknown.clone()),
+            Fact::unknown(unknown),
         ),
     }
 }

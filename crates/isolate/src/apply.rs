@@ -171,15 +171,10 @@ pub fn apply<'a>(
         .filter(|s| !known.contains(&s.as_str()))
         .collect();
     if !unknown.is_empty() {
-        return Err(IsolateError::Usage(format!(
-            "--skip: unknown knob(s) {}; runtime knobs are: {}",
-            unknown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            known.join(", ")
-        )));
+        return Err(IsolateError::UnknownKnobs {
+            unknown: unknown.into_iter().cloned().collect(),
+            known: known.into_iter().map(str::to_string).collect(),
+        });
     }
     if let Some(j) = Journal::load(journal_path)? {
         return Err(IsolateError::Unrestored {
@@ -253,7 +248,9 @@ pub fn apply<'a>(
                     );
                 (unmovable, err.to_string())
             }),
-            Change::StopService { unit } => systemctl("stop", unit).map_err(|s| (false, s)),
+            Change::StopService { unit } => {
+                systemctl("stop", unit).map_err(|s| (false, s.to_string()))
+            }
         };
         match result {
             Ok(()) => report.applied.push(e.change.describe()),
@@ -283,17 +280,30 @@ pub fn apply<'a>(
     })
 }
 
-fn systemctl(verb: &str, unit: &str) -> Result<(), String> {
+/// `systemctl VERB UNIT` failed.
+#[derive(Debug, thiserror::Error)]
+#[error("systemctl {verb} {unit}: {why}")]
+pub struct SystemctlError {
+    verb: &'static str,
+    unit: String,
+    why: String,
+}
+
+fn systemctl(verb: &'static str, unit: &str) -> Result<(), SystemctlError> {
+    let fail = |why: String| SystemctlError {
+        verb,
+        unit: unit.to_string(),
+        why,
+    };
     let out = Command::new("systemctl")
         .args([verb, unit])
         .output()
-        .map_err(|e| format!("systemctl {verb} {unit}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "systemctl {verb} {unit}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ))
     }
 }
@@ -366,7 +376,7 @@ pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, Iso
                     Err(why) => {
                         report.failed.push(RestoreFailure {
                             knob: e.knob.clone(),
-                            error: why,
+                            error: why.to_string(),
                         });
                         remaining.push(e.clone());
                     }

@@ -7,11 +7,10 @@ use crate::sysfs::Sysfs;
 use vmbench_host::CpuList;
 
 pub fn online(fs: &dyn Sysfs) -> Result<CpuList, IsolateError> {
-    let text = fs.read("/sys/devices/system/cpu/online").map_err(|e| {
-        IsolateError::Environment(format!("cannot tell which CPUs are online: {e}"))
-    })?;
-    CpuList::parse(&text)
-        .map_err(|e| IsolateError::Environment(format!("/sys/devices/system/cpu/online: {e}")))
+    let text = fs
+        .read("/sys/devices/system/cpu/online")
+        .map_err(IsolateError::Online)?;
+    CpuList::parse(&text).map_err(IsolateError::OnlineList)
 }
 
 /// Number of CPU bits kernel masks are printed with (from `possible`).
@@ -35,22 +34,20 @@ pub fn select(
 ) -> Result<CpuSelection, IsolateError> {
     let online = online(fs)?;
     if online.len() < 2 {
-        return Err(IsolateError::Usage(format!(
-            "only CPU(s) {online} are online: isolation needs at least two, one for the benchmark and one for housekeeping"
-        )));
+        return Err(IsolateError::TooFewOnline(online));
     }
     let (bench, source) = match requested {
         Some(req) => {
             if req.is_empty() {
-                return Err(IsolateError::Usage(
-                    "--cpus is empty: name at least one CPU".into(),
-                ));
+                return Err(IsolateError::NoCpus);
             }
             let offline = req.difference(&online);
             if !offline.is_empty() {
-                return Err(IsolateError::Usage(format!(
-                    "--cpus {req}: CPU(s) {offline} are not online (online: {online})"
-                )));
+                return Err(IsolateError::Offline {
+                    requested: req.clone(),
+                    offline,
+                    online,
+                });
             }
             (req.clone(), "--cpus".to_string())
         }
@@ -58,9 +55,7 @@ pub fn select(
     };
     let housekeeping = online.difference(&bench);
     if housekeeping.is_empty() {
-        return Err(IsolateError::Usage(format!(
-            "--cpus {bench} takes every online CPU: leave at least one for housekeeping (online: {online})"
-        )));
+        return Err(IsolateError::NoHousekeeping { bench, online });
     }
     Ok(CpuSelection {
         online,

@@ -35,7 +35,7 @@ impl Ctx<'_> {
     fn plan(&self, k: &mut KnobReport, path: &str, original: &str, target: &str) {
         let raw = self.fs.root().read_raw(path).unwrap_or_default();
         if let Err(why) = self.fs.writable(path) {
-            k.blocked.push(why);
+            k.blocked.push(why.to_string());
         }
         k.changes.push(Change::File {
             path: path.to_string(),
@@ -195,11 +195,21 @@ fn isolcpus(ctx: &Ctx) -> KnobReport {
     k
 }
 
-fn sysfs_cpulist(ctx: &Ctx, path: &str) -> Option<Result<CpuList, String>> {
+/// A CPU list a sysfs file holds that could not be read.
+#[derive(Debug, thiserror::Error)]
+enum UnreadableList {
+    #[error(transparent)]
+    Read(vmbench_host::ReadError),
+    #[error(transparent)]
+    Parse(vmbench_host::CpuListError),
+}
+
+/// The CPU list in a sysfs file; None when the file does not exist.
+fn sysfs_cpulist(ctx: &Ctx, path: &str) -> Option<Result<CpuList, UnreadableList>> {
     match ctx.read(path) {
-        Ok(t) => Some(CpuList::parse(&t).map_err(|e| e.to_string())),
+        Ok(t) => Some(CpuList::parse(&t).map_err(UnreadableList::Parse)),
         Err(e) if e.is_missing() => None,
-        Err(e) => Some(Err(e.to_string())),
+        Err(e) => Some(Err(UnreadableList::Read(e))),
     }
 }
 
@@ -942,7 +952,7 @@ fn cpu_dma_latency(ctx: &Ctx) -> KnobReport {
     } else if let Err(why) = ctx.fs.writable(dev) {
         k.verdict = Verdict::Warn;
         k.found = "present".into();
-        k.blocked.push(why);
+        k.blocked.push(why.to_string());
         k.fix = Some("run as root so the request can be held".into());
     } else {
         k.found = "present and writable: held by `isolate apply --hold` and `vmbench run`".into();

@@ -32,10 +32,31 @@ use vmbench_host::CpuList;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsolateError {
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Environment(String),
+    #[error("cannot tell which CPUs are online")]
+    Online(#[source] vmbench_host::ReadError),
+    #[error("/sys/devices/system/cpu/online")]
+    OnlineList(#[source] vmbench_host::CpuListError),
+    #[error(
+        "only CPU(s) {0} are online: isolation needs at least two, one for the benchmark and one for housekeeping"
+    )]
+    TooFewOnline(CpuList),
+    #[error("--cpus is empty: name at least one CPU")]
+    NoCpus,
+    #[error("--cpus {requested}: CPU(s) {offline} are not online (online: {online})")]
+    Offline {
+        requested: CpuList,
+        offline: CpuList,
+        online: CpuList,
+    },
+    #[error(
+        "--cpus {bench} takes every online CPU: leave at least one for housekeeping (online: {online})"
+    )]
+    NoHousekeeping { bench: CpuList, online: CpuList },
+    #[error("--skip: unknown knob(s) {}; runtime knobs are: {}", .unknown.join(", "), .known.join(", "))]
+    UnknownKnobs {
+        unknown: Vec<String>,
+        known: Vec<String>,
+    },
     #[error(
         "an unrestored isolation journal exists at {path} (pid {pid}, {entries} change(s)): run `vmbench isolate restore` first (with the same --root/--journal)"
     )]

@@ -35,8 +35,8 @@ pub enum PinError {
         "pinning to CPUs {bench}: they must be online CPUs, leaving at least one of {online} for housekeeping"
     )]
     NoHousekeeping { bench: String, online: String },
-    #[error("cannot tell which CPUs are online: {0}")]
-    Online(String),
+    #[error("pinning needs the online CPUs")]
+    Online(#[source] Box<crate::IsolateError>),
 }
 
 /// One thread as /proc shows it.
@@ -214,7 +214,7 @@ pub fn pin_guest_threads(
     vcpus: &[(u32, u32)],
     bench: &CpuList,
 ) -> Result<Pinning, PinError> {
-    let online = crate::cpus::online(fs).map_err(|e| PinError::Online(e.to_string()))?;
+    let online = crate::cpus::online(fs).map_err(|e| PinError::Online(Box::new(e)))?;
     let housekeeping = online.difference(bench);
     if housekeeping.is_empty() || !bench.is_subset(&online) {
         return Err(PinError::NoHousekeeping {

@@ -21,19 +21,35 @@ pub trait Sysfs: Sync {
         self.root().write(path, value)
     }
     /// Would a write be allowed? Checked with access(2), so nothing changes.
-    fn writable(&self, path: &str) -> Result<(), String> {
+    fn writable(&self, path: &str) -> Result<(), NotWritable> {
         use nix::unistd::{AccessFlags, access};
         match access(&self.root().path(path), AccessFlags::W_OK) {
             Ok(()) => Ok(()),
-            Err(nix::Error::EROFS) => Err(format!(
-                "{path} is on a read-only filesystem (a container with /sys mounted read-only?)"
-            )),
+            Err(nix::Error::EROFS) => Err(NotWritable::ReadOnly(path.to_string())),
             Err(nix::Error::EACCES) | Err(nix::Error::EPERM) => {
-                Err(format!("{path} is not writable: run as root"))
+                Err(NotWritable::NotRoot(path.to_string()))
             }
-            Err(e) => Err(format!("{path}: {e}")),
+            Err(source) => Err(NotWritable::Other {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
+}
+
+/// Why a knob's file cannot be written (the change is then blocked).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotWritable {
+    #[error("{0} is on a read-only filesystem (a container with /sys mounted read-only?)")]
+    ReadOnly(String),
+    #[error("{0} is not writable: run as root")]
+    NotRoot(String),
+    #[error("{path}: {source}")]
+    Other {
+        path: String,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 impl Sysfs for SysRoot {
@@ -93,9 +109,9 @@ impl Sysfs for FaultySysfs {
         }
         self.inner.write(path, value)
     }
-    fn writable(&self, path: &str) -> Result<(), String> {
+    fn writable(&self, path: &str) -> Result<(), NotWritable> {
         if self.not_writable.iter().any(|p| p == path) {
-            return Err(format!("{path} is not writable: run as root"));
+            return Err(NotWritable::NotRoot(path.to_string()));
         }
         self.inner.writable(path)
     }

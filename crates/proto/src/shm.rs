@@ -333,21 +333,37 @@ pub fn validate_pong(p: &Pong, e: &Expect) -> Result<PongCheck, ProtoError> {
     Ok(PongCheck::Answer(*p))
 }
 
+/// Why the guest end refuses a request (it says so in its summary).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown op {0}")]
+    UnknownOp(u32),
+    #[error("unknown flags {0:#x}")]
+    UnknownFlags(u32),
+    #[error("slot {slot} / length {len} outside {count} slots of {slot_bytes} bytes")]
+    OutsideSlots {
+        slot: u64,
+        len: u64,
+        count: u64,
+        slot_bytes: u64,
+    },
+}
+
 /// Guest: checks a request before touching any slot. Returns the byte offset
 /// of the slot range for ops that use one.
-pub fn validate_ping(p: &Ping, slots: &Slots) -> Result<(Op, Option<usize>), String> {
-    let op = Op::from_raw(p.op).ok_or_else(|| format!("unknown op {}", p.op))?;
+pub fn validate_ping(p: &Ping, slots: &Slots) -> Result<(Op, Option<usize>), Refusal> {
+    let op = Op::from_raw(p.op).ok_or(Refusal::UnknownOp(p.op))?;
     if p.flags & !KNOWN_FLAGS != 0 {
-        return Err(format!("unknown flags {:#x}", p.flags));
+        return Err(Refusal::UnknownFlags(p.flags));
     }
     if !op.uses_slot() {
         return Ok((op, None));
     }
-    let off = slots.offset(p.slot, p.len).ok_or_else(|| {
-        format!(
-            "slot {} / length {} outside {} slots of {} bytes",
-            p.slot, p.len, slots.count, slots.slot_bytes
-        )
+    let off = slots.offset(p.slot, p.len).ok_or(Refusal::OutsideSlots {
+        slot: p.slot,
+        len: p.len,
+        count: slots.count,
+        slot_bytes: slots.slot_bytes,
     })?;
     Ok((op, Some(off)))
 }

@@ -53,7 +53,7 @@ impl Counters {
     pub fn open() -> Counters {
         let (hw, hw_unavailable) = match open_hw() {
             Ok(g) => (Some(g), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         // A context switch happens in the kernel: counting it needs kernel
         // events (perf_event_paranoid <= 1); where refused it is absent, not 0.
@@ -106,8 +106,23 @@ impl Counters {
     }
 }
 
-fn open_hw() -> Result<HwGroup, String> {
-    let mut group = Group::new().map_err(|e| format!("perf_event_open group: {e}"))?;
+/// Why there are no hardware counters.
+#[derive(Debug, thiserror::Error)]
+enum NoCounters {
+    #[error("perf_event_open group: {0}")]
+    Group(#[source] std::io::Error),
+    #[error(
+        "no hardware performance counters ({event}: {source}); this usually means no PMU is exposed (a VM without vPMU) or kernel.perf_event_paranoid forbids it"
+    )]
+    NoPmu {
+        event: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn open_hw() -> Result<HwGroup, NoCounters> {
+    let mut group = Group::new().map_err(NoCounters::Group)?;
     let mut members = Vec::new();
     for (name, kind) in HW_EVENTS {
         let b = Builder::new();
@@ -119,10 +134,11 @@ fn open_hw() -> Result<HwGroup, String> {
             Ok(c) => members.push((name, c)),
             // Without cycles there is no PMU worth reporting; a missing cache
             // event (not every PMU has DTLB) only drops that event.
-            Err(e) if members.is_empty() => {
-                return Err(format!(
-                    "no hardware performance counters ({name}: {e}); this usually means no PMU is exposed (a VM without vPMU) or kernel.perf_event_paranoid forbids it"
-                ));
+            Err(source) if members.is_empty() => {
+                return Err(NoCounters::NoPmu {
+                    event: name,
+                    source,
+                });
             }
             Err(_) => {}
         }

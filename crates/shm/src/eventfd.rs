@@ -1,18 +1,16 @@
 //! Eventfd doorbells for the loopback pair (the same kernel object QEMU's
 //! ivshmem-doorbell uses on the host side).
 
-use crate::Doorbell;
+use crate::{Doorbell, DoorbellError};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// Reads one count from `efd` (non-blocking), polling until `timeout`.
-pub fn wait_eventfd(efd: &EventFd, timeout: Duration) -> Result<u64, String> {
+pub fn wait_eventfd(efd: &EventFd, timeout: Duration) -> Result<u64, DoorbellError> {
     vmbench_proto::doorbell::wait_eventfd(efd, timeout).map_err(|e| match e {
-        vmbench_proto::doorbell::WaitError::Timeout => {
-            format!("no doorbell within {} ms", timeout.as_millis())
-        }
-        other => other.to_string(),
+        vmbench_proto::doorbell::WaitError::Timeout => DoorbellError::Timeout(timeout),
+        other => DoorbellError::Peer(Box::new(other)),
     })
 }
 
@@ -24,9 +22,13 @@ pub struct EventFdPair {
 
 impl EventFdPair {
     /// Two fresh eventfds, inheritable (no CLOEXEC) so a child can take them.
-    pub fn new_inheritable() -> Result<(EventFd, EventFd), String> {
-        let mk =
-            || EventFd::from_flags(EfdFlags::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"));
+    pub fn new_inheritable() -> Result<(EventFd, EventFd), DoorbellError> {
+        let mk = || {
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK).map_err(|source| DoorbellError::Os {
+                what: "eventfd",
+                source,
+            })
+        };
         Ok((mk()?, mk()?))
     }
 
@@ -53,13 +55,16 @@ impl EventFdPair {
     pub unsafe fn from_inherited(tx: RawFd, rx: RawFd) -> Result<EventFdPair, crate::ShmError> {
         for fd in [tx, rx] {
             let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|e| {
-                crate::ShmError::Setup(format!("{fd} is not an open descriptor: {e}"))
+                crate::ShmError::Descriptor {
+                    fd,
+                    why: format!("not an open descriptor ({e})"),
+                }
             })?;
             if !target.to_string_lossy().contains("eventfd") {
-                return Err(crate::ShmError::Setup(format!(
-                    "{fd} is {}, not an eventfd",
-                    target.display()
-                )));
+                return Err(crate::ShmError::Descriptor {
+                    fd,
+                    why: format!("{}, not an eventfd", target.display()),
+                });
             }
         }
         // SAFETY: both were just checked to be open eventfds; the caller
@@ -69,14 +74,17 @@ impl EventFdPair {
 }
 
 impl Doorbell for EventFdPair {
-    fn ring(&mut self) -> Result<(), String> {
+    fn ring(&mut self) -> Result<(), DoorbellError> {
         self.tx
             .write(1)
             .map(|_| ())
-            .map_err(|e| format!("eventfd write: {e}"))
+            .map_err(|source| DoorbellError::Os {
+                what: "eventfd write",
+                source,
+            })
     }
 
-    fn wait(&mut self, timeout: Duration) -> Result<(), String> {
+    fn wait(&mut self, timeout: Duration) -> Result<(), DoorbellError> {
         wait_eventfd(&self.rx, timeout).map(|_| ())
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::counters::{Counters, PhaseCounts};
 use crate::pattern;
-use crate::{Doorbell, ShmError};
+use crate::{Doorbell, DoorbellError, ShmError};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use vmbench_proto::Region;
@@ -96,8 +96,11 @@ pub fn serve(
     mut doorbell: Option<&mut (dyn Doorbell + '_)>,
 ) -> Result<GuestSummary, ShmError> {
     args.slots.validate(r.len()).map_err(ShmError::Proto)?;
-    let max_len = usize::try_from(args.slots.slot_bytes)
-        .map_err(|_| ShmError::Setup("slot size does not fit this address space".into()))?;
+    let max_len = usize::try_from(args.slots.slot_bytes).map_err(|_| ShmError::TooLarge {
+        what: "a slot",
+        bytes: args.slots.slot_bytes,
+        limit: "this address space".into(),
+    })?;
     let mut buf = vec![0u8; max_len];
     // Fault every page in now: a first touch must not land in a timed copy.
     buf.fill(1);
@@ -126,7 +129,7 @@ pub fn serve(
             Ok(v) => v,
             Err(why) => {
                 summary.refused += 1;
-                summary.last_refusal = Some(why);
+                summary.last_refusal = Some(why.to_string());
                 answer(r, seq, PongStatus::Refused);
                 pong_is_plain = false;
                 continue;
@@ -158,7 +161,7 @@ pub fn serve(
                     Some(d) => match doorbell_rounds(d, ping.count) {
                         Ok(()) => PongStatus::Ok,
                         Err(e) => {
-                            summary.last_refusal = Some(e);
+                            summary.last_refusal = Some(crate::describe(&e));
                             PongStatus::Failed
                         }
                     },
@@ -199,17 +202,18 @@ fn flush(r: &Region, off: usize, len: usize) -> Result<(), ShmError> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (r, off, len);
-        Err(ShmError::Setup(
-            "cache flush is only implemented on x86_64".into(),
-        ))
+        Err(ShmError::NoFlush)
     }
 }
 
-fn doorbell_rounds(d: &mut dyn Doorbell, count: u64) -> Result<(), String> {
-    for i in 0..count {
+fn doorbell_rounds(d: &mut dyn Doorbell, count: u64) -> Result<(), DoorbellError> {
+    for round in 0..count {
         d.wait(Duration::from_secs(10))
-            .map_err(|e| format!("doorbell round {i}: {e}"))?;
-        d.ring().map_err(|e| format!("doorbell round {i}: {e}"))?;
+            .and_then(|()| d.ring())
+            .map_err(|e| DoorbellError::Round {
+                round,
+                source: Box::new(e),
+            })?;
     }
     Ok(())
 }

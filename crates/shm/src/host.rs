@@ -212,12 +212,14 @@ impl<'a> Session<'a> {
     fn slot(&mut self, len: u64) -> Result<(u64, usize), ShmError> {
         let slot = self.next_slot;
         self.next_slot = (self.next_slot + 1) % self.slots.count;
-        let off = self.slots.offset(slot, len).ok_or_else(|| {
-            ShmError::Setup(format!(
-                "{len} bytes do not fit a {}-byte slot",
-                self.slots.slot_bytes
-            ))
-        })?;
+        let off = self
+            .slots
+            .offset(slot, len)
+            .ok_or_else(|| ShmError::TooLarge {
+                what: "a transfer",
+                bytes: len,
+                limit: format!("a {}-byte slot", self.slots.slot_bytes),
+            })?;
         Ok((slot, off))
     }
 
@@ -401,9 +403,7 @@ impl Collector {
     ) -> Result<(), ShmError> {
         let keep = self.keep_raw;
         let s = self.series(id, definition, bytes, reference);
-        s.set
-            .record(v)
-            .map_err(|e| ShmError::Setup(e.to_string()))?;
+        s.set.record(v)?;
         if keep {
             s.raw.push(v);
         }
@@ -622,11 +622,10 @@ fn guest_summary(
     let deadline = Instant::now() + plan.request_timeout;
     let resp = host.wait_response(r, cmd_seq, Command::RunShm as u32, deadline, abort)?;
     if resp.status != vmbench_proto::Status::Ok {
-        return Err(ShmError::Setup(format!(
-            "the guest could not run the shm suite ({:?}): {}",
-            resp.status,
-            String::from_utf8_lossy(&resp.payload)
-        )));
+        return Err(ShmError::GuestCannotRun {
+            status: format!("{:?}", resp.status),
+            message: String::from_utf8_lossy(&resp.payload).into_owned(),
+        });
     }
     serde_json::from_slice(&resp.payload).map_err(|e| {
         ShmError::Proto(ProtoError::Violation(format!(
@@ -749,7 +748,7 @@ impl Measure<'_> {
     /// A frame's buffers and the id of the memcpy reference it compares with.
     fn frame_setup(&mut self, f: &Frame) -> Result<(u64, usize, Option<String>), ShmError> {
         let len = f.bytes();
-        let n = usize::try_from(len).map_err(|_| ShmError::Setup("frame too large".into()))?;
+        let n = usize::try_from(len).map_err(|_| too_large("a frame", len))?;
         prepare(&mut self.src, n);
         prepare(&mut self.dst, n);
         let mref = self
@@ -861,7 +860,7 @@ impl Measure<'_> {
     /// The bandwidth curve, host→guest, without hashing.
     fn sweep(&mut self, s: &mut Session) -> Result<(), ShmError> {
         for &len in &self.plan.sweep {
-            let n = usize::try_from(len).map_err(|_| ShmError::Setup("size too large".into()))?;
+            let n = usize::try_from(len).map_err(|_| too_large("a sweep size", len))?;
             prepare(&mut self.src, n);
             let label = size_label(len);
             let set = reference::memcpy(n, self.plan.sweep_iterations.max(3))?;
@@ -953,6 +952,14 @@ impl Measure<'_> {
     }
 }
 
+fn too_large(what: &'static str, bytes: u64) -> ShmError {
+    ShmError::TooLarge {
+        what,
+        bytes,
+        limit: "this address space".into(),
+    }
+}
+
 /// The cache-line round trip between two host CPUs: the physical reference
 /// of the polling round trip.
 const CACHELINE_REFERENCE: &str = "shm.ref.cacheline-rtt";
@@ -974,8 +981,8 @@ fn doorbell_rtt(
     });
     for i in 0..total {
         let t0 = t_start();
-        d.ring().map_err(ShmError::Doorbell)?;
-        d.wait(plan.request_timeout).map_err(ShmError::Doorbell)?;
+        d.ring()?;
+        d.wait(plan.request_timeout)?;
         let t1 = t_end();
         if i >= total - plan.doorbell_rounds {
             c.record(&id, def, None, None, t1.wrapping_sub(t0))?;

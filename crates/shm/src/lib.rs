@@ -32,10 +32,74 @@ pub enum ShmError {
     Timeout { what: String, secs: f64 },
     #[error("{0}")]
     Aborted(String),
-    #[error("{0}")]
-    Setup(String),
-    #[error("doorbell: {0}")]
-    Doorbell(String),
+    #[error("{what}: {source}")]
+    Scheduler {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what} of {bytes} bytes does not fit {limit}")]
+    TooLarge {
+        what: &'static str,
+        bytes: u64,
+        limit: String,
+    },
+    #[error("starting {exe}")]
+    Spawn {
+        exe: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("descriptor {fd}: {why}")]
+    Descriptor { fd: i32, why: String },
+    #[error("the guest could not run the shm suite ({status}): {message}")]
+    GuestCannotRun { status: String, message: String },
+    #[error("recording a sample")]
+    Sample(#[from] vmbench_report::StatsError),
+    #[error("the echo thread of the cache-line reference (CPU {cpu}) {what}")]
+    EchoThread { cpu: usize, what: &'static str },
+    #[error("the loopback needs two CPUs; this process may use only {0:?}")]
+    TooFewCpus(Vec<usize>),
+    #[error("cache flush is only implemented on x86_64")]
+    NoFlush,
+    #[error("doorbell")]
+    Doorbell(#[from] DoorbellError),
+}
+
+/// An error and its causes on one line (for the text the guest end sends
+/// back in its summary).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Why ringing or waiting on a doorbell failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DoorbellError {
+    #[error("no doorbell ring within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("{what}: {source}")]
+    Os {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    /// The other side of the doorbell (QEMU's ivshmem server, the guest
+    /// module) failed in its own terms.
+    #[error(transparent)]
+    Peer(Box<dyn std::error::Error + Send + Sync>),
+    #[error("doorbell round {round}")]
+    Round {
+        round: u64,
+        #[source]
+        source: Box<DoorbellError>,
+    },
 }
 
 impl ShmError {
@@ -47,9 +111,9 @@ impl ShmError {
 
 /// One side of an interrupt pair: ring the peer, wait to be rung.
 pub trait Doorbell {
-    fn ring(&mut self) -> Result<(), String>;
+    fn ring(&mut self) -> Result<(), DoorbellError>;
     /// Waits (blocking, not spinning) for one ring from the peer.
-    fn wait(&mut self, timeout: Duration) -> Result<(), String>;
+    fn wait(&mut self, timeout: Duration) -> Result<(), DoorbellError>;
 }
 
 /// A frame size of the suite.

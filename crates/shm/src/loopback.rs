@@ -80,10 +80,10 @@ fn run_inner(
         cmd.arg("--doorbell-fds")
             .arg(format!("{},{}", g2h.as_raw_fd(), h2g.as_raw_fd()));
     }
-    cleanup.child = Some(
-        cmd.spawn()
-            .map_err(|e| ShmError::Setup(format!("starting {}: {e}", o.exe.display())))?,
-    );
+    cleanup.child = Some(cmd.spawn().map_err(|source| ShmError::Spawn {
+        exe: o.exe.display().to_string(),
+        source,
+    })?);
     let mut pair = EventFdPair { tx: h2g, rx: g2h };
     reference::pin_current_thread(o.cpus.0)?;
     let child = &mut cleanup.child;
@@ -107,16 +107,18 @@ fn run_inner(
 /// last two this process may run on.
 pub fn default_cpus() -> Result<(usize, usize), crate::ShmError> {
     use nix::sched::{CpuSet, sched_getaffinity};
-    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .map_err(|e| crate::ShmError::Setup(format!("sched_getaffinity: {e}")))?;
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|source| {
+        crate::ShmError::Scheduler {
+            what: "sched_getaffinity".into(),
+            source,
+        }
+    })?;
     let cpus: Vec<usize> = (0..CpuSet::count())
         .filter(|c| set.is_set(*c).unwrap_or(false))
         .collect();
     match cpus.as_slice() {
         [.., a, b] => Ok((*a, *b)),
-        _ => Err(crate::ShmError::Setup(format!(
-            "the loopback needs two CPUs; this process may use only {cpus:?}"
-        ))),
+        _ => Err(crate::ShmError::TooFewCpus(cpus)),
     }
 }
 

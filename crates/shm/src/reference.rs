@@ -11,10 +11,14 @@ use vmbench_report::SampleSet;
 pub fn pin_current_thread(cpu: usize) -> Result<(), ShmError> {
     use nix::sched::{CpuSet, sched_setaffinity};
     let mut set = CpuSet::new();
-    set.set(cpu)
-        .map_err(|e| ShmError::Setup(format!("CPU {cpu}: {e}")))?;
-    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .map_err(|e| ShmError::Setup(format!("pinning to CPU {cpu}: {e}")))
+    set.set(cpu).map_err(|source| ShmError::Scheduler {
+        what: format!("CPU {cpu}"),
+        source,
+    })?;
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|source| ShmError::Scheduler {
+        what: format!("pinning to CPU {cpu}"),
+        source,
+    })
 }
 
 /// A value alone on its own pair of cache lines (the adjacent-line
@@ -64,9 +68,10 @@ pub fn cacheline_rtt(
             std::hint::spin_loop();
             spins += 1;
             if spins > 4_000_000_000 {
-                result = Err(ShmError::Setup(format!(
-                    "the echo thread on CPU {cpu_b} stopped answering"
-                )));
+                result = Err(ShmError::EchoThread {
+                    cpu: cpu_b,
+                    what: "stopped answering",
+                });
                 break;
             }
         }
@@ -75,14 +80,18 @@ pub fn cacheline_rtt(
             break;
         }
         if i > warmup {
-            set.record(t1.wrapping_sub(t0))
-                .map_err(|e| ShmError::Setup(e.to_string()))?;
+            set.record(t1.wrapping_sub(t0))?;
         }
     }
     stop.store(true, Ordering::Relaxed);
     match echo.join() {
         Ok(r) => r?,
-        Err(_) => return Err(ShmError::Setup("the echo thread panicked".into())),
+        Err(_) => {
+            return Err(ShmError::EchoThread {
+                cpu: cpu_b,
+                what: "panicked",
+            });
+        }
     }
     result.map(|_| set)
 }
@@ -114,8 +123,7 @@ pub fn memcpy(len: usize, iterations: u64) -> Result<SampleSet, ShmError> {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), len) };
         let t1 = t_end();
         std::hint::black_box(&mut dst);
-        set.record(t1.wrapping_sub(t0))
-            .map_err(|e| ShmError::Setup(e.to_string()))?;
+        set.record(t1.wrapping_sub(t0))?;
     }
     Ok(set)
 }

@@ -8,19 +8,36 @@ pub fn request() -> Value {
     json!({"target": "vcpu", "providers": [{"provider": "kvm"}]})
 }
 
+/// KVM's counters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsUnavailable {
+    #[error("no QMP connection")]
+    NoQmp,
+    #[error("query-stats")]
+    Qmp(#[from] vmbench_vm::qmp::QmpError),
+    #[error("query-stats returned {0}, not a list")]
+    NotAList(Value),
+    #[error("query-stats returned no KVM provider (not running under KVM?)")]
+    NoKvmProvider,
+    #[error("query-stats entry without stats: {0}")]
+    NoStats(Value),
+    #[error("query-stats has no `exits` counter")]
+    NoExits,
+}
+
 /// Numeric counters of the first vCPU in a `query-stats` answer (the guest
 /// has one vCPU; histograms and booleans are skipped).
-pub fn parse(answer: &Value) -> Result<BTreeMap<String, u64>, String> {
+pub fn parse(answer: &Value) -> Result<BTreeMap<String, u64>, StatsUnavailable> {
     let list = answer
         .as_array()
-        .ok_or_else(|| format!("query-stats returned {answer}, not a list"))?;
+        .ok_or_else(|| StatsUnavailable::NotAList(answer.clone()))?;
     let vcpu = list
         .iter()
         .find(|e| e["provider"] == "kvm")
-        .ok_or("query-stats returned no KVM provider (not running under KVM?)")?;
+        .ok_or(StatsUnavailable::NoKvmProvider)?;
     let stats = vcpu["stats"]
         .as_array()
-        .ok_or_else(|| format!("query-stats entry without stats: {vcpu}"))?;
+        .ok_or_else(|| StatsUnavailable::NoStats(vcpu.clone()))?;
     let mut out = BTreeMap::new();
     for s in stats {
         if let (Some(name), Some(v)) = (s["name"].as_str(), s["value"].as_u64()) {
@@ -28,7 +45,7 @@ pub fn parse(answer: &Value) -> Result<BTreeMap<String, u64>, String> {
         }
     }
     if !out.contains_key("exits") {
-        return Err("query-stats has no `exits` counter".into());
+        return Err(StatsUnavailable::NoExits);
     }
     Ok(out)
 }
@@ -71,14 +88,16 @@ mod tests {
 
     #[test]
     fn tcg_and_odd_answers_are_errors() {
-        assert!(
-            parse(&serde_json::json!([]))
-                .unwrap_err()
-                .contains("no KVM provider")
-        );
-        assert!(parse(&serde_json::json!({"x": 1})).is_err());
+        assert!(matches!(
+            parse(&serde_json::json!([])),
+            Err(StatsUnavailable::NoKvmProvider)
+        ));
+        assert!(matches!(
+            parse(&serde_json::json!({"x": 1})),
+            Err(StatsUnavailable::NotAList(_))
+        ));
         let no_exits =
             serde_json::json!([{"provider": "kvm", "stats": [{"name": "io_exits", "value": 1}]}]);
-        assert!(parse(&no_exits).unwrap_err().contains("exits"));
+        assert!(matches!(parse(&no_exits), Err(StatsUnavailable::NoExits)));
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::SuiteError;
 use std::time::Duration;
-use vmbench_shm::Doorbell;
 use vmbench_shm::host::{self, HostRun, Plan};
+use vmbench_shm::{Doorbell, DoorbellError};
 use vmbench_vm::ivshmem_server::{DoorbellServer, HOST_PEER};
 use vmbench_vm::{Accel, Vm};
 
@@ -23,17 +23,17 @@ struct ServerBell<'a> {
 }
 
 impl Doorbell for ServerBell<'_> {
-    fn ring(&mut self) -> Result<(), String> {
+    fn ring(&mut self) -> Result<(), DoorbellError> {
         self.server
             .ring_guest(self.vector)
-            .map_err(|e| e.to_string())
+            .map_err(|e| DoorbellError::Peer(Box::new(e)))
     }
 
-    fn wait(&mut self, timeout: Duration) -> Result<(), String> {
+    fn wait(&mut self, timeout: Duration) -> Result<(), DoorbellError> {
         self.server
             .wait_from_guest(self.vector, timeout)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| DoorbellError::Peer(Box::new(e)))
     }
 }
 

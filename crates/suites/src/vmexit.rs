@@ -68,11 +68,9 @@ impl VmexitOptions {
 /// Samples above this multiple of the median are counted as interrupted.
 pub const OUTLIER_FACTOR: u64 = 10;
 
-fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, String> {
-    let qmp = vm.qmp().ok_or("no QMP connection")?;
-    let answer = qmp
-        .execute("query-stats", Some(kvmstats::request()))
-        .map_err(|e| e.to_string())?;
+fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, kvmstats::StatsUnavailable> {
+    let qmp = vm.qmp().ok_or(kvmstats::StatsUnavailable::NoQmp)?;
+    let answer = qmp.execute("query-stats", Some(kvmstats::request()))?;
     kvmstats::parse(&answer)
 }
 
@@ -214,7 +212,11 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
             (verify(row.expect(), executions, Evidence::Deltas(&d)), d)
         }
         (Some(Err(e)), _) | (_, Some(Err(e))) => (
-            verify(row.expect(), executions, Evidence::Unavailable(&e)),
+            verify(
+                row.expect(),
+                executions,
+                Evidence::Unavailable(&vmbench_shm::describe(&e)),
+            ),
             BTreeMap::new(),
         ),
         _ => (

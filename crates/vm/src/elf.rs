@@ -35,14 +35,29 @@ pub fn is_static(bytes: &[u8]) -> Option<bool> {
     Some(true)
 }
 
+/// An ELF file that cannot be read or rewritten as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("not a readable ELF file")]
+    Parse(#[source] object::build::Error),
+    #[error("rewriting the ELF file")]
+    Write(#[source] object::build::Error),
+    #[error("no .modinfo section: not a kernel module")]
+    NoModinfo,
+    #[error(".modinfo has no data")]
+    EmptyModinfo,
+    #[error("no {0}= in .modinfo")]
+    NoModinfoKey(String),
+}
+
 /// The file without debug sections and symbol table (what `strip` does;
 /// binutils is not needed). The release profile keeps line tables for host
 /// backtraces (`debug = 1`), which would make the agent about 40 MB in the
 /// initramfs; a guest panic still says where (its file and line are data,
 /// not debug info). A file with nothing to drop comes back unchanged.
-pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, ElfError> {
     use object::build::elf::SectionData;
-    let mut b = object::build::elf::Builder::read(bytes).map_err(|e| e.to_string())?;
+    let mut b = object::build::elf::Builder::read(bytes).map_err(ElfError::Parse)?;
     let mut dropped = 0;
     for s in b.sections.iter_mut() {
         let debug = s.name.starts_with(b".debug_") || s.name.starts_with(b".zdebug_");
@@ -64,27 +79,27 @@ pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, String> {
         sym.delete = true;
     }
     let mut out = Vec::with_capacity(bytes.len());
-    b.write(&mut out).map_err(|e| e.to_string())?;
+    b.write(&mut out).map_err(ElfError::Write)?;
     Ok(out)
 }
 
 /// The value of `key=` in a kernel module's `.modinfo` (NUL-separated
 /// `key=value` strings), e.g. `vermagic`.
-pub fn modinfo(bytes: &[u8], key: &str) -> Result<String, String> {
-    let b = object::build::elf::Builder::read(bytes).map_err(|e| e.to_string())?;
+pub fn modinfo(bytes: &[u8], key: &str) -> Result<String, ElfError> {
+    let b = object::build::elf::Builder::read(bytes).map_err(ElfError::Parse)?;
     let section = b
         .sections
         .iter()
         .find(|s| s.name.as_slice() == b".modinfo")
-        .ok_or("no .modinfo section: not a kernel module")?;
+        .ok_or(ElfError::NoModinfo)?;
     let object::build::elf::SectionData::Data(data) = &section.data else {
-        return Err(".modinfo has no data".into());
+        return Err(ElfError::EmptyModinfo);
     };
     let prefix = format!("{key}=");
     data.split(|&c| c == 0)
         .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
         .map(|v| String::from_utf8_lossy(v).into_owned())
-        .ok_or_else(|| format!("no {key}= in .modinfo"))
+        .ok_or_else(|| ElfError::NoModinfoKey(key.to_string()))
 }
 
 #[cfg(test)]
@@ -189,16 +204,20 @@ mod tests {
             "6.12.58 SMP preempt mod_unload "
         );
         assert_eq!(modinfo(&ko, "name").unwrap(), "vmbench");
-        assert!(modinfo(&ko, "author").unwrap_err().contains("no author="));
+        assert!(
+            modinfo(&ko, "author")
+                .unwrap_err()
+                .to_string()
+                .contains("no author=")
+        );
     }
 
     #[test]
     fn modinfo_of_a_file_without_one_is_an_error() {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(
-            modinfo(&me, "vermagic")
-                .unwrap_err()
-                .contains("not a kernel module")
-        );
+        assert!(matches!(
+            modinfo(&me, "vermagic").unwrap_err(),
+            ElfError::NoModinfo
+        ));
     }
 }

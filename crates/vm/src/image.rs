@@ -129,8 +129,12 @@ pub enum ImageError {
         "the agent {0} is dynamically linked and cannot run as init: build vmbench with the repository's .cargo/config.toml (static), or pass --agent"
     )]
     AgentNotStatic(String),
-    #[error("{0}: {1}")]
-    Elf(String, String),
+    #[error("{path}")]
+    Elf {
+        path: String,
+        #[source]
+        source: crate::elf::ElfError,
+    },
     #[error(
         "--busybox {0} is dynamically linked and cannot run in the initramfs: pass a static busybox (Debian: busybox-static)"
     )]
@@ -226,8 +230,10 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     if crate::elf::is_static(&abytes) != Some(true) {
         return Err(ImageError::AgentNotStatic(agent.display().to_string()));
     }
-    let abytes =
-        crate::elf::strip(&abytes).map_err(|e| ImageError::Elf(agent.display().to_string(), e))?;
+    let abytes = crate::elf::strip(&abytes).map_err(|source| ImageError::Elf {
+        path: agent.display().to_string(),
+        source,
+    })?;
 
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let module = match &opts.module {
@@ -370,8 +376,10 @@ impl CpioWriter {
 /// the guest kernel would refuse it at boot, far from the cause.
 fn check_module_release(ko: &Path, release: &str) -> Result<(), ImageError> {
     let bytes = std::fs::read(ko).map_err(io(ko))?;
-    let vermagic = crate::elf::modinfo(&bytes, "vermagic")
-        .map_err(|e| ImageError::Elf(ko.display().to_string(), e))?;
+    let vermagic = crate::elf::modinfo(&bytes, "vermagic").map_err(|source| ImageError::Elf {
+        path: ko.display().to_string(),
+        source,
+    })?;
     if vermagic.split_whitespace().next() != Some(release) {
         return Err(ImageError::ModuleMismatch {
             path: ko.display().to_string(),

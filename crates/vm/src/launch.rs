@@ -1,6 +1,6 @@
 //! A running guest.
 
-use crate::ivshmem_server::DoorbellServer;
+use crate::ivshmem_server::{DoorbellError, DoorbellServer};
 use crate::qemu::{Accel, Debugcon, QemuConfig, Serial};
 use crate::qmp::{Qmp, QmpError};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,20 @@ use vmbench_proto::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("{0}")]
-    Setup(String),
+    #[error("{0}: no such guest ELF")]
+    NoElf(String),
+    #[error("{kernel}: no kernel image (run `vmbench image build --out {image}` first)")]
+    NoKernel { kernel: String, image: String },
+    #[error("{path}")]
+    Files {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the shared-memory region")]
+    Region(#[source] ProtoError),
+    #[error("the ivshmem server (doorbell mode)")]
+    DoorbellServer(#[from] DoorbellError),
     #[error("cannot run {qemu}: {source} (install qemu-system-x86, or pass --qemu PATH)")]
     Spawn {
         qemu: String,
@@ -210,8 +222,11 @@ impl Drop for ConsoleFollower {
     }
 }
 
-fn setup_error(what: &str, e: std::io::Error) -> VmError {
-    VmError::Setup(format!("{what}: {e}"))
+fn setup_error(path: &str, source: std::io::Error) -> VmError {
+    VmError::Files {
+        path: path.to_string(),
+        source,
+    }
 }
 
 /// What QEMU boots: the kernel (the image's bzImage, or an OS-free ELF),
@@ -229,17 +244,13 @@ impl BootFiles {
             .clone()
             .unwrap_or_else(|| opts.image.join("bzImage"));
         if !kernel.exists() && opts.kernel.is_some() {
-            return Err(VmError::Setup(format!(
-                "{}: no such guest ELF",
-                kernel.display()
-            )));
+            return Err(VmError::NoElf(kernel.display().to_string()));
         }
         if !kernel.exists() {
-            return Err(VmError::Setup(format!(
-                "{}: no kernel image (run `vmbench image build --out {}` first)",
-                kernel.display(),
-                opts.image.display()
-            )));
+            return Err(VmError::NoKernel {
+                kernel: kernel.display().to_string(),
+                image: opts.image.display().to_string(),
+            });
         }
         let initrd = opts.image.join("initrd");
         let base_cmdline = if opts.kernel.is_some() {
@@ -346,7 +357,7 @@ impl Vm {
                     let _ = std::fs::remove_dir_all(&run_dir);
                 }
                 let _ = std::fs::remove_file(&shm_path);
-                return Err(VmError::Setup(e.to_string()));
+                return Err(VmError::Region(e));
             }
         };
         let host = HostEnd::start(shm.region());
@@ -377,8 +388,7 @@ impl Vm {
         if let Some((sock, vectors)) = vm.config.doorbell.clone() {
             // Listening before QEMU starts: it reads the setup while realizing the device.
             use std::os::fd::AsFd;
-            let server = DoorbellServer::start(&sock, shm_file.as_fd(), vectors)
-                .map_err(|e| VmError::Setup(e.to_string()))?;
+            let server = DoorbellServer::start(&sock, shm_file.as_fd(), vectors)?;
             vm.doorbell = Some(server);
         }
         drop(shm_file);
@@ -438,7 +448,7 @@ impl Vm {
     fn connect_qmp(&mut self, started: Instant, deadline: Instant) -> Result<(), VmError> {
         let sock = self.config.qmp_socket.clone();
         let qmp = {
-            let mut alive = || self.check_alive().map_err(|e| e.to_string());
+            let mut alive = || self.check_alive().is_ok();
             Qmp::connect(&sock, deadline, &mut alive)
         };
         let mut qmp = match qmp {
@@ -453,7 +463,7 @@ impl Vm {
         self.shm_linked = false;
         self.qemu_version = qmp.qemu_version();
         if let Some(d) = self.doorbell.as_mut() {
-            d.wait_served().map_err(|e| VmError::Setup(e.to_string()))?;
+            d.wait_served()?;
         }
         self.vcpu_threads = qmp.vcpu_threads()?;
         self.qmp = Some(qmp);

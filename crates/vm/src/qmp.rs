@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
-    #[error("QMP socket {path}: {why}")]
-    Connect { path: String, why: String },
+    #[error("QMP socket {path}: not ready in time")]
+    NotReady {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("QMP socket {path}: QEMU is gone")]
+    Gone { path: String },
     #[error("QMP I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("QMP sent something that is not JSON: {0}")]
@@ -39,19 +45,22 @@ impl Qmp {
     pub fn connect(
         path: &Path,
         deadline: Instant,
-        alive: &mut dyn FnMut() -> Result<(), String>,
+        alive: &mut dyn FnMut() -> bool,
     ) -> Result<Qmp, QmpError> {
-        let err = |why: String| QmpError::Connect {
-            path: path.display().to_string(),
-            why,
-        };
         let stream = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
-                Err(e) => {
-                    alive().map_err(err)?;
+                Err(source) => {
+                    if !alive() {
+                        return Err(QmpError::Gone {
+                            path: path.display().to_string(),
+                        });
+                    }
                     if Instant::now() >= deadline {
-                        return Err(err(format!("not ready in time: {e}")));
+                        return Err(QmpError::NotReady {
+                            path: path.display().to_string(),
+                            source,
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -196,10 +205,8 @@ mod tests {
                 ],
             ],
         );
-        let mut q = Qmp::connect(&path, Instant::now() + Duration::from_secs(5), &mut || {
-            Ok(())
-        })
-        .unwrap();
+        let mut q =
+            Qmp::connect(&path, Instant::now() + Duration::from_secs(5), &mut || true).unwrap();
         assert_eq!(q.qemu_version().as_deref(), Some("7.2.22"));
         assert_eq!(q.vcpu_threads().unwrap(), vec![(0, 4242)]);
         assert_eq!(q.events.len(), 1);
@@ -217,10 +224,16 @@ mod tests {
         let err = Qmp::connect(
             &dir.path().join("nope.sock"),
             Instant::now() + Duration::from_secs(5),
-            &mut || Err("QEMU exited with status 1".into()),
+            &mut || false,
         )
         .err()
         .unwrap();
-        assert!(err.to_string().contains("QEMU exited"), "{err}");
+        assert!(matches!(err, QmpError::Gone { .. }), "{err}");
+        assert!(err.to_string().contains("QEMU is gone"), "{err}");
+        // Alive, but never listening: gives up at the deadline with the cause.
+        let err = Qmp::connect(&dir.path().join("nope.sock"), Instant::now(), &mut || true)
+            .err()
+            .unwrap();
+        assert!(matches!(err, QmpError::NotReady { .. }), "{err}");
     }
 }
