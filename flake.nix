@@ -56,7 +56,7 @@
           };
 
           # The OS-free micro-guest: its own cargo workspace (no_std, PVH ELF
-          # linked at 1 MiB) that includes two files of crates/proto by path.
+          # linked at 1 MiB) with crates/abi as its one (path) dependency.
           microguest = pkgs.rustPlatform.buildRustPackage {
             pname = "vmbench-microguest";
             inherit version;
@@ -69,7 +69,7 @@
                 ./crates/microguest/build.rs
                 ./crates/microguest/link.ld
                 ./crates/microguest/src
-                ./crates/proto/src
+                ./crates/abi
               ];
             };
             # cargo-setup-hook checks <source root>/<cargoRoot>/Cargo.lock;

@@ -198,11 +198,12 @@ static __always_inline void x_wrmsr(u32 msr, u64 v)
 		*(out) = t_end() - _t0;                           \
 	} while (0)
 
-#define VMB_RUN(BODY)                                             \
+/* The samples into buf, then the untimed-count batch into a->batch_ticks. */
+#define VMB_RUN(a, buf, BODY)                                     \
 	do {                                                      \
-		VMB_TIMED(a->samples, buf, BODY);                 \
-		if (a->batch)                                     \
-			VMB_BATCH(a->batch, &a->batch_ticks, BODY); \
+		VMB_TIMED((a)->samples, buf, BODY);               \
+		if ((a)->batch)                                   \
+			VMB_BATCH((a)->batch, &(a)->batch_ticks, BODY); \
 	} while (0)
 
 static int vmb_check_insn(u32 insn, u32 port)
@@ -230,33 +231,33 @@ static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
 	local_irq_save(flags);
 	switch (a->insn) {
 	case VMBENCH_INSN_NONE:
-		VMB_RUN(barrier());
+		VMB_RUN(a, buf, barrier());
 		break;
 	case VMBENCH_INSN_NOP:
-		VMB_RUN(asm volatile("nop" : : : "memory"));
+		VMB_RUN(a, buf, asm volatile("nop" : : : "memory"));
 		break;
 	case VMBENCH_INSN_CPUID:
-		VMB_RUN(x_cpuid0());
+		VMB_RUN(a, buf, x_cpuid0());
 		break;
 	case VMBENCH_INSN_VMCALL:
-		VMB_RUN(x_vmcall(amd));
+		VMB_RUN(a, buf, x_vmcall(amd));
 		break;
 	case VMBENCH_INSN_OUTB:
-		VMB_RUN(x_outb(port));
+		VMB_RUN(a, buf, x_outb(port));
 		break;
 	case VMBENCH_INSN_INB:
-		VMB_RUN(x_inb(port));
+		VMB_RUN(a, buf, x_inb(port));
 		break;
 	case VMBENCH_INSN_RDMSR:
-		VMB_RUN((void)x_rdmsr(MSR_IA32_APICBASE));
+		VMB_RUN(a, buf, (void)x_rdmsr(MSR_IA32_APICBASE));
 		break;
 	case VMBENCH_INSN_WRMSR_TSCDL:
 		/* Writing back the armed deadline leaves the kernel's timer as it was. */
 		tscdl = x_rdmsr(MSR_IA32_TSC_DEADLINE);
-		VMB_RUN(x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl));
+		VMB_RUN(a, buf, x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl));
 		break;
 	case VMBENCH_INSN_INVD:
-		VMB_RUN(asm volatile("invd" : : : "memory"));
+		VMB_RUN(a, buf, asm volatile("invd" : : : "memory"));
 		break;
 	}
 	local_irq_restore(flags);

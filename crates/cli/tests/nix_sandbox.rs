@@ -32,15 +32,16 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// The `vmbench = pkgs.rustPlatform.buildRustPackage { ... }` block.
-fn vmbench_derivation(flake: &str) -> &str {
+/// The `<name> = pkgs.rustPlatform.buildRustPackage { ... }` block.
+fn derivation<'f>(flake: &'f str, name: &str) -> &'f str {
+    let head = format!("{name} = pkgs.rustPlatform.buildRustPackage {{");
     let start = flake
-        .find("vmbench = pkgs.rustPlatform.buildRustPackage {")
-        .expect("flake.nix has no `vmbench = pkgs.rustPlatform.buildRustPackage {`");
+        .find(&head)
+        .unwrap_or_else(|| panic!("flake.nix has no `{head}`"));
     let rest = &flake[start..];
     let end = rest
         .find("\n          };")
-        .expect("end of the vmbench derivation");
+        .unwrap_or_else(|| panic!("end of the {name} derivation"));
     &rest[..end]
 }
 
@@ -48,7 +49,7 @@ fn vmbench_derivation(flake: &str) -> &str {
 fn fileset_paths(derivation: &str) -> Vec<String> {
     let start = derivation
         .find("lib.fileset.unions [")
-        .expect("the vmbench derivation has no lib.fileset.unions");
+        .expect("the derivation has no lib.fileset.unions");
     let list = &derivation[start + "lib.fileset.unions [".len()..];
     let list = &list[..list.find(']').unwrap()];
     list.split_whitespace()
@@ -70,7 +71,7 @@ fn rustflags(derivation: &str) -> Option<String> {
 #[test]
 fn the_flake_source_set_is_read_from_flake_nix() {
     let flake = std::fs::read_to_string(repo().join("flake.nix")).unwrap();
-    let d = vmbench_derivation(&flake);
+    let d = derivation(&flake, "vmbench");
     let paths = fileset_paths(d);
     for must in ["Cargo.toml", "Cargo.lock", "crates"] {
         assert!(paths.iter().any(|p| p == must), "{paths:?}");
@@ -98,7 +99,8 @@ const STDENV_TOOLS: &[&str] = &[
 
 /// Copies the files git tracks (staged ones too) under the flake's source
 /// paths: what a flake's source is.
-fn copy_source_set(repo: &Path, paths: &[String], source: &Path) {
+/// Returns how many files it copied.
+fn copy_source_set(repo: &Path, paths: &[String], source: &Path) -> usize {
     let _ = std::fs::remove_dir_all(source);
     std::fs::create_dir_all(source).unwrap();
     let listed = Command::new("git")
@@ -124,8 +126,8 @@ fn copy_source_set(repo: &Path, paths: &[String], source: &Path) {
         std::fs::copy(&from, &to).unwrap();
         copied += 1;
     }
-    assert!(copied > 50, "only {copied} files in the flake's source set");
     assert!(!source.join(".cargo").exists());
+    copied
 }
 
 /// Vendors the dependencies, as nixpkgs' importCargoLock fetches them
@@ -260,11 +262,12 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
     }
     let repo = repo();
     let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
-    let derivation = vmbench_derivation(&flake);
+    let derivation = derivation(&flake, "vmbench");
     // The build top: source/, vendor/, .cargo/config.toml, bin/ (PATH), etc/.
     let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nix-sandbox");
     let source = top.join("source");
-    copy_source_set(&repo, &fileset_paths(derivation), &source);
+    let copied = copy_source_set(&repo, &fileset_paths(derivation), &source);
+    assert!(copied > 50, "only {copied} files in the flake's source set");
     vendor(&top, &source);
     let sysroot = build_environment(&top);
     // The target directory lives on between runs: only compilation is saved.
@@ -307,4 +310,51 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
         .sum();
     assert!(passed > 50, "only {passed} library tests ran:\n{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
+}
+
+/// The micro-guest derivation builds from its own source set: crates/microguest
+/// and the crates it depends on by path, nothing else of the repository (no
+/// root Cargo.toml), as cargoBuildHook runs cargo in `buildAndTestSubdir`.
+#[test]
+fn micro_guest_builds_from_its_flake_source_set() {
+    if !common::prerequisites(
+        &[(common::have_tool("bwrap"), "bubblewrap")],
+        "the micro-guest build as Nix's sandbox would",
+    ) {
+        return;
+    }
+    let repo = repo();
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    let derivation = derivation(&flake, "microguest");
+    let subdir = "crates/microguest";
+    assert!(derivation.contains(&format!("buildAndTestSubdir = \"{subdir}\";")));
+    let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nix-sandbox-microguest");
+    let source = top.join("source");
+    copy_source_set(&repo, &fileset_paths(derivation), &source);
+    assert!(
+        !source.join("Cargo.toml").exists(),
+        "the micro-guest's source set has no root Cargo.toml"
+    );
+    let sysroot = build_environment(&top);
+    std::fs::create_dir_all(top.join("target")).unwrap();
+
+    let rustflags = rustflags(derivation).expect("the micro-guest derivation sets RUSTFLAGS");
+    let script = format!(
+        "export RUSTFLAGS='{rustflags}'; cd {subdir} && \
+         cargo build -j 2 --profile release --target x86_64-unknown-linux-gnu --frozen"
+    );
+    let out = sandbox(&top, &sysroot, &script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the micro-guest did not build from its flake source set:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elf = std::fs::read(
+        source
+            .join(subdir)
+            .join("target/x86_64-unknown-linux-gnu/release/vmbench-microguest"),
+    )
+    .unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
 }

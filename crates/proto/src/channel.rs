@@ -4,6 +4,7 @@ use crate::layout::*;
 use crate::region::Region;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
+use vmbench_abi::{command, guest_state, host_state, status};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtoError {
@@ -26,30 +27,30 @@ pub enum ProtoError {
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostState {
-    Absent = 0,
-    Ready = 1,
-    Closing = 2,
+    Absent = host_state::ABSENT,
+    Ready = host_state::READY,
+    Closing = host_state::CLOSING,
 }
 
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestState {
-    Absent = 0,
-    Ready = 1,
-    Busy = 2,
+    Absent = guest_state::ABSENT,
+    Ready = guest_state::READY,
+    Busy = guest_state::BUSY,
     /// The guest could not work with this host (message in the mailbox).
-    Failed = 3,
-    Exited = 4,
+    Failed = guest_state::FAILED,
+    Exited = guest_state::EXITED,
 }
 
 impl GuestState {
     fn from_raw(v: u32) -> Option<GuestState> {
         Some(match v {
-            0 => GuestState::Absent,
-            1 => GuestState::Ready,
-            2 => GuestState::Busy,
-            3 => GuestState::Failed,
-            4 => GuestState::Exited,
+            guest_state::ABSENT => GuestState::Absent,
+            guest_state::READY => GuestState::Ready,
+            guest_state::BUSY => GuestState::Busy,
+            guest_state::FAILED => GuestState::Failed,
+            guest_state::EXITED => GuestState::Exited,
             _ => return None,
         })
     }
@@ -60,34 +61,34 @@ impl GuestState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Answer with an empty payload; args[0] is echoed in the status-OK reply's payload.
-    Ping = 1,
+    Ping = command::PING,
     /// Answer with the guest specification as JSON.
-    GetSpec = 2,
+    GetSpec = command::GET_SPEC,
     /// Answer, then power the guest off.
-    Shutdown = 3,
+    Shutdown = command::SHUTDOWN,
     /// Exercise the guest module's argument checks (bad ioctls are refused).
-    SelfTest = 4,
+    SelfTest = command::SELF_TEST,
     /// Wait (args[1] ms) for an interrupt on MSI-X vector args[0], then ring
     /// peer args[2] on the same vector; answers with the interrupt count.
-    DoorbellWait = 5,
+    DoorbellWait = command::DOORBELL_WAIT,
     /// Run one VM-exit row: args [row, samples, warmup, batch, port, 0].
     /// Samples go to the data area; the answer is a `vmexit::RowRun` as JSON.
-    RunVmexit = 6,
+    RunVmexit = command::RUN_VMEXIT,
     /// Serve the shared-memory suite (`shm` module) until the host sends
     /// `Stop`: args as `shm::RunShmArgs`; the answer is the guest's summary JSON.
-    RunShm = 7,
+    RunShm = command::RUN_SHM,
 }
 
 impl Command {
     pub fn from_raw(v: u32) -> Option<Command> {
         Some(match v {
-            1 => Command::Ping,
-            2 => Command::GetSpec,
-            3 => Command::Shutdown,
-            4 => Command::SelfTest,
-            5 => Command::DoorbellWait,
-            6 => Command::RunVmexit,
-            7 => Command::RunShm,
+            command::PING => Command::Ping,
+            command::GET_SPEC => Command::GetSpec,
+            command::SHUTDOWN => Command::Shutdown,
+            command::SELF_TEST => Command::SelfTest,
+            command::DOORBELL_WAIT => Command::DoorbellWait,
+            command::RUN_VMEXIT => Command::RunVmexit,
+            command::RUN_SHM => Command::RunShm,
             _ => return None,
         })
     }
@@ -96,22 +97,22 @@ impl Command {
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    Ok = 0,
-    UnknownCommand = 1,
-    BadArgs = 2,
-    Failed = 3,
+    Ok = status::OK,
+    UnknownCommand = status::UNKNOWN_COMMAND,
+    BadArgs = status::BAD_ARGS,
+    Failed = status::FAILED,
     /// The request is valid but this guest cannot do it (CPU feature missing).
-    Unsupported = 4,
+    Unsupported = status::UNSUPPORTED,
 }
 
 impl Status {
     fn from_raw(v: u32) -> Option<Status> {
         Some(match v {
-            0 => Status::Ok,
-            1 => Status::UnknownCommand,
-            2 => Status::BadArgs,
-            3 => Status::Failed,
-            4 => Status::Unsupported,
+            status::OK => Status::Ok,
+            status::UNKNOWN_COMMAND => Status::UnknownCommand,
+            status::BAD_ARGS => Status::BadArgs,
+            status::FAILED => Status::Failed,
+            status::UNSUPPORTED => Status::Unsupported,
             _ => return None,
         })
     }

@@ -1,18 +1,8 @@
 //! The shared region between the host and the guest agent: its layout, the
 //! host and guest state machines, and the command channel.
 //!
-//! ```text
-//! offset   size     writer  contents
-//! 0x0000   128 B    host    header: magic, version, sizes (written once, before READY)
-//! 0x0080   128 B    host    host control: state, session, command seq/id/args
-//! 0x0100   128 B    guest   guest control: state, session echo, response seq/status/len
-//! 0x0180   128 B    host    host ping line   (the shm suite: see `shm`)
-//! 0x0200   128 B    guest   guest pong line  (the shm suite)
-//! 0x1000   60 KiB   guest   mailbox: response payloads (spec JSON, errors)
-//! 0x10000  rest     per-command owner: data (samples, frames)
-//! ```
-//! Every field has exactly one writer. Control words live on their own
-//! 128-byte pair of cache lines (the adjacent-line prefetcher pulls pairs).
+//! The byte map of the region is in [`layout`] (from `vmbench-abi`).
+//! Every field has exactly one writer.
 //! Hand-offs are Release stores / Acquire loads of a sequence or state word;
 //! volatile is never used as synchronisation.
 //!
@@ -24,12 +14,14 @@
 
 pub mod channel;
 pub mod doorbell;
-pub mod layout;
 pub mod region;
 pub mod shm;
 pub mod spec;
-pub mod timing;
 pub mod vmexit;
+
+/// The region layout and the fenced TSC reads live in `vmbench-abi`, which
+/// the no_std micro-guest builds too.
+pub use vmbench_abi::{layout, timing};
 
 pub use channel::{
     Command, GuestEnd, GuestState, HostEnd, HostState, ProtoError, Response, Status,

@@ -3,6 +3,7 @@
 //! and ring-0 extras that show KVM's three tiers side by side.
 
 use serde::{Deserialize, Serialize};
+use vmbench_abi::row;
 
 /// Where the timed code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +67,7 @@ impl Expect {
 }
 
 macro_rules! rows {
-    ($($variant:ident = $n:expr, $id:expr, $mode:ident, $insn:expr, $expect:ident, $default:expr, $def:expr;)*) => {
+    ($($variant:ident = $n:path, $mode:ident, $insn:expr, $expect:ident, $default:expr, $def:expr;)*) => {
         /// One measurement of the suite.
         #[repr(u32)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,7 +76,8 @@ macro_rules! rows {
         impl Row {
             pub const ALL: &'static [Row] = &[$(Row::$variant,)*];
             pub fn from_raw(v: u32) -> Option<Row> { match v { $($n => Some(Row::$variant),)* _ => None } }
-            pub fn id(self) -> &'static str { match self { $(Row::$variant => $id,)* } }
+            /// The row's id, as the guests answer it (`vmbench_abi::row::IDS`).
+            pub fn id(self) -> &'static str { row::IDS[self as usize] }
             pub fn mode(self) -> Mode { match self { $(Row::$variant => Mode::$mode,)* } }
             pub fn instruction(self) -> &'static str { match self { $(Row::$variant => $insn,)* } }
             pub fn expect(self) -> Expect { match self { $(Row::$variant => Expect::$expect,)* } }
@@ -88,41 +90,41 @@ macro_rules! rows {
 }
 
 rows! {
-    TimerOverhead = 0, "timer-overhead", User, "(none)", NoExit, true,
+    TimerOverhead = row::TIMER_OVERHEAD, User, "(none)", NoExit, true,
         "guest user: lfence;rdtsc | (empty) | rdtscp;lfence";
-    UserNop = 1, "user-nop", User, "nop", NoExit, true,
+    UserNop = row::USER_NOP, User, "nop", NoExit, true,
         "guest user: lfence;rdtsc | nop | rdtscp;lfence";
-    UserFast = 2, "user-fast", User, "cpuid (leaf 0)", KvmHandler, true,
+    UserFast = row::USER_FAST, User, "cpuid (leaf 0)", KvmHandler, true,
         "guest user: lfence;rdtsc | cpuid leaf 0 (exit, guest user -> KVM -> guest user) | rdtscp;lfence";
-    UserSlow = 3, "user-slow", User, "outb to the debugcon port", Qemu, true,
+    UserSlow = row::USER_SLOW, User, "outb to the debugcon port", Qemu, true,
         "guest user (ioperm): lfence;rdtsc | outb al,0xe9 (exit, KVM -> QEMU isa-debugcon -> KVM) | rdtscp;lfence";
-    NullSyscall = 4, "null-syscall", User, "syscall getppid", NoExit, true,
+    NullSyscall = row::NULL_SYSCALL, User, "syscall getppid", NoExit, true,
         "guest user: lfence;rdtsc | syscall(getppid) round trip to the guest kernel | rdtscp;lfence";
-    NullIoctl = 5, "null-ioctl", UserToKernel, "ioctl VMBENCH_IOC_NULL", NoExit, true,
+    NullIoctl = row::NULL_IOCTL, UserToKernel, "ioctl VMBENCH_IOC_NULL", NoExit, true,
         "guest user: lfence;rdtsc | ioctl(/dev/vmbench0, NULL): user -> guest kernel -> user, no exit | rdtscp;lfence";
-    UserKernelFast = 6, "user-kernel-fast", UserToKernel, "ioctl -> cpuid (leaf 0)", KvmHandler, true,
+    UserKernelFast = row::USER_KERNEL_FAST, UserToKernel, "ioctl -> cpuid (leaf 0)", KvmHandler, true,
         "guest user: lfence;rdtsc | ioctl -> guest kernel executes cpuid leaf 0 (exit) -> user | rdtscp;lfence";
-    UserKernelSlow = 7, "user-kernel-slow", UserToKernel, "ioctl -> outb to the debugcon port", Qemu, true,
+    UserKernelSlow = row::USER_KERNEL_SLOW, UserToKernel, "ioctl -> outb to the debugcon port", Qemu, true,
         "guest user: lfence;rdtsc | ioctl -> guest kernel executes outb 0xe9 (exit to QEMU) -> user | rdtscp;lfence";
-    KernelTimerOverhead = 8, "kernel-timer-overhead", Kernel, "(none)", NoExit, true,
+    KernelTimerOverhead = row::KERNEL_TIMER_OVERHEAD, Kernel, "(none)", NoExit, true,
         "guest kernel, IRQs off: lfence;rdtsc | (empty) | rdtscp;lfence";
-    KernelNop = 9, "kernel-nop", Kernel, "nop", NoExit, true,
+    KernelNop = row::KERNEL_NOP, Kernel, "nop", NoExit, true,
         "guest kernel, IRQs off: lfence;rdtsc | nop | rdtscp;lfence";
-    KernelFast = 10, "kernel-fast", Kernel, "cpuid (leaf 0)", KvmHandler, true,
+    KernelFast = row::KERNEL_FAST, Kernel, "cpuid (leaf 0)", KvmHandler, true,
         "guest kernel, IRQs off: lfence;rdtsc | cpuid leaf 0 (exit handled in KVM) | rdtscp;lfence";
-    KernelSlow = 11, "kernel-slow", Kernel, "outb to the debugcon port", Qemu, true,
+    KernelSlow = row::KERNEL_SLOW, Kernel, "outb to the debugcon port", Qemu, true,
         "guest kernel, IRQs off: lfence;rdtsc | outb al,0xe9 (exit to QEMU) | rdtscp;lfence";
-    KernelRdmsr = 12, "kernel-rdmsr", Kernel, "rdmsr IA32_APIC_BASE", KvmHandler, true,
+    KernelRdmsr = row::KERNEL_RDMSR, Kernel, "rdmsr IA32_APIC_BASE", KvmHandler, true,
         "guest kernel, IRQs off: lfence;rdtsc | rdmsr 0x1b (emulated by KVM) | rdtscp;lfence";
-    KernelWrmsrTscDeadline = 13, "kernel-wrmsr-tsc-deadline", Kernel, "wrmsr IA32_TSC_DEADLINE (same value)", KvmFastpath, true,
+    KernelWrmsrTscDeadline = row::KERNEL_WRMSR_TSC_DEADLINE, Kernel, "wrmsr IA32_TSC_DEADLINE (same value)", KvmFastpath, true,
         "guest kernel, IRQs off: lfence;rdtsc | wrmsr 0x6e0 with the armed deadline (KVM fastpath candidate) | rdtscp;lfence";
-    KernelInvd = 14, "kernel-invd", Kernel, "invd", KvmFastpath, true,
+    KernelInvd = row::KERNEL_INVD, Kernel, "invd", KvmFastpath, true,
         "guest kernel, IRQs off: lfence;rdtsc | invd (KVM fastpath from Linux 6.18) | rdtscp;lfence";
-    KernelPio = 15, "kernel-inb-kernel-pio", Kernel, "inb 0x4d0 (PIC ELCR)", KernelPio, true,
+    KernelPio = row::KERNEL_PIO, Kernel, "inb 0x4d0 (PIC ELCR)", KernelPio, true,
         "guest kernel, IRQs off: lfence;rdtsc | inb 0x4d0 (in-kernel PIC, no QEMU) | rdtscp;lfence";
-    KernelInbQemu = 16, "kernel-inb-unassigned", Kernel, "inb 0x1234 (unassigned)", Qemu, true,
+    KernelInbQemu = row::KERNEL_INB_QEMU, Kernel, "inb 0x1234 (unassigned)", Qemu, true,
         "guest kernel, IRQs off: lfence;rdtsc | inb 0x1234 (unassigned port: QEMU) | rdtscp;lfence";
-    KernelVmcall = 17, "kernel-vmcall", Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
+    KernelVmcall = row::KERNEL_VMCALL, Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
         "guest kernel, IRQs off: lfence;rdtsc | vmcall (KVM hypercall handler, -KVM_ENOSYS) | rdtscp;lfence";
 }
 
@@ -171,8 +173,8 @@ impl Row {
 #[error("unknown row {0:?}; rows are: {ids}", ids = Row::ALL.iter().map(|r| r.id()).collect::<Vec<_>>().join(", "))]
 pub struct UnknownRow(pub String);
 
-/// Arguments of `Command::RunVmexit`: [row, samples, warmup, batch, port, 0].
-pub const DEFAULT_DEBUGCON_PORT: u16 = 0xe9;
+/// The port of the slow-path rows when `Command::RunVmexit`'s port argument is 0.
+pub use vmbench_abi::DEFAULT_DEBUGCON_PORT;
 
 /// The guest's answer (JSON in the mailbox); samples are in the data area
 /// as little-endian u64 ticks.
@@ -199,6 +201,13 @@ mod tests {
         }
         assert_eq!(Row::parse("user-fast"), Some(Row::UserFast));
         assert!(Row::from_raw(999).is_none());
+        // Every number the guests know is a row, and only those.
+        assert_eq!(Row::ALL.len(), row::IDS.len());
+        for (n, r) in Row::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, n);
+            assert_eq!(row::id(n as u64), Some(r.id()));
+        }
+        assert_eq!(row::id(row::IDS.len() as u64), None);
         assert_eq!(
             Row::parse_list(&["kernel-fast", "user-slow"]),
             Ok(vec![Row::KernelFast, Row::UserSlow])

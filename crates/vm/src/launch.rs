@@ -315,7 +315,7 @@ fn qemu_config(opts: &VmOptions, boot: BootFiles, run_dir: &Path, shm_path: &Pat
         qmp_socket: run_dir.join("qmp.sock"),
         serial: Serial::File(run_dir.join("serial.log")),
         debugcon: opts.debugcon.clone(),
-        debugcon_port: 0xe9,
+        debugcon_port: vmbench_proto::vmexit::DEFAULT_DEBUGCON_PORT,
         mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
         debug_exit: opts.debug_exit,
         kvm_cpu: opts.kvm_cpu.clone(),

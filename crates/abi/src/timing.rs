@@ -1,6 +1,6 @@
 //! The fenced TSC reads and CPUID every timed window is built from, shared by
-//! the Linux guest agent (as `vmbench_proto::timing`) and the no_std
-//! micro-guest (which includes this file by path). `core` only.
+//! the host, the Linux guest agent (as `vmbench_proto::timing`) and the
+//! no_std micro-guest. `core` only.
 
 use core::arch::asm;
 
@@ -43,6 +43,7 @@ pub fn t_end_lfence() -> u64 {
 }
 
 /// CPUID's four output registers.
+#[allow(missing_docs)] // the registers' own names
 pub struct Cpuid {
     pub eax: u32,
     pub ebx: u32,

@@ -1,0 +1,128 @@
+//! The numbers the host, the Linux guest agent and the OS-free micro-guest
+//! agree on, in one `no_std` crate without dependencies so that all three
+//! build from it: the shared region's layout, the command, state and
+//! status codes of its control blocks, the VM-exit rows, and the fenced TSC
+//! reads every timed window is built from.
+//!
+//! `vmbench-proto` re-exports it and builds the host's typed view (enums,
+//! serde) on these values.
+#![no_std]
+
+pub mod layout;
+pub mod timing;
+
+/// Commands the host writes to [`layout::HC_CMD`]. Unknown numbers are
+/// answered with [`status::UNKNOWN_COMMAND`].
+pub mod command {
+    /// Answer at once; the payload is args[0] echoed (8 bytes, little-endian).
+    pub const PING: u32 = 1;
+    /// Answer with the guest's specification as JSON.
+    pub const GET_SPEC: u32 = 2;
+    /// Answer, then power the guest off.
+    pub const SHUTDOWN: u32 = 3;
+    /// Exercise the guest's own error paths (the Linux module's argument
+    /// checks; the micro-guest's fault report, which ends the VM).
+    pub const SELF_TEST: u32 = 4;
+    /// Wait for an ivshmem interrupt, then ring the host back (Linux guest).
+    pub const DOORBELL_WAIT: u32 = 5;
+    /// Run one VM-exit row: args `[row, samples, warmup, batch, port, 0]`.
+    pub const RUN_VMEXIT: u32 = 6;
+    /// Serve the shared-memory suite until the host stops it (Linux guest).
+    pub const RUN_SHM: u32 = 7;
+}
+
+/// Answer statuses the guest writes to [`layout::GC_STATUS`].
+pub mod status {
+    /// Done; the payload is the answer.
+    pub const OK: u32 = 0;
+    /// The command number is not one this guest knows.
+    pub const UNKNOWN_COMMAND: u32 = 1;
+    /// The arguments are out of range; the payload says which.
+    pub const BAD_ARGS: u32 = 2;
+    /// The command ran and failed; the payload says why.
+    pub const FAILED: u32 = 3;
+    /// The request is valid but this guest cannot do it (CPU feature missing).
+    pub const UNSUPPORTED: u32 = 4;
+}
+
+/// The host's state ([`layout::HC_STATE`]).
+pub mod host_state {
+    /// Not set up yet, or gone.
+    pub const ABSENT: u32 = 0;
+    /// Header and session written: commands may follow.
+    pub const READY: u32 = 1;
+    /// The host is leaving this session.
+    pub const CLOSING: u32 = 2;
+}
+
+/// The guest's state ([`layout::GC_STATE`]).
+pub mod guest_state {
+    /// Not attached to the current session.
+    pub const ABSENT: u32 = 0;
+    /// Attached and idle: the last command is answered.
+    pub const READY: u32 = 1;
+    /// Working on a command.
+    pub const BUSY: u32 = 2;
+    /// The guest could not work with this host (message in the mailbox).
+    pub const FAILED: u32 = 3;
+    /// Powering off.
+    pub const EXITED: u32 = 4;
+}
+
+/// The VM-exit suite's rows by number ([`command::RUN_VMEXIT`]'s first
+/// argument), and their ids: the guests answer with the id, the host checks
+/// it. What each row times is defined once, in `vmbench_proto::vmexit::Row`.
+#[allow(missing_docs)] // each constant is its row's id in SCREAMING_CASE
+pub mod row {
+    pub const TIMER_OVERHEAD: u32 = 0;
+    pub const USER_NOP: u32 = 1;
+    pub const USER_FAST: u32 = 2;
+    pub const USER_SLOW: u32 = 3;
+    pub const NULL_SYSCALL: u32 = 4;
+    pub const NULL_IOCTL: u32 = 5;
+    pub const USER_KERNEL_FAST: u32 = 6;
+    pub const USER_KERNEL_SLOW: u32 = 7;
+    pub const KERNEL_TIMER_OVERHEAD: u32 = 8;
+    pub const KERNEL_NOP: u32 = 9;
+    pub const KERNEL_FAST: u32 = 10;
+    pub const KERNEL_SLOW: u32 = 11;
+    pub const KERNEL_RDMSR: u32 = 12;
+    pub const KERNEL_WRMSR_TSC_DEADLINE: u32 = 13;
+    pub const KERNEL_INVD: u32 = 14;
+    /// Id `kernel-inb-kernel-pio`.
+    pub const KERNEL_PIO: u32 = 15;
+    /// Id `kernel-inb-unassigned`.
+    pub const KERNEL_INB_QEMU: u32 = 16;
+    pub const KERNEL_VMCALL: u32 = 17;
+
+    /// Every row's id, by number.
+    pub const IDS: [&str; 18] = [
+        "timer-overhead",
+        "user-nop",
+        "user-fast",
+        "user-slow",
+        "null-syscall",
+        "null-ioctl",
+        "user-kernel-fast",
+        "user-kernel-slow",
+        "kernel-timer-overhead",
+        "kernel-nop",
+        "kernel-fast",
+        "kernel-slow",
+        "kernel-rdmsr",
+        "kernel-wrmsr-tsc-deadline",
+        "kernel-invd",
+        "kernel-inb-kernel-pio",
+        "kernel-inb-unassigned",
+        "kernel-vmcall",
+    ];
+
+    /// The id of row `n`, if there is one.
+    pub fn id(n: u64) -> Option<&'static str> {
+        usize::try_from(n).ok().and_then(|i| IDS.get(i)).copied()
+    }
+}
+
+/// The port the slow-path rows write to when the host names none (port
+/// argument 0): QEMU's isa-debugcon.
+pub const DEFAULT_DEBUGCON_PORT: u16 = 0xe9;
