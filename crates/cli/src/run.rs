@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use vmbench_host::CpuList;
-use vmbench_report::{CheckKind, RunRecord};
+use vmbench_results::{CheckKind, RunRecord};
 use vmbench_run::{Environment, Plan, Progress, RunError, RunFlags, Suite, VmLauncher};
 use vmbench_vm::AccelChoice;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use vmbench_proto::{HostEnd, MappedRegion};
-use vmbench_report::Results;
+use vmbench_results::Results;
 use vmbench_run::drive::{DriveError, ShmRequest};
 use vmbench_run::{BootRequest, GuestLauncher, Silent, VmLauncher};
 use vmbench_shm::host::{self, HostRun, Plan};
@@ -344,7 +344,7 @@ fn write_raw(path: &Path, run: &HostRun) -> std::io::Result<()> {
     f.flush()
 }
 
-fn gbps(m: &vmbench_report::Measurement) -> String {
+fn gbps(m: &vmbench_results::Measurement) -> String {
     m.p50_bytes_per_sec()
         .map_or("-".into(), |b| format!("{:.2}", b / 1e9))
 }
@@ -367,7 +367,7 @@ pub fn render_table(r: &Results, setting: &str) -> String {
         let vs = m
             .reference
             .as_ref()
-            .and_then(|id| host::p50_ratio(r, &m.id, id))
+            .and_then(|id| host::p50_ratio(r, m.id.as_str(), id.as_str()))
             .map_or("-".into(), |x| format!("{x:.2}x"));
         let _ = writeln!(
             s,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use vmbench_proto::vmexit::Row;
-use vmbench_report::{Measurement, Results, Verification};
+use vmbench_results::{Measurement, Results, Verification};
 use vmbench_run::drive::VmexitRequest;
 use vmbench_run::{BootRequest, GuestLauncher, Progress, VmLauncher};
 use vmbench_vm::{Accel, TCG_NOTICE};
@@ -148,7 +148,7 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
         let s = &m.summary;
         println!(
             "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  {}",
-            m.id.trim_start_matches("vmexit."),
+            m.id.local(),
             s.n,
             s.min,
             s.p50,
@@ -165,11 +165,7 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
         );
     }
     for s in &r.skipped {
-        println!(
-            "{:<27} skipped: {}",
-            s.id.trim_start_matches("vmexit."),
-            s.reason
-        );
+        println!("{:<27} skipped: {}", s.id.local(), s.reason);
     }
     println!();
     for m in &r.measurements {
@@ -182,7 +178,7 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
         };
         println!(
             "{}: {}; {}",
-            m.id.trim_start_matches("vmexit."),
+            m.id.local(),
             m.tier.as_deref().unwrap_or(""),
             detail
         );

@@ -2,25 +2,15 @@
 //! works (this machine's kvm_pvm included), under KVM with real exits.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::{id_of, processes_mentioning};
+use vmbench_testkit::{QEMU, have_qemu, local_id as id_of, processes_mentioning, require};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use vmbench_vm::{Accel, Vm, VmError, VmOptions};
 
-const QEMU: &str = "/usr/bin/qemu-system-x86_64";
-
 fn vmbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
-
-fn have_qemu() -> bool {
-    common::prerequisites(
-        &[(Path::new(QEMU).exists(), "qemu-system-x86")],
-        "the micro-guest tests",
-    )
 }
 
 fn micro_elf() -> PathBuf {
@@ -51,10 +41,9 @@ fn run_suite(accel: &str) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86: boots the micro-guest"]
 fn micro_guest_rows_under_tcg_are_labelled_tcg() {
-    if !have_qemu() {
-        return;
-    }
+    require(&[(have_qemu(), "qemu-system-x86")]);
     let v = run_suite("tcg");
     assert!(
         v["guest"]["kernel_release"]
@@ -86,17 +75,16 @@ fn micro_guest_rows_under_tcg_are_labelled_tcg() {
 /// Real exits on whatever KVM this machine has. Where KVM's counters do not
 /// track the work (kvm_pvm), no verdict may claim otherwise.
 #[test]
+#[ignore = "needs qemu-system-x86 and a /dev/kvm that creates VMs: boots the micro-guest under KVM"]
 fn micro_guest_rows_under_kvm_have_honest_verdicts() {
-    if !have_qemu() {
-        return;
-    }
-    match vmbench_host::kvm::probe_dev_kvm() {
-        Ok(p) if p.create_vm => {}
-        other => {
-            eprintln!("skipped: /dev/kvm cannot create a VM here: {other:?}");
-            return;
-        }
-    }
+    let kvm = vmbench_host::kvm::probe_dev_kvm();
+    require(&[
+        (have_qemu(), "qemu-system-x86"),
+        (
+            matches!(&kvm, Ok(p) if p.create_vm),
+            "a /dev/kvm that creates VMs (KVM enabled, this user in group kvm)",
+        ),
+    ]);
     let v = run_suite("kvm");
     assert!(
         !v["results"]["warnings"]
@@ -135,10 +123,9 @@ fn micro_guest_rows_under_kvm_have_honest_verdicts() {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86: boots the micro-guest"]
 fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
-    if !have_qemu() {
-        return;
-    }
+    require(&[(have_qemu(), "qemu-system-x86")]);
     let run_dir = tempfile::tempdir().unwrap();
     let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
     o.kernel = Some(micro_elf());
@@ -167,10 +154,9 @@ fn a_fault_in_the_guest_names_vector_and_rip_and_leaves_nothing() {
 /// QEMU pauses rather than exits on a KVM internal error or a guest panic;
 /// the launcher must notice within a second, not at the deadline.
 #[test]
+#[ignore = "needs qemu-system-x86: boots the micro-guest"]
 fn a_stopped_guest_is_reported_at_once() {
-    if !have_qemu() {
-        return;
-    }
+    require(&[(have_qemu(), "qemu-system-x86")]);
     let mut o = VmOptions::new(QEMU, Accel::Tcg, "");
     o.kernel = Some(micro_elf());
     o.debug_exit = true;

@@ -16,11 +16,11 @@
 //! gcc and binutils from Debian), so `/usr` is mounted read-only, and PATH
 //! holds only the tools of nixpkgs' stdenv plus the compiler and cargo.
 //!
-//! Needs bubblewrap (.ci/run installs it). Elsewhere the test says it
-//! skipped; under CI a missing bwrap is a failure.
+//! Needs bubblewrap (`scripts/install-deps --dev`): #[ignore]d, run with
+//! `cargo test -- --include-ignored`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use vmbench_testkit::{have_tool, require};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -253,13 +253,9 @@ fn sandbox(top: &Path, sysroot: &str, script: &str) -> Command {
 }
 
 #[test]
+#[ignore = "needs bubblewrap: builds and runs the library tests in a Nix-like sandbox"]
 fn library_tests_pass_in_a_nix_like_build_sandbox() {
-    if !common::prerequisites(
-        &[(common::have_tool("bwrap"), "bubblewrap")],
-        "the library tests as Nix's sandbox would",
-    ) {
-        return;
-    }
+    require(&[(have_tool("bwrap"), "bubblewrap")]);
     let repo = repo();
     let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
     let derivation = derivation(&flake, "vmbench");
@@ -316,13 +312,9 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
 /// and the crates it depends on by path, nothing else of the repository (no
 /// root Cargo.toml), as cargoBuildHook runs cargo in `buildAndTestSubdir`.
 #[test]
+#[ignore = "needs bubblewrap: builds the micro-guest in a Nix-like sandbox"]
 fn micro_guest_builds_from_its_flake_source_set() {
-    if !common::prerequisites(
-        &[(common::have_tool("bwrap"), "bubblewrap")],
-        "the micro-guest build as Nix's sandbox would",
-    ) {
-        return;
-    }
+    require(&[(have_tool("bwrap"), "bubblewrap")]);
     let repo = repo();
     let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
     let derivation = derivation(&flake, "microguest");

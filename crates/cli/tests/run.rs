@@ -106,11 +106,11 @@ impl Setup {
 fn no_leftovers(pid: u32) {
     let tag = format!("/vmbench-{pid}-");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !common::processes_mentioning(&tag).is_empty() && Instant::now() < deadline {
+    while !vmbench_testkit::processes_mentioning(&tag).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        common::processes_mentioning(&tag).is_empty(),
+        vmbench_testkit::processes_mentioning(&tag).is_empty(),
         "QEMU left running"
     );
     let shm: Vec<String> = std::fs::read_dir("/dev/shm")
@@ -132,10 +132,9 @@ fn ids(v: &serde_json::Value) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
 fn quick_tcg_run_writes_a_complete_signed_report_and_restores() {
-    let Some(img) = common::guest_image() else {
-        return;
-    };
+    let img = common::guest_image();
     let s = setup(img, "");
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id");
@@ -306,16 +305,15 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
 fn qemu_killed_mid_suite_keeps_what_was_measured() {
-    let Some(img) = common::guest_image() else {
-        return;
-    };
+    let img = common::guest_image();
     let s = setup(
         img,
         "vmexit:\n  rows: [user-fast, kernel-fast, user-slow]\n",
     );
     let kill_qemu = |pid: u32| {
-        let qemu = common::processes_mentioning(&format!("/vmbench-{pid}-"));
+        let qemu = vmbench_testkit::processes_mentioning(&format!("/vmbench-{pid}-"));
         assert!(!qemu.is_empty(), "no QEMU found");
         for q in qemu {
             signal(q, nix::sys::signal::Signal::SIGKILL);
@@ -330,10 +328,9 @@ fn qemu_killed_mid_suite_keeps_what_was_measured() {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
 fn a_guest_that_hangs_mid_run_ends_the_suite_at_its_deadline() {
-    let Some(img) = common::guest_image() else {
-        return;
-    };
+    let img = common::guest_image();
     // The hang is injected through the guest cmdline: the agent stops
     // answering when the shm suite's command arrives.
     let s = setup_vm(
@@ -360,20 +357,18 @@ fn a_guest_that_hangs_mid_run_ends_the_suite_at_its_deadline() {
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
 fn sigint_during_the_run_restores_and_keeps_partial_results() {
-    let Some(img) = common::guest_image() else {
-        return;
-    };
+    let img = common::guest_image();
     let s = setup(img, SHORT);
     let sigint = |pid: u32| signal(pid, nix::sys::signal::Signal::SIGINT);
     cut_short(&s, "vmexit kernel-fast", sigint, 2, "interrupted");
 }
 
 #[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
 fn an_unrestored_journal_blocks_the_next_run_until_restored() {
-    let Some(img) = common::guest_image() else {
-        return;
-    };
+    let img = common::guest_image();
     let s = setup(img, SHORT);
     // A previous applier that never restored (as after a SIGKILL).
     let apply = vmbench()

@@ -2,8 +2,6 @@
 //! hostile guest end against `vmbench shm host`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::Ordering::{Relaxed, Release};

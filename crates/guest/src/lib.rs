@@ -18,8 +18,8 @@ pub mod vmexit;
 pub use agent::run;
 pub use options::{AgentOptions, Mapping};
 
-/// The agent's entry point for both binaries (`vmbench-guest`, and `vmbench`
-/// as PID 1): parse options, run, map the outcome to an exit code.
+/// The agent's entry point (`vmbench` as the guest's PID 1, or the hidden
+/// `vmbench guest-agent`): parse options, run, map the outcome to an exit code.
 pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
     let opts = match AgentOptions::from_args_and_cmdline(args) {
         Ok(o) => o,

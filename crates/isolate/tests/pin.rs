@@ -32,6 +32,7 @@ fn named_thread(name: &str) -> (u32, mpsc::Sender<()>, std::thread::JoinHandle<(
 /// Not a test on its own: with VMBENCH_PIN_HELPER set, this process plays
 /// QEMU (a `CPU 0/KVM` thread and an I/O thread) until stdin closes.
 #[test]
+#[ignore = "not a test: the stand-in for QEMU that pins_another_processes_vcpu_threads_by_tid starts"]
 fn helper_process() {
     if std::env::var_os("VMBENCH_PIN_HELPER").is_none() {
         return;
@@ -45,20 +46,19 @@ fn helper_process() {
 }
 
 #[test]
+#[ignore = "needs two online CPUs"]
 fn pins_another_processes_vcpu_threads_by_tid() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let cpus = online();
-    if cpus.len() < 2 {
-        eprintln!("skipped: needs two online CPUs");
-        return;
-    }
+    vmbench_testkit::require(&[(cpus.len() >= 2, "a second online CPU")]);
     let bench = CpuList::from_cpus([cpus.iter().last().unwrap()]);
     let hk = cpus.difference(&bench);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "helper_process",
+            "--include-ignored",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -1,5 +1,20 @@
 //! A shared region reached only through raw pointers and atomics: no `&[u8]`
 //! is ever formed over memory the other side may be writing.
+//!
+//! # Reads that may race the other side
+//!
+//! Control words are atomics. Bulk data (the mailbox, frames, samples) is
+//! read with plain loads ([`Region::copy_out`], [`Region::copy_out_into`],
+//! [`Region::scan`]) while the other side (the guest, or the peer process in
+//! loopback) may, if it misbehaves, be writing the same bytes. Rust's memory
+//! model calls such a race undefined behaviour. We accept the assumption that
+//! shared-memory IPC in Rust rests on: the writer is outside this program
+//! (another process or a VM), so the compiler cannot see it, and the
+//! hardware (x86-64) then returns, for each load, some mix of old and new
+//! bytes and nothing worse. What those reads return is never trusted: it is
+//! validated (mailbox payloads, frames against their pattern) or only summed.
+//! Volatile loads would give no more on x86-64 and would keep the copies
+//! from using the wide loads whose speed the shared-memory suite measures.
 
 use crate::channel::ProtoError;
 use crate::layout::MIN_REGION_BYTES;
@@ -92,7 +107,8 @@ impl Region {
         self.check(off, len, 1)?;
         let mut v = vec![0u8; len];
         // SAFETY: source in bounds (checked), destination is a fresh Vec of `len`
-        // bytes; the ranges cannot overlap.
+        // bytes; the ranges cannot overlap. A racing writer on the other side
+        // is the assumption the module docs state and accept.
         unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), v.as_mut_ptr(), len) };
         Ok(v)
     }
@@ -103,7 +119,8 @@ impl Region {
     pub fn copy_out_into(&self, off: usize, dst: &mut [u8]) -> Result<(), ProtoError> {
         self.check(off, dst.len(), 1)?;
         // SAFETY: source in bounds (checked); `dst` is caller-owned memory
-        // outside the mapping, so the ranges cannot overlap.
+        // outside the mapping, so the ranges cannot overlap. A racing writer
+        // on the other side: see the module docs.
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
         };
@@ -119,8 +136,8 @@ impl Region {
         let mut sum = 0u64;
         for i in 0..words {
             // SAFETY: word i lies inside off..off+len (checked) and is 8-aligned
-            // (off is 8-aligned, base is 8-aligned); a racing writer can only
-            // change the value read, which is a checksum nobody trusts.
+            // (off is 8-aligned, base is 8-aligned). A racing writer on the
+            // other side: see the module docs; the sum is never trusted.
             sum = sum.wrapping_add(unsafe { base.add(i).read() });
         }
         Ok(sum)

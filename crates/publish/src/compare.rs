@@ -3,7 +3,7 @@
 
 use crate::markdown::{cell, fmt_ns};
 use std::fmt::Write;
-use vmbench_report::{Measurement, RunRecord};
+use vmbench_results::{Measurement, RunRecord};
 
 /// One run to compare, with what its signature check said.
 pub struct Run {
@@ -172,7 +172,7 @@ fn p50_table(o: &mut String, runs: &[Run]) {
     for r in runs {
         for m in &r.record.results.measurements {
             if !ids.contains(&m.id.as_str()) {
-                ids.push(&m.id);
+                ids.push(m.id.as_str());
             }
         }
     }

@@ -4,7 +4,7 @@
 use crate::PublishError;
 use std::io::Write;
 use std::path::Path;
-use vmbench_report::{Measurement, RunRecord};
+use vmbench_results::{Measurement, RunRecord, Suite};
 
 pub const HEADER: &str = "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_ns,p50_minus_overhead,overhead_p50,batch_mean,bytes,p50_gb_per_s,tsc_khz,verdict";
 
@@ -51,12 +51,12 @@ pub fn write(path: &Path, ms: &[&Measurement]) -> Result<(), PublishError> {
 
 /// `vmexit.csv` and `shm.csv`, for the suites that have measurements.
 pub fn write_all(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
-    for suite in ["vmexit", "shm"] {
+    for suite in Suite::ALL {
         let ms: Vec<&Measurement> = r
             .results
             .measurements
             .iter()
-            .filter(|m| m.id.starts_with(&format!("{suite}.")))
+            .filter(|m| m.id.suite() == Some(suite))
             .collect();
         if !ms.is_empty() {
             write(&dir.join(format!("{suite}.csv")), &ms)?;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! report.md          the report (rendered from results.json)
-//! results.json       the run record (vmbench_report::RunRecord), schema-versioned
+//! results.json       the run record (vmbench_results::RunRecord), schema-versioned
 //! vmexit.csv shm.csv one summary line per measurement
 //! plots/*.svg        CDFs, drift series, the shm bandwidth curve
 //! MANIFEST.sha256    sha256sum of every file above
@@ -17,7 +17,7 @@ pub mod plots;
 pub mod sign;
 
 use std::path::{Path, PathBuf};
-use vmbench_report::{RUN_SCHEMA_VERSION, RunRecord};
+use vmbench_results::{RUN_SCHEMA_VERSION, RunRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -4,7 +4,8 @@
 
 use crate::plots::PlotIndex;
 use std::fmt::Write;
-use vmbench_report::{Measurement, RunRecord, Unit, Verification};
+use vmbench_proto::vmexit::Row;
+use vmbench_results::{Measurement, MeasurementId, RunRecord, Suite, Unit, Verification};
 
 /// One table cell: no pipes or line breaks may break the table.
 pub fn cell(s: &str) -> String {
@@ -54,19 +55,14 @@ fn verdict(m: &Measurement) -> String {
     }
 }
 
-fn find<'a>(r: &'a RunRecord, id: &str) -> Option<&'a Measurement> {
-    r.results.measurements.iter().find(|m| m.id == id)
+fn find<'a>(r: &'a RunRecord, id: &MeasurementId) -> Option<&'a Measurement> {
+    r.results.measurements.iter().find(|m| m.id == *id)
 }
 
-/// The six headline VM-exit rows, in the order the headline shows them.
-const HEADLINE_VMEXIT: [&str; 6] = [
-    "user-fast",
-    "user-slow",
-    "user-kernel-fast",
-    "user-kernel-slow",
-    "kernel-fast",
-    "kernel-slow",
-];
+/// A measurement of the shared-memory suite by its id within the suite.
+fn find_shm<'a>(r: &'a RunRecord, local: &str) -> Option<&'a Measurement> {
+    find(r, &MeasurementId::new(Suite::Shm, local))
+}
 
 /// The whole report.md of a run.
 pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
@@ -152,33 +148,30 @@ fn at_a_glance(o: &mut String, r: &RunRecord) {
 /// The numbers most readers came for.
 fn headline(o: &mut String, r: &RunRecord) {
     let mut rows = Vec::new();
-    for row in HEADLINE_VMEXIT {
-        if let Some(m) = find(r, &format!("vmexit.{row}")) {
+    for row in Row::HEADLINE {
+        if let Some(m) = find(r, &MeasurementId::new(Suite::Vmexit, row.id())) {
             rows.push(vec![
-                m.id.clone(),
+                m.id.to_string(),
                 ticks_ns(m, m.summary.p50),
                 ticks_ns(m, m.summary.p99),
                 m.verification.label().to_string(),
             ]);
         }
     }
-    for id in ["shm.rtt.poll", "shm.rtt.doorbell"] {
-        if let Some(m) = find(r, id) {
+    for local in ["rtt.poll", "rtt.doorbell"] {
+        if let Some(m) = find_shm(r, local) {
             rows.push(vec![
-                m.id.clone(),
+                m.id.to_string(),
                 ticks_ns(m, m.summary.p50),
                 ticks_ns(m, m.summary.p99),
                 "n/a".into(),
             ]);
         }
     }
-    for id in [
-        "shm.h2g.4k-32bpp.guest-read-warm",
-        "shm.h2g.4k-32bpp.end-to-end",
-    ] {
-        if let Some(m) = find(r, id) {
+    for local in ["h2g.4k-32bpp.guest-read-warm", "h2g.4k-32bpp.end-to-end"] {
+        if let Some(m) = find_shm(r, local) {
             rows.push(vec![
-                m.id.clone(),
+                m.id.to_string(),
                 format!("{} ({} GB/s)", ticks_ns(m, m.summary.p50), gbps(m)),
                 ticks_ns(m, m.summary.p99),
                 "n/a".into(),
@@ -201,8 +194,8 @@ fn warnings(o: &mut String, r: &RunRecord) {
     for m in &r.results.measurements {
         for w in &m.warnings {
             match per_measurement.iter_mut().find(|(x, _)| *x == w.as_str()) {
-                Some((_, ids)) => ids.push(&m.id),
-                None => per_measurement.push((w, vec![&m.id])),
+                Some((_, ids)) => ids.push(m.id.as_str()),
+                None => per_measurement.push((w, vec![m.id.as_str()])),
             }
         }
     }
@@ -257,7 +250,7 @@ fn skipped(o: &mut String, r: &RunRecord) {
         .results
         .skipped
         .iter()
-        .map(|s| vec![s.id.clone(), s.reason.clone()])
+        .map(|s| vec![s.id.to_string(), s.reason.clone()])
         .collect();
     table(o, &["measurement", "why"], &rows);
 }
@@ -290,13 +283,15 @@ fn reproduce(o: &mut String, r: &RunRecord) {
 }
 
 /// Ids that differ only by frame or size share a definition.
-fn generic_id(id: &str) -> String {
-    let parts: Vec<&str> = id.split('.').collect();
-    match parts.as_slice() {
-        ["shm", dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{dir}.FRAME.{kind}"),
-        ["shm", arm, dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{arm}.{dir}.FRAME.{kind}"),
-        ["shm", "sweep", _, kind] => format!("shm.sweep.SIZE.{kind}"),
-        ["shm", "ref", "memcpy", _] => "shm.ref.memcpy.SIZE".into(),
+fn generic_id(id: &MeasurementId) -> String {
+    if id.suite() != Some(Suite::Shm) {
+        return id.to_string();
+    }
+    match id.local_parts().as_slice() {
+        [dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{dir}.FRAME.{kind}"),
+        [arm, dir @ ("h2g" | "g2h"), _, kind] => format!("shm.{arm}.{dir}.FRAME.{kind}"),
+        ["sweep", _, kind] => format!("shm.sweep.SIZE.{kind}"),
+        ["ref", "memcpy", _] => "shm.ref.memcpy.SIZE".into(),
         _ => id.to_string(),
     }
 }
@@ -407,7 +402,7 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         .results
         .measurements
         .iter()
-        .filter(|m| m.id.starts_with("vmexit."))
+        .filter(|m| m.id.suite() == Some(Suite::Vmexit))
         .collect();
     if ms.is_empty() {
         return;
@@ -422,7 +417,7 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         .map(|m| {
             let s = &m.summary;
             vec![
-                m.id.trim_start_matches("vmexit.").to_string(),
+                m.id.local().to_string(),
                 s.n.to_string(),
                 s.min.to_string(),
                 ticks_ns(m, s.p50),
@@ -467,7 +462,7 @@ fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         .results
         .measurements
         .iter()
-        .filter(|m| m.id.starts_with("shm."))
+        .filter(|m| m.id.suite() == Some(Suite::Shm))
         .collect();
     if ms.is_empty() {
         return;
@@ -494,7 +489,7 @@ fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
                 })
                 .map_or_else(|| "-".into(), |x| format!("{x:.2}×"));
             vec![
-                m.id.trim_start_matches("shm.").to_string(),
+                m.id.local().to_string(),
                 s.n.to_string(),
                 ns(s.p50),
                 ns(s.p90),
@@ -528,7 +523,7 @@ fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         .filter(|m| !m.counters.is_empty())
         .map(|m| {
             vec![
-                m.id.trim_start_matches("shm.").to_string(),
+                m.id.local().to_string(),
                 m.counters
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))

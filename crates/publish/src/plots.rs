@@ -4,7 +4,7 @@
 use crate::PublishError;
 use plotters::prelude::*;
 use std::path::Path;
-use vmbench_report::{Measurement, RunRecord};
+use vmbench_results::{Measurement, RunRecord, Suite};
 
 /// Which plot files exist, by measurement (relative paths for links).
 #[derive(Debug, Default, Clone)]
@@ -37,8 +37,18 @@ impl PlotIndex {
 
 /// Latency measurements get a CDF and a drift plot; transfers are shown
 /// by the bandwidth curve instead.
+/// Only ids that are safe as file names get plots (results.json may come
+/// from anyone).
 fn wants_latency_plots(m: &Measurement) -> bool {
-    m.id.starts_with("vmexit.") || m.id.starts_with("shm.rtt.") || m.id == "shm.ref.cacheline-rtt"
+    let latency = match m.id.suite() {
+        Some(Suite::Vmexit) => true,
+        Some(Suite::Shm) => matches!(
+            m.id.local_parts().as_slice(),
+            ["rtt", _] | ["ref", "cacheline-rtt"]
+        ),
+        None => false,
+    };
+    latency && m.id.is_file_name_safe()
 }
 
 /// The value axis: ns when the TSC frequency is known, else ticks.
@@ -68,13 +78,13 @@ pub fn write_all(r: &RunRecord, dir: &Path) -> Result<PlotIndex, PublishError> {
             let file = format!("plots/{}.cdf.svg", m.id);
             std::fs::write(dir.join(&file), cdf_svg(m)?)
                 .map_err(|e| PublishError::io(&dir.join(&file), e))?;
-            idx.entries.push((m.id.clone(), "CDF", file));
+            idx.entries.push((m.id.to_string(), "CDF", file));
         }
         if m.summary.drift.len() >= 8 {
             let file = format!("plots/{}.drift.svg", m.id);
             std::fs::write(dir.join(&file), drift_svg(m)?)
                 .map_err(|e| PublishError::io(&dir.join(&file), e))?;
-            idx.entries.push((m.id.clone(), "drift", file));
+            idx.entries.push((m.id.to_string(), "drift", file));
         }
     }
     if let Some(svg) = bandwidth_svg(r)? {
@@ -167,24 +177,34 @@ fn drift_svg(m: &Measurement) -> Result<String, PublishError> {
 /// GB/s at p50 over transfer size: host write and guest cold read from the
 /// sweep, with the same-run memcpy reference.
 fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
-    let series = |suffix: &str| -> Vec<(f64, f64)> {
+    // `Some(kind)`: the sweep's `shm.sweep.<size>.<kind>`; `None`: the
+    // sweep's memcpy references (`shm.ref.memcpy.<size>`, sizes end in B;
+    // the frames' references end in bpp).
+    let series = |kind: Option<&str>| -> Vec<(f64, f64)> {
         r.results
             .measurements
             .iter()
             .filter(|m| {
-                m.id.starts_with("shm.sweep.") && m.id.ends_with(suffix)
-                    || (suffix == "memcpy" && m.id.starts_with("shm.ref.memcpy.") && {
-                        let label = m.id.trim_start_matches("shm.ref.memcpy.");
-                        label.ends_with('B')
-                    })
+                if m.id.suite() != Some(Suite::Shm) {
+                    return false;
+                }
+                match (m.id.local_parts().as_slice(), kind) {
+                    (["sweep", _, k], Some(kind)) => *k == kind,
+                    (["ref", "memcpy", size], None) => size.ends_with('B'),
+                    _ => false,
+                }
             })
             .filter_map(|m| Some((m.bytes? as f64, m.p50_bytes_per_sec()? / 1e9)))
             .collect()
     };
     let lines = [
-        ("host write into the region", series(".host-write"), BLUE),
-        ("guest cold read", series(".guest-read-cold"), RED),
-        ("memcpy (physical reference)", series("memcpy"), BLACK),
+        (
+            "host write into the region",
+            series(Some("host-write")),
+            BLUE,
+        ),
+        ("guest cold read", series(Some("guest-read-cold")), RED),
+        ("memcpy (physical reference)", series(None), BLACK),
     ];
     if lines[0].1.len() < 2 {
         return Ok(None);

@@ -7,10 +7,11 @@ use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use std::path::Path;
 use std::process::Command;
 use vmbench_publish::{compare, manifest, markdown, sign};
-use vmbench_report::{
+use vmbench_results::{
     Check, KnobRecord, Measurement, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SampleSet,
     SpecRow, Unit, Verification,
 };
+use vmbench_testkit::{have_tool, require};
 
 const AMD: &str = "amd-pstate-boost";
 const INTEL: &str = "intel-pstate-turbo";
@@ -87,8 +88,8 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         command: "vmbench run --accel tcg --quick --out out".into(),
         started_utc: "2026-11-22T00:00:00Z".into(),
         accel: match accel {
-            "kvm" => Some(vmbench_report::Accel::Kvm),
-            "tcg" => Some(vmbench_report::Accel::Tcg),
+            "kvm" => Some(vmbench_results::Accel::Kvm),
+            "tcg" => Some(vmbench_results::Accel::Tcg),
             _ => None,
         },
         guest_flavour: "linux".into(),
@@ -119,7 +120,7 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
             measurements: ms,
             warnings: vec!["TCG (software emulation): no VM exits".into()],
             checks: vec![Check {
-                kind: vmbench_report::CheckKind::Integrity,
+                kind: vmbench_results::CheckKind::Integrity,
                 id: "shm.integrity.h2g".into(),
                 statement: "every frame matches".into(),
                 observed: "24/24 frames matched (100%)".into(),
@@ -269,15 +270,6 @@ fn output_is_deterministic_and_rerenders_from_results_json() {
     assert!(!md.contains("TCG run"));
 }
 
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("-?").output().is_ok();
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 fn keygen(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = dir.join("id_ed25519");
     let st = Command::new("ssh-keygen")
@@ -324,10 +316,9 @@ fn stock_verify(out: &Path, allowed: &Path, namespace: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs ssh-keygen (openssh-client)"]
 fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
-    if !have("ssh-keygen") {
-        return;
-    }
+    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let keys = tempfile::tempdir().unwrap();
     let (key, allowed) = keygen(keys.path());
     let out = tempfile::tempdir().unwrap();
@@ -394,10 +385,9 @@ fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
 }
 
 #[test]
+#[ignore = "needs ssh-keygen (openssh-client)"]
 fn encrypted_keys_are_refused_with_what_to_do() {
-    if !have("ssh-keygen") {
-        return;
-    }
+    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k");
     assert!(
@@ -466,10 +456,12 @@ fn compare_puts_spec_differences_above_the_numbers() {
 }
 
 #[test]
+#[ignore = "needs ssh-keygen and ssh-agent (openssh-client)"]
 fn a_key_held_by_ssh_agent_signs_through_its_public_half() {
-    if !have("ssh-keygen") || !have("ssh-agent") {
-        return;
-    }
+    require(&[
+        (have_tool("ssh-keygen"), "openssh-client"),
+        (have_tool("ssh-agent"), "openssh-client"),
+    ]);
     let keys = tempfile::tempdir().unwrap();
     let (key, allowed) = keygen(keys.path());
     let sock = keys.path().join("agent.sock");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::CpuList;
 use vmbench_proto::Mapping;
 use vmbench_proto::vmexit::Row;
-use vmbench_report::Skipped;
+use vmbench_results::{MeasurementId, Skipped, Suite};
 use vmbench_shm::host::{HostRun, Plan};
 use vmbench_suites::SuiteError;
 use vmbench_suites::shm::VmShmOptions;
@@ -161,7 +161,7 @@ fn mapping_arms(
         };
         if session.spec().mapping != mapping {
             all.results.skipped.push(Skipped {
-                id: format!("shm.{mapping}"),
+                id: MeasurementId::new(Suite::Shm, mapping.id()),
                 reason: format!(
                     "the guest mapped the BAR as {:?}, not {mapping}",
                     session.spec().mapping.id()

@@ -39,36 +39,9 @@ pub use preflight::{Blocked, Preflighted, preflight};
 pub use progress::{Progress, Silent};
 pub use session::{BootRequest, GuestLauncher, GuestSession, SessionError, VmLauncher};
 
-use serde::{Deserialize, Serialize};
-
-/// A suite of measurements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum Suite {
-    /// VM-exit round trips.
-    Vmexit,
-    /// Host-guest shared memory over ivshmem.
-    Shm,
-}
-
-impl Suite {
-    /// The suite's id in configs, reports and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::Vmexit => "vmexit",
-            Suite::Shm => "shm",
-        }
-    }
-
-    /// How progress and reports title it.
-    pub fn title(self) -> &'static str {
-        match self {
-            Suite::Vmexit => "VM-exit suite",
-            Suite::Shm => "shared-memory suite",
-        }
-    }
-}
+/// The suites a run can take (in `vmbench-results`, which names measurements
+/// by suite).
+pub use vmbench_results::Suite;
 
 /// Runs every phase in order: what `vmbench run` does. The caller prints
 /// the summary and turns [`Recorded::exit_status`] into the process status.

@@ -1,7 +1,7 @@
 //! Exit statuses: what a finished command tells its caller.
 
 use crate::drive::DriveError;
-use vmbench_report::{CheckKind, Results, Verification};
+use vmbench_results::{CheckKind, Results, Verification};
 
 /// The process exit status, as every command uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn run_status(end: &RunEnd, results: &Results) -> ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmbench_report::Check;
+    use vmbench_results::Check;
 
     fn with_check(kind: CheckKind, passed: bool) -> Results {
         Results {

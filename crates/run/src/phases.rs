@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{CpuList, HostSpec, SpecOptions, SysRoot};
 use vmbench_isolate::apply::{self, Applied, RestoreReport};
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
-use vmbench_report::{Accel, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow};
+use vmbench_results::{Accel, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow};
 use vmbench_shm::host::Plan as ShmPlan;
 use vmbench_vm::{GuestKind, TCG_NOTICE};
 

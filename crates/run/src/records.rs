@@ -4,7 +4,7 @@
 use vmbench_isolate::apply::RestoreReport;
 use vmbench_isolate::model::Change;
 use vmbench_isolate::{Audit, IsolateError, KnobClass};
-use vmbench_report::{KnobRecord, QemuRecord};
+use vmbench_results::{KnobRecord, QemuRecord};
 use vmbench_vm::Vm;
 
 /// Now in UTC: `YYYYMMDD-HHMMSS` (`compact`, for directory names) or

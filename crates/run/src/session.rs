@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use vmbench_host::{CpuList, SysRoot};
 use vmbench_isolate::pin::{PinError, Pinning};
 use vmbench_proto::{GuestSpec, Mapping};
-use vmbench_report::QemuRecord;
+use vmbench_results::QemuRecord;
 use vmbench_shm::host::HostRun;
 use vmbench_suites::SuiteError;
 use vmbench_suites::shm::VmShmOptions;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use vmbench_host::{CpuList, SysRoot, fixture};
 use vmbench_isolate::pin::{Pinning, VcpuPin};
 use vmbench_proto::{GuestSpec, Mapping};
-use vmbench_report::{
+use vmbench_results::{
     Accel, Check, CheckKind, Measurement, QemuRecord, SampleSet, Unit, Verification,
 };
 use vmbench_run::config::{self, Config};

@@ -18,8 +18,8 @@ use vmbench_proto::shm::{
 };
 use vmbench_proto::timing::{t_end, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
-use vmbench_report::{
-    Check, CheckKind, Measurement, Results, SampleSet, Skipped, Unit, Verification,
+use vmbench_results::{
+    Check, CheckKind, Measurement, MeasurementId, Results, SampleSet, Skipped, Unit, Verification,
 };
 
 // What sits inside each timed window (the report's definitions).
@@ -421,7 +421,7 @@ impl Collector {
     fn finish(self, tsc_khz: f64, prefix: &str, run: &mut HostRun) {
         for s in self.series {
             let Ok(mut m) = Measurement::from_samples(
-                &s.id,
+                s.id.as_str(),
                 &s.definition,
                 Unit::TscTicks,
                 &s.set,
@@ -432,9 +432,9 @@ impl Collector {
             m.tsc_khz = Some(tsc_khz);
             m.bytes = s.bytes;
             // An arm's figures compare with the same measurement over WB.
-            m.reference = s.reference.or_else(|| {
+            m.reference = s.reference.map(MeasurementId::from).or_else(|| {
                 let wb = s.id.replacen(prefix, "shm.", 1);
-                (prefix != "shm." && wb != s.id).then_some(wb)
+                (prefix != "shm." && wb != s.id).then(|| wb.into())
             });
             m.counters = s.counters;
             if s.id.contains(".guest-") {
@@ -592,7 +592,7 @@ fn fit_plan(r: &Region, plan: &Plan, skipped: &mut Vec<Skipped>) -> Plan {
         let fits = f.bytes() <= data;
         if !fits {
             skipped.push(Skipped {
-                id: format!("{}{}", plan.id_prefix(), f.name),
+                id: format!("{}{}", plan.id_prefix(), f.name).into(),
                 reason: too_big(f.bytes()),
             });
         }
@@ -602,7 +602,7 @@ fn fit_plan(r: &Region, plan: &Plan, skipped: &mut Vec<Skipped>) -> Plan {
         let fits = len <= data;
         if !fits {
             skipped.push(Skipped {
-                id: format!("shm.sweep.{}", size_label(len)),
+                id: format!("shm.sweep.{}", size_label(len)).into(),
                 reason: too_big(len),
             });
         }
@@ -689,7 +689,7 @@ impl Measure<'_> {
             match doorbell {
                 Some(d) => doorbell_rtt(s, d, self.plan, &mut self.c)?,
                 None => self.skipped.push(Skipped {
-                    id: format!("{}rtt.doorbell", self.plan.id_prefix()),
+                    id: format!("{}rtt.doorbell", self.plan.id_prefix()).into(),
                     reason: "no doorbell: needs ivshmem-doorbell (vmbench vm boot --doorbell-vectors 2) or the loopback's eventfd pair".into(),
                 }),
             }
@@ -719,7 +719,7 @@ impl Measure<'_> {
                     .set = set;
             }
             None => self.skipped.push(Skipped {
-                id,
+                id: id.into(),
                 reason: "no CPU pair given for the physical reference (pin the run with --cpus)"
                     .into(),
             }),

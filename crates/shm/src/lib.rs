@@ -3,7 +3,7 @@
 //! - [`guest`]: the guest end (in the VM's agent, or `vmbench shm guest`).
 //! - [`host`]: the host end: drives the guest through `vmbench_proto::shm`,
 //!   times on the host TSC, checks every answer as hostile input, and turns
-//!   samples into `vmbench_report` measurements.
+//!   samples into `vmbench_results` measurements.
 //! - [`reference`]: the physical reference measured in the same run
 //!   (cross-core cache-line round trip, plain memcpy).
 //! - [`loopback`]: both ends as host processes on two pinned CPUs.
@@ -55,7 +55,7 @@ pub enum ShmError {
     #[error("the guest could not run the shm suite ({status}): {message}")]
     GuestCannotRun { status: String, message: String },
     #[error("recording a sample")]
-    Sample(#[from] vmbench_report::StatsError),
+    Sample(#[from] vmbench_results::StatsError),
     #[error("the echo thread of the cache-line reference (CPU {cpu}) {what}")]
     EchoThread { cpu: usize, what: &'static str },
     #[error("the loopback needs two CPUs; this process may use only {0:?}")]

@@ -5,7 +5,7 @@ use crate::ShmError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmbench_proto::timing::{t_end, t_start};
-use vmbench_report::SampleSet;
+use vmbench_results::SampleSet;
 
 /// Pins the calling thread to one CPU.
 pub fn pin_current_thread(cpu: usize) -> Result<(), ShmError> {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use vmbench_proto::vmexit::Expect;
-use vmbench_report::Verification;
+use vmbench_results::Verification;
 
 /// Exits that are not the row's own (timer ticks, interrupts) allowed per
 /// iteration count: 5% plus a constant.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
-use vmbench_report::{Measurement, SampleSet, Skipped, Unit, Verification};
+use vmbench_results::{Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification};
 use vmbench_vm::{Accel, Vm};
 
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ fn run_into(
             Answer::Unsupported(reason) => {
                 progress(&format!("vmexit {}: skipped: {reason}", row.id()));
                 done.skipped.push(Skipped {
-                    id: format!("vmexit.{}", row.id()),
+                    id: MeasurementId::new(Suite::Vmexit, row.id()),
                     reason,
                 });
             }
@@ -246,7 +246,7 @@ fn measurement(
     set.extend(ran.raw.iter().copied())
         .map_err(|e| bad_answer(row, e))?;
     let mut m = Measurement::from_samples(
-        format!("vmexit.{}", row.id()),
+        MeasurementId::new(Suite::Vmexit, row.id()),
         row.definition(),
         Unit::TscTicks,
         &set,
@@ -292,7 +292,7 @@ fn measurement(
 /// inconsistent) cannot verify or fail any row of the same run: every
 /// verdict drawn from them becomes "unverified", with the evidence kept.
 fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
-    use vmbench_report::Verification;
+    use vmbench_results::Verification;
     let inconsistent = ms.iter().any(
         |m| matches!(&m.verification, Verification::Unverified { reason } if reason.starts_with("counters inconsistent")),
     );
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(rows.len(), o.rows.len());
     }
 
-    fn m(id: &str, v: vmbench_report::Verification) -> Measurement {
+    fn m(id: &str, v: vmbench_results::Verification) -> Measurement {
         let mut set = SampleSet::new();
         set.record(1).unwrap();
         Measurement::from_samples(id, "x", Unit::TscTicks, &set, v).unwrap()
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn one_inconsistent_row_unverifies_the_whole_run() {
-        use vmbench_report::Verification::*;
+        use vmbench_results::Verification::*;
         let mut ms = vec![
             m(
                 "a",

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-pub use vmbench_report::Accel;
+pub use vmbench_results::Accel;
 
 /// Where the serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The types every suite emits and every renderer reads.
 
+use crate::id::MeasurementId;
 use crate::stats::{SampleSet, StatsError, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -59,8 +60,8 @@ impl Verification {
 /// One row of a suite's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
-    /// Stable id, e.g. `vmexit.user-fast` or `shm.write.4k-32bpp`.
-    pub id: String,
+    /// Stable id, e.g. `vmexit.user-fast` or `shm.h2g.4k-32bpp.host-write`.
+    pub id: MeasurementId,
     /// Exactly what sits inside the timed window, in words a reader can check
     /// against the code.
     pub definition: String,
@@ -96,7 +97,7 @@ pub struct Measurement {
     /// Id of the physical-reference measurement of the same run that this
     /// one is compared with (a ratio of p50s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
+    pub reference: Option<MeasurementId>,
 }
 
 impl Measurement {
@@ -111,7 +112,7 @@ impl Measurement {
 
 impl Measurement {
     pub fn from_samples(
-        id: impl Into<String>,
+        id: impl Into<MeasurementId>,
         definition: impl Into<String>,
         unit: Unit,
         samples: &SampleSet,
@@ -184,7 +185,7 @@ pub struct Check {
 /// A measurement that was asked for and could not run here, with why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
-    pub id: String,
+    pub id: MeasurementId,
     pub reason: String,
 }
 

@@ -5,9 +5,11 @@
 //! window), the distribution, and whether the path the measurement took was
 //! verified. The report renderers read nothing else.
 
+pub mod id;
 pub mod model;
 pub mod stats;
 
+pub use id::{MeasurementId, Suite};
 pub use model::{
     Check, CheckKind, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification,
 };
