@@ -13,8 +13,11 @@ use vmbench_shm::DoorbellError;
 /// The vmbench module's device: the fd, what it reported, and one eventfd
 /// attached to each MSI-X vector (armed at start, so no doorbell is lost).
 pub struct Device {
+    /// The open device.
     pub file: std::fs::File,
+    /// What VMBENCH_IOC_INFO reported.
     pub info: kmod::VmbenchInfo,
+    /// One eventfd per MSI-X vector.
     pub vectors: Vec<EventFd>,
 }
 

@@ -1,24 +1,35 @@
-//! The vmbench guest module's interface (mirror of nixos-guest/kmod/vmbench_uapi.h)
+//! The vmbench guest module's interface (mirror of kmod/vmbench_uapi.h)
 //! and module loading.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// VMBENCH_ABI_VERSION: the module and the agent must agree.
 pub const ABI_VERSION: u32 = 1;
+/// The module's character device.
 pub const DEVICE: &str = "/dev/vmbench0";
 
 /// `struct vmbench_info`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VmbenchInfo {
+    /// The module's VMBENCH_ABI_VERSION.
     pub abi_version: u32,
+    /// The ivshmem device's PCI revision.
     pub revision: u32,
+    /// BAR2 (the shared memory) size in bytes.
     pub bar2_size: u64,
+    /// BAR2's physical address.
     pub bar2_phys: u64,
+    /// BAR0's (the registers') physical address.
     pub bar0_phys: u64,
+    /// BAR0 IVPosition: this peer's id (doorbell mode).
     pub iv_position: u32,
+    /// MSI-X vectors (0 for ivshmem-plain).
     pub msix_vectors: u32,
+    /// VMBENCH_MAP_* of the device's mmap().
     pub mapping: u32,
+    /// Padding to 48 bytes.
     pub pad: u32,
 }
 
@@ -26,7 +37,9 @@ pub struct VmbenchInfo {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VmbenchEventfd {
+    /// The MSI-X vector.
     pub vector: u32,
+    /// The eventfd to signal on it (-1 detaches).
     pub fd: i32,
 }
 
@@ -36,29 +49,46 @@ const _: () = assert!(std::mem::size_of::<VmbenchInfo>() == 48);
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insn {
+    /// Empty timed region: timer overhead.
     None = 0,
+    /// A non-exiting instruction.
     Nop = 1,
+    /// CPUID leaf 0: exit handled inside KVM.
     Cpuid = 2,
+    /// VMCALL/VMMCALL with RAX=0: KVM's hypercall handler.
     Vmcall = 3,
+    /// OUTB to `port` (the debugcon: QEMU).
     Outb = 4,
+    /// INB from `port` (0x4d0: in-kernel PIC; 0x1234: QEMU).
     Inb = 5,
+    /// RDMSR IA32_APIC_BASE: emulated by KVM.
     Rdmsr = 6,
+    /// WRMSR IA32_TSC_DEADLINE with its current value.
     WrmsrTscDeadline = 7,
+    /// INVD (refused unless running under a hypervisor).
     Invd = 8,
 }
 
+/// VMBENCH_MAX_SAMPLES: timed iterations per EXIT_LOOP call (bounds the IRQs-off window).
 pub const MAX_SAMPLES: u64 = 4096;
+/// VMBENCH_MAX_BATCH: untimed iterations per EXIT_LOOP call.
 pub const MAX_BATCH: u64 = 65536;
 
 /// `struct vmbench_exit_loop`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExitLoop {
+    /// The instruction ([`Insn`]).
     pub insn: u32,
+    /// OUTB/INB port, 0..=0xffff.
     pub port: u32,
+    /// Timed iterations, 0..=[`MAX_SAMPLES`].
     pub samples: u64,
+    /// User buffer of `samples` u64 (ticks per iteration).
     pub samples_ptr: u64,
+    /// Untimed back-to-back iterations, 0..=[`MAX_BATCH`].
     pub batch: u64,
+    /// Out: ticks for the whole batch.
     pub batch_ticks: u64,
 }
 
@@ -66,15 +96,34 @@ pub struct ExitLoop {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExitOnce {
+    /// The instruction ([`Insn`]).
     pub insn: u32,
+    /// OUTB/INB port, 0..=0xffff.
     pub port: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<ExitLoop>() == 40);
 
-nix::ioctl_readwrite!(ioc_exit_loop, b'v', 0x10, ExitLoop);
-nix::ioctl_write_ptr!(ioc_exit_once, b'v', 0x11, ExitOnce);
-nix::ioctl_none!(ioc_null, b'v', 0x12);
+nix::ioctl_readwrite!(
+    /// VMBENCH_IOC_EXIT_LOOP.
+    ioc_exit_loop,
+    b'v',
+    0x10,
+    ExitLoop
+);
+nix::ioctl_write_ptr!(
+    /// VMBENCH_IOC_EXIT_ONCE.
+    ioc_exit_once,
+    b'v',
+    0x11,
+    ExitOnce
+);
+nix::ioctl_none!(
+    /// VMBENCH_IOC_NULL.
+    ioc_null,
+    b'v',
+    0x12
+);
 
 /// VMBENCH_IOC_EXIT_LOOP: `samples.len()` timed iterations into `samples`,
 /// plus `batch` untimed ones; returns the batch's ticks.
@@ -113,9 +162,27 @@ pub fn null(fd: i32) -> Result<(), nix::Error> {
     unsafe { ioc_null(fd) }.map(|_| ())
 }
 
-nix::ioctl_read!(ioc_info, b'v', 0x00, VmbenchInfo);
-nix::ioctl_write_ptr!(ioc_doorbell, b'v', 0x01, u32);
-nix::ioctl_write_ptr!(ioc_set_eventfd, b'v', 0x02, VmbenchEventfd);
+nix::ioctl_read!(
+    /// VMBENCH_IOC_INFO.
+    ioc_info,
+    b'v',
+    0x00,
+    VmbenchInfo
+);
+nix::ioctl_write_ptr!(
+    /// VMBENCH_IOC_DOORBELL.
+    ioc_doorbell,
+    b'v',
+    0x01,
+    u32
+);
+nix::ioctl_write_ptr!(
+    /// VMBENCH_IOC_SET_EVENTFD.
+    ioc_set_eventfd,
+    b'v',
+    0x02,
+    VmbenchEventfd
+);
 
 /// VMBENCH_IOC_INFO.
 pub fn info(dev: &std::fs::File) -> Result<VmbenchInfo, nix::Error> {

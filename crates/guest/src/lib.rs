@@ -40,20 +40,28 @@ pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
     }
 }
 
+/// Why the guest agent could not serve the host.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
+    /// No ivshmem device on the guest's PCI bus.
     #[error("no ivshmem device (1af4:1110) on the PCI bus: QEMU needs -device ivshmem-plain")]
     NoDevice,
+    /// A file the agent needs could not be opened.
     #[error("{path}")]
     Open {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The vmbench module failed.
     #[error(transparent)]
     Module(#[from] ModuleError),
+    /// The agent's options (command line, kernel cmdline) are wrong.
     #[error(transparent)]
     Options(#[from] options::OptionError),
+    /// The command channel failed.
     #[error(transparent)]
     Proto(#[from] vmbench_proto::ProtoError),
 }
@@ -61,24 +69,39 @@ pub enum GuestError {
 /// The vmbench module could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
+    /// The module file or its device could not be opened.
     #[error("{path}")]
     Open {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// finit_module refused the module.
     #[error("loading {path}")]
     Load {
+        /// The module file.
         path: String,
+        /// What the kernel said.
         #[source]
         source: nix::Error,
     },
+    /// An ioctl on the device failed.
     #[error("{what}")]
     Ioctl {
+        /// Which ioctl, for what.
         what: String,
+        /// What the kernel said.
         #[source]
         source: nix::Error,
     },
+    /// The module speaks another ABI version than the agent.
     #[error("module ABI {got} but the agent speaks {want}")]
-    Abi { got: u32, want: u32 },
+    Abi {
+        /// The module's version.
+        got: u32,
+        /// The agent's.
+        want: u32,
+    },
 }

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 pub use vmbench_proto::Mapping;
 
+/// How the agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentOptions {
     /// Running as init: mount /proc, /sys, /dev and power off at the end.
     pub pid1: bool,
     /// Map this file instead of the ivshmem device (tests, `--loopback`).
     pub path: Option<PathBuf>,
+    /// The vmbench module to load (`vmbench.module=`; default the initramfs's).
     pub module: PathBuf,
+    /// How to map the shared memory (`vmbench.mapping=wb|uc|wc`).
     pub mapping: Mapping,
     /// Never answer the handshake (fault tests: a guest that hangs).
     pub hang: bool,
@@ -40,14 +43,19 @@ impl Default for AgentOptions {
 /// An agent option that is not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
+    /// `vmbench.mapping` is not wb, uc or wc.
     #[error("vmbench.mapping={0}: expected wb, uc or wc")]
     Mapping(String),
+    /// `vmbench.hang_on` is not vmexit or shm.
     #[error("vmbench.hang_on={0}: expected vmexit or shm")]
     HangOn(String),
+    /// A `vmbench.` option the agent does not know.
     #[error("unknown option vmbench.{0}")]
     Unknown(String),
+    /// An argument given without its value.
     #[error("{0} needs a value")]
     MissingValue(&'static str),
+    /// An argument the agent does not know.
     #[error("unknown argument {0:?} (expected --path FILE, --mapping M, --poweroff)")]
     Argument(String),
 }

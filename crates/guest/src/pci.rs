@@ -2,15 +2,21 @@
 
 use std::path::PathBuf;
 
+/// ivshmem's PCI vendor id as sysfs prints it.
 pub const IVSHMEM_VENDOR: &str = "0x1af4";
+/// ivshmem's PCI device id as sysfs prints it.
 pub const IVSHMEM_DEVICE: &str = "0x1110";
 
+/// An ivshmem device found in sysfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IvshmemDevice {
+    /// Its PCI address (`0000:00:03.0`).
     pub address: String,
+    /// Its sysfs directory.
     pub sysfs: PathBuf,
 }
 
+/// Every ivshmem device on the guest's PCI buses, in sysfs order.
 pub fn find_ivshmem() -> Vec<IvshmemDevice> {
     let base = PathBuf::from("/sys/bus/pci/devices");
     let Ok(rd) = std::fs::read_dir(&base) else {

@@ -39,8 +39,10 @@ pub fn poweroff() -> ! {
 /// No shell could be started on the console.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
+    /// The initramfs has no /bin/sh.
     #[error("no /bin/sh in this initramfs (install busybox-static and rebuild the image)")]
     NoShell,
+    /// The shell could not be started (what, and why).
     #[error("{0}")]
     Spawn(&'static str, #[source] std::io::Error),
 }

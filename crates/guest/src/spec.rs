@@ -9,11 +9,17 @@ use vmbench_proto::GuestSpec;
 /// Facts about the shared-memory mapping, filled in by the agent.
 #[derive(Debug, Clone, Default)]
 pub struct MappingFacts {
+    /// How the region is mapped.
     pub mapping: vmbench_proto::Mapping,
+    /// Why it is not write-back, when it is not.
     pub note: Option<String>,
+    /// The region's size.
     pub shm_bytes: u64,
+    /// The ivshmem device's PCI address.
     pub pci_address: Option<String>,
+    /// BAR0 IVPosition (doorbell mode).
     pub iv_position: Option<u32>,
+    /// MSI-X vectors (0 for ivshmem-plain).
     pub msix_vectors: u32,
 }
 
@@ -73,6 +79,7 @@ pub fn rdtsc_back_to_back_p50() -> u64 {
 /// Above this many ticks per back-to-back pair, RDTSC is taking an exit.
 pub const RDTSC_EXIT_THRESHOLD: u64 = 1000;
 
+/// The guest's specification from /proc, /sys, CPUID and the TSC, plus what the agent learned about the mapping.
 pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
     let blocks = cpuinfo::parse(&read("/proc/cpuinfo"));
     let first = blocks.first().cloned().unwrap_or_default();
@@ -127,6 +134,7 @@ pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
     }
 }
 
+/// Milliseconds since the guest kernel booted (/proc/uptime).
 pub fn uptime_ms() -> u64 {
     read("/proc/uptime")
         .split_whitespace()

@@ -59,10 +59,13 @@ fn batch(n: u64, mut body: impl FnMut()) -> u64 {
     t_end().wrapping_sub(t0)
 }
 
+/// Why a row could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum VmexitError {
+    /// The request is out of range.
     #[error("{0}")]
     BadArgs(String),
+    /// The row ran and failed (an ioctl or syscall error).
     #[error("{0}")]
     Failed(String),
     /// This guest cannot run the row (CPU feature or privilege missing).
@@ -98,10 +101,15 @@ fn port_for(row: Row, debugcon: u16) -> u16 {
 /// then `batch` back-to-back iterations timed as a whole.
 #[derive(Debug, Clone, Copy)]
 pub struct RowRequest {
+    /// The row.
     pub row: Row,
+    /// Timed iterations.
     pub samples: u64,
+    /// Discarded iterations before the samples.
     pub warmup: u64,
+    /// Back-to-back iterations timed as a whole.
     pub batch: u64,
+    /// The port of the slow-path rows.
     pub debugcon: u16,
     /// QEMU TCG: VMCALL raises #UD there.
     pub under_tcg: bool,

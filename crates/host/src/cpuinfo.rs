@@ -7,16 +7,19 @@ use std::collections::BTreeMap;
 pub struct CpuInfoBlock(pub BTreeMap<String, String>);
 
 impl CpuInfoBlock {
+    /// The value of `key`, if the block has it.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
+    /// The `flags` line, split into words.
     pub fn flags(&self) -> Vec<&str> {
         self.get("flags")
             .map(|f| f.split_whitespace().collect())
             .unwrap_or_default()
     }
 
+    /// Whether `flags` lists `flag`.
     pub fn has_flag(&self, flag: &str) -> bool {
         self.flags().contains(&flag)
     }

@@ -10,12 +10,25 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CpuList(BTreeSet<u32>);
 
+/// Text that is not a CPU list or mask.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpuListError {
+    /// Not a CPU list (`0-3,8`).
     #[error("bad CPU list {input:?}: {why} (expected e.g. \"2\", \"2-3\" or \"1,4-7\")")]
-    Syntax { input: String, why: String },
+    Syntax {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Not a CPU mask (`ff,00000000`).
     #[error("bad CPU mask {input:?}: {why} (expected hex groups such as \"ff\" or \"1,00000000\")")]
-    Mask { input: String, why: String },
+    Mask {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// Upper bound on CPU numbers accepted from text, so that `0-4000000000` cannot
@@ -23,10 +36,12 @@ pub enum CpuListError {
 pub const MAX_CPU: u32 = 8191;
 
 impl CpuList {
+    /// No CPUs.
     pub fn new() -> Self {
         CpuList(BTreeSet::new())
     }
 
+    /// Exactly these CPUs.
     pub fn from_cpus(cpus: impl IntoIterator<Item = u32>) -> Self {
         CpuList(cpus.into_iter().collect())
     }
@@ -146,33 +161,43 @@ impl CpuList {
         out.join(",")
     }
 
+    /// Whether `cpu` is in the list.
     pub fn contains(&self, cpu: u32) -> bool {
         self.0.contains(&cpu)
     }
+    /// Whether the list has no CPU.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// Number of CPUs.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// The CPUs, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().copied()
     }
+    /// The lowest CPU.
     pub fn first(&self) -> Option<u32> {
         self.0.first().copied()
     }
+    /// Adds `cpu`.
     pub fn insert(&mut self, cpu: u32) {
         self.0.insert(cpu);
     }
+    /// CPUs in either list.
     pub fn union(&self, other: &CpuList) -> CpuList {
         CpuList(self.0.union(&other.0).copied().collect())
     }
+    /// CPUs in both lists.
     pub fn intersection(&self, other: &CpuList) -> CpuList {
         CpuList(self.0.intersection(&other.0).copied().collect())
     }
+    /// CPUs in this list and not in `other`.
     pub fn difference(&self, other: &CpuList) -> CpuList {
         CpuList(self.0.difference(&other.0).copied().collect())
     }
+    /// Whether every CPU of this list is in `other`.
     pub fn is_subset(&self, other: &CpuList) -> bool {
         self.0.is_subset(&other.0)
     }

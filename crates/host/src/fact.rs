@@ -10,17 +10,24 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fact<T> {
+    /// The value.
     Known(T),
-    Unknown { unknown: String },
+    /// Not known, with why.
+    Unknown {
+        /// Why the value could not be learned.
+        unknown: String,
+    },
 }
 
 impl<T> Fact<T> {
+    /// Not known, because `reason`.
     pub fn unknown(reason: impl Into<String>) -> Self {
         Fact::Unknown {
             unknown: reason.into(),
         }
     }
 
+    /// The value, if known.
     pub fn known(&self) -> Option<&T> {
         match self {
             Fact::Known(v) => Some(v),
@@ -28,6 +35,7 @@ impl<T> Fact<T> {
         }
     }
 
+    /// The value, if known (consuming the fact).
     pub fn into_known(self) -> Option<T> {
         match self {
             Fact::Known(v) => Some(v),
@@ -35,6 +43,7 @@ impl<T> Fact<T> {
         }
     }
 
+    /// Why the value is not known, if it is not.
     pub fn reason(&self) -> Option<&str> {
         match self {
             Fact::Known(_) => None,
@@ -42,6 +51,7 @@ impl<T> Fact<T> {
         }
     }
 
+    /// Applies `f` to a known value; an unknown one keeps its reason.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Fact<U> {
         match self {
             Fact::Known(v) => Fact::Known(f(v)),
@@ -57,6 +67,7 @@ impl<T> Fact<T> {
         }
     }
 
+    /// Borrows the value.
     pub fn as_ref(&self) -> Fact<&T> {
         match self {
             Fact::Known(v) => Fact::Known(v),

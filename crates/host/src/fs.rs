@@ -10,39 +10,64 @@ pub struct SysRoot {
     root: PathBuf,
 }
 
+/// Why a file under the root could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The file does not exist.
     #[error("{path} is not present")]
-    Missing { path: String },
+    Missing {
+        /// The file.
+        path: String,
+    },
+    /// The file may not be read.
     #[error("{path} is not readable: permission denied")]
-    Denied { path: String },
+    Denied {
+        /// The file.
+        path: String,
+    },
+    /// Reading failed otherwise.
     #[error("{path} could not be read: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
+    /// Writing failed.
     #[error("{path} could not be written: {source}")]
     Write {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
+    /// The file is not UTF-8 text.
     #[error("{path} is not valid UTF-8")]
-    NotUtf8 { path: String },
+    NotUtf8 {
+        /// The file.
+        path: String,
+    },
+    /// The content is not what the file should hold.
     #[error("{path}: unexpected content {content:?}: {why}")]
     Malformed {
+        /// The file.
         path: String,
+        /// What it held.
         content: String,
+        /// What was expected.
         why: String,
     },
 }
 
 impl ReadError {
+    /// Whether the file does not exist.
     pub fn is_missing(&self) -> bool {
         matches!(self, ReadError::Missing { .. })
     }
 
+    /// A [`ReadError::Malformed`] for `path`.
     pub fn malformed(path: &str, content: &str, why: impl Into<String>) -> Self {
         ReadError::Malformed {
             path: path.to_string(),
@@ -68,6 +93,7 @@ impl ReadError {
 }
 
 impl SysRoot {
+    /// Paths resolve under `root` (a fixture tree of /proc and /sys).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         SysRoot { root: root.into() }
     }
@@ -83,6 +109,7 @@ impl SysRoot {
         self.root == Path::new("/")
     }
 
+    /// The directory paths resolve under (`/` for the running machine).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -118,6 +145,7 @@ impl SysRoot {
             .map_err(|_| ReadError::malformed(abs, trimmed, "not a number of the expected kind"))
     }
 
+    /// Whether `abs` exists under the root.
     pub fn exists(&self, abs: &str) -> bool {
         self.path(abs).exists()
     }

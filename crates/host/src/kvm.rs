@@ -14,17 +14,22 @@ pub const KVM_API_VERSION: i32 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvmFlavour {
+    /// kvm_intel (VMX).
     Intel,
+    /// kvm_amd (SVM).
     Amd,
+    /// Another vendor module (kvm_pvm, ...): a normal Linux guest may not boot.
     Other,
 }
 
+/// The KVM modules loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvmModules {
     /// Every loaded module whose name starts with `kvm` (from /sys/module).
     pub loaded: Vec<String>,
     /// The vendor module (kvm_intel, kvm_amd, or e.g. kvm_pvm), if one is loaded.
     pub vendor_module: Option<String>,
+    /// What the vendor module is, if one is loaded.
     pub flavour: Option<KvmFlavour>,
 }
 
@@ -77,26 +82,34 @@ pub fn parameters(root: &SysRoot, mods: &KvmModules) -> BTreeMap<String, BTreeMa
     out
 }
 
+/// What opening /dev/kvm showed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DevKvmProbe {
+    /// KVM_GET_API_VERSION (12 on every Linux since 2.6.22).
     pub api_version: i32,
+    /// Whether KVM_CREATE_VM succeeded.
     pub create_vm: bool,
     /// Why KVM_CREATE_VM failed, when it did.
     pub create_vm_error: Option<String>,
 }
 
+/// Why /dev/kvm could not be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum KvmProbeError {
+    /// No /dev/kvm.
     #[error(
         "/dev/kvm is missing: load kvm_intel or kvm_amd, or enable virtualization in the firmware"
     )]
     Missing,
+    /// /dev/kvm may not be opened by this user.
     #[error(
         "/dev/kvm cannot be opened: permission denied (add this user to group kvm, or run as root)"
     )]
     Denied,
+    /// Opening failed otherwise.
     #[error("/dev/kvm cannot be opened: {0}")]
     Open(nix::Error),
+    /// KVM_GET_API_VERSION failed.
     #[error("KVM_GET_API_VERSION failed: {0}")]
     ApiVersion(nix::Error),
 }

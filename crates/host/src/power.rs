@@ -8,13 +8,21 @@ use serde::{Deserialize, Serialize};
 /// cpufreq state of one CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuFreq {
+    /// The CPU.
     pub cpu: u32,
+    /// `scaling_driver` (intel_pstate, acpi-cpufreq, amd-pstate, ...).
     pub driver: Fact<String>,
+    /// `scaling_governor`.
     pub governor: Fact<String>,
+    /// `scaling_min_freq`.
     pub min_khz: Fact<u64>,
+    /// `scaling_max_freq`.
     pub max_khz: Fact<u64>,
+    /// `cpuinfo_min_freq`: the hardware's lowest.
     pub hw_min_khz: Fact<u64>,
+    /// `cpuinfo_max_freq`: the hardware's highest.
     pub hw_max_khz: Fact<u64>,
+    /// `scaling_cur_freq` when read.
     pub cur_khz: Fact<u64>,
 }
 
@@ -27,7 +35,10 @@ pub enum BoostControl {
     /// `/sys/devices/system/cpu/cpufreq/boost` (acpi-cpufreq and others; 1 = on).
     GlobalBoost,
     /// `/sys/devices/system/cpu/cpufreq/policyN/boost` (amd-pstate on 6.11+; 1 = on).
-    PerPolicyBoost { policies: Vec<u32> },
+    PerPolicyBoost {
+        /// The policies with a `boost` file.
+        policies: Vec<u32>,
+    },
 }
 
 impl BoostControl {
@@ -54,8 +65,10 @@ impl BoostControl {
     }
 }
 
+/// Turbo/boost: which interface controls it, and whether it is on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoostState {
+    /// The interface.
     pub control: BoostControl,
     /// True when turbo/boost is enabled on at least one policy.
     pub enabled: bool,
@@ -95,6 +108,7 @@ pub fn boost_control(root: &SysRoot) -> Fact<BoostControl> {
     }
 }
 
+/// Turbo/boost as the cpufreq driver exposes it.
 pub fn boost_state(root: &SysRoot) -> Fact<BoostState> {
     boost_control(root).and_then(|control| {
         let mut enabled = false;
@@ -151,12 +165,16 @@ pub fn cpufreq(root: &SysRoot, cpus: &[u32]) -> Fact<Vec<CpuFreq>> {
     Fact::Known(list)
 }
 
+/// The cpuidle driver and governor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuIdle {
+    /// `/sys/devices/system/cpu/cpuidle/current_driver`.
     pub driver: Fact<String>,
+    /// `/sys/devices/system/cpu/cpuidle/current_governor`.
     pub governor: Fact<String>,
 }
 
+/// Reads the cpuidle driver and governor ("none" counts as no driver).
 pub fn cpuidle(root: &SysRoot) -> CpuIdle {
     let clean = |r: Result<String, crate::ReadError>| -> Fact<String> {
         match r {

@@ -8,35 +8,69 @@ use std::time::{Duration, Instant};
 /// The binary name searched in PATH when none is configured.
 pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
 
+/// The QEMU found, and its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QemuVersion {
+    /// The binary's path.
     pub path: String,
     /// First line of `--version`, e.g. "QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u17)".
     pub banner: String,
     /// The dotted version, e.g. "7.2.19".
     pub version: String,
+    /// Major version.
     pub major: u32,
+    /// Minor version.
     pub minor: u32,
 }
 
+/// Why no usable QEMU was found.
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
+    /// A bare name not found in PATH.
     #[error("{name} not found in PATH: install qemu-system-x86 (Debian) or pass --qemu PATH")]
-    NotInPath { name: String },
+    NotInPath {
+        /// The name.
+        name: String,
+    },
+    /// The path does not exist.
     #[error("{path}: no such file: pass --qemu with the path of qemu-system-x86_64")]
-    Missing { path: String },
+    Missing {
+        /// The path given.
+        path: String,
+    },
+    /// The binary could not be started.
     #[error("{path} could not be run: {source}")]
     Spawn {
+        /// The binary.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// `--version` hung.
     #[error("{path} --version did not finish within {secs} s")]
-    Timeout { path: String, secs: u64 },
+    Timeout {
+        /// The binary.
+        path: String,
+        /// How long was waited.
+        secs: u64,
+    },
+    /// `--version` failed.
     #[error("{path} --version exited with {status}: is this a QEMU binary?")]
-    Failed { path: String, status: String },
+    Failed {
+        /// The binary.
+        path: String,
+        /// Its exit status.
+        status: String,
+    },
+    /// `--version` printed no version.
     #[error("{path} --version printed no recognisable version: {banner:?}")]
-    NoVersion { path: String, banner: String },
+    NoVersion {
+        /// The binary.
+        path: String,
+        /// What it printed.
+        banner: String,
+    },
 }
 
 /// Resolves a configured QEMU (a path, or a bare name looked up in PATH).

@@ -5,10 +5,14 @@ use crate::spec::HostSpec;
 use crate::{CpuList, Fact};
 use std::fmt::Display;
 
+/// One row of the host specification, as `vmbench info` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecRow {
+    /// The section (`CPU`, `memory`, `kernel`, ...).
     pub section: &'static str,
+    /// The key within the section.
     pub key: String,
+    /// The value.
     pub value: String,
 }
 

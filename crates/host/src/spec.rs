@@ -28,6 +28,7 @@ pub const FLAGS_OF_INTEREST: &[&str] = &[
     "sha_ni",
 ];
 
+/// How to read the host specification.
 #[derive(Debug, Clone, Default)]
 pub struct SpecOptions {
     /// QEMU binary (path or name in PATH); default `qemu-system-x86_64`.
@@ -36,67 +37,103 @@ pub struct SpecOptions {
     pub skip_calibration: bool,
 }
 
+/// Everything `vmbench info` reports about the host (JSON: docs/info-schema.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostSpec {
+    /// The JSON form's version.
     pub schema_version: u32,
     /// The root /proc and /sys were read under ("/" on a real host).
     pub root: String,
     /// Whether CPUID, RDTSC and /dev/kvm were probed on the running machine
     /// (only when `root` is "/").
     pub live_probes: bool,
+    /// The CPU.
     pub cpu: CpuSpec,
+    /// The TSC.
     pub tsc: TscSpec,
+    /// The kernel.
     pub kernel: KernelSpec,
+    /// KVM.
     pub kvm: KvmSpec,
+    /// The QEMU that would run the guests.
     pub qemu: Fact<QemuVersion>,
+    /// Frequency scaling, boost and idle states.
     pub power: PowerSpec,
 }
 
+/// The CPU, from /proc/cpuinfo, sysfs and CPUID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuSpec {
+    /// CPUID vendor string.
     pub vendor: Fact<String>,
+    /// Brand string.
     pub model_name: Fact<String>,
+    /// Family (as /proc/cpuinfo prints it).
     pub family: Fact<u32>,
+    /// Model.
     pub model: Fact<u32>,
+    /// Stepping.
     pub stepping: Fact<u32>,
+    /// Microcode revision.
     pub microcode: Fact<String>,
+    /// Online CPUs.
     pub online: Fact<CpuList>,
+    /// Logical CPUs online.
     pub logical_cpus: Fact<u32>,
+    /// Sockets.
     pub sockets: Fact<u32>,
+    /// Physical cores.
     pub physical_cores: Fact<u32>,
+    /// Hardware threads per core.
     pub threads_per_core: Fact<u32>,
+    /// Simultaneous multithreading.
     pub smt: Fact<SmtState>,
+    /// NUMA nodes and their CPUs.
     pub numa_nodes: Fact<Vec<NumaNode>>,
     /// Caches as seen by the first online CPU.
     pub caches: Fact<Vec<CacheInfo>>,
     /// Each flag of [`FLAGS_OF_INTEREST`]: present or not.
     pub flags: Fact<BTreeMap<String, bool>>,
+    /// What CPUID says beyond /proc/cpuinfo (live probes only).
     pub cpuid: Fact<CpuidFacts>,
 }
 
+/// SMT control and state (`/sys/devices/system/cpu/smt`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmtState {
     /// on / off / forceoff / notsupported / notimplemented.
     pub control: String,
+    /// Whether sibling threads are active.
     pub active: Fact<bool>,
 }
 
+/// One NUMA node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NumaNode {
+    /// The node's number.
     pub node: u32,
+    /// Its CPUs.
     pub cpus: Fact<CpuList>,
 }
 
+/// One cache (`/sys/devices/system/cpu/cpuN/cache/indexM`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheInfo {
+    /// Level (1, 2, 3).
     pub level: Fact<u32>,
+    /// `Data`, `Instruction` or `Unified`.
     pub kind: Fact<String>,
+    /// Size as sysfs prints it (`48K`).
     pub size: Fact<String>,
+    /// Associativity.
     pub ways: Fact<u32>,
+    /// Line size in bytes.
     pub line_bytes: Fact<u32>,
+    /// CPUs sharing it.
     pub shared_cpus: Fact<CpuList>,
 }
 
+/// The TSC: its frequency, a calibration and invariance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TscSpec {
     /// The frequency reports convert ticks to ns with, and its source.
@@ -107,32 +144,45 @@ pub struct TscSpec {
     pub invariant: Fact<bool>,
 }
 
+/// The running kernel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelSpec {
+    /// `uname -r`.
     pub release: Fact<String>,
+    /// `uname -v`.
     pub version: Fact<String>,
+    /// `/proc/cmdline`.
     pub cmdline: Fact<String>,
+    /// The current clocksource.
     pub clocksource: Fact<String>,
+    /// Every available clocksource.
     pub available_clocksources: Fact<String>,
     /// `/sys/devices/system/cpu/vulnerabilities/*`: name → the kernel's status line.
     pub vulnerabilities: Fact<BTreeMap<String, String>>,
 }
 
+/// KVM: modules, their parameters, and /dev/kvm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvmSpec {
+    /// Loaded KVM modules.
     pub modules: Fact<KvmModules>,
     /// module → parameter → value.
     pub parameters: BTreeMap<String, BTreeMap<String, String>>,
+    /// What opening /dev/kvm showed (live probes only).
     pub dev_kvm: Fact<DevKvmProbe>,
     /// The host itself runs under a hypervisor (CPUID hypervisor bit), so
     /// guests are nested.
     pub nested: Fact<bool>,
 }
 
+/// Frequency scaling, boost and idle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PowerSpec {
+    /// cpufreq, per online CPU.
     pub cpufreq: Fact<Vec<CpuFreq>>,
+    /// Turbo/boost.
     pub boost: Fact<BoostState>,
+    /// cpuidle.
     pub cpuidle: CpuIdle,
 }
 

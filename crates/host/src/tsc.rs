@@ -31,10 +31,13 @@ pub fn calibrate_default() -> Result<Calibration, nix::Error> {
 /// The result of timing the TSC against CLOCK_MONOTONIC_RAW.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
+    /// The frequency measured.
     pub khz: f64,
     /// Half the spread between rounds, or the clock-read bracket, whichever is larger.
     pub error_ppm: f64,
+    /// Rounds measured.
     pub rounds: u32,
+    /// Length of each round.
     pub window_ms: u32,
 }
 
@@ -95,7 +98,9 @@ pub fn calibrate(rounds: u32, window: Duration) -> Result<Calibration, nix::Erro
 /// The TSC frequency a report uses, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TscFrequency {
+    /// The frequency.
     pub khz: f64,
+    /// Where it came from (CPUID 15H, CPUID 40000010H, or a calibration).
     pub source: String,
 }
 

@@ -19,19 +19,27 @@ pub fn runtime_knob_ids(audit: &Audit) -> Vec<&str> {
         .collect()
 }
 
+/// What `apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApplyReport {
+    /// The journal written.
     pub journal: String,
+    /// Each change made.
     pub applied: Vec<String>,
     /// IRQs the kernel refused to move (EIO/EPERM/EINVAL): managed or per-CPU.
     pub unmovable: Vec<String>,
+    /// Runtime knobs left alone (`--skip`).
     pub skipped: Vec<String>,
 }
 
+/// What `restore` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
+    /// Each change put back.
     pub restored: Vec<String>,
+    /// Changes already at their original value.
     pub already_original: usize,
+    /// Changes that could not be put back.
     pub failed: Vec<RestoreFailure>,
     /// Restored, but the file reads back differently from the original bytes.
     pub notes: Vec<String>,
@@ -68,6 +76,7 @@ impl RestoreReport {
 pub struct Held {
     /// PM QoS request (`/dev/cpu_dma_latency` = 0), dropped with the fd.
     pub cpu_dma_latency: Option<File>,
+    /// Remarks on what could not be held.
     pub notes: Vec<String>,
 }
 
@@ -121,12 +130,15 @@ impl Held {
 pub struct Applied<'a> {
     fs: &'a dyn Sysfs,
     journal_path: PathBuf,
+    /// What was applied.
     pub report: ApplyReport,
+    /// What is held while the benchmark runs.
     pub held: Held,
     armed: bool,
 }
 
 impl Applied<'_> {
+    /// Puts the host back now, from the journal.
     pub fn restore(mut self) -> Result<RestoreReport, IsolateError> {
         self.armed = false;
         restore(self.fs, &self.journal_path)
@@ -138,6 +150,7 @@ impl Applied<'_> {
         std::mem::take(&mut self.report)
     }
 
+    /// The journal of this apply.
     pub fn journal_path(&self) -> &Path {
         &self.journal_path
     }

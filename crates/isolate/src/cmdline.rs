@@ -8,6 +8,7 @@
 
 use vmbench_host::{CpuList, CpuListError};
 
+/// A kernel command line, parsed into parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmdline {
     /// (name, value) in order; `value` is None for bare flags such as `nosmt`.
@@ -17,7 +18,9 @@ pub struct Cmdline {
 /// `isolcpus=[flag,...,]list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsolCpus {
+    /// `nohz`, `domain`, `managed_irq`.
     pub flags: Vec<String>,
+    /// The isolated CPUs.
     pub cpus: CpuList,
 }
 
@@ -27,6 +30,7 @@ impl IsolCpus {
     pub fn has_domain(&self) -> bool {
         self.flags.is_empty() || self.flags.iter().any(|f| f == "domain")
     }
+    /// Whether `managed_irq` keeps managed interrupts off the CPUs.
     pub fn has_managed_irq(&self) -> bool {
         self.flags.iter().any(|f| f == "managed_irq")
     }
@@ -36,13 +40,16 @@ impl IsolCpus {
 /// only, no CPU offloaded at boot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcuNocbs {
+    /// Every CPU.
     All,
+    /// These CPUs.
     Cpus(CpuList),
 }
 
 const ISOLCPUS_FLAGS: &[&str] = &["nohz", "domain", "managed_irq"];
 
 impl Cmdline {
+    /// Splits as the kernel does (double quotes group spaces; `--` ends it).
     pub fn parse(text: &str) -> Cmdline {
         let mut params = Vec::new();
         let mut chars = text.trim().chars().peekable();
@@ -88,6 +95,7 @@ impl Cmdline {
             .map(|(_, v)| v.as_deref())
     }
 
+    /// Whether `name` appears (as a flag or with a value).
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
@@ -97,6 +105,7 @@ impl Cmdline {
         self.params.iter().filter(|(k, _)| k == name).count()
     }
 
+    /// `isolcpus=`, if given (an error if its CPU list is malformed).
     pub fn isolcpus(&self) -> Result<Option<IsolCpus>, CpuListError> {
         let Some(Some(v)) = self.get("isolcpus") else {
             return Ok(None);
@@ -122,6 +131,7 @@ impl Cmdline {
         }))
     }
 
+    /// A parameter whose value is a CPU list (`nohz_full=`, `irqaffinity=`), if given.
     pub fn cpulist(&self, name: &str) -> Result<Option<CpuList>, CpuListError> {
         match self.get(name) {
             Some(Some(v)) => CpuList::parse(v).map(Some),
@@ -130,6 +140,7 @@ impl Cmdline {
         }
     }
 
+    /// `rcu_nocbs=`, if given.
     pub fn rcu_nocbs(&self) -> Result<Option<RcuNocbs>, CpuListError> {
         match self.get("rcu_nocbs") {
             None => Ok(None),

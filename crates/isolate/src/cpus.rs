@@ -6,6 +6,7 @@ use crate::model::CpuSelection;
 use crate::sysfs::Sysfs;
 use vmbench_host::CpuList;
 
+/// The online CPUs (/sys/devices/system/cpu/online).
 pub fn online(fs: &dyn Sysfs) -> Result<CpuList, IsolateError> {
     let text = fs
         .read("/sys/devices/system/cpu/online")

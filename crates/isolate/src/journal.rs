@@ -13,29 +13,39 @@ use vmbench_host::SysRoot;
 /// reboot, which also undoes every runtime knob).
 pub const DEFAULT_JOURNAL: &str = "/run/vmbench/isolate-journal.json";
 
+/// The journal's path under `root`.
 pub fn default_path(root: &SysRoot) -> PathBuf {
     root.path(DEFAULT_JOURNAL)
 }
 
+/// One journaled change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
+    /// The knob it belongs to.
     pub knob: String,
+    /// The change, with the original value to restore.
     pub change: Change,
 }
 
+/// The journal of original values, written before the first change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
+    /// [`crate::model::ISOLATE_SCHEMA_VERSION`].
     pub schema_version: u32,
+    /// The process that applied (a live one still owns the changes).
     pub pid: u32,
     /// Seconds since the Unix epoch.
     pub created_unix: u64,
+    /// The root the changes were made under.
     pub root: String,
+    /// The benchmark CPUs of the run.
     pub bench_cpus: String,
     /// In apply order; restore walks it backwards.
     pub entries: Vec<JournalEntry>,
 }
 
 impl Journal {
+    /// Reads the journal at `path`; None if there is none.
     pub fn load(path: &Path) -> Result<Option<Journal>, IsolateError> {
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
@@ -97,6 +107,7 @@ impl Journal {
         Ok(())
     }
 
+    /// Deletes the journal (none is fine).
     pub fn remove(path: &Path) -> Result<(), IsolateError> {
         match fs::remove_file(path) {
             Ok(()) => Ok(()),

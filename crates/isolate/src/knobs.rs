@@ -11,9 +11,13 @@ use vmbench_host::{CpuList, ReadError};
 
 /// Everything a knob needs to judge itself.
 pub struct Ctx<'a> {
+    /// /proc and /sys.
     pub fs: &'a dyn Sysfs,
+    /// The kernel command line.
     pub cmdline: Cmdline,
+    /// The benchmark and housekeeping CPUs.
     pub cpus: CpuSelection,
+    /// Bits in an IRQ affinity mask (the highest possible CPU + 1).
     pub mask_width: u32,
     /// Probing the running machine (root is `/`): services, rlimits.
     pub live: bool,

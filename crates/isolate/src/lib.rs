@@ -30,53 +30,87 @@ use std::time::Duration;
 use sysfs::Sysfs;
 use vmbench_host::CpuList;
 
+/// Why isolation could not be audited, applied or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum IsolateError {
+    /// /sys/devices/system/cpu/online could not be read.
     #[error("cannot tell which CPUs are online")]
     Online(#[source] vmbench_host::ReadError),
+    /// /sys/devices/system/cpu/online is not a CPU list.
     #[error("/sys/devices/system/cpu/online")]
     OnlineList(#[source] vmbench_host::CpuListError),
+    /// Fewer than two CPUs online.
     #[error(
         "only CPU(s) {0} are online: isolation needs at least two, one for the benchmark and one for housekeeping"
     )]
     TooFewOnline(CpuList),
+    /// `--cpus` names no CPU.
     #[error("--cpus is empty: name at least one CPU")]
     NoCpus,
+    /// `--cpus` names CPUs that are not online.
     #[error("--cpus {requested}: CPU(s) {offline} are not online (online: {online})")]
     Offline {
+        /// The CPUs asked for.
         requested: CpuList,
+        /// Those not online.
         offline: CpuList,
+        /// The online CPUs.
         online: CpuList,
     },
+    /// The benchmark CPUs leave none for housekeeping.
     #[error(
         "--cpus {bench} takes every online CPU: leave at least one for housekeeping (online: {online})"
     )]
-    NoHousekeeping { bench: CpuList, online: CpuList },
+    NoHousekeeping {
+        /// The benchmark CPUs.
+        bench: CpuList,
+        /// The online CPUs.
+        online: CpuList,
+    },
+    /// `--skip` names knobs that do not exist.
     #[error("--skip: unknown knob(s) {}; runtime knobs are: {}", .unknown.join(", "), .known.join(", "))]
     UnknownKnobs {
+        /// The names not known.
         unknown: Vec<String>,
+        /// Every runtime knob's name.
         known: Vec<String>,
     },
+    /// A journal of an earlier run still holds changes not restored.
     #[error(
         "an unrestored isolation journal exists at {path} (pid {pid}, {entries} change(s)): run `vmbench isolate restore` first (with the same --root/--journal)"
     )]
     Unrestored {
+        /// The journal.
         path: String,
+        /// The process that wrote it.
         pid: u32,
+        /// How many changes it holds.
         entries: usize,
     },
+    /// Current values that are not what the knob can hold: nothing is applied.
     #[error("refusing to apply, nothing changed: unexpected current value(s):\n  {}", .0.join("\n  "))]
     InvalidValues(Vec<String>),
+    /// Check-only: changes that would be needed are not possible without root.
     #[error("check-only: these changes are blocked, nothing changed:\n  {}\n(run as root, or --skip the knobs listed)", .0.join("\n  "))]
     Blocked(Vec<String>),
+    /// A change failed; what was applied before it is rolled back.
     #[error("applying `{change}` failed: {why}; {rollback}")]
     ApplyFailed {
+        /// The change.
         change: String,
+        /// Why it failed.
         why: String,
+        /// What the rollback did.
         rollback: String,
     },
+    /// The journal could not be read or written.
     #[error("journal {path}: {why}")]
-    Journal { path: String, why: String },
+    Journal {
+        /// The journal.
+        path: String,
+        /// What failed.
+        why: String,
+    },
 }
 
 impl IsolateError {
@@ -89,9 +123,12 @@ impl IsolateError {
     }
 }
 
+/// What to audit for.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
+    /// The benchmark CPUs (None: the isolated ones, else the last online CPU).
     pub cpus: Option<CpuList>,
+    /// How long to watch for interrupts and runnable threads.
     pub noise_window: Duration,
 }
 

@@ -6,6 +6,7 @@ use vmbench_host::CpuList;
 /// Version of the JSON shape of [`Audit`] and the journal.
 pub const ISOLATE_SCHEMA_VERSION: u32 = 1;
 
+/// What kind of knob it is: who may change it, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KnobClass {
@@ -20,6 +21,7 @@ pub enum KnobClass {
 }
 
 impl KnobClass {
+    /// How tables print the class.
     pub fn label(self) -> &'static str {
         match self {
             KnobClass::BootOnly => "boot",
@@ -30,16 +32,22 @@ impl KnobClass {
     }
 }
 
+/// How a knob stands, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// As wanted.
     Ok,
+    /// Does not apply to this host (no such driver, no such file).
     NotApplicable,
+    /// Not as wanted; the figures may be noisier.
     Warn,
+    /// Not as wanted in a way that makes the figures untrustworthy.
     Fail,
 }
 
 impl Verdict {
+    /// How tables print the verdict.
     pub fn label(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -58,16 +66,24 @@ pub enum Change {
     /// back; `original_raw` the exact bytes read (which differ for files the
     /// kernel renders, e.g. THP's `always [madvise] never`).
     File {
+        /// The file.
         path: String,
+        /// The exact bytes read.
         original_raw: String,
+        /// The value to write back.
         original: String,
+        /// The value to write.
         target: String,
     },
     /// Stop a systemd unit that was running (started again on restore).
-    StopService { unit: String },
+    StopService {
+        /// The unit.
+        unit: String,
+    },
 }
 
 impl Change {
+    /// The change in one line (`path: from -> to`, `systemctl stop unit`).
     pub fn describe(&self) -> String {
         match self {
             Change::File {
@@ -81,13 +97,18 @@ impl Change {
     }
 }
 
+/// One knob: what is wanted, what is there, and what apply would do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnobReport {
     /// Stable id, used by `--skip` and in reports.
     pub id: String,
+    /// Its class.
     pub class: KnobClass,
+    /// The value wanted.
     pub wanted: String,
+    /// The value found.
     pub found: String,
+    /// The verdict.
     pub verdict: Verdict,
     /// Why it matters for VM-exit and shared-memory timing.
     pub why: String,
@@ -99,10 +120,12 @@ pub struct KnobReport {
     pub blocked: Vec<String>,
     /// The current value could not be understood: apply refuses to touch it.
     pub invalid: Option<String>,
+    /// Further remarks (what was seen, what could not be checked).
     pub notes: Vec<String>,
 }
 
 impl KnobReport {
+    /// A knob with verdict ok and nothing to change yet.
     pub fn new(id: &str, class: KnobClass, why: &str) -> Self {
         KnobReport {
             id: id.to_string(),
@@ -123,15 +146,20 @@ impl KnobReport {
 /// How the benchmark CPUs were chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuSelection {
+    /// The online CPUs.
     pub online: CpuList,
+    /// The benchmark CPUs (the vCPUs run here).
     pub bench: CpuList,
+    /// The housekeeping CPUs (everything else runs here).
     pub housekeeping: CpuList,
     /// e.g. "--cpus", "isolated CPUs (/sys/devices/system/cpu/isolated)".
     pub source: String,
 }
 
+/// Who is running, and what that allows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Privileges {
+    /// The effective user id.
     pub euid: u32,
     /// Effective capabilities that matter here (CAP_SYS_ADMIN, CAP_SYS_NICE, …).
     pub capabilities: Vec<String>,
@@ -139,16 +167,23 @@ pub struct Privileges {
     pub missing: Vec<String>,
 }
 
+/// What `vmbench isolate check` reports (JSON: `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Audit {
+    /// [`ISOLATE_SCHEMA_VERSION`].
     pub schema_version: u32,
+    /// The root /proc and /sys were read under.
     pub root: String,
+    /// The CPUs.
     pub cpus: CpuSelection,
+    /// The privileges.
     pub privileges: Privileges,
+    /// Every knob.
     pub knobs: Vec<KnobReport>,
 }
 
 impl Audit {
+    /// The worst verdict of any knob.
     pub fn worst(&self) -> Verdict {
         self.knobs
             .iter()
@@ -157,10 +192,12 @@ impl Audit {
             .unwrap_or(Verdict::Ok)
     }
 
+    /// How many knobs have verdict `v`.
     pub fn count(&self, v: Verdict) -> usize {
         self.knobs.iter().filter(|k| k.verdict == v).count()
     }
 
+    /// The knob with this id.
     pub fn knob(&self, id: &str) -> Option<&KnobReport> {
         self.knobs.iter().find(|k| k.id == id)
     }

@@ -8,12 +8,15 @@ use vmbench_host::CpuList;
 /// `/proc/interrupts`: source → per-CPU counts (index = CPU number).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Interrupts {
+    /// The CPU numbers of the header line.
     pub cpus: Vec<u32>,
+    /// Source → count per CPU (in header order).
     pub rows: BTreeMap<String, Vec<u64>>,
     /// Human description per source (device name or kind).
     pub names: BTreeMap<String, String>,
 }
 
+/// Parses /proc/interrupts (None if it has no CPU header).
 pub fn parse_interrupts(text: &str) -> Option<Interrupts> {
     let mut lines = text.lines();
     let header = lines.next()?;
@@ -82,9 +85,13 @@ pub fn delta_on(before: &Interrupts, after: &Interrupts, bench: &CpuList) -> Vec
 /// A thread seen runnable (state R) on a benchmark CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnableThread {
+    /// The process.
     pub pid: u32,
+    /// The thread.
     pub tid: u32,
+    /// Its name.
     pub comm: String,
+    /// The CPU it was runnable on.
     pub cpu: u32,
 }
 

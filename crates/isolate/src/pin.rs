@@ -8,33 +8,63 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use vmbench_host::CpuList;
 
+/// Why QEMU's threads could not be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
+    /// The process has no thread list.
     #[error("process {pid} has no thread list under /proc: {why}")]
-    NoProcess { pid: u32, why: String },
+    NoProcess {
+        /// The process.
+        pid: u32,
+        /// What reading it said.
+        why: String,
+    },
+    /// More vCPU threads than benchmark CPUs.
     #[error(
         "{vcpus} vCPU thread(s) but only {cpus} benchmark CPU(s) ({list}): give --cpus one CPU per vCPU"
     )]
     TooFewCpus {
+        /// vCPU threads found.
         vcpus: usize,
+        /// Benchmark CPUs given.
         cpus: usize,
+        /// The benchmark CPUs.
         list: String,
     },
+    /// A thread id that does not belong to the process.
     #[error("vCPU thread {tid} is not a thread of process {pid}")]
-    NotOurThread { tid: u32, pid: u32 },
+    NotOurThread {
+        /// The thread.
+        tid: u32,
+        /// The process.
+        pid: u32,
+    },
+    /// sched_setaffinity failed.
     #[error("sched_setaffinity({tid}, {cpus}) failed: {errno}{hint}")]
     SetAffinity {
+        /// The thread.
         tid: u32,
+        /// The CPUs asked for.
         cpus: String,
+        /// What the kernel said.
         errno: nix::Error,
+        /// What to do about it, when known.
         hint: &'static str,
     },
+    /// A CPU number beyond what a cpu_set_t holds.
     #[error("CPU {0} is beyond what a cpu_set_t holds")]
     CpuTooLarge(u32),
+    /// The benchmark CPUs leave none for housekeeping, or are not online.
     #[error(
         "pinning to CPUs {bench}: they must be online CPUs, leaving at least one of {online} for housekeeping"
     )]
-    NoHousekeeping { bench: String, online: String },
+    NoHousekeeping {
+        /// The benchmark CPUs.
+        bench: String,
+        /// The online CPUs.
+        online: String,
+    },
+    /// The online CPUs could not be read.
     #[error("pinning needs the online CPUs")]
     Online(#[source] Box<crate::IsolateError>),
 }
@@ -42,13 +72,19 @@ pub enum PinError {
 /// One thread as /proc shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadInfo {
+    /// The thread id.
     pub tid: u32,
+    /// Its name (`CPU 0/KVM`, `IO mon_iothread`, ...).
     pub comm: String,
+    /// `Cpus_allowed_list`.
     pub cpus_allowed: Option<CpuList>,
+    /// `voluntary_ctxt_switches`.
     pub voluntary_switches: Option<u64>,
+    /// `nonvoluntary_ctxt_switches`.
     pub involuntary_switches: Option<u64>,
 }
 
+/// Every thread of process `pid` (/proc/PID/task).
 pub fn threads_of(fs: &dyn Sysfs, pid: u32) -> Result<Vec<ThreadInfo>, PinError> {
     let tids = fs
         .root()
@@ -63,6 +99,7 @@ pub fn threads_of(fs: &dyn Sysfs, pid: u32) -> Result<Vec<ThreadInfo>, PinError>
         .collect())
 }
 
+/// One thread's name, affinity and context switches (fields it cannot read are None).
 pub fn thread_info(fs: &dyn Sysfs, pid: u32, tid: u32) -> ThreadInfo {
     let base = format!("/proc/{pid}/task/{tid}");
     let comm = fs
@@ -124,17 +161,25 @@ pub fn set_affinity(tid: u32, cpus: &CpuList) -> Result<(), PinError> {
     })
 }
 
+/// One vCPU thread and where it was pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VcpuPin {
+    /// The vCPU's index (QEMU's `CPU n/KVM`).
     pub index: u32,
+    /// The thread.
     pub tid: u32,
+    /// The CPU it was pinned to.
     pub cpu: u32,
 }
 
+/// How QEMU's threads were pinned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pinning {
+    /// QEMU's process id.
     pub pid: u32,
+    /// The vCPU threads.
     pub vcpus: Vec<VcpuPin>,
+    /// The CPUs every other thread went to.
     pub housekeeping: CpuList,
     /// The other threads, moved to `housekeeping`.
     pub others: Vec<u32>,
@@ -246,11 +291,13 @@ impl Pinning {
 /// re-affining threads) and involuntary context switches of the vCPU threads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PinCheck {
+    /// Threads whose affinity changed since pinning.
     pub drifted: Vec<String>,
     /// (tid, voluntary, involuntary) switches since pinning.
     pub switches: Vec<(u32, u64, u64)>,
 }
 
+/// What changed since `p` was made.
 pub fn verify(fs: &dyn Sysfs, p: &Pinning) -> PinCheck {
     let mut check = PinCheck::default();
     for v in &p.vcpus {

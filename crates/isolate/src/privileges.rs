@@ -26,6 +26,7 @@ const RELEVANT: &[(Capability, &str)] = &[
     ),
 ];
 
+/// This process's euid and the capabilities that matter to isolation.
 pub fn current() -> Privileges {
     let euid = nix::unistd::geteuid().as_raw();
     let mut have = Vec::new();

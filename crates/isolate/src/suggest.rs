@@ -5,16 +5,23 @@ use crate::model::CpuSelection;
 use crate::sysfs::Sysfs;
 use serde::Serialize;
 
+/// One kernel parameter to add.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Param {
+    /// `name=value`.
     pub param: String,
+    /// Why it matters for the benchmark.
     pub why: String,
 }
 
+/// The boot configuration that would isolate the benchmark CPUs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Suggestion {
+    /// The benchmark CPUs.
     pub bench_cpus: String,
+    /// The housekeeping CPUs.
     pub housekeeping_cpus: String,
+    /// Each parameter, with why.
     pub params: Vec<Param>,
     /// All parameters on one line, ready to append to the cmdline.
     pub cmdline: String,
@@ -24,6 +31,7 @@ pub struct Suggestion {
     pub nixos: String,
 }
 
+/// The kernel parameters that isolate `cpus.bench` (isolcpus, nohz_full, rcu_nocbs, irqaffinity, ...), in three forms.
 pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
     let b = cpus.bench.to_string();
     let hk = cpus.housekeeping.to_string();

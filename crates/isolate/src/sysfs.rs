@@ -6,17 +6,23 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use vmbench_host::{ReadError, SysRoot};
 
+/// /proc and /sys under a root: what every knob reads and writes through.
 pub trait Sysfs: Sync {
+    /// The root paths resolve under.
     fn root(&self) -> &SysRoot;
+    /// Reads a file (trailing newlines removed).
     fn read(&self, path: &str) -> Result<String, ReadError> {
         self.root().read(path)
     }
+    /// Whether a path exists.
     fn exists(&self, path: &str) -> bool {
         self.root().exists(path)
     }
+    /// Names in a directory, sorted.
     fn list(&self, path: &str) -> Result<Vec<String>, ReadError> {
         self.root().list(path)
     }
+    /// Writes a value.
     fn write(&self, path: &str, value: &str) -> Result<(), ReadError> {
         self.root().write(path, value)
     }
@@ -40,13 +46,18 @@ pub trait Sysfs: Sync {
 /// Why a knob's file cannot be written (the change is then blocked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotWritable {
+    /// The file is on a read-only filesystem.
     #[error("{0} is on a read-only filesystem (a container with /sys mounted read-only?)")]
     ReadOnly(String),
+    /// This user may not write it.
     #[error("{0} is not writable: run as root")]
     NotRoot(String),
+    /// access(2) failed otherwise.
     #[error("{path}: {source}")]
     Other {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: nix::Error,
     },
@@ -60,6 +71,7 @@ impl Sysfs for SysRoot {
 
 /// A [`SysRoot`] with injected failures, for tests.
 pub struct FaultySysfs {
+    /// The tree.
     pub inner: SysRoot,
     /// path → errno returned by `write`.
     pub write_errors: BTreeMap<String, nix::Error>,
@@ -71,6 +83,7 @@ pub struct FaultySysfs {
 }
 
 impl FaultySysfs {
+    /// No failures yet.
     pub fn new(inner: SysRoot) -> Self {
         FaultySysfs {
             inner,
@@ -83,6 +96,7 @@ impl FaultySysfs {
 }
 
 impl FaultySysfs {
+    /// The tree.
     pub fn root_ref(&self) -> &SysRoot {
         &self.inner
     }

@@ -6,40 +6,67 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 use vmbench_abi::{command, guest_state, host_state, status};
 
+/// Why a command over the shared region failed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtoError {
+    /// The region is too small or its header is not ours.
     #[error("shared region: {0}")]
     Layout(String),
+    /// The region could not be mapped.
     #[error("mapping the shared region: {0}")]
     Map(String),
+    /// An access outside the region (a bug on this side).
     #[error("access at {off:#x}+{len} is outside the shared region")]
-    OutOfBounds { off: usize, len: usize },
+    OutOfBounds {
+        /// The offset accessed.
+        off: usize,
+        /// The bytes accessed.
+        len: usize,
+    },
+    /// The other side did not answer in time.
     #[error("timed out after {secs:.1} s waiting for {what}")]
-    Timeout { what: String, secs: f64 },
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long was waited.
+        secs: f64,
+    },
+    /// The other side broke the protocol (state, session, sequence or length).
     #[error("protocol violation by the other side: {0}")]
     Violation(String),
+    /// The other side speaks another protocol version, or is not ready for this host.
     #[error("incompatible peer: {0}")]
     Incompatible(String),
+    /// Waiting was cut short (Ctrl-C, or QEMU gone), with why.
     #[error("{0}")]
     Aborted(String),
 }
 
+/// The host's state as the guest reads it.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostState {
+    /// Not set up yet, or gone.
     Absent = host_state::ABSENT,
+    /// Header and session written: commands may follow.
     Ready = host_state::READY,
+    /// Leaving this session.
     Closing = host_state::CLOSING,
 }
 
+/// The guest's state as the host reads it.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestState {
+    /// Not attached to the current session.
     Absent = guest_state::ABSENT,
+    /// Attached and idle: the last command is answered.
     Ready = guest_state::READY,
+    /// Working on a command.
     Busy = guest_state::BUSY,
     /// The guest could not work with this host (message in the mailbox).
     Failed = guest_state::FAILED,
+    /// Powering off.
     Exited = guest_state::EXITED,
 }
 
@@ -80,6 +107,7 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command with this number, if there is one.
     pub fn from_raw(v: u32) -> Option<Command> {
         Some(match v {
             command::PING => Command::Ping,
@@ -94,12 +122,17 @@ impl Command {
     }
 }
 
+/// How the guest answered a command.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Done; the payload is the answer.
     Ok = status::OK,
+    /// The command number is not one this guest knows.
     UnknownCommand = status::UNKNOWN_COMMAND,
+    /// The arguments are out of range; the payload says which.
     BadArgs = status::BAD_ARGS,
+    /// The command ran and failed; the payload says why.
     Failed = status::FAILED,
     /// The request is valid but this guest cannot do it (CPU feature missing).
     Unsupported = status::UNSUPPORTED,
@@ -118,8 +151,10 @@ impl Status {
     }
 }
 
+/// An answer, copied out of the mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// How the guest answered.
     pub status: Status,
     /// A copy of the mailbox bytes, at most [`MAILBOX_BYTES`].
     pub payload: Vec<u8>,
@@ -193,6 +228,7 @@ impl HostEnd {
         HostEnd { session, seq: 0 }
     }
 
+    /// This host start's session number.
     pub fn session(&self) -> u64 {
         self.session
     }
@@ -353,23 +389,31 @@ impl HostEnd {
 /// A command as the guest received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
+    /// The command number as written (also when unknown).
     pub raw: u32,
+    /// The command, when the number is one.
     pub command: Option<Command>,
+    /// The command's arguments.
     pub args: [u64; N_ARGS],
 }
 
 /// What the guest learned from the host's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostHeader {
+    /// The host's session number.
     pub session: u64,
+    /// The region's size in bytes.
     pub region_bytes: u64,
+    /// The data area's offset.
     pub data_off: u64,
+    /// The data area's size in bytes.
     pub data_bytes: u64,
 }
 
 /// The guest end: owns the guest control block and the mailbox.
 pub struct GuestEnd<'a> {
     r: &'a Region,
+    /// The host's header, as read at attach.
     pub header: HostHeader,
     last_seq: u64,
 }
@@ -447,6 +491,7 @@ impl<'a> GuestEnd<'a> {
             .store(GuestState::Failed as u32, Release);
     }
 
+    /// The shared region.
     pub fn region(&self) -> &Region {
         self.r
     }

@@ -5,10 +5,13 @@ use nix::sys::eventfd::EventFd;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+/// Why waiting for a doorbell ended without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
+    /// Nothing rang before the deadline.
     #[error("no doorbell within the deadline")]
     Timeout,
+    /// The eventfd could not be read.
     #[error("eventfd read: {0}")]
     Read(nix::Error),
 }

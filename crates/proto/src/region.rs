@@ -56,14 +56,17 @@ impl Region {
         Ok(Region { base, len })
     }
 
+    /// The region's length in bytes.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the region is empty (never, once constructed).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The region's base address.
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
     }
@@ -227,14 +230,17 @@ impl MappedRegion {
         MappedRegion::map(&file, len)
     }
 
+    /// The region inside the mapping.
     pub fn region(&self) -> &Region {
         &self.region
     }
 
+    /// The mapping's length in bytes.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether the mapping is empty (never, once constructed).
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
     }

@@ -29,20 +29,34 @@ use crate::layout::{DATA_OFF, GUEST_PONG_OFF, HOST_PING_OFF, LINE_PAIR};
 use crate::region::Region;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+/// Ping: the request's sequence number (u64; Release-stored last).
 pub const P_SEQ: usize = HOST_PING_OFF;
+/// Ping: the [`Op`] (u32).
 pub const P_OP: usize = HOST_PING_OFF + 8;
+/// Ping: `FLAG_*` bits (u32).
 pub const P_FLAGS: usize = HOST_PING_OFF + 12;
+/// Ping: the payload slot (u64).
 pub const P_SLOT: usize = HOST_PING_OFF + 16;
+/// Ping: bytes of the slot the request covers (u64).
 pub const P_LEN: usize = HOST_PING_OFF + 24;
+/// Ping: the pattern seed of a Produce (u64).
 pub const P_SEED: usize = HOST_PING_OFF + 32;
+/// Ping: how many doorbell rounds (u64).
 pub const P_COUNT: usize = HOST_PING_OFF + 40;
+/// Ping: the phase the request belongs to, for the guest's counters (u64).
 pub const P_PHASE: usize = HOST_PING_OFF + 48;
 
+/// Pong: the sequence number answered (u64; Release-stored last).
 pub const G_ACK: usize = GUEST_PONG_OFF;
+/// Pong: the [`PongStatus`] (u32).
 pub const G_STATUS: usize = GUEST_PONG_OFF + 8;
+/// Pong: four guest TSC times (4 × u64), meaning per [`Op`].
 pub const G_T: usize = GUEST_PONG_OFF + 16;
+/// Pong: bytes handled (u64).
 pub const G_LEN: usize = GUEST_PONG_OFF + 48;
+/// Pong: SHA-256 of what was read or written (32 bytes), with FLAG_VERIFY.
 pub const G_DIGEST: usize = GUEST_PONG_OFF + 56;
+/// Pong: the wrapping sum of a pure read scan (u64).
 pub const G_SCAN: usize = GUEST_PONG_OFF + 88;
 /// Bytes of the pong line that carry fields (what [`Pong::from_bytes`] reads).
 pub const PONG_BYTES: usize = 96;
@@ -55,12 +69,14 @@ const _: () = assert!(PONG_BYTES <= LINE_PAIR);
 /// cannot come from one request: a guest reporting one is lying or broken.
 pub const MAX_GUEST_TICKS: u64 = 1 << 47;
 
-/// Flags of a request.
+/// Request flag: flush the slot's cache lines before the read (a cold read).
 pub const FLAG_FLUSH: u32 = 1 << 0;
-/// Hash what was read (Consume) or written (Produce) with SHA-256.
+/// Request flag: hash what was read (Consume) or written (Produce) with SHA-256.
 pub const FLAG_VERIFY: u32 = 1 << 1;
+/// Every flag a request may carry.
 pub const KNOWN_FLAGS: u32 = FLAG_FLUSH | FLAG_VERIFY;
 
+/// What a request asks of the guest.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -81,6 +97,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// The op with this number, if there is one.
     pub fn from_raw(v: u32) -> Option<Op> {
         Some(match v {
             1 => Op::Echo,
@@ -99,9 +116,11 @@ impl Op {
     }
 }
 
+/// How the guest answered a request.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PongStatus {
+    /// Done; the pong's fields are the answer.
     Ok = 0,
     /// The guest refused the request (bad slot or length, unknown op).
     Refused = 1,
@@ -112,7 +131,9 @@ pub enum PongStatus {
 /// Where the payload slots are; sent in the RunShm command's arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slots {
+    /// Bytes per slot (a multiple of 4 KiB).
     pub slot_bytes: u64,
+    /// Number of slots.
     pub count: u64,
 }
 
@@ -157,13 +178,21 @@ impl Slots {
 /// One request as the host publishes it and the guest reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ping {
+    /// The request's sequence number: one more than the previous request's.
     pub seq: u64,
+    /// The [`Op`], as a raw number (the guest validates it).
     pub op: u32,
+    /// `FLAG_*` bits.
     pub flags: u32,
+    /// The payload slot.
     pub slot: u64,
+    /// Bytes of the slot the request covers.
     pub len: u64,
+    /// The pattern seed of a Produce.
     pub seed: u64,
+    /// How many doorbell rounds (DoorbellRounds).
     pub count: u64,
+    /// The phase the request belongs to (the guest's counters are per phase).
     pub phase: u64,
 }
 
@@ -203,11 +232,17 @@ impl Ping {
 /// One answer as the guest writes it, before the host has checked anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pong {
+    /// The sequence number answered.
     pub ack: u64,
+    /// A [`PongStatus`], as a raw number.
     pub status: u32,
+    /// Guest TSC times, meaning per [`Op`].
     pub t: [u64; 4],
+    /// Bytes handled.
     pub len: u64,
+    /// SHA-256 of what was read or written, with FLAG_VERIFY.
     pub digest: [u8; 32],
+    /// The wrapping sum of a pure read scan (Reread).
     pub scan: u64,
 }
 
@@ -272,8 +307,11 @@ impl Pong {
 /// What the host expects of the answer to the request it published last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
+    /// The sequence number the host published.
     pub seq: u64,
+    /// The op it asked for.
     pub op: Op,
+    /// The length it asked for (0 when the op has none).
     pub len: u64,
 }
 
@@ -336,15 +374,22 @@ pub fn validate_pong(p: &Pong, e: &Expect) -> Result<PongCheck, ProtoError> {
 /// Why the guest end refuses a request (it says so in its summary).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The op number is not an [`Op`].
     #[error("unknown op {0}")]
     UnknownOp(u32),
+    /// Flags outside [`KNOWN_FLAGS`].
     #[error("unknown flags {0:#x}")]
     UnknownFlags(u32),
+    /// The slot or length lies outside the slots of this run.
     #[error("slot {slot} / length {len} outside {count} slots of {slot_bytes} bytes")]
     OutsideSlots {
+        /// The slot asked for.
         slot: u64,
+        /// The length asked for.
         len: u64,
+        /// Slots in this run.
         count: u64,
+        /// Bytes per slot.
         slot_bytes: u64,
     },
 }
@@ -375,6 +420,7 @@ pub struct RunShmArgs {
     /// a UC/WC arm is a guest booted with that mapping). Kept in the ABI so
     /// a guest can refuse a request it cannot honour.
     pub arm: u64,
+    /// Where the payload slots are.
     pub slots: Slots,
     /// Doorbell vector to use for DoorbellRounds (u64::MAX: none).
     pub vector: u64,
@@ -386,6 +432,7 @@ pub struct RunShmArgs {
 }
 
 impl RunShmArgs {
+    /// As the command's six arguments.
     pub fn to_args(&self) -> [u64; crate::layout::N_ARGS] {
         [
             self.arm,
@@ -397,6 +444,7 @@ impl RunShmArgs {
         ]
     }
 
+    /// From the command's six arguments (validated by the guest before use).
     pub fn from_args(a: [u64; crate::layout::N_ARGS]) -> RunShmArgs {
         RunShmArgs {
             arm: a[0],

@@ -43,19 +43,28 @@ impl std::fmt::Display for Mapping {
     }
 }
 
+/// What the guest agent reports about its guest (`GET_SPEC`), for the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuestSpec {
+    /// The agent's name and version (`vmbench 0.1.0`, `micro-guest 0.1.0`).
     pub agent_version: String,
+    /// The protocol version the agent speaks.
     pub protocol_version: u32,
+    /// `uname -r` (the micro-guest: none).
     pub kernel_release: String,
+    /// `uname -v`.
     pub kernel_version: String,
+    /// The guest kernel's command line.
     pub cmdline: String,
+    /// CPUID vendor string as the guest sees it.
     pub cpu_vendor: String,
+    /// CPUID brand string as the guest sees it.
     pub cpu_model_name: String,
     /// Flags that matter for timing, as the guest sees them (`+flag` / `-flag`).
     pub cpu_flags: Vec<String>,
     /// CPUID 40000000H signature ("KVMKVMKVM", "TCGTCGTCGTCG", …), if any.
     pub hypervisor: Option<String>,
+    /// The guest kernel's clocksource (`tsc`, `kvm-clock`, ...).
     pub clocksource: String,
     /// The guest kernel's TSC frequency from its boot log (kHz), if it logged one.
     pub tsc_khz_kernel: Option<f64>,
@@ -65,13 +74,17 @@ pub struct GuestSpec {
     pub rdtsc_ticks_p50: u64,
     /// The agent's verdict on RDTSC interception, in words.
     pub rdtsc_exiting: String,
+    /// CPUs online in the guest.
     pub online_cpus: u32,
+    /// The guest's MemTotal.
     pub mem_total_kib: u64,
     /// How the shared memory is mapped.
     pub mapping: Mapping,
     /// Why the mapping is not write-back, when it is not.
     pub mapping_note: Option<String>,
+    /// The shared region's size in bytes.
     pub shm_bytes: u64,
+    /// The ivshmem device's PCI address, when found on PCI.
     pub pci_address: Option<String>,
     /// BAR0 IVPosition: this guest's peer id (doorbell mode), if known.
     pub iv_position: Option<u32>,

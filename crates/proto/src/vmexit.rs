@@ -53,6 +53,7 @@ impl Expect {
         }
     }
 
+    /// The path in words, as the report's `tier` column shows it.
     pub fn tier(self) -> &'static str {
         match self {
             Expect::NoExit => "no exit (baseline)",
@@ -71,15 +72,20 @@ macro_rules! rows {
         /// One measurement of the suite.
         #[repr(u32)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum Row { $($variant = $n,)* }
+        pub enum Row { $(#[doc = $def] $variant = $n,)* }
 
         impl Row {
+            /// Every row, by number.
             pub const ALL: &'static [Row] = &[$(Row::$variant,)*];
+            /// The row with this number (`vmbench_abi::row`), if there is one.
             pub fn from_raw(v: u32) -> Option<Row> { match v { $($n => Some(Row::$variant),)* _ => None } }
             /// The row's id, as the guests answer it (`vmbench_abi::row::IDS`).
             pub fn id(self) -> &'static str { row::IDS[self as usize] }
+            /// Where the timed code runs.
             pub fn mode(self) -> Mode { match self { $(Row::$variant => Mode::$mode,)* } }
+            /// The instruction that exits (or the baseline's body), in words.
             pub fn instruction(self) -> &'static str { match self { $(Row::$variant => $insn,)* } }
+            /// The path the exit is expected to take.
             pub fn expect(self) -> Expect { match self { $(Row::$variant => Expect::$expect,)* } }
             /// Run unless asked otherwise (VMCALL rows #UD under TCG and are opt-in).
             pub fn default_on(self) -> bool { match self { $(Row::$variant => $default,)* } }
@@ -141,6 +147,7 @@ impl Row {
         Row::KernelSlow,
     ];
 
+    /// The row with this id.
     pub fn parse(s: &str) -> Option<Row> {
         Row::ALL.iter().copied().find(|r| r.id() == s)
     }
@@ -180,10 +187,15 @@ pub use vmbench_abi::DEFAULT_DEBUGCON_PORT;
 /// as little-endian u64 ticks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowRun {
+    /// The row's id (the host checks it is the row it asked for).
     pub row: String,
+    /// Samples written to the data area.
     pub samples: u64,
+    /// Iterations run and discarded before the samples.
     pub warmup: u64,
+    /// Iterations of the timed batch.
     pub batch_iterations: u64,
+    /// TSC ticks the whole batch took.
     pub batch_ticks: u64,
 }
 

@@ -7,7 +7,9 @@ use vmbench_results::{Measurement, RunRecord};
 
 /// One run to compare, with what its signature check said.
 pub struct Run {
+    /// How the comparison names the run (its directory, unless given).
     pub label: String,
+    /// The run's record (`results.json`).
     pub record: RunRecord,
     /// "signed by …, verified", "unsigned", …
     pub provenance: String,

@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::Path;
 use vmbench_results::{Measurement, RunRecord, Suite};
 
+/// The CSV columns, one measurement per line.
 pub const HEADER: &str = "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_ns,p50_minus_overhead,overhead_p50,batch_mean,bytes,p50_gb_per_s,tsc_khz,verdict";
 
+/// One measurement as a CSV line (no newline), in [`HEADER`]'s columns.
 pub fn line(m: &Measurement) -> String {
     let s = &m.summary;
     let unit = serde_json::to_value(m.unit)
@@ -39,6 +41,7 @@ pub fn line(m: &Measurement) -> String {
     )
 }
 
+/// Writes [`HEADER`] and one line per measurement to `path`.
 pub fn write(path: &Path, ms: &[&Measurement]) -> Result<(), PublishError> {
     let io = |e| PublishError::io(path, e);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);

@@ -19,28 +19,39 @@ pub mod sign;
 use std::path::{Path, PathBuf};
 use vmbench_results::{RUN_SCHEMA_VERSION, RunRecord};
 
+/// Why writing, reading, signing or verifying a report directory failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// results.json could not be read or written as a run record.
     #[error("results.json: {0}")]
     Json(String),
+    /// A plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// MANIFEST.sha256 is missing or malformed.
     #[error("manifest: {0}")]
     Manifest(String),
+    /// The signing key could not be used.
     #[error("key: {0}")]
     Key(String),
+    /// The signature does not verify.
     #[error("signature: {0}")]
     BadSignature(String),
+    /// Files differ from what MANIFEST.sha256 lists.
     #[error("files do not match MANIFEST.sha256: {0}")]
     Tampered(String),
 }
 
 impl PublishError {
+    /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         PublishError::Io {
             path: path.to_path_buf(),
@@ -49,7 +60,9 @@ impl PublishError {
     }
 }
 
+/// The run record's file name in a report directory.
 pub const RESULTS: &str = "results.json";
+/// The rendered report's file name.
 pub const REPORT: &str = "report.md";
 
 /// Writes results.json, then renders everything else from it, then the manifest.

@@ -5,7 +5,9 @@ use crate::PublishError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// The manifest's file name: `sha256sum` lines for every other file.
 pub const MANIFEST: &str = "MANIFEST.sha256";
+/// The signature's file name: SSHSIG over the manifest.
 pub const SIGNATURE: &str = "report.sig";
 
 /// Every regular file under `dir` except the manifest and the signature,
@@ -47,6 +49,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), PublishErr
     Ok(())
 }
 
+/// The SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, PublishError> {
     let bytes = std::fs::read(path).map_err(|e| PublishError::io(path, e))?;
     Ok(hex(&Sha256::digest(&bytes)))
@@ -70,14 +73,18 @@ pub fn write(dir: &Path) -> Result<Vec<u8>, PublishError> {
 /// What a check of the directory against its manifest found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ManifestCheck {
+    /// Files whose hash matches.
     pub ok: Vec<String>,
+    /// Files whose hash differs.
     pub changed: Vec<String>,
+    /// Files listed but absent.
     pub missing: Vec<String>,
     /// Files present but not listed.
     pub unlisted: Vec<String>,
 }
 
 impl ManifestCheck {
+    /// Whether every listed file is there and unchanged, and nothing else is.
     pub fn passed(&self) -> bool {
         self.changed.is_empty() && self.missing.is_empty() && self.unlisted.is_empty()
     }

@@ -31,6 +31,7 @@ pub fn ticks_ns(m: &Measurement, v: u64) -> String {
     }
 }
 
+/// A duration given in ns, printed in ns (below 10 µs), µs or ms.
 pub fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)

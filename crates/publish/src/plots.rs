@@ -14,6 +14,7 @@ pub struct PlotIndex {
 }
 
 impl PlotIndex {
+    /// The plots of measurement `id`: (kind, relative path), kind being `CDF` or `drift`.
     pub fn for_measurement(&self, id: &str) -> Vec<(&'static str, &str)> {
         self.entries
             .iter()
@@ -22,10 +23,12 @@ impl PlotIndex {
             .collect()
     }
 
+    /// The bandwidth-over-size plot, if there is one.
     pub fn bandwidth(&self) -> Option<&str> {
         self.bandwidth.as_deref()
     }
 
+    /// Every plot file written, relative to the report directory.
     pub fn files(&self) -> Vec<&str> {
         self.entries
             .iter()

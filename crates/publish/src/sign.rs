@@ -92,14 +92,18 @@ pub fn sign_with_agent(
 /// One `allowed_signers` line that matched the signature's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
+    /// The line's principals (comma-separated).
     pub principals: String,
+    /// The key's SHA-256 fingerprint.
     pub fingerprint: String,
 }
 
 /// The outcome of `vmbench report verify`.
 #[derive(Debug)]
 pub struct Verified {
+    /// Whose key signed the manifest.
     pub signer: Signer,
+    /// What the files' check against the manifest found.
     pub files: manifest::ManifestCheck,
 }
 

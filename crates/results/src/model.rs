@@ -8,18 +8,24 @@ use std::collections::BTreeMap;
 /// Version of the JSON shape of [`Results`]. Bump on any incompatible change.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
 
+/// The unit of a measurement's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// Time-stamp counter ticks: reference cycles at the TSC frequency, not core cycles.
     TscTicks,
+    /// Nanoseconds.
     Nanoseconds,
+    /// Bytes per second.
     BytesPerSecond,
+    /// Bytes.
     Bytes,
+    /// A count of events.
     Count,
 }
 
 impl Unit {
+    /// How tables print the unit.
     pub fn symbol(self) -> &'static str {
         match self {
             Unit::TscTicks => "TSC ticks",
@@ -36,17 +42,27 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verification {
-    /// Counters confirm the expected path; `evidence` says which and how many.
-    Verified { evidence: String },
+    /// Counters confirm the expected path.
+    Verified {
+        /// Which counters, and how many events.
+        evidence: String,
+    },
     /// Counters show another path: the row is a failed measurement.
-    Failed { evidence: String },
-    /// The path could not be checked (TCG, no stats, inconsistent counters).
-    Unverified { reason: String },
+    Failed {
+        /// Which counters, and what they showed instead.
+        evidence: String,
+    },
+    /// The path could not be checked.
+    Unverified {
+        /// Why not (TCG, no stats, inconsistent counters).
+        reason: String,
+    },
     /// The measurement has no path to verify (e.g. a timer baseline).
     NotApplicable,
 }
 
 impl Verification {
+    /// The verdict in one word, as tables show it.
     pub fn label(&self) -> &'static str {
         match self {
             Verification::Verified { .. } => "verified",
@@ -65,10 +81,13 @@ pub struct Measurement {
     /// Exactly what sits inside the timed window, in words a reader can check
     /// against the code.
     pub definition: String,
+    /// The unit of every value in `summary`.
     pub unit: Unit,
+    /// The distribution of the samples.
     pub summary: Summary,
     /// Things a reader must know before trusting the numbers.
     pub warnings: Vec<String>,
+    /// Whether the measurement took the path it claims.
     pub verification: Verification,
     /// The same samples minus the median of the matching timer-overhead
     /// baseline (saturating at 0). Absent for the baselines themselves.
@@ -111,6 +130,7 @@ impl Measurement {
 }
 
 impl Measurement {
+    /// A measurement of `samples`, with no overhead subtraction, counters, bytes or reference yet.
     pub fn from_samples(
         id: impl Into<MeasurementId>,
         definition: impl Into<String>,
@@ -170,6 +190,7 @@ pub enum CheckKind {
 /// performance target the tool checks against its own reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
+    /// Stable id, e.g. `shm.integrity.h2g` or `shm.target.rtt-vs-cacheline`.
     pub id: String,
     /// Absent in results written before it existed: those were targets,
     /// except the ids that name integrity (see [`Results::upgrade`]).
@@ -179,21 +200,27 @@ pub struct Check {
     pub statement: String,
     /// What was measured, in words and figures.
     pub observed: String,
+    /// Whether the check held.
     pub passed: bool,
 }
 
 /// A measurement that was asked for and could not run here, with why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The measurement that did not run.
     pub id: MeasurementId,
+    /// Why it did not run here.
     pub reason: String,
 }
 
 /// Everything one run produced, as written to `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
+    /// [`RESULTS_SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
+    /// Every measurement, in the order they ran.
     pub measurements: Vec<Measurement>,
+    /// Measurements that were asked for and could not run here.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
     /// Warnings about the run as a whole (TCG, noisy host, unrestored knob).

@@ -39,9 +39,12 @@ fn accel_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Accel>
     })
 }
 
+/// Everything a run wrote about itself: `results.json` in the report directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// [`RUN_SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
+    /// The vmbench version that ran.
     pub vmbench_version: String,
     /// The exact command that reproduces the run.
     pub command: String,
@@ -56,6 +59,7 @@ pub struct RunRecord {
     pub suites: Vec<String>,
     /// False when a suite ended early; `incomplete` says why.
     pub complete: bool,
+    /// Why the run is incomplete (which suite ended early, and how).
     #[serde(default)]
     pub incomplete: Vec<String>,
     /// The host specification as `vmbench info` prints it: (section, key, value).
@@ -65,6 +69,7 @@ pub struct RunRecord {
     /// The guest agent's specification, when a guest booted.
     #[serde(default)]
     pub guest: Option<serde_json::Value>,
+    /// The QEMU that ran the guests, when one did.
     #[serde(default)]
     pub qemu: Option<QemuRecord>,
     /// Every isolation knob: wanted, found, what was changed and restored.
@@ -76,32 +81,47 @@ pub struct RunRecord {
     /// CPUs the vCPU threads were pinned to, and the housekeeping CPUs.
     #[serde(default)]
     pub pinning: Option<String>,
+    /// The suites' measurements, skips, checks and warnings.
     pub results: Results,
 }
 
+/// One row of the host specification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpecRow {
+    /// The section (`CPU`, `memory`, `kernel`, ...).
     pub section: String,
+    /// The key within the section.
     pub key: String,
+    /// The value, as `vmbench info` prints it.
     pub value: String,
 }
 
+/// The QEMU a run used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QemuRecord {
+    /// The binary's path.
     pub path: String,
+    /// `qemu-system-x86_64 --version`'s first line, when it answered.
     pub version: Option<String>,
     /// The Nix store path, when QEMU came from the flake.
     #[serde(default)]
     pub store_path: Option<String>,
+    /// The whole command line the guests were started with.
     pub command_line: String,
 }
 
+/// One isolation knob: what was wanted, found and done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnobRecord {
+    /// The knob's name (a sysfs/procfs path or a boot parameter).
     pub knob: String,
+    /// Its class: `boot` (kernel command line), `runtime` (applied and restored), `held` (held while the run lasts), `noise` (only observed).
     pub kind: String,
+    /// The value the run wants.
     pub wanted: String,
+    /// The value found before the run.
     pub found: String,
+    /// The audit's verdict: `ok`, `n/a`, `WARN` or `FAIL`.
     pub verdict: String,
     /// What the run changed it to, if it changed it.
     #[serde(default)]

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 /// to 2048 and within 0.1% above that.
 pub const SIGNIFICANT_DIGITS: u8 = 3;
 
+/// Why samples could not become a summary.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StatsError {
+    /// Nothing was recorded.
     #[error("no samples recorded")]
     Empty,
+    /// The histogram could not hold this value.
     #[error("sample {0} could not be recorded in the histogram")]
     Record(u64),
 }
@@ -24,14 +27,23 @@ pub enum StatsError {
 /// standard deviation (n − 1 in the denominator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Number of samples.
     pub n: u64,
+    /// Smallest sample (exact).
     pub min: u64,
+    /// Median (nearest-rank).
     pub p50: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
+    /// Largest sample (exact).
     pub max: u64,
+    /// Arithmetic mean (exact).
     pub mean: f64,
+    /// Sample standard deviation (exact, n − 1).
     pub stddev: f64,
     /// (quantile, value) at [`CDF_QUANTILES`]: enough to draw the CDF and
     /// a histogram again from `results.json`.
@@ -41,6 +53,7 @@ pub struct Summary {
     /// order (at most [`DRIFT_POINTS`]): the time series that shows drift.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<f64>,
+    /// Samples per point of `drift` (0 in results written before drift existed).
     #[serde(default)]
     pub drift_block: u64,
 }
@@ -79,6 +92,7 @@ impl Default for SampleSet {
 }
 
 impl SampleSet {
+    /// An empty set.
     pub fn new() -> Self {
         SampleSet {
             // Auto-resizing histogram: any u64 value fits.
@@ -97,6 +111,7 @@ impl SampleSet {
         }
     }
 
+    /// Adds one sample.
     pub fn record(&mut self, v: u64) -> Result<(), StatsError> {
         self.hist.record(v).map_err(|_| StatsError::Record(v))?;
         self.n += 1;
@@ -125,14 +140,17 @@ impl SampleSet {
         Ok(())
     }
 
+    /// Adds every sample of `values`.
     pub fn extend(&mut self, values: impl IntoIterator<Item = u64>) -> Result<(), StatsError> {
         values.into_iter().try_for_each(|v| self.record(v))
     }
 
+    /// Number of samples recorded.
     pub fn len(&self) -> u64 {
         self.n
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -147,6 +165,7 @@ impl SampleSet {
         Ok(self.hist.value_at_quantile(q).clamp(self.min, self.max))
     }
 
+    /// The distribution: exact min/max/mean/stddev, nearest-rank percentiles, CDF and drift.
     pub fn summary(&self) -> Result<Summary, StatsError> {
         if self.n == 0 {
             return Err(StatsError::Empty);

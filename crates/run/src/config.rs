@@ -9,22 +9,30 @@ use vmbench_host::CpuList;
 use vmbench_proto::vmexit::Row;
 use vmbench_vm::{AccelChoice, GuestKind};
 
+/// A `vmbench run` config file (YAML; examples/ has a documented one). Command-line flags win over it.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Suites to run, in order: `vmexit`, `shm`.
     pub suites: Option<Vec<Suite>>,
+    /// The accelerator: `auto` (KVM when it works, else TCG), `kvm` or `tcg`.
     pub accel: Option<AccelChoice>,
     /// Benchmark CPUs: isolation audit and vCPU pinning.
     #[serde(default, deserialize_with = "cpus")]
     pub cpus: Option<CpuList>,
+    /// Fewer samples: every measurement, in seconds instead of minutes.
     pub quick: Option<bool>,
+    /// Output directory (must be new or empty).
     pub out: Option<PathBuf>,
     /// Sign the report with this key (see `vmbench report sign --key`).
     pub sign: Option<PathBuf>,
+    /// Host isolation.
     pub isolation: Option<IsolationConfig>,
+    /// The guest VMs.
     pub vm: Option<VmConfig>,
+    /// The VM-exit suite.
     pub vmexit: Option<VmexitConfig>,
+    /// The shared-memory suite.
     pub shm: Option<ShmConfig>,
 }
 
@@ -33,52 +41,71 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApplyMode {
+    /// Apply when running as root, audit only otherwise.
     Auto,
+    /// Apply, and refuse to start if that is not possible.
     Yes,
+    /// Audit only: change nothing.
     No,
 }
 
+/// The config's `isolation:` section.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IsolationConfig {
+    /// Whether to change host knobs.
     pub apply: Option<ApplyMode>,
     /// Runtime knobs to leave alone (ids as `vmbench isolate check` prints them).
     pub skip: Option<Vec<String>>,
+    /// The journal of original values (default under /run/vmbench).
     pub journal: Option<PathBuf>,
     /// Read and write /proc and /sys under this directory (fixture trees).
     pub root: Option<PathBuf>,
 }
 
+/// The config's `vm:` section.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
+    /// The guest image directory (default: built on first use).
     pub image: Option<PathBuf>,
+    /// The QEMU binary.
     pub qemu: Option<PathBuf>,
     /// The VM-exit suite's guest (the shm suite always uses the Linux guest).
     pub guest: Option<GuestKind>,
+    /// The micro-guest ELF (default: built from crates/microguest).
     pub micro_elf: Option<PathBuf>,
     /// Guest RAM (`--memory`); default: what the image's manifest asks for.
     #[serde(default, deserialize_with = "memory_mib")]
     pub memory_mib: Option<u32>,
+    /// The ivshmem region in MiB (a power of two, at least 2).
     #[serde(default, deserialize_with = "region_mib")]
     pub shm_mib: Option<u64>,
+    /// Seconds a guest may take to answer its first command.
     pub boot_timeout_s: Option<u64>,
+    /// Extra guest kernel command-line words.
     pub append: Option<Vec<String>>,
     /// QEMU `-cpu` model under KVM (`vmbench vmexit --kvm-cpu`).
     pub kvm_cpu: Option<String>,
 }
 
+/// The config's `vmexit:` section.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmexitConfig {
+    /// Rows by id (default: every row that runs by default).
     #[serde(default, deserialize_with = "rows")]
     pub rows: Option<Vec<Row>>,
+    /// Timed iterations per row.
     #[serde(default, deserialize_with = "positive")]
     pub iterations: Option<u64>,
+    /// Discarded iterations before the timed ones.
     pub warmup: Option<u64>,
+    /// Back-to-back iterations timed as a whole.
     pub batch: Option<u64>,
 }
 
+/// The config's `shm:` section.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShmConfig {
@@ -140,15 +167,21 @@ fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Row>>, D::Error> {
 /// a bad value, its line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("--config {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a valid config.
     #[error("--config {path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// The parser's error, with line and column.
         #[source]
         source: Box<serde_saphyr::Error>,
     },

@@ -66,8 +66,10 @@ pub fn vmexit(
 /// Why the shm suite or one of its arms stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveError {
+    /// The guest could not be booted or pinned.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The suite failed.
     #[error(transparent)]
     Suite(#[from] SuiteError),
 }
@@ -82,6 +84,7 @@ impl DriveError {
 
 /// The shared-memory suite and its arms, as they ended.
 pub struct ShmOutcome {
+    /// What the host end measured, over the main guest and the arms.
     pub run: HostRun,
     /// The suite on the main guest.
     pub suite: Result<(), DriveError>,
@@ -91,6 +94,7 @@ pub struct ShmOutcome {
 
 /// What the shm suite needs beside its guest.
 pub struct ShmRequest<'a> {
+    /// What to measure.
     pub plan: Plan,
     /// Also run the UC and WC arms, each in a guest of its own.
     pub arms: bool,

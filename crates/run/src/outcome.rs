@@ -15,6 +15,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// The process exit code.
     pub fn code(self) -> u8 {
         match self {
             ExitStatus::Success => 0,
@@ -69,8 +70,11 @@ pub fn shm_status(results: &Results, error: Option<&DriveError>) -> ExitStatus {
 /// How a `vmbench run` ended, as its exit status needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
+    /// Ctrl-C or a signal ended the run.
     pub interrupted: bool,
+    /// Every suite ran to its end.
     pub complete: bool,
+    /// Every changed knob was restored.
     pub restored: bool,
 }
 

@@ -21,16 +21,22 @@ use vmbench_vm::{GuestKind, TCG_NOTICE};
 /// Why a run stopped before it could record anything.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The preflight found a reason not to start.
     #[error(transparent)]
     Blocked(#[from] Blocked),
+    /// Applying isolation failed (what was applied is restored).
     #[error(transparent)]
     Isolate(#[from] IsolateError),
+    /// The output directory could not be created.
     #[error("creating the output directory {path}")]
     Output {
+        /// The directory.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The report could not be written.
     #[error(transparent)]
     Publish(#[from] vmbench_publish::PublishError),
 }
@@ -422,8 +428,11 @@ impl SuitesDone<'_> {
 
 /// The run's record, and how the run ended.
 pub struct Recorded {
+    /// What was written to `results.json`.
     pub record: RunRecord,
+    /// How the run ended, as an exit status.
     pub status: ExitStatus,
+    /// The report directory.
     pub out: PathBuf,
     sign: Option<PathBuf>,
 }

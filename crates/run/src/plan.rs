@@ -15,6 +15,7 @@ use vmbench_vm::{AccelChoice, GuestKind, GuestSettings};
 pub struct RunFlags {
     /// Suites to run, in order; empty: the config's, else both.
     pub suites: Vec<Suite>,
+    /// The accelerator (`auto`, `kvm`, `tcg`).
     pub accel: Option<AccelChoice>,
     /// Benchmark CPUs: the isolation audit and vCPU pinning.
     pub cpus: Option<CpuList>,
@@ -32,8 +33,11 @@ pub struct RunFlags {
 /// looked up in PATH. A config file's value wins over them.
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
+    /// `VMBENCH_GUEST_IMAGE`: the guest image directory.
     pub guest_image: Option<PathBuf>,
+    /// `VMBENCH_QEMU`: the QEMU binary.
     pub qemu: Option<PathBuf>,
+    /// `VMBENCH_MICRO_ELF`: the micro-guest ELF.
     pub micro_elf: Option<PathBuf>,
 }
 
@@ -56,6 +60,7 @@ impl Environment {
 /// A plan that cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// Neither the flags nor the config name a suite.
     #[error("no suite to run: give --suite vmexit,shm (or suites: in the config)")]
     NoSuite,
 }
@@ -75,16 +80,21 @@ const DEFAULT_NOISE_WINDOW: Duration = Duration::from_millis(500);
 /// Every setting of the run.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Suites to run, in order.
     pub suites: Vec<Suite>,
     /// Benchmark CPUs (None: what the audit picks).
     pub cpus: Option<CpuList>,
+    /// Fewer samples (`--quick`).
     pub quick: bool,
+    /// The report directory.
     pub out: PathBuf,
+    /// Key to sign the report with.
     pub sign: Option<PathBuf>,
     /// Whether to change host knobs.
     pub apply: ApplyMode,
     /// Runtime knobs to leave alone.
     pub skip: Vec<String>,
+    /// The journal of original knob values.
     pub journal: PathBuf,
     /// Where /proc and /sys are read and written for isolation.
     pub root: SysRoot,
@@ -97,13 +107,17 @@ pub struct Plan {
     pub guest: GuestSettings,
     /// VM-exit rows (empty: the default rows).
     pub rows: Vec<Row>,
+    /// Timed iterations per VM-exit row.
     pub iterations: u64,
+    /// Discarded iterations before them.
     pub warmup: u64,
+    /// Back-to-back iterations timed as a whole.
     pub batch: u64,
     /// Also run the UC and WC mapping arms (a guest boot each).
     pub arms: bool,
     /// Measure the doorbell round trip (ivshmem-doorbell).
     pub doorbell: bool,
+    /// How long one shm request may take before the guest is declared hung.
     pub request_timeout: Duration,
     /// The command as typed.
     pub command: String,

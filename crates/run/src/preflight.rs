@@ -14,10 +14,12 @@ pub struct Preflighted {
 }
 
 impl Preflighted {
+    /// The plan the preflight passed.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
 
+    /// What the isolation audit found.
     pub fn audit(&self) -> &Audit {
         &self.audit
     }

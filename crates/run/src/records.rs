@@ -54,9 +54,11 @@ pub fn qemu_record(vm: &Vm) -> QemuRecord {
 
 /// How the isolation went, as the knob records need it.
 pub struct IsolationOutcome<'a> {
+    /// The audit of every knob.
     pub audit: &'a Audit,
     /// Whether runtime knobs were applied at all.
     pub applied: bool,
+    /// Runtime knobs the run was told to leave alone.
     pub skip: &'a [String],
     /// IRQs the kernel refused to move.
     pub unmovable: &'a [String],

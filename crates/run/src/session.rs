@@ -18,6 +18,7 @@ use vmbench_vm::{Accel, GuestKind, GuestSettings, SettingsError, Vm, VmError};
 /// What to boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootRequest {
+    /// The Linux guest or the micro-guest.
     pub guest: GuestKind,
     /// ivshmem-doorbell (for the shm suite's doorbell round trip) instead of
     /// ivshmem-plain.
@@ -40,12 +41,16 @@ impl BootRequest {
 /// A guest that did not boot, or could not be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The guest settings do not resolve (no image, no QEMU, bad memory size).
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// QEMU or the guest failed to come up.
     #[error(transparent)]
     Boot(#[from] VmError),
+    /// The vCPU threads could not be pinned.
     #[error("pinning the guest: {0}")]
     Pin(#[from] PinError),
+    /// QEMU exited before it could be pinned.
     #[error("QEMU is not running")]
     NoQemu,
 }
@@ -62,6 +67,7 @@ pub trait GuestLauncher {
 
 /// A booted guest.
 pub trait GuestSession {
+    /// The accelerator the guest runs under.
     fn accel(&self) -> Accel;
     /// What the launcher had to say about the accelerator (a TCG fallback says why).
     fn accel_notice(&self) -> Option<&str>;
@@ -89,6 +95,7 @@ pub struct VmLauncher {
     /// The guest as configured; each request sets the guest kind, doorbell
     /// and mapping arm.
     pub settings: GuestSettings,
+    /// Set by Ctrl-C: boot and commands stop waiting.
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Copy the guest console to stdout (`vmbench vm boot`).
     pub echo_console: bool,
@@ -97,6 +104,7 @@ pub struct VmLauncher {
 }
 
 impl VmLauncher {
+    /// A launcher for `settings`, with no console echo, on the running host.
     pub fn new(settings: GuestSettings, interrupt: Option<Arc<AtomicBool>>) -> VmLauncher {
         VmLauncher {
             settings,
@@ -141,6 +149,7 @@ impl GuestLauncher for VmLauncher {
 
 /// A real guest.
 pub struct VmSession {
+    /// The VM.
     pub vm: Vm,
     notice: Option<String>,
     root: SysRoot,

@@ -45,6 +45,7 @@ pub struct Counters {
     sw: Option<Counter>,
     /// Why the hardware counters are absent, when they are.
     pub hw_unavailable: Option<String>,
+    /// Counter totals by phase, then by counter name.
     pub totals: PhaseCounts,
 }
 

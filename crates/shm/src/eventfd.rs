@@ -16,7 +16,9 @@ pub fn wait_eventfd(efd: &EventFd, timeout: Duration) -> Result<u64, DoorbellErr
 
 /// One end of a loopback doorbell pair: rings `tx`, waits on `rx`.
 pub struct EventFdPair {
+    /// Written to ring the peer.
     pub tx: EventFd,
+    /// Read to wait for the peer.
     pub rx: EventFd,
 }
 

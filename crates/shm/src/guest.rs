@@ -19,13 +19,17 @@ use vmbench_proto::timing::{t_end, t_start};
 /// What the guest end reports when the host stops the suite.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuestSummary {
+    /// Requests served.
     pub requests: u64,
+    /// Requests refused.
     pub refused: u64,
     /// The last refusal, in words.
     pub last_refusal: Option<String>,
     /// Counter totals by the host's phase number.
     pub counters: PhaseCounts,
+    /// Why the guest end's hardware counters are absent, when they are.
     pub hw_counters_unavailable: Option<String>,
+    /// Whether the guest's SHA-256 used the CPU's SHA extensions.
     pub sha_ni: bool,
 }
 

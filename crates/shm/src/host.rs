@@ -46,14 +46,17 @@ const DEF_G2H_END_TO_END: &str =
 pub struct Plan {
     /// Discarded round trips before the timed ones.
     pub warmup: u64,
+    /// Timed polling round trips.
     pub rtt_samples: u64,
     /// Doorbell round trips (0: none).
     pub doorbell_rounds: u64,
+    /// Frame sizes of the transfers.
     pub frames: Vec<Frame>,
     /// Timed transfers per frame and direction (one more is run and discarded).
     pub frame_iterations: u64,
     /// Sizes of the bandwidth curve (host→guest).
     pub sweep: Vec<u64>,
+    /// Timed transfers per size of the sweep.
     pub sweep_iterations: u64,
     /// CPUs for the cache-line reference: (this thread's, the peer's).
     pub ref_cpus: Option<(usize, usize)>,
@@ -140,11 +143,15 @@ impl Plan {
 /// What the host end measured.
 #[derive(Debug, Default)]
 pub struct HostRun {
+    /// The measurements, checks, skips and warnings.
     pub results: Results,
     /// Raw samples by measurement id (when `keep_raw`).
     pub raw: Vec<(String, Vec<u64>)>,
+    /// What the guest end reported when stopped.
     pub guest: Option<GuestSummary>,
+    /// The host end's counter totals, by phase.
     pub host_counters: PhaseCounts,
+    /// Why the host end's hardware counters are absent, when they are.
     pub host_hw_counters_unavailable: Option<String>,
 }
 

@@ -20,48 +20,98 @@ pub mod reference;
 use std::time::Duration;
 use vmbench_proto::ProtoError;
 
+/// Why the shared-memory suite (either end) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
+    /// The command channel failed (including a protocol violation).
     #[error(transparent)]
     Proto(#[from] ProtoError),
+    /// The guest end refused a request the host made.
     #[error("the guest end refused request {seq} ({op}); its last reason: {why}")]
-    GuestRefused { seq: u64, op: String, why: String },
+    GuestRefused {
+        /// The request's sequence number.
+        seq: u64,
+        /// The request's op.
+        op: String,
+        /// The guest end's last refusal, in words.
+        why: String,
+    },
+    /// The other end exited or its VM stopped.
     #[error("the other end went away: {0}")]
     PeerGone(String),
+    /// The guest end did not answer in time.
     #[error("timed out after {secs:.1} s waiting for the guest's answer to {what}")]
-    Timeout { what: String, secs: f64 },
+    Timeout {
+        /// The request awaited.
+        what: String,
+        /// How long was waited.
+        secs: f64,
+    },
+    /// Ctrl-C, or the run's deadline.
     #[error("{0}")]
     Aborted(String),
+    /// Pinning a thread or setting its priority failed.
     #[error("{what}: {source}")]
     Scheduler {
+        /// What was asked of the scheduler.
         what: String,
+        /// What the system said.
         #[source]
         source: nix::Error,
     },
+    /// A transfer or buffer larger than the region or its slots allow.
     #[error("{what} of {bytes} bytes does not fit {limit}")]
     TooLarge {
+        /// What did not fit.
         what: &'static str,
+        /// Its size.
         bytes: u64,
+        /// What it had to fit in.
         limit: String,
     },
+    /// The loopback's guest-end process could not be started.
     #[error("starting {exe}")]
     Spawn {
+        /// The executable.
         exe: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// An inherited descriptor (the loopback's eventfds) is unusable.
     #[error("descriptor {fd}: {why}")]
-    Descriptor { fd: i32, why: String },
+    Descriptor {
+        /// The descriptor number.
+        fd: i32,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The guest answered RunShm with an error status.
     #[error("the guest could not run the shm suite ({status}): {message}")]
-    GuestCannotRun { status: String, message: String },
+    GuestCannotRun {
+        /// The answer's status.
+        status: String,
+        /// The guest's message.
+        message: String,
+    },
+    /// A sample could not be recorded.
     #[error("recording a sample")]
     Sample(#[from] vmbench_results::StatsError),
+    /// The cache-line reference's echo thread failed.
     #[error("the echo thread of the cache-line reference (CPU {cpu}) {what}")]
-    EchoThread { cpu: usize, what: &'static str },
+    EchoThread {
+        /// The CPU it was pinned to.
+        cpu: usize,
+        /// What went wrong.
+        what: &'static str,
+    },
+    /// The loopback needs two CPUs and this process may use fewer.
     #[error("the loopback needs two CPUs; this process may use only {0:?}")]
     TooFewCpus(Vec<usize>),
+    /// Cold reads need CLFLUSH, which only the x86_64 build has.
     #[error("cache flush is only implemented on x86_64")]
     NoFlush,
+    /// A doorbell failed.
     #[error("doorbell")]
     Doorbell(#[from] DoorbellError),
 }
@@ -82,11 +132,15 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// Why ringing or waiting on a doorbell failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DoorbellError {
+    /// Nothing rang within the timeout.
     #[error("no doorbell ring within {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// A system call on the eventfd failed.
     #[error("{what}: {source}")]
     Os {
+        /// The call.
         what: &'static str,
+        /// What the system said.
         #[source]
         source: nix::Error,
     },
@@ -94,9 +148,12 @@ pub enum DoorbellError {
     /// module) failed in its own terms.
     #[error(transparent)]
     Peer(Box<dyn std::error::Error + Send + Sync>),
+    /// One round of the doorbell measurement failed.
     #[error("doorbell round {round}")]
     Round {
+        /// The round's number.
         round: u64,
+        /// Why.
         #[source]
         source: Box<DoorbellError>,
     },
@@ -111,6 +168,7 @@ impl ShmError {
 
 /// One side of an interrupt pair: ring the peer, wait to be rung.
 pub trait Doorbell {
+    /// Interrupts the peer once.
     fn ring(&mut self) -> Result<(), DoorbellError>;
     /// Waits (blocking, not spinning) for one ring from the peer.
     fn wait(&mut self, timeout: Duration) -> Result<(), DoorbellError>;
@@ -119,13 +177,18 @@ pub trait Doorbell {
 /// A frame size of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
+    /// The frame's name in measurement ids (`1080p-32bpp`).
     pub name: &'static str,
+    /// Pixels per line.
     pub width: u32,
+    /// Lines.
     pub height: u32,
+    /// Bits per pixel (a multiple of 8).
     pub bits_per_pixel: u32,
 }
 
 impl Frame {
+    /// The frame's size in bytes.
     pub fn bytes(&self) -> u64 {
         u64::from(self.width) * u64::from(self.height) * u64::from(self.bits_per_pixel / 8)
     }

@@ -12,15 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vmbench_proto::{HostEnd, MappedRegion};
 
+/// The shared-memory suite between two processes on this host, over a file in tmpfs.
 pub struct LoopbackOptions {
     /// The vmbench binary that plays the guest end (`vmbench shm guest`).
     pub exe: PathBuf,
     /// (host end's CPU, guest end's CPU).
     pub cpus: (usize, usize),
+    /// The shared file's size.
     pub region_bytes: usize,
     /// Directory of the shared file (tmpfs: /dev/shm).
     pub dir: PathBuf,
+    /// Whether to measure doorbell round trips too (an eventfd pair).
     pub doorbell: bool,
+    /// What to measure.
     pub plan: Plan,
 }
 

@@ -11,16 +11,22 @@ pub fn request() -> Value {
 /// KVM's counters could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsUnavailable {
+    /// The VM has no QMP connection to ask.
     #[error("no QMP connection")]
     NoQmp,
+    /// QMP failed.
     #[error("query-stats")]
     Qmp(#[from] vmbench_vm::qmp::QmpError),
+    /// query-stats answered something other than a list.
     #[error("query-stats returned {0}, not a list")]
     NotAList(Value),
+    /// No KVM provider among the answer's entries.
     #[error("query-stats returned no KVM provider (not running under KVM?)")]
     NoKvmProvider,
+    /// A KVM entry without its stats.
     #[error("query-stats entry without stats: {0}")]
     NoStats(Value),
+    /// The stats lack the `exits` counter.
     #[error("query-stats has no `exits` counter")]
     NoExits,
 }

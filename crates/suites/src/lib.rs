@@ -6,16 +6,37 @@ pub mod shm;
 pub mod verify;
 pub mod vmexit;
 
+/// Why a suite stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
+    /// The VM failed (QEMU gone, command timed out, protocol violated).
     #[error(transparent)]
     Vm(#[from] vmbench_vm::VmError),
+    /// The guest refused a row it should be able to run.
     #[error("row {row}: the guest refused: {why}")]
-    Refused { row: String, why: String },
+    Refused {
+        /// The row's id.
+        row: String,
+        /// The guest's message.
+        why: String,
+    },
+    /// The guest's answer failed the host's checks.
     #[error("row {row}: the guest answered something unusable: {why}")]
-    BadAnswer { row: String, why: String },
+    BadAnswer {
+        /// The row's id.
+        row: String,
+        /// Which check failed.
+        why: String,
+    },
+    /// The samples could not be summarised.
     #[error("row {row}: {why}")]
-    Stats { row: String, why: String },
+    Stats {
+        /// The row's id.
+        row: String,
+        /// What the statistics said.
+        why: String,
+    },
+    /// The shared-memory suite failed.
     #[error(transparent)]
     Shm(#[from] vmbench_shm::ShmError),
 }

@@ -10,8 +10,11 @@ use vmbench_vm::{Accel, Vm};
 /// The MSI-X vector the suite's doorbell uses (0 is the control plane's).
 pub const DOORBELL_VECTOR: u32 = 1;
 
+/// The shared-memory suite against a booted VM.
 pub struct VmShmOptions {
+    /// What to measure and how often.
     pub plan: Plan,
+    /// The accelerator the VM runs under (the report's labels depend on it).
     pub accel: Accel,
 }
 

@@ -17,9 +17,13 @@ fn slack(n: u64) -> u64 {
     n / 20 + 200
 }
 
+/// What the KVM counters around a row say.
 pub enum Evidence<'a> {
+    /// TCG: there are no VM exits to count.
     Tcg,
+    /// The counters could not be read, and why.
     Unavailable(&'a str),
+    /// Counter deltas over the row (`exits`, `io_exits`, ...).
     Deltas(&'a BTreeMap<String, u64>),
 }
 

@@ -12,8 +12,10 @@ use vmbench_proto::{Command, DATA_OFF, Status};
 use vmbench_results::{Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification};
 use vmbench_vm::{Accel, Vm};
 
+/// How to run the VM-exit suite.
 #[derive(Debug, Clone)]
 pub struct VmexitOptions {
+    /// The rows to run, in order.
     pub rows: Vec<Row>,
     /// Timed iterations per row.
     pub samples: u64,
@@ -21,13 +23,16 @@ pub struct VmexitOptions {
     pub warmup: u64,
     /// Back-to-back iterations timed as a whole (the batch mean).
     pub batch: u64,
+    /// The port the slow-path rows write to (QEMU's isa-debugcon).
     pub debugcon_port: u16,
     /// TSC frequency for ns (the guest's; the host's when the guest has none).
     pub tsc_khz: Option<f64>,
+    /// The accelerator the VM runs under (the verdicts depend on it).
     pub accel: Accel,
 }
 
 impl VmexitOptions {
+    /// The defaults for `accel`: every default row, with the sample counts of a full run.
     pub fn new(accel: Accel) -> Self {
         VmexitOptions {
             rows: Row::ALL
@@ -77,7 +82,9 @@ fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, kvmstats::StatsUnava
 /// What the suite produced: measurements, and rows this guest cannot run.
 #[derive(Debug, Default)]
 pub struct VmexitRun {
+    /// One measurement per row that ran.
     pub measurements: Vec<Measurement>,
+    /// Rows this guest cannot run, with why.
     pub skipped: Vec<Skipped>,
 }
 

@@ -17,7 +17,9 @@ pub enum AccelChoice {
     /// or kvm_amd), else TCG.
     #[default]
     Auto,
+    /// KVM, or fail with why not.
     Kvm,
+    /// QEMU's TCG emulation: no real exits (every figure says so).
     Tcg,
 }
 
@@ -34,6 +36,7 @@ pub enum GuestKind {
 }
 
 impl GuestKind {
+    /// The guest's name in messages and reports.
     pub fn name(self) -> &'static str {
         match self {
             GuestKind::Linux => "Linux",
@@ -45,6 +48,7 @@ impl GuestKind {
 /// The accelerator chosen, and what the user should be told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccelDecision {
+    /// KVM or TCG.
     pub accel: Accel,
     /// Printed once where the guest boots (a TCG fallback says why).
     pub notice: Option<String>,

@@ -38,14 +38,19 @@ pub fn is_static(bytes: &[u8]) -> Option<bool> {
 /// An ELF file that cannot be read or rewritten as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
+    /// The file is not an ELF file the rewriter can read.
     #[error("not a readable ELF file")]
     Parse(#[source] object::build::Error),
+    /// The stripped file could not be written.
     #[error("rewriting the ELF file")]
     Write(#[source] object::build::Error),
+    /// A module without `.modinfo`.
     #[error("no .modinfo section: not a kernel module")]
     NoModinfo,
+    /// An empty `.modinfo`.
     #[error(".modinfo has no data")]
     EmptyModinfo,
+    /// `.modinfo` lacks the key.
     #[error("no {0}= in .modinfo")]
     NoModinfoKey(String),
 }

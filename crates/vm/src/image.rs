@@ -21,15 +21,18 @@ const KMOD_KBUILD: &str = include_str!("../../../kmod/Kbuild");
 pub const DEFAULT_CMDLINE: &str =
     "console=ttyS0 8250.nr_uarts=1 loglevel=4 panic=-1 nowatchdog nmi_watchdog=0 tsc=reliable";
 
+/// How to build a guest image.
 #[derive(Debug, Clone)]
 pub struct ImageOptions {
     /// bzImage; default: the newest /boot/vmlinuz-*.
     pub kernel: Option<PathBuf>,
+    /// The image directory to write.
     pub out: PathBuf,
     /// The static agent; default: this executable.
     pub agent: Option<PathBuf>,
     /// Where `<release>/build` (kernel headers) lives.
     pub modules_dir: PathBuf,
+    /// Where the vmbench module comes from.
     pub module: ModuleSource,
     /// busybox to include (must be static); default: a static /bin/busybox
     /// or /usr/bin/busybox if there is one.
@@ -45,10 +48,12 @@ pub enum ModuleSource {
     /// A `vmbench.ko` built elsewhere (by Nix, against the same kernel); its
     /// vermagic must name the kernel's release.
     Prebuilt(PathBuf),
+    /// No module: the agent maps the region through sysfs (uncached), and says so.
     Omit,
 }
 
 impl ImageOptions {
+    /// The defaults, writing to `out`.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         ImageOptions {
             kernel: None,
@@ -61,21 +66,29 @@ impl ImageOptions {
     }
 }
 
+/// What an image holds and where it came from (`<image>/manifest.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageManifest {
+    /// The manifest's format version.
     pub schema_version: u32,
+    /// The kernel file the image was built from.
     pub kernel_source: String,
     /// Full version string from the bzImage header.
     pub kernel_version: String,
     /// The release (`uname -r` in the guest).
     pub kernel_release: String,
+    /// The agent binary the image holds as `/init`.
     pub agent_source: String,
     /// Size of `/init` in the initramfs, stripped.
     #[serde(default)]
     pub agent_bytes: u64,
+    /// The module file, when the image has one.
     pub module: Option<String>,
+    /// The busybox binary, when the image has one.
     pub busybox: Option<String>,
+    /// The kernel command line the image boots with.
     pub cmdline: String,
+    /// The initramfs's size in bytes.
     pub initrd_bytes: u64,
     /// Guest RAM this image boots with unless `--memory` / `vm.memory_mib`
     /// says otherwise: enough to unpack the initramfs and run the agent.
@@ -107,49 +120,72 @@ pub fn recommended_memory_mib(initrd_bytes: u64) -> u32 {
     u32::try_from(rounded.max(256)).unwrap_or(u32::MAX)
 }
 
+/// Why a guest image could not be built or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// No kernel in /boot.
     #[error("no kernel found in /boot: install linux-image-amd64 (Debian) or pass --kernel PATH")]
     NoKernel,
+    /// The kernel file does not exist.
     #[error(
         "{0}: no such kernel file (pass --kernel with a bzImage, e.g. /boot/vmlinuz-$(uname -r))"
     )]
     KernelMissing(String),
+    /// The kernel file is not a bzImage.
     #[error(
         "{0} is not a bzImage (no 'HdrS' setup header): pass a compressed x86 kernel such as /boot/vmlinuz-*"
     )]
     NotBzImage(String),
+    /// The kernel headers the module build needs are missing.
     #[error(
         "kernel headers for {release} are missing ({dir}): install linux-headers-{release} (for Debian's current kernel: linux-headers-amd64), or pass --no-module"
     )]
-    NoHeaders { release: String, dir: String },
+    NoHeaders {
+        /// The kernel's release.
+        release: String,
+        /// Where the headers were looked for.
+        dir: String,
+    },
+    /// The module did not build (the build's output).
     #[error("building the vmbench module failed (is build-essential installed?):\n{0}")]
     ModuleBuild(String),
+    /// The agent is not statically linked.
     #[error(
         "the agent {0} is dynamically linked and cannot run as init: build vmbench with the repository's .cargo/config.toml (static), or pass --agent"
     )]
     AgentNotStatic(String),
+    /// An ELF file (agent, module) could not be read or stripped.
     #[error("{path}")]
     Elf {
+        /// The file.
         path: String,
+        /// What was wrong with it.
         #[source]
         source: crate::elf::ElfError,
     },
+    /// The busybox given is not statically linked.
     #[error(
         "--busybox {0} is dynamically linked and cannot run in the initramfs: pass a static busybox (Debian: busybox-static)"
     )]
     BusyboxNotStatic(String),
+    /// The prebuilt module was built for another kernel.
     #[error(
         "--module {path} was built for kernel {vermagic:?}, but the kernel is {release}: build the module against this kernel's headers"
     )]
     ModuleMismatch {
+        /// The module file.
         path: String,
+        /// Its vermagic.
         vermagic: String,
+        /// The kernel's release.
         release: String,
     },
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
@@ -211,6 +247,7 @@ fn find_busybox() -> Option<PathBuf> {
         })
 }
 
+/// Builds the image: the kernel, and an initramfs of the stripped agent as `/init`, the module and busybox; writes the manifest last.
 pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     let kernel = match &opts.kernel {
         Some(k) if !k.exists() => return Err(ImageError::KernelMissing(k.display().to_string())),

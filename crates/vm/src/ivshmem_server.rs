@@ -23,23 +23,47 @@ use std::time::Duration;
 
 /// This process's peer id; the guest (QEMU) is peer [`GUEST_PEER`].
 pub const HOST_PEER: u16 = 0;
+/// The guest's (QEMU's) peer id.
 pub const GUEST_PEER: u16 = 1;
+/// The most MSI-X vectors the server offers.
 pub const MAX_VECTORS: u32 = 64;
 
+/// Why the ivshmem server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DoorbellError {
+    /// The server's socket failed.
     #[error("ivshmem server socket {path}: {why}")]
-    Socket { path: String, why: String },
+    Socket {
+        /// The socket.
+        path: String,
+        /// What failed.
+        why: String,
+    },
+    /// QEMU broke the protocol.
     #[error("ivshmem server: {0}")]
     Protocol(String),
+    /// An eventfd could not be created or used.
     #[error("eventfd: {0}")]
     EventFd(nix::Error),
+    /// A vector beyond the device's.
     #[error("vector {vector} out of range (0..{vectors})")]
-    Vector { vector: u32, vectors: u32 },
+    Vector {
+        /// The vector asked for.
+        vector: u32,
+        /// The device's vectors.
+        vectors: u32,
+    },
+    /// The guest did not ring in time.
     #[error("no doorbell from the guest on vector {vector} within {ms} ms")]
-    Timeout { vector: u32, ms: u128 },
+    Timeout {
+        /// The vector waited on.
+        vector: u32,
+        /// How long was waited.
+        ms: u128,
+    },
 }
 
+/// The server end of ivshmem-doorbell: this process is peer 0, the guest peer 1.
 pub struct DoorbellServer {
     path: PathBuf,
     vectors: u32,
@@ -150,10 +174,12 @@ impl DoorbellServer {
         })
     }
 
+    /// The server's UNIX socket (QEMU's `-chardev socket,path=`).
     pub fn socket(&self) -> &Path {
         &self.path
     }
 
+    /// MSI-X vectors per peer.
     pub fn vectors(&self) -> u32 {
         self.vectors
     }

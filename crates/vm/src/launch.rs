@@ -13,60 +13,96 @@ use vmbench_proto::{
     Command as GuestCommand, GuestSpec, HostEnd, MappedRegion, ProtoError, Response, Status,
 };
 
+/// Why a VM could not be started, or stopped answering.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    /// The guest ELF does not exist.
     #[error("{0}: no such guest ELF")]
     NoElf(String),
+    /// The image has no kernel where the manifest says.
     #[error("{kernel}: no kernel image (run `vmbench image build --out {image}` first)")]
-    NoKernel { kernel: String, image: String },
+    NoKernel {
+        /// The kernel path.
+        kernel: String,
+        /// The image directory.
+        image: String,
+    },
+    /// A file of the VM (run directory, logs, the shared file) could not be made.
     #[error("{path}")]
     Files {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The shared region could not be set up.
     #[error("the shared-memory region")]
     Region(#[source] ProtoError),
+    /// The ivshmem server failed.
     #[error("the ivshmem server (doorbell mode)")]
     DoorbellServer(#[from] DoorbellError),
+    /// QEMU could not be started.
     #[error("cannot run {qemu}: {source} (install qemu-system-x86, or pass --qemu PATH)")]
     Spawn {
+        /// The QEMU binary.
         qemu: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// QEMU exited.
     #[error(
         "QEMU exited ({status})\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
     )]
     QemuExited {
+        /// Its exit status.
         status: String,
+        /// What QEMU printed.
         qemu_log: String,
+        /// The guest console's last lines.
         console: String,
     },
+    /// QEMU stopped the guest (paused VM).
     #[error(
         "QEMU stopped the guest (status {status}): a KVM internal error, a guest panic or an outside `stop`\n--- QEMU output ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}"
     )]
     GuestStopped {
+        /// The VM's run state.
         status: String,
+        /// What QEMU printed.
         qemu_log: String,
+        /// The guest console's last lines.
         console: String,
     },
+    /// The guest kernel panicked (its console says so).
     #[error("the guest kernel panicked\n--- guest console (last lines) ---\n{console}")]
-    GuestPanic { console: String },
+    GuestPanic {
+        /// The console's last lines.
+        console: String,
+    },
+    /// Something did not happen in time.
     #[error(
         "{what} did not happen within {secs:.0} s\n--- guest console (last lines) ---\n{console}"
     )]
     Timeout {
+        /// What was awaited.
         what: String,
+        /// How long was waited.
         secs: f64,
+        /// The guest console's last lines.
         console: String,
     },
+    /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// The guest broke the protocol or failed a command.
     #[error("guest protocol: {0}")]
     Proto(ProtoError),
+    /// QMP failed.
     #[error(transparent)]
     Qmp(#[from] QmpError),
+    /// The guest's specification failed the host's checks.
     #[error("the guest sent an unusable specification: {0}")]
     BadSpec(String),
 }
@@ -78,19 +114,24 @@ pub const MICRO_GUEST_MEMORY_MIB: u32 = 128;
 /// For images whose manifest predates `memory_mib`.
 pub const DEFAULT_LINUX_GUEST_MEMORY_MIB: u32 = 256;
 
+/// How to start a VM.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
+    /// The QEMU binary.
     pub qemu: PathBuf,
+    /// KVM or TCG.
     pub accel: Accel,
     /// Directory with `bzImage`, `initrd` and `cmdline` (from `vmbench image
     /// build` or `nix build .#guest-image`).
     pub image: PathBuf,
     /// Appended to the image's cmdline (e.g. `vmbench.mapping=uc`).
     pub append: Vec<String>,
+    /// Guest vCPUs.
     pub vcpus: u32,
     /// Guest RAM; None: what the image's manifest asks for (sized to the
     /// image by `vmbench image build`), else 256 MiB; 128 for `kernel`.
     pub memory_mib: Option<u32>,
+    /// The ivshmem region's size in bytes.
     pub shm_bytes: u64,
     /// Deadline from QEMU start to the agent's handshake.
     pub boot_timeout: Duration,
@@ -100,6 +141,7 @@ pub struct VmOptions {
     pub shm_dir: PathBuf,
     /// Default: on under KVM, off under TCG.
     pub mem_lock: Option<bool>,
+    /// Where the guest's debugcon (port 0xe9) output goes.
     pub debugcon: Debugcon,
     /// Set by a Ctrl-C handler; every wait checks it.
     pub interrupt: Option<Arc<AtomicBool>>,
@@ -117,6 +159,7 @@ pub struct VmOptions {
 }
 
 impl VmOptions {
+    /// One vCPU, a 64 MiB region, no doorbell, the image's kernel; boot deadlines of 30 s (KVM) or 180 s (TCG).
     pub fn new(qemu: impl Into<PathBuf>, accel: Accel, image: impl Into<PathBuf>) -> Self {
         VmOptions {
             qemu: qemu.into(),
@@ -144,6 +187,7 @@ impl VmOptions {
     }
 }
 
+/// How long the boot took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BootTimings {
     /// QEMU start to QMP answering (QEMU's own initialisation).
@@ -152,8 +196,10 @@ pub struct BootTimings {
     pub ready_ms: f64,
 }
 
+/// A running guest whose agent answered; stopping it (or dropping it) ends QEMU and removes what it made.
 pub struct Vm {
     child: Option<Child>,
+    /// The QEMU configuration it runs with.
     pub config: QemuConfig,
     run_dir: PathBuf,
     owns_run_dir: bool,
@@ -162,10 +208,13 @@ pub struct Vm {
     shm: MappedRegion,
     host: HostEnd,
     qmp: Option<Qmp>,
+    /// The guest agent's specification.
     pub spec: GuestSpec,
     /// (vCPU index, host thread id) from QMP `query-cpus-fast`.
     pub vcpu_threads: Vec<(u32, u32)>,
+    /// `qemu --version`'s first line.
     pub qemu_version: Option<String>,
+    /// How long the boot took.
     pub timings: BootTimings,
     interrupt: Option<Arc<AtomicBool>>,
     echo: Option<ConsoleFollower>,
@@ -573,26 +622,32 @@ impl Vm {
         self.doorbell.as_ref()
     }
 
+    /// The QMP connection.
     pub fn qmp(&mut self) -> Option<&mut Qmp> {
         self.qmp.as_mut()
     }
 
+    /// QEMU's process id, while it runs.
     pub fn qemu_pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The guest console's log file.
     pub fn console_path(&self) -> PathBuf {
         self.run_dir.join("serial.log")
     }
 
+    /// The console's last `n` lines.
     pub fn console_tail(&self, n: usize) -> String {
         tail(&self.console_path(), n)
     }
 
+    /// The ivshmem backing file.
     pub fn shm_path(&self) -> &Path {
         &self.shm_path
     }
 
+    /// The shared region.
     pub fn region(&self) -> &vmbench_proto::Region {
         self.shm.region()
     }

@@ -12,12 +12,15 @@ pub fn source_dir() -> PathBuf {
 /// Why the micro-guest could not be built here.
 #[derive(Debug, thiserror::Error)]
 pub enum MicroGuestError {
+    /// The sources are not where this build of vmbench was made.
     #[error(
         "the micro-guest sources are not at {0} (a vmbench built outside its source tree): pass --micro-elf PATH"
     )]
     NoSources(String),
+    /// cargo could not be started.
     #[error("running cargo to build the micro-guest: {0} (pass --micro-elf to use a built one)")]
     Cargo(#[source] std::io::Error),
+    /// cargo failed (its output).
     #[error("building the micro-guest failed:\n{0}")]
     Build(String),
 }

@@ -7,6 +7,7 @@ pub use vmbench_results::Accel;
 /// Where the serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Serial {
+    /// Appended to this file.
     File(PathBuf),
 }
 
@@ -14,27 +15,41 @@ pub enum Serial {
 /// exit cost to QEMU's dispatch, without a write(2) per byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Debugcon {
+    /// Discarded (QEMU's null chardev).
     Null,
+    /// Appended to this file.
     File(PathBuf),
 }
 
+/// Everything QEMU's command line is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuConfig {
+    /// The QEMU binary.
     pub binary: PathBuf,
+    /// KVM or TCG.
     pub accel: Accel,
+    /// Guest vCPUs.
     pub vcpus: u32,
+    /// Guest RAM in MiB.
     pub memory_mib: u32,
+    /// The kernel (bzImage, or the micro-guest's PVH ELF).
     pub kernel: PathBuf,
+    /// The initramfs (none for the micro-guest).
     pub initrd: Option<PathBuf>,
+    /// The kernel command line.
     pub append: String,
     /// The file backing ivshmem-plain (share=on), and its size.
     pub shm_path: PathBuf,
+    /// The region's size in bytes.
     pub shm_bytes: u64,
     /// ivshmem-doorbell instead of ivshmem-plain: the server socket and the
     /// number of MSI-X vectors (the memory then comes from the server).
     pub doorbell: Option<(PathBuf, u32)>,
+    /// The QMP socket QEMU listens on.
     pub qmp_socket: PathBuf,
+    /// Where the serial console goes.
     pub serial: Serial,
+    /// Where debugcon output goes.
     pub debugcon: Debugcon,
     /// The slow-path port: an OUTB there exits to QEMU (isa-debugcon).
     pub debugcon_port: u16,
@@ -44,10 +59,12 @@ pub struct QemuConfig {
     pub debug_exit: bool,
     /// `-cpu` under KVM; default `host,+invtsc` (TCG always uses `max`).
     pub kvm_cpu: Option<String>,
+    /// Extra arguments, appended last.
     pub extra: Vec<String>,
 }
 
 impl QemuConfig {
+    /// The command line's arguments, without the binary.
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));

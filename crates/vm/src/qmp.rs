@@ -7,33 +7,50 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Why talking to QEMU over QMP failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
+    /// QEMU's QMP socket did not accept a connection in time.
     #[error("QMP socket {path}: not ready in time")]
     NotReady {
+        /// The socket.
         path: String,
+        /// The last connection error.
         #[source]
         source: std::io::Error,
     },
+    /// QEMU's QMP socket went away.
     #[error("QMP socket {path}: QEMU is gone")]
-    Gone { path: String },
+    Gone {
+        /// The socket.
+        path: String,
+    },
+    /// Reading or writing the socket failed.
     #[error("QMP I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// QEMU sent a line that is not JSON.
     #[error("QMP sent something that is not JSON: {0}")]
     Json(String),
+    /// QEMU closed the connection.
     #[error("QMP closed the connection (QEMU exited?)")]
     Closed,
+    /// QEMU answered a command with an error.
     #[error("QMP command {command} failed: {class}: {desc}")]
     Command {
+        /// The command.
         command: String,
+        /// QEMU's error class.
         class: String,
+        /// QEMU's description.
         desc: String,
     },
 }
 
+/// A QMP connection, in command mode.
 pub struct Qmp {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
+    /// QEMU's greeting (its version and capabilities).
     pub greeting: Value,
     /// Asynchronous events received so far (SHUTDOWN, RESET, …).
     pub events: Vec<Value>,

@@ -24,14 +24,17 @@ const MICRO_GUEST_KVM_CPU: &str = "host,-arch-capabilities,+invtsc";
 pub struct GuestSettings {
     /// Image directory; None: the default one, built on first use.
     pub image: Option<PathBuf>,
+    /// The Linux guest or the micro-guest.
     pub guest: GuestKind,
     /// The micro-guest ELF; None: built from this source tree.
     pub micro_elf: Option<PathBuf>,
+    /// The accelerator choice.
     pub accel: AccelChoice,
     /// QEMU binary (path, or a name looked up in PATH); None: the default.
     pub qemu: Option<PathBuf>,
     /// Extra guest kernel cmdline words.
     pub append: Vec<String>,
+    /// Deadline for the agent's handshake; None: 30 s under KVM, 180 s under TCG.
     pub boot_timeout: Option<Duration>,
     /// Guest RAM; None: what the image asks for.
     pub memory_mib: Option<u32>,
@@ -64,16 +67,22 @@ impl Default for GuestSettings {
 /// Why a guest's settings cannot be turned into a bootable configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// No usable QEMU.
     #[error(transparent)]
     Qemu(#[from] vmbench_host::qemu::QemuError),
+    /// The default image did not exist and could not be built.
     #[error("building the default guest image in {dir}")]
     DefaultImage {
+        /// The default image directory.
         dir: String,
+        /// Why the build failed.
         #[source]
         source: ImageError,
     },
+    /// The region size is not a power of two of at least 2 MiB.
     #[error("--shm-mib: {0}")]
     ShmSize(#[from] RegionSizeError),
+    /// The micro-guest could not be built.
     #[error(transparent)]
     MicroGuest(#[from] MicroGuestError),
 }
