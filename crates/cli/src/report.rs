@@ -26,6 +26,8 @@ pub enum ReportCmd {
         #[arg(long, value_name = "FILE")]
         allowed_signers: PathBuf,
     },
+    /// Print the JSON Schema of results.json (also in docs/results.schema.json).
+    Schema,
 }
 
 #[derive(Args)]
@@ -53,6 +55,11 @@ fn is_run_dir(dir: &Path) -> Result<()> {
 
 pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     match cmd {
+        ReportCmd::Schema => {
+            let schema = vmbench_results::results_json_schema();
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
         ReportCmd::Render { dir } => {
             is_run_dir(&dir)?;
             vmbench_publish::render_dir(&dir)?;

@@ -14,5 +14,7 @@ pub use model::{
     Check, CheckKind, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification,
 };
 pub mod record;
-pub use record::{Accel, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord, SpecRow};
+pub use record::{
+    Accel, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord, SpecRow, results_json_schema,
+};
 pub use stats::{SampleSet, StatsError, Summary};

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
 
 /// The unit of a measurement's samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// Time-stamp counter ticks: reference cycles at the TSC frequency, not core cycles.
@@ -39,7 +39,7 @@ impl Unit {
 
 /// Did the measurement take the path it claims (e.g. an exit handled inside
 /// KVM, not in QEMU)? Part of the result, never an afterthought.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verification {
     /// Counters confirm the expected path.
@@ -74,7 +74,7 @@ impl Verification {
 }
 
 /// One row of a suite's results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Measurement {
     /// Stable id, e.g. `vmexit.user-fast` or `shm.h2g.4k-32bpp.host-write`.
     pub id: MeasurementId,
@@ -175,7 +175,9 @@ impl Measurement {
 }
 
 /// What a check is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
     /// The data arrived intact (SHA-256 of every frame): a failure fails the run.
@@ -188,7 +190,7 @@ pub enum CheckKind {
 
 /// A pass/fail statement about the run: integrity of the data, or a
 /// performance target the tool checks against its own reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Check {
     /// Stable id, e.g. `shm.integrity.h2g` or `shm.target.rtt-vs-cacheline`.
     pub id: String,
@@ -205,7 +207,7 @@ pub struct Check {
 }
 
 /// A measurement that was asked for and could not run here, with why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Skipped {
     /// The measurement that did not run.
     pub id: MeasurementId,
@@ -214,7 +216,7 @@ pub struct Skipped {
 }
 
 /// Everything one run produced, as written to `results.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Results {
     /// [`RESULTS_SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,

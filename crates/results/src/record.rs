@@ -8,8 +8,15 @@ use serde::{Deserialize, Serialize};
 /// Version of the JSON shape of [`RunRecord`]. Bump on any incompatible change.
 pub const RUN_SCHEMA_VERSION: u32 = 1;
 
+/// The JSON Schema (draft 2020-12) of `results.json`, generated from
+/// [`RunRecord`] and its field docs: what `vmbench report schema` prints and
+/// docs/results.schema.json holds.
+pub fn results_json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RunRecord)).unwrap_or_default()
+}
+
 /// The accelerator a guest ran under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Hardware virtualization: the figures are VM exits.
@@ -40,7 +47,7 @@ fn accel_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Accel>
 }
 
 /// Everything a run wrote about itself: `results.json` in the report directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRecord {
     /// [`RUN_SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
@@ -86,7 +93,7 @@ pub struct RunRecord {
 }
 
 /// One row of the host specification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecRow {
     /// The section (`CPU`, `memory`, `kernel`, ...).
     pub section: String,
@@ -97,7 +104,7 @@ pub struct SpecRow {
 }
 
 /// The QEMU a run used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QemuRecord {
     /// The binary's path.
     pub path: String,
@@ -111,7 +118,7 @@ pub struct QemuRecord {
 }
 
 /// One isolation knob: what was wanted, found and done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KnobRecord {
     /// The knob's name (a sysfs/procfs path or a boot parameter).
     pub knob: String,

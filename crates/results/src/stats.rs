@@ -25,7 +25,7 @@ pub enum StatsError {
 /// that at least 50% of the samples are ≤ v (to the histogram's precision).
 /// `min`, `max`, `mean` and `stddev` are exact. `stddev` is the sample
 /// standard deviation (n − 1 in the denominator).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Number of samples.
     pub n: u64,
