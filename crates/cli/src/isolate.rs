@@ -10,6 +10,7 @@ use vmbench_host::{CpuList, SysRoot};
 use vmbench_isolate::apply::{self, RestoreReport};
 use vmbench_isolate::journal;
 use vmbench_isolate::{Audit, AuditOptions, Verdict};
+use vmbench_run::outcome;
 
 #[derive(Subcommand)]
 pub enum IsolateCmd {
@@ -108,11 +109,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render_audit(&audit));
     }
-    Ok(if audit.worst() == Verdict::Fail {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(outcome::audit_status(&audit).code()))
 }
 
 pub fn render_audit(audit: &Audit) -> String {
@@ -237,11 +234,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     println!("{sig}: restoring");
     let report = applied.restore()?;
     print_restore(&report);
-    Ok(if report.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(outcome::restore_status(&report).code()))
 }
 
 fn stop_signals() -> nix::sys::signal::SigSet {
@@ -291,12 +284,10 @@ fn restore_cmd(c: CommonArgs) -> Result<ExitCode> {
     }
     let report = apply::restore(&root, &jpath)?;
     print_restore(&report);
-    if report.failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    if !report.failed.is_empty() {
         println!("the journal keeps what failed: {}", jpath.display());
-        Ok(ExitCode::from(1))
     }
+    Ok(ExitCode::from(outcome::restore_status(&report).code()))
 }
 
 fn suggest_cmd(a: SuggestArgs) -> Result<ExitCode> {

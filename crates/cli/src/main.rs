@@ -112,10 +112,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vmbench: error: {e:#}");
-            match e.downcast_ref::<vmbench_isolate::IsolateError>() {
-                Some(ie) => ExitCode::from(ie.exit_code()),
-                None => ExitCode::from(2),
-            }
+            ExitCode::from(vmbench_run::outcome::error_status(e.as_ref()).code())
         }
     }
 }

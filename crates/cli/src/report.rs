@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vmbench_publish::{compare, manifest, sign};
+use vmbench_run::ExitStatus;
 
 #[derive(Subcommand)]
 pub enum ReportCmd {
@@ -94,11 +95,13 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e @ vmbench_publish::PublishError::Io { .. }) => Err(e.into()),
-                Err(e) => {
-                    eprintln!("vmbench: verification FAILED: {e}");
-                    Ok(ExitCode::from(1))
-                }
+                Err(e) => match vmbench_run::outcome::verify_status(&e) {
+                    ExitStatus::Failed => {
+                        eprintln!("vmbench: verification FAILED: {e}");
+                        Ok(ExitCode::from(ExitStatus::Failed.code()))
+                    }
+                    _ => Err(e.into()),
+                },
             }
         }
     }

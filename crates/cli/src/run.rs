@@ -123,12 +123,12 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         }
         Err(e @ RunError::Blocked(_)) => {
             eprintln!("vmbench run: {e}");
-            Ok(ExitCode::from(e.exit_code()))
+            Ok(ExitCode::from(e.exit_status().code()))
         }
         Err(e) => {
-            let code = e.exit_code();
+            let status = e.exit_status();
             eprintln!("vmbench: error: {:#}", anyhow::Error::from(e));
-            Ok(ExitCode::from(code))
+            Ok(ExitCode::from(status.code()))
         }
     }
 }

@@ -15,7 +15,7 @@ use vmbench_run::drive::{DriveError, ShmRequest};
 use vmbench_run::{BootRequest, GuestLauncher, Silent, VmLauncher};
 use vmbench_shm::host::{self, HostRun, Plan};
 use vmbench_shm::loopback::{self, LoopbackOptions};
-use vmbench_vm::{Accel, GuestKind, TCG_NOTICE};
+use vmbench_vm::GuestKind;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -146,12 +146,7 @@ fn tsc_khz() -> Result<f64> {
 }
 
 fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
-    let cpus = match a.cpus.as_slice() {
-        [x, y] if x == y => bail!("--cpus {x},{y}: the two ends need two different CPUs"),
-        [x, y] => (*x, *y),
-        [] => loopback::default_cpus()?,
-        other => bail!("--cpus takes two CPUs (host end, guest end), got {other:?}"),
-    };
+    let cpus = loopback::cpus(&a.cpus)?;
     let region_bytes = vmbench_proto::region_bytes(a.region_mib as u64)?;
     let o = LoopbackOptions {
         exe: std::env::current_exe().context("finding the vmbench binary")?,
@@ -273,13 +268,7 @@ fn vm_role(
         None => None,
     };
     let mut plan = plan(out, tsc_khz()?);
-    // The reference runs between a housekeeping CPU (this thread, like the
-    // host end) and the vCPU's CPU: the two ends of the real transfer.
-    plan.ref_cpus = pinning.as_ref().and_then(|pins| {
-        let housekeeping = pins.housekeeping.iter().next()?;
-        let vcpu = pins.vcpus.first()?.cpu;
-        Some((housekeeping as usize, vcpu as usize))
-    });
+    plan.ref_cpus = pinning.as_ref().and_then(|pins| pins.reference_cpus());
     let shm = ShmRequest {
         plan,
         arms,
@@ -288,9 +277,7 @@ fn vm_role(
     };
     let outcome = vmbench_run::drive::shm(session, &mut launcher, &shm, &interrupt, &Silent);
     let mut run = outcome.run;
-    if accel == Accel::Tcg {
-        run.results.warnings.insert(0, TCG_NOTICE.into());
-    }
+    vmbench_run::outcome::label_accel(&mut run.results, accel);
     finish(
         run,
         outcome.suite.and(outcome.arms),

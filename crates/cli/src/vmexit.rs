@@ -11,7 +11,7 @@ use vmbench_proto::vmexit::Row;
 use vmbench_results::{Measurement, Results, Verification};
 use vmbench_run::drive::VmexitRequest;
 use vmbench_run::{BootRequest, GuestLauncher, Progress, VmLauncher};
-use vmbench_vm::{Accel, TCG_NOTICE};
+use vmbench_vm::Accel;
 
 #[derive(Args)]
 pub struct VmexitArgs {
@@ -91,9 +91,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
         skipped: measured.skipped,
         ..Results::default()
     };
-    if accel == Accel::Tcg {
-        results.warnings.push(TCG_NOTICE.into());
-    }
+    vmbench_run::outcome::label_accel(&mut results, accel);
     if let Some(path) = &a.csv {
         write_csv(path, &results.measurements)
             .with_context(|| format!("writing {}", path.display()))?;

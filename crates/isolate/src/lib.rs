@@ -113,16 +113,6 @@ pub enum IsolateError {
     },
 }
 
-impl IsolateError {
-    /// 2 for usage/environment errors (nothing changed), 1 for a failed apply.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            IsolateError::ApplyFailed { .. } => 1,
-            _ => 2,
-        }
-    }
-}
-
 /// What to audit for.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {

@@ -271,6 +271,15 @@ pub fn pin_guest_threads(
 }
 
 impl Pinning {
+    /// The CPUs of the shm suite's physical reference: a housekeeping CPU
+    /// (where the host end runs) and the first vCPU's CPU (where the guest
+    /// end runs), the two ends of the real transfer.
+    pub fn reference_cpus(&self) -> Option<(usize, usize)> {
+        let housekeeping = self.housekeeping.first()?;
+        let vcpu = self.vcpus.first()?.cpu;
+        Some((housekeeping as usize, vcpu as usize))
+    }
+
     /// One line for a report: which threads went where.
     pub fn describe(&self) -> String {
         let bench = CpuList::from_cpus(self.vcpus.iter().map(|v| v.cpu));

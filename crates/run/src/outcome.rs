@@ -1,7 +1,11 @@
 //! Exit statuses: what a finished command tells its caller.
 
 use crate::drive::DriveError;
-use vmbench_results::{CheckKind, Results, Verification};
+use vmbench_isolate::apply::RestoreReport;
+use vmbench_isolate::{Audit, IsolateError, Verdict};
+use vmbench_publish::PublishError;
+use vmbench_results::{Accel, CheckKind, Results, Verification};
+use vmbench_vm::TCG_NOTICE;
 
 /// The process exit status, as every command uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,70 @@ pub fn shm_status(results: &Results, error: Option<&DriveError>) -> ExitStatus {
         Some(_) => ExitStatus::Usage,
         None if integrity_failed(results) => ExitStatus::Failed,
         None => ExitStatus::Success,
+    }
+}
+
+/// `vmbench isolate check`: 1 when a knob fails (the figures would not be
+/// trustworthy), 0 for warnings.
+pub fn audit_status(audit: &Audit) -> ExitStatus {
+    if audit.worst() == Verdict::Fail {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    }
+}
+
+/// `vmbench isolate restore` (and `apply --hold` at its end): 1 when a
+/// change could not be put back.
+pub fn restore_status(report: &RestoreReport) -> ExitStatus {
+    if report.failed.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    }
+}
+
+/// `vmbench report verify`: a signature or file that does not verify is a
+/// failed check (1); a directory that cannot be read is an environment
+/// error (2).
+pub fn verify_status(error: &PublishError) -> ExitStatus {
+    match error {
+        PublishError::Io { .. } => ExitStatus::Usage,
+        _ => ExitStatus::Failed,
+    }
+}
+
+/// Any command's error that reached `main`: a failed isolation apply is 1
+/// (the host was touched and rolled back); everything else stopped the
+/// command before it measured anything (2).
+pub fn error_status(error: &(dyn std::error::Error + 'static)) -> ExitStatus {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(isolate) = e.downcast_ref::<IsolateError>() {
+            return isolate_status(isolate);
+        }
+        if let Some(run) = e.downcast_ref::<crate::RunError>() {
+            return run.exit_status();
+        }
+        cause = e.source();
+    }
+    ExitStatus::Usage
+}
+
+/// An isolation error: 1 for a failed apply (the host was changed and
+/// rolled back), 2 for the rest (nothing changed).
+pub fn isolate_status(error: &IsolateError) -> ExitStatus {
+    match error {
+        IsolateError::ApplyFailed { .. } => ExitStatus::Failed,
+        _ => ExitStatus::Usage,
+    }
+}
+
+/// Puts the TCG notice first among the run-wide warnings when the guests
+/// ran under TCG: every figure's reader must see that no VM exit happened.
+pub fn label_accel(results: &mut Results, accel: Accel) {
+    if accel == Accel::Tcg && !results.warnings.iter().any(|w| w == TCG_NOTICE) {
+        results.warnings.insert(0, TCG_NOTICE.into());
     }
 }
 
@@ -149,5 +217,78 @@ mod tests {
             ExitStatus::Failed
         );
         assert_eq!(shm_status(&Results::default(), None).code(), 0);
+    }
+
+    #[test]
+    fn errors_map_to_statuses_through_their_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("applying isolation")]
+        struct Context(#[source] IsolateError);
+
+        let failed_apply = IsolateError::ApplyFailed {
+            change: "x".into(),
+            why: "EIO".into(),
+            rollback: "rolled back".into(),
+        };
+        assert_eq!(isolate_status(&failed_apply), ExitStatus::Failed);
+        assert_eq!(
+            error_status(&Context(failed_apply)),
+            ExitStatus::Failed,
+            "found through the source chain"
+        );
+        assert_eq!(
+            error_status(&Context(IsolateError::NoCpus)),
+            ExitStatus::Usage
+        );
+        let io = std::io::Error::other("anything else");
+        assert_eq!(error_status(&io), ExitStatus::Usage);
+        let blocked = crate::RunError::Isolate(IsolateError::ApplyFailed {
+            change: "x".into(),
+            why: "EIO".into(),
+            rollback: "rolled back".into(),
+        });
+        assert_eq!(blocked.exit_status(), ExitStatus::Failed);
+        assert_eq!(error_status(&blocked), ExitStatus::Failed);
+    }
+
+    #[test]
+    fn verification_failures_are_1_and_unreadable_directories_2() {
+        let unreadable = PublishError::io(
+            std::path::Path::new("/nope"),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(verify_status(&unreadable), ExitStatus::Usage);
+        assert_eq!(
+            verify_status(&PublishError::Tampered("report.md".into())),
+            ExitStatus::Failed
+        );
+        assert_eq!(
+            verify_status(&PublishError::BadSignature("wrong key".into())),
+            ExitStatus::Failed
+        );
+    }
+
+    #[test]
+    fn a_failed_restore_is_1() {
+        let mut report = RestoreReport::default();
+        assert_eq!(restore_status(&report), ExitStatus::Success);
+        report.failed.push(vmbench_isolate::apply::RestoreFailure {
+            knob: "governor".into(),
+            error: "cpu0: EIO".into(),
+        });
+        assert_eq!(restore_status(&report), ExitStatus::Failed);
+    }
+
+    #[test]
+    fn the_tcg_notice_comes_first_and_once() {
+        let mut results = Results {
+            warnings: vec!["noisy host".into()],
+            ..Results::default()
+        };
+        label_accel(&mut results, Accel::Kvm);
+        assert_eq!(results.warnings, ["noisy host"]);
+        label_accel(&mut results, Accel::Tcg);
+        label_accel(&mut results, Accel::Tcg);
+        assert_eq!(results.warnings, [TCG_NOTICE, "noisy host"]);
     }
 }

@@ -16,7 +16,7 @@ use vmbench_isolate::apply::{self, Applied, RestoreReport};
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
 use vmbench_results::{Accel, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow};
 use vmbench_shm::host::Plan as ShmPlan;
-use vmbench_vm::{GuestKind, TCG_NOTICE};
+use vmbench_vm::GuestKind;
 
 /// Why a run stopped before it could record anything.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,10 @@ pub enum RunError {
 
 impl RunError {
     /// Usage and environment errors are 2; an isolation error says its own.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::Isolate(e) => e.exit_code(),
-            _ => ExitStatus::Usage.code(),
+            RunError::Isolate(e) => crate::outcome::isolate_status(e),
+            _ => ExitStatus::Usage,
         }
     }
 }
@@ -176,6 +176,8 @@ struct SuiteRecord {
     guest_spec: Option<serde_json::Value>,
     qemu: Option<QemuRecord>,
     pinning: Option<String>,
+    /// The shm suite's reference CPUs, from the latest pinning.
+    reference_cpus: Option<(usize, usize)>,
     /// Remarks for the isolation section (a pinning that failed).
     notes: Vec<String>,
     accel: Option<Accel>,
@@ -189,23 +191,16 @@ pub struct SuitesDone<'r> {
     suites: SuiteRecord,
 }
 
-/// The CPUs a run pins to and measures between.
+/// The CPUs a run pins the vCPU to.
 struct Cpus {
     /// Where the vCPU goes (empty: no pinning).
     vcpu: CpuList,
-    /// (housekeeping CPU, benchmark CPU) for the shm suite's physical reference.
-    reference: Option<(usize, usize)>,
 }
 
 impl Cpus {
     fn of(audit: &Audit) -> Cpus {
-        let bench = audit.cpus.bench.iter().next();
-        let housekeeping = audit.cpus.housekeeping.iter().next();
         Cpus {
-            vcpu: CpuList::from_cpus(bench),
-            reference: housekeeping
-                .zip(bench)
-                .map(|(h, b)| (h as usize, b as usize)),
+            vcpu: CpuList::from_cpus(audit.cpus.bench.first()),
         }
     }
 
@@ -322,7 +317,10 @@ fn describe_guest(
 ) -> Box<dyn GuestSession> {
     if let Some(bench) = cpus.pin() {
         match session.pin(bench) {
-            Ok(p) => rec.pinning = Some(p.describe()),
+            Ok(p) => {
+                rec.pinning = Some(p.describe());
+                rec.reference_cpus = p.reference_cpus();
+            }
             Err(e) => rec.notes.push(format!("vCPU pinning failed: {e}")),
         }
     }
@@ -385,7 +383,7 @@ fn shm_suite(
     if !ctx.plan.doorbell {
         plan.doorbell_rounds = 0;
     }
-    plan.ref_cpus = cpus.reference;
+    plan.ref_cpus = rec.reference_cpus;
     let request = ShmRequest {
         plan,
         arms: ctx.plan.arms,
@@ -460,8 +458,8 @@ impl Restored {
             unmovable: &ctx.unmovable,
             restore: restore.as_ref(),
         });
-        if suites.accel == Some(Accel::Tcg) {
-            suites.results.warnings.insert(0, TCG_NOTICE.into());
+        if let Some(accel) = suites.accel {
+            crate::outcome::label_accel(&mut suites.results, accel);
         }
         let end = RunEnd {
             interrupted: suites.interrupted,

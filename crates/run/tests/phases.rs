@@ -336,7 +336,7 @@ fn a_blocked_preflight_changes_nothing_and_boots_nothing() {
         panic!("{err}")
     };
     assert!(b.reasons.iter().any(|r| r.contains("not empty")), "{b:?}");
-    assert_eq!(err.exit_code(), 2);
+    assert_eq!(err.exit_status(), ExitStatus::Usage);
     assert_eq!(snapshot(&s.root), before);
     assert!(log(&s).is_empty(), "{:?}", log(&s));
     assert_eq!(

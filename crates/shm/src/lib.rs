@@ -105,6 +105,9 @@ pub enum ShmError {
         /// What went wrong.
         what: &'static str,
     },
+    /// `--cpus` for the loopback is not two different CPUs.
+    #[error("--cpus {0:?}: the loopback takes two different CPUs (host end, guest end)")]
+    LoopbackCpus(Vec<usize>),
     /// The loopback needs two CPUs and this process may use fewer.
     #[error("the loopback needs two CPUs; this process may use only {0:?}")]
     TooFewCpus(Vec<usize>),

@@ -107,6 +107,16 @@ fn run_inner(
     Ok((run, outcome))
 }
 
+/// The loopback's two CPUs (host end, guest end) from `--cpus`: two
+/// different CPUs, or none for [`default_cpus`].
+pub fn cpus(given: &[usize]) -> Result<(usize, usize), crate::ShmError> {
+    match given {
+        [] => default_cpus(),
+        [host, guest] if host != guest => Ok((*host, *guest)),
+        other => Err(crate::ShmError::LoopbackCpus(other.to_vec())),
+    }
+}
+
 /// The CPUs the loopback pins its two ends to when none are given: the
 /// last two this process may run on.
 pub fn default_cpus() -> Result<(usize, usize), crate::ShmError> {
@@ -133,5 +143,26 @@ pub fn default_dir() -> PathBuf {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShmError;
+
+    #[test]
+    fn the_loopback_takes_two_different_cpus_or_picks_them() {
+        assert_eq!(cpus(&[1, 0]).ok(), Some((1, 0)));
+        for bad in [&[3, 3][..], &[1][..], &[0, 1, 2][..]] {
+            let err = cpus(bad).unwrap_err();
+            assert!(matches!(err, ShmError::LoopbackCpus(_)), "{err:?}");
+            assert!(err.to_string().contains("two different CPUs"), "{err}");
+        }
+        // None given: the last two this process may use (or why not).
+        match cpus(&[]) {
+            Ok((a, b)) => assert!(a < b),
+            Err(e) => assert!(matches!(e, ShmError::TooFewCpus(_)), "{e:?}"),
+        }
     }
 }
