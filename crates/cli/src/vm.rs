@@ -210,27 +210,27 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
             vm.timings.ready_ms,
             opts.accel.name()
         );
-        let s = &vm.spec;
-        println!("guest kernel   {} ({})", s.kernel_release, s.cmdline);
+        let spec = &vm.spec;
+        println!("guest kernel   {} ({})", spec.kernel_release, spec.cmdline);
         println!(
             "hypervisor     {}",
-            s.hypervisor.as_deref().unwrap_or("none")
+            spec.hypervisor.as_deref().unwrap_or("none")
         );
         println!(
             "shared memory  {} MiB, mapping {}{}",
-            s.shm_bytes >> 20,
-            s.mapping,
-            s.mapping_note
+            spec.shm_bytes >> 20,
+            spec.mapping,
+            spec.mapping_note
                 .as_ref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
-        println!("rdtsc          {}", s.rdtsc_exiting);
-        if s.msix_vectors > 0 {
+        println!("rdtsc          {}", spec.rdtsc_exiting);
+        if spec.msix_vectors > 0 {
             println!(
                 "doorbell       peer id {}, {} MSI-X vectors",
-                s.iv_position.unwrap_or(0),
-                s.msix_vectors
+                spec.iv_position.unwrap_or(0),
+                spec.msix_vectors
             );
         }
         println!("vCPU threads   {:?}", vm.vcpu_threads);

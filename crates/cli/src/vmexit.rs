@@ -142,28 +142,29 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
         "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  verdict",
         "row", "N", "min", "p50", "p90", "p99", "p99.9", "max", "p50-ovh", "batch", "p50 ns"
     );
-    for m in &r.measurements {
-        let s = &m.summary;
+    for measurement in &r.measurements {
+        let summary = &measurement.summary;
         println!(
             "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  {}",
-            m.id.local(),
-            s.n,
-            s.min,
-            s.p50,
-            s.p90,
-            s.p99,
-            s.p999,
-            s.max,
-            m.overhead_subtracted
+            measurement.id.local(),
+            summary.n,
+            summary.min,
+            summary.p50,
+            summary.p90,
+            summary.p99,
+            summary.p999,
+            summary.max,
+            measurement
+                .overhead_subtracted
                 .as_ref()
                 .map_or("-".into(), |o| o.p50.to_string()),
-            m.batch_mean.map_or("-".into(), f1),
-            m.ns(s.p50 as f64).map_or("-".into(), f1),
-            m.verification.label()
+            measurement.batch_mean.map_or("-".into(), f1),
+            measurement.ns(summary.p50 as f64).map_or("-".into(), f1),
+            measurement.verification.label()
         );
     }
-    for s in &r.skipped {
-        println!("{:<27} skipped: {}", s.id.local(), s.reason);
+    for skipped in &r.skipped {
+        println!("{:<27} skipped: {}", skipped.id.local(), skipped.reason);
     }
     println!();
     for m in &r.measurements {

@@ -48,7 +48,7 @@ impl Rows {
     }
 }
 
-fn s<T: Display>(f: &Fact<T>) -> String {
+fn fact_text<T: Display>(f: &Fact<T>) -> String {
     f.to_string()
 }
 
@@ -65,36 +65,36 @@ impl HostSpec {
     }
 
     fn cpu_rows(&self, rows: &mut Rows) {
-        let c = &self.cpu;
-        rows.push("cpu", "vendor", s(&c.vendor));
-        rows.push("cpu", "model name", s(&c.model_name));
+        let cpu = &self.cpu;
+        rows.push("cpu", "vendor", fact_text(&cpu.vendor));
+        rows.push("cpu", "model name", fact_text(&cpu.model_name));
         rows.push(
             "cpu",
             "family/model/stepping",
             format!(
                 "{} / {} / {}",
-                hex_and_dec(&c.family),
-                hex_and_dec(&c.model),
-                s(&c.stepping)
+                hex_and_dec(&cpu.family),
+                hex_and_dec(&cpu.model),
+                fact_text(&cpu.stepping)
             ),
         );
-        rows.push("cpu", "microcode", s(&c.microcode));
-        rows.push("cpu", "online cpus", s(&c.online));
+        rows.push("cpu", "microcode", fact_text(&cpu.microcode));
+        rows.push("cpu", "online cpus", fact_text(&cpu.online));
         rows.push(
             "cpu",
             "sockets/cores/threads",
             format!(
                 "{} sockets, {} cores, {} threads per core, {} logical",
-                s(&c.sockets),
-                s(&c.physical_cores),
-                s(&c.threads_per_core),
-                s(&c.logical_cpus)
+                fact_text(&cpu.sockets),
+                fact_text(&cpu.physical_cores),
+                fact_text(&cpu.threads_per_core),
+                fact_text(&cpu.logical_cpus)
             ),
         );
         rows.push(
             "cpu",
             "smt",
-            match &c.smt {
+            match &cpu.smt {
                 Fact::Known(smt) => {
                     format!("control={}, active={}", smt.control, yes_no(&smt.active))
                 }
@@ -104,7 +104,7 @@ impl HostSpec {
         rows.push(
             "cpu",
             "numa nodes",
-            match &c.numa_nodes {
+            match &cpu.numa_nodes {
                 Fact::Known(nodes) => nodes
                     .iter()
                     .map(|n| format!("node{}: cpus {}", n.node, n.cpus))
@@ -116,7 +116,7 @@ impl HostSpec {
         rows.push(
             "cpu",
             "caches",
-            match &c.caches {
+            match &cpu.caches {
                 Fact::Known(cs) => cs
                     .iter()
                     .map(|x| {
@@ -128,12 +128,12 @@ impl HostSpec {
                         };
                         format!(
                             "L{}{} {} {}-way {}B/line shared {}",
-                            s(&x.level),
+                            fact_text(&x.level),
                             kind,
-                            s(&x.size),
-                            s(&x.ways),
-                            s(&x.line_bytes),
-                            s(&x.shared_cpus)
+                            fact_text(&x.size),
+                            fact_text(&x.ways),
+                            fact_text(&x.line_bytes),
+                            fact_text(&x.shared_cpus)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -144,7 +144,7 @@ impl HostSpec {
         rows.push(
             "cpu",
             "flags",
-            match &c.flags {
+            match &cpu.flags {
                 Fact::Known(f) => f
                     .iter()
                     .map(|(k, v)| format!("{}{k}", if *v { "+" } else { "-" }))
@@ -156,7 +156,7 @@ impl HostSpec {
         rows.push(
             "cpu",
             "hypervisor (cpuid)",
-            match &c.cpuid {
+            match &cpu.cpuid {
                 Fact::Known(id) => id.hypervisor_signature.to_string(),
                 u => unknown_text(u),
             },
@@ -164,12 +164,12 @@ impl HostSpec {
     }
 
     fn tsc_rows(&self, rows: &mut Rows) {
-        let c = &self.cpu;
-        let t = &self.tsc;
+        let cpu = &self.cpu;
+        let tsc = &self.tsc;
         rows.push(
             "tsc",
             "frequency",
-            match &t.frequency {
+            match &tsc.frequency {
                 Fact::Known(f) => format!("{:.3} MHz, source: {}", f.khz / 1000.0, f.source),
                 u => unknown_text(u),
             },
@@ -177,7 +177,7 @@ impl HostSpec {
         rows.push(
             "tsc",
             "calibration",
-            match &t.calibration {
+            match &tsc.calibration {
                 Fact::Known(cal) => format!(
                     "{:.3} MHz ±{:.0} ppm ({} x {} ms vs CLOCK_MONOTONIC_RAW)",
                     cal.khz / 1000.0,
@@ -188,44 +188,45 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        rows.push("tsc", "invariant (cpuid 80000007h)", yes_no(&t.invariant));
-        if let Fact::Known(id) = &c.cpuid {
+        rows.push("tsc", "invariant (cpuid 80000007h)", yes_no(&tsc.invariant));
+        if let Fact::Known(id) = &cpu.cpuid {
             rows.push(
                 "tsc",
                 "cpuid 15h",
-                s(&id.leaf_15h_tsc_hz.as_ref().map(|hz| format!("{hz} Hz"))),
+                fact_text(&id.leaf_15h_tsc_hz.as_ref().map(|hz| format!("{hz} Hz"))),
             );
             rows.push(
                 "tsc",
                 "cpuid 16h base",
-                s(&id.leaf_16h_base_mhz.as_ref().map(|m| format!("{m} MHz"))),
+                fact_text(&id.leaf_16h_base_mhz.as_ref().map(|m| format!("{m} MHz"))),
             );
             rows.push(
                 "tsc",
                 "cpuid 40000010h",
-                s(&id
-                    .leaf_40000010h_tsc_khz
-                    .as_ref()
-                    .map(|k| format!("{k} kHz"))),
+                fact_text(
+                    &id.leaf_40000010h_tsc_khz
+                        .as_ref()
+                        .map(|k| format!("{k} kHz")),
+                ),
             );
         }
     }
 
     fn kernel_rows(&self, rows: &mut Rows) {
-        let k = &self.kernel;
-        rows.push("kernel", "release", s(&k.release));
-        rows.push("kernel", "version", s(&k.version));
-        rows.push("kernel", "cmdline", s(&k.cmdline));
+        let kernel = &self.kernel;
+        rows.push("kernel", "release", fact_text(&kernel.release));
+        rows.push("kernel", "version", fact_text(&kernel.version));
+        rows.push("kernel", "cmdline", fact_text(&kernel.cmdline));
         rows.push(
             "kernel",
             "clocksource",
             format!(
                 "{} (available: {})",
-                s(&k.clocksource),
-                s(&k.available_clocksources)
+                fact_text(&kernel.clocksource),
+                fact_text(&kernel.available_clocksources)
             ),
         );
-        match &k.vulnerabilities {
+        match &kernel.vulnerabilities {
             Fact::Known(v) => {
                 for (name, status) in v {
                     rows.push("vulnerabilities", name, status.clone());
@@ -236,11 +237,11 @@ impl HostSpec {
     }
 
     fn kvm_rows(&self, rows: &mut Rows) {
-        let v = &self.kvm;
+        let kvm = &self.kvm;
         rows.push(
             "kvm",
             "modules",
-            match &v.modules {
+            match &kvm.modules {
                 Fact::Known(m) => format!(
                     "{} (vendor module: {})",
                     m.loaded.join(", "),
@@ -252,7 +253,7 @@ impl HostSpec {
         rows.push(
             "kvm",
             "/dev/kvm",
-            match &v.dev_kvm {
+            match &kvm.dev_kvm {
                 Fact::Known(p) => format!(
                     "usable: API version {}, KVM_CREATE_VM {}",
                     p.api_version,
@@ -265,8 +266,8 @@ impl HostSpec {
                 u => unknown_text(u),
             },
         );
-        rows.push("kvm", "nested (host is a guest)", yes_no(&v.nested));
-        for (module, params) in &v.parameters {
+        rows.push("kvm", "nested (host is a guest)", yes_no(&kvm.nested));
+        for (module, params) in &kvm.parameters {
             let joined = params
                 .iter()
                 .map(|(p, val)| format!("{p}={val}"))
@@ -285,8 +286,8 @@ impl HostSpec {
     }
 
     fn power_rows(&self, rows: &mut Rows) {
-        let p = &self.power;
-        match &p.cpufreq {
+        let power = &self.power;
+        match &power.cpufreq {
             Fact::Known(list) => {
                 for f in list {
                     rows.push(
@@ -294,13 +295,13 @@ impl HostSpec {
                         &format!("cpu{} cpufreq", f.cpu),
                         format!(
                             "driver {}, governor {}, min {} max {} cur {} kHz (hw {}-{})",
-                            s(&f.driver),
-                            s(&f.governor),
-                            s(&f.min_khz),
-                            s(&f.max_khz),
-                            s(&f.cur_khz),
-                            s(&f.hw_min_khz),
-                            s(&f.hw_max_khz)
+                            fact_text(&f.driver),
+                            fact_text(&f.governor),
+                            fact_text(&f.min_khz),
+                            fact_text(&f.max_khz),
+                            fact_text(&f.cur_khz),
+                            fact_text(&f.hw_min_khz),
+                            fact_text(&f.hw_max_khz)
                         ),
                     );
                 }
@@ -310,7 +311,7 @@ impl HostSpec {
         rows.push(
             "power",
             "turbo/boost",
-            match &p.boost {
+            match &power.boost {
                 Fact::Known(b) => format!(
                     "{} via {}",
                     if b.enabled { "enabled" } else { "disabled" },
@@ -324,8 +325,8 @@ impl HostSpec {
             "cpuidle",
             format!(
                 "driver {}, governor {}",
-                s(&p.cpuidle.driver),
-                s(&p.cpuidle.governor)
+                fact_text(&power.cpuidle.driver),
+                fact_text(&power.cpuidle.governor)
             ),
         );
     }

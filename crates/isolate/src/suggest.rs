@@ -33,23 +33,23 @@ pub struct Suggestion {
 
 /// The kernel parameters that isolate `cpus.bench` (isolcpus, nohz_full, rcu_nocbs, irqaffinity, ...), in three forms.
 pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
-    let b = cpus.bench.to_string();
-    let hk = cpus.housekeeping.to_string();
+    let bench = cpus.bench.to_string();
+    let housekeeping = cpus.housekeeping.to_string();
     let mut params = vec![
         Param {
-            param: format!("isolcpus=managed_irq,domain,{b}"),
+            param: format!("isolcpus=managed_irq,domain,{bench}"),
             why: "no load balancing or unrelated tasks on the benchmark CPUs; managed IRQs kept off them".into(),
         },
         Param {
-            param: format!("nohz_full={b}"),
+            param: format!("nohz_full={bench}"),
             why: "no scheduler tick while a single task (the vCPU) runs".into(),
         },
         Param {
-            param: format!("rcu_nocbs={b}"),
+            param: format!("rcu_nocbs={bench}"),
             why: "RCU callbacks run on housekeeping CPUs".into(),
         },
         Param {
-            param: format!("irqaffinity={hk}"),
+            param: format!("irqaffinity={housekeeping}"),
             why: "device interrupts default to housekeeping CPUs from boot on".into(),
         },
     ];
@@ -102,13 +102,13 @@ pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
         .map(|p| format!("\"{p}\""))
         .collect();
     let nixos = format!(
-        "# configuration.nix (or a flake's nixosModules.host-tuning from vmbench)\n{{\n  imports = [ ./host-tuning/module.nix ];\n  vmbench.hostTuning = {{\n    enable = true;\n    benchCpus = \"{b}\";\n    housekeepingCpus = \"{hk}\";\n    disableSmt = {smt};\n  }};\n  # Equivalent by hand:\n  # boot.kernelParams = [ {} ];\n}}",
+        "# configuration.nix (or a flake's nixosModules.host-tuning from vmbench)\n{{\n  imports = [ ./host-tuning/module.nix ];\n  vmbench.hostTuning = {{\n    enable = true;\n    benchCpus = \"{bench}\";\n    housekeepingCpus = \"{housekeeping}\";\n    disableSmt = {smt};\n  }};\n  # Equivalent by hand:\n  # boot.kernelParams = [ {} ];\n}}",
         quoted.join(" "),
         smt = smt_on,
     );
     Suggestion {
-        bench_cpus: b,
-        housekeeping_cpus: hk,
+        bench_cpus: bench,
+        housekeeping_cpus: housekeeping,
         params,
         cmdline,
         grub,

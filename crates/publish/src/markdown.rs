@@ -416,16 +416,16 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     let rows: Vec<Vec<String>> = ms
         .iter()
         .map(|m| {
-            let s = &m.summary;
+            let summary = &m.summary;
             vec![
                 m.id.local().to_string(),
-                s.n.to_string(),
-                s.min.to_string(),
-                ticks_ns(m, s.p50),
-                s.p90.to_string(),
-                s.p99.to_string(),
-                s.p999.to_string(),
-                s.max.to_string(),
+                summary.n.to_string(),
+                summary.min.to_string(),
+                ticks_ns(m, summary.p50),
+                summary.p90.to_string(),
+                summary.p99.to_string(),
+                summary.p999.to_string(),
+                summary.max.to_string(),
                 m.overhead_subtracted
                     .as_ref()
                     .map_or_else(|| "-".into(), |x| x.p50.to_string()),
@@ -476,30 +476,31 @@ fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     let rows: Vec<Vec<String>> = ms
         .iter()
         .map(|m| {
-            let s = &m.summary;
+            let summary = &m.summary;
             let ns = |v: u64| match m.unit {
                 Unit::TscTicks => m.ns(v as f64).map_or_else(|| v.to_string(), fmt_ns),
                 _ => v.to_string(),
             };
-            let vs = m
+            let vs_reference = m
                 .reference
                 .as_ref()
                 .and_then(|id| {
-                    let b = find(r, id)?;
-                    (b.summary.p50 > 0).then(|| s.p50 as f64 / b.summary.p50 as f64)
+                    let reference = find(r, id)?;
+                    (reference.summary.p50 > 0)
+                        .then(|| summary.p50 as f64 / reference.summary.p50 as f64)
                 })
                 .map_or_else(|| "-".into(), |x| format!("{x:.2}×"));
             vec![
                 m.id.local().to_string(),
-                s.n.to_string(),
-                ns(s.p50),
-                ns(s.p90),
-                ns(s.p99),
-                ns(s.p999),
-                ns(s.max),
+                summary.n.to_string(),
+                ns(summary.p50),
+                ns(summary.p90),
+                ns(summary.p99),
+                ns(summary.p999),
+                ns(summary.max),
                 m.bytes.map_or_else(|| "-".into(), |b| b.to_string()),
                 gbps(m),
-                vs,
+                vs_reference,
             ]
         })
         .collect();
