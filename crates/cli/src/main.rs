@@ -117,18 +117,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, as anyhow's `{:#}` prints them.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 fn guest_agent(args: &[String]) -> ExitCode {
     vmbench_guest::main_with_args(args)
 }

@@ -306,7 +306,7 @@ fn finish(
             "setting": setting,
             "results": run.results,
             "guest": run.guest,
-            "error": outcome.as_ref().err().map(|e| crate::error_chain(e)),
+            "error": outcome.as_ref().err().map(|e| vmbench_shm::describe(e)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -314,7 +314,7 @@ fn finish(
     }
     let status = vmbench_run::outcome::shm_status(&run.results, outcome.as_ref().err());
     if let Err(e) = &outcome {
-        eprintln!("vmbench: error: {}", crate::error_chain(e));
+        eprintln!("vmbench: error: {}", vmbench_shm::describe(e));
         eprintln!("vmbench: the measurements above were completed before the error");
     }
     Ok(ExitCode::from(status.code()))

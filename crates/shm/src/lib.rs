@@ -119,8 +119,8 @@ pub enum ShmError {
     Doorbell(#[from] DoorbellError),
 }
 
-/// An error and its causes on one line (for the text the guest end sends
-/// back in its summary).
+/// An error and its causes on one line, as anyhow's `{:#}` prints them (the
+/// text the guest end sends back in its summary, and `vmbench shm`'s errors).
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
