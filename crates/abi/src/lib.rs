@@ -25,10 +25,20 @@ pub mod command {
     pub const SELF_TEST: u32 = 4;
     /// Wait for an ivshmem interrupt, then ring the host back (Linux guest).
     pub const DOORBELL_WAIT: u32 = 5;
-    /// Run one VM-exit row: args `[row, samples, warmup, batch, port, 0]`.
+    /// Run one VM-exit row: args `[row, samples, warmup, batch, port, flags]`
+    /// (flags: [`crate::run_vmexit_flags`]).
     pub const RUN_VMEXIT: u32 = 6;
     /// Serve the shared-memory suite until the host stops it (Linux guest).
     pub const RUN_SHM: u32 = 7;
+}
+
+/// Flags of [`command::RUN_VMEXIT`]'s sixth argument. A guest refuses flags
+/// it does not know.
+pub mod run_vmexit_flags {
+    /// Test only: execute RDMSR IA32_APIC_BASE where the row names CPUID,
+    /// so that a test can watch the path verification catch a row that does
+    /// something other than its name says (micro-guest, kernel-fast only).
+    pub const TEST_SUBSTITUTE: u64 = 1;
 }
 
 /// Answer statuses the guest writes to [`layout::GC_STATUS`].

@@ -38,6 +38,14 @@ pub struct VmexitArgs {
     /// Also write a per-row summary CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// Test only: the micro-guest executes RDMSR where this row (kernel-fast)
+    /// names CPUID, so the path verification must fail it.
+    #[arg(long, value_name = "ROW", hide = true, value_parser = parse_row)]
+    test_substitute: Option<Row>,
+}
+
+fn parse_row(id: &str) -> Result<Row, vmbench_proto::vmexit::UnknownRow> {
+    Row::parse(id).ok_or_else(|| vmbench_proto::vmexit::UnknownRow(id.to_string()))
 }
 
 /// Suite progress on stderr, one line per row (none with --json).
@@ -78,6 +86,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
         iterations: a.iterations,
         warmup: a.warmup,
         batch: a.batch,
+        test_substitute: a.test_substitute,
     };
     let (options, measured, outcome) =
         vmbench_run::drive::vmexit(session.as_mut(), &request, None, &lines);

@@ -17,9 +17,10 @@ fn micro_elf() -> PathBuf {
     vmbench_vm::microguest::build().unwrap()
 }
 
-fn run_suite(accel: &str) -> serde_json::Value {
+fn run_suite(accel: &str, extra: &[&str]) -> serde_json::Value {
     let out = vmbench()
         .args(["vmexit", "--guest", "micro", "--accel", accel, "--json"])
+        .args(extra)
         .args([
             "--iterations",
             "500",
@@ -44,7 +45,7 @@ fn run_suite(accel: &str) -> serde_json::Value {
 #[ignore = "needs qemu-system-x86: boots the micro-guest"]
 fn micro_guest_rows_under_tcg_are_labelled_tcg() {
     require(&[(have_qemu(), "qemu-system-x86")]);
-    let v = run_suite("tcg");
+    let v = run_suite("tcg", &[]);
     assert!(
         v["guest"]["kernel_release"]
             .as_str()
@@ -72,11 +73,7 @@ fn micro_guest_rows_under_tcg_are_labelled_tcg() {
     );
 }
 
-/// Real exits on whatever KVM this machine has. Where KVM's counters do not
-/// track the work (kvm_pvm), no verdict may claim otherwise.
-#[test]
-#[ignore = "needs qemu-system-x86 and a /dev/kvm that creates VMs: boots the micro-guest under KVM"]
-fn micro_guest_rows_under_kvm_have_honest_verdicts() {
+fn require_kvm_and_tracepoints() {
     let kvm = vmbench_host::kvm::probe_dev_kvm();
     require(&[
         (have_qemu(), "qemu-system-x86"),
@@ -84,8 +81,33 @@ fn micro_guest_rows_under_kvm_have_honest_verdicts() {
             matches!(&kvm, Ok(p) if p.create_vm),
             "a /dev/kvm that creates VMs (KVM enabled, this user in group kvm)",
         ),
+        (
+            vmbench_host::tracefs::kvm_tracepoints(&vmbench_host::SysRoot::host()).is_ok(),
+            "KVM's tracepoints (root, the kvm module)",
+        ),
     ]);
-    let v = run_suite("kvm");
+}
+
+fn find<'a>(ms: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    ms.iter()
+        .find(|m| id_of(m) == id)
+        .unwrap_or_else(|| panic!("{id} missing"))
+}
+
+/// Per execution of the row, from its tracepoint counts.
+fn per_execution(m: &serde_json::Value, event: &str) -> f64 {
+    m["exit_events"]["per_execution"][event]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {event} count: {m}"))
+}
+
+/// Real exits on this machine's KVM, proven by KVM's own tracepoints on the
+/// vCPU thread: every row that exits shows its exit once per execution.
+#[test]
+#[ignore = "needs qemu-system-x86, a /dev/kvm that creates VMs and root (KVM's tracepoints): boots the micro-guest under KVM"]
+fn micro_guest_rows_under_kvm_are_verified_by_tracepoints() {
+    require_kvm_and_tracepoints();
+    let v = run_suite("kvm", &[]);
     assert!(
         !v["results"]["warnings"]
             .as_array()
@@ -94,32 +116,74 @@ fn micro_guest_rows_under_kvm_have_honest_verdicts() {
             .any(|w| w.as_str().unwrap().contains("TCG"))
     );
     let ms = v["results"]["measurements"].as_array().unwrap();
-    for id in [
-        "user-fast",
-        "kernel-fast",
-        "kernel-slow",
-        "kernel-inb-unassigned",
+    for (id, proof) in [
+        ("kernel-fast", "kvm_cpuid leaf 0"),
+        ("kernel-rdmsr", "kvm_msr read 0x1b"),
+        ("kernel-wrmsr-tsc-deadline", "kvm_msr write 0x6e0"),
+        ("kernel-inb-kernel-pio", "kvm_pio read port 0x4d0"),
+        ("kernel-inb-unassigned", "kvm_pio read port 0x1234"),
+        ("kernel-slow", "kvm_pio write port 0xe9"),
+        ("user-slow", "kvm_pio write port 0xe9"),
+        ("user-kernel-slow", "kvm_pio write port 0xe9"),
     ] {
-        let m = ms
-            .iter()
-            .find(|m| id_of(m) == id)
-            .unwrap_or_else(|| panic!("{id} missing"));
-        assert!(m["batch_mean"].as_f64().unwrap() > 0.0);
-        assert!(
-            !m["counters"].as_object().unwrap().is_empty(),
-            "KVM counters were read: {m}"
-        );
-    }
-    let inconsistent = ms.iter().any(|m| {
-        m["verification"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("counters inconsistent"))
-    });
-    if inconsistent {
-        for m in ms {
-            assert_eq!(m["verification"]["verdict"], "unverified", "{}", id_of(m));
+        let m = find(ms, id);
+        assert_eq!(m["verification"]["verdict"], "verified", "{id}: {m}");
+        let p = per_execution(m, proof);
+        assert!((1.0..1.05).contains(&p), "{id}: {proof} {p} per execution");
+        let to_qemu = per_execution(m, "kvm_userspace_exit KVM_EXIT_IO");
+        if id.ends_with("slow") || id == "kernel-inb-unassigned" {
+            assert!(
+                (1.0..1.05).contains(&to_qemu),
+                "{id}: {to_qemu} KVM_EXIT_IO"
+            );
+        } else {
+            assert!(to_qemu < 0.01, "{id}: {to_qemu} KVM_EXIT_IO");
         }
     }
+    for id in [
+        "kernel-timer-overhead",
+        "kernel-nop",
+        "timer-overhead",
+        "user-nop",
+    ] {
+        let m = find(ms, id);
+        assert_eq!(m["verification"]["verdict"], "verified", "{id}: {m}");
+        assert!(per_execution(m, "kvm_cpuid") < 0.01, "{id}");
+    }
+    // CPUID from the guest's user mode: whatever this host does with it,
+    // the verdict follows the count.
+    for id in ["user-fast", "user-kernel-fast"] {
+        let m = find(ms, id);
+        let p = per_execution(m, "kvm_cpuid leaf 0");
+        let verdict = m["verification"]["verdict"].as_str().unwrap();
+        if (1.0..1.05).contains(&p) {
+            assert_eq!(verdict, "verified", "{id}: {m}");
+        } else {
+            assert_eq!(verdict, "failed", "{id}: {m}");
+        }
+    }
+}
+
+/// A row that executes something other than its name says (RDMSR where
+/// kernel-fast names CPUID, a test-only guest option) is a failed
+/// measurement, with the counts that show it.
+#[test]
+#[ignore = "needs qemu-system-x86, a /dev/kvm that creates VMs and root (KVM's tracepoints): boots the micro-guest under KVM"]
+fn a_row_that_executes_something_else_fails_its_verification() {
+    require_kvm_and_tracepoints();
+    let v = run_suite(
+        "kvm",
+        &["--rows", "kernel-fast", "--test-substitute", "kernel-fast"],
+    );
+    let ms = v["results"]["measurements"].as_array().unwrap();
+    let m = find(ms, "kernel-fast");
+    assert_eq!(m["verification"]["verdict"], "failed", "{m}");
+    let evidence = m["verification"]["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("only 0 kvm_cpuid leaf 0 events"),
+        "{evidence}"
+    );
+    assert!(per_execution(m, "kvm_msr") >= 1.0, "{m}");
 }
 
 #[test]

@@ -231,6 +231,14 @@ fn run_vmexit(
         Ok(p) => p,
         Err(_) => return bad(format!("port {} out of range", args[4])),
     };
+    // The test substitution (vmbench_abi::run_vmexit_flags) is the
+    // micro-guest's alone; this agent knows no flags.
+    if args[5] != 0 {
+        return bad(format!(
+            "flags {:#x}: the Linux guest agent knows none",
+            args[5]
+        ));
+    }
     let req = crate::vmexit::RowRequest {
         row,
         samples: n,

@@ -16,6 +16,7 @@ pub mod power;
 pub mod qemu;
 pub mod rows;
 pub mod spec;
+pub mod tracefs;
 pub mod tsc;
 
 pub use cpulist::{CpuList, CpuListError};

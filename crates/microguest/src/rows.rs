@@ -10,7 +10,7 @@ use crate::io::{
 use crate::region::Shm;
 use crate::spec::{cpu_is_amd, has_tsc_deadline, under_tcg};
 use vmbench_abi::timing::{cpuid, t_end, t_end_lfence, t_start};
-use vmbench_abi::{DEFAULT_DEBUGCON_PORT, row, status};
+use vmbench_abi::{DEFAULT_DEBUGCON_PORT, row, run_vmexit_flags, status};
 
 /// What a ring-3 row needs; lives in a static the user code can reach.
 #[repr(C)]
@@ -42,12 +42,14 @@ struct Request {
     batch: u64,
     port: u16,
     out: *mut u64,
+    /// [`run_vmexit_flags::TEST_SUBSTITUTE`] given.
+    substitute: bool,
 }
 
 /// A refused request: the status and the message for the mailbox.
 pub type Refusal = (u32, &'static str);
 
-/// Runs the row `args` names (`[row, samples, warmup, batch, port, 0]`),
+/// Runs the row `args` names (`[row, samples, warmup, batch, port, flags]`),
 /// samples to the data area; returns the timed batch's ticks.
 pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<u64, Refusal> {
     let port = match args[4] {
@@ -65,6 +67,17 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<u64, Refusal> {
             "samples must be 1..=the data area's capacity",
         ));
     }
+    let flags = args[5];
+    if flags & !run_vmexit_flags::TEST_SUBSTITUTE != 0 {
+        return Err((status::BAD_ARGS, "unknown flags"));
+    }
+    let substitute = flags & run_vmexit_flags::TEST_SUBSTITUTE != 0;
+    if substitute && row != row::KERNEL_FAST {
+        return Err((
+            status::BAD_ARGS,
+            "the test substitution exists for kernel-fast only",
+        ));
+    }
     let req = Request {
         row,
         samples,
@@ -72,6 +85,7 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<u64, Refusal> {
         batch: args[3],
         port,
         out: shm.data(),
+        substitute,
     };
     match row {
         row::TIMER_OVERHEAD
@@ -120,6 +134,10 @@ fn in_ring0(req: &Request) -> Result<u64, Refusal> {
     Ok(match req.row {
         row::KERNEL_TIMER_OVERHEAD => time(t_end_lfence, req, || {}),
         row::KERNEL_NOP => time(t_end_lfence, req, nop),
+        // Test only: RDMSR where the row names CPUID (see run_vmexit_flags).
+        row::KERNEL_FAST if req.substitute => time(t_end_lfence, req, || {
+            core::hint::black_box(rdmsr(IA32_APIC_BASE));
+        }),
         row::KERNEL_FAST => time(t_end_lfence, req, || {
             core::hint::black_box(cpuid(0, 0).eax);
         }),
@@ -189,6 +207,7 @@ extern "C" fn user_main(p: *mut UserParams) -> ! {
         batch: p.batch,
         port: p.port,
         out: p.out,
+        substitute: false,
     };
     let port = req.port;
     p.batch_ticks = match req.row {

@@ -11,7 +11,8 @@ pub mod stats;
 
 pub use id::{MeasurementId, Suite};
 pub use model::{
-    Check, CheckKind, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit, Verification,
+    Check, CheckKind, ExitEvents, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit,
+    Verification,
 };
 pub mod record;
 pub use record::{

@@ -106,6 +106,10 @@ pub struct Measurement {
     /// The path the measurement is expected to take, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// KVM events counted around the measurement: the evidence of the path
+    /// it took, per execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_events: Option<ExitEvents>,
     /// Counter deltas observed around the measurement (e.g. KVM `exits`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
@@ -147,6 +151,7 @@ impl Measurement {
             verification,
             overhead_subtracted: None,
             overhead_p50: None,
+            exit_events: None,
             batch_mean: None,
             tsc_khz: None,
             tier: None,
@@ -186,6 +191,41 @@ pub enum CheckKind {
     /// miss is reported, not a failure of the run.
     #[default]
     Target,
+}
+
+/// KVM events counted around a VM-exit row, as `perf kvm stat` would show
+/// them: how many of each, and how many per execution of the row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExitEvents {
+    /// Where the counts come from (KVM's tracepoints on the vCPU thread).
+    pub source: String,
+    /// Executions of the row's instruction while counting (warm-up,
+    /// samples and batch).
+    pub executions: u64,
+    /// Event (`kvm_cpuid`, `kvm_pio write port 0xe9`, ...) → count.
+    pub counts: BTreeMap<String, u64>,
+    /// Event → count per execution.
+    pub per_execution: BTreeMap<String, f64>,
+}
+
+impl ExitEvents {
+    /// Counts over `executions`, with the per-execution figures derived.
+    pub fn new(
+        source: impl Into<String>,
+        executions: u64,
+        counts: BTreeMap<String, u64>,
+    ) -> ExitEvents {
+        let per_execution = counts
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f64 / executions.max(1) as f64))
+            .collect();
+        ExitEvents {
+            source: source.into(),
+            executions,
+            counts,
+            per_execution,
+        }
+    }
 }
 
 /// A pass/fail statement about the run: integrity of the data, or a

@@ -7,25 +7,25 @@
 //! perf_event_paranoid), the reason is kept once and only the software
 //! counter is reported: never zeros standing in for "unknown".
 
-use perf_event::events::{Cache, CacheOp, CacheResult, Hardware, Software, WhichCache};
+use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
 use perf_event::{Builder, Counter, Group};
 use std::collections::BTreeMap;
 
 const HW_EVENTS: [(&str, HwKind); 5] = [
     ("cycles", HwKind::Hw(Hardware::CPU_CYCLES)),
     ("instructions", HwKind::Hw(Hardware::INSTRUCTIONS)),
-    ("l1d_read_misses", HwKind::Cache(WhichCache::L1D)),
-    ("llc_read_misses", HwKind::Cache(WhichCache::LL)),
-    ("dtlb_read_misses", HwKind::Cache(WhichCache::DTLB)),
+    ("l1d_read_misses", HwKind::Cache(CacheId::L1D)),
+    ("llc_read_misses", HwKind::Cache(CacheId::LL)),
+    ("dtlb_read_misses", HwKind::Cache(CacheId::DTLB)),
 ];
 
 #[derive(Clone, Copy)]
 enum HwKind {
     Hw(Hardware),
-    Cache(WhichCache),
+    Cache(CacheId),
 }
 
-fn read_miss(which: WhichCache) -> Cache {
+fn read_miss(which: CacheId) -> Cache {
     Cache {
         which,
         operation: CacheOp::READ,
@@ -58,11 +58,10 @@ impl Counters {
         };
         // A context switch happens in the kernel: counting it needs kernel
         // events (perf_event_paranoid <= 1); where refused it is absent, not 0.
-        let sw = {
-            let mut b = Builder::new().kind(Software::CONTEXT_SWITCHES);
-            b.include_kernel();
-            b.build().ok()
-        };
+        let sw = Builder::new(Software::CONTEXT_SWITCHES)
+            .include_kernel()
+            .build()
+            .ok();
         Counters {
             hw,
             sw,
@@ -126,10 +125,14 @@ fn open_hw() -> Result<HwGroup, NoCounters> {
     let mut group = Group::new().map_err(NoCounters::Group)?;
     let mut members = Vec::new();
     for (name, kind) in HW_EVENTS {
-        let b = Builder::new();
+        // User-space work only, so that perf_event_paranoid=2 allows it.
         let built = match kind {
-            HwKind::Hw(h) => b.group(&mut group).kind(h).build(),
-            HwKind::Cache(w) => b.group(&mut group).kind(read_miss(w)).build(),
+            HwKind::Hw(h) => group.add(Builder::new(h).exclude_kernel(true).exclude_hv(true)),
+            HwKind::Cache(w) => group.add(
+                Builder::new(read_miss(w))
+                    .exclude_kernel(true)
+                    .exclude_hv(true),
+            ),
         };
         match built {
             Ok(c) => members.push((name, c)),

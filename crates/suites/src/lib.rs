@@ -3,6 +3,7 @@
 
 pub mod kvmstats;
 pub mod shm;
+pub mod tracepoints;
 pub mod verify;
 pub mod vmexit;
 

@@ -1,14 +1,18 @@
-//! Did each row take the path it claims? Judged from KVM's counters.
+//! Did each row take the path it claims?
 //!
-//! `exits` counts every VM exit (KVM's fastpath included); `io_exits` counts
-//! every port-I/O exit, whether an in-kernel device or QEMU served it. So the
-//! counters prove "this many exits, this many of them PIO"; that a PIO exit
-//! reached QEMU follows from the port having no in-kernel device, and the
-//! evidence says so instead of claiming more. Counters that cannot account
-//! for the work done make the row "unverified", never "verified".
+//! The proof is KVM's own tracepoints, counted on the vCPU thread around the
+//! row ([`verify_tracepoints`]): a row is verified only when the exit it
+//! claims happened once per execution, within a two-sided band, and the exits
+//! it claims not to take did not happen. Where tracepoints cannot be counted,
+//! QMP `query-stats` is the second source ([`verify`]): its `exits` can show
+//! one exit per execution, but `io_exits` counts in-kernel and QEMU port I/O
+//! alike, so it never verifies which of the two served a port. Counters that
+//! cannot account for the work done make the row "unverified", never
+//! "verified".
 
+use crate::tracepoints::Probe;
 use std::collections::BTreeMap;
-use vmbench_proto::vmexit::Expect;
+use vmbench_proto::vmexit::{Expect, Mode, Row};
 use vmbench_results::Verification;
 
 /// Exits that are not the row's own (timer ticks, interrupts) allowed per
@@ -63,6 +67,14 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
             }
         };
     }
+    if exits > want_exits + s {
+        return Verification::Failed {
+            evidence: format!(
+                "{shown}: more than one exit per execution ({:.2} per execution)",
+                exits as f64 / n.max(1) as f64
+            ),
+        };
+    }
     if exits + s < want_exits * 9 / 10 {
         return Verification::Unverified {
             reason: format!(
@@ -90,16 +102,261 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
         Expect::KvmFastpath => {
             "one exit per execution, inside KVM; the counters cannot tell KVM's fastpath from its handler (INVD is fastpath from Linux 6.18; WRMSR TSC_DEADLINE on 6.12 VMX with the preemption timer, everywhere from 6.18)"
         }
-        Expect::KernelPio => {
-            "one port-I/O exit per execution; port 0x4d0 is the in-kernel PIC's ELCR, so KVM serves it"
-        }
-        Expect::Qemu => {
-            "one port-I/O exit per execution; the port has no in-kernel device, so each one returns to QEMU (inferred from the port owner: kvm:kvm_userspace_exit was not counted)"
+        Expect::KernelPio | Expect::Qemu => {
+            return Verification::Unverified {
+                reason: format!(
+                    "{shown}: one port-I/O exit per execution, but io_exits counts in-kernel and QEMU port I/O alike, so query-stats cannot show which served it (KVM's tracepoints can: run as root)"
+                ),
+            };
         }
         Expect::NoExit => unreachable!("handled above"),
     };
     Verification::Verified {
         evidence: format!("{shown}: {why}"),
+    }
+}
+
+/// The unfiltered probe of userspace exits, and the one of port-I/O exits
+/// to QEMU (`KVM_EXIT_IO` = 2).
+const USERSPACE: &str = "kvm_userspace_exit";
+const USERSPACE_IO: &str = "kvm_userspace_exit KVM_EXIT_IO";
+
+/// What each execution of a row must show in KVM's tracepoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The probe that counts the row's own exit; None for a baseline, which
+    /// must not exit at all.
+    pub proof: Option<Probe>,
+    /// Whether each execution also returns to QEMU (a `KVM_EXIT_IO`
+    /// userspace exit); otherwise no execution may.
+    pub to_qemu: bool,
+    /// What a verified count means, in words.
+    pub meaning: &'static str,
+}
+
+/// The claim of `row`, whose slow-path port is `debugcon_port`.
+pub fn claim(row: Row, debugcon_port: u16) -> Claim {
+    let cpuid = || {
+        Some(Probe::filtered(
+            "kvm_cpuid",
+            "kvm_cpuid leaf 0",
+            "function == 0",
+        ))
+    };
+    let pio = |port: u16, write: bool| {
+        let (dir, rw) = if write { ("write", 1) } else { ("read", 0) };
+        Some(Probe::filtered(
+            "kvm_pio",
+            format!("kvm_pio {dir} port {port:#x}"),
+            format!("port == {port} && rw == {rw}"),
+        ))
+    };
+    let (proof, to_qemu, meaning) = match row {
+        Row::UserFast | Row::UserKernelFast | Row::KernelFast => (
+            cpuid(),
+            false,
+            "every execution's CPUID reached KVM's CPUID handler, none went to QEMU",
+        ),
+        Row::KernelRdmsr => (
+            Some(Probe::filtered(
+                "kvm_msr",
+                "kvm_msr read 0x1b",
+                "ecx == 27 && write == 0",
+            )),
+            false,
+            "every RDMSR IA32_APIC_BASE was emulated by KVM, none went to QEMU",
+        ),
+        Row::KernelWrmsrTscDeadline => (
+            Some(Probe::filtered(
+                "kvm_msr",
+                "kvm_msr write 0x6e0",
+                "ecx == 1760 && write == 1",
+            )),
+            false,
+            "every WRMSR IA32_TSC_DEADLINE was handled by KVM (fastpath or handler: the tracepoint fires in both), none went to QEMU",
+        ),
+        Row::KernelInvd => (
+            Some(Probe::all("kvm_exit")),
+            false,
+            "one VM exit per execution, no other KVM event, none to QEMU",
+        ),
+        Row::KernelPio => (
+            pio(0x4d0, false),
+            false,
+            "every INB 0x4d0 was a port-I/O exit served in the kernel (the PIC's ELCR), none went to QEMU",
+        ),
+        Row::KernelInbQemu => (
+            pio(0x1234, false),
+            true,
+            "every INB 0x1234 was a port-I/O exit that KVM returned to QEMU (KVM_EXIT_IO)",
+        ),
+        Row::UserSlow | Row::UserKernelSlow | Row::KernelSlow => (
+            pio(debugcon_port, true),
+            true,
+            "every OUTB to the debugcon port was a port-I/O exit that KVM returned to QEMU (KVM_EXIT_IO)",
+        ),
+        Row::KernelVmcall => (
+            Some(Probe::filtered(
+                "kvm_hypercall",
+                "kvm_hypercall nr 0",
+                "nr == 0",
+            )),
+            false,
+            "every VMCALL reached KVM's hypercall handler, none went to QEMU",
+        ),
+        Row::TimerOverhead
+        | Row::UserNop
+        | Row::NullSyscall
+        | Row::NullIoctl
+        | Row::KernelTimerOverhead
+        | Row::KernelNop => (None, false, "no VM exit at all"),
+    };
+    Claim {
+        proof,
+        to_qemu,
+        meaning,
+    }
+}
+
+/// The probes to count for a row: every KVM event unfiltered (the table),
+/// the row's proof, and the userspace exits that are port I/O.
+pub fn probes(claim: &Claim) -> Vec<Probe> {
+    let mut probes = crate::tracepoints::table_probes();
+    probes.push(Probe::filtered(USERSPACE, USERSPACE_IO, "reason == 2"));
+    if let Some(p) = &claim.proof
+        && p.filter.is_some()
+    {
+        probes.push(p.clone());
+    }
+    probes
+}
+
+/// The exit events of the table: what a baseline must not show.
+const EXIT_EVENTS: [&str; 8] = [
+    "kvm_exit",
+    "kvm_cpuid",
+    "kvm_msr",
+    "kvm_pio",
+    "kvm_mmio",
+    "kvm_fast_mmio",
+    USERSPACE,
+    "kvm_hypercall",
+];
+
+/// Judges `row` from tracepoint `counts` over `n` executions (warm-up,
+/// samples and batch). Every count outside its band fails the row, naming
+/// the counts per execution.
+pub fn verify_tracepoints(
+    row: Row,
+    claim: &Claim,
+    n: u64,
+    counts: &BTreeMap<String, u64>,
+) -> Verification {
+    let s = slack(n);
+    let per = |v: u64| v as f64 / n.max(1) as f64;
+    let shown = |labels: &[&str]| {
+        labels
+            .iter()
+            .filter_map(|l| counts.get(*l).map(|v| format!("{l} {:.2}", per(*v))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(proof) = &claim.proof else {
+        let exits: u64 = EXIT_EVENTS.iter().filter_map(|e| counts.get(*e)).sum();
+        let seen = shown(&EXIT_EVENTS);
+        return if exits <= s {
+            Verification::Verified {
+                evidence: format!("per execution: {seen} over {n} executions: no VM exit"),
+            }
+        } else {
+            Verification::Failed {
+                evidence: format!(
+                    "per execution: {seen} over {n} executions: the baseline exits ({exits} events, at most {s} allowed)"
+                ),
+            }
+        };
+    };
+    let Some(&got) = counts.get(&proof.label) else {
+        return Verification::Unverified {
+            reason: format!("this kernel has no {} tracepoint", proof.event),
+        };
+    };
+    let userspace = counts.get(USERSPACE).copied().unwrap_or(0);
+    let userspace_io = counts.get(USERSPACE_IO).copied().unwrap_or(0);
+    let mut labels = vec![proof.label.as_str(), USERSPACE_IO];
+    if proof.event == "kvm_exit" {
+        labels.extend(["kvm_cpuid", "kvm_msr", "kvm_pio", "kvm_hypercall"]);
+    }
+    let seen = format!("per execution: {} over {n} executions", shown(&labels));
+    if proof.event == "kvm_exit" && got == 0 {
+        return Verification::Unverified {
+            reason: format!(
+                "{seen}: kvm:kvm_exit does not fire under this KVM (its vendor module emits none: kvm_pvm), and no other tracepoint records this exit"
+            ),
+        };
+    }
+    if got < n {
+        let never = if got * 100 < n {
+            match row.mode() {
+                Mode::Kernel => " (it never reached this KVM)".to_string(),
+                _ => format!(
+                    " (it never reached this KVM: from the guest's {} the instruction went elsewhere; under kvm_pvm guest user mode runs in host ring 3, so its CPUID traps to the outer hypervisor)",
+                    if row.mode() == Mode::User {
+                        "user mode"
+                    } else {
+                        "user-to-kernel path"
+                    }
+                ),
+            }
+        } else {
+            String::new()
+        };
+        return Verification::Failed {
+            evidence: format!(
+                "{seen}: only {got} {} events for {n} executions{never}",
+                proof.label
+            ),
+        };
+    }
+    if got > n + s {
+        return Verification::Failed {
+            evidence: format!(
+                "{seen}: {got} {} events for {n} executions, more than one per execution",
+                proof.label
+            ),
+        };
+    }
+    if proof.event == "kvm_exit" {
+        let others: u64 = [
+            "kvm_cpuid",
+            "kvm_msr",
+            "kvm_pio",
+            "kvm_hypercall",
+            USERSPACE,
+        ]
+        .iter()
+        .filter_map(|e| counts.get(*e))
+        .sum();
+        if others > s {
+            return Verification::Failed {
+                evidence: format!("{seen}: the exits were other events ({others} of them)"),
+            };
+        }
+    }
+    if claim.to_qemu && !(n..=n + s).contains(&userspace_io) {
+        return Verification::Failed {
+            evidence: format!(
+                "{seen}: {userspace_io} KVM_EXIT_IO userspace exits for {n} executions, expected one each"
+            ),
+        };
+    }
+    if !claim.to_qemu && userspace > s {
+        return Verification::Failed {
+            evidence: format!("{seen}: {userspace} exits to QEMU, expected none"),
+        };
+    }
+    Verification::Verified {
+        evidence: format!("{seen}: {}", claim.meaning),
     }
 }
 
@@ -137,9 +394,11 @@ mod tests {
 
     #[test]
     fn a_slow_row_reaching_qemu_and_one_that_did_not() {
+        // Port I/O, one per execution: consistent, but query-stats cannot
+        // show that QEMU served it.
         let ok = verify(Expect::Qemu, 10_000, Evidence::Deltas(&d(10_020, 10_000)));
         assert!(
-            matches!(&ok, Verification::Verified { evidence } if evidence.contains("QEMU")),
+            matches!(&ok, Verification::Unverified { reason } if reason.contains("QEMU")),
             "{ok:?}"
         );
         let bad = verify(Expect::Qemu, 10_000, Evidence::Deltas(&d(10_020, 3)));
@@ -185,5 +444,138 @@ mod tests {
             verify(Expect::Qemu, 10, Evidence::Deltas(&only_exits)),
             Verification::Unverified { .. }
         ));
+    }
+
+    #[test]
+    fn query_stats_has_an_upper_bound_and_never_verifies_which_side_served_a_port() {
+        // Three exits per execution are not "one exit per execution" (D2).
+        let v = verify(Expect::KvmHandler, 10_000, Evidence::Deltas(&d(30_000, 0)));
+        assert!(
+            matches!(&v, Verification::Failed { evidence } if evidence.contains("more than one exit")),
+            "{v:?}"
+        );
+        // io_exits cannot tell the in-kernel PIC from QEMU (D3).
+        for expect in [Expect::KernelPio, Expect::Qemu] {
+            let v = verify(expect, 10_000, Evidence::Deltas(&d(10_020, 10_000)));
+            assert!(
+                matches!(&v, Verification::Unverified { reason } if reason.contains("io_exits counts in-kernel and QEMU")),
+                "{v:?}"
+            );
+        }
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    const N: u64 = 20_100;
+
+    fn traced(row: Row, pairs: &[(&str, u64)]) -> Verification {
+        verify_tracepoints(row, &claim(row, 0xe9), N, &counts(pairs))
+    }
+
+    #[test]
+    fn tracepoints_verify_a_row_only_inside_its_band() {
+        let exact = traced(
+            Row::KernelFast,
+            &[
+                ("kvm_cpuid", N),
+                ("kvm_cpuid leaf 0", N),
+                ("kvm_userspace_exit", 2),
+            ],
+        );
+        assert!(
+            matches!(&exact, Verification::Verified { evidence } if evidence.contains("kvm_cpuid leaf 0 1.00")),
+            "{exact:?}"
+        );
+        // Under: some executions did not reach KVM's handler.
+        let under = traced(Row::KernelFast, &[("kvm_cpuid leaf 0", N - 1)]);
+        assert!(matches!(under, Verification::Failed { .. }), "{under:?}");
+        // None at all from user mode: the CPUID went elsewhere, and the
+        // evidence says so.
+        let never = traced(Row::UserFast, &[("kvm_cpuid leaf 0", 3)]);
+        assert!(
+            matches!(&never, Verification::Failed { evidence } if evidence.contains("never reached this KVM")),
+            "{never:?}"
+        );
+        // Over: three per execution is not one.
+        let over = traced(Row::KernelFast, &[("kvm_cpuid leaf 0", 3 * N)]);
+        assert!(
+            matches!(&over, Verification::Failed { evidence } if evidence.contains("more than one per execution")),
+            "{over:?}"
+        );
+        // An in-KVM row that went to QEMU fails.
+        let to_qemu = traced(
+            Row::KernelRdmsr,
+            &[("kvm_msr read 0x1b", N), ("kvm_userspace_exit", N)],
+        );
+        assert!(
+            matches!(&to_qemu, Verification::Failed { evidence } if evidence.contains("exits to QEMU")),
+            "{to_qemu:?}"
+        );
+    }
+
+    #[test]
+    fn qemu_rows_need_one_kvm_exit_io_per_execution() {
+        let served = traced(
+            Row::KernelSlow,
+            &[
+                ("kvm_pio write port 0xe9", N),
+                ("kvm_userspace_exit KVM_EXIT_IO", N),
+                ("kvm_userspace_exit", N + 2),
+            ],
+        );
+        assert!(
+            matches!(served, Verification::Verified { .. }),
+            "{served:?}"
+        );
+        // The in-kernel PIO row must not reach QEMU, the QEMU row must.
+        let in_kernel = traced(
+            Row::KernelPio,
+            &[
+                ("kvm_pio read port 0x4d0", N),
+                ("kvm_userspace_exit KVM_EXIT_IO", N),
+                ("kvm_userspace_exit", N),
+            ],
+        );
+        assert!(
+            matches!(in_kernel, Verification::Failed { .. }),
+            "{in_kernel:?}"
+        );
+        let not_to_qemu = traced(
+            Row::KernelInbQemu,
+            &[
+                ("kvm_pio read port 0x1234", N),
+                ("kvm_userspace_exit KVM_EXIT_IO", 0),
+            ],
+        );
+        assert!(
+            matches!(&not_to_qemu, Verification::Failed { evidence } if evidence.contains("KVM_EXIT_IO")),
+            "{not_to_qemu:?}"
+        );
+    }
+
+    #[test]
+    fn baselines_invd_and_missing_tracepoints() {
+        let quiet = traced(
+            Row::KernelNop,
+            &[("kvm_cpuid", 0), ("kvm_userspace_exit", 2)],
+        );
+        assert!(matches!(quiet, Verification::Verified { .. }), "{quiet:?}");
+        let exits = traced(Row::UserNop, &[("kvm_cpuid", N)]);
+        assert!(matches!(exits, Verification::Failed { .. }), "{exits:?}");
+        // kvm_exit silent (kvm_pvm): INVD cannot be proven either way.
+        let invd = traced(Row::KernelInvd, &[("kvm_exit", 0), ("kvm_cpuid", 0)]);
+        assert!(
+            matches!(&invd, Verification::Unverified { reason } if reason.contains("kvm_exit does not fire")),
+            "{invd:?}"
+        );
+        let invd = traced(Row::KernelInvd, &[("kvm_exit", N + 40), ("kvm_cpuid", 0)]);
+        assert!(matches!(invd, Verification::Verified { .. }), "{invd:?}");
+        let no_event = traced(Row::KernelVmcall, &[("kvm_cpuid", 0)]);
+        assert!(
+            matches!(&no_event, Verification::Unverified { reason } if reason.contains("no kvm_hypercall tracepoint")),
+            "{no_event:?}"
+        );
     }
 }

@@ -1,15 +1,20 @@
-//! The VM-exit suite, host side: for each row, read KVM's counters, have the
-//! guest run the row, read the counters again, copy the samples out of the
-//! shared region, and build the measurement.
+//! The VM-exit suite, host side: for each row, start counting KVM's
+//! tracepoints on the vCPU thread (and read QMP's `query-stats`), have the
+//! guest run the row, stop counting, copy the samples out of the shared
+//! region, and build the measurement with its path verdict.
 
 use crate::SuiteError;
 use crate::kvmstats;
-use crate::verify::{Evidence, verify};
+use crate::tracepoints::RowCounters;
+use crate::verify::{self, Evidence, verify};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use vmbench_host::tracefs::KvmTracepoints;
 use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
-use vmbench_results::{Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification};
+use vmbench_results::{
+    ExitEvents, Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification,
+};
 use vmbench_vm::{Accel, Vm};
 
 /// How to run the VM-exit suite.
@@ -29,6 +34,11 @@ pub struct VmexitOptions {
     pub tsc_khz: Option<f64>,
     /// The accelerator the VM runs under (the verdicts depend on it).
     pub accel: Accel,
+    /// KVM's tracepoint ids, or why they cannot be counted here.
+    pub tracepoints: Result<KvmTracepoints, String>,
+    /// Test only: have the micro-guest execute another instruction in this
+    /// row (`vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE`).
+    pub test_substitute: Option<Row>,
 }
 
 impl VmexitOptions {
@@ -46,6 +56,8 @@ impl VmexitOptions {
             debugcon_port: DEFAULT_DEBUGCON_PORT,
             tsc_khz: None,
             accel,
+            tracepoints: Err("not looked up".into()),
+            test_substitute: None,
         }
     }
 
@@ -146,6 +158,7 @@ struct Ran {
     raw: Vec<u64>,
     verification: Verification,
     counters: BTreeMap<String, u64>,
+    exit_events: Option<ExitEvents>,
 }
 
 enum Answer {
@@ -161,24 +174,37 @@ fn bad_answer(row: Row, why: impl ToString) -> SuiteError {
     }
 }
 
-/// Has the guest run `row`, reads KVM's counters around it, and copies the
+/// Has the guest run `row`, counts KVM's events around it, and copies the
 /// samples out; everything in the answer is checked against what was asked.
 fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answer, SuiteError> {
     let id = row.id().to_string();
     let kvm = opts.accel == Accel::Kvm;
+    let claim = verify::claim(row, opts.debugcon_port);
+    let mut trace = kvm.then(|| open_trace(vm, opts, &claim));
+    if let Some(Ok(counters)) = &mut trace
+        && let Err(e) = counters.start()
+    {
+        trace = Some(Err(e.to_string()));
+    }
     let before = kvm.then(|| read_stats(vm));
     // Generous: under TCG or a slow nested KVM a row can take minutes.
     let timeout = Duration::from_secs(600);
+    let flags = if opts.test_substitute == Some(row) {
+        vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE
+    } else {
+        0
+    };
     let args = [
         row as u64,
         samples,
         opts.warmup,
         opts.batch,
         u64::from(opts.debugcon_port),
-        0,
+        flags,
     ];
     let resp = vm.call(Command::RunVmexit, args, timeout)?;
     let after = kvm.then(|| read_stats(vm));
+    let traced = trace.map(|t| t.and_then(|mut c| c.stop().map_err(|e| e.to_string())));
     let text = String::from_utf8_lossy(&resp.payload)
         .chars()
         .take(500)
@@ -213,32 +239,69 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
     let executions = samples + opts.warmup + opts.batch;
-    let (verification, counters) = match (before, after) {
-        (Some(Ok(b)), Some(Ok(a))) => {
-            let d = kvmstats::delta(&b, &a);
-            (verify(row.expect(), executions, Evidence::Deltas(&d)), d)
-        }
-        (Some(Err(e)), _) | (_, Some(Err(e))) => (
-            verify(
-                row.expect(),
-                executions,
-                Evidence::Unavailable(&vmbench_shm::describe(&e)),
-            ),
-            BTreeMap::new(),
-        ),
-        _ => (
-            verify(row.expect(), executions, Evidence::Tcg),
-            BTreeMap::new(),
-        ),
+    let stats = match (before, after) {
+        (Some(Ok(b)), Some(Ok(a))) => Some(Ok(kvmstats::delta(&b, &a))),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(vmbench_shm::describe(&e))),
+        _ => None,
     };
+    let (verification, exit_events) = judge(row, &claim, executions, traced, stats.as_ref());
     Ok(Answer::Ran(Ran {
         run,
         samples,
         raw,
         verification,
-        counters,
+        counters: stats.and_then(Result::ok).unwrap_or_default(),
+        exit_events,
     }))
 }
+
+/// Tracepoint counters for `row` on the VM's first vCPU thread.
+fn open_trace(vm: &Vm, opts: &VmexitOptions, claim: &verify::Claim) -> Result<RowCounters, String> {
+    let tp = opts.tracepoints.as_ref().map_err(Clone::clone)?;
+    let (_, tid) = vm
+        .vcpu_threads
+        .first()
+        .copied()
+        .ok_or("QEMU reported no vCPU thread")?;
+    RowCounters::open(tp, tid, &verify::probes(claim)).map_err(|e| e.to_string())
+}
+
+/// The row's verdict: from KVM's tracepoints when they were counted, else
+/// from `query-stats` (saying why the tracepoints were not counted), else
+/// TCG's "not verifiable".
+fn judge(
+    row: Row,
+    claim: &verify::Claim,
+    executions: u64,
+    traced: Option<Result<BTreeMap<String, u64>, String>>,
+    stats: Option<&Result<BTreeMap<String, u64>, String>>,
+) -> (Verification, Option<ExitEvents>) {
+    let untraced = match traced {
+        Some(Ok(counts)) => {
+            let v = verify::verify_tracepoints(row, claim, executions, &counts);
+            let events = ExitEvents::new(TRACEPOINT_SOURCE, executions, counts);
+            return (v, Some(events));
+        }
+        Some(Err(why)) => Some(why),
+        None => None,
+    };
+    let v = match stats {
+        Some(Ok(d)) => verify(row.expect(), executions, Evidence::Deltas(d)),
+        Some(Err(why)) => verify(row.expect(), executions, Evidence::Unavailable(why)),
+        None => verify(row.expect(), executions, Evidence::Tcg),
+    };
+    let v = match (v, untraced) {
+        (Verification::Unverified { reason }, Some(why)) => Verification::Unverified {
+            reason: format!("{reason} (KVM tracepoints not counted: {why})"),
+        },
+        (v, _) => v,
+    };
+    (v, None)
+}
+
+/// How results name the tracepoint source.
+pub const TRACEPOINT_SOURCE: &str =
+    "KVM tracepoints counted on the vCPU thread (perf_event_open, PERF_TYPE_TRACEPOINT)";
 
 /// The row's measurement: distribution, tier, batch mean, warnings, and the
 /// distribution minus its timer baseline (the baselines run first and are
@@ -292,6 +355,7 @@ fn measurement(
         m.overhead_p50 = Some(ovh);
     }
     m.counters = ran.counters.clone();
+    m.exit_events = ran.exit_events.clone();
     Ok(m)
 }
 
@@ -300,13 +364,13 @@ fn measurement(
 /// verdict drawn from them becomes "unverified", with the evidence kept.
 fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
     use vmbench_results::Verification;
-    let inconsistent = ms.iter().any(
+    let inconsistent = ms.iter().filter(|m| m.exit_events.is_none()).any(
         |m| matches!(&m.verification, Verification::Unverified { reason } if reason.starts_with("counters inconsistent")),
     );
     if !inconsistent {
         return;
     }
-    for m in ms.iter_mut() {
+    for m in ms.iter_mut().filter(|m| m.exit_events.is_none()) {
         let evidence = match &m.verification {
             Verification::Verified { evidence } | Verification::Failed { evidence } => {
                 evidence.clone()
