@@ -5,7 +5,9 @@
 use crate::plots::PlotIndex;
 use std::fmt::Write;
 use vmbench_proto::vmexit::Row;
-use vmbench_results::{Measurement, MeasurementId, RunRecord, Suite, Unit, Verification};
+use vmbench_results::{
+    ExitEvents, Measurement, MeasurementId, RunRecord, Suite, Unit, Verification,
+};
 
 /// One table cell: no pipes or line breaks may break the table.
 pub fn cell(s: &str) -> String {
@@ -456,6 +458,68 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     );
     let ids: Vec<&str> = ms.iter().map(|m| m.id.as_str()).collect();
     plot_links(o, plots, &ids);
+    exit_event_table(o, &ms);
+}
+
+/// KVM's events per execution of each row, as `perf kvm stat` shows exit
+/// reasons: the proof of each path, and everything else that happened.
+fn exit_event_table(o: &mut String, ms: &[&Measurement]) {
+    const COLUMNS: [&str; 9] = [
+        "kvm_exit",
+        "kvm_cpuid",
+        "kvm_msr",
+        "kvm_pio",
+        "kvm_mmio",
+        "kvm_fast_mmio",
+        "kvm_userspace_exit",
+        "kvm_userspace_exit KVM_EXIT_IO",
+        "kvm_hypercall",
+    ];
+    let traced: Vec<(&Measurement, &ExitEvents)> = ms
+        .iter()
+        .filter_map(|m| Some((*m, m.exit_events.as_ref()?)))
+        .collect();
+    let Some((_, first)) = traced.first() else {
+        return;
+    };
+    // Columns that are zero in every row say nothing.
+    let columns: Vec<&str> = COLUMNS
+        .into_iter()
+        .filter(|c| {
+            traced
+                .iter()
+                .any(|(_, e)| e.counts.get(*c).is_some_and(|v| *v > 0))
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "KVM events per execution of each row ({}; executions = warm-up + samples + batch). `proof` is the event the row's path must show once per execution.\n",
+        first.source
+    );
+    let mut head = vec!["row", "executions", "proof"];
+    head.extend(
+        columns
+            .iter()
+            .map(|c| c.strip_prefix("kvm_userspace_exit ").unwrap_or(c)),
+    );
+    let rows: Vec<Vec<String>> = traced
+        .iter()
+        .map(|(m, e)| {
+            let proof = e
+                .per_execution
+                .iter()
+                .find(|(k, _)| !COLUMNS.contains(&k.as_str()))
+                .map_or_else(|| "-".into(), |(k, v)| format!("{k}: {v:.2}"));
+            let mut row = vec![m.id.local().to_string(), e.executions.to_string(), proof];
+            row.extend(columns.iter().map(|c| {
+                e.per_execution
+                    .get(*c)
+                    .map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+            }));
+            row
+        })
+        .collect();
+    table(o, &head, &rows);
 }
 
 fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {

@@ -520,3 +520,53 @@ fn the_readmes_tables_are_whole_tables() {
         assert_eq!(pipe_lines, parsed, "{doc}");
     }
 }
+
+#[test]
+fn the_exit_event_table_shows_each_rows_proof_per_execution() {
+    let mut r = record("kvm", AMD, 1);
+    for m in &mut r.results.measurements {
+        if m.id == "vmexit.user-fast" {
+            m.exit_events = Some(vmbench_results::ExitEvents::new(
+                "KVM tracepoints on the vCPU thread",
+                2_000,
+                [
+                    ("kvm_cpuid".to_string(), 2_000),
+                    ("kvm_cpuid leaf 0".to_string(), 2_000),
+                    ("kvm_userspace_exit".to_string(), 3),
+                    ("kvm_userspace_exit KVM_EXIT_IO".to_string(), 0),
+                    ("kvm_msr".to_string(), 0),
+                ]
+                .into(),
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&r, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let (head, rows) = tables(&md)
+        .into_iter()
+        .find(|(h, _)| h.iter().any(|c| c == "proof"))
+        .expect("an exit-event table");
+    // kvm_msr is zero everywhere: no column for it.
+    assert_eq!(
+        head,
+        [
+            "row",
+            "executions",
+            "proof",
+            "kvm_cpuid",
+            "kvm_userspace_exit"
+        ]
+    );
+    assert_eq!(
+        rows,
+        [[
+            "user-fast",
+            "2000",
+            "kvm_cpuid leaf 0: 1.00",
+            "1.00",
+            "0.00"
+        ]]
+    );
+    assert!(md.contains("KVM tracepoints on the vCPU thread"));
+}

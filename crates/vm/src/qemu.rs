@@ -70,7 +70,13 @@ impl QemuConfig {
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         // Thread names ("CPU 0/KVM") make vCPU threads findable without QMP.
         push(&["-name", "vmbench,debug-threads=on"]);
-        push(&["-machine", &format!("q35,accel={}", self.accel.name())]);
+        // Under KVM the PIC, PIT and IOAPIC are KVM's own (kernel-irqchip=on,
+        // not QEMU's default for q35, "split"), so that the in-kernel PIO row
+        // (the PIC's ELCR at 0x4d0) is served by KVM without QEMU.
+        match self.accel {
+            Accel::Kvm => push(&["-machine", "q35,accel=kvm,kernel-irqchip=on"]),
+            Accel::Tcg => push(&["-machine", "q35,accel=tcg"]),
+        }
         match self.accel {
             // invtsc: the guest sees an invariant TSC, as on the host.
             Accel::Kvm => push(&["-cpu", self.kvm_cpu.as_deref().unwrap_or("host,+invtsc")]),
@@ -200,7 +206,7 @@ mod tests {
     #[test]
     fn kvm_command_line() {
         let a = cfg(Accel::Kvm).args();
-        assert!(has(&a, ["-machine", "q35,accel=kvm"]));
+        assert!(has(&a, ["-machine", "q35,accel=kvm,kernel-irqchip=on"]));
         assert!(has(&a, ["-cpu", "host,+invtsc"]));
         assert!(has(&a, ["-overcommit", "mem-lock=on"]));
         assert!(has(&a, ["-name", "vmbench,debug-threads=on"]));
