@@ -172,6 +172,10 @@ fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
         outcome.map_err(|e| DriveError::Suite(e.into())),
         &a.out,
         "loopback (two host processes, no VM)",
+        vmbench_publish::csv::Setting {
+            accel: "none",
+            guest: "loopback (host process)",
+        },
     )
 }
 
@@ -202,6 +206,10 @@ fn host_role(
         outcome.map_err(|e| DriveError::Suite(e.into())),
         out,
         "two processes over a shared file",
+        vmbench_publish::csv::Setting {
+            accel: "none",
+            guest: "shm guest (host process)",
+        },
     )
 }
 
@@ -283,6 +291,10 @@ fn vm_role(
         outcome.suite.and(outcome.arms),
         out,
         &format!("VM ({})", accel.name()),
+        vmbench_publish::csv::Setting {
+            accel: accel.name(),
+            guest: "linux",
+        },
     )
 }
 
@@ -293,9 +305,10 @@ fn finish(
     outcome: std::result::Result<(), DriveError>,
     out: &OutputArgs,
     setting: &str,
+    csv: vmbench_publish::csv::Setting<'_>,
 ) -> Result<ExitCode> {
     if let Some(p) = &out.csv {
-        crate::vmexit::write_csv(p, &run.results.measurements)
+        crate::vmexit::write_csv(p, &run.results.measurements, csv)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &out.raw_csv {

@@ -102,7 +102,11 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     };
     vmbench_run::outcome::label_accel(&mut results, accel);
     if let Some(path) = &a.csv {
-        write_csv(path, &results.measurements)
+        let setting = vmbench_publish::csv::Setting {
+            accel: accel.name(),
+            guest: &a.guest.guest.name().to_lowercase(),
+        };
+        write_csv(path, &results.measurements, setting)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
@@ -197,7 +201,11 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
 }
 
 /// One line per measurement (the report's CSV format).
-pub fn write_csv(path: &std::path::Path, ms: &[Measurement]) -> Result<()> {
+pub fn write_csv(
+    path: &std::path::Path,
+    ms: &[Measurement],
+    setting: vmbench_publish::csv::Setting<'_>,
+) -> Result<()> {
     let refs: Vec<&Measurement> = ms.iter().collect();
-    Ok(vmbench_publish::csv::write(path, &refs)?)
+    Ok(vmbench_publish::csv::write(path, &refs, setting)?)
 }

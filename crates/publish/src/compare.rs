@@ -87,9 +87,7 @@ fn differences(o: &mut String, runs: &[Run]) {
         ),
         (
             "accelerator".into(),
-            runs.iter()
-                .map(|r| r.record.accel_label().to_string())
-                .collect(),
+            runs.iter().map(|r| r.record.accel_label()).collect(),
         ),
         (
             "guest".into(),

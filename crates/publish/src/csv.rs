@@ -7,10 +7,20 @@ use std::path::Path;
 use vmbench_results::{Measurement, RunRecord, Suite};
 
 /// The CSV columns, one measurement per line.
-pub const HEADER: &str = "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_ns,p50_minus_overhead,overhead_p50,batch_mean,bytes,p50_gb_per_s,tsc_khz,verdict";
+pub const HEADER: &str = "id,unit,n,min,p50,p90,p99,p999,max,mean,stddev,p50_ns,p50_minus_overhead,overhead_p50,batch_mean,bytes,p50_gb_per_s,tsc_khz,verdict,accel,guest";
+
+/// Where a CSV's measurements ran: every line says it, so that a line
+/// copied out of its file still says whether it is a KVM figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting<'a> {
+    /// `kvm`, `tcg`, or `none` (two host processes, no VM).
+    pub accel: &'a str,
+    /// `linux`, `micro`, or what played the guest end.
+    pub guest: &'a str,
+}
 
 /// One measurement as a CSV line (no newline), in [`HEADER`]'s columns.
-pub fn line(m: &Measurement) -> String {
+pub fn line(m: &Measurement, setting: Setting<'_>) -> String {
     let s = &m.summary;
     let unit = serde_json::to_value(m.unit)
         .ok()
@@ -18,7 +28,7 @@ pub fn line(m: &Measurement) -> String {
         .unwrap_or_default();
     let opt = |v: Option<String>| v.unwrap_or_default();
     format!(
-        "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{},{},{}",
         m.id,
         unit,
         s.n,
@@ -37,17 +47,24 @@ pub fn line(m: &Measurement) -> String {
         opt(m.bytes.map(|v| v.to_string())),
         opt(m.p50_bytes_per_sec().map(|v| format!("{:.3}", v / 1e9))),
         opt(m.tsc_khz.map(|v| format!("{v:.3}"))),
-        m.verification.label()
+        m.verification.label(),
+        field(setting.accel),
+        field(setting.guest),
     )
 }
 
+/// A free-text field: commas and quotes would break the columns.
+fn field(text: &str) -> String {
+    text.replace([',', '"'], " ")
+}
+
 /// Writes [`HEADER`] and one line per measurement to `path`.
-pub fn write(path: &Path, ms: &[&Measurement]) -> Result<(), PublishError> {
+pub fn write(path: &Path, ms: &[&Measurement], setting: Setting<'_>) -> Result<(), PublishError> {
     let io = |e| PublishError::io(path, e);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     writeln!(f, "{HEADER}").map_err(io)?;
     for m in ms {
-        writeln!(f, "{}", line(m)).map_err(io)?;
+        writeln!(f, "{}", line(m, setting)).map_err(io)?;
     }
     f.flush().map_err(io)
 }
@@ -61,9 +78,21 @@ pub fn write_all(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
             .iter()
             .filter(|m| m.id.suite() == Some(suite))
             .collect();
-        if !ms.is_empty() {
-            write(&dir.join(format!("{suite}.csv")), &ms)?;
+        if ms.is_empty() {
+            continue;
         }
+        // The suite's guest; a record from before `guests` has one for all.
+        let guest = r
+            .guests
+            .iter()
+            .find(|g| g.suites.iter().any(|s| s == suite.name()));
+        let accel = guest.map_or_else(|| r.accel_label(), |g| g.accel.name().to_string());
+        let kind = guest.map_or(r.guest_flavour.as_str(), |g| g.kind.as_str());
+        let setting = Setting {
+            accel: &accel,
+            guest: kind,
+        };
+        write(&dir.join(format!("{suite}.csv")), &ms, setting)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use crate::plots::PlotIndex;
 use std::fmt::Write;
 use vmbench_proto::vmexit::Row;
 use vmbench_results::{
-    ExitEvents, Measurement, MeasurementId, RunRecord, Suite, Unit, Verification,
+    ExitEvents, Measurement, MeasurementId, QemuRecord, RunRecord, Suite, Unit, Verification,
 };
 
 /// One table cell: no pipes or line breaks may break the table.
@@ -96,6 +96,12 @@ fn front_matter(o: &mut String, r: &RunRecord) {
             o,
             "> **TCG run — not a KVM measurement.** QEMU emulated the guest in software: there are no VM exits, and every figure below is the cost of emulation on this host.\n"
         );
+    } else if r.is_mixed() {
+        let _ = writeln!(
+            o,
+            "> **Mixed accelerators — not every figure is a KVM measurement.** The {} suite ran under TCG (software emulation): its figures are the cost of emulation on this host, not VM exits. Only the guests listed under KVM below measured KVM.\n",
+            r.tcg_suites().join(" and ")
+        );
     }
     if !r.complete {
         let _ = writeln!(
@@ -122,10 +128,21 @@ fn at_a_glance(o: &mut String, r: &RunRecord) {
             if r.is_tcg() {
                 "tcg (software emulation)".into()
             } else {
-                r.accel_label().into()
+                r.accel_label()
             },
         ],
-        vec!["guest".into(), r.guest_flavour.clone()],
+        vec![
+            "guest".into(),
+            if r.guests.len() > 1 {
+                r.guests
+                    .iter()
+                    .map(|g| format!("{} ({})", g.kind, g.suites.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                r.guest_flavour.clone()
+            },
+        ],
         vec!["host CPU".into(), cpu_model(r).to_string()],
     ];
     if let Some(k) = r.host_value("kernel", "release") {
@@ -299,17 +316,10 @@ fn generic_id(id: &MeasurementId) -> String {
     }
 }
 
-fn spec_sections(o: &mut String, r: &RunRecord) {
-    let _ = writeln!(o, "## Specification\n");
-    let _ = writeln!(o, "### Host\n");
-    let rows: Vec<Vec<String>> = r
-        .host_rows
-        .iter()
-        .map(|x| vec![x.section.clone(), x.key.clone(), x.value.clone()])
-        .collect();
-    table(o, &["section", "item", "value"], &rows);
-    if let Some(g) = r.guest.as_ref().and_then(|g| g.as_object()) {
-        let _ = writeln!(o, "### Guest\n");
+/// A guest's specification and the QEMU that ran it.
+fn guest_section(o: &mut String, title: &str, spec: &serde_json::Value, qemu: Option<&QemuRecord>) {
+    if let Some(g) = spec.as_object() {
+        let _ = writeln!(o, "### {title}\n");
         let rows: Vec<Vec<String>> = g
             .iter()
             .map(|(k, v)| {
@@ -328,8 +338,8 @@ fn spec_sections(o: &mut String, r: &RunRecord) {
             .collect();
         table(o, &["item", "value"], &rows);
     }
-    if let Some(q) = &r.qemu {
-        let _ = writeln!(o, "### QEMU\n");
+    if let Some(q) = qemu {
+        let _ = writeln!(o, "QEMU:\n");
         let mut rows = vec![vec!["binary".into(), q.path.clone()]];
         if let Some(v) = &q.version {
             rows.push(vec!["version".into(), v.clone()]);
@@ -339,6 +349,33 @@ fn spec_sections(o: &mut String, r: &RunRecord) {
         }
         table(o, &["item", "value"], &rows);
         let _ = writeln!(o, "Full command line:\n\n```sh\n{}\n```\n", q.command_line);
+    }
+}
+
+fn spec_sections(o: &mut String, r: &RunRecord) {
+    let _ = writeln!(o, "## Specification\n");
+    let _ = writeln!(o, "### Host\n");
+    let rows: Vec<Vec<String>> = r
+        .host_rows
+        .iter()
+        .map(|x| vec![x.section.clone(), x.key.clone(), x.value.clone()])
+        .collect();
+    table(o, &["section", "item", "value"], &rows);
+    if r.guests.is_empty() {
+        // A record from before `guests`: one guest, one QEMU.
+        if let Some(g) = &r.guest {
+            guest_section(o, "Guest", g, r.qemu.as_ref());
+        }
+    } else {
+        for g in &r.guests {
+            let title = format!(
+                "Guest: {} ({}, {})",
+                g.kind,
+                g.suites.join(" and "),
+                g.accel.name()
+            );
+            guest_section(o, &title, &g.spec, g.qemu.as_ref());
+        }
     }
     let _ = writeln!(o, "### Isolation\n");
     if let Some(p) = &r.pinning {

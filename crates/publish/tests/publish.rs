@@ -93,6 +93,7 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
             _ => None,
         },
         guest_flavour: "linux".into(),
+        guests: vec![],
         suites: vec!["vmexit".into(), "shm".into()],
         complete: true,
         incomplete: vec![],
@@ -235,7 +236,19 @@ fn every_figure_in_the_tables_comes_from_results_json() {
     // The CSV carries the same summary.
     let csv = std::fs::read_to_string(dir.path().join("vmexit.csv")).unwrap();
     let m = find("vmexit.user-fast");
-    assert!(csv.lines().any(|l| l == vmbench_publish::csv::line(m)));
+    let setting = vmbench_publish::csv::Setting {
+        accel: "tcg",
+        guest: "linux",
+    };
+    assert!(
+        csv.lines()
+            .any(|l| l == vmbench_publish::csv::line(m, setting))
+    );
+    // Every line says where it ran (D18): the last two columns.
+    assert!(vmbench_publish::csv::HEADER.ends_with(",accel,guest"));
+    for l in csv.lines().skip(1) {
+        assert!(l.ends_with(",tcg,linux"), "{l}");
+    }
 }
 
 #[test]
@@ -569,4 +582,56 @@ fn the_exit_event_table_shows_each_rows_proof_per_execution() {
         ]]
     );
     assert!(md.contains("KVM tracepoints on the vCPU thread"));
+}
+
+/// The micro-guest under KVM for the VM-exit suite, the Linux guest under TCG
+/// for the shm suite: the report must not call it a TCG run, nor a KVM one.
+#[test]
+fn a_mixed_accelerator_run_says_which_suite_ran_where() {
+    use vmbench_results::{Accel, GuestRecord};
+    let mut r = record("kvm", AMD, 1);
+    r.accel = None;
+    r.guest_flavour = "micro".into();
+    let qemu = |accel: &str| QemuRecord {
+        path: "/usr/bin/qemu-system-x86_64".into(),
+        version: None,
+        store_path: None,
+        command_line: format!("qemu-system-x86_64 -machine q35,accel={accel}"),
+    };
+    r.guests = vec![
+        GuestRecord {
+            suites: vec!["vmexit".into()],
+            kind: "micro".into(),
+            accel: Accel::Kvm,
+            spec: serde_json::json!({"kernel_release": "none (vmbench micro-guest, no OS)"}),
+            qemu: Some(qemu("kvm")),
+        },
+        GuestRecord {
+            suites: vec!["shm".into()],
+            kind: "linux".into(),
+            accel: Accel::Tcg,
+            spec: serde_json::json!({"kernel_release": "6.1.0"}),
+            qemu: Some(qemu("tcg")),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&r, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(!md.contains("TCG run — not a KVM measurement"), "{md}");
+    let banner = md.lines().find(|l| l.starts_with('>')).unwrap();
+    assert!(banner.contains("Mixed accelerators"), "{banner}");
+    assert!(banner.contains("The shm suite ran under TCG"), "{banner}");
+    assert!(
+        md.contains("| accelerator | kvm (vmexit: micro guest), tcg (shm: linux guest) |"),
+        "{md}"
+    );
+    // Each guest with its own spec and QEMU command line.
+    assert!(md.contains("### Guest: micro (vmexit, kvm)"), "{md}");
+    assert!(md.contains("### Guest: linux (shm, tcg)"), "{md}");
+    assert!(md.contains("accel=kvm") && md.contains("accel=tcg"));
+    assert_eq!(
+        r.accel_label(),
+        "kvm (vmexit: micro guest), tcg (shm: linux guest)"
+    );
+    assert!(!r.is_tcg() && r.is_mixed());
 }

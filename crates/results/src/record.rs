@@ -57,11 +57,16 @@ pub struct RunRecord {
     pub command: String,
     /// UTC start time (shown once, outside any table).
     pub started_utc: String,
-    /// The accelerator of the guests, None when no guest booted.
+    /// The accelerator of the guests when they all ran under one; None when
+    /// no guest booted or they differ (then `guests` says which ran where).
     #[serde(deserialize_with = "accel_or_none")]
     pub accel: Option<Accel>,
-    /// `linux` or `micro`.
+    /// `linux` or `micro`: the VM-exit suite's guest.
     pub guest_flavour: String,
+    /// Every guest that ran a suite: its kind, accelerator, specification and
+    /// QEMU. Empty in records written before it existed.
+    #[serde(default)]
+    pub guests: Vec<GuestRecord>,
     /// Suites asked for, in order (`vmexit`, `shm`).
     pub suites: Vec<String>,
     /// False when a suite ended early; `incomplete` says why.
@@ -73,10 +78,11 @@ pub struct RunRecord {
     pub host_rows: Vec<SpecRow>,
     /// The host specification as JSON (docs/info-schema.md).
     pub host: serde_json::Value,
-    /// The guest agent's specification, when a guest booted.
+    /// The main guest's specification (the Linux guest's when one ran), when
+    /// a guest booted; every guest's is in `guests`.
     #[serde(default)]
     pub guest: Option<serde_json::Value>,
-    /// The QEMU that ran the guests, when one did.
+    /// The main guest's QEMU, when one ran; every guest's is in `guests`.
     #[serde(default)]
     pub qemu: Option<QemuRecord>,
     /// Every isolation knob: wanted, found, what was changed and restored.
@@ -90,6 +96,21 @@ pub struct RunRecord {
     pub pinning: Option<String>,
     /// The suites' measurements, skips, checks and warnings.
     pub results: Results,
+}
+
+/// One guest of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GuestRecord {
+    /// The suites it ran (`vmexit`, `shm`).
+    pub suites: Vec<String>,
+    /// `linux` or `micro`.
+    pub kind: String,
+    /// The accelerator it ran under.
+    pub accel: Accel,
+    /// The guest agent's specification.
+    pub spec: serde_json::Value,
+    /// Its QEMU: path, version and command line.
+    pub qemu: Option<QemuRecord>,
 }
 
 /// One row of the host specification.
@@ -148,16 +169,51 @@ impl RunRecord {
             .map(|r| r.value.as_str())
     }
 
-    /// The accelerator as the report shows it.
-    pub fn accel_label(&self) -> &'static str {
-        match self.accel {
-            Some(a) => a.name(),
-            None => "none (no guest booted)",
+    /// The accelerator as the report shows it: one name, or each guest's
+    /// when they differ.
+    pub fn accel_label(&self) -> String {
+        if self.is_mixed() {
+            return self
+                .guests
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} ({}: {} guest)",
+                        g.accel.name(),
+                        g.suites.join(", "),
+                        g.kind
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        match self.accel.or_else(|| self.guests.first().map(|g| g.accel)) {
+            Some(a) => a.name().to_string(),
+            None => "none (no guest booted)".to_string(),
         }
     }
 
-    /// True when the numbers are not VM exits (software emulation).
+    /// True when no number is a VM exit: every guest ran under TCG.
     pub fn is_tcg(&self) -> bool {
-        self.accel == Some(Accel::Tcg)
+        if self.guests.is_empty() {
+            return self.accel == Some(Accel::Tcg);
+        }
+        self.guests.iter().all(|g| g.accel == Accel::Tcg)
+    }
+
+    /// True when the guests ran under different accelerators (e.g. the
+    /// micro-guest under KVM and the Linux guest under TCG).
+    pub fn is_mixed(&self) -> bool {
+        self.guests.iter().any(|g| g.accel == Accel::Tcg)
+            && self.guests.iter().any(|g| g.accel == Accel::Kvm)
+    }
+
+    /// The suites whose guests ran under TCG.
+    pub fn tcg_suites(&self) -> Vec<String> {
+        self.guests
+            .iter()
+            .filter(|g| g.accel == Accel::Tcg)
+            .flat_map(|g| g.suites.iter().cloned())
+            .collect()
     }
 }

@@ -135,6 +135,37 @@ pub fn label_accel(results: &mut Results, accel: Accel) {
     }
 }
 
+/// Labels a run's results by its guests' accelerators: the TCG notice
+/// first when every guest ran under TCG; when only some did, a notice that
+/// names the suites whose figures are emulation costs, not VM exits.
+pub fn label_guests(results: &mut Results, guests: &[vmbench_results::GuestRecord]) {
+    let tcg: Vec<&str> = guests
+        .iter()
+        .filter(|g| g.accel == Accel::Tcg)
+        .flat_map(|g| g.suites.iter().map(String::as_str))
+        .collect();
+    if tcg.is_empty() {
+        return;
+    }
+    if guests.iter().all(|g| g.accel == Accel::Tcg) {
+        label_accel(results, Accel::Tcg);
+        return;
+    }
+    let kvm: Vec<&str> = guests
+        .iter()
+        .filter(|g| g.accel == Accel::Kvm)
+        .flat_map(|g| g.suites.iter().map(String::as_str))
+        .collect();
+    results.warnings.insert(
+        0,
+        format!(
+            "Mixed accelerators: the {} suite ran under TCG (software emulation): its figures are QEMU's emulation cost, not VM exits; the {} suite ran under KVM",
+            tcg.join(" and "),
+            kvm.join(" and ")
+        ),
+    );
+}
+
 /// How a `vmbench run` ended, as its exit status needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {

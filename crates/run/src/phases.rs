@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{CpuList, HostSpec, SpecOptions, SysRoot};
 use vmbench_isolate::apply::{self, Applied, RestoreReport};
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
-use vmbench_results::{Accel, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow};
+use vmbench_results::{
+    Accel, GuestRecord, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow,
+};
 use vmbench_shm::host::Plan as ShmPlan;
 use vmbench_vm::GuestKind;
 
@@ -180,7 +182,8 @@ struct SuiteRecord {
     reference_cpus: Option<(usize, usize)>,
     /// Remarks for the isolation section (a pinning that failed).
     notes: Vec<String>,
-    accel: Option<Accel>,
+    /// Every guest that ran a suite.
+    guests: Vec<GuestRecord>,
     interrupted: bool,
 }
 
@@ -233,6 +236,7 @@ impl<'r> Isolated<'r> {
                 continue;
             }
             progress.phase(suite.title());
+            let reused = kept.is_some();
             let session = match kept.take() {
                 Some(s) => s,
                 None => match boot(&ctx, suite, launcher, progress, &mut rec) {
@@ -240,7 +244,7 @@ impl<'r> Isolated<'r> {
                     None => continue,
                 },
             };
-            let session = describe_guest(&ctx, suite, session, &cpus, &mut rec);
+            let session = describe_guest(&ctx, suite, session, reused, &cpus, &mut rec);
             kept = match suite {
                 Suite::Vmexit => vmexit_suite(&ctx, session, progress, &mut rec),
                 Suite::Shm => {
@@ -306,15 +310,27 @@ fn boot(
     }
 }
 
-/// Pins the guest and records what it is (the Linux guest's spec wins:
-/// it is the guest of the shm suite and, usually, of both).
+/// Pins the guest and records what it is: every guest in `guests`, and the
+/// Linux guest's spec as the main one (it is the guest of the shm suite and,
+/// usually, of both).
 fn describe_guest(
     ctx: &Context,
     suite: Suite,
     mut session: Box<dyn GuestSession>,
+    reused: bool,
     cpus: &Cpus,
     rec: &mut SuiteRecord,
 ) -> Box<dyn GuestSession> {
+    match rec.guests.last_mut() {
+        Some(last) if reused => last.suites.push(suite.name().to_string()),
+        _ => rec.guests.push(GuestRecord {
+            suites: vec![suite.name().to_string()],
+            kind: ctx.plan.guest_for(suite).name().to_lowercase(),
+            accel: session.accel(),
+            spec: serde_json::to_value(session.spec()).unwrap_or_default(),
+            qemu: Some(session.qemu()),
+        }),
+    }
     if let Some(bench) = cpus.pin() {
         match session.pin(bench) {
             Ok(p) => {
@@ -327,7 +343,6 @@ fn describe_guest(
     if ctx.plan.guest_for(suite) == GuestKind::Linux || rec.guest_spec.is_none() {
         rec.guest_spec = serde_json::to_value(session.spec()).ok();
         rec.qemu = Some(session.qemu());
-        rec.accel = Some(session.accel());
     }
     session
 }
@@ -459,9 +474,11 @@ impl Restored {
             unmovable: &ctx.unmovable,
             restore: restore.as_ref(),
         });
-        if let Some(accel) = suites.accel {
-            crate::outcome::label_accel(&mut suites.results, accel);
-        }
+        crate::outcome::label_guests(&mut suites.results, &suites.guests);
+        let accel = match suites.guests.as_slice() {
+            [first, rest @ ..] if rest.iter().all(|g| g.accel == first.accel) => Some(first.accel),
+            _ => None,
+        };
         let end = RunEnd {
             interrupted: suites.interrupted,
             complete: suites.incomplete.is_empty(),
@@ -473,7 +490,8 @@ impl Restored {
             vmbench_version: env!("CARGO_PKG_VERSION").into(),
             command: ctx.plan.command.clone(),
             started_utc: ctx.started_utc,
-            accel: suites.accel,
+            accel,
+            guests: suites.guests,
             guest_flavour: match ctx.plan.guest.guest {
                 GuestKind::Linux => "linux".into(),
                 GuestKind::Micro => "micro (VM-exit suite), linux (shm suite)".into(),

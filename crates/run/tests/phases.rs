@@ -45,6 +45,9 @@ struct Script {
     /// restore fails (a host that changed under the run).
     break_restore: bool,
     corrupt_frame: bool,
+    /// The micro-guest boots under KVM, the Linux guest under TCG (this
+    /// machine: kvm_pvm runs OS-free guests only).
+    micro_under_kvm: bool,
 }
 
 struct Fake {
@@ -75,11 +78,17 @@ impl GuestLauncher for Fake {
             mapping: request.mapping.unwrap_or(Mapping::Wb),
             ..GuestSpec::default()
         };
+        let accel = if s.micro_under_kvm && request.guest == GuestKind::Micro {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        };
         Ok(Box::new(FakeSession {
             script: self.script.clone(),
             root: self.root.clone(),
             interrupt: self.interrupt.clone(),
             spec,
+            accel,
         }))
     }
 }
@@ -89,6 +98,7 @@ struct FakeSession {
     root: PathBuf,
     interrupt: Arc<AtomicBool>,
     spec: GuestSpec,
+    accel: Accel,
 }
 
 fn measurement(id: &str) -> Measurement {
@@ -106,7 +116,7 @@ fn measurement(id: &str) -> Measurement {
 
 impl GuestSession for FakeSession {
     fn accel(&self) -> Accel {
-        Accel::Tcg
+        self.accel
     }
 
     fn accel_notice(&self) -> Option<&str> {
@@ -469,6 +479,44 @@ fn the_micro_guest_runs_the_vmexit_suite_and_a_linux_guest_the_shm_suite() {
     assert_eq!(
         recorded.record.suites,
         [Suite::Vmexit.name(), Suite::Shm.name()]
+    );
+    assert!(recorded.record.is_tcg());
+}
+
+/// The micro-guest under KVM, the Linux guest under TCG: the record keeps
+/// each guest with its accelerator, and the run is labelled mixed, not TCG.
+#[test]
+fn a_mixed_accelerator_run_records_each_guest_and_says_so() {
+    let mut s = setup_with("  guest: micro\n", "shm:\n  arms: false\n");
+    s.fake.script.borrow_mut().micro_under_kvm = true;
+    let record = run(&mut s).unwrap().record;
+    assert_eq!(record.accel, None);
+    let guests: Vec<(&str, Accel, Vec<String>)> = record
+        .guests
+        .iter()
+        .map(|g| (g.kind.as_str(), g.accel, g.suites.clone()))
+        .collect();
+    assert_eq!(
+        guests,
+        [
+            ("micro", Accel::Kvm, vec!["vmexit".to_string()]),
+            ("linux", Accel::Tcg, vec!["shm".to_string()]),
+        ]
+    );
+    assert!(record.is_mixed() && !record.is_tcg());
+    let first = &record.results.warnings[0];
+    assert!(
+        first.starts_with("Mixed accelerators: the shm suite ran under TCG"),
+        "{first}"
+    );
+    assert!(
+        !record
+            .results
+            .warnings
+            .iter()
+            .any(|w| w == vmbench_vm::TCG_NOTICE),
+        "{:?}",
+        record.results.warnings
     );
 }
 
