@@ -3,7 +3,7 @@
 
 use crate::markdown::{cell, fmt_ns};
 use std::fmt::Write;
-use vmbench_results::{Measurement, RunRecord};
+use vmbench_results::{Measurement, RunRecord, Unit};
 
 /// One run to compare, with what its signature check said.
 pub struct Run {
@@ -153,11 +153,23 @@ fn differences(o: &mut String, runs: &[Run]) {
     }
 }
 
+/// `b`'s p50 time over `a`'s. TSC ticks are converted to ns first, each at
+/// its own run's frequency: a tick of one host is not a tick of another.
+/// Other units compare directly when they are the same unit.
+pub fn time_ratio(a: &Measurement, b: &Measurement) -> Option<f64> {
+    let (ta, tb) = match (a.unit, b.unit) {
+        (Unit::TscTicks, Unit::TscTicks) => (a.p50_ns()?, b.p50_ns()?),
+        (ua, ub) if ua == ub => (a.summary.p50 as f64, b.summary.p50 as f64),
+        _ => return None,
+    };
+    (ta > 0.0).then(|| tb / ta)
+}
+
 fn p50_table(o: &mut String, runs: &[Run]) {
     let _ = writeln!(o, "## p50 side by side\n");
     let _ = writeln!(
         o,
-        "Ticks with ns in brackets, or GB/s for transfers; the ratio is to the first run (time ratio; for GB/s, first / this).\n"
+        "Ticks with ns in brackets, or GB/s for transfers; the ratio is this run's p50 time over the first run's, in ns (each run's ticks converted at its own TSC frequency: hosts' TSCs differ), so above 1 is slower. No ratio where a run's TSC frequency is unknown.\n"
     );
     let mut head = vec!["measurement".to_string()];
     for (i, r) in runs.iter().enumerate() {
@@ -186,8 +198,8 @@ fn p50_table(o: &mut String, runs: &[Run]) {
             cells.push(m.map_or_else(|| "—".into(), p50_text));
             if i > 0 {
                 let ratio = match (ms[0], m) {
-                    (Some(a), Some(b)) if a.summary.p50 > 0 => {
-                        format!("{:.2}×", b.summary.p50 as f64 / a.summary.p50 as f64)
+                    (Some(a), Some(b)) => {
+                        time_ratio(a, b).map_or_else(|| "—".into(), |x| format!("{x:.2}×"))
                     }
                     _ => "—".into(),
                 };

@@ -420,6 +420,12 @@ fn encrypted_keys_are_refused_with_what_to_do() {
 
 #[test]
 fn compare_puts_spec_differences_above_the_numbers() {
+    // The Intel host's TSC runs at 2.0 GHz, the AMD one's at 2.596 GHz: the
+    // same tick count is a different time on each (D4).
+    let mut intel = record("kvm", INTEL, 2);
+    for m in &mut intel.results.measurements {
+        m.tsc_khz = Some(2_000_000.0);
+    }
     let runs = vec![
         compare::Run {
             label: "a".into(),
@@ -428,7 +434,7 @@ fn compare_puts_spec_differences_above_the_numbers() {
         },
         compare::Run {
             label: "b".into(),
-            record: record("kvm", INTEL, 2),
+            record: intel,
             provenance: "unsigned".into(),
         },
     ];
@@ -452,10 +458,42 @@ fn compare_puts_spec_differences_above_the_numbers() {
     let rows = &ts[1].1;
     let uf = rows.iter().find(|r| r[0] == "vmexit.user-fast").unwrap();
     let (a, b) = (
-        runs[0].record.results.measurements[0].summary.p50 as f64,
-        runs[1].record.results.measurements[0].summary.p50 as f64,
+        &runs[0].record.results.measurements[0],
+        &runs[1].record.results.measurements[0],
     );
-    assert_eq!(uf[3], format!("{:.2}×", b / a));
+    // The ratio is of times: ticks at 2.596 GHz against ticks at 2.0 GHz.
+    let a_ns = a.summary.p50 as f64 / 2_596_148.0 * 1e6;
+    let b_ns = b.summary.p50 as f64 / 2_000_000.0 * 1e6;
+    assert_eq!(uf[3], format!("{:.2}×", b_ns / a_ns));
+    assert_ne!(
+        uf[3],
+        format!("{:.2}×", b.summary.p50 as f64 / a.summary.p50 as f64),
+        "a tick ratio across hosts is not a time ratio"
+    );
+    // Without a TSC frequency there is no ratio at all.
+    let mut unknown = runs[1].record.clone();
+    for m in &mut unknown.results.measurements {
+        m.tsc_khz = None;
+    }
+    let md2 = compare::markdown(&[
+        compare::Run {
+            label: "a".into(),
+            record: runs[0].record.clone(),
+            provenance: "unsigned".into(),
+        },
+        compare::Run {
+            label: "b".into(),
+            record: unknown,
+            provenance: "unsigned".into(),
+        },
+    ]);
+    let uf2 = tables(&md2)[1]
+        .1
+        .iter()
+        .find(|r| r[0] == "vmexit.user-fast")
+        .cloned()
+        .unwrap();
+    assert_eq!(uf2[3], "—");
     assert!(md.find("What differs").unwrap() < md.find("p50 side by side").unwrap());
     // Two runs on the same host: the same kernel is not listed as a difference.
     let same = [AMD, AMD].map(|f| compare::Run {

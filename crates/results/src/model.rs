@@ -314,6 +314,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ticks_convert_to_ns_at_the_recorded_frequency() {
+        let mut set = SampleSet::new();
+        set.extend([2_000, 2_000, 6_000]).unwrap();
+        let mut m = Measurement::from_samples(
+            "vmexit.kernel-fast",
+            "x",
+            Unit::TscTicks,
+            &set,
+            Verification::NotApplicable,
+        )
+        .unwrap();
+        assert_eq!(m.ns(2_000.0), None, "no frequency, no ns");
+        // 2 GHz: 2,000 ticks are 1,000 ns; 2.5 GHz: 800 ns.
+        m.tsc_khz = Some(2_000_000.0);
+        assert_eq!(m.p50_ns(), Some(1_000.0));
+        m.tsc_khz = Some(2_500_000.0);
+        assert_eq!(m.ns(2_000.0), Some(800.0));
+        m.unit = Unit::Count;
+        assert_eq!(m.ns(2_000.0), None, "only TSC ticks convert");
+    }
+
+    #[test]
     fn results_round_trip_through_json() {
         let mut s = SampleSet::new();
         s.extend([100, 110, 120, 5000]).unwrap();
