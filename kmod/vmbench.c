@@ -123,7 +123,8 @@ static __always_inline u64 t_start(void)
 {
 	u32 lo, hi;
 
-	asm volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
+	/* The trailing LFENCE keeps the timed code from starting before RDTSC. */
+	asm volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi) : : "memory");
 	return ((u64)hi << 32) | lo;
 }
 
@@ -224,7 +225,7 @@ static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
 		   boot_cpu_data.x86_vendor == X86_VENDOR_HYGON;
 	u16 port = a->port;
 	unsigned long flags;
-	u64 tscdl;
+	u64 tscdl, future;
 
 	a->batch_ticks = 0;
 	preempt_disable();
@@ -252,9 +253,17 @@ static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
 		VMB_RUN(a, buf, (void)x_rdmsr(MSR_IA32_APICBASE));
 		break;
 	case VMBENCH_INSN_WRMSR_TSCDL:
-		/* Writing back the armed deadline leaves the kernel's timer as it was. */
+		/*
+		 * One KVM path for every iteration: re-arm the same deadline far
+		 * in the future (2^40 ticks: minutes), never a past or zero one
+		 * (which would fire or disarm the timer instead). The kernel's own
+		 * deadline is put back after the loop; if it passed meanwhile, its
+		 * timer fires as soon as IRQs are on again.
+		 */
 		tscdl = x_rdmsr(MSR_IA32_TSC_DEADLINE);
-		VMB_RUN(a, buf, x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl));
+		future = rdtsc_ordered() + (1ULL << 40);
+		VMB_RUN(a, buf, x_wrmsr(MSR_IA32_TSC_DEADLINE, future));
+		x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl);
 		break;
 	case VMBENCH_INSN_INVD:
 		VMB_RUN(a, buf, asm volatile("invd" : : : "memory"));
@@ -328,9 +337,13 @@ static long vmb_exit_once(struct vmbench_exit_once __user *uarg)
 		break;
 	case VMBENCH_INSN_WRMSR_TSCDL: {
 		unsigned long flags;
+		u64 tscdl;
 
+		/* As in the loop: a future deadline armed, then the kernel's put back. */
 		local_irq_save(flags);
-		x_wrmsr(MSR_IA32_TSC_DEADLINE, x_rdmsr(MSR_IA32_TSC_DEADLINE));
+		tscdl = x_rdmsr(MSR_IA32_TSC_DEADLINE);
+		x_wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc_ordered() + (1ULL << 40));
+		x_wrmsr(MSR_IA32_TSC_DEADLINE, tscdl);
 		local_irq_restore(flags);
 		break;
 	}

@@ -4,15 +4,19 @@
 
 use core::arch::asm;
 
-/// `lfence; rdtsc`: the start of a timed window (never CPUID as a fence: in a
-/// guest it is itself an exit).
+/// `lfence; rdtsc; lfence`: the start of a timed window. The first LFENCE
+/// keeps earlier work out of the window, the second keeps the timed code
+/// from starting before RDTSC has read the counter (Intel SDM, RDTSC: "If
+/// software requires RDTSC to be executed prior to execution of any
+/// subsequent instruction, it can execute LFENCE immediately after
+/// RDTSC"). Never CPUID as a fence: in a guest it is itself an exit.
 #[inline(always)]
 pub fn t_start() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: LFENCE and RDTSC only read the TSC; the asm is a compiler
     // barrier (no `nomem`), so timed code cannot move across it.
     unsafe {
-        asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
+        asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
     };
     (u64::from(hi) << 32) | u64::from(lo)
 }

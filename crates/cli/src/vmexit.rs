@@ -98,6 +98,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     let mut results = Results {
         measurements: measured.measurements,
         skipped: measured.skipped,
+        warnings: measured.warnings,
         ..Results::default()
     };
     vmbench_run::outcome::label_accel(&mut results, accel);

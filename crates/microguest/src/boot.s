@@ -120,8 +120,9 @@ isr_table:
 /* ---- SYSCALL: rax = 0 back to ring 0 (ends enter_user), 1 null, 2 cpuid,
  * 3 outb to port rdi. Returns to ring 3 with IRETQ, not SYSRETQ: IRETQ is
  * the return every hypervisor handles (kvm_pvm faults an unmodified guest's
- * SYSRETQ), and on hardware it costs a little more; the null-syscall row
- * measures exactly this round trip, so it is subtracted where it matters. */
+ * SYSRETQ), and on hardware it costs a little more. The null-syscall row
+ * times exactly this round trip; the user-to-kernel rows include it (nothing
+ * subtracts it: compare them with null-syscall). */
 .section .text
 .globl syscall_entry
 syscall_entry:

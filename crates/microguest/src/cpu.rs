@@ -112,6 +112,32 @@ pub fn setup() {
     wrmsr(IA32_FMASK, SYSCALL_CLEARS);
 }
 
+/// Puts the local APIC's timer in TSC-deadline mode, masked: writes to
+/// IA32_TSC_DEADLINE then arm a timer (in xAPIC mode, at the address
+/// IA32_APIC_BASE names, inside the identity-mapped first 4 GiB).
+pub fn lapic_timer_tsc_deadline_masked() {
+    use crate::io::{IA32_APIC_BASE, rdmsr};
+    /// Spurious-interrupt vector register: bit 8 enables the APIC.
+    const SVR: u64 = 0xf0;
+    const SVR_ENABLE: u32 = 1 << 8;
+    /// LVT timer register: mode in bits 18:17 (0b10: TSC-deadline), mask bit 16.
+    const LVT_TIMER: u64 = 0x320;
+    const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
+    const LVT_MASKED: u32 = 1 << 16;
+    const SPURIOUS_VECTOR: u32 = 0xff;
+    const TIMER_VECTOR: u32 = 0xef;
+    let base = rdmsr(IA32_APIC_BASE) & 0xf_ffff_f000;
+    // SAFETY: the APIC's register page, identity-mapped with the rest of the
+    // first 4 GiB; 32-bit aligned volatile accesses as the SDM requires.
+    unsafe {
+        core::ptr::write_volatile((base + SVR) as *mut u32, SVR_ENABLE | SPURIOUS_VECTOR);
+        core::ptr::write_volatile(
+            (base + LVT_TIMER) as *mut u32,
+            LVT_TSC_DEADLINE | LVT_MASKED | TIMER_VECTOR,
+        );
+    }
+}
+
 /// Maps `[addr, addr+len)` with 2 MiB identity pages when it lies above the
 /// 4 GiB the boot code mapped (a 64-bit BAR placed high).
 pub fn map_identity(addr: u64, len: u64) -> Result<(), &'static str> {

@@ -152,9 +152,15 @@ fn in_ring0(req: &Request) -> Result<u64, Refusal> {
                     "kernel-wrmsr-tsc-deadline: the guest CPU has no TSC-deadline timer",
                 ));
             }
-            // Writing back the armed value changes nothing but still exits.
-            let armed = rdmsr(IA32_TSC_DEADLINE);
-            time(t_end_lfence, req, || wrmsr(IA32_TSC_DEADLINE, armed))
+            // The LAPIC timer in TSC-deadline mode (masked: it never
+            // interrupts), so that every write arms a real timer; the same
+            // deadline far in the future each time, so every iteration takes
+            // the same KVM path (re-arm), never "expired" or "disarmed".
+            crate::cpu::lapic_timer_tsc_deadline_masked();
+            let future = t_start().wrapping_add(1 << 40);
+            let ticks = time(t_end_lfence, req, || wrmsr(IA32_TSC_DEADLINE, future));
+            wrmsr(IA32_TSC_DEADLINE, 0);
+            ticks
         }
         row::KERNEL_INVD => time(t_end_lfence, req, invd),
         row::KERNEL_PIO => time(t_end_lfence, req, || {

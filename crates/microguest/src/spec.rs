@@ -41,7 +41,7 @@ pub fn has_tsc_deadline() -> bool {
     cpuid(1, 0).ecx & LEAF1_ECX_TSC_DEADLINE != 0
 }
 
-/// The median of 501 back-to-back `lfence; rdtsc` pairs, in ticks.
+/// The median of 501 back-to-back `lfence; rdtsc; lfence` pairs, in ticks.
 fn rdtsc_p50() -> u64 {
     let mut d = [0u64; 501];
     for x in d.iter_mut() {

@@ -97,41 +97,41 @@ macro_rules! rows {
 
 rows! {
     TimerOverhead = row::TIMER_OVERHEAD, User, "(none)", NoExit, true,
-        "guest user: lfence;rdtsc | (empty) | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | (empty) | rdtscp;lfence";
     UserNop = row::USER_NOP, User, "nop", NoExit, true,
-        "guest user: lfence;rdtsc | nop | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | nop | rdtscp;lfence";
     UserFast = row::USER_FAST, User, "cpuid (leaf 0)", KvmHandler, true,
-        "guest user: lfence;rdtsc | cpuid leaf 0 (exit, guest user -> KVM -> guest user) | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | cpuid leaf 0 (exit, guest user -> KVM -> guest user) | rdtscp;lfence";
     UserSlow = row::USER_SLOW, User, "outb to the debugcon port", Qemu, true,
-        "guest user (ioperm): lfence;rdtsc | outb al,0xe9 (exit, KVM -> QEMU isa-debugcon -> KVM) | rdtscp;lfence";
+        "guest user (ioperm): lfence;rdtsc;lfence | outb al,0xe9 (exit, KVM -> QEMU isa-debugcon -> KVM) | rdtscp;lfence";
     NullSyscall = row::NULL_SYSCALL, User, "syscall getppid", NoExit, true,
-        "guest user: lfence;rdtsc | syscall(getppid) round trip to the guest kernel | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | syscall(getppid) round trip to the guest kernel | rdtscp;lfence";
     NullIoctl = row::NULL_IOCTL, UserToKernel, "ioctl VMBENCH_IOC_NULL", NoExit, true,
-        "guest user: lfence;rdtsc | ioctl(/dev/vmbench0, NULL): user -> guest kernel -> user, no exit | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | ioctl(/dev/vmbench0, NULL): user -> guest kernel -> user, no exit | rdtscp;lfence";
     UserKernelFast = row::USER_KERNEL_FAST, UserToKernel, "ioctl -> cpuid (leaf 0)", KvmHandler, true,
-        "guest user: lfence;rdtsc | ioctl -> guest kernel executes cpuid leaf 0 (exit) -> user | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | ioctl -> guest kernel executes cpuid leaf 0 (exit) -> user | rdtscp;lfence";
     UserKernelSlow = row::USER_KERNEL_SLOW, UserToKernel, "ioctl -> outb to the debugcon port", Qemu, true,
-        "guest user: lfence;rdtsc | ioctl -> guest kernel executes outb 0xe9 (exit to QEMU) -> user | rdtscp;lfence";
+        "guest user: lfence;rdtsc;lfence | ioctl -> guest kernel executes outb 0xe9 (exit to QEMU) -> user | rdtscp;lfence";
     KernelTimerOverhead = row::KERNEL_TIMER_OVERHEAD, Kernel, "(none)", NoExit, true,
-        "guest kernel, IRQs off: lfence;rdtsc | (empty) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | (empty) | rdtscp;lfence";
     KernelNop = row::KERNEL_NOP, Kernel, "nop", NoExit, true,
-        "guest kernel, IRQs off: lfence;rdtsc | nop | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | nop | rdtscp;lfence";
     KernelFast = row::KERNEL_FAST, Kernel, "cpuid (leaf 0)", KvmHandler, true,
-        "guest kernel, IRQs off: lfence;rdtsc | cpuid leaf 0 (exit handled in KVM) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | cpuid leaf 0 (exit handled in KVM) | rdtscp;lfence";
     KernelSlow = row::KERNEL_SLOW, Kernel, "outb to the debugcon port", Qemu, true,
-        "guest kernel, IRQs off: lfence;rdtsc | outb al,0xe9 (exit to QEMU) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | outb al,0xe9 (exit to QEMU) | rdtscp;lfence";
     KernelRdmsr = row::KERNEL_RDMSR, Kernel, "rdmsr IA32_APIC_BASE", KvmHandler, true,
-        "guest kernel, IRQs off: lfence;rdtsc | rdmsr 0x1b (emulated by KVM) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | rdmsr 0x1b (emulated by KVM) | rdtscp;lfence";
     KernelWrmsrTscDeadline = row::KERNEL_WRMSR_TSC_DEADLINE, Kernel, "wrmsr IA32_TSC_DEADLINE (same value)", KvmFastpath, true,
-        "guest kernel, IRQs off: lfence;rdtsc | wrmsr 0x6e0 with the armed deadline (KVM fastpath candidate) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | wrmsr 0x6e0 with the same deadline ~2^40 ticks ahead (re-arms the timer; the kernel's deadline is put back after the loop) | rdtscp;lfence";
     KernelInvd = row::KERNEL_INVD, Kernel, "invd", KvmFastpath, true,
-        "guest kernel, IRQs off: lfence;rdtsc | invd (KVM fastpath from Linux 6.18) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | invd (KVM fastpath from Linux 6.18) | rdtscp;lfence";
     KernelPio = row::KERNEL_PIO, Kernel, "inb 0x4d0 (PIC ELCR)", KernelPio, true,
-        "guest kernel, IRQs off: lfence;rdtsc | inb 0x4d0 (in-kernel PIC, no QEMU) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | inb 0x4d0 (in-kernel PIC, no QEMU) | rdtscp;lfence";
     KernelInbQemu = row::KERNEL_INB_QEMU, Kernel, "inb 0x1234 (unassigned)", Qemu, true,
-        "guest kernel, IRQs off: lfence;rdtsc | inb 0x1234 (unassigned port: QEMU) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | inb 0x1234 (unassigned port: QEMU) | rdtscp;lfence";
     KernelVmcall = row::KERNEL_VMCALL, Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
-        "guest kernel, IRQs off: lfence;rdtsc | vmcall (KVM hypercall handler, -KVM_ENOSYS) | rdtscp;lfence";
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | vmcall (KVM hypercall handler, -KVM_ENOSYS) | rdtscp;lfence";
 }
 
 impl Row {
@@ -164,6 +164,43 @@ impl Row {
         ids.iter()
             .map(|id| Row::parse(id.as_ref()).ok_or_else(|| UnknownRow(id.as_ref().to_string())))
             .collect()
+    }
+
+    /// Exactly what sits inside the timed window in the OS-free
+    /// micro-guest, which has no OS: ring 3 is entered with IRETQ (IOPL 3,
+    /// no ioperm), the user-to-kernel rows are SYSCALL into its ring-0 stub
+    /// and IRETQ back (no ioctl), nothing interrupts it, and its ring-0
+    /// windows end with `lfence;rdtsc;lfence` (RDTSCP at CPL0 stops the VM
+    /// on some hosts).
+    pub fn micro_definition(self) -> String {
+        let (ring, end) = match self.mode() {
+            Mode::Kernel => ("micro-guest ring 0, no interrupts", "lfence;rdtsc;lfence"),
+            _ => (
+                "micro-guest ring 3 (IOPL 3), no interrupts",
+                "rdtscp;lfence",
+            ),
+        };
+        let body = match self {
+            Row::TimerOverhead | Row::KernelTimerOverhead => "(empty)",
+            Row::UserNop | Row::KernelNop => "nop",
+            Row::UserFast | Row::KernelFast => "cpuid leaf 0 (exit, handled in KVM)",
+            Row::UserSlow | Row::KernelSlow => "outb al,port to the debugcon port (exit to QEMU)",
+            Row::NullSyscall => "SYSCALL -> ring-0 stub -> IRETQ (no exit)",
+            Row::NullIoctl => "(not run: no ioctl without an OS)",
+            Row::UserKernelFast => "SYSCALL -> ring 0 executes cpuid leaf 0 (exit) -> IRETQ",
+            Row::UserKernelSlow => {
+                "SYSCALL -> ring 0 executes outb to the debugcon port (exit to QEMU) -> IRETQ"
+            }
+            Row::KernelRdmsr => "rdmsr 0x1b (emulated by KVM)",
+            Row::KernelWrmsrTscDeadline => {
+                "wrmsr 0x6e0 with the same deadline ~2^40 ticks ahead, LAPIC timer in TSC-deadline mode and masked (re-arms the timer)"
+            }
+            Row::KernelInvd => "invd",
+            Row::KernelPio => "inb 0x4d0 (KVM's in-kernel PIC)",
+            Row::KernelInbQemu => "inb 0x1234 (unassigned port: QEMU)",
+            Row::KernelVmcall => "vmcall/vmmcall, rax=0 (KVM hypercall handler)",
+        };
+        format!("{ring}: lfence;rdtsc;lfence | {body} | {end}")
     }
 
     /// The baseline whose p50 is subtracted from this row's samples.

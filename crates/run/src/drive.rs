@@ -40,6 +40,7 @@ pub fn vmexit_options(
     host_khz: Option<f64>,
 ) -> VmexitOptions {
     let mut o = VmexitOptions::new(session.accel());
+    o.guest = session.guest();
     if !request.rows.is_empty() {
         o.rows = request.rows.clone();
     }

@@ -365,6 +365,11 @@ fn vmexit_suite(
     let (_, run, outcome) = drive::vmexit(session.as_mut(), &request, host_khz, progress);
     rec.results.measurements.extend(run.measurements);
     rec.results.skipped.extend(run.skipped);
+    for w in run.warnings {
+        if !rec.results.warnings.contains(&w) {
+            rec.results.warnings.push(w);
+        }
+    }
     match outcome {
         Err(e) => {
             rec.incomplete

@@ -67,6 +67,8 @@ pub trait GuestLauncher {
 
 /// A booted guest.
 pub trait GuestSession {
+    /// The Linux guest or the micro-guest.
+    fn guest(&self) -> GuestKind;
     /// The accelerator the guest runs under.
     fn accel(&self) -> Accel;
     /// What the launcher had to say about the accelerator (a TCG fallback says why).
@@ -141,6 +143,7 @@ impl GuestLauncher for VmLauncher {
         progress.detail(&format!("QEMU: {}", vm.config.command_line()));
         Ok(Box::new(VmSession {
             vm,
+            guest: request.guest,
             notice: decision.notice,
             root: self.root.clone(),
         }))
@@ -151,11 +154,16 @@ impl GuestLauncher for VmLauncher {
 pub struct VmSession {
     /// The VM.
     pub vm: Vm,
+    guest: GuestKind,
     notice: Option<String>,
     root: SysRoot,
 }
 
 impl GuestSession for VmSession {
+    fn guest(&self) -> GuestKind {
+        self.guest
+    }
+
     fn accel(&self) -> Accel {
         self.vm.config.accel
     }

@@ -89,6 +89,7 @@ impl GuestLauncher for Fake {
             interrupt: self.interrupt.clone(),
             spec,
             accel,
+            guest: request.guest,
         }))
     }
 }
@@ -99,6 +100,7 @@ struct FakeSession {
     interrupt: Arc<AtomicBool>,
     spec: GuestSpec,
     accel: Accel,
+    guest: GuestKind,
 }
 
 fn measurement(id: &str) -> Measurement {
@@ -115,6 +117,10 @@ fn measurement(id: &str) -> Measurement {
 }
 
 impl GuestSession for FakeSession {
+    fn guest(&self) -> GuestKind {
+        self.guest
+    }
+
     fn accel(&self) -> Accel {
         self.accel
     }
@@ -169,6 +175,7 @@ impl GuestSession for FakeSession {
         let run = VmexitRun {
             measurements: vec![measurement("vmexit.kernel-fast")],
             skipped: vec![],
+            warnings: vec![],
         };
         let outcome = if s.fail_vmexit {
             Err(SuiteError::Refused {

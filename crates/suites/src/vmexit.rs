@@ -10,12 +10,12 @@ use crate::verify::{self, Evidence, verify};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vmbench_host::tracefs::KvmTracepoints;
-use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Mode, Row, RowRun};
+use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Expect, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
 use vmbench_results::{
     ExitEvents, Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification,
 };
-use vmbench_vm::{Accel, Vm};
+use vmbench_vm::{Accel, GuestKind, Vm};
 
 /// How to run the VM-exit suite.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct VmexitOptions {
     pub tsc_khz: Option<f64>,
     /// The accelerator the VM runs under (the verdicts depend on it).
     pub accel: Accel,
+    /// The guest that runs the rows (their definitions differ: the
+    /// micro-guest has no OS, ioctl or ioperm).
+    pub guest: GuestKind,
     /// KVM's tracepoint ids, or why they cannot be counted here.
     pub tracepoints: Result<KvmTracepoints, String>,
     /// Test only: have the micro-guest execute another instruction in this
@@ -56,6 +59,7 @@ impl VmexitOptions {
             debugcon_port: DEFAULT_DEBUGCON_PORT,
             tsc_khz: None,
             accel,
+            guest: GuestKind::Linux,
             tracepoints: Err("not looked up".into()),
             test_substitute: None,
         }
@@ -98,6 +102,8 @@ pub struct VmexitRun {
     pub measurements: Vec<Measurement>,
     /// Rows this guest cannot run, with why.
     pub skipped: Vec<Skipped>,
+    /// What a reader must know about every row of this run.
+    pub warnings: Vec<String>,
 }
 
 /// Runs the suite; `progress` gets one line per row.
@@ -117,10 +123,54 @@ pub fn run_partial(
     opts: &VmexitOptions,
     progress: &mut dyn FnMut(&str),
 ) -> (VmexitRun, Result<(), SuiteError>) {
-    let mut done = VmexitRun::default();
+    let mut done = VmexitRun {
+        warnings: setting_warnings(vm, opts),
+        ..VmexitRun::default()
+    };
     let outcome = run_into(vm, opts, progress, &mut done);
     distrust_baselines_if_counters_lie(&mut done.measurements);
+    // The guest probes RDTSC in one ring only (the Linux agent in ring 3);
+    // the timer baselines show what a timestamp pair costs in each.
+    for m in &done.measurements {
+        let ring = match m.id.within(Suite::Vmexit) {
+            Some("kernel-timer-overhead") => "ring 0",
+            Some("timer-overhead") => "ring 3",
+            _ => continue,
+        };
+        let p50 = m.summary.p50;
+        let known = done.warnings.iter().any(|w| w.contains(ring) && w.starts_with("RDTSC exits"));
+        if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE && !known {
+            done.warnings.push(format!(
+                "RDTSC exits in {ring} of this guest (the empty window costs {p50} ticks): both timestamps of every {ring} window are exits too; p50−ovh subtracts them, the raw distribution does not"
+            ));
+        }
+    }
     (done, outcome)
+}
+
+/// Above this many ticks between back-to-back timestamps, RDTSC is taking
+/// an exit itself.
+const RDTSC_EXITS_ABOVE: u64 = 1000;
+
+/// What changes the meaning of every row: a host that is itself a guest
+/// (nested exits), and a guest whose RDTSC exits (every timestamp does).
+fn setting_warnings(vm: &Vm, opts: &VmexitOptions) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if opts.accel == Accel::Kvm
+        && let Some(sig) = vmbench_host::cpuid::hypervisor_signature_raw()
+    {
+        warnings.push(format!(
+            "The host itself runs under a hypervisor ({sig:?}): every VM exit here is nested, and its cost is not that of bare metal"
+        ));
+    }
+    let p50 = vm.spec.rdtsc_ticks_p50;
+    if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE {
+        warnings.push(format!(
+            "RDTSC exits in this guest ({p50} ticks between back-to-back timestamps, in {}): both timestamps of every window are exits too; the timer baseline (p50−ovh) subtracts their cost, the raw distribution does not",
+            if vm.spec.kernel_release.contains("micro-guest") { "ring 0" } else { "ring 3" }
+        ));
+    }
+    warnings
 }
 
 fn run_into(
@@ -315,9 +365,13 @@ fn measurement(
     let mut set = SampleSet::new();
     set.extend(ran.raw.iter().copied())
         .map_err(|e| bad_answer(row, e))?;
+    let definition = match opts.guest {
+        GuestKind::Micro => row.micro_definition(),
+        GuestKind::Linux => row.definition().to_string(),
+    };
     let mut m = Measurement::from_samples(
         MeasurementId::new(Suite::Vmexit, row.id()),
-        row.definition(),
+        definition,
         Unit::TscTicks,
         &set,
         ran.verification.clone(),
@@ -325,7 +379,8 @@ fn measurement(
     .map_err(|e| bad_answer(row, e))?;
     m.tier = Some(row.expect().tier().to_string());
     m.tsc_khz = opts.tsc_khz;
-    if ran.run.batch_iterations > 0 {
+    // A baseline's batch would time an empty loop: no figure at all.
+    if ran.run.batch_iterations > 0 && row.expect() != Expect::NoExit {
         m.batch_mean = Some(ran.run.batch_ticks as f64 / ran.run.batch_iterations as f64);
     }
     let median = m.summary.p50.max(1);
@@ -351,6 +406,15 @@ fn measurement(
         let mut adj = SampleSet::new();
         adj.extend(ran.raw.iter().map(|s| s.saturating_sub(ovh)))
             .map_err(|e| bad_answer(row, e))?;
+        // Samples below the baseline's p50 count as 0 once it is
+        // subtracted: say how many, rather than floor them silently.
+        let floored = ran.raw.iter().filter(|&&s| s < ovh).count();
+        if floored > 0 {
+            m.warnings.push(format!(
+                "{floored} of {} samples are below the timer baseline's p50 ({ovh} ticks) and count as 0 after its subtraction",
+                ran.samples
+            ));
+        }
         m.overhead_subtracted = adj.summary().ok();
         m.overhead_p50 = Some(ovh);
     }
