@@ -33,6 +33,21 @@ pub fn t_end() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// `mfence; rdtscp; lfence`: the end of a window whose work ends in stores
+/// (a copy). RDTSCP waits for earlier loads, not for stores still in the
+/// store buffer; MFENCE first makes every earlier store globally visible, so
+/// the window holds the whole copy (Intel SDM, RDTSCP).
+#[inline(always)]
+pub fn t_end_stores() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: MFENCE orders memory and touches none; RDTSCP reads the TSC
+    // and TSC_AUX (ecx, discarded); LFENCE keeps later work out.
+    unsafe {
+        asm!("mfence", "rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
 /// `lfence; rdtsc; lfence`: the same ordering as [`t_end`] without RDTSCP,
 /// which some hosts fail to emulate at CPL0 (kvm_pvm stops the VM with a KVM
 /// internal error). The micro-guest closes its ring-0 windows with it.

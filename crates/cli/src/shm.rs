@@ -345,6 +345,9 @@ fn write_raw(path: &Path, run: &HostRun) -> std::io::Result<()> {
 }
 
 fn gbps(m: &vmbench_results::Measurement) -> String {
+    if m.beats_its_reference() {
+        return "!ref".into();
+    }
     m.p50_bytes_per_sec()
         .map_or("-".into(), |b| format!("{:.2}", b / 1e9))
 }
@@ -387,7 +390,7 @@ pub fn render_table(r: &Results, setting: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "\n'vs ref' = p50 time / p50 time of the physical reference measured in this run (1.00x = as fast as bare cores)."
+        "\n'vs ref' = p50 time / p50 time of the physical reference measured in this run, each without the timer's own cost (1.00x = as fast as bare cores); GB/s over that time; '!ref' = faster than its reference: not a bandwidth."
     );
     for c in &r.checks {
         let _ = writeln!(

@@ -11,8 +11,8 @@ pub mod stats;
 
 pub use id::{MeasurementId, Suite};
 pub use model::{
-    Check, CheckKind, ExitEvents, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit,
-    Verification,
+    Check, CheckKind, ExitEvents, FASTER_THAN_REFERENCE, Measurement, RESULTS_SCHEMA_VERSION,
+    Results, Skipped, Unit, Verification,
 };
 pub mod record;
 pub use record::{

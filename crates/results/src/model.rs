@@ -171,11 +171,39 @@ impl Measurement {
         }
     }
 
-    /// Bandwidth at the median time, in bytes per second.
+    /// The p50 time in ns without the timer's own cost where that was
+    /// measured: what two measurements on different clocks compare by.
+    pub fn p50_net_ns(&self) -> Option<f64> {
+        let ticks = self
+            .overhead_subtracted
+            .as_ref()
+            .map_or(self.summary.p50, |o| o.p50);
+        match self.unit {
+            Unit::Nanoseconds => Some(ticks as f64),
+            _ => self.ns(ticks as f64),
+        }
+    }
+
+    /// Bandwidth at the median time, in bytes per second: over the p50 minus
+    /// the timer's own cost where that was measured (`overhead_subtracted`).
     pub fn p50_bytes_per_sec(&self) -> Option<f64> {
-        let ns = self.p50_ns()?;
+        let ns = self.p50_net_ns()?;
         let bytes = self.bytes?;
         (ns > 0.0).then(|| bytes as f64 / ns * 1e9)
+    }
+}
+
+/// How a transfer's warning begins when it beat its physical reference:
+/// its figure is not a bandwidth, and a report must not show it as one.
+pub const FASTER_THAN_REFERENCE: &str = "faster than its physical reference";
+
+impl Measurement {
+    /// Whether the transfer beat its physical reference (see
+    /// [`FASTER_THAN_REFERENCE`]).
+    pub fn beats_its_reference(&self) -> bool {
+        self.warnings
+            .iter()
+            .any(|w| w.starts_with(FASTER_THAN_REFERENCE))
     }
 }
 

@@ -58,6 +58,35 @@ pub struct Summary {
     pub drift_block: u64,
 }
 
+impl Summary {
+    /// The distribution of every sample minus `offset`, floored at 0 (a
+    /// constant cost such as the timer's, taken out). Subtracting a constant
+    /// keeps the order, so the percentiles are exact; the mean and standard
+    /// deviation are exact unless samples fall below `offset` (then the
+    /// mean is of the floored values only approximately).
+    pub fn minus(&self, offset: u64) -> Summary {
+        let sub = |v: u64| v.saturating_sub(offset);
+        Summary {
+            n: self.n,
+            min: sub(self.min),
+            p50: sub(self.p50),
+            p90: sub(self.p90),
+            p99: sub(self.p99),
+            p999: sub(self.p999),
+            max: sub(self.max),
+            mean: (self.mean - offset as f64).max(0.0),
+            stddev: self.stddev,
+            cdf: self.cdf.iter().map(|&(q, v)| (q, sub(v))).collect(),
+            drift: self
+                .drift
+                .iter()
+                .map(|d| (d - offset as f64).max(0.0))
+                .collect(),
+            drift_block: self.drift_block,
+        }
+    }
+}
+
 /// Where the CDF is sampled: dense in the body, then into the far tail.
 pub const CDF_QUANTILES: [f64; 27] = [
     0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
@@ -218,6 +247,24 @@ impl SampleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minus_shifts_every_figure_and_floors_at_zero() {
+        let mut set = SampleSet::new();
+        set.extend([100, 200, 300, 400, 500]).unwrap();
+        let s = set.summary().unwrap();
+        let m = s.minus(150);
+        assert_eq!((m.min, m.p50, m.max), (0, s.p50 - 150, 350));
+        assert_eq!(m.n, 5);
+        assert!((m.mean - 150.0).abs() < 1e-9);
+        assert_eq!(m.stddev, s.stddev);
+        assert!(
+            m.cdf
+                .iter()
+                .zip(&s.cdf)
+                .all(|(a, b)| a.1 == b.1.saturating_sub(150))
+        );
+    }
 
     #[test]
     fn uniform_one_to_thousand_has_exact_percentiles() {

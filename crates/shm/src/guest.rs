@@ -14,7 +14,7 @@ use vmbench_proto::layout::{HC_STATE, MAILBOX_BYTES};
 use vmbench_proto::shm::{
     FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, Ping, Pong, PongStatus, RunShmArgs, validate_ping,
 };
-use vmbench_proto::timing::{t_end, t_start};
+use vmbench_proto::timing::{t_end_stores, t_start};
 
 /// What the guest end reports when the host stops the suite.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub struct GuestSummary {
     pub hw_counters_unavailable: Option<String>,
     /// Whether the guest's SHA-256 used the CPU's SHA extensions.
     pub sha_ni: bool,
+    /// p50 of the guest's empty copy window, in guest TSC ticks: the
+    /// timer's own cost inside every guest-side figure.
+    #[serde(default)]
+    pub timer_overhead_ticks: Option<u64>,
 }
 
 /// How long the guest end waits for the next request before concluding the
@@ -61,30 +65,30 @@ fn slot_op(
             }
             let t0 = t_start();
             r.copy_out_into(off, buf).map_err(ShmError::Proto)?;
-            pong.t[0] = t_end().wrapping_sub(t0);
+            pong.t[0] = t_end_stores().wrapping_sub(t0);
             if ping.flags & FLAG_VERIFY != 0 {
                 let t0 = t_start();
                 pong.digest = pattern::sha256(buf);
-                pong.t[1] = t_end().wrapping_sub(t0);
+                pong.t[1] = t_end_stores().wrapping_sub(t0);
             }
         }
         Op::Reread => {
             let t0 = t_start();
             r.copy_out_into(off, buf).map_err(ShmError::Proto)?;
-            pong.t[0] = t_end().wrapping_sub(t0);
+            pong.t[0] = t_end_stores().wrapping_sub(t0);
             let t0 = t_start();
             pong.scan = r.scan(off, len & !7).map_err(ShmError::Proto)?;
-            pong.t[2] = t_end().wrapping_sub(t0);
+            pong.t[2] = t_end_stores().wrapping_sub(t0);
         }
         _ => {
             if ping.flags & FLAG_VERIFY != 0 {
                 let t0 = t_start();
                 pong.digest = pattern::sha256(buf);
-                pong.t[1] = t_end().wrapping_sub(t0);
+                pong.t[1] = t_end_stores().wrapping_sub(t0);
             }
             let t0 = t_start();
             r.copy_in(off, buf).map_err(ShmError::Proto)?;
-            pong.t[0] = t_end().wrapping_sub(t0);
+            pong.t[0] = t_end_stores().wrapping_sub(t0);
         }
     }
     counters.stop(&ping.phase.to_string());
@@ -112,6 +116,10 @@ pub fn serve(
     let mut summary = GuestSummary {
         hw_counters_unavailable: counters.hw_unavailable.clone(),
         sha_ni: pattern::sha_ni(),
+        timer_overhead_ticks: crate::reference::timer_overhead(1_001)
+            .ok()
+            .and_then(|set| set.summary().ok())
+            .map(|s| s.p50),
         ..GuestSummary::default()
     };
     // Start from a clean answer to "nothing yet": the host's first request is base+1.

@@ -70,6 +70,16 @@ fn run_inner(
     interrupt: &AtomicBool,
     cleanup: &mut Cleanup,
 ) -> Result<(HostRun, Result<(), ShmError>), ShmError> {
+    // The cache-line reference before the guest end exists: nothing else
+    // runs on its CPU yet.
+    let mut plan = o.plan.clone();
+    plan.ref_cpus = Some(o.cpus);
+    plan.cacheline = Some(crate::reference::cacheline_rtt(
+        o.cpus.0,
+        o.cpus.1,
+        plan.warmup,
+        plan.rtt_samples,
+    )?);
     let (_file, mapped) = MappedRegion::create_file(&cleanup.path, o.region_bytes)?;
     let r = mapped.region();
     let mut host = HostEnd::start(r);
@@ -98,8 +108,6 @@ fn run_inner(
         child_exit(child)
     };
     host.wait_ready(r, Instant::now() + Duration::from_secs(10), &mut abort)?;
-    let mut plan = o.plan.clone();
-    plan.ref_cpus = Some(o.cpus);
     let db = o
         .doorbell
         .then_some((&mut pair as &mut dyn crate::Doorbell, 0, 0));

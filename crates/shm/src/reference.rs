@@ -4,7 +4,7 @@
 use crate::ShmError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use vmbench_proto::timing::{t_end, t_start};
+use vmbench_proto::timing::{t_end, t_end_stores, t_start};
 use vmbench_results::SampleSet;
 
 /// Pins the calling thread to one CPU.
@@ -102,15 +102,55 @@ pub fn time_copy(src: &[u8], dst: &mut [u8]) -> u64 {
     let t0 = t_start();
     // SAFETY: two distinct slices, each at least `n` bytes: valid and disjoint.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), n) };
-    let t1 = t_end();
+    let t1 = t_end_stores();
     std::hint::black_box(dst);
     t1.wrapping_sub(t0)
+}
+
+/// The empty copy window, `samples` times: `lfence;rdtsc;lfence` then
+/// `mfence;rdtscp;lfence` with nothing between, the timer's own cost that
+/// every copy window's figure includes.
+pub fn timer_overhead(samples: u64) -> Result<SampleSet, ShmError> {
+    let mut set = SampleSet::new();
+    for _ in 0..samples {
+        let t0 = t_start();
+        let t1 = t_end_stores();
+        set.record(t1.wrapping_sub(t0))?;
+    }
+    Ok(set)
+}
+
+/// As [`time_copy`], with every line of `src` flushed from the caches first:
+/// the reference a cold read (CLFLUSHed slot) is compared with.
+pub fn time_copy_cold(src: &[u8], dst: &mut [u8]) -> u64 {
+    flush_lines(src);
+    time_copy(src, dst)
+}
+
+/// CLFLUSH of every cache line of `bytes`, then MFENCE (x86_64; elsewhere
+/// nothing is flushed).
+fn flush_lines(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_clflush, _mm_mfence};
+        for line in bytes.chunks(64) {
+            // SAFETY: a pointer into a live slice; CLFLUSH only needs a
+            // mapped address and changes no data. SSE2 is baseline on x86_64.
+            unsafe { _mm_clflush(line.as_ptr()) };
+        }
+        // SAFETY: a fence has no memory operands.
+        unsafe { _mm_mfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Plain memcpy of `len` bytes between two private buffers on this CPU
 /// (the same `copy_nonoverlapping` the suite uses into the region), the
 /// source freshly written: the bandwidth a copy into shared memory is compared with.
-pub fn memcpy(len: usize, iterations: u64) -> Result<SampleSet, ShmError> {
+/// With `cold`, every line of the source is flushed before each copy (the
+/// reference of the cold reads).
+pub fn memcpy(len: usize, iterations: u64, cold: bool) -> Result<SampleSet, ShmError> {
     let mut src = vec![0u8; len];
     crate::pattern::fill(&mut src, 1);
     let mut dst = vec![0u8; len];
@@ -118,12 +158,12 @@ pub fn memcpy(len: usize, iterations: u64) -> Result<SampleSet, ShmError> {
     // One untimed pass faults the destination's pages in, as the region's are.
     dst.copy_from_slice(&src);
     for _ in 0..iterations {
-        let t0 = t_start();
-        // SAFETY: two distinct Vecs of `len` bytes each: valid and disjoint.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), len) };
-        let t1 = t_end();
-        std::hint::black_box(&mut dst);
-        set.record(t1.wrapping_sub(t0))?;
+        let ticks = if cold {
+            time_copy_cold(&src, &mut dst)
+        } else {
+            time_copy(&src, &mut dst)
+        };
+        set.record(ticks)?;
     }
     Ok(set)
 }
@@ -134,9 +174,11 @@ mod tests {
 
     #[test]
     fn memcpy_times_every_iteration() {
-        let s = memcpy(1 << 16, 10).unwrap().summary().unwrap();
-        assert_eq!(s.n, 10);
-        assert!(s.min > 0);
+        let warm = memcpy(1 << 20, 10, false).unwrap().summary().unwrap();
+        assert_eq!(warm.n, 10);
+        assert!(warm.min > 0);
+        let cold = memcpy(1 << 20, 10, true).unwrap().summary().unwrap();
+        assert_eq!(cold.n, 10);
     }
 
     #[test]

@@ -43,6 +43,26 @@ impl Doorbell for ServerBell<'_> {
 /// Runs the suite over the mapping the guest's agent uses; every completed
 /// measurement is kept in the returned run even when the error is set.
 pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
+    let mut plan = o.plan.clone();
+    // Guest-side windows are in the guest's ticks.
+    plan.guest_tsc_khz = vm.spec.tsc_khz_kernel.or(vm.spec.tsc_khz_calibrated);
+    if plan.arm.is_none()
+        && let Some((a, b)) = plan.ref_cpus
+    {
+        // The vCPU's CPU must be free while the reference runs on it: the
+        // VM is paused (QMP stop) for the reference, then resumed.
+        match paused(vm, || {
+            vmbench_shm::reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples)
+        }) {
+            Ok(Ok(set)) => plan.cacheline = Some(set),
+            Ok(Err(e)) => return (HostRun::default(), Err(e.into())),
+            Err(e) => return (HostRun::default(), Err(SuiteError::Vm(e.into()))),
+        }
+    }
+    let o = &VmShmOptions {
+        plan,
+        accel: o.accel,
+    };
     let ((mut run, outcome), failure) = vm.with_region(|host_end, r, server, abort| {
         let mut bell = server
             .filter(|s| s.vectors() > DOORBELL_VECTOR)
@@ -67,6 +87,16 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         return (run, Err(f.into()));
     }
     (run, outcome.map_err(SuiteError::from))
+}
+
+/// Runs `f` with the VM's vCPUs stopped (QMP `stop`, then `cont`).
+fn paused<T>(vm: &mut Vm, f: impl FnOnce() -> T) -> Result<T, vmbench_vm::qmp::QmpError> {
+    let qmp = vm.qmp().ok_or(vmbench_vm::qmp::QmpError::Closed)?;
+    qmp.execute("stop", None)?;
+    let out = f();
+    let qmp = vm.qmp().ok_or(vmbench_vm::qmp::QmpError::Closed)?;
+    qmp.execute("cont", None)?;
+    Ok(out)
 }
 
 /// What TCG does to the UC and WC arms (reported with them).

@@ -138,7 +138,10 @@ pub fn run_partial(
             _ => continue,
         };
         let p50 = m.summary.p50;
-        let known = done.warnings.iter().any(|w| w.contains(ring) && w.starts_with("RDTSC exits"));
+        let known = done
+            .warnings
+            .iter()
+            .any(|w| w.contains(ring) && w.starts_with("RDTSC exits"));
         if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE && !known {
             done.warnings.push(format!(
                 "RDTSC exits in {ring} of this guest (the empty window costs {p50} ticks): both timestamps of every {ring} window are exits too; p50−ovh subtracts them, the raw distribution does not"
