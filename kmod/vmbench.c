@@ -380,6 +380,66 @@ static long vmb_set_eventfd(struct vmb_dev *d, struct vmbench_eventfd __user *ua
 	return 0;
 }
 
+/*
+ * The cache mode of the caller's 4K PTE at a->addr: its PAT|PCD|PWT bits
+ * matched against the kernel's encoding of each mode (cachemode2protval;
+ * the decoding table is not exported).
+ */
+static long vmb_memtype(struct vmbench_memtype __user *uarg)
+{
+	static const enum page_cache_mode modes[] = {
+		_PAGE_CACHE_MODE_WB, _PAGE_CACHE_MODE_WC, _PAGE_CACHE_MODE_UC_MINUS,
+		_PAGE_CACHE_MODE_UC, _PAGE_CACHE_MODE_WT, _PAGE_CACHE_MODE_WP,
+	};
+	struct vmbench_memtype a;
+	struct mm_struct *mm = current->mm;
+	unsigned long bits;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+	pte_t *ptep;
+	long ret = -EFAULT;
+	int i;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	mmap_read_lock(mm);
+	pgd = pgd_offset(mm, a.addr);
+	if (pgd_none(*pgd) || pgd_bad(*pgd))
+		goto out;
+	p4d = p4d_offset(pgd, a.addr);
+	if (p4d_none(*p4d) || p4d_bad(*p4d))
+		goto out;
+	pud = pud_offset(p4d, a.addr);
+	if (pud_none(*pud) || pud_bad(*pud))
+		goto out;
+	pmd = pmd_offset(pud, a.addr);
+	if (pmd_none(*pmd) || pmd_bad(*pmd))
+		goto out; /* also a huge page: the mapping is made of 4K pages */
+	ptep = pte_offset_map(pmd, a.addr);
+	if (!ptep)
+		goto out;
+	if (pte_present(*ptep)) {
+		bits = pte_val(*ptep) & (_PAGE_PWT | _PAGE_PCD | _PAGE_PAT);
+		a.pte_bits = bits;
+		ret = -ENOENT;
+		for (i = 0; i < ARRAY_SIZE(modes); i++) {
+			if (cachemode2protval(modes[i]) == bits) {
+				a.cache_mode = modes[i];
+				ret = 0;
+				break;
+			}
+		}
+	}
+	pte_unmap(ptep);
+out:
+	mmap_read_unlock(mm);
+	if (ret == 0 && copy_to_user(uarg, &a, sizeof(a)))
+		ret = -EFAULT;
+	return ret;
+}
+
 static long vmb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	struct vmb_dev *d = vmb_single;
@@ -411,6 +471,8 @@ static long vmb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	}
 	case VMBENCH_IOC_SET_EVENTFD:
 		return vmb_set_eventfd(d, uarg);
+	case VMBENCH_IOC_MEMTYPE:
+		return vmb_memtype(uarg);
 	case VMBENCH_IOC_EXIT_LOOP:
 		return vmb_exit_loop(uarg);
 	case VMBENCH_IOC_EXIT_ONCE:

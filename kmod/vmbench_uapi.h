@@ -37,6 +37,27 @@ struct vmbench_eventfd {
 /* Writes BAR0 Doorbell: bits 0..15 vector, 16..31 destination peer id. */
 #define VMBENCH_IOC_DOORBELL    _IOW(VMBENCH_IOC_MAGIC, 0x01, __u32)
 #define VMBENCH_IOC_SET_EVENTFD _IOW(VMBENCH_IOC_MAGIC, 0x02, struct vmbench_eventfd)
+
+/*
+ * The cache mode of the calling process's page-table entry at `addr` (a
+ * page of its mapping of the shared memory, touched first): observed from
+ * the PTE's PAT/PCD/PWT bits, not assumed from how the mapping was made.
+ */
+struct vmbench_memtype {
+	__u64 addr;
+	__u32 cache_mode;     /* out: VMBENCH_CACHE_* */
+	__u32 pte_bits;       /* out: the PTE's PAT|PCD|PWT bits */
+};
+
+/* The kernel's enum page_cache_mode, which they mirror. */
+#define VMBENCH_CACHE_WB 0
+#define VMBENCH_CACHE_WC 1
+#define VMBENCH_CACHE_UC_MINUS 2
+#define VMBENCH_CACHE_UC 3
+#define VMBENCH_CACHE_WT 4
+#define VMBENCH_CACHE_WP 5
+
+#define VMBENCH_IOC_MEMTYPE     _IOWR(VMBENCH_IOC_MAGIC, 0x03, struct vmbench_memtype)
 /*
  * VM-exit suite. Instructions the module executes at CPL0. Each timed sample
  * is `lfence; rdtsc` ... <instruction> ... `rdtscp; lfence` with IRQs and

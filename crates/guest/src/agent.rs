@@ -480,6 +480,8 @@ fn open_region(
             pci_address: None,
             iv_position: None,
             msix_vectors: 0,
+            bar2_phys: None,
+            pte_mode: None,
         };
         return Ok((m, facts, None));
     }
@@ -490,6 +492,13 @@ fn open_region(
         match open_module_device(opts) {
             Ok((file, info)) => {
                 let m = MappedRegion::map(&file, info.bar2_size as usize)?;
+                // Touch the first page so that it has a PTE, then read it.
+                let _ = m
+                    .region()
+                    .u64_at(0)
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let pte_mode = kmod::memtype(&file, m.region().as_ptr() as u64)
+                    .map_err(|e| format!("VMBENCH_IOC_MEMTYPE: {e}"));
                 let facts = MappingFacts {
                     mapping: Mapping::Wb,
                     note: None,
@@ -497,6 +506,8 @@ fn open_region(
                     pci_address: Some(dev.address.clone()),
                     iv_position: (info.msix_vectors > 0).then_some(info.iv_position),
                     msix_vectors: info.msix_vectors,
+                    bar2_phys: Some(info.bar2_phys),
+                    pte_mode: Some(pte_mode),
                 };
                 let device = Device::open(file, info)?;
                 return Ok((m, facts, Some(device)));
@@ -536,6 +547,8 @@ fn open_region(
         pci_address: Some(dev.address.clone()),
         iv_position: None,
         msix_vectors: 0,
+        bar2_phys: pci::bar_start(&dev.sysfs, 2),
+        pte_mode: None,
     };
     Ok((m, facts, None))
 }

@@ -193,6 +193,48 @@ pub fn info(dev: &std::fs::File) -> Result<VmbenchInfo, nix::Error> {
     Ok(i)
 }
 
+/// `struct vmbench_memtype`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmbenchMemtype {
+    /// A user address of this process (a touched page of the mapping).
+    pub addr: u64,
+    /// Out: the PTE's cache mode (VMBENCH_CACHE_*: the kernel's enum page_cache_mode).
+    pub cache_mode: u32,
+    /// Out: the PTE's PAT|PCD|PWT bits.
+    pub pte_bits: u32,
+}
+
+nix::ioctl_readwrite!(
+    /// VMBENCH_IOC_MEMTYPE.
+    ioc_memtype,
+    b'v',
+    0x03,
+    VmbenchMemtype
+);
+
+/// VMBENCH_IOC_MEMTYPE: the cache mode of this process's PTE at `addr`, by
+/// name (`write-back`, `uncached-minus`, ...).
+pub fn memtype(dev: &std::fs::File, addr: u64) -> Result<&'static str, nix::Error> {
+    let mut m = VmbenchMemtype {
+        addr,
+        ..VmbenchMemtype::default()
+    };
+    // SAFETY: the kernel reads and writes back one `struct vmbench_memtype`
+    // (16 bytes) at `m`, which lives across the call; `addr` is only looked
+    // up in this process's page tables.
+    unsafe { ioc_memtype(dev.as_raw_fd(), &mut m) }?;
+    Ok(match m.cache_mode {
+        0 => "write-back",
+        1 => "write-combining",
+        2 => "uncached-minus",
+        3 => "uncached",
+        4 => "write-through",
+        5 => "write-protected",
+        _ => "unknown",
+    })
+}
+
 /// VMBENCH_IOC_DOORBELL: bits 0..15 vector, 16..31 destination peer.
 pub fn doorbell(dev: &std::fs::File, value: u32) -> Result<(), nix::Error> {
     // SAFETY: the kernel reads one u32 from `value`, which lives across the call.

@@ -16,6 +16,16 @@ pub struct IvshmemDevice {
     pub sysfs: PathBuf,
 }
 
+/// BAR `bar`'s physical start address, from the device's sysfs `resource`
+/// file (one `start end flags` line per BAR).
+pub fn bar_start(sysfs: &std::path::Path, bar: usize) -> Option<u64> {
+    let text = std::fs::read_to_string(sysfs.join("resource")).ok()?;
+    let start = text.lines().nth(bar)?.split_whitespace().next()?;
+    u64::from_str_radix(start.trim_start_matches("0x"), 16)
+        .ok()
+        .filter(|&s| s != 0)
+}
+
 /// Every ivshmem device on the guest's PCI buses, in sysfs order.
 pub fn find_ivshmem() -> Vec<IvshmemDevice> {
     let base = PathBuf::from("/sys/bus/pci/devices");

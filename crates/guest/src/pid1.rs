@@ -9,6 +9,8 @@ pub fn mount_basics() -> Vec<String> {
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
+        // For x86/pat_memtype_list: the memory type the kernel gave the BAR.
+        ("debugfs", "/sys/kernel/debug", "debugfs"),
     ] {
         let _ = std::fs::create_dir_all(target);
         match mount(

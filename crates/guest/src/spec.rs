@@ -21,6 +21,11 @@ pub struct MappingFacts {
     pub iv_position: Option<u32>,
     /// MSI-X vectors (0 for ivshmem-plain).
     pub msix_vectors: u32,
+    /// BAR2's physical address, when the region is the PCI BAR.
+    pub bar2_phys: Option<u64>,
+    /// The cache mode of the agent's own PTE for the region (through the
+    /// module), or why it could not be read.
+    pub pte_mode: Option<Result<&'static str, String>>,
 }
 
 fn read(path: &str) -> String {
@@ -76,6 +81,60 @@ pub fn rdtsc_back_to_back_p50() -> u64 {
     d[d.len() / 2]
 }
 
+/// What the mapping's memory type was seen to be: the agent's own PTE (what
+/// the CPU is told for every access the suite makes), then the kernel's
+/// reservation of the BAR (its MTRR-adjusted view of the physical range).
+fn observed_mapping(m: &MappingFacts) -> Option<String> {
+    let pte = match &m.pte_mode {
+        Some(Ok(mode)) => format!("user PTE: {mode}"),
+        Some(Err(why)) => format!("user PTE not observed: {why}"),
+        None => "user PTE not observed (no vmbench module for this mapping)".into(),
+    };
+    let reservation = m.bar2_phys.map(|phys| {
+        format!(
+            "kernel reservation of the BAR: {}",
+            observed_memtype(&read_raw(PAT_MEMTYPES), phys, m.shm_bytes)
+        )
+    })?;
+    Some(format!("{pte}; {reservation}"))
+}
+
+/// The kernel's list of PAT memory types by physical range (debugfs).
+const PAT_MEMTYPES: &str = "/sys/kernel/debug/x86/pat_memtype_list";
+
+fn read_raw(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The memory type the kernel's PAT tracking gave the range `[phys,
+/// phys+len)`, from `pat_memtype_list` lines such as
+/// `PAT: [mem 0x00000000fd000000-0x00000000fd3fffff] write-back`: what the
+/// mapping is, observed rather than asserted by whoever mapped it.
+pub fn observed_memtype(list: &Result<String, String>, phys: u64, len: u64) -> String {
+    let text = match list {
+        Ok(t) => t,
+        Err(why) => return format!("not observed: {why}"),
+    };
+    let end = phys.saturating_add(len.max(1) - 1);
+    // Every entry that overlaps the range: more than one (a reservation of
+    // the whole BAR and another of its pages) is itself worth seeing.
+    let found: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("PAT: [mem ")?;
+            let (range, kind) = rest.split_once("] ")?;
+            let (a, b) = range.split_once('-')?;
+            let parse = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok();
+            let (a, b) = (parse(a)?, parse(b)?);
+            (a <= end && phys <= b).then(|| format!("{} (PAT memtype list: {range})", kind.trim()))
+        })
+        .collect();
+    if found.is_empty() {
+        return format!("not observed: no entry of {PAT_MEMTYPES} covers {phys:#x}-{end:#x}");
+    }
+    found.join("; ")
+}
+
 /// Above this many ticks per back-to-back pair, RDTSC is taking an exit.
 pub const RDTSC_EXIT_THRESHOLD: u64 = 1000;
 
@@ -126,6 +185,7 @@ pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
         mem_total_kib,
         mapping: m.mapping,
         mapping_note: m.note.clone(),
+        mapping_observed: observed_mapping(m),
         shm_bytes: m.shm_bytes,
         pci_address: m.pci_address.clone(),
         iv_position: m.iv_position,
@@ -141,4 +201,29 @@ pub fn uptime_ms() -> u64 {
         .next()
         .and_then(|s| s.parse::<f64>().ok())
         .map_or(0, |s| (s * 1000.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_type_is_read_from_the_pat_memtype_list() {
+        let list = Ok(
+            "PAT: [mem 0x00000000fd000000-0x00000000fd3fffff] write-back\n\
+                       PAT: [mem 0x00000000fe000000-0x00000000fe003fff] uncached-minus\n"
+                .to_string(),
+        );
+        assert_eq!(
+            observed_memtype(&list, 0xfd00_0000, 4 << 20),
+            "write-back (PAT memtype list: 0x00000000fd000000-0x00000000fd3fffff)"
+        );
+        assert!(observed_memtype(&list, 0xfe00_0000, 4096).starts_with("uncached-minus"));
+        // A range no entry overlaps is not claimed.
+        assert!(observed_memtype(&list, 0x1000_0000, 8 << 20).starts_with("not observed"));
+        assert_eq!(
+            observed_memtype(&Err("no debugfs".into()), 0, 1),
+            "not observed: no debugfs"
+        );
+    }
 }

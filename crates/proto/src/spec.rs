@@ -37,6 +37,39 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// How Linux's PAT tracking names this memory type (`pat_memtype_list`).
+    pub fn pat_names(self) -> &'static [&'static str] {
+        match self {
+            Mapping::Wb => &["write-back"],
+            Mapping::Uc => &["uncached-minus", "uncached"],
+            Mapping::Wc => &["write-combining"],
+            Mapping::File | Mapping::Identity => &[],
+        }
+    }
+}
+
+impl GuestSpec {
+    /// When the memory type the guest kernel gave the region differs from
+    /// the mapping the agent reports: what each says.
+    pub fn mapping_mismatch(&self) -> Option<String> {
+        // Only the agent's own PTE is the mapping's type; the kernel's
+        // reservation of the BAR is its view of the physical range.
+        let observed = self.mapping_observed.as_deref()?;
+        let pte = observed.strip_prefix("user PTE: ")?;
+        let names = self.mapping.pat_names();
+        if names.is_empty() {
+            return None;
+        }
+        (!names.iter().any(|n| pte.starts_with(n))).then(|| {
+            format!(
+                "the guest reports a {} mapping of the region, but its own page-table entry says otherwise: {observed}",
+                self.mapping
+            )
+        })
+    }
+}
+
 impl std::fmt::Display for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.id())
@@ -82,6 +115,10 @@ pub struct GuestSpec {
     pub mapping: Mapping,
     /// Why the mapping is not write-back, when it is not.
     pub mapping_note: Option<String>,
+    /// The memory type the guest kernel's PAT tracking gave the region, as
+    /// observed (not as asserted by what mapped it), or why it could not be.
+    #[serde(default)]
+    pub mapping_observed: Option<String>,
     /// The shared region's size in bytes.
     pub shm_bytes: u64,
     /// The ivshmem device's PCI address, when found on PCI.
@@ -92,4 +129,33 @@ pub struct GuestSpec {
     pub msix_vectors: u32,
     /// Guest uptime when the agent answered the handshake (ms since kernel start).
     pub uptime_at_ready_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_the_pat_contradicts_is_named() {
+        let spec = |mapping, observed: Option<&str>| GuestSpec {
+            mapping,
+            mapping_observed: observed.map(String::from),
+            ..GuestSpec::default()
+        };
+        let kernel = "; kernel reservation of the BAR: uncached-minus (PAT memtype list: x)";
+        let wb = format!("user PTE: write-back{kernel}");
+        assert_eq!(spec(Mapping::Wb, Some(&wb)).mapping_mismatch(), None);
+        // The kernel's reservation alone is not the mapping's type.
+        let unseen = format!("user PTE not observed: ENOTTY{kernel}");
+        assert_eq!(spec(Mapping::Wb, Some(&unseen)).mapping_mismatch(), None);
+        assert_eq!(spec(Mapping::Wb, None).mapping_mismatch(), None);
+        let uc = format!("user PTE: uncached-minus{kernel}");
+        let w = spec(Mapping::Wb, Some(&uc)).mapping_mismatch().unwrap();
+        assert!(
+            w.contains("wb mapping") && w.contains("user PTE: uncached-minus"),
+            "{w}"
+        );
+        let uc_ok = format!("user PTE: uncached-minus{kernel}");
+        assert_eq!(spec(Mapping::Uc, Some(&uc_ok)).mapping_mismatch(), None);
+    }
 }

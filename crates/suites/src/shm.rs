@@ -83,6 +83,10 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         let targets = host::targets(&run.results, false, o.accel == Accel::Kvm);
         run.results.checks.extend(targets);
     }
+    // The memory type as the guest kernel records it, not as the mapper says.
+    if let Some(w) = vm.spec.mapping_mismatch() {
+        run.results.warnings.push(w);
+    }
     if let Some(f) = failure {
         return (run, Err(f.into()));
     }
