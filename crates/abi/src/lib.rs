@@ -104,9 +104,18 @@ pub mod row {
     /// Id `kernel-inb-unassigned`.
     pub const KERNEL_INB_QEMU: u32 = 16;
     pub const KERNEL_VMCALL: u32 = 17;
+    /// kvm-unit-tests' reproduction rows (micro-guest, ring 0): its method
+    /// and instructions, named after its tests.
+    pub const KUT_CPUID: u32 = 18;
+    pub const KUT_VMCALL: u32 = 19;
+    pub const KUT_INL_FROM_QEMU: u32 = 20;
+    pub const KUT_INL_FROM_KERNEL: u32 = 21;
+    pub const KUT_OUTL_TO_KERNEL: u32 = 22;
+    pub const KUT_RD_TSC_ADJUST_MSR: u32 = 23;
+    pub const KUT_WR_TSC_ADJUST_MSR: u32 = 24;
 
     /// Every row's id, by number.
-    pub const IDS: [&str; 18] = [
+    pub const IDS: [&str; 25] = [
         "timer-overhead",
         "user-nop",
         "user-fast",
@@ -125,7 +134,18 @@ pub mod row {
         "kernel-inb-kernel-pio",
         "kernel-inb-unassigned",
         "kernel-vmcall",
+        "kut-cpuid",
+        "kut-vmcall",
+        "kut-inl-from-qemu",
+        "kut-inl-from-kernel",
+        "kut-outl-to-kernel",
+        "kut-rd-tsc-adjust-msr",
+        "kut-wr-tsc-adjust-msr",
     ];
+
+    /// The first of kvm-unit-tests' reproduction rows: they run its method
+    /// (one auto-scaled, unfenced batch per sample).
+    pub const FIRST_KUT: u32 = KUT_CPUID;
 
     /// The id of row `n`, if there is one.
     pub fn id(n: u64) -> Option<&'static str> {

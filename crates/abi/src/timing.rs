@@ -33,6 +33,16 @@ pub fn t_end() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// A bare `rdtsc`, no fences: kvm-unit-tests' timestamp, for the rows that
+/// reproduce its method. The CPU may reorder it with the work around it.
+#[inline(always)]
+pub fn rdtsc_unfenced() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC only reads the TSC.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
 /// `mfence; rdtscp; lfence`: the end of a window whose work ends in stores
 /// (a copy). RDTSCP waits for earlier loads, not for stores still in the
 /// store buffer; MFENCE first makes every earlier store globally visible, so

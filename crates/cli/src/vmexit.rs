@@ -26,7 +26,8 @@ pub struct VmexitArgs {
     /// Discarded iterations before the timed ones.
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     warmup: u64,
-    /// Back-to-back iterations timed as a whole (the kvm-unit-tests-style batch mean).
+    /// Back-to-back iterations timed as a whole (the batch mean; the kut-* rows
+    /// reproduce kvm-unit-tests' own method instead, see docs/kvm-unit-tests.md).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     batch: u64,
     /// Pin vCPU i to the i-th CPU of LIST and QEMU's other threads to the rest.

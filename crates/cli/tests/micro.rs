@@ -277,3 +277,34 @@ fn micro_guest_source_is_formatted_and_clippy_clean() {
         String::from_utf8_lossy(&clippy.stderr)
     );
 }
+
+/// kvm-unit-tests' method in the micro-guest: five auto-scaled loops per row,
+/// each verified by the tracepoints over every execution the guest ran.
+#[test]
+#[ignore = "needs qemu-system-x86, a /dev/kvm that creates VMs and root (KVM's tracepoints): boots the micro-guest under KVM"]
+fn the_kvm_unit_tests_reproduction_rows_run_its_method_and_are_verified() {
+    require_kvm_and_tracepoints();
+    let v = run_suite("kvm", &["--rows", "kut-cpuid,kut-inl-from-qemu"]);
+    let ms = v["results"]["measurements"].as_array().unwrap();
+    for (id, proof) in [
+        ("kut-cpuid", "kvm_cpuid"),
+        ("kut-inl-from-qemu", "kvm_pio read port 0x1234 size 4"),
+    ] {
+        let m = find(ms, id);
+        assert_eq!(m["summary"]["n"], 5, "{id}: five loops");
+        assert!(
+            m["batch_mean"].is_null() && m["overhead_p50"].is_null(),
+            "{m}"
+        );
+        assert_eq!(m["verification"]["verdict"], "verified", "{id}: {m}");
+        let executions = m["exit_events"]["executions"].as_u64().unwrap();
+        assert!(executions >= 5 * 64, "{id}: {executions}");
+        assert!((1.0..1.05).contains(&per_execution(m, proof)), "{id}");
+        assert!(
+            m["definition"]
+                .as_str()
+                .unwrap()
+                .starts_with("kvm-unit-tests' method")
+        );
+    }
+}

@@ -121,6 +121,12 @@ pub fn run_row(
     dev: Option<&std::fs::File>,
     samples: &mut Vec<u64>,
 ) -> Result<RowRun, VmexitError> {
+    if req.row.reproduces_kvm_unit_tests() {
+        return Err(VmexitError::Unsupported(format!(
+            "{}: kvm-unit-tests' reproduction rows run in the OS-free micro-guest (--guest micro), as kvm-unit-tests does",
+            req.row.id()
+        )));
+    }
     if req.row == Row::KernelVmcall && req.under_tcg {
         return Err(VmexitError::BadArgs(
             "VMCALL raises #UD under TCG: kernel-vmcall needs KVM".into(),
@@ -140,6 +146,7 @@ pub fn run_row(
         warmup: req.warmup,
         batch_iterations: req.batch,
         batch_ticks,
+        executions: None,
     })
 }
 
@@ -324,5 +331,16 @@ mod tests {
         );
         let r = run_row(req(Row::KernelVmcall, 10, true), None, &mut v);
         assert!(r.unwrap_err().to_string().contains("#UD under TCG"));
+    }
+
+    /// kvm-unit-tests' method runs without an OS: the Linux agent says so.
+    #[test]
+    fn the_reproduction_rows_are_the_micro_guests() {
+        let mut v = Vec::new();
+        let r = run_row(req(Row::KutCpuid, 5, false), None, &mut v);
+        assert!(
+            matches!(&r, Err(VmexitError::Unsupported(why)) if why.contains("--guest micro")),
+            "{r:?}"
+        );
     }
 }

@@ -23,6 +23,8 @@ pub const UNASSIGNED_PORT: u16 = 0x1234;
 
 /// IA32_APIC_BASE: an MSR KVM emulates in its handler.
 pub const IA32_APIC_BASE: u32 = 0x1b;
+/// IA32_TSC_ADJUST: kvm-unit-tests' MSR rows.
+pub const IA32_TSC_ADJUST: u32 = 0x3b;
 /// IA32_TSC_DEADLINE: the write KVM's fastpath handles on some hosts.
 pub const IA32_TSC_DEADLINE: u32 = 0x6e0;
 /// IA32_STAR: SYSCALL/SYSRET segment selectors.

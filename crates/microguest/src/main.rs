@@ -112,7 +112,7 @@ fn serve(shm: &Shm, session: u64, dev: u32, answer: &mut Buf) {
                 qemu_exit(exit_code::SHUTDOWN);
             }
             command::RUN_VMEXIT => match rows::run(shm, &args) {
-                Ok(ticks) => {
+                Ok(ran) => {
                     // `run` accepted the row, so it has an id.
                     answer.s(r#"{"row":""#).s(row::id(args[0]).unwrap_or("?"));
                     answer
@@ -124,8 +124,11 @@ fn serve(shm: &Shm, session: u64, dev: u32, answer: &mut Buf) {
                         .s(r#","batch_iterations":"#)
                         .u(args[3])
                         .s(r#","batch_ticks":"#)
-                        .u(ticks)
-                        .s("}");
+                        .u(ran.batch_ticks);
+                    if let Some(n) = ran.executions {
+                        answer.s(r#","executions":"#).u(n);
+                    }
+                    answer.s("}");
                     shm.respond(seq, status::OK, answer.as_bytes());
                 }
                 Err((st, msg)) => shm.respond(seq, st, msg.as_bytes()),

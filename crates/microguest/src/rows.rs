@@ -4,12 +4,12 @@
 
 use crate::cpu::{run_user, sys, syscall};
 use crate::io::{
-    IA32_APIC_BASE, IA32_TSC_DEADLINE, PIC_ELCR1, UNASSIGNED_PORT, hypercall_none, inb, invd, nop,
-    outb, rdmsr, wrmsr,
+    IA32_APIC_BASE, IA32_TSC_ADJUST, IA32_TSC_DEADLINE, PIC_ELCR1, UNASSIGNED_PORT, hypercall_none,
+    inb, inl, invd, nop, outb, rdmsr, wrmsr,
 };
 use crate::region::Shm;
-use crate::spec::{cpu_is_amd, has_tsc_deadline, under_tcg};
-use vmbench_abi::timing::{cpuid, t_end, t_end_lfence, t_start};
+use crate::spec::{cpu_is_amd, has_tsc_adjust, has_tsc_deadline, under_tcg};
+use vmbench_abi::timing::{cpuid, rdtsc_unfenced, t_end, t_end_lfence, t_start};
 use vmbench_abi::{DEFAULT_DEBUGCON_PORT, row, run_vmexit_flags, status};
 
 /// What a ring-3 row needs; lives in a static the user code can reach.
@@ -49,9 +49,17 @@ struct Request {
 /// A refused request: the status and the message for the mailbox.
 pub type Refusal = (u32, &'static str);
 
+/// What a row run answers besides its samples.
+pub struct Ran {
+    /// Ticks of the timed batch (0 for the reproduction rows: no batch).
+    pub batch_ticks: u64,
+    /// Executions of the instruction, when this guest chose how many.
+    pub executions: Option<u64>,
+}
+
 /// Runs the row `args` names (`[row, samples, warmup, batch, port, flags]`),
-/// samples to the data area; returns the timed batch's ticks.
-pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<u64, Refusal> {
+/// samples to the data area.
+pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<Ran, Refusal> {
     let port = match args[4] {
         0 => DEFAULT_DEBUGCON_PORT,
         p => u16::try_from(p).map_err(|_| (status::BAD_ARGS, "port out of range"))?,
@@ -87,20 +95,104 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<u64, Refusal> {
         out: shm.data(),
         substitute,
     };
-    match row {
+    let batch_ticks = match row {
         row::TIMER_OVERHEAD
         | row::USER_NOP
         | row::USER_FAST
         | row::USER_SLOW
         | row::NULL_SYSCALL
         | row::USER_KERNEL_FAST
-        | row::USER_KERNEL_SLOW => Ok(in_ring3(&req)),
-        row::NULL_IOCTL => Err((
-            status::UNSUPPORTED,
-            "null-ioctl: no ioctl in the micro-guest (null-syscall is its user->kernel baseline)",
-        )),
-        _ => in_ring0(&req),
+        | row::USER_KERNEL_SLOW => in_ring3(&req),
+        row::NULL_IOCTL => {
+            return Err((
+                status::UNSUPPORTED,
+                "null-ioctl: no ioctl in the micro-guest (null-syscall is its user->kernel baseline)",
+            ));
+        }
+        r if r >= row::FIRST_KUT => {
+            return kvm_unit_tests_row(&req).map(|executions| Ran {
+                batch_ticks: 0,
+                executions: Some(executions),
+            });
+        }
+        _ => in_ring0(&req)?,
+    };
+    Ok(Ran {
+        batch_ticks,
+        executions: None,
+    })
+}
+
+/// kvm-unit-tests' `x86/vmexit` loop: bare RDTSC around `iterations` back
+/// to back executions, `iterations` doubled from 64 until the loop takes at
+/// least 2^30 ticks; one sample = that loop's ticks / iterations. Returns
+/// every execution, the discarded shorter loops included.
+fn kut_time(req: &Request, mut body: impl FnMut()) -> u64 {
+    const GOAL: u64 = 1 << 30;
+    let mut executions = 0u64;
+    for i in 0..req.samples {
+        let mut iterations = 32u64;
+        let per = loop {
+            iterations *= 2;
+            let t1 = rdtsc_unfenced();
+            for _ in 0..iterations {
+                body();
+            }
+            let t2 = rdtsc_unfenced();
+            executions += iterations;
+            if t2.wrapping_sub(t1) >= GOAL {
+                break t2.wrapping_sub(t1) / iterations;
+            }
+        };
+        // SAFETY: `out` is the data area, checked to hold `samples` u64.
+        unsafe { core::ptr::write_volatile(req.out.add(i as usize), per) };
     }
+    executions
+}
+
+/// kvm-unit-tests' instructions, its way.
+fn kvm_unit_tests_row(req: &Request) -> Result<u64, Refusal> {
+    Ok(match req.row {
+        row::KUT_CPUID => {
+            // kvm-unit-tests does not set eax: each CPUID takes the leaf the
+            // previous one left in it.
+            let mut leaf = 0;
+            kut_time(req, || leaf = cpuid(leaf, 0).eax)
+        }
+        row::KUT_VMCALL => {
+            if under_tcg() {
+                return Err((
+                    status::UNSUPPORTED,
+                    "kut-vmcall: VMCALL raises #UD under TCG",
+                ));
+            }
+            let amd = cpu_is_amd();
+            kut_time(req, || hypercall_none(amd))
+        }
+        row::KUT_INL_FROM_QEMU => kut_time(req, || {
+            core::hint::black_box(inl(UNASSIGNED_PORT));
+        }),
+        row::KUT_INL_FROM_KERNEL => kut_time(req, || {
+            core::hint::black_box(inb(PIC_ELCR1));
+        }),
+        row::KUT_OUTL_TO_KERNEL => kut_time(req, || outb(PIC_ELCR1, 0)),
+        row::KUT_RD_TSC_ADJUST_MSR | row::KUT_WR_TSC_ADJUST_MSR => {
+            if !has_tsc_adjust() {
+                return Err((
+                    status::UNSUPPORTED,
+                    "the guest CPU has no IA32_TSC_ADJUST (CPUID.7:EBX[1])",
+                ));
+            }
+            if req.row == row::KUT_RD_TSC_ADJUST_MSR {
+                kut_time(req, || {
+                    core::hint::black_box(rdmsr(IA32_TSC_ADJUST));
+                })
+            } else {
+                kut_time(req, || wrmsr(IA32_TSC_ADJUST, 0))
+            }
+        }
+        _ => return Err((status::BAD_ARGS, "unknown row")),
+    })
 }
 
 /// The timed loops, shared by ring 0 and ring 3: warm-up (discarded),

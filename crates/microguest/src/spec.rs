@@ -37,6 +37,11 @@ pub fn cpu_is_amd() -> bool {
     cpuid(0, 0).ebx == u32::from_le_bytes(*b"Auth")
 }
 
+/// CPUID.7.0:EBX bit 1: IA32_TSC_ADJUST exists.
+pub fn has_tsc_adjust() -> bool {
+    cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 1) != 0
+}
+
 pub fn has_tsc_deadline() -> bool {
     cpuid(1, 0).ecx & LEAF1_ECX_TSC_DEADLINE != 0
 }

@@ -132,6 +132,20 @@ rows! {
         "guest kernel, IRQs off: lfence;rdtsc;lfence | inb 0x1234 (unassigned port: QEMU) | rdtscp;lfence";
     KernelVmcall = row::KERNEL_VMCALL, Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
         "guest kernel, IRQs off: lfence;rdtsc;lfence | vmcall (KVM hypercall handler, -KVM_ENOSYS) | rdtscp;lfence";
+    KutCpuid = row::KUT_CPUID, Kernel, "cpuid (leaf: the previous cpuid's eax, as kvm-unit-tests leaves it)", KvmHandler, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x cpuid, eax = the previous cpuid output (kvm-unit-tests does not set it) | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutVmcall = row::KUT_VMCALL, Kernel, "vmcall/vmmcall (rax=0)", KvmHandler, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x vmcall, rax = 0 | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutInlFromQemu = row::KUT_INL_FROM_QEMU, Kernel, "inl 0x1234 (32-bit, unassigned: QEMU)", Qemu, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x inl 0x1234 (32-bit read, unassigned port: QEMU) | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutInlFromKernel = row::KUT_INL_FROM_KERNEL, Kernel, "inb 0x4d0 (in-kernel PIC)", KernelPio, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x inb 0x4d0 (kvm-unit-tests names it inl_from_kernel; it is an 8-bit read) | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutOutlToKernel = row::KUT_OUTL_TO_KERNEL, Kernel, "outb 0x4d0 (in-kernel PIC)", KernelPio, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x outb 0, 0x4d0 (kvm-unit-tests names it outl_to_kernel; it is an 8-bit write) | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutRdTscAdjustMsr = row::KUT_RD_TSC_ADJUST_MSR, Kernel, "rdmsr IA32_TSC_ADJUST", KvmHandler, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x rdmsr 0x3b | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    KutWrTscAdjustMsr = row::KUT_WR_TSC_ADJUST_MSR, Kernel, "wrmsr IA32_TSC_ADJUST (0)", KvmHandler, false,
+        "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x wrmsr 0x3b = 0 | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
 }
 
 impl Row {
@@ -173,6 +187,10 @@ impl Row {
     /// windows end with `lfence;rdtsc;lfence` (RDTSCP at CPL0 stops the VM
     /// on some hosts).
     pub fn micro_definition(self) -> String {
+        if self.reproduces_kvm_unit_tests() {
+            // Only the micro-guest runs them: the definition is already its own.
+            return self.definition().to_string();
+        }
         let (ring, end) = match self.mode() {
             Mode::Kernel => ("micro-guest ring 0, no interrupts", "lfence;rdtsc;lfence"),
             _ => (
@@ -199,8 +217,15 @@ impl Row {
             Row::KernelPio => "inb 0x4d0 (KVM's in-kernel PIC)",
             Row::KernelInbQemu => "inb 0x1234 (unassigned port: QEMU)",
             Row::KernelVmcall => "vmcall/vmmcall, rax=0 (KVM hypercall handler)",
+            _ => "(not a micro-guest row)",
         };
         format!("{ring}: lfence;rdtsc;lfence | {body} | {end}")
+    }
+
+    /// One of kvm-unit-tests' reproduction rows: its method (one unfenced,
+    /// auto-scaled batch per sample), no timer baseline, no batch of ours.
+    pub fn reproduces_kvm_unit_tests(self) -> bool {
+        self as u32 >= row::FIRST_KUT
     }
 
     /// The baseline whose p50 is subtracted from this row's samples.
@@ -234,6 +259,10 @@ pub struct RowRun {
     pub batch_iterations: u64,
     /// TSC ticks the whole batch took.
     pub batch_ticks: u64,
+    /// Executions of the instruction, when the guest chose how many (the
+    /// reproduction rows' auto-scaled loops); else warm-up + samples + batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executions: Option<u64>,
 }
 
 #[cfg(test)]

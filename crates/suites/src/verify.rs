@@ -204,6 +204,13 @@ pub fn claim(row: Row, debugcon_port: u16) -> Claim {
             false,
             "every VMCALL reached KVM's hypercall handler, none went to QEMU",
         ),
+        r @ (Row::KutCpuid
+        | Row::KutVmcall
+        | Row::KutInlFromQemu
+        | Row::KutInlFromKernel
+        | Row::KutOutlToKernel
+        | Row::KutRdTscAdjustMsr
+        | Row::KutWrTscAdjustMsr) => kut_claim(r),
         Row::TimerOverhead
         | Row::UserNop
         | Row::NullSyscall
@@ -215,6 +222,72 @@ pub fn claim(row: Row, debugcon_port: u16) -> Claim {
         proof,
         to_qemu,
         meaning,
+    }
+}
+
+/// The claims of kvm-unit-tests' reproduction rows.
+fn kut_claim(row: Row) -> (Option<Probe>, bool, &'static str) {
+    let pio = |port: u16, write: bool| {
+        let (dir, rw) = if write { ("write", 1) } else { ("read", 0) };
+        Some(Probe::filtered(
+            "kvm_pio",
+            format!("kvm_pio {dir} port {port:#x}"),
+            format!("port == {port} && rw == {rw}"),
+        ))
+    };
+    match row {
+        Row::KutCpuid => (
+            Some(Probe::all("kvm_cpuid")),
+            false,
+            "every CPUID (of whatever leaf eax held) reached KVM's CPUID handler, none went to QEMU",
+        ),
+        Row::KutVmcall => (
+            Some(Probe::filtered(
+                "kvm_hypercall",
+                "kvm_hypercall nr 0",
+                "nr == 0",
+            )),
+            false,
+            "every VMCALL reached KVM's hypercall handler, none went to QEMU",
+        ),
+        Row::KutInlFromQemu => (
+            Some(Probe::filtered(
+                "kvm_pio",
+                "kvm_pio read port 0x1234 size 4",
+                "port == 4660 && rw == 0 && size == 4",
+            )),
+            true,
+            "every INL 0x1234 was a port-I/O exit that KVM returned to QEMU (KVM_EXIT_IO)",
+        ),
+        Row::KutInlFromKernel => (
+            pio(0x4d0, false),
+            false,
+            "every INB 0x4d0 was a port-I/O exit served in the kernel, none went to QEMU",
+        ),
+        Row::KutOutlToKernel => (
+            pio(0x4d0, true),
+            false,
+            "every OUTB 0x4d0 was a port-I/O exit served in the kernel, none went to QEMU",
+        ),
+        Row::KutRdTscAdjustMsr => (
+            Some(Probe::filtered(
+                "kvm_msr",
+                "kvm_msr read 0x3b",
+                "ecx == 59 && write == 0",
+            )),
+            false,
+            "every RDMSR IA32_TSC_ADJUST was emulated by KVM, none went to QEMU",
+        ),
+        Row::KutWrTscAdjustMsr => (
+            Some(Probe::filtered(
+                "kvm_msr",
+                "kvm_msr write 0x3b",
+                "ecx == 59 && write == 1",
+            )),
+            false,
+            "every WRMSR IA32_TSC_ADJUST was handled by KVM, none went to QEMU",
+        ),
+        _ => (None, false, "no VM exit at all"),
     }
 }
 
