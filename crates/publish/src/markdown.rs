@@ -508,17 +508,6 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
 /// KVM's events per execution of each row, as `perf kvm stat` shows exit
 /// reasons: the proof of each path, and everything else that happened.
 fn exit_event_table(o: &mut String, ms: &[&Measurement]) {
-    const COLUMNS: [&str; 9] = [
-        "kvm_exit",
-        "kvm_cpuid",
-        "kvm_msr",
-        "kvm_pio",
-        "kvm_mmio",
-        "kvm_fast_mmio",
-        "kvm_userspace_exit",
-        "kvm_userspace_exit KVM_EXIT_IO",
-        "kvm_hypercall",
-    ];
     let traced: Vec<(&Measurement, &ExitEvents)> = ms
         .iter()
         .filter_map(|m| Some((*m, m.exit_events.as_ref()?)))
@@ -526,18 +515,24 @@ fn exit_event_table(o: &mut String, ms: &[&Measurement]) {
     let Some((_, first)) = traced.first() else {
         return;
     };
-    // Columns that are zero in every row say nothing.
-    let columns: Vec<&str> = COLUMNS
-        .into_iter()
-        .filter(|c| {
-            traced
-                .iter()
-                .any(|(_, e)| e.counts.get(*c).is_some_and(|v| *v > 0))
-        })
+    let proofs: Vec<&str> = traced
+        .iter()
+        .filter_map(|(_, e)| e.proof.as_deref())
         .collect();
+    // One column per event some row saw (proofs have their own column);
+    // an event that is zero in every row says nothing.
+    let mut columns: Vec<&str> = Vec::new();
+    for (_, e) in &traced {
+        for (name, count) in &e.counts {
+            if *count > 0 && !proofs.contains(&name.as_str()) && !columns.contains(&name.as_str()) {
+                columns.push(name);
+            }
+        }
+    }
+    columns.sort_unstable();
     let _ = writeln!(
         o,
-        "KVM events per execution of each row ({}; executions = warm-up + samples + batch). `proof` is the event the row's path must show once per execution.\n",
+        "KVM events per execution of each row ({}; executions = warm-up + samples + batch, or what the guest ran). `proof` is the event the row's path must show once per execution.\n",
         first.source
     );
     let mut head = vec!["row", "executions", "proof"];
@@ -549,11 +544,13 @@ fn exit_event_table(o: &mut String, ms: &[&Measurement]) {
     let rows: Vec<Vec<String>> = traced
         .iter()
         .map(|(m, e)| {
-            let proof = e
-                .per_execution
-                .iter()
-                .find(|(k, _)| !COLUMNS.contains(&k.as_str()))
-                .map_or_else(|| "-".into(), |(k, v)| format!("{k}: {v:.2}"));
+            let proof = e.proof.as_ref().map_or_else(
+                || "-".into(),
+                |p| {
+                    let v = e.per_execution.get(p).copied().unwrap_or(0.0);
+                    format!("{p}: {v:.2}")
+                },
+            );
             let mut row = vec![m.id.local().to_string(), e.executions.to_string(), proof];
             row.extend(columns.iter().map(|c| {
                 e.per_execution

@@ -588,6 +588,7 @@ fn the_exit_event_table_shows_each_rows_proof_per_execution() {
                     ("kvm_msr".to_string(), 0),
                 ]
                 .into(),
+                Some("kvm_cpuid leaf 0".to_string()),
             ));
         }
     }

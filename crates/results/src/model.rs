@@ -234,6 +234,10 @@ pub struct ExitEvents {
     pub counts: BTreeMap<String, u64>,
     /// Event → count per execution.
     pub per_execution: BTreeMap<String, f64>,
+    /// The event that proves the path the row claims (one per execution),
+    /// when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl ExitEvents {
@@ -242,6 +246,7 @@ impl ExitEvents {
         source: impl Into<String>,
         executions: u64,
         counts: BTreeMap<String, u64>,
+        proof: Option<String>,
     ) -> ExitEvents {
         let per_execution = counts
             .iter()
@@ -252,6 +257,7 @@ impl ExitEvents {
             executions,
             counts,
             per_execution,
+            proof,
         }
     }
 }

@@ -305,16 +305,7 @@ pub fn probes(claim: &Claim) -> Vec<Probe> {
 }
 
 /// The exit events of the table: what a baseline must not show.
-const EXIT_EVENTS: [&str; 8] = [
-    "kvm_exit",
-    "kvm_cpuid",
-    "kvm_msr",
-    "kvm_pio",
-    "kvm_mmio",
-    "kvm_fast_mmio",
-    USERSPACE,
-    "kvm_hypercall",
-];
+const EXIT_EVENTS: [&str; 8] = vmbench_host::tracefs::KVM_EVENTS;
 
 /// Judges `row` from tracepoint `counts` over `n` executions (warm-up,
 /// samples and batch). Every count outside its band fails the row, naming

@@ -378,7 +378,8 @@ fn judge(
     let untraced = match traced {
         Some(Ok(counts)) => {
             let v = verify::verify_tracepoints(row, claim, executions, &counts);
-            let events = ExitEvents::new(TRACEPOINT_SOURCE, executions, counts);
+            let proof = claim.proof.as_ref().map(|p| p.label.clone());
+            let events = ExitEvents::new(TRACEPOINT_SOURCE, executions, counts, proof);
             return (v, Some(events));
         }
         Some(Err(why)) => Some(why),
