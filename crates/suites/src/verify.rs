@@ -301,7 +301,60 @@ pub fn probes(claim: &Claim) -> Vec<Probe> {
     {
         probes.push(p.clone());
     }
+    if let Some(p) = claim
+        .proof
+        .as_ref()
+        .and_then(|p| exit_reason_probe(&p.event_kind()))
+    {
+        probes.push(p);
+    }
     probes
+}
+
+/// `kvm:kvm_exit` filtered to the exit reason of the row's instruction, on
+/// VMX (`isa` 1: basic exit reasons) and SVM (`isa` 2: exit codes) alike.
+/// Only a VMX or SVM host emits kvm_exit (kvm_pvm does not); the count is
+/// shown beside the others, as `perf kvm stat` shows reasons, and is not
+/// part of the verdict: the handler tracepoints prove the path.
+fn exit_reason_probe(kind: &ExitKind) -> Option<Probe> {
+    let (name, vmx, svm) = match kind {
+        ExitKind::Cpuid => ("CPUID", 10, 0x72),
+        ExitKind::Msr { write: false } => ("RDMSR", 31, 0x7c),
+        ExitKind::Msr { write: true } => ("WRMSR", 32, 0x7c),
+        ExitKind::Pio => ("I/O", 30, 0x7b),
+        ExitKind::Hypercall => ("VMCALL", 18, 0x81),
+        ExitKind::Invd => ("INVD", 13, 0x76),
+    };
+    Some(Probe::filtered(
+        "kvm_exit",
+        format!("kvm_exit reason {name}"),
+        format!("(isa == 1 && exit_reason == {vmx}) || (isa == 2 && exit_reason == {svm})"),
+    ))
+}
+
+/// The kind of exit a proof probe counts.
+enum ExitKind {
+    Cpuid,
+    Msr { write: bool },
+    Pio,
+    Hypercall,
+    Invd,
+}
+
+impl Probe {
+    fn event_kind(&self) -> ExitKind {
+        let write = self
+            .filter
+            .as_deref()
+            .is_some_and(|f| f.contains("write == 1"));
+        match self.event {
+            "kvm_cpuid" => ExitKind::Cpuid,
+            "kvm_msr" => ExitKind::Msr { write },
+            "kvm_pio" => ExitKind::Pio,
+            "kvm_hypercall" => ExitKind::Hypercall,
+            _ => ExitKind::Invd,
+        }
+    }
 }
 
 /// The exit events of the table: what a baseline must not show.
@@ -643,5 +696,30 @@ mod tests {
             matches!(&no_event, Verification::Unverified { reason } if reason.contains("no kvm_hypercall tracepoint")),
             "{no_event:?}"
         );
+    }
+
+    #[test]
+    fn each_exiting_row_also_counts_kvm_exit_by_its_reason() {
+        let filter = |row: Row| {
+            probes(&claim(row, 0xe9))
+                .into_iter()
+                .find(|p| p.label.starts_with("kvm_exit reason"))
+                .and_then(|p| p.filter)
+        };
+        assert_eq!(
+            filter(Row::KernelFast).as_deref(),
+            Some("(isa == 1 && exit_reason == 10) || (isa == 2 && exit_reason == 114)")
+        );
+        assert!(
+            filter(Row::KernelWrmsrTscDeadline)
+                .unwrap()
+                .contains("exit_reason == 32")
+        );
+        assert!(
+            filter(Row::KernelSlow)
+                .unwrap()
+                .contains("exit_reason == 30")
+        );
+        assert_eq!(filter(Row::KernelNop), None, "a baseline has no reason");
     }
 }
