@@ -1,14 +1,16 @@
 //! `vmbench isolate check | apply | restore | suggest`.
 
-use anyhow::{Context, Result};
+use crate::out;
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use vmbench_host::{CpuList, SysRoot};
+use vmbench_isolate::IsolateError;
 use vmbench_isolate::apply::{self, RestoreReport};
 use vmbench_isolate::journal;
+use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{Audit, AuditOptions, Verdict};
 use vmbench_run::outcome;
 
@@ -19,7 +21,7 @@ pub enum IsolateCmd {
     /// Apply the runtime knobs, journaling the original values first.
     Apply(ApplyArgs),
     /// Put back everything the journal lists (also after the applier was killed).
-    Restore(CommonArgs),
+    Restore(RestoreArgs),
     /// Print the kernel cmdline (and NixOS config) that isolates the benchmark CPUs.
     Suggest(SuggestArgs),
 }
@@ -33,6 +35,16 @@ pub struct CommonArgs {
     /// Journal file [default: <root>/run/vmbench/isolate-journal.json].
     #[arg(long, value_name = "PATH")]
     journal: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Restore even while another vmbench holds the host (its changes are
+    /// then undone under it; it notices and says so in its report).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -58,7 +70,8 @@ pub struct ApplyArgs {
     /// Runtime knobs to leave alone (comma-separated ids from `check`).
     #[arg(long, value_name = "KNOB,...", value_delimiter = ',')]
     skip: Vec<String>,
-    /// Stay running, holding /dev/cpu_dma_latency, until SIGINT/SIGTERM; then restore.
+    /// Stay running, holding /dev/cpu_dma_latency and the host lock, until
+    /// SIGINT, SIGTERM, SIGHUP or SIGQUIT; then restore.
     #[arg(long)]
     hold: bool,
 }
@@ -102,12 +115,12 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         },
     )?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&audit).context("serialising the audit")?
-        );
+        )?;
     } else {
-        print!("{}", render_audit(&audit));
+        out!("{}", render_audit(&audit))?;
     }
     Ok(ExitCode::from(outcome::audit_status(&audit).code()))
 }
@@ -171,15 +184,22 @@ fn journal_path(common: &CommonArgs, root: &SysRoot) -> PathBuf {
         .unwrap_or_else(|| journal::default_path(root))
 }
 
+/// The command line, as the host lock records its holder.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
 fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     let root = sysroot(&a.common.root)?;
     let jpath = journal_path(&a.common, &root);
     // Block the stop signals before changing anything: one arriving mid-apply
-    // then waits until we can restore, instead of killing us half-way.
+    // then waits until we can restore (--hold) or exit with the journal
+    // written, instead of killing us half-way.
     let signals = stop_signals();
-    if a.hold {
-        signals.thread_block().context("blocking SIGINT/SIGTERM")?;
-    }
+    signals
+        .thread_block()
+        .context("blocking the stop signals")?;
+    let lock = HostLock::acquire(&root, &command_line())?;
     let audit = vmbench_isolate::audit(
         &root,
         &AuditOptions {
@@ -187,23 +207,25 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
             noise_window: Duration::ZERO,
         },
     )?;
-    let applied = apply::apply(&root, &audit, &a.skip, &jpath)?;
+    let applied = apply::apply(&root, &audit, &a.skip, &jpath, &lock)?;
     let r = &applied.report;
-    println!(
+    outln!(
         "benchmark CPUs: {} ({}); housekeeping: {}",
-        audit.cpus.bench, audit.cpus.source, audit.cpus.housekeeping
-    );
+        audit.cpus.bench,
+        audit.cpus.source,
+        audit.cpus.housekeeping
+    )?;
     if r.applied.is_empty() {
-        println!("nothing to change: every runtime knob already has its wanted value");
+        outln!("nothing to change: every runtime knob already has its wanted value")?;
     }
     for c in &r.applied {
-        println!("changed  {c}");
+        outln!("changed  {c}")?;
     }
     for u in &r.unmovable {
-        println!("unmovable {u}");
+        outln!("unmovable {u}")?;
     }
     for n in &applied.held.notes {
-        println!("held     {n}");
+        outln!("held     {n}")?;
     }
     let boot: Vec<_> = audit
         .knobs
@@ -212,37 +234,39 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         .map(|k| k.id.as_str())
         .collect();
     if !boot.is_empty() {
-        println!(
+        outln!(
             "boot-only knobs not in place (see `vmbench isolate suggest`): {}",
             boot.join(", ")
-        );
+        )?;
     }
     if !a.hold {
         let journal = applied.journal_path().display().to_string();
         let report = applied.keep();
         if !report.applied.is_empty() {
-            println!(
+            outln!(
                 "journal  {journal}\nthe host stays tuned; undo with `vmbench isolate restore{}`",
                 restore_args(&a.common)
-            );
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("holding; send SIGINT (Ctrl-C) or SIGTERM to restore and exit");
-    let _ = std::io::stdout().flush();
+    outln!("holding; send SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT to restore and exit")?;
+    out::flush()?;
     let sig = signals.wait().context("waiting for a signal")?;
-    println!("{sig}: restoring");
+    vmbench_host::signals::note_received(sig as i32);
+    // Restoring with a closed terminal is fine: output errors wait until
+    // the host is back.
     let report = applied.restore()?;
-    print_restore(&report);
+    outln!("{sig}: restored")?;
+    print_restore(&report)?;
     Ok(ExitCode::from(outcome::restore_status(&report).code()))
 }
 
 fn stop_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut s = SigSet::empty();
-    s.add(Signal::SIGINT);
-    s.add(Signal::SIGTERM);
-    s.add(Signal::SIGHUP);
+    let mut s = nix::sys::signal::SigSet::empty();
+    for sig in vmbench_host::signals::HANDLED {
+        s.add(sig);
+    }
     s
 }
 
@@ -257,35 +281,59 @@ fn restore_args(c: &CommonArgs) -> String {
     s
 }
 
-fn print_restore(r: &RestoreReport) {
+fn print_restore(r: &RestoreReport) -> Result<(), out::OutputError> {
     for x in &r.restored {
-        println!("restored {x}");
+        outln!("restored {x}")?;
     }
     for n in &r.notes {
-        println!("note     {n}");
+        outln!("note     {n}")?;
     }
     for f in &r.failed {
-        println!("FAILED   {f}");
+        outln!("FAILED   {f}")?;
     }
-    println!(
+    outln!(
         "{} restored, {} already original, {} failed",
         r.restored.len(),
         r.already_original,
         r.failed.len()
-    );
+    )
 }
 
-fn restore_cmd(c: CommonArgs) -> Result<ExitCode> {
+fn restore_cmd(a: RestoreArgs) -> Result<ExitCode> {
+    let c = &a.common;
     let root = sysroot(&c.root)?;
-    let jpath = journal_path(&c, &root);
+    let jpath = journal_path(c, &root);
+    // A second Ctrl-C while restoring then says what is left and exits.
+    vmbench_host::signals::install();
+    let lock = match HostLock::acquire(&root, &command_line()) {
+        Ok(l) => Some(l),
+        Err(IsolateError::Busy { holder, lock }) if a.force => {
+            errln!("vmbench: WARNING: {holder} holds {lock}; restoring anyway (--force)");
+            None
+        }
+        Err(IsolateError::Busy { holder, lock }) => bail!(
+            "refusing to restore while {holder} holds the host ({lock}): that vmbench restores it itself when it ends. `vmbench isolate restore --force` restores now anyway"
+        ),
+        Err(e) => return Err(e.into()),
+    };
     if !jpath.exists() {
-        println!("no journal at {}: nothing to restore", jpath.display());
+        outln!("no journal at {}: nothing to restore", jpath.display())?;
+        if let Some(active) = lock.as_ref().and_then(HostLock::active_journal)
+            && active != std::path::absolute(&jpath).unwrap_or_else(|_| jpath.clone())
+            && active.exists()
+        {
+            outln!(
+                "the host's live changes are journaled at {}: restore with --journal {}",
+                active.display(),
+                active.display()
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = apply::restore(&root, &jpath)?;
-    print_restore(&report);
+    let report = apply::restore(&root, &jpath, lock.as_ref())?;
+    print_restore(&report)?;
     if !report.failed.is_empty() {
-        println!("the journal keeps what failed: {}", jpath.display());
+        outln!("the journal keeps what failed: {}", jpath.display())?;
     }
     Ok(ExitCode::from(outcome::restore_status(&report).code()))
 }
@@ -297,28 +345,29 @@ fn suggest_cmd(a: SuggestArgs) -> Result<ExitCode> {
     let cpus = vmbench_isolate::cpus::select(&root, &cmdline, a.cpus.as_ref())?;
     let s = vmbench_isolate::suggest::suggest(&root, &cpus);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&s).context("serialising the suggestion")?
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "# benchmark CPUs {}, housekeeping CPUs {}",
-        s.bench_cpus, s.housekeeping_cpus
-    );
-    println!(
+        s.bench_cpus,
+        s.housekeeping_cpus
+    )?;
+    outln!(
         "# add to the kernel command line, then reboot:\n{}\n",
         s.cmdline
-    );
+    )?;
     let w = s.params.iter().map(|p| p.param.len()).max().unwrap_or(0);
     for p in &s.params {
-        println!("#   {:<w$}  {}", p.param, p.why);
+        outln!("#   {:<w$}  {}", p.param, p.why)?;
     }
-    println!("\n{}\n\n{}", s.grub, s.nixos);
-    println!(
+    outln!("\n{}\n\n{}", s.grub, s.nixos)?;
+    outln!(
         "\n# runtime knobs (governor, turbo, IRQs, ...) are set by `vmbench isolate apply --cpus {}`",
         s.bench_cpus
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,9 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 
+#[macro_use]
+mod out;
 mod isolate;
 mod report;
 mod run;
@@ -76,30 +78,11 @@ struct InfoArgs {
     no_calibrate: bool,
 }
 
-/// Set by SIGINT/SIGTERM; every long wait checks it and tears down cleanly.
-static INTERRUPTED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    if let Some(f) = INTERRUPTED.get() {
-        f.store(true, Ordering::Relaxed);
-    }
-}
-
+/// Handles SIGINT, SIGTERM, SIGHUP and SIGQUIT for commands that start
+/// guests or change the host: every long wait checks the flag and tears
+/// down cleanly. Commands that change nothing keep the default dispositions.
 fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = INTERRUPTED
-        .get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone();
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(sig, &act) };
-    }
-    flag
+    vmbench_host::signals::install()
 }
 
 fn main() -> ExitCode {
@@ -108,13 +91,21 @@ fn main() -> ExitCode {
         return guest_agent(&[]);
     }
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vmbench: error: {e:#}");
-            ExitCode::from(vmbench_run::outcome::error_status(e.as_ref()).code())
-        }
+    let result = run(cli).and_then(|code| out::flush().map(|()| code).map_err(Into::into));
+    let status = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    if let Some(o) = status
+        .chain()
+        .find_map(|c| c.downcast_ref::<out::OutputError>())
+        && o.is_closed_pipe()
+    {
+        // The reader went away: nothing to say, nobody to say it to.
+        return ExitCode::SUCCESS;
     }
+    errln!("vmbench: error: {status:#}");
+    ExitCode::from(vmbench_run::outcome::error_status(status.as_ref()).code())
 }
 
 fn guest_agent(args: &[String]) -> ExitCode {
@@ -153,9 +144,9 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
     );
     if args.json {
         let text = serde_json::to_string_pretty(&spec).context("serialising the host spec")?;
-        println!("{text}");
+        outln!("{text}")?;
     } else {
-        print!("{}", table::render(&spec.rows()));
+        out!("{}", table::render(&spec.rows()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,13 +58,13 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     match cmd {
         ReportCmd::Schema => {
             let schema = vmbench_results::results_json_schema();
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?)?;
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Render { dir } => {
             is_run_dir(&dir)?;
             vmbench_publish::render_dir(&dir)?;
-            println!("rendered {}", dir.join(vmbench_publish::REPORT).display());
+            outln!("rendered {}", dir.join(vmbench_publish::REPORT).display())?;
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Sign { dir, key } => {
@@ -72,11 +72,11 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
             // Sign what is there now: the manifest is rewritten first.
             manifest::write(&dir)?;
             let fp = sign::sign(&dir, &key)?;
-            println!(
+            outln!(
                 "signed {} with {fp} (namespace {})",
                 dir.join(manifest::SIGNATURE).display(),
                 sign::NAMESPACE
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Verify {
@@ -86,18 +86,18 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
             is_run_dir(&dir)?;
             match sign::verify(&dir, &allowed_signers) {
                 Ok(v) => {
-                    println!(
+                    outln!(
                         "good signature by {} ({}), namespace {}; {} files match MANIFEST.sha256",
                         v.signer.principals,
                         v.signer.fingerprint,
                         sign::NAMESPACE,
                         v.files.ok.len()
-                    );
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => match vmbench_run::outcome::verify_status(&e) {
                     ExitStatus::Failed => {
-                        eprintln!("vmbench: verification FAILED: {e}");
+                        errln!("vmbench: verification FAILED: {e}");
                         Ok(ExitCode::from(ExitStatus::Failed.code()))
                     }
                     _ => Err(e.into()),
@@ -146,8 +146,9 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
     }
     let md = compare::markdown(&runs);
     match &a.out {
-        Some(p) => std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?,
-        None => print!("{md}"),
+        Some(p) => vmbench_host::files::write_named(p, md.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => out!("{md}")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,7 +77,7 @@ impl Progress for Display {
     fn phase(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.println(format!("== {msg}")),
-            None if !self.quiet => eprintln!("vmbench run: {msg}"),
+            None if !self.quiet => errln!("vmbench run: {msg}"),
             None => {}
         }
     }
@@ -85,7 +85,7 @@ impl Progress for Display {
     fn step(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.set_message(msg.to_string()),
-            None if !self.quiet => eprintln!("vmbench run:   {msg}"),
+            None if !self.quiet => errln!("vmbench run:   {msg}"),
             None => {}
         }
     }
@@ -118,45 +118,46 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
     display.done();
     match result {
         Ok(recorded) => {
-            print_summary(&recorded.record, &recorded.out);
+            print_summary(&recorded.record, &recorded.out)?;
             Ok(ExitCode::from(recorded.status.code()))
         }
         Err(e @ RunError::Blocked(_)) => {
-            eprintln!("vmbench run: {e}");
+            errln!("vmbench run: {e}");
             Ok(ExitCode::from(e.exit_status().code()))
         }
         Err(e) => {
             let status = e.exit_status();
-            eprintln!("vmbench: error: {:#}", anyhow::Error::from(e));
+            errln!("vmbench: error: {:#}", anyhow::Error::from(e));
             Ok(ExitCode::from(status.code()))
         }
     }
 }
 
-fn print_summary(r: &RunRecord, out: &Path) {
+fn print_summary(r: &RunRecord, out: &Path) -> Result<(), crate::out::OutputError> {
     if r.is_tcg() {
-        println!("TCG run — not a KVM measurement.");
+        outln!("TCG run — not a KVM measurement.")?;
     }
     if !r.complete {
-        println!("INCOMPLETE: {}", r.incomplete.join(" "));
+        outln!("INCOMPLETE: {}", r.incomplete.join(" "))?;
     }
-    println!(
+    outln!(
         "{} measurements, {} skipped; report: {}",
         r.results.measurements.len(),
         r.results.skipped.len(),
         out.join(vmbench_publish::REPORT).display()
-    );
+    )?;
     for c in r
         .results
         .checks
         .iter()
         .filter(|c| c.kind == CheckKind::Integrity)
     {
-        println!(
+        outln!(
             "[{}] {}: {}",
             if c.passed { "PASS" } else { "FAIL" },
             c.id,
             c.observed
-        );
+        )?;
     }
+    Ok(())
 }

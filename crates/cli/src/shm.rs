@@ -157,7 +157,7 @@ fn loopback_cmd(a: &ShmArgs, interrupt: &AtomicBool) -> Result<ExitCode> {
         plan: plan(&a.out, tsc_khz()?),
     };
     if !a.out.json {
-        eprintln!(
+        errln!(
             "shm loopback: host end on CPU {}, guest end on CPU {}, {} MiB in {}",
             cpus.0,
             cpus.1,
@@ -247,7 +247,7 @@ fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> R
     };
     let db = pair.as_mut().map(|p| p as &mut dyn vmbench_shm::Doorbell);
     vmbench_shm::guest::serve_commands(mapped.region(), db, wait, &mut |m| {
-        eprintln!("vmbench shm guest: {m}")
+        errln!("vmbench shm guest: {m}")
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -268,7 +268,7 @@ fn vm_role(
     };
     let mut session = launcher.boot(&request, &Silent)?;
     if let Some(w) = session.accel_notice() {
-        eprintln!("vmbench: WARNING: {w}");
+        errln!("vmbench: WARNING: {w}");
     }
     let accel = session.accel();
     let pinning = match pin {
@@ -321,14 +321,14 @@ fn finish(
             "guest": run.guest,
             "error": outcome.as_ref().err().map(|e| vmbench_shm::describe(e)),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        print!("{}", render_table(&run.results, setting));
+        out!("{}", render_table(&run.results, setting))?;
     }
     let status = vmbench_run::outcome::shm_status(&run.results, outcome.as_ref().err());
     if let Err(e) = &outcome {
-        eprintln!("vmbench: error: {}", vmbench_shm::describe(e));
-        eprintln!("vmbench: the measurements above were completed before the error");
+        errln!("vmbench: error: {}", vmbench_shm::describe(e));
+        errln!("vmbench: the measurements above were completed before the error");
     }
     Ok(ExitCode::from(status.code()))
 }

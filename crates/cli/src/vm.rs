@@ -142,27 +142,28 @@ pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
     o.busybox = a.busybox;
     let m = vmbench_vm::image::build(&o).context("building the guest image")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
+        outln!("{}", serde_json::to_string_pretty(&m)?)?;
     } else {
-        println!("guest image in {}", out.display());
-        println!("  kernel   {} ({})", m.kernel_release, m.kernel_source);
-        println!(
+        outln!("guest image in {}", out.display())?;
+        outln!("  kernel   {} ({})", m.kernel_release, m.kernel_source)?;
+        outln!(
             "  agent    {} (as /init, {} bytes stripped)",
-            m.agent_source, m.agent_bytes
-        );
-        println!(
+            m.agent_source,
+            m.agent_bytes
+        )?;
+        outln!(
             "  module   {}",
             m.module.as_deref().unwrap_or("none (--no-module)")
-        );
-        println!(
+        )?;
+        outln!(
             "  busybox  {}",
             m.busybox
                 .as_deref()
                 .unwrap_or("none (install busybox-static for a shell)")
-        );
-        println!("  initrd   {} bytes", m.initrd_bytes);
+        )?;
+        outln!("  initrd   {} bytes", m.initrd_bytes)?;
         if let Some(mib) = m.memory_mib {
-            println!("  memory   {mib} MiB (the guest's default RAM)");
+            outln!("  memory   {mib} MiB (the guest's default RAM)")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -173,9 +174,9 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
     let (mut opts, decision) = a
         .guest
         .settings()
-        .resolve(Some(interrupt.clone()), &mut |m| eprintln!("vmbench: {m}"))?;
+        .resolve(Some(interrupt.clone()), &mut |m| errln!("vmbench: {m}"))?;
     if let Some(w) = &decision.notice {
-        eprintln!("vmbench: WARNING: {w}");
+        errln!("vmbench: WARNING: {w}");
     }
     opts.echo_console = !a.json;
     let vm = Vm::boot(&opts)?;
@@ -202,21 +203,21 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         "guest": vm.spec,
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {
         std::thread::sleep(Duration::from_millis(100));
-        println!(
+        outln!(
             "\n--- vmbench: guest agent ready {:.0} ms after QEMU start ({} accel) ---",
             vm.timings.ready_ms,
             opts.accel.name()
-        );
+        )?;
         let spec = &vm.spec;
-        println!("guest kernel   {} ({})", spec.kernel_release, spec.cmdline);
-        println!(
+        outln!("guest kernel   {} ({})", spec.kernel_release, spec.cmdline)?;
+        outln!(
             "hypervisor     {}",
             spec.hypervisor.as_deref().unwrap_or("none")
-        );
-        println!(
+        )?;
+        outln!(
             "shared memory  {} MiB, mapping {}{}",
             spec.shm_bytes >> 20,
             spec.mapping,
@@ -224,38 +225,38 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
                 .as_ref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
-        );
-        println!("rdtsc          {}", spec.rdtsc_exiting);
+        )?;
+        outln!("rdtsc          {}", spec.rdtsc_exiting)?;
         if spec.msix_vectors > 0 {
-            println!(
+            outln!(
                 "doorbell       peer id {}, {} MSI-X vectors",
                 spec.iv_position.unwrap_or(0),
                 spec.msix_vectors
-            );
+            )?;
         }
-        println!("vCPU threads   {:?}", vm.vcpu_threads);
+        outln!("vCPU threads   {:?}", vm.vcpu_threads)?;
         if let Some(p) = &pinning {
             for v in &p.vcpus {
-                println!(
+                outln!(
                     "pinned         vCPU {} (tid {}) -> cpu{}; {} other QEMU threads -> {}",
                     v.index,
                     v.tid,
                     v.cpu,
                     p.others.len(),
                     p.housekeeping
-                );
+                )?;
             }
         }
     }
     if a.wait {
-        println!("guest running; Ctrl-C to shut it down");
+        outln!("guest running; Ctrl-C to shut it down")?;
         while !interrupt.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     let how = vm.shutdown()?;
     if !a.json {
-        println!("{how}");
+        outln!("{how}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,7 @@ impl Progress for Lines {
 
     fn step(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            errln!("{msg}");
         }
     }
 
@@ -77,7 +77,7 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
     let mut launcher = VmLauncher::new(a.guest.settings(), Some(interrupt));
     let mut session = launcher.boot(&BootRequest::plain(a.guest.guest), &lines)?;
     if let Some(w) = session.accel_notice() {
-        eprintln!("vmbench: WARNING: {w}");
+        errln!("vmbench: WARNING: {w}");
     }
     if let Some(cpus) = &a.pin_cpus {
         session.pin(cpus)?;
@@ -119,9 +119,9 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
             "guest": spec,
             "results": results,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        print_table(&results, accel, &spec, options.tsc_khz);
+        print_table(&results, accel, &spec, options.tsc_khz)?;
     }
     Ok(ExitCode::from(
         vmbench_run::outcome::vmexit_status(&results).code(),
@@ -132,34 +132,49 @@ fn f1(v: f64) -> String {
     format!("{v:.1}")
 }
 
-fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_khz: Option<f64>) {
+fn print_table(
+    r: &Results,
+    accel: Accel,
+    spec: &vmbench_proto::GuestSpec,
+    tsc_khz: Option<f64>,
+) -> Result<(), crate::out::OutputError> {
     for w in &r.warnings {
-        println!("WARNING: {w}");
+        outln!("WARNING: {w}")?;
     }
-    println!(
+    outln!(
         "accel {}, guest kernel {}, TSC {} (ticks are TSC reference cycles, not core cycles)",
         accel.name(),
         spec.kernel_release,
         tsc_khz.map_or("unknown".into(), |k| format!("{:.3} MHz", k / 1000.0))
-    );
+    )?;
     let tsc_flags: Vec<&str> = spec
         .cpu_flags
         .iter()
         .map(String::as_str)
         .filter(|f| f.contains("tsc"))
         .collect();
-    println!(
+    outln!(
         "guest TSC: {}; rdtsc {}",
         tsc_flags.join(" "),
         spec.rdtsc_exiting
-    );
-    println!(
+    )?;
+    outln!(
         "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  verdict",
-        "row", "N", "min", "p50", "p90", "p99", "p99.9", "max", "p50-ovh", "batch", "p50 ns"
-    );
+        "row",
+        "N",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "p50-ovh",
+        "batch",
+        "p50 ns"
+    )?;
     for measurement in &r.measurements {
         let summary = &measurement.summary;
-        println!(
+        outln!(
             "{:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9}  {}",
             measurement.id.local(),
             summary.n,
@@ -176,12 +191,12 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
             measurement.batch_mean.map_or("-".into(), f1),
             measurement.ns(summary.p50 as f64).map_or("-".into(), f1),
             measurement.verification.label()
-        );
+        )?;
     }
     for skipped in &r.skipped {
-        println!("{:<27} skipped: {}", skipped.id.local(), skipped.reason);
+        outln!("{:<27} skipped: {}", skipped.id.local(), skipped.reason)?;
     }
-    println!();
+    outln!()?;
     for m in &r.measurements {
         let detail = match &m.verification {
             Verification::Verified { evidence } | Verification::Failed { evidence } => {
@@ -190,16 +205,17 @@ fn print_table(r: &Results, accel: Accel, spec: &vmbench_proto::GuestSpec, tsc_k
             Verification::Unverified { reason } => reason.clone(),
             Verification::NotApplicable => String::new(),
         };
-        println!(
+        outln!(
             "{}: {}; {}",
             m.id.local(),
             m.tier.as_deref().unwrap_or(""),
             detail
-        );
+        )?;
         for w in &m.warnings {
-            println!("    warning: {w}");
+            outln!("    warning: {w}")?;
         }
     }
+    Ok(())
 }
 
 /// One line per measurement (the report's CSV format).

@@ -267,7 +267,7 @@ fn apply_hold_restores_on_sigterm() {
     assert!(child.wait().unwrap().success());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    assert!(rest.contains("SIGTERM: restoring"), "{rest}");
+    assert!(rest.contains("SIGTERM: restored"), "{rest}");
     assert!(!journal.exists());
     assert_eq!(snapshot(dir.path()), before);
 }

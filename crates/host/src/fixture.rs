@@ -35,16 +35,18 @@ pub fn load(names: &[&str], dir: &Path) -> io::Result<()> {
 
 /// Every file under `dir` (directories themselves are not compared):
 /// relative path → bytes. Two equal snapshots are byte-identical trees.
+/// vmbench's host lock file (`run/vmbench/lock`) is left out: it stays once
+/// made, as lock files must (removing one on release would race a waiter).
 pub fn snapshot(dir: &Path) -> io::Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d)? {
             let p = e?.path();
+            let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
             if p.is_dir() {
                 stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
+            } else if rel != Path::new("run/vmbench/lock") {
                 out.insert(rel, fs::read(&p)?);
             }
         }

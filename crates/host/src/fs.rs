@@ -49,6 +49,15 @@ pub enum ReadError {
         /// The file.
         path: String,
     },
+    /// A write outside the /proc and /sys trees under the root (a `..`, or a
+    /// link that leads out): refused, nothing written.
+    #[error("{path}: {why}; refusing to write there")]
+    Outside {
+        /// The path asked for.
+        path: String,
+        /// Where it leads.
+        why: String,
+    },
     /// The content is not what the file should hold.
     #[error("{path}: unexpected content {content:?}: {why}")]
     Malformed {
@@ -173,8 +182,43 @@ impl SysRoot {
         Ok(ids)
     }
 
+    /// Where a write to `abs` lands, checked: no `..`, and after following
+    /// every link the file is still inside `<root>/proc` or `<root>/sys` (the
+    /// only trees vmbench changes). A journal or a fixture naming anything
+    /// else cannot make a write escape.
+    pub fn writable_path(&self, abs: &str) -> Result<PathBuf, ReadError> {
+        let outside = |why: String| ReadError::Outside {
+            path: abs.to_string(),
+            why,
+        };
+        if !abs.starts_with('/')
+            || Path::new(abs)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(outside("not an absolute path without `..`".into()));
+        }
+        let full = self.path(abs);
+        let real = fs::canonicalize(&full).map_err(|e| ReadError::from_io(abs, e))?;
+        let root = fs::canonicalize(&self.root).map_err(|e| ReadError::from_io(abs, e))?;
+        if ["proc", "sys"]
+            .iter()
+            .any(|tree| real.starts_with(root.join(tree)))
+        {
+            Ok(real)
+        } else {
+            Err(outside(format!(
+                "it resolves to {}, outside {}/proc and {}/sys",
+                real.display(),
+                root.display(),
+                root.display()
+            )))
+        }
+    }
+
     /// Writes a value to an existing sysfs/procfs file, in one write(2) as
-    /// `echo v > file` does (kernel files parse each write whole).
+    /// `echo v > file` does (kernel files parse each write whole). Only
+    /// inside `<root>/proc` and `<root>/sys` ([`SysRoot::writable_path`]).
     pub fn write(&self, abs: &str, value: &str) -> Result<(), ReadError> {
         use std::io::Write;
         let write_err = |e: io::Error| match e.kind() {
@@ -186,10 +230,11 @@ impl SysRoot {
                 source: e,
             },
         };
+        let target = self.writable_path(abs)?;
         let mut f = fs::OpenOptions::new()
             .write(true)
             .truncate(true)
-            .open(self.path(abs))
+            .open(target)
             .map_err(write_err)?;
         f.write_all(value.as_bytes()).map_err(write_err)
     }
@@ -240,6 +285,36 @@ mod tests {
         assert_eq!(
             root.list("/c").unwrap(),
             vec!["cpu0", "cpu2", "cpu10", "cpufreq"]
+        );
+    }
+
+    #[test]
+    fn writes_stay_inside_the_roots_proc_and_sys() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_dir = dir.path().join("root");
+        std::fs::create_dir_all(root_dir.join("proc/sys/kernel")).unwrap();
+        std::fs::write(root_dir.join("proc/sys/kernel/watchdog"), "1\n").unwrap();
+        let victim = dir.path().join("authorized_keys");
+        std::fs::write(&victim, "key\n").unwrap();
+        std::fs::write(root_dir.join("notes"), "x\n").unwrap();
+        // A link inside /proc that leads out of the root.
+        std::os::unix::fs::symlink(&victim, root_dir.join("proc/sys/kernel/escape")).unwrap();
+        let root = SysRoot::new(&root_dir);
+        root.write("/proc/sys/kernel/watchdog", "0").unwrap();
+        assert_eq!(root.read("/proc/sys/kernel/watchdog").unwrap(), "0");
+        for bad in [
+            "/proc/../../authorized_keys",
+            "/proc/sys/kernel/escape",
+            "/notes",
+            "proc/sys/kernel/watchdog",
+        ] {
+            let err = root.write(bad, "pwned").unwrap_err();
+            assert!(matches!(err, ReadError::Outside { .. }), "{bad}: {err}");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "key\n");
+        assert_eq!(
+            std::fs::read_to_string(root_dir.join("notes")).unwrap(),
+            "x\n"
         );
     }
 

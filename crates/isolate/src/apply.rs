@@ -2,6 +2,7 @@
 
 use crate::IsolateError;
 use crate::journal::{Journal, JournalEntry};
+use crate::lock::HostLock;
 use crate::model::{Audit, Change, ISOLATE_SCHEMA_VERSION, KnobClass};
 use crate::sysfs::{Sysfs, errno_of};
 use serde::Serialize;
@@ -127,9 +128,15 @@ impl Held {
 
 /// An applied host. Restores itself when dropped unless [`Applied::keep`] was
 /// called, so an error or panic in the caller never leaves the host tuned.
+/// It borrows the [`HostLock`] it was applied under: the host stays locked
+/// for as long as its changes are live.
 pub struct Applied<'a> {
     fs: &'a dyn Sysfs,
+    lock: &'a HostLock,
     journal_path: PathBuf,
+    /// What was journaled, kept in memory: the restore puts back exactly
+    /// this, even if the file was removed or replaced meanwhile.
+    journal: Option<Journal>,
     /// What was applied.
     pub report: ApplyReport,
     /// What is held while the benchmark runs.
@@ -138,10 +145,28 @@ pub struct Applied<'a> {
 }
 
 impl Applied<'_> {
-    /// Puts the host back now, from the journal.
+    /// Puts the host back now, from the journal applied.
     pub fn restore(mut self) -> Result<RestoreReport, IsolateError> {
         self.armed = false;
-        restore(self.fs, &self.journal_path)
+        self.restore_now()
+    }
+
+    fn restore_now(&mut self) -> Result<RestoreReport, IsolateError> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(RestoreReport::default());
+        };
+        let vanished = !self.journal_path.exists();
+        let mut report = restore_journal(self.fs, journal, &self.journal_path, Some(self.lock))?;
+        if vanished {
+            report.notes.insert(
+                0,
+                format!(
+                    "the journal {} was removed while this run held the host (by `vmbench isolate restore --force`?); restored from the copy this run kept",
+                    self.journal_path.display()
+                ),
+            );
+        }
+        Ok(report)
     }
 
     /// Leaves the host tuned (journal kept); the held resources are released.
@@ -159,43 +184,71 @@ impl Applied<'_> {
 impl Drop for Applied<'_> {
     fn drop(&mut self) {
         if self.armed
-            && let Err(e) = restore(self.fs, &self.journal_path)
+            && let Err(e) = self.restore_now()
         {
-            eprintln!("vmbench: restoring the host failed: {e}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "vmbench: restoring the host failed: {e}");
         }
     }
 }
 
-/// Applies every runtime change the audit planned, except `skip`.
-///
-/// Refuses, with nothing changed, when an unrestored journal exists, a knob's
-/// current value is not understood, or a change is blocked by privileges.
-/// Writes the journal before the first change. An unexpected failure
-/// mid-apply restores what was already changed.
-pub fn apply<'a>(
-    fs: &'a dyn Sysfs,
-    audit: &Audit,
-    skip: &[String],
-    journal_path: &Path,
-) -> Result<Applied<'a>, IsolateError> {
-    let known = runtime_knob_ids(audit);
-    let unknown: Vec<&String> = skip
-        .iter()
-        .filter(|s| !known.contains(&s.as_str()))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(IsolateError::UnknownKnobs {
-            unknown: unknown.into_iter().cloned().collect(),
-            known: known.into_iter().map(str::to_string).collect(),
-        });
+/// Whose an unrestored journal is, and what to do about it.
+fn owner_of(j: &Journal, path: &Path) -> String {
+    if crate::lock::owner_alive(j.pid) {
+        format!(
+            "written by pid {}, a vmbench that is still running: it restores the host itself when it ends",
+            j.pid
+        )
+    } else {
+        format!(
+            "from an earlier run (pid {}, no longer running): run `vmbench isolate restore --journal {}` first",
+            j.pid,
+            path.display()
+        )
     }
-    if let Some(j) = Journal::load(journal_path)? {
-        return Err(IsolateError::Unrestored {
-            path: journal_path.display().to_string(),
-            pid: j.pid,
-            entries: j.entries.len(),
-        });
+}
+
+/// The error for a journal that still holds changes.
+pub fn unrestored(j: &Journal, path: &Path) -> IsolateError {
+    IsolateError::Unrestored {
+        path: path.display().to_string(),
+        pid: j.pid,
+        entries: j.entries.len(),
+        owner: owner_of(j, path),
     }
+}
+
+/// Refuses when another journal holds live changes on this host.
+fn check_no_other_journal(lock: &HostLock, journal_path: &Path) -> Result<(), IsolateError> {
+    let Some(active) = lock.active_journal() else {
+        return Ok(());
+    };
+    let ours = std::path::absolute(journal_path).unwrap_or_else(|_| journal_path.to_path_buf());
+    if active == ours {
+        return Ok(());
+    }
+    match Journal::load(&active) {
+        Ok(None) => Ok(()),
+        Ok(Some(j)) => Err(IsolateError::AnotherJournal {
+            active: active.display().to_string(),
+            detail: format!(
+                "pid {}, benchmark CPUs {}, {} change(s)",
+                j.pid,
+                j.bench_cpus,
+                j.entries.len()
+            ),
+        }),
+        Err(e) => Err(IsolateError::AnotherJournal {
+            active: active.display().to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// The changes to journal and make: every runtime knob's, except `skip`;
+/// refused whole when a current value is not understood, a change is
+/// blocked, or a change is one a restore would not accept back.
+fn planned_entries(audit: &Audit, skip: &[String]) -> Result<Vec<JournalEntry>, IsolateError> {
     let selected: Vec<_> = audit
         .knobs
         .iter()
@@ -225,6 +278,52 @@ pub fn apply<'a>(
             })
         })
         .collect();
+    // Journal only what a restore will accept back (the same lists).
+    let unjournalable: Vec<String> = entries
+        .iter()
+        .filter_map(|e| {
+            crate::trust::check_change(&e.knob, &e.change)
+                .err()
+                .map(|why| format!("{}: {why}", e.knob))
+        })
+        .collect();
+    if !unjournalable.is_empty() {
+        return Err(IsolateError::InvalidValues(unjournalable));
+    }
+    Ok(entries)
+}
+
+/// Applies every runtime change the audit planned, except `skip`, under
+/// `lock` (which must cover the same root as `fs`).
+///
+/// Refuses, with nothing changed, when an unrestored journal exists (this
+/// one, or another named active), a knob's current value is not understood,
+/// or a change is blocked by privileges. Writes the journal before the
+/// first change. An unexpected failure mid-apply restores what was already
+/// changed.
+pub fn apply<'a>(
+    fs: &'a dyn Sysfs,
+    audit: &Audit,
+    skip: &[String],
+    journal_path: &Path,
+    lock: &'a HostLock,
+) -> Result<Applied<'a>, IsolateError> {
+    let known = runtime_knob_ids(audit);
+    let unknown: Vec<&String> = skip
+        .iter()
+        .filter(|s| !known.contains(&s.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(IsolateError::UnknownKnobs {
+            unknown: unknown.into_iter().cloned().collect(),
+            known: known.into_iter().map(str::to_string).collect(),
+        });
+    }
+    if let Some(j) = Journal::load(journal_path)? {
+        return Err(unrestored(&j, journal_path));
+    }
+    check_no_other_journal(lock, journal_path)?;
+    let entries = planned_entries(audit, skip)?;
     let mut report = ApplyReport {
         journal: journal_path.display().to_string(),
         skipped: skip.to_vec(),
@@ -233,7 +332,9 @@ pub fn apply<'a>(
     if entries.is_empty() {
         return Ok(Applied {
             fs,
+            lock,
             journal_path: journal_path.to_path_buf(),
+            journal: None,
             report,
             held: Held::acquire(fs),
             armed: false,
@@ -250,6 +351,7 @@ pub fn apply<'a>(
         bench_cpus: audit.cpus.bench.to_string(),
         entries: entries.clone(),
     };
+    lock.set_active_journal(journal_path)?;
     journal.store(journal_path)?;
     for e in &entries {
         let result = match &e.change {
@@ -269,7 +371,7 @@ pub fn apply<'a>(
             Ok(()) => report.applied.push(e.change.describe()),
             Err((true, why)) => report.unmovable.push(why),
             Err((false, why)) => {
-                let rollback = restore(fs, journal_path);
+                let rollback = restore_journal(fs, journal.clone(), journal_path, Some(lock));
                 return Err(IsolateError::ApplyFailed {
                     change: e.change.describe(),
                     why,
@@ -286,7 +388,9 @@ pub fn apply<'a>(
     }
     Ok(Applied {
         fs,
+        lock,
         journal_path: journal_path.to_path_buf(),
+        journal: Some(journal),
         report,
         held: Held::acquire(fs),
         armed: true,
@@ -308,8 +412,9 @@ fn systemctl(verb: &'static str, unit: &str) -> Result<(), SystemctlError> {
         unit: unit.to_string(),
         why,
     };
+    // `--` ends the options: a unit name is never read as one.
     let out = Command::new("systemctl")
-        .args([verb, unit])
+        .args([verb, "--", unit])
         .output()
         .map_err(|e| fail(e.to_string()))?;
     if out.status.success() {
@@ -321,16 +426,58 @@ fn systemctl(verb: &'static str, unit: &str) -> Result<(), SystemctlError> {
     }
 }
 
-/// Restores every journaled change, newest first. Idempotent: entries whose
-/// file already holds its original bytes are left alone. The journal is
-/// removed when everything is back, else rewritten with what failed.
-pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, IsolateError> {
-    let Some(mut journal) = Journal::load(journal_path)? else {
+/// Restores every change in the journal at `journal_path`, newest first.
+/// Idempotent: entries whose file already holds its original bytes are left
+/// alone. The journal is removed when everything is back, else rewritten
+/// with what failed. `lock` is the host lock held (None only for `restore
+/// --force` while another process holds it). A journal that fails
+/// [`Journal::load`]'s checks, or that was written for another root, is
+/// refused whole: nothing is restored from it.
+pub fn restore(
+    fs: &dyn Sysfs,
+    journal_path: &Path,
+    lock: Option<&HostLock>,
+) -> Result<RestoreReport, IsolateError> {
+    let Some(journal) = Journal::load(journal_path)? else {
         return Ok(RestoreReport::default());
     };
+    let same_root = match (
+        std::fs::canonicalize(&journal.root),
+        std::fs::canonicalize(fs.root().root()),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same_root {
+        return Err(IsolateError::Journal {
+            path: journal_path.display().to_string(),
+            why: format!(
+                "written for the root {}, not {}: restore it with --root {}",
+                journal.root,
+                fs.root().root().display(),
+                journal.root
+            ),
+        });
+    }
+    restore_journal(fs, journal, journal_path, lock)
+}
+
+fn restore_journal(
+    fs: &dyn Sysfs,
+    mut journal: Journal,
+    journal_path: &Path,
+    lock: Option<&HostLock>,
+) -> Result<RestoreReport, IsolateError> {
     let mut report = RestoreReport::default();
     let mut remaining = Vec::new();
     let host = fs.root().is_host();
+    let _second_signal = vmbench_host::signals::restoring(
+        journal.entries.len(),
+        &format!(
+            "vmbench isolate restore --journal {}",
+            journal_path.display()
+        ),
+    );
     for e in journal.entries.iter().rev() {
         match &e.change {
             Change::File {
@@ -342,11 +489,13 @@ pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, Iso
                 match fs.root().read_raw(path) {
                     Ok(now) if &now == original_raw => {
                         report.already_original += 1;
+                        vmbench_host::signals::restored_one();
                         continue;
                     }
                     Err(err) if err.is_missing() => {
                         // The device or IRQ is gone: nothing left to restore.
                         report.notes.push(format!("{path} no longer exists"));
+                        vmbench_host::signals::restored_one();
                         continue;
                     }
                     _ => {}
@@ -381,24 +530,27 @@ pub fn restore(fs: &dyn Sysfs, journal_path: &Path) -> Result<RestoreReport, Iso
                 }
             }
             Change::StopService { unit } => {
-                if !host {
-                    continue;
-                }
-                match systemctl("start", unit) {
-                    Ok(()) => report.restored.push(format!("systemctl start {unit}")),
-                    Err(why) => {
-                        report.failed.push(RestoreFailure {
-                            knob: e.knob.clone(),
-                            error: why.to_string(),
-                        });
-                        remaining.push(e.clone());
+                if host {
+                    match systemctl("start", unit) {
+                        Ok(()) => report.restored.push(format!("systemctl start {unit}")),
+                        Err(why) => {
+                            report.failed.push(RestoreFailure {
+                                knob: e.knob.clone(),
+                                error: why.to_string(),
+                            });
+                            remaining.push(e.clone());
+                        }
                     }
                 }
             }
         }
+        vmbench_host::signals::restored_one();
     }
     if remaining.is_empty() {
         Journal::remove(journal_path)?;
+        if let Some(l) = lock {
+            l.clear_active_journal(journal_path);
+        }
     } else {
         remaining.reverse();
         journal.entries = remaining;

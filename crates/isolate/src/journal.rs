@@ -8,9 +8,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use vmbench_host::SysRoot;
+use vmbench_host::files;
 
-/// Default location, under the root (tmpfs on a real host: gone after a
-/// reboot, which also undoes every runtime knob).
+/// Default location, under the root, in the root-only state directory
+/// ([`crate::lock::STATE_DIR`]; tmpfs on a real host: gone after a reboot,
+/// which also undoes every runtime knob).
 pub const DEFAULT_JOURNAL: &str = "/run/vmbench/isolate-journal.json";
 
 /// The journal's path under `root`.
@@ -44,12 +46,25 @@ pub struct Journal {
     pub entries: Vec<JournalEntry>,
 }
 
+/// The largest journal a restore reads (tens of thousands of IRQs fit).
+pub const MAX_JOURNAL_BYTES: u64 = 16 << 20;
+
 impl Journal {
-    /// Reads the journal at `path`; None if there is none.
+    /// Reads the journal at `path`; None if there is none. A journal decides
+    /// what root writes, so it must be trustworthy
+    /// ([`vmbench_host::files::read_trusted`]: not a link, owned by root or
+    /// this user, writable by no one else, in a directory no one else
+    /// controls), and every entry must be a change `apply` could have made
+    /// ([`crate::trust::check_change`]). Otherwise nothing in it is used.
     pub fn load(path: &Path) -> Result<Option<Journal>, IsolateError> {
-        let text = match fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let untrusted = |why: String| IsolateError::UntrustedJournal {
+            path: path.display().to_string(),
+            why,
+        };
+        let bytes = match files::read_trusted(path, MAX_JOURNAL_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e @ files::FileError::Untrusted { .. }) => return Err(untrusted(e.to_string())),
             Err(e) => {
                 return Err(IsolateError::Journal {
                     path: path.display().to_string(),
@@ -57,7 +72,7 @@ impl Journal {
                 });
             }
         };
-        let j: Journal = serde_json::from_str(&text).map_err(|e| IsolateError::Journal {
+        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| IsolateError::Journal {
             path: path.display().to_string(),
             why: format!(
                 "not a vmbench journal ({e}); it is JSON listing original values: restore them by hand, then delete it"
@@ -72,35 +87,42 @@ impl Journal {
                 ),
             });
         }
+        for e in &j.entries {
+            crate::trust::check_change(&e.knob, &e.change)
+                .map_err(|why| untrusted(format!("entry `{}`: {why}", e.change.describe())))?;
+        }
         Ok(Some(j))
     }
 
-    /// Writes atomically: temp file, fsync, rename, fsync of the directory.
+    /// Writes atomically: a fresh temporary file (`O_EXCL`, 0600) in the
+    /// journal's directory, fsync, rename, fsync of the directory. The
+    /// directory must be one only root or this user controls.
     pub fn store(&self, path: &Path) -> Result<(), IsolateError> {
         let err = |e: std::io::Error| IsolateError::Journal {
             path: path.display().to_string(),
             why: e.to_string(),
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
         fs::create_dir_all(dir).map_err(err)?;
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(err)?;
-            let text = serde_json::to_string_pretty(self).map_err(|e| IsolateError::Journal {
-                path: path.display().to_string(),
-                why: e.to_string(),
-            })?;
-            f.write_all(text.as_bytes()).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        fs::rename(&tmp, path).map_err(err)?;
+        files::check_parent(path).map_err(|e| IsolateError::UntrustedJournal {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| IsolateError::Journal {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".isolate-journal.")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(text.as_bytes()).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }

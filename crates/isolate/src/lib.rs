@@ -17,12 +17,14 @@ pub mod cmdline;
 pub mod cpus;
 pub mod journal;
 pub mod knobs;
+pub mod lock;
 pub mod model;
 pub mod noise;
 pub mod pin;
 pub mod privileges;
 pub mod suggest;
 pub mod sysfs;
+pub mod trust;
 
 pub use model::{Audit, KnobClass, KnobReport, Verdict};
 
@@ -75,10 +77,9 @@ pub enum IsolateError {
         /// Every runtime knob's name.
         known: Vec<String>,
     },
-    /// A journal of an earlier run still holds changes not restored.
-    #[error(
-        "an unrestored isolation journal exists at {path} (pid {pid}, {entries} change(s)): run `vmbench isolate restore` first (with the same --root/--journal)"
-    )]
+    /// A journal still holds changes not restored: an earlier run's, or a
+    /// running vmbench's.
+    #[error("an unrestored isolation journal exists at {path} ({entries} change(s)) {owner}")]
     Unrestored {
         /// The journal.
         path: String,
@@ -86,6 +87,8 @@ pub enum IsolateError {
         pid: u32,
         /// How many changes it holds.
         entries: usize,
+        /// Whose it is, and what to do.
+        owner: String,
     },
     /// Current values that are not what the knob can hold: nothing is applied.
     #[error("refusing to apply, nothing changed: unexpected current value(s):\n  {}", .0.join("\n  "))]
@@ -102,6 +105,45 @@ pub enum IsolateError {
         why: String,
         /// What the rollback did.
         rollback: String,
+    },
+    /// The journal is not one vmbench can trust: restore uses nothing in it.
+    #[error(
+        "refusing the isolation journal {path}: {why}. Nothing was restored from it; if you know what it holds, restore those values by hand and delete it"
+    )]
+    UntrustedJournal {
+        /// The journal.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Another vmbench holds the host.
+    #[error(
+        "another vmbench is changing this host: {holder} holds {lock}. Wait for it to end, or stop it (on SIGTERM it restores the host and exits)"
+    )]
+    Busy {
+        /// The lock file.
+        lock: String,
+        /// Who holds it.
+        holder: String,
+    },
+    /// Another journal holds live changes.
+    #[error(
+        "the host is already tuned by the journal {active} ({detail}): restore it first (`vmbench isolate restore --journal {active}`); applying on top would journal its values as the originals"
+    )]
+    AnotherJournal {
+        /// The active journal.
+        active: String,
+        /// Its pid and CPUs.
+        detail: String,
+    },
+    /// The state directory or lock file is not usable.
+    #[error("vmbench's state at {path}")]
+    State {
+        /// The file or directory.
+        path: String,
+        /// What is wrong.
+        #[source]
+        source: vmbench_host::files::FileError,
     },
     /// The journal could not be read or written.
     #[error("journal {path}: {why}")]

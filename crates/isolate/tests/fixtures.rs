@@ -8,6 +8,7 @@ use vmbench_host::fixture;
 use vmbench_host::{CpuList, SysRoot};
 use vmbench_isolate::apply::{apply, restore};
 use vmbench_isolate::journal::default_path;
+use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::model::Change;
 use vmbench_isolate::sysfs::FaultySysfs;
 use vmbench_isolate::{Audit, AuditOptions, IsolateError, Verdict, audit};
@@ -143,7 +144,8 @@ fn acpi_cpufreq_host_uses_global_boost_and_null_nohz_full() {
     assert!(knob(&a, "governor").found.contains("cpu1=ondemand"));
     let dir_path = dir.path();
     let root = SysRoot::new(dir_path);
-    let applied = apply(&root, &a, &[], &default_path(&root)).unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
     assert_eq!(read(dir_path, "/sys/devices/system/cpu/cpufreq/boost"), "0");
     assert_eq!(
         read(
@@ -183,7 +185,8 @@ fn amd_pstate_per_policy_boost_is_turned_off_policy_by_policy() {
     let a = audit(&root, &opts(Some("3"))).unwrap();
     assert_eq!(knob(&a, "turbo").changes.len(), 4);
     let before = snapshot(dir.path());
-    let applied = apply(&root, &a, &[], &default_path(&root)).unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
     for p in 0..4 {
         assert_eq!(
             read(
@@ -217,7 +220,15 @@ fn apply_then_restore_is_byte_identical_and_changes_only_what_it_should() {
     let before = snapshot(dir.path());
     let a = audit(&root, &opts(None)).unwrap();
     // irqbalance cannot be stopped under a fixture root: skip it explicitly.
-    let applied = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let applied = apply(
+        &root,
+        &a,
+        &["irqbalance".into()],
+        &default_path(&root),
+        &lock,
+    )
+    .unwrap();
     let p = dir.path();
     assert!(default_path(&root).exists(), "journal written");
     assert_eq!(
@@ -268,7 +279,7 @@ fn apply_then_restore_is_byte_identical_and_changes_only_what_it_should() {
     assert_eq!(snapshot(dir.path()), before);
     // Idempotent: a second restore has nothing to do.
     assert!(
-        restore(&root, &default_path(&root))
+        restore(&root, &default_path(&root), Some(&lock))
             .unwrap()
             .restored
             .is_empty()
@@ -282,7 +293,15 @@ fn dropping_an_applied_host_restores_it() {
     let before = snapshot(dir.path());
     let a = audit(&root, &opts(Some("3"))).unwrap();
     {
-        let _applied = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+        let lock = HostLock::acquire(&root, "test").unwrap();
+        let _applied = apply(
+            &root,
+            &a,
+            &["irqbalance".into()],
+            &default_path(&root),
+            &lock,
+        )
+        .unwrap();
         assert_ne!(snapshot(dir.path()), before);
         // e.g. a panic or `?` in the caller
     }
@@ -297,7 +316,8 @@ fn unmovable_irqs_are_listed_not_fatal() {
         .insert("/proc/irq/0/smp_affinity_list".into(), nix::Error::EIO);
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
     let jp = default_path(fs.root_ref());
-    let applied = apply(&fs, &a, &["irqbalance".into()], &jp).unwrap();
+    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
+    let applied = apply(&fs, &a, &["irqbalance".into()], &jp, &lock).unwrap();
     assert_eq!(applied.report.unmovable.len(), 1);
     assert!(applied.report.unmovable[0].contains("/proc/irq/0/"));
     assert_eq!(read(dir.path(), "/proc/irq/1/smp_affinity_list"), "0-1");
@@ -314,7 +334,10 @@ fn a_failure_mid_apply_rolls_back_everything() {
     fs.fail_after = Some(3);
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
     let jp = default_path(fs.root_ref());
-    let err = apply(&fs, &a, &["irqbalance".into()], &jp).err().unwrap();
+    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
+    let err = apply(&fs, &a, &["irqbalance".into()], &jp, &lock)
+        .err()
+        .unwrap();
     assert!(matches!(err, IsolateError::ApplyFailed { .. }), "{err}");
     assert!(
         err.to_string()
@@ -335,7 +358,10 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
     assert!(knob(&a, "turbo").blocked[0].contains("run as root"));
     let jp = default_path(fs.root_ref());
-    let err = apply(&fs, &a, &["irqbalance".into()], &jp).err().unwrap();
+    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
+    let err = apply(&fs, &a, &["irqbalance".into()], &jp, &lock)
+        .err()
+        .unwrap();
     assert!(matches!(err, IsolateError::Blocked(_)));
     assert!(
         err.to_string()
@@ -345,7 +371,7 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
     assert_eq!(snapshot(dir.path()), before, "no journal, no change");
     // Skipping the blocked knob lets the rest apply.
-    let applied = apply(&fs, &a, &["irqbalance".into(), "turbo".into()], &jp).unwrap();
+    let applied = apply(&fs, &a, &["irqbalance".into(), "turbo".into()], &jp, &lock).unwrap();
     applied.restore().unwrap();
 }
 
@@ -362,16 +388,23 @@ fn unknown_values_and_unknown_knobs_change_nothing() {
     let before = snapshot(dir.path());
     let root = SysRoot::new(dir.path());
     let a = audit(&root, &opts(Some("2-3"))).unwrap();
-    let err = apply(&root, &a, &["irqbalance".into()], &default_path(&root))
-        .err()
-        .unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let err = apply(
+        &root,
+        &a,
+        &["irqbalance".into()],
+        &default_path(&root),
+        &lock,
+    )
+    .err()
+    .unwrap();
     let msg = err.to_string();
     assert!(
         msg.contains("turbo:") && msg.contains("\"2\"") && msg.contains("ksm:"),
         "{msg}"
     );
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
-    let err = apply(&root, &a, &["bogus".into()], &default_path(&root))
+    let err = apply(&root, &a, &["bogus".into()], &default_path(&root), &lock)
         .err()
         .unwrap();
     assert!(err.to_string().contains("unknown knob(s) bogus"), "{err}");
@@ -383,15 +416,29 @@ fn an_unrestored_journal_blocks_the_next_apply() {
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
     let a = audit(&root, &opts(Some("2-3"))).unwrap();
-    let first = apply(&root, &a, &["irqbalance".into()], &default_path(&root)).unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let first = apply(
+        &root,
+        &a,
+        &["irqbalance".into()],
+        &default_path(&root),
+        &lock,
+    )
+    .unwrap();
     let _ = first.keep();
     let a2 = audit(&root, &opts(Some("2-3"))).unwrap();
-    let err = apply(&root, &a2, &["irqbalance".into()], &default_path(&root))
-        .err()
-        .unwrap();
+    let err = apply(
+        &root,
+        &a2,
+        &["irqbalance".into()],
+        &default_path(&root),
+        &lock,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, IsolateError::Unrestored { .. }));
     assert!(err.to_string().contains("vmbench isolate restore"));
-    restore(&root, &default_path(&root)).unwrap();
+    restore(&root, &default_path(&root), Some(&lock)).unwrap();
 }
 
 #[test]
@@ -402,5 +449,192 @@ fn bad_cpu_selections_are_usage_errors() {
         let err = audit(&root, &opts(Some(cpus))).err().unwrap();
         assert!(err.to_string().contains(msg), "{err}");
         assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
+    }
+}
+
+/// A journal as a planted file would read: `entries` as (knob, change JSON).
+fn planted_journal(root: &SysRoot, path: &Path, entries: &[(&str, serde_json::Value)]) {
+    let entries: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(knob, change)| serde_json::json!({"knob": knob, "change": change}))
+        .collect();
+    let j = serde_json::json!({
+        "schema_version": vmbench_isolate::model::ISOLATE_SCHEMA_VERSION,
+        "pid": 4_194_305u32,
+        "created_unix": 0,
+        "root": root.root().display().to_string(),
+        "bench_cpus": "3",
+        "entries": entries,
+    });
+    std::fs::write(path, serde_json::to_string(&j).unwrap()).unwrap();
+}
+
+#[test]
+fn a_journal_naming_files_or_units_no_knob_touches_restores_nothing() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("authorized_keys");
+    std::fs::write(&victim, "ssh-ed25519 AAAA mine\n").unwrap();
+    let before = snapshot(dir.path());
+    let jp = outside.path().join("journal.json");
+    let file = |path: &str| {
+        serde_json::json!({"kind": "file", "path": path, "original_raw": "pwned\n",
+            "original": "pwned", "target": "0"})
+    };
+    for (knob, change) in [
+        ("watchdog", file(&victim.display().to_string())),
+        (
+            "irq_affinity",
+            file("/proc/irq/../../../../root/.ssh/authorized_keys"),
+        ),
+        ("made_up", file("/proc/sys/kernel/watchdog")),
+        (
+            "irqbalance",
+            serde_json::json!({"kind": "stop_service", "unit": "--version"}),
+        ),
+        (
+            "irqbalance",
+            serde_json::json!({"kind": "stop_service", "unit": "sshd.service"}),
+        ),
+    ] {
+        // A valid entry first: the journal is refused whole, not in part.
+        planted_journal(
+            &root,
+            &jp,
+            &[
+                ("watchdog", file("/proc/sys/kernel/watchdog")),
+                (knob, change.clone()),
+            ],
+        );
+        let err = restore(&root, &jp, Some(&lock)).unwrap_err();
+        assert!(
+            matches!(err, IsolateError::UntrustedJournal { .. }),
+            "{knob} {change}: {err}"
+        );
+        assert!(err.to_string().contains("Nothing was restored"), "{err}");
+        assert!(
+            snapshot(dir.path()) == before,
+            "{knob} {change}: the tree changed"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "ssh-ed25519 AAAA mine\n"
+    );
+}
+
+#[test]
+fn a_link_under_the_root_that_leads_out_is_not_written_through() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let irq = dir.path().join("proc/irq/0/smp_affinity_list");
+    std::fs::remove_file(&irq).unwrap();
+    std::os::unix::fs::symlink(&victim, &irq).unwrap();
+    let jp = dir.path().join("journal.json");
+    planted_journal(
+        &root,
+        &jp,
+        &[(
+            "irq_affinity",
+            serde_json::json!({"kind": "file", "path": "/proc/irq/0/smp_affinity_list",
+                "original_raw": "0-3\n", "original": "0-3", "target": "0-1"}),
+        )],
+    );
+    let r = restore(&root, &jp, Some(&lock)).unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(
+        r.failed[0].error.contains("refusing to write there"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_journal_others_could_write_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let jp = dir.path().join("journal.json");
+    let entry = serde_json::json!({"kind": "file", "path": "/proc/sys/kernel/watchdog",
+        "original_raw": "1\n", "original": "1", "target": "0"});
+    planted_journal(&root, &jp, &[("watchdog", entry.clone())]);
+    std::fs::set_permissions(&jp, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = restore(&root, &jp, Some(&lock)).unwrap_err();
+    assert!(
+        err.to_string().contains("writable by group or others"),
+        "{err}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(&jp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        nix::unistd::chown(&jp, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let err = restore(&root, &jp, Some(&lock)).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+    // Written for another root: refused, with the root to use.
+    std::fs::remove_file(&jp).unwrap();
+    planted_journal(&SysRoot::new("/"), &jp, &[("watchdog", entry)]);
+    let err = restore(&root, &jp, Some(&lock)).unwrap_err();
+    assert!(
+        err.to_string().contains("restore it with --root /"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_journal_cannot_stack_changes_on_a_tuned_host() {
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let before = snapshot(dir.path());
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let a = audit(&root, &opts(Some("3"))).unwrap();
+    let b = audit(&root, &opts(Some("2"))).unwrap();
+    let journals = tempfile::tempdir().unwrap();
+    let ja = journals.path().join("a.json");
+    let jb = journals.path().join("b.json");
+    apply(&root, &a, &["irqbalance".into()], &ja, &lock)
+        .unwrap()
+        .keep();
+    let err = apply(&root, &b, &["irqbalance".into()], &jb, &lock)
+        .err()
+        .unwrap();
+    assert!(matches!(err, IsolateError::AnotherJournal { .. }), "{err}");
+    assert!(err.to_string().contains("a.json"), "{err}");
+    assert!(!jb.exists());
+    restore(&root, &ja, Some(&lock)).unwrap();
+    assert!(snapshot(dir.path()) == before, "not restored");
+    // Restored: the next apply with another journal is fine.
+    apply(&root, &b, &["irqbalance".into()], &jb, &lock)
+        .unwrap()
+        .restore()
+        .unwrap();
+    assert!(snapshot(dir.path()) == before, "not restored");
+}
+
+#[test]
+fn every_change_an_audit_plans_is_one_a_restore_accepts() {
+    for names in [
+        &["intel-pstate-turbo", "overlay-isolated-2-3"][..],
+        &["acpi-cpufreq"][..],
+        &["amd-pstate-boost"][..],
+    ] {
+        let dir = tree(names);
+        let a = audit(&SysRoot::new(dir.path()), &opts(None)).unwrap();
+        for k in &a.knobs {
+            for c in &k.changes {
+                assert_eq!(
+                    vmbench_isolate::trust::check_change(&k.id, c),
+                    Ok(()),
+                    "{names:?} {}",
+                    k.id
+                );
+            }
+        }
     }
 }

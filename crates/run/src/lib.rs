@@ -52,8 +52,9 @@ pub fn run(
     interrupt: &std::sync::atomic::AtomicBool,
 ) -> Result<Recorded, RunError> {
     let root = plan.root.clone();
+    let mut lock = None;
     let preflighted = preflight(plan, progress)?;
-    let isolated = preflighted.isolate(&root, progress)?;
+    let isolated = preflighted.isolate(&root, &mut lock, progress)?;
     let done = isolated.run_suites(launcher, progress, interrupt);
     let restored = done.restore(progress);
     let recorded = restored.record();

@@ -14,8 +14,11 @@ pub enum ExitStatus {
     Success,
     /// 1: a measurement or check failed, a suite stopped, or the host was not restored.
     Failed,
-    /// 2: usage or environment error, or interrupted.
+    /// 2: usage or environment error.
     Usage,
+    /// 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for
+    /// SIGHUP): a signal ended the command, after it cleaned up.
+    Interrupted(i32),
 }
 
 impl ExitStatus {
@@ -25,6 +28,7 @@ impl ExitStatus {
             ExitStatus::Success => 0,
             ExitStatus::Failed => 1,
             ExitStatus::Usage => 2,
+            ExitStatus::Interrupted(sig) => vmbench_host::signals::exit_code(sig),
         }
     }
 }
@@ -105,6 +109,10 @@ pub fn verify_status(error: &PublishError) -> ExitStatus {
 /// (the host was touched and rolled back); everything else stopped the
 /// command before it measured anything (2).
 pub fn error_status(error: &(dyn std::error::Error + 'static)) -> ExitStatus {
+    // An error after a stop signal is the command stopping for it.
+    if let Some(sig) = vmbench_host::signals::received() {
+        return ExitStatus::Interrupted(sig);
+    }
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(isolate) = e.downcast_ref::<IsolateError>() {
@@ -177,11 +185,12 @@ pub struct RunEnd {
     pub restored: bool,
 }
 
-/// `vmbench run`: 2 when interrupted; 1 when a suite stopped, a measurement
-/// or check failed, or the host was not restored; else 0.
+/// `vmbench run`: 128 + the signal when a signal stopped it (130 when no
+/// handled signal was recorded, as for Ctrl-C); 1 when a suite stopped, a
+/// measurement or check failed, or the host was not restored; else 0.
 pub fn run_status(end: &RunEnd, results: &Results) -> ExitStatus {
     if end.interrupted {
-        ExitStatus::Usage
+        ExitStatus::Interrupted(vmbench_host::signals::received().unwrap_or(2))
     } else if !end.complete || !end.restored || measurement_failed(results) {
         ExitStatus::Failed
     } else {
@@ -241,7 +250,7 @@ mod tests {
                 },
                 &Results::default()
             ),
-            ExitStatus::Usage
+            ExitStatus::Interrupted(2)
         );
         assert_eq!(
             shm_status(&with_check(CheckKind::Integrity, false), None),

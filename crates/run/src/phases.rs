@@ -78,13 +78,21 @@ impl Preflighted {
     /// Creates the output directory, reads the host specification, and
     /// applies the runtime knobs (journal first) unless the plan or missing
     /// privileges say audit only. `root` is where the plan's isolation root
-    /// points: the restore guard borrows it.
+    /// points, and `lock` a slot the host lock moves into for the rest of
+    /// the run: the restore guard borrows both.
     pub fn isolate<'r>(
         self,
         root: &'r SysRoot,
+        lock: &'r mut Option<vmbench_isolate::lock::HostLock>,
         progress: &dyn Progress,
     ) -> Result<Isolated<'r>, RunError> {
-        let Preflighted { plan, audit } = self;
+        let Preflighted {
+            plan,
+            audit,
+            lock: taken,
+        } = self;
+        *lock = taken;
+        let lock: &'r Option<vmbench_isolate::lock::HostLock> = lock;
         std::fs::create_dir_all(&plan.out).map_err(|source| RunError::Output {
             path: plan.out.display().to_string(),
             source,
@@ -99,7 +107,7 @@ impl Preflighted {
             },
         );
         let mut notes = Vec::new();
-        let apply = should_apply(&plan, &mut notes);
+        let apply = should_apply(&plan, &mut notes) && lock.is_some();
         notes.extend(boot_only_notes(&audit));
         let mut ctx = Context {
             plan,
@@ -113,8 +121,11 @@ impl Preflighted {
         if !apply {
             return Ok(Isolated { ctx, guard: None });
         }
+        let Some(lock) = lock.as_ref() else {
+            return Ok(Isolated { ctx, guard: None });
+        };
         progress.phase("isolation: applying runtime knobs (journal first)");
-        let applied = apply::apply(root, &ctx.audit, &ctx.plan.skip, &ctx.plan.journal)?;
+        let applied = apply::apply(root, &ctx.audit, &ctx.plan.skip, &ctx.plan.journal, lock)?;
         for c in &applied.report.applied {
             progress.detail(&format!("changed {c}"));
         }
@@ -128,6 +139,11 @@ impl Preflighted {
             guard: Some(applied),
         })
     }
+}
+
+/// Whether the run will apply the runtime knobs (and so needs the host lock).
+pub(crate) fn will_apply(plan: &crate::Plan) -> bool {
+    should_apply(plan, &mut Vec::new())
 }
 
 /// `apply: auto` applies only as root, and only to the running host's

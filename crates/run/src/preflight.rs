@@ -5,12 +5,15 @@
 use crate::config::ApplyMode;
 use crate::plan::Plan;
 use crate::progress::Progress;
-use vmbench_isolate::{Audit, AuditOptions, KnobClass, journal};
+use vmbench_isolate::lock::HostLock;
+use vmbench_isolate::{Audit, AuditOptions, IsolateError, KnobClass, journal};
 
-/// A plan that passed the preflight, and the audit it made.
+/// A plan that passed the preflight, the audit it made, and the host lock
+/// when the run will change the host.
 pub struct Preflighted {
     pub(crate) plan: Plan,
     pub(crate) audit: Audit,
+    pub(crate) lock: Option<HostLock>,
 }
 
 impl Preflighted {
@@ -33,12 +36,30 @@ pub struct Blocked {
     pub reasons: Vec<String>,
 }
 
-/// Checks everything a run needs before anything changes: an unrestored
-/// journal, QEMU, the guest image, the signing key, the output directory,
-/// and the isolation audit (a housekeeping CPU left; with `apply: yes`,
-/// every change permitted).
+/// Checks everything a run needs before anything changes: the host lock
+/// (when the run will apply isolation: one vmbench at a time changes a
+/// host), an unrestored journal, QEMU, the guest image, the signing key,
+/// the output directory, and the isolation audit (a housekeeping CPU left;
+/// with `apply: yes`, every change permitted). Taking the lock is the only
+/// thing it does besides reading.
 pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blocked> {
     progress.phase("preflight (nothing is changed yet)");
+    let mut reasons = Vec::new();
+    let lock = if crate::phases::will_apply(&plan) {
+        match HostLock::acquire(&plan.root, &plan.command) {
+            Ok(l) => Some(l),
+            Err(e @ IsolateError::Busy { .. }) => {
+                reasons.push(e.to_string());
+                None
+            }
+            Err(e) => {
+                reasons.push(format!("{e}: {}", error_causes(&e)));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let audit = vmbench_isolate::audit(
         &plan.root,
         &AuditOptions {
@@ -46,27 +67,33 @@ pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blo
             noise_window: plan.noise_window,
         },
     );
-    let mut reasons = Vec::new();
     environment_blockers(&plan, &mut reasons);
     match &audit {
         Err(e) => reasons.push(format!("isolation audit: {e}")),
         Ok(a) => audit_blockers(&plan, a, &mut reasons),
     }
     match audit {
-        Ok(audit) if reasons.is_empty() => Ok(Preflighted { plan, audit }),
+        Ok(audit) if reasons.is_empty() => Ok(Preflighted { plan, audit, lock }),
         _ => Err(Blocked { reasons }),
     }
 }
 
+/// An error's causes on one line (a blocked run prints reasons, not chains).
+fn error_causes(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push(c.to_string());
+        cause = c.source();
+    }
+    out.join(": ")
+}
+
 fn environment_blockers(plan: &Plan, reasons: &mut Vec<String>) {
     match journal::Journal::load(&plan.journal) {
-        Ok(Some(j)) => reasons.push(format!(
-            "an unrestored isolation journal from an earlier run (pid {}, {} change(s)) is at {}: run `vmbench isolate restore --journal {}` first",
-            j.pid,
-            j.entries.len(),
-            plan.journal.display(),
-            plan.journal.display()
-        )),
+        Ok(Some(j)) => {
+            reasons.push(vmbench_isolate::apply::unrestored(&j, &plan.journal).to_string())
+        }
         Ok(None) => {}
         Err(e) => reasons.push(format!("isolation journal: {e}")),
     }

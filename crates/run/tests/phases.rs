@@ -298,7 +298,8 @@ fn knobs_are_applied_before_the_guest_boots_and_restored_before_the_record() {
     let root = s.plan.root.clone();
     let pre = vmbench_run::preflight(s.plan.clone(), &Silent).unwrap();
     assert_eq!(snapshot(&s.root), before, "the preflight changed the host");
-    let isolated = pre.isolate(&root, &Silent).unwrap();
+    let mut lock = None;
+    let isolated = pre.isolate(&root, &mut lock, &Silent).unwrap();
     assert_eq!(boost(&s.root), "0", "isolation applied");
     let done = isolated.run_suites(&mut s.fake, &Silent, &s.interrupt);
     assert_eq!(boost(&s.root), "0", "still tuned until restore");
@@ -363,12 +364,14 @@ fn a_blocked_preflight_changes_nothing_and_boots_nothing() {
 }
 
 #[test]
-fn ctrl_c_in_a_suite_stops_the_run_restores_and_exits_2() {
+fn ctrl_c_in_a_suite_stops_the_run_restores_and_exits_130() {
     let mut s = setup("");
     s.fake.script.borrow_mut().interrupt_in_vmexit = true;
     let before = snapshot(&s.root);
     let recorded = run(&mut s).unwrap();
-    assert_eq!(recorded.status, ExitStatus::Usage);
+    // No real signal in this test: the status is Ctrl-C's.
+    assert_eq!(recorded.status, ExitStatus::Interrupted(2));
+    assert_eq!(recorded.status.code(), 130);
     assert_eq!(snapshot(&s.root), before);
     assert!(
         !log(&s).iter().any(|l| l.starts_with("shm")),
