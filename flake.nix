@@ -37,6 +37,10 @@
               ];
             };
             cargoLock.lockFile = ./Cargo.lock;
+            # The source set has no .git: the build script takes the commit
+            # from here (`rev` of a clean tree, `dirtyRev` = HEAD + "-dirty"
+            # of a tree with changes to tracked files).
+            VMBENCH_COMMIT = self.rev or self.dirtyRev or "unknown";
             RUSTFLAGS = "-C target-feature=+crt-static";
             buildInputs = [ pkgs.glibc.static ];
             # The suites' tests boot guests and touch /dev/kvm; `checks.tests`

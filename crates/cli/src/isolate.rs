@@ -254,6 +254,12 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     out::flush()?;
     let sig = signals.wait().context("waiting for a signal")?;
     vmbench_host::signals::note_received(sig as i32);
+    // From now on a second signal is handled as it arrives: while the
+    // restore runs it says what is left and exits at once.
+    vmbench_host::signals::install();
+    signals
+        .thread_unblock()
+        .context("unblocking the stop signals")?;
     // Restoring with a closed terminal is fine: output errors wait until
     // the host is back.
     let report = applied.restore()?;

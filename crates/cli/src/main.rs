@@ -21,7 +21,7 @@ mod vmexit;
 #[derive(Parser)]
 #[command(
     name = "vmbench",
-    version,
+    version = vmbench_run::identity::LONG_VERSION,
     about = "Reproducible VM-exit and host-guest shared-memory benchmarks for KVM hosts"
 )]
 struct Cli {
@@ -120,7 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Image(cmd) => vm::image_cmd(cmd),
         Command::Vm(cmd) => vm::vm_cmd(cmd, interrupt_flag()),
         Command::Vmexit(args) => vmexit::vmexit_cmd(args, interrupt_flag()),
-        Command::Shm(args) => shm::shm_cmd(args, interrupt_flag()),
+        Command::Shm(args) => shm::shm_cmd(args),
         Command::Report(cmd) => report::report_cmd(cmd),
         Command::Compare(args) => report::compare_cmd(args),
         Command::GuestAgent { args } => Ok(guest_agent(&args)),

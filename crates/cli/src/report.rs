@@ -45,13 +45,18 @@ pub struct CompareArgs {
 }
 
 fn is_run_dir(dir: &Path) -> Result<()> {
-    if !dir.join(vmbench_publish::RESULTS).is_file() {
-        bail!(
+    let results = dir.join(vmbench_publish::RESULTS);
+    match results.symlink_metadata() {
+        Err(_) => bail!(
             "{}: no results.json here (give the output directory of a `vmbench run`)",
             dir.display()
-        );
+        ),
+        Ok(m) if !m.file_type().is_file() => bail!(
+            "{}: not a regular file (a link, FIFO or device is never read as a run's results)",
+            results.display()
+        ),
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }
 
 pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
@@ -70,7 +75,7 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
         ReportCmd::Sign { dir, key } => {
             is_run_dir(&dir)?;
             // Sign what is there now: the manifest is rewritten first.
-            manifest::write(&dir)?;
+            manifest::write_at(&dir)?;
             let fp = sign::sign(&dir, &key)?;
             outln!(
                 "signed {} with {fp} (namespace {})",
@@ -121,8 +126,9 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
             (true, None) => "signed, NOT verified (no --allowed-signers)".into(),
             (false, _) => {
                 // Unsigned: at least the files must match their manifest.
-                let m = std::fs::read(dir.join(manifest::MANIFEST)).ok();
-                match m.map(|m| manifest::check(dir, &m)) {
+                let out = vmbench_host::files::OutputDir::open(dir)?;
+                let m = manifest::read(&out).ok();
+                match m.map(|m| manifest::check(&out, &m)) {
                     Some(Ok(c)) if c.passed() => "unsigned; manifest matches".into(),
                     Some(Ok(c)) => format!(
                         "unsigned; files CHANGED since the manifest: {:?}",

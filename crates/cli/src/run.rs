@@ -109,7 +109,9 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         quick: a.quick,
         out: a.out,
         sign: a.sign,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: vmbench_run::plan::reproduce_command(
+            std::env::args_os().map(|a| a.to_string_lossy().into_owned()),
+        ),
     };
     let plan = Plan::new(flags, config, Environment::from_process())?;
     let display = Display::new(a.quiet, a.verbose);

@@ -3,7 +3,6 @@
 use crate::vm::GuestArgs;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ enum ShmRole {
         #[arg(long, value_name = "MIB", default_value_t = 128)]
         region_mib: usize,
         /// Seconds to wait for the guest end.
-        #[arg(long, value_name = "S", default_value_t = 60)]
+        #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: u64,
         #[command(flatten)]
         out: OutputArgs,
@@ -78,9 +77,12 @@ enum ShmRole {
         /// Inherited eventfds: ring,wait (the loopback passes them).
         #[arg(long, value_name = "TX,RX", value_delimiter = ',')]
         doorbell_fds: Vec<i32>,
-        /// Seconds to wait for the file and a host session.
-        #[arg(long, value_name = "S", default_value_t = 60)]
+        /// Seconds to wait for the file, a host session, and each command.
+        #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: u64,
+        /// Exit when this process is no longer the parent (the loopback passes its pid).
+        #[arg(long, value_name = "PID", hide = true)]
+        parent_pid: Option<u32>,
     },
     /// Boot the guest and run the suite against its agent over ivshmem.
     Vm {
@@ -97,14 +99,28 @@ enum ShmRole {
     },
 }
 
-pub fn shm_cmd(a: ShmArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
-    match a.role {
-        Some(ShmRole::Guest {
+pub fn shm_cmd(a: ShmArgs) -> Result<ExitCode> {
+    // The guest end keeps the default signal actions: it changes nothing,
+    // and a signal should simply end it.
+    if let Some(ShmRole::Guest {
+        path,
+        cpu,
+        doorbell_fds,
+        wait,
+        parent_pid,
+    }) = &a.role
+    {
+        return guest_role(
             path,
-            cpu,
+            *cpu,
             doorbell_fds,
-            wait,
-        }) => guest_role(&path, cpu, &doorbell_fds, Duration::from_secs(wait)),
+            Duration::from_secs(*wait),
+            *parent_pid,
+        );
+    }
+    let interrupt = crate::interrupt_flag();
+    match a.role {
+        Some(ShmRole::Guest { .. }) => unreachable!("handled above"),
         Some(ShmRole::Host {
             path,
             region_mib,
@@ -189,6 +205,14 @@ fn host_role(
     let bytes = vmbench_proto::region_bytes(region_mib as u64)?;
     let (_file, mapped) = MappedRegion::create_file(path, bytes)
         .with_context(|| format!("creating the shared file {}", path.display()))?;
+    // The file is ours (created new): it goes when we do, however we end.
+    struct RemoveOnExit<'p>(&'p Path);
+    impl Drop for RemoveOnExit<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = RemoveOnExit(path);
     let r = mapped.region();
     let mut host = HostEnd::start(r);
     let mut abort = || {
@@ -213,7 +237,22 @@ fn host_role(
     )
 }
 
-fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> Result<ExitCode> {
+fn guest_role(
+    path: &Path,
+    cpu: Option<usize>,
+    fds: &[i32],
+    wait: Duration,
+    parent: Option<u32>,
+) -> Result<ExitCode> {
+    // Started by a loopback that died before our death signal was armed.
+    let orphaned = move || {
+        parent
+            .filter(|p| nix::unistd::getppid().as_raw() != *p as i32)
+            .map(|p| format!("the loopback (pid {p}) that started this guest end is gone"))
+    };
+    if let Some(why) = orphaned() {
+        bail!("{why}");
+    }
     if let Some(c) = cpu {
         vmbench_shm::reference::pin_current_thread(c)?;
     }
@@ -223,7 +262,7 @@ fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> R
         let ready =
             std::fs::metadata(path).map(|m| m.len() >= vmbench_proto::MIN_REGION_BYTES as u64);
         if let Ok(true) = ready {
-            break MappedRegion::open_file(path)
+            break MappedRegion::open_file(path, vmbench_proto::region::MAX_SHARED_FILE_BYTES)
                 .with_context(|| format!("mapping {}", path.display()))?;
         }
         if Instant::now() > deadline {
@@ -246,9 +285,13 @@ fn guest_role(path: &Path, cpu: Option<usize>, fds: &[i32], wait: Duration) -> R
         other => bail!("--doorbell-fds takes two descriptors (ring, wait), got {other:?}"),
     };
     let db = pair.as_mut().map(|p| p as &mut dyn vmbench_shm::Doorbell);
-    vmbench_shm::guest::serve_commands(mapped.region(), db, wait, &mut |m| {
-        errln!("vmbench shm guest: {m}")
-    })?;
+    vmbench_shm::guest::serve_commands(
+        mapped.region(),
+        db,
+        wait,
+        &mut |m| errln!("vmbench shm guest: {m}"),
+        &mut { orphaned },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -333,15 +376,18 @@ fn finish(
     Ok(ExitCode::from(status.code()))
 }
 
-fn write_raw(path: &Path, run: &HostRun) -> std::io::Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(f, "id,tsc_ticks")?;
+/// `--raw-csv`: every sample, written through a temporary file in the
+/// target's directory and renamed over it (never through a link planted
+/// at the name).
+fn write_raw(path: &Path, run: &HostRun) -> Result<(), vmbench_host::files::FileError> {
+    use std::fmt::Write as _;
+    let mut text = String::from("id,tsc_ticks\n");
     for (id, v) in &run.raw {
         for x in v {
-            writeln!(f, "{id},{x}")?;
+            let _ = writeln!(text, "{id},{x}");
         }
     }
-    f.flush()
+    vmbench_host::files::write_named(path, text.as_bytes())
 }
 
 fn gbps(m: &vmbench_results::Measurement) -> String {

@@ -287,8 +287,16 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "sh");
 
     let rustflags = rustflags(derivation).unwrap_or_default();
+    // The flake hands the build its commit (there is no .git in the source
+    // set); a dirty tree's `self.dirtyRev` ends in -dirty. The identity's
+    // unit test checks the binary recorded what it was given.
+    assert!(
+        derivation.contains("VMBENCH_COMMIT = self.rev or self.dirtyRev or \"unknown\";"),
+        "flake.nix does not hand vmbench its commit"
+    );
     let script = format!(
         "export RUSTFLAGS='{rustflags}'; \
+         export VMBENCH_COMMIT=0123456789abcdef0123456789abcdef01234567-dirty; \
          cargo test -j 2 --profile release --target x86_64-unknown-linux-gnu --frozen \
          --workspace --lib -- --test-threads=2"
     );
@@ -305,6 +313,10 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
         .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
         .sum();
     assert!(passed > 50, "only {passed} library tests ran:\n{stdout}");
+    assert!(
+        stdout.contains("the_build_identity_is_the_commit_the_build_was_given ... ok"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("FAILED"), "{stdout}");
 }
 

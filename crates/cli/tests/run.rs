@@ -362,7 +362,7 @@ fn sigint_during_the_run_restores_and_keeps_partial_results() {
     let img = common::guest_image();
     let s = setup(img, SHORT);
     let sigint = |pid: u32| signal(pid, nix::sys::signal::Signal::SIGINT);
-    cut_short(&s, "vmexit kernel-fast", sigint, 2, "interrupted");
+    cut_short(&s, "vmexit kernel-fast", sigint, 130, "interrupted");
 }
 
 #[test]

@@ -362,7 +362,7 @@ fn ctrl_c_during_boot_tears_everything_down() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(processes_mentioning(&format!("vmbench-{pid}-")).is_empty());
     assert!(shm_files_of(pid).is_empty());

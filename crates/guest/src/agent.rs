@@ -472,7 +472,7 @@ fn open_region(
     opts: &AgentOptions,
 ) -> Result<(MappedRegion, MappingFacts, Option<Device>), GuestError> {
     if let Some(path) = &opts.path {
-        let m = MappedRegion::open_file(path)?;
+        let m = MappedRegion::open_file(path, vmbench_proto::region::MAX_SHARED_FILE_BYTES)?;
         let facts = MappingFacts {
             mapping: Mapping::File,
             note: None,

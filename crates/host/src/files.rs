@@ -424,6 +424,49 @@ impl OutputDir {
         OutputDir::open(path)
     }
 
+    /// Checks, before a long run, that [`OutputDir::create`] will succeed
+    /// at `path` and that files can be written there: an existing `path`
+    /// must be a directory (not a symbolic link) where a file can be made;
+    /// a new one needs its nearest existing ancestor to take a new
+    /// directory. The probe (a file or directory with a random name) is
+    /// removed at once; nothing else changes.
+    pub fn check_writable(path: &Path) -> Result<(), FileError> {
+        if fs::symlink_metadata(path).is_ok() {
+            let dir = OutputDir::open(path)?;
+            tempfile::Builder::new()
+                .prefix(".vmbench-probe-")
+                .tempfile_in(dir.path())
+                .map_err(|e| FileError::io(path, e))?;
+            return Ok(());
+        }
+        let mut ancestor = path.parent();
+        while let Some(a) = ancestor {
+            let a = if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            };
+            if fs::symlink_metadata(a).is_ok() {
+                if !a.is_dir() {
+                    return Err(FileError::Occupied {
+                        path: a.display().to_string(),
+                        why: "is not a directory".into(),
+                    });
+                }
+                tempfile::Builder::new()
+                    .prefix(".vmbench-probe-")
+                    .tempdir_in(a)
+                    .map_err(|e| FileError::io(a, e))?;
+                return Ok(());
+            }
+            ancestor = a.parent();
+        }
+        Err(FileError::Occupied {
+            path: path.display().to_string(),
+            why: "has no existing parent directory".into(),
+        })
+    }
+
     /// Opens an existing directory (not through a symbolic link at its last
     /// component).
     pub fn open(path: &Path) -> Result<OutputDir, FileError> {
@@ -488,6 +531,27 @@ impl OutputDir {
                 path: self.child(name).display().to_string(),
                 why: "is not a directory vmbench made (a symbolic link or a file was placed there)"
                     .into(),
+            },
+            e => FileError::io(&self.child(name), e),
+        })?;
+        Ok(OutputDir {
+            fd,
+            path: self.child(name),
+        })
+    }
+
+    /// An existing subdirectory (not created; a link is refused).
+    pub fn existing_subdir(&self, name: &str) -> Result<OutputDir, FileError> {
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::Error::ELOOP | nix::Error::ENOTDIR => FileError::NotRegular {
+                path: self.child(name).display().to_string(),
+                kind: "not a directory (a link or a file)",
             },
             e => FileError::io(&self.child(name), e),
         })?;

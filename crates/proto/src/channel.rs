@@ -40,6 +40,11 @@ pub enum ProtoError {
     /// Waiting was cut short (Ctrl-C, or QEMU gone), with why.
     #[error("{0}")]
     Aborted(String),
+    /// The file behind the shared region was truncated under us.
+    #[error(
+        "the shared file was truncated while mapped (by another process that can open it): its pages are gone and nothing in it can be trusted"
+    )]
+    RegionLost,
 }
 
 /// The host's state as the guest reads it.
@@ -163,6 +168,7 @@ pub struct Response {
 /// Polling that does not starve a TCG vCPU on a small host: a short spin,
 /// then 50 µs sleeps. Control traffic only; timed loops never use this.
 fn wait_until<T>(
+    r: &Region,
     deadline: Instant,
     what: &str,
     abort: &mut dyn FnMut() -> Option<String>,
@@ -171,6 +177,7 @@ fn wait_until<T>(
     let start = Instant::now();
     let mut spins = 0u32;
     loop {
+        r.check_alive()?;
         if let Some(v) = poll()? {
             return Ok(v);
         }
@@ -261,7 +268,7 @@ impl HostEnd {
         abort: &mut dyn FnMut() -> Option<String>,
     ) -> Result<u32, ProtoError> {
         let session = self.session;
-        wait_until(deadline, "the guest agent's handshake", abort, || {
+        wait_until(r, deadline, "the guest agent's handshake", abort, || {
             let (state, echo, _) = Self::guest_snapshot(r)?;
             if echo != session {
                 return Ok(None); // an earlier session's leftovers, or nothing yet
@@ -332,6 +339,7 @@ impl HostEnd {
     ) -> Result<Response, ProtoError> {
         let session = self.session;
         wait_until(
+            r,
             deadline,
             &format!("the guest's answer to command {cmd}"),
             abort,
@@ -425,7 +433,7 @@ impl<'a> GuestEnd<'a> {
         deadline: Instant,
         abort: &mut dyn FnMut() -> Option<String>,
     ) -> Result<GuestEnd<'a>, ProtoError> {
-        let header = wait_until(deadline, "the host to publish a session", abort, || {
+        let header = wait_until(r, deadline, "the host to publish a session", abort, || {
             if r.u32_at(HC_STATE).load(Acquire) != HostState::Ready as u32 {
                 return Ok(None);
             }
@@ -506,7 +514,7 @@ impl<'a> GuestEnd<'a> {
         let session = self.header.session;
         let r = self.r;
         let last = self.last_seq;
-        let got = wait_until(deadline, "a command from the host", abort, || {
+        let got = wait_until(self.r, deadline, "a command from the host", abort, || {
             let state = r.u32_at(HC_STATE).load(Acquire);
             if state != HostState::Ready as u32 || r.u64_at(HC_SESSION).load(Relaxed) != session {
                 return Ok(Some(None));

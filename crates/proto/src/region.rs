@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 pub struct Region {
     base: NonNull<u8>,
     len: usize,
+    /// Set when the file behind the mapping shrank under us ([`sigbus`]).
+    lost: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
 // SAFETY: a Region is an address range; all access goes through atomics or
@@ -53,7 +55,11 @@ impl Region {
                 "region of {len} bytes is smaller than the protocol's minimum of {MIN_REGION_BYTES}"
             )));
         }
-        Ok(Region { base, len })
+        Ok(Region {
+            base,
+            len,
+            lost: None,
+        })
     }
 
     /// The region's length in bytes.
@@ -71,7 +77,29 @@ impl Region {
         self.base.as_ptr()
     }
 
+    /// Whether the file behind the mapping was truncated under us: its pages
+    /// are replaced by zeroed anonymous memory (see [`sigbus`]) and nothing
+    /// read from the region means anything any more.
+    pub fn lost(&self) -> bool {
+        self.lost
+            .is_some_and(|l| l.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Fails once the region is [`Region::lost`].
+    pub fn check_alive(&self) -> Result<(), ProtoError> {
+        if self.lost() {
+            Err(ProtoError::RegionLost)
+        } else {
+            Ok(())
+        }
+    }
+
     fn check(&self, off: usize, size: usize, align: usize) -> Result<(), ProtoError> {
+        self.check_alive()?;
+        self.in_bounds(off, size, align)
+    }
+
+    fn in_bounds(&self, off: usize, size: usize, align: usize) -> Result<(), ProtoError> {
         let end = off
             .checked_add(size)
             .ok_or(ProtoError::OutOfBounds { off, len: size })?;
@@ -85,7 +113,7 @@ impl Region {
     /// by construction, checked anyway).
     pub fn u32_at(&self, off: usize) -> &AtomicU32 {
         assert!(
-            self.check(off, 4, 4).is_ok(),
+            self.in_bounds(off, 4, 4).is_ok(),
             "layout offset {off:#x} out of bounds"
         );
         // SAFETY: in bounds and 4-aligned (checked above, base is 8-aligned);
@@ -97,7 +125,7 @@ impl Region {
     /// The 64-bit atomic at `off`.
     pub fn u64_at(&self, off: usize) -> &AtomicU64 {
         assert!(
-            self.check(off, 8, 8).is_ok(),
+            self.in_bounds(off, 8, 8).is_ok(),
             "layout offset {off:#x} out of bounds"
         );
         // SAFETY: as for `u32_at`, with 8-byte alignment.
@@ -178,15 +206,22 @@ impl Region {
     }
 }
 
+/// The largest shared file vmbench maps (an ivshmem BAR vmbench makes is
+/// at most a few GiB; anything far larger is not one of ours).
+pub const MAX_SHARED_FILE_BYTES: usize = 64 << 30;
+
 /// A file or device mapped shared, with the [`Region`] over it.
 pub struct MappedRegion {
-    map: memmap2::MmapRaw,
     region: Region,
+    guard: Option<sigbus::Guard>,
+    // Last: unmapped after the guard has stopped covering the range.
+    map: memmap2::MmapRaw,
 }
 
 impl MappedRegion {
     /// Maps `len` bytes of `file` (MAP_SHARED). For character devices
-    /// (`/dev/vmbench0`, sysfs `resource2`) the length must be given.
+    /// (`/dev/vmbench0`, sysfs `resource2`) the length must be given. A
+    /// regular file is guarded against being truncated under us ([`sigbus`]).
     pub fn map(file: &File, len: usize) -> Result<MappedRegion, ProtoError> {
         let map = memmap2::MmapOptions::new()
             .len(len)
@@ -195,38 +230,71 @@ impl MappedRegion {
         // SAFETY: the mapping is `len` bytes, page-aligned, read/write, and is
         // owned by the returned value; `region()` only lends `&Region`, so no
         // use can outlive the mapping.
-        let region = unsafe { Region::new(map.as_mut_ptr(), map.len())? };
-        Ok(MappedRegion { map, region })
+        let mut region = unsafe { Region::new(map.as_mut_ptr(), map.len())? };
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let guard = if regular {
+            let g = sigbus::Guard::new(map.as_mut_ptr() as usize, map.len())?;
+            region.lost = Some(g.lost());
+            Some(g)
+        } else {
+            None
+        };
+        Ok(MappedRegion { region, guard, map })
     }
 
-    /// Creates (or truncates) a file of `len` bytes, mode 0600, and maps it.
+    /// Sizes a file vmbench has just created (empty, `O_EXCL`, 0600: see
+    /// `vmbench_host::files::private_file`) to `len` bytes and maps it.
+    pub fn map_new_file(file: &File, path: &Path, len: usize) -> Result<MappedRegion, ProtoError> {
+        file.set_len(len as u64)
+            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
+        MappedRegion::map(file, len)
+    }
+
+    /// Creates a new file of `len` bytes at `path`, mode 0600, and maps it.
+    /// A file (or link) already there is an error, never reused: someone
+    /// else could hold it open.
     pub fn create_file(path: &Path, len: usize) -> Result<(File, MappedRegion), ProtoError> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
-        file.set_len(len as u64)
-            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
-        let m = MappedRegion::map(&file, len)?;
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    " (already exists: vmbench only uses a shared file it creates itself; remove it or give a new path)"
+                } else {
+                    ""
+                };
+                ProtoError::Map(format!("{}: {e}{hint}", path.display()))
+            })?;
+        let m = MappedRegion::map_new_file(&file, path, len)?;
         Ok((file, m))
     }
 
-    /// Opens an existing file read/write and maps all of it.
-    pub fn open_file(path: &Path) -> Result<MappedRegion, ProtoError> {
+    /// Opens an existing regular file read/write (not through a link) and
+    /// maps all of it, up to `max_len` bytes.
+    pub fn open_file(path: &Path, max_len: usize) -> Result<MappedRegion, ProtoError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fail = |e: String| ProtoError::Map(format!("{}: {e}", path.display()));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ProtoError::Map(format!("{}: {e}", path.display())))?
-            .len() as usize;
+            .map_err(|e| fail(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(fail("not a regular file".into()));
+        }
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        if len > max_len {
+            return Err(fail(format!(
+                "{len} bytes, more than a shared region's {max_len}"
+            )));
+        }
         MappedRegion::map(&file, len)
     }
 
@@ -243,6 +311,148 @@ impl MappedRegion {
     /// Whether the mapping is empty (never, once constructed).
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
+    }
+}
+
+impl Drop for MappedRegion {
+    fn drop(&mut self) {
+        // Stop covering the range before it is unmapped (field order).
+        self.guard.take();
+    }
+}
+
+/// Surviving a shared file that shrinks under us.
+///
+/// A `MAP_SHARED` mapping of a file raises SIGBUS when a page beyond the
+/// file's end is touched, and by default SIGBUS kills the process — host
+/// tuned, no message. Another process that can open the file (the peer in
+/// a loopback, the user's own `vmbench shm host --path FILE`) can truncate
+/// it at any time. So, as Wayland compositors do for client buffers
+/// (libwayland's `wl_shm_buffer_begin_access`), a SIGBUS whose faulting
+/// address lies in a guarded mapping replaces that whole mapping with
+/// zeroed anonymous memory (`mmap(MAP_FIXED)`, async-signal-safe in
+/// practice: one system call) and marks it lost; the faulting access then
+/// completes on the zeros, and every later use of the [`Region`] fails with
+/// [`ProtoError::RegionLost`], which ends the run through its normal error
+/// path (the host restored). A SIGBUS anywhere else gets the default action.
+pub mod sigbus {
+    use crate::channel::ProtoError;
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Guarded mappings at once (a run has one or two).
+    const SLOTS: usize = 16;
+
+    struct Slot {
+        start: AtomicUsize,
+        len: AtomicUsize,
+        lost: AtomicBool,
+    }
+
+    static TABLE: [Slot; SLOTS] = [const {
+        Slot {
+            start: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            lost: AtomicBool::new(false),
+        }
+    }; SLOTS];
+    static INSTALL: Once = Once::new();
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_sigbus(
+        _sig: nix::libc::c_int,
+        info: *mut nix::libc::siginfo_t,
+        _ctx: *mut nix::libc::c_void,
+    ) {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO
+        // handler; si_addr is the faulting address for SIGBUS.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        for slot in &TABLE {
+            let start = slot.start.load(Ordering::Acquire);
+            let len = slot.len.load(Ordering::Acquire);
+            if start != 0 && addr >= start && addr - start < len {
+                // SAFETY: replaces exactly the guarded mapping (page-aligned
+                // start and length, still mapped: its owner unregisters it
+                // before unmapping) with private anonymous memory.
+                let p = unsafe {
+                    nix::libc::mmap(
+                        start as *mut nix::libc::c_void,
+                        len,
+                        nix::libc::PROT_READ | nix::libc::PROT_WRITE,
+                        nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS | nix::libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if p != nix::libc::MAP_FAILED {
+                    slot.lost.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        // Not a guarded mapping: take the default action when the access
+        // faults again on return.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe { nix::libc::signal(nix::libc::SIGBUS, nix::libc::SIG_DFL) };
+    }
+
+    fn install() {
+        INSTALL.call_once(|| {
+            use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+            let act = SigAction::new(
+                SigHandler::SigAction(on_sigbus),
+                SaFlags::SA_SIGINFO | SaFlags::SA_NODEFER,
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only reads atomics and calls mmap(2) and
+            // signal(2).
+            if unsafe { sigaction(Signal::SIGBUS, &act) }.is_ok() {
+                INSTALLED.store(true, Ordering::Release);
+            }
+        });
+    }
+
+    /// A mapping covered by the handler until dropped.
+    pub struct Guard {
+        slot: &'static Slot,
+    }
+
+    impl Guard {
+        /// Covers `start..start+len` (a whole mapping).
+        pub fn new(start: usize, len: usize) -> Result<Guard, ProtoError> {
+            install();
+            if !INSTALLED.load(Ordering::Acquire) {
+                return Err(ProtoError::Map(
+                    "cannot install the SIGBUS handler that guards shared files".into(),
+                ));
+            }
+            for slot in &TABLE {
+                if slot
+                    .len
+                    .compare_exchange(0, len, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    slot.lost.store(false, Ordering::Release);
+                    slot.start.store(start, Ordering::Release);
+                    return Ok(Guard { slot });
+                }
+            }
+            Err(ProtoError::Map(format!(
+                "more than {SLOTS} shared files mapped at once"
+            )))
+        }
+
+        /// The flag the handler sets when the mapping is lost.
+        pub fn lost(&self) -> &'static AtomicBool {
+            &self.slot.lost
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.slot.start.store(0, Ordering::Release);
+            self.slot.len.store(0, Ordering::Release);
+        }
     }
 }
 

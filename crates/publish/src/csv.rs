@@ -2,8 +2,8 @@
 //! results.json (ticks; ns and GB/s derived with the recorded TSC frequency).
 
 use crate::PublishError;
-use std::io::Write;
 use std::path::Path;
+use vmbench_host::files::OutputDir;
 use vmbench_results::{Measurement, RunRecord, Suite};
 
 /// The CSV columns, one measurement per line.
@@ -58,19 +58,27 @@ fn field(text: &str) -> String {
     text.replace([',', '"'], " ")
 }
 
-/// Writes [`HEADER`] and one line per measurement to `path`.
-pub fn write(path: &Path, ms: &[&Measurement], setting: Setting<'_>) -> Result<(), PublishError> {
-    let io = |e| PublishError::io(path, e);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    writeln!(f, "{HEADER}").map_err(io)?;
+/// [`HEADER`] and one line per measurement.
+pub fn render(ms: &[&Measurement], setting: Setting<'_>) -> String {
+    let mut text = format!("{HEADER}\n");
     for m in ms {
-        writeln!(f, "{}", line(m, setting)).map_err(io)?;
+        text.push_str(&line(m, setting));
+        text.push('\n');
     }
-    f.flush().map_err(io)
+    text
+}
+
+/// Writes [`render`] to `path` (a file the user named: a link planted
+/// there is replaced, not written through).
+pub fn write(path: &Path, ms: &[&Measurement], setting: Setting<'_>) -> Result<(), PublishError> {
+    Ok(vmbench_host::files::write_named(
+        path,
+        render(ms, setting).as_bytes(),
+    )?)
 }
 
 /// `vmexit.csv` and `shm.csv`, for the suites that have measurements.
-pub fn write_all(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
+pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<(), PublishError> {
     for suite in Suite::ALL {
         let ms: Vec<&Measurement> = r
             .results
@@ -92,7 +100,7 @@ pub fn write_all(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
             accel: &accel,
             guest: kind,
         };
-        write(&dir.join(format!("{suite}.csv")), &ms, setting)?;
+        dir.write(&format!("{suite}.csv"), render(&ms, setting).as_bytes())?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod plots;
 pub mod sign;
 
 use std::path::{Path, PathBuf};
+use vmbench_host::files::OutputDir;
 use vmbench_results::{RUN_SCHEMA_VERSION, RunRecord};
 
 /// Why writing, reading, signing or verifying a report directory failed.
@@ -48,6 +49,15 @@ pub enum PublishError {
     /// Files differ from what MANIFEST.sha256 lists.
     #[error("files do not match MANIFEST.sha256: {0}")]
     Tampered(String),
+    /// A file of the directory is not what vmbench writes or reads there
+    /// (a link, a FIFO, too large), or could not be made.
+    #[error(transparent)]
+    Files(#[from] vmbench_host::files::FileError),
+    /// A file given on the command line (not one of the directory's) is not
+    /// one vmbench can read: a FIFO, a link's target that is not a file,
+    /// too large, missing.
+    #[error(transparent)]
+    Input(vmbench_host::files::FileError),
 }
 
 impl PublishError {
@@ -64,43 +74,50 @@ impl PublishError {
 pub const RESULTS: &str = "results.json";
 /// The rendered report's file name.
 pub const REPORT: &str = "report.md";
+/// The largest results.json read (a full run's is a few MB).
+pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 
-/// Writes results.json, then renders everything else from it, then the manifest.
+/// Writes results.json, then renders everything else from it, then the
+/// manifest. Every file is written through the directory's descriptor
+/// ([`OutputDir`]): a link someone placed in `dir` is replaced, never
+/// written through.
 pub fn write_dir(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
-    std::fs::create_dir_all(dir).map_err(|e| PublishError::io(dir, e))?;
+    let out = OutputDir::create(dir)?;
     let json = serde_json::to_string_pretty(r).map_err(|e| PublishError::Json(e.to_string()))?;
-    let path = dir.join(RESULTS);
-    std::fs::write(&path, json + "\n").map_err(|e| PublishError::io(&path, e))?;
-    render_dir(dir)
+    out.write(RESULTS, (json + "\n").as_bytes())?;
+    render_in(&out)
 }
 
 /// Re-renders report.md, the CSVs and the plots from results.json, and
 /// rewrites the manifest (an existing signature no longer matches and is removed).
 pub fn render_dir(dir: &Path) -> Result<(), PublishError> {
-    let r = load(dir)?;
-    let plots_dir = dir.join("plots");
-    if plots_dir.is_dir() {
-        std::fs::remove_dir_all(&plots_dir).map_err(|e| PublishError::io(&plots_dir, e))?;
+    render_in(&OutputDir::open(dir)?)
+}
+
+fn render_in(out: &OutputDir) -> Result<(), PublishError> {
+    let r = load_from(out)?;
+    if out.contains("plots") {
+        // remove_dir_all removes a link itself, never what it points to.
+        let plots = out.path().join("plots");
+        std::fs::remove_dir_all(&plots).map_err(|e| PublishError::io(&plots, e))?;
     }
-    let plots = plots::write_all(&r, dir)?;
-    let md = markdown::render(&r, &plots);
-    let path = dir.join(REPORT);
-    std::fs::write(&path, md).map_err(|e| PublishError::io(&path, e))?;
-    csv::write_all(&r, dir)?;
-    let sig = dir.join(manifest::SIGNATURE);
-    if sig.exists() {
-        std::fs::remove_file(&sig).map_err(|e| PublishError::io(&sig, e))?;
-    }
-    manifest::write(dir)?;
+    let plots = plots::write_all(&r, out)?;
+    out.write(REPORT, markdown::render(&r, &plots).as_bytes())?;
+    csv::write_all(&r, out)?;
+    out.remove(manifest::SIGNATURE)?;
+    manifest::write(out)?;
     Ok(())
 }
 
 /// Reads a directory's results.json, refusing other schema versions.
 pub fn load(dir: &Path) -> Result<RunRecord, PublishError> {
-    let path = dir.join(RESULTS);
-    let text = std::fs::read_to_string(&path).map_err(|e| PublishError::io(&path, e))?;
+    load_from(&OutputDir::open(dir)?)
+}
+
+fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
+    let bytes = out.read(RESULTS, MAX_RESULTS_BYTES)?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| PublishError::Json(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| PublishError::Json(e.to_string()))?;
     let version = v.get("schema_version").and_then(|x| x.as_u64());
     if version != Some(u64::from(RUN_SCHEMA_VERSION)) {
         return Err(PublishError::Json(format!(
@@ -110,5 +127,32 @@ pub fn load(dir: &Path) -> Result<RunRecord, PublishError> {
     let mut record: RunRecord =
         serde_json::from_value(v).map_err(|e| PublishError::Json(e.to_string()))?;
     record.results.upgrade();
+    check_plausible(&record)?;
     Ok(record)
+}
+
+/// TSC frequencies a machine can have, in kHz (1 MHz to 100 GHz).
+const TSC_KHZ_RANGE: std::ops::RangeInclusive<f64> = 1e3..=1e8;
+
+/// Refuses values no run writes, which would make figures meaningless (a
+/// TSC frequency of 1e300 kHz, a transfer of 0 bytes): results.json may
+/// come from anyone.
+fn check_plausible(r: &RunRecord) -> Result<(), PublishError> {
+    for m in &r.results.measurements {
+        if let Some(khz) = m.tsc_khz
+            && !TSC_KHZ_RANGE.contains(&khz)
+        {
+            return Err(PublishError::Json(format!(
+                "{}: tsc_khz {khz} is not a TSC frequency (1 MHz to 100 GHz)",
+                m.id
+            )));
+        }
+        if m.bytes == Some(0) {
+            return Err(PublishError::Json(format!(
+                "{}: a transfer of 0 bytes",
+                m.id
+            )));
+        }
+    }
+    Ok(())
 }

@@ -302,6 +302,30 @@ fn definitions(o: &mut String, r: &RunRecord) {
 
 fn reproduce(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "## Reproduce\n");
+    match &r.build {
+        Some(b) => {
+            let _ = writeln!(
+                o,
+                "Built from vmbench {} at commit `{}`{}, compiled by {} (build it from that commit: `git checkout {}`, then `cargo build --release` or `nix build`).\n",
+                b.version,
+                b.commit,
+                if b.dirty {
+                    " **with uncommitted changes to tracked files** (the commit alone does not rebuild this binary)"
+                } else {
+                    ""
+                },
+                b.rustc,
+                b.commit
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "vmbench {} (this record predates build identities: no commit recorded).\n",
+                r.vmbench_version
+            );
+        }
+    }
     let _ = writeln!(o, "```sh\n{}\n```\n", r.command);
     let _ = writeln!(
         o,

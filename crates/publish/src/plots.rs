@@ -3,7 +3,7 @@
 
 use crate::PublishError;
 use plotters::prelude::*;
-use std::path::Path;
+use vmbench_host::files::OutputDir;
 use vmbench_results::{Measurement, RunRecord, Suite};
 
 /// Which plot files exist, by measurement (relative paths for links).
@@ -67,9 +67,8 @@ fn err(e: impl std::fmt::Display) -> PublishError {
 }
 
 /// Renders every plot under `dir/plots/`; returns the index.
-pub fn write_all(r: &RunRecord, dir: &Path) -> Result<PlotIndex, PublishError> {
-    let plots = dir.join("plots");
-    std::fs::create_dir_all(&plots).map_err(|e| PublishError::io(&plots, e))?;
+pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishError> {
+    let plots = dir.subdir("plots")?;
     let mut idx = PlotIndex::default();
     for m in r
         .results
@@ -77,28 +76,47 @@ pub fn write_all(r: &RunRecord, dir: &Path) -> Result<PlotIndex, PublishError> {
         .iter()
         .filter(|m| wants_latency_plots(m))
     {
-        if m.summary.cdf.len() >= 2 {
-            let file = format!("plots/{}.cdf.svg", m.id);
-            std::fs::write(dir.join(&file), cdf_svg(m)?)
-                .map_err(|e| PublishError::io(&dir.join(&file), e))?;
-            idx.entries.push((m.id.to_string(), "CDF", file));
+        if m.summary.cdf.len() >= 2
+            && let Some(svg) = cdf_svg(m)?
+        {
+            let name = format!("{}.cdf.svg", m.id);
+            plots.write(&name, svg.as_bytes())?;
+            idx.entries
+                .push((m.id.to_string(), "CDF", format!("plots/{name}")));
         }
-        if m.summary.drift.len() >= 8 {
-            let file = format!("plots/{}.drift.svg", m.id);
-            std::fs::write(dir.join(&file), drift_svg(m)?)
-                .map_err(|e| PublishError::io(&dir.join(&file), e))?;
-            idx.entries.push((m.id.to_string(), "drift", file));
+        if m.summary.drift.len() >= 8
+            && let Some(svg) = drift_svg(m)?
+        {
+            let name = format!("{}.drift.svg", m.id);
+            plots.write(&name, svg.as_bytes())?;
+            idx.entries
+                .push((m.id.to_string(), "drift", format!("plots/{name}")));
         }
     }
     if let Some(svg) = bandwidth_svg(r)? {
-        let file = "plots/shm-bandwidth.svg".to_string();
-        std::fs::write(dir.join(&file), svg).map_err(|e| PublishError::io(&dir.join(&file), e))?;
-        idx.bandwidth = Some(file);
+        plots.write("shm-bandwidth.svg", svg.as_bytes())?;
+        idx.bandwidth = Some("plots/shm-bandwidth.svg".to_string());
     }
     Ok(idx)
 }
 
-fn cdf_svg(m: &Measurement) -> Result<String, PublishError> {
+/// The widest value range a plot draws: beyond it (or with a value that is
+/// not a finite positive number on a log axis) the record is not one a run
+/// writes, and plotting it could take plotters forever.
+const MAX_DECADES: f64 = 15.0;
+
+/// A log axis over `lo..hi`, when it is drawable.
+fn log_range(lo: f64, hi: f64) -> Option<std::ops::Range<f64>> {
+    (lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo && (hi / lo).log10() <= MAX_DECADES)
+        .then_some(lo..hi)
+}
+
+/// A linear axis over `0..hi`, when it is drawable.
+fn linear_range(hi: f64) -> Option<std::ops::Range<f64>> {
+    (hi.is_finite() && hi > 0.0 && hi < 1e300).then_some(0.0..hi)
+}
+
+fn cdf_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
     let (unit, conv) = axis(m);
     let pts: Vec<(f64, f64)> = m
         .summary
@@ -108,7 +126,9 @@ fn cdf_svg(m: &Measurement) -> Result<String, PublishError> {
         .collect();
     let lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
-    let (lo, hi) = (lo * 0.9, (hi * 1.1).max(lo * 1.2));
+    let Some(x_range) = log_range(lo * 0.9, (hi * 1.1).max(lo * 1.2)) else {
+        return Ok(None);
+    };
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (720, 420)).into_drawing_area();
@@ -121,7 +141,7 @@ fn cdf_svg(m: &Measurement) -> Result<String, PublishError> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..1f64)
+            .build_cartesian_2d(x_range.log_scale(), 0f64..1f64)
             .map_err(err)?;
         c.configure_mesh()
             .x_desc(format!("{unit} (log scale)"))
@@ -134,10 +154,10 @@ fn cdf_svg(m: &Measurement) -> Result<String, PublishError> {
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
-fn drift_svg(m: &Measurement) -> Result<String, PublishError> {
+fn drift_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
     let (unit, conv) = axis(m);
     let block = m.summary.drift_block.max(1) as f64;
     let pts: Vec<(f64, f64)> = m
@@ -147,8 +167,13 @@ fn drift_svg(m: &Measurement) -> Result<String, PublishError> {
         .enumerate()
         .map(|(i, v)| ((i as f64 + 0.5) * block, conv(*v)))
         .collect();
-    let hi_y = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-9;
-    let hi_x = (pts.len() as f64 * block).max(1.0);
+    let Some(y_range) = linear_range(pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-9)
+    else {
+        return Ok(None);
+    };
+    let Some(x_range) = linear_range((pts.len() as f64 * block).max(1.0)) else {
+        return Ok(None);
+    };
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (720, 360)).into_drawing_area();
@@ -164,7 +189,7 @@ fn drift_svg(m: &Measurement) -> Result<String, PublishError> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..hi_x, 0f64..hi_y)
+            .build_cartesian_2d(x_range, y_range)
             .map_err(err)?;
         c.configure_mesh()
             .x_desc("sample number")
@@ -174,7 +199,7 @@ fn drift_svg(m: &Measurement) -> Result<String, PublishError> {
         c.draw_series(LineSeries::new(pts, &RED)).map_err(err)?;
         root.present().map_err(err)?;
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// GB/s at p50 over transfer size: host write and guest cold read from the
@@ -219,6 +244,12 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
         hi = hi.max(*x);
         top = top.max(*y);
     }
+    let (Some(x_range), Some(y_range)) = (
+        log_range(lo * 0.8, hi * 1.25),
+        linear_range(top * 1.15 + 1e-9),
+    ) else {
+        return Ok(None);
+    };
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (760, 440)).into_drawing_area();
@@ -231,7 +262,7 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0f64..top * 1.15 + 1e-9)
+            .build_cartesian_2d(x_range.log_scale(), y_range)
             .map_err(err)?;
         c.configure_mesh()
             .x_desc("bytes per transfer (log scale)")

@@ -85,6 +85,7 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
     RunRecord {
         schema_version: RUN_SCHEMA_VERSION,
         vmbench_version: "0.1.0".into(),
+        build: None,
         command: "vmbench run --accel tcg --quick --out out".into(),
         started_utc: "2026-11-22T00:00:00Z".into(),
         accel: match accel {
@@ -258,13 +259,16 @@ fn output_is_deterministic_and_rerenders_from_results_json() {
     let r = record("kvm", INTEL, 1);
     vmbench_publish::write_dir(&r, a.path()).unwrap();
     vmbench_publish::write_dir(&r, b.path()).unwrap();
-    let files = manifest::files(a.path()).unwrap();
+    let files = manifest::files(&vmbench_host::files::OutputDir::open(a.path()).unwrap()).unwrap();
     assert!(files.iter().any(|f| f.ends_with(".cdf.svg")), "{files:?}");
     assert!(
         files.contains(&"plots/shm-bandwidth.svg".to_string()),
         "{files:?}"
     );
-    assert_eq!(files, manifest::files(b.path()).unwrap());
+    assert_eq!(
+        files,
+        manifest::files(&vmbench_host::files::OutputDir::open(b.path()).unwrap()).unwrap()
+    );
     for f in &files {
         assert_eq!(
             std::fs::read(a.path().join(f)).unwrap(),
@@ -339,7 +343,7 @@ fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
     sign::sign(out.path(), &key).unwrap();
     // The private key never enters the directory.
     let secret = std::fs::read(&key).unwrap();
-    for f in manifest::files(out.path()).unwrap() {
+    for f in manifest::files(&vmbench_host::files::OutputDir::open(out.path()).unwrap()).unwrap() {
         assert_ne!(std::fs::read(out.path().join(&f)).unwrap(), secret);
     }
     assert!(stock_verify(out.path(), &allowed, sign::NAMESPACE));
@@ -348,7 +352,8 @@ fn signature_verifies_with_ssh_keygen_and_vmbench_and_any_change_fails_both() {
     // Another namespace does not verify.
     assert!(!stock_verify(out.path(), &allowed, "git"));
     // One byte changed in any file: both checks fail; restored, both pass.
-    let mut files = manifest::files(out.path()).unwrap();
+    let mut files =
+        manifest::files(&vmbench_host::files::OutputDir::open(out.path()).unwrap()).unwrap();
     files.push("MANIFEST.sha256".into());
     for f in files {
         let path = out.path().join(&f);
@@ -673,4 +678,86 @@ fn a_mixed_accelerator_run_says_which_suite_ran_where() {
         "kvm (vmexit: micro guest), tcg (shm: linux guest)"
     );
     assert!(!r.is_tcg() && r.is_mixed());
+}
+
+/// `ssh-keygen`'s verdict on a signed report directory with this
+/// allowed_signers, for a verifier that names no identity (as `vmbench
+/// report verify` does): some principal of the file for which `ssh-keygen
+/// -Y verify -I PRINCIPAL` accepts the signature, as of now.
+fn keygen_accepts(out: &Path, allowed: &Path) -> bool {
+    let text = std::fs::read_to_string(allowed).unwrap();
+    let principals: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| !p.starts_with('#'))
+        .flat_map(|p| p.split(','))
+        .collect();
+    principals.iter().any(|principal| {
+        Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", sign::NAMESPACE, "-I", principal, "-f"])
+            .arg(allowed)
+            .arg("-s")
+            .arg(out.join("report.sig"))
+            .stdin(std::fs::File::open(out.join("MANIFEST.sha256")).unwrap())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    })
+}
+
+#[test]
+#[ignore = "needs ssh-keygen (openssh-client)"]
+fn report_verify_reads_allowed_signers_exactly_as_ssh_keygen_does() {
+    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(keys.path());
+    let k = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let k = k.trim();
+    let out = tempfile::tempdir().unwrap();
+    vmbench_publish::write_dir(&record("tcg", AMD, 1), out.path()).unwrap();
+    sign::sign(out.path(), &key).unwrap();
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let cases = [
+        format!("me {k}"),
+        format!("me,you {k}"),
+        format!("  me {k}\n# a comment"),
+        format!("me namespaces=\"vmbench-report\" {k}"),
+        format!("me namespaces=vmbench-report {k}"),
+        format!("me NAMESPACES=\"vmbench-*\" {k}"),
+        format!("me namespaces=\"git\" {k}"),
+        format!("me namespaces=\"!vmbench-report,*\" {k}"),
+        format!("me namespaces=\"a\",namespaces=\"vmbench-report\" {k}"),
+        format!("me valid-before=\"20200101Z\" {k}"),
+        format!("me VALID-BEFORE=\"20200101Z\" {k}"),
+        format!("me valid-before=\"20991231Z\" {k}"),
+        format!("me valid-before=\"209912312359\" {k}"),
+        format!("me valid-before=\"2099123\" {k}"),
+        format!("me valid-after=\"20990101\" {k}"),
+        format!("me valid-after=\"20200101\" {k}"),
+        format!("me valid-after=\"20200101Z\",valid-before=\"20100101Z\" {k}"),
+        format!("me valid-before=\"20991231Z\",namespaces=\"x,vmbench-report\" {k}"),
+        format!("me cert-authority {k}"),
+        format!("me cert-authority,namespaces=\"vmbench-report\" {k}"),
+        format!("me foo {k}"),
+        format!("me namespaces=\"vmbench-report\", {k}"),
+        format!("me {other}"),
+        format!("me valid-before=\"20200101Z\" {k}\nme {k}"),
+        format!("me namespaces=\"git\" {k}\nyou namespaces=\"vmbench-report\" {k}"),
+    ];
+    let allowed = keys.path().join("allowed");
+    let mut accepted = 0;
+    for case in &cases {
+        std::fs::write(&allowed, format!("{case}\n")).unwrap();
+        let stock = keygen_accepts(out.path(), &allowed);
+        let ours = sign::verify(out.path(), &allowed);
+        assert_eq!(
+            ours.is_ok(),
+            stock,
+            "{case:?}: ssh-keygen {stock}, vmbench {ours:?}"
+        );
+        accepted += usize::from(stock);
+    }
+    // Both verdicts occur: the comparison means something.
+    assert!(accepted >= 8 && accepted <= cases.len() - 8, "{accepted}");
 }

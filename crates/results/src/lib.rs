@@ -16,7 +16,7 @@ pub use model::{
 };
 pub mod record;
 pub use record::{
-    Accel, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord, SpecRow,
-    results_json_schema,
+    Accel, BuildRecord, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord,
+    SpecRow, results_json_schema,
 };
 pub use stats::{SampleSet, StatsError, Summary};

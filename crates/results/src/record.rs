@@ -46,6 +46,20 @@ fn accel_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Accel>
     })
 }
 
+/// The vmbench build that ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BuildRecord {
+    /// The crate version.
+    pub version: String,
+    /// The git commit it was built from (`unknown` when built outside a
+    /// checkout without `VMBENCH_COMMIT`).
+    pub commit: String,
+    /// A tracked file differed from that commit.
+    pub dirty: bool,
+    /// `rustc --version` of the compiler.
+    pub rustc: String,
+}
+
 /// Everything a run wrote about itself: `results.json` in the report directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRecord {
@@ -53,7 +67,11 @@ pub struct RunRecord {
     pub schema_version: u32,
     /// The vmbench version that ran.
     pub vmbench_version: String,
-    /// The exact command that reproduces the run.
+    /// The build that ran: commit, dirty flag, rustc. None in records
+    /// written before it was recorded.
+    #[serde(default)]
+    pub build: Option<BuildRecord>,
+    /// The command that reproduces the run (as typed, less `--sign KEY`).
     pub command: String,
     /// UTC start time (shown once, outside any table).
     pub started_utc: String,

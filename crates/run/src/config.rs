@@ -81,7 +81,8 @@ pub struct VmConfig {
     /// The ivshmem region in MiB (a power of two, at least 2).
     #[serde(default, deserialize_with = "region_mib")]
     pub shm_mib: Option<u64>,
-    /// Seconds a guest may take to answer its first command.
+    /// Seconds a guest may take to answer its first command (1 to 86400).
+    #[serde(default, deserialize_with = "seconds")]
     pub boot_timeout_s: Option<u64>,
     /// Extra guest kernel command-line words.
     pub append: Option<Vec<String>>,
@@ -113,8 +114,8 @@ pub struct ShmConfig {
     pub arms: Option<bool>,
     /// Measure the doorbell round trip (ivshmem-doorbell).
     pub doorbell: Option<bool>,
-    /// Seconds one request may take before the guest is declared hung.
-    #[serde(default, deserialize_with = "positive")]
+    /// Seconds one request may take before the guest is declared hung (1 to 86400).
+    #[serde(default, deserialize_with = "seconds")]
     pub request_timeout_s: Option<u64>,
 }
 
@@ -154,6 +155,18 @@ fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(v)
 }
 
+/// A timeout in seconds: at least 1, at most a day (a deadline past the
+/// end of time is not a deadline, and overflows the clock).
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<u64>::deserialize(d)?;
+    match v {
+        Some(s) if !(1..=86_400).contains(&s) => Err(serde::de::Error::custom(format!(
+            "{s} s: give between 1 and 86400 seconds"
+        ))),
+        _ => Ok(v),
+    }
+}
+
 fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Row>>, D::Error> {
     let Some(ids) = Option::<Vec<String>>::deserialize(d)? else {
         return Ok(None);
@@ -167,15 +180,10 @@ fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Row>>, D::Error> {
 /// a bad value, its line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("--config {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (or is not a regular file of at most
+    /// [`MAX_CONFIG_BYTES`]).
+    #[error("--config")]
+    Read(#[source] vmbench_host::files::FileError),
     /// The file is not a valid config.
     #[error("--config {path}: {source}")]
     Parse {
@@ -187,12 +195,13 @@ pub enum ConfigError {
     },
 }
 
+/// The largest config file read (the documented example is 3 KB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = vmbench_host::files::read_regular_text(path, MAX_CONFIG_BYTES)
+        .map_err(ConfigError::Read)?;
     parse(&text).map_err(|source| ConfigError::Parse {
         path: path.display().to_string(),
         source: Box::new(source),
@@ -233,6 +242,11 @@ mod tests {
                 "unknown row \"nope\"",
             ),
             ("vmexit:\n  iterations: 0\n", "at least 1"),
+            (
+                "vm:\n  boot_timeout_s: 18446744073709551615\n",
+                "between 1 and 86400",
+            ),
+            ("shm:\n  request_timeout_s: 0\n", "between 1 and 86400"),
             ("accel: hvf\n", "line 1"),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod drive;
+pub mod identity;
 pub mod outcome;
 pub mod phases;
 pub mod plan;

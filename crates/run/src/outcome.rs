@@ -100,7 +100,7 @@ pub fn restore_status(report: &RestoreReport) -> ExitStatus {
 /// error (2).
 pub fn verify_status(error: &PublishError) -> ExitStatus {
     match error {
-        PublishError::Io { .. } => ExitStatus::Usage,
+        PublishError::Io { .. } | PublishError::Input(_) => ExitStatus::Usage,
         _ => ExitStatus::Failed,
     }
 }

@@ -509,6 +509,7 @@ impl Restored {
         let record = RunRecord {
             schema_version: RUN_SCHEMA_VERSION,
             vmbench_version: env!("CARGO_PKG_VERSION").into(),
+            build: Some(crate::identity::build_record()),
             command: ctx.plan.command.clone(),
             started_utc: ctx.started_utc,
             accel,

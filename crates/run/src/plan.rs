@@ -219,9 +219,69 @@ impl Plan {
     }
 }
 
+/// The command that reproduces a run, from its arguments: shell-quoted
+/// where needed, and without `--sign KEY` (a published report should not
+/// tell where its signer keeps the private key, and a reproduction signs
+/// with its own key or none).
+pub fn reproduce_command<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out: Vec<String> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let a = a.as_ref();
+        if a == "--sign" {
+            args.next();
+            continue;
+        }
+        if a.starts_with("--sign=") {
+            continue;
+        }
+        out.push(shell_word(a));
+    }
+    out.join(" ")
+}
+
+/// `word` as one POSIX shell word: unchanged when it holds only characters
+/// no shell treats specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reproduce_command_leaves_out_the_signing_key_and_quotes_words() {
+        let cmd = reproduce_command([
+            "vmbench",
+            "run",
+            "--sign",
+            "/root/.ssh/id_ed25519",
+            "--quick",
+            "--sign=/k",
+            "--out",
+            "my results",
+            "--cpus",
+            "2,3",
+            "it's",
+        ]);
+        assert_eq!(
+            cmd,
+            r"vmbench run --quick --out 'my results' --cpus 2,3 'it'\''s'"
+        );
+    }
 
     fn flags() -> RunFlags {
         RunFlags {

@@ -120,9 +120,9 @@ fn environment_blockers(plan: &Plan, reasons: &mut Vec<String>) {
         }
     }
     if let Some(k) = &plan.sign
-        && !k.is_file()
+        && let Err(e) = vmbench_publish::sign::SigningKey::load(k)
     {
-        reasons.push(format!("--sign {}: no such key file", k.display()));
+        reasons.push(format!("--sign: {e}"));
     }
     if plan.out.exists() {
         let empty = std::fs::read_dir(&plan.out)
@@ -133,7 +133,14 @@ fn environment_blockers(plan: &Plan, reasons: &mut Vec<String>) {
                 "--out {}: exists and is not empty; choose another directory (nothing is overwritten)",
                 plan.out.display()
             ));
+            return;
         }
+    }
+    if let Err(e) = vmbench_host::files::OutputDir::check_writable(&plan.out) {
+        reasons.push(format!(
+            "--out {}: the report could not be written there: {e} (choose a writable directory)",
+            plan.out.display()
+        ));
     }
 }
 

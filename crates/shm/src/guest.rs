@@ -244,6 +244,7 @@ fn wait_for_request(r: &Region, last: u64) -> Result<u64, ShmError> {
         since_check += 1;
         if since_check == 1 << 16 {
             since_check = 0;
+            r.check_alive()?;
             if r.u32_at(HC_STATE)
                 .load(std::sync::atomic::Ordering::Acquire)
                 != vmbench_proto::HostState::Ready as u32
@@ -284,15 +285,15 @@ pub fn serve_commands(
     mut doorbell: Option<&mut dyn Doorbell>,
     idle: Duration,
     log: &mut dyn FnMut(&str),
+    abort: &mut dyn FnMut() -> Option<String>,
 ) -> Result<(), ShmError> {
     use vmbench_proto::{Command, GuestEnd, Status};
     loop {
-        let mut never = || None;
-        let mut g = GuestEnd::attach(r, Instant::now() + idle, &mut never)?;
+        let mut g = GuestEnd::attach(r, Instant::now() + idle, abort)?;
         log(&format!("attached to host session {:#x}", g.header.session));
         loop {
-            let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-            let Some(req) = g.next(far, &mut never)? else {
+            // No command for `idle`: the host end is gone or stuck.
+            let Some(req) = g.next(Instant::now() + idle, abort)? else {
                 log("host closed its session");
                 break;
             };

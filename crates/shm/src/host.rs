@@ -190,6 +190,9 @@ impl HostRun {
     }
 }
 
+/// The next suite's first request number (see `run_and_close`).
+static NEXT_BASE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 32);
+
 /// The guest's end of the region, as the host's suite sees it.
 pub struct Session<'a> {
     r: &'a Region,
@@ -288,6 +291,7 @@ impl<'a> Session<'a> {
                 if let Some(why) = (self.abort)() {
                     return Err(ShmError::Aborted(why));
                 }
+                self.r.check_alive()?;
                 self.guest_left()?;
                 if start.elapsed() > self.timeout {
                     return Err(ShmError::Timeout {
@@ -589,6 +593,19 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Takes a fresh block of 2^32 request numbers for one suite and writes
+/// its base to the ping line and the guest's acknowledgement (the guest end
+/// rewrites the same value when it starts serving): nothing is "in flight"
+/// yet. Whatever the region held there before is overwritten, never read.
+fn start_sequence(r: &Region) -> u64 {
+    let base_seq = NEXT_BASE_SEQ.fetch_add(1 << 32, std::sync::atomic::Ordering::Relaxed);
+    r.u64_at(P_SEQ)
+        .store(base_seq, std::sync::atomic::Ordering::Release);
+    r.u64_at(G_ACK)
+        .store(base_seq, std::sync::atomic::Ordering::Release);
+    base_seq
+}
+
 /// Drives the guest end through one RunShm command: sends it, measures per
 /// `plan`, stops the guest end and reads its summary. A failure mid-suite
 /// keeps every measurement completed so far in the returned run; the error
@@ -613,8 +630,12 @@ pub fn run(
     if let Err(e) = prefault(r, &slots) {
         return (out, Err(e));
     }
-    // The ping line is ours: its sequence number is trustworthy.
-    let base_seq = r.u64_at(P_SEQ).load(std::sync::atomic::Ordering::Relaxed);
+    // Requests are numbered from a base only this process chooses, never
+    // read back from the region (the guest can write every byte of it): a
+    // fresh block of 2^32 per suite, so an answer left over from an earlier
+    // suite never matches a request of this one. The ping line is set to
+    // the base before the command, so the guest end starts from it.
+    let base_seq = start_sequence(r);
     let (vector, host_peer) = doorbell.as_ref().map_or((u64::MAX, 0), |d| (d.1, d.2));
     let args = RunShmArgs {
         arm,
@@ -1283,6 +1304,31 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guest can write every byte of the region, the sequence lines
+    /// included: what it leaves there (u64::MAX, about to wrap) is not
+    /// where the host's numbering starts.
+    #[test]
+    fn request_numbers_never_come_from_the_region() {
+        let file = tempfile::tempfile().unwrap();
+        let mapped = vmbench_proto::region::MappedRegion::map_new_file(
+            &file,
+            std::path::Path::new("test"),
+            1 << 20,
+        )
+        .unwrap();
+        let r = mapped.region();
+        use std::sync::atomic::Ordering::Relaxed;
+        r.u64_at(P_SEQ).store(u64::MAX, Relaxed);
+        r.u64_at(G_ACK).store(u64::MAX, Relaxed);
+        let first = start_sequence(r);
+        assert!((1 << 32..u64::MAX - (1 << 33)).contains(&first), "{first}");
+        assert_eq!(r.u64_at(P_SEQ).load(Relaxed), first);
+        assert_eq!(r.u64_at(G_ACK).load(Relaxed), first);
+        r.u64_at(P_SEQ).store(u64::MAX, Relaxed);
+        let second = start_sequence(r);
+        assert!(second >= first + (1 << 32), "{first} {second}");
+    }
 
     fn measured(id: &str, ticks: u64, bytes: Option<u64>, reference: Option<&str>) -> Measurement {
         let mut set = SampleSet::new();

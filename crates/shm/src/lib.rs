@@ -69,6 +69,9 @@ pub enum ShmError {
         /// What it had to fit in.
         limit: String,
     },
+    /// The loopback's shared file could not be created.
+    #[error("creating the loopback's shared file")]
+    SharedFile(#[source] vmbench_host::files::FileError),
     /// The loopback's guest-end process could not be started.
     #[error("starting {exe}")]
     Spawn {

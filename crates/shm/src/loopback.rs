@@ -40,7 +40,9 @@ impl Drop for Cleanup {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -54,9 +56,7 @@ fn child_exit(child: &mut Option<Child>) -> Option<String> {
 /// Runs the suite; on a failure mid-suite the partial run comes back with the error.
 pub fn run(o: &LoopbackOptions, interrupt: &AtomicBool) -> (HostRun, Result<(), ShmError>) {
     let mut cleanup = Cleanup {
-        path: o
-            .dir
-            .join(format!("vmbench-loopback-{}", std::process::id())),
+        path: PathBuf::new(),
         child: None,
     };
     match run_inner(o, interrupt, &mut cleanup) {
@@ -80,7 +80,17 @@ fn run_inner(
         plan.warmup,
         plan.rtt_samples,
     )?);
-    let (_file, mapped) = MappedRegion::create_file(&cleanup.path, o.region_bytes)?;
+    // What killed vmbench processes left behind (their pid gone) goes
+    // first: region files here, run directories in the temporary one.
+    vmbench_host::files::sweep_stale(&o.dir);
+    vmbench_host::files::sweep_stale(&std::env::temp_dir());
+    // A fresh 0600 file with an unguessable name: only this process and
+    // its child (same user) can open it, so nobody can truncate it under us.
+    let (file, path) =
+        vmbench_host::files::private_file(&o.dir, ".shm").map_err(ShmError::SharedFile)?;
+    cleanup.path = path;
+    let mapped = MappedRegion::map_new_file(&file, &cleanup.path, o.region_bytes)?;
+    drop(file);
     let r = mapped.region();
     let mut host = HostEnd::start(r);
     let (h2g, g2h) = EventFdPair::new_inheritable().map_err(ShmError::Doorbell)?;
@@ -88,8 +98,22 @@ fn run_inner(
     cmd.args(["shm", "guest", "--path"])
         .arg(&cleanup.path)
         .args(["--cpu", &o.cpus.1.to_string()])
+        .args(["--parent-pid", &std::process::id().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: runs in the forked child before exec; prctl is
+        // async-signal-safe and touches no memory of the parent. The guest
+        // end dies with us, however we die (it also checks that its parent
+        // is still us, for a death before this took effect).
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
     if o.doorbell {
         cmd.arg("--doorbell-fds")
             .arg(format!("{},{}", g2h.as_raw_fd(), h2g.as_raw_fd()));
@@ -108,6 +132,9 @@ fn run_inner(
         child_exit(child)
     };
     host.wait_ready(r, Instant::now() + Duration::from_secs(10), &mut abort)?;
+    // Both ends have it mapped: the name can go, so nothing is left behind
+    // even if both processes are killed.
+    let _ = std::fs::remove_file(&cleanup.path);
     let db = o
         .doorbell
         .then_some((&mut pair as &mut dyn crate::Doorbell, 0, 0));

@@ -90,3 +90,119 @@ pub fn local_id(measurement: &serde_json::Value) -> String {
         .map_or(id, |(_, local)| local)
         .to_string()
 }
+
+/// The host state vmbench's isolation may change, read from the real
+/// /proc and /sys: every file a runtime knob writes (sysctls, IRQ
+/// affinities, the default IRQ affinity, workqueue masks, cpufreq
+/// governors, minimum frequencies and turbo switches, THP, KSM). Tests
+/// that must leave the host as they found it compare two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSnapshot(std::collections::BTreeMap<PathBuf, String>);
+
+impl HostSnapshot {
+    /// Reads every such file that exists and can be read.
+    pub fn take() -> HostSnapshot {
+        let mut files: Vec<PathBuf> = [
+            "/proc/irq/default_smp_affinity",
+            "/sys/devices/virtual/workqueue/cpumask",
+            "/sys/bus/workqueue/devices/writeback/cpumask",
+            "/proc/sys/kernel/timer_migration",
+            "/proc/sys/kernel/numa_balancing",
+            "/proc/sys/kernel/sched_rt_runtime_us",
+            "/proc/sys/vm/stat_interval",
+            "/proc/sys/kernel/nmi_watchdog",
+            "/proc/sys/kernel/watchdog",
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+            "/sys/kernel/mm/ksm/run",
+            "/sys/devices/system/cpu/intel_pstate/no_turbo",
+            "/sys/devices/system/cpu/cpufreq/boost",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let numbered = |dir: &str, prefix: &str, leaf: &str| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            e.file_name()
+                                .to_str()
+                                .and_then(|n| n.strip_prefix(prefix))
+                                .is_some_and(|n| {
+                                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                                })
+                        })
+                        .map(|e| e.path().join(leaf))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        files.extend(numbered("/proc/irq", "", "smp_affinity_list"));
+        files.extend(numbered(
+            "/sys/devices/system/cpu",
+            "cpu",
+            "cpufreq/scaling_governor",
+        ));
+        files.extend(numbered(
+            "/sys/devices/system/cpu",
+            "cpu",
+            "cpufreq/scaling_min_freq",
+        ));
+        files.extend(numbered(
+            "/sys/devices/system/cpu/cpufreq",
+            "policy",
+            "boost",
+        ));
+        HostSnapshot(
+            files
+                .into_iter()
+                .filter_map(|p| Some((p.clone(), std::fs::read_to_string(&p).ok()?)))
+                .collect(),
+        )
+    }
+
+    /// How many files the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The files whose content differs from `earlier`'s, for a message.
+    pub fn changed_since(&self, earlier: &HostSnapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for (p, v) in &earlier.0 {
+            match self.0.get(p) {
+                Some(now) if now == v => {}
+                now => out.push(format!("{}: {v:?} -> {now:?}", p.display())),
+            }
+        }
+        out
+    }
+}
+
+/// What a vmbench process with this pid left in /dev/shm and the temporary
+/// directory: entries named `vmbench-<pid>-…` (run directories, region
+/// files) or `vmbench-loopback-<pid>` (the loopback's file before it had a
+/// private name).
+pub fn leftovers_of(pid: u32) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("vmbench-{pid}-"))
+                || name == format!("vmbench-loopback-{pid}")
+                || name.starts_with(&format!("vmbench-loopback-{pid}."))
+            {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

@@ -6,7 +6,7 @@ use crate::qmp::{Qmp, QmpError};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vmbench_proto::layout::N_ARGS;
 use vmbench_proto::{
@@ -39,6 +39,15 @@ pub enum VmError {
     /// The shared region could not be set up.
     #[error("the shared-memory region")]
     Region(#[source] ProtoError),
+    /// A private file or directory of the VM could not be made.
+    #[error("creating the VM's {what}")]
+    Private {
+        /// Which one.
+        what: &'static str,
+        /// Why not.
+        #[source]
+        source: vmbench_host::files::FileError,
+    },
     /// The ivshmem server failed.
     #[error("the ivshmem server (doorbell mode)")]
     DoorbellServer(#[from] DoorbellError),
@@ -135,7 +144,8 @@ pub struct VmOptions {
     pub shm_bytes: u64,
     /// Deadline from QEMU start to the agent's handshake.
     pub boot_timeout: Duration,
-    /// Where the QMP socket and logs go; default a fresh /tmp/vmbench-<pid>-<n>.
+    /// Where the QMP socket and logs go; default a fresh private (0700)
+    /// `$TMPDIR/vmbench-<pid>-<random>`.
     pub run_dir: Option<PathBuf>,
     /// Where the ivshmem backing file is created (tmpfs or hugetlbfs).
     pub shm_dir: PathBuf,
@@ -329,12 +339,11 @@ fn run_dir(opts: &VmOptions) -> Result<(PathBuf, bool), VmError> {
             Ok((d.clone(), false))
         }
         None => {
-            let d = std::env::temp_dir().join(unique_name("vmbench"));
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&d)
-                .map_err(|e| setup_error(&d.display().to_string(), e))?;
+            let tmp = std::env::temp_dir();
+            let d = vmbench_host::files::private_dir(&tmp).map_err(|e| VmError::Private {
+                what: "run directory",
+                source: e,
+            })?;
             Ok((d, true))
         }
     }
@@ -372,16 +381,6 @@ fn qemu_config(opts: &VmOptions, boot: BootFiles, run_dir: &Path, shm_path: &Pat
     }
 }
 
-static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// The last `n` lines of a file (console and QEMU logs).
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path)
@@ -397,16 +396,33 @@ impl Vm {
     /// torn down (the partially built `Vm` is dropped).
     pub fn boot(opts: &VmOptions) -> Result<Vm, VmError> {
         let boot = BootFiles::of(opts)?;
+        // What killed runs left behind (their pid gone): removed first.
+        vmbench_host::files::sweep_stale(&opts.shm_dir);
+        vmbench_host::files::sweep_stale(&std::env::temp_dir());
         let (run_dir, owns_run_dir) = run_dir(opts)?;
-        let shm_path = opts.shm_dir.join(format!("{}.shm", unique_name("vmbench")));
-        let (shm_file, shm) = match MappedRegion::create_file(&shm_path, opts.shm_bytes as usize) {
+        // A fresh 0600 file with an unguessable name (O_EXCL): nobody else
+        // can have it open, so nobody else can truncate it under QEMU or us.
+        let created = vmbench_host::files::private_file(&opts.shm_dir, ".shm")
+            .map_err(|e| VmError::Private {
+                what: "shared-memory file",
+                source: e,
+            })
+            .and_then(|(file, path)| {
+                match MappedRegion::map_new_file(&file, &path, opts.shm_bytes as usize) {
+                    Ok(m) => Ok((file, path, m)),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        Err(VmError::Region(e))
+                    }
+                }
+            });
+        let (shm_file, shm_path, shm) = match created {
             Ok(x) => x,
             Err(e) => {
                 if owns_run_dir {
                     let _ = std::fs::remove_dir_all(&run_dir);
                 }
-                let _ = std::fs::remove_file(&shm_path);
-                return Err(VmError::Region(e));
+                return Err(e);
             }
         };
         let host = HostEnd::start(shm.region());
