@@ -183,6 +183,34 @@ fn require_root() {
     )]);
 }
 
+/// `vmbench isolate apply --cpus CPUS --skip irqbalance` on a fixture root.
+fn apply_cmd(case: &Case, root: &Path, journal: impl AsRef<Path>, cpus: &str) -> Command {
+    let mut c = case.vmbench();
+    c.args([
+        "isolate",
+        "apply",
+        "--cpus",
+        cpus,
+        "--skip",
+        "irqbalance",
+        "--root",
+    ])
+    .arg(root)
+    .arg("--journal")
+    .arg(journal.as_ref());
+    c
+}
+
+/// `vmbench isolate restore` on a fixture root.
+fn restore_cmd(case: &Case, root: &Path, journal: &Path) -> Command {
+    let mut c = case.vmbench();
+    c.args(["isolate", "restore", "--root"])
+        .arg(root)
+        .arg("--journal")
+        .arg(journal);
+    c
+}
+
 // ---- 1. restore writes only what a knob writes -------------------------
 
 #[test]
@@ -207,14 +235,7 @@ fn case1_a_journal_naming_files_outside_the_knobs_restores_nothing() {
         ),
     ] {
         plant_journal(&journal, &root.display().to_string(), &[(knob, change)]);
-        let out = case.run(
-            case.vmbench()
-                .args(["isolate", "restore", "--root"])
-                .arg(&root)
-                .arg("--journal")
-                .arg(&journal),
-            QUICK,
-        );
+        let out = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
         assert_eq!(out.code(), Some(2), "{}{}", out.stdout, out.stderr);
         assert!(
             out.stderr.contains("Nothing was restored"),
@@ -292,14 +313,7 @@ fn case1_a_journal_planted_by_another_user_is_refused() {
         &[("watchdog", file_change("/proc/sys/kernel/watchdog", "0"))],
     );
     chown_nobody(&journal);
-    let out = case.run(
-        case.vmbench()
-            .args(["isolate", "restore", "--root"])
-            .arg(&root)
-            .arg("--journal")
-            .arg(&journal),
-        QUICK,
-    );
+    let out = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
     assert_eq!(out.code(), Some(2), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("owned by"), "{}", out.stderr);
     assert_eq!(fixture::snapshot(&root).unwrap(), before);
@@ -401,22 +415,7 @@ impl Drop for Holder {
 }
 
 fn hold(case: &Case, root: &Path, journal: &Path) -> Holder {
-    let child = case.spawn(
-        case.vmbench()
-            .args([
-                "isolate",
-                "apply",
-                "--hold",
-                "--cpus",
-                "3",
-                "--skip",
-                "irqbalance",
-                "--root",
-            ])
-            .arg(root)
-            .arg("--journal")
-            .arg(journal),
-    );
+    let child = case.spawn(apply_cmd(case, root, journal, "3").arg("--hold"));
     let mut holder = Holder(Some(child));
     until_holding(holder.0.as_mut().unwrap());
     holder
@@ -441,19 +440,7 @@ fn case3_a_second_vmbench_is_refused_and_a_live_journal_is_not_restored() {
 
     // A second apply, with its own journal, names the holder.
     let second = case.run(
-        case.vmbench()
-            .args([
-                "isolate",
-                "apply",
-                "--cpus",
-                "2",
-                "--skip",
-                "irqbalance",
-                "--root",
-            ])
-            .arg(&root)
-            .arg("--journal")
-            .arg(tmp.path().join("second.json")),
+        &mut apply_cmd(&case, &root, tmp.path().join("second.json"), "2"),
         QUICK,
     );
     assert_eq!(second.code(), Some(2), "{}{}", second.stdout, second.stderr);
@@ -465,14 +452,7 @@ fn case3_a_second_vmbench_is_refused_and_a_live_journal_is_not_restored() {
     assert!(!tmp.path().join("second.json").exists());
 
     // Restoring the live run's journal is refused, and says whose it is.
-    let restore = case.run(
-        case.vmbench()
-            .args(["isolate", "restore", "--root"])
-            .arg(&root)
-            .arg("--journal")
-            .arg(&journal),
-        QUICK,
-    );
+    let restore = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
     assert_ne!(restore.code(), Some(0), "{}", restore.stdout);
     assert!(
         !restore.stderr.contains("earlier run"),
@@ -497,23 +477,7 @@ fn case3_two_applies_at_once_leave_one_journal_and_restore_cleanly() {
     let journal = tmp.path().join("journal.json");
     for _ in 0..5 {
         let children: Vec<Child> = (0..2)
-            .map(|_| {
-                case.spawn(
-                    case.vmbench()
-                        .args([
-                            "isolate",
-                            "apply",
-                            "--cpus",
-                            "3",
-                            "--skip",
-                            "irqbalance",
-                            "--root",
-                        ])
-                        .arg(&root)
-                        .arg("--journal")
-                        .arg(&journal),
-                )
-            })
+            .map(|_| case.spawn(&mut apply_cmd(&case, &root, &journal, "3")))
             .collect();
         let outs: Vec<Finished> = children.into_iter().map(|c| finish(c, QUICK)).collect();
         let applied = outs.iter().filter(|o| o.code() == Some(0)).count();
@@ -526,14 +490,7 @@ fn case3_two_applies_at_once_leave_one_journal_and_restore_cleanly() {
         for o in &outs {
             assert!(!o.stderr.contains("No such file"), "{}", o.stderr);
         }
-        let r = case.run(
-            case.vmbench()
-                .args(["isolate", "restore", "--root"])
-                .arg(&root)
-                .arg("--journal")
-                .arg(&journal),
-            QUICK,
-        );
+        let r = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
         assert_eq!(r.code(), Some(0), "{}", r.stderr);
         assert_eq!(fixture::snapshot(&root).unwrap(), before);
     }
@@ -610,14 +567,7 @@ fn case4_a_second_signal_while_restoring_says_what_is_left_and_exits() {
     // What it says finishes the job does.
     std::fs::remove_file(&knob_file).unwrap();
     std::fs::write(&knob_file, &saved).unwrap();
-    let r = case.run(
-        case.vmbench()
-            .args(["isolate", "restore", "--root"])
-            .arg(&root)
-            .arg("--journal")
-            .arg(&journal),
-        QUICK,
-    );
+    let r = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
     assert_eq!(r.code(), Some(0), "{}", r.stderr);
     assert!(!journal.exists());
 }
@@ -741,9 +691,44 @@ fn example_copy(dir: &Path) -> PathBuf {
     d
 }
 
+/// A fresh unencrypted key of `kind` made by ssh-keygen in `dir`.
+fn new_key(dir: &Path, kind: &[&str]) -> PathBuf {
+    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
+    let key = dir.join(format!("key-{}", kind.join("")));
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-C", "t", "-t"])
+        .args(kind)
+        .arg("-f")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    key
+}
+
+/// A complete, signed report directory: the example's results rendered
+/// afresh (manifest included) and signed with a new ed25519 key.
+fn signed_example(case: &Case, dir: &Path) -> (PathBuf, PathBuf) {
+    let run = example_copy(dir);
+    let r = case.run(
+        case.vmbench().args(["report", "render"]).arg(&run),
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    let key = new_key(dir, &["ed25519"]);
+    let s = case.run(
+        case.vmbench()
+            .args(["report", "sign", "--key"])
+            .arg(&key)
+            .arg(&run),
+        QUICK,
+    );
+    assert_eq!(s.code(), Some(0), "{}", s.stderr);
+    (run, key)
+}
+
 #[test]
 fn case5_render_and_sign_do_not_write_through_planted_links() {
-    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let case = Case::new();
     let tmp = tempfile::tempdir().unwrap();
     let victim = tmp.path().join("secret");
@@ -769,13 +754,7 @@ fn case5_render_and_sign_do_not_write_through_planted_links() {
             .is_symlink()
     );
 
-    let key = tmp.path().join("key");
-    let kg = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(kg.status.success());
+    let key = new_key(tmp.path(), &["ed25519"]);
     symlink(&victim, run.join("report.sig")).unwrap();
     let out = case.run(
         case.vmbench()
@@ -792,32 +771,9 @@ fn case5_render_and_sign_do_not_write_through_planted_links() {
 
 #[test]
 fn case6_an_expired_key_does_not_verify() {
-    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let case = Case::new();
     let tmp = tempfile::tempdir().unwrap();
-    let run = example_copy(tmp.path());
-    let r = case.run(
-        case.vmbench().args(["report", "render"]).arg(&run),
-        Duration::from_secs(120),
-    );
-    assert_eq!(r.code(), Some(0), "{}", r.stderr);
-    let key = tmp.path().join("key");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = case.run(
-        case.vmbench()
-            .args(["report", "sign", "--key"])
-            .arg(&key)
-            .arg(&run),
-        QUICK,
-    );
-    assert_eq!(s.code(), Some(0), "{}", s.stderr);
+    let (run, key) = signed_example(&case, tmp.path());
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let allowed = tmp.path().join("allowed_signers");
     for (options, valid) in [
@@ -1016,31 +972,8 @@ fn case8_fifos_and_huge_files_are_refused_without_blocking_or_reading_them() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let run = example_copy(tmp.path());
-    // A complete report directory (with its manifest) to verify.
-    let r = case.run(
-        case.vmbench().args(["report", "render"]).arg(&run),
-        Duration::from_secs(120),
-    );
-    assert_eq!(r.code(), Some(0), "{}", r.stderr);
-    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
-    let key = tmp.path().join("key");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = case.run(
-        case.vmbench()
-            .args(["report", "sign", "--key"])
-            .arg(&key)
-            .arg(&run),
-        QUICK,
-    );
-    assert_eq!(s.code(), Some(0), "{}", s.stderr);
+    // A complete, signed report directory to verify.
+    let (run, _) = signed_example(&case, tmp.path());
     let fifo_run = tmp.path().join("fifo-run");
     std::fs::create_dir(&fifo_run).unwrap();
     nix::unistd::mkfifo(
@@ -1115,7 +1048,6 @@ fn case8_fifos_and_huge_files_are_refused_without_blocking_or_reading_them() {
 
 #[test]
 fn case9_an_rsa_key_or_an_unwritable_out_stops_the_run_before_it_starts() {
-    require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let case = Case::new();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
@@ -1131,15 +1063,7 @@ fn case9_an_rsa_key_or_an_unwritable_out_stops_the_run_before_it_starts() {
         ),
     )
     .unwrap();
-    let rsa = tmp.path().join("rsa");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
-            .arg(&rsa)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let rsa = new_key(tmp.path(), &["rsa", "-b", "2048"]);
     // A file where a directory is needed on the way to --out: no user, not
     // even root, can create the directory.
     let blocker = tmp.path().join("a-file");
@@ -1285,31 +1209,9 @@ fn case9_the_journal_temp_file_is_not_written_through_a_link() {
     let journal = tmp.path().join("journal.json");
     // Where c7f5b55 wrote the journal before renaming it into place.
     symlink(&victim, tmp.path().join("journal.json.tmp")).unwrap();
-    let out = case.run(
-        case.vmbench()
-            .args([
-                "isolate",
-                "apply",
-                "--cpus",
-                "3",
-                "--skip",
-                "irqbalance",
-                "--root",
-            ])
-            .arg(&root)
-            .arg("--journal")
-            .arg(&journal),
-        QUICK,
-    );
+    let out = case.run(&mut apply_cmd(&case, &root, &journal, "3"), QUICK);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    let r = case.run(
-        case.vmbench()
-            .args(["isolate", "restore", "--root"])
-            .arg(&root)
-            .arg("--journal")
-            .arg(&journal),
-        QUICK,
-    );
+    let r = case.run(&mut restore_cmd(&case, &root, &journal), QUICK);
     assert_eq!(r.code(), Some(0), "{}", r.stderr);
 }

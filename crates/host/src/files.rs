@@ -513,6 +513,16 @@ impl OutputDir {
         self.path.join(name)
     }
 
+    /// Opens the subdirectory `name`, never through a link.
+    fn open_subdir(&self, name: &str) -> nix::Result<OwnedFd> {
+        openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    }
+
     /// A subdirectory, created (mode 0755) when missing; one that is a
     /// symbolic link is refused.
     pub fn subdir(&self, name: &str) -> Result<OutputDir, FileError> {
@@ -520,13 +530,7 @@ impl OutputDir {
             Ok(()) | Err(nix::Error::EEXIST) => {}
             Err(e) => return Err(FileError::io(&self.child(name), e)),
         }
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
+        let fd = self.open_subdir(name).map_err(|e| match e {
             nix::Error::ELOOP | nix::Error::ENOTDIR => FileError::Occupied {
                 path: self.child(name).display().to_string(),
                 why: "is not a directory vmbench made (a symbolic link or a file was placed there)"
@@ -542,13 +546,7 @@ impl OutputDir {
 
     /// An existing subdirectory (not created; a link is refused).
     pub fn existing_subdir(&self, name: &str) -> Result<OutputDir, FileError> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
+        let fd = self.open_subdir(name).map_err(|e| match e {
             nix::Error::ELOOP | nix::Error::ENOTDIR => FileError::NotRegular {
                 path: self.child(name).display().to_string(),
                 kind: "not a directory (a link or a file)",
