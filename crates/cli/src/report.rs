@@ -29,6 +29,24 @@ pub enum ReportCmd {
     },
     /// Print the JSON Schema of results.json (also in docs/results.schema.json).
     Schema,
+    /// Print DIR's rows for other tools: Bencher's metric format, or
+    /// hyperfine's JSON layout.
+    Export {
+        dir: PathBuf,
+        /// `bmf` (Bencher Metric Format) or `hyperfine`.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
+}
+
+/// What `report export` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Bencher Metric Format: latency (p50 ns, with the repeats' 95% CI as
+    /// bounds) and throughput per row.
+    Bmf,
+    /// hyperfine's `--export-json` layout, times in seconds.
+    Hyperfine,
 }
 
 #[derive(Args)]
@@ -39,9 +57,23 @@ pub struct CompareArgs {
     /// Verify signed runs against this allowed_signers file first.
     #[arg(long, value_name = "FILE")]
     allowed_signers: Option<PathBuf>,
-    /// Write the Markdown to FILE instead of stdout.
+    /// Write the Markdown (or JSON) to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Every row's difference from the first run as JSON, not Markdown.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when a row is slower than the first run by more than PCT
+    /// percent with 95% confidence (the whole interval above PCT).
+    #[arg(long, value_name = "PCT", value_parser = pct)]
+    fail_if_slower: Option<f64>,
+}
+
+fn pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1000.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s}: give a percentage between 0 and 1000")),
+    }
 }
 
 fn is_run_dir(dir: &Path) -> Result<()> {
@@ -61,6 +93,16 @@ fn is_run_dir(dir: &Path) -> Result<()> {
 
 pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     match cmd {
+        ReportCmd::Export { dir, format } => {
+            is_run_dir(&dir)?;
+            let record = vmbench_publish::load(&dir)?;
+            let v = match format {
+                ExportFormat::Bmf => vmbench_publish::export::bmf(&record),
+                ExportFormat::Hyperfine => vmbench_publish::export::hyperfine(&record),
+            };
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         ReportCmd::Schema => {
             let schema = vmbench_results::results_json_schema();
             outln!("{}", serde_json::to_string_pretty(&schema)?)?;
@@ -150,11 +192,39 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
             provenance,
         });
     }
-    let md = compare::markdown(&runs);
+    let diffs = vmbench_publish::significance::differences(&runs);
+    let text = if a.json {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "baseline": runs[0].label,
+            "runs": runs.iter().map(|r| serde_json::json!({
+                "label": r.label,
+                "provenance": r.provenance,
+            })).collect::<Vec<_>>(),
+            "differences": diffs,
+        }))? + "\n"
+    } else {
+        compare::markdown(&runs)
+    };
     match &a.out {
-        Some(p) => vmbench_host::files::write_named(p, md.as_bytes())
+        Some(p) => vmbench_host::files::write_named(p, text.as_bytes())
             .with_context(|| format!("writing {}", p.display()))?,
-        None => out!("{md}")?,
+        None => out!("{text}")?,
+    }
+    if let Some(limit) = a.fail_if_slower {
+        let slower = vmbench_publish::significance::slower_than(&diffs, limit);
+        if !slower.is_empty() {
+            for d in &slower {
+                errln!(
+                    "vmbench compare: {} is slower in {} by {:+.1}% [95% CI {:+.1}%, {:+.1}%], more than {limit}%",
+                    d.id,
+                    d.run,
+                    d.difference_pct,
+                    d.ci95_pct[0],
+                    d.ci95_pct[1]
+                );
+            }
+            return Ok(ExitCode::from(1));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// Fewer samples: every measurement, minutes become seconds.
     #[arg(long)]
     quick: bool,
+    /// Run the suites N times, each in fresh guest boots: per row, every
+    /// repeat, the median with a 95% CI and the spread (default 3; 1 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(vmbench_run::config::MAX_REPEAT)))]
+    repeat: Option<u32>,
     /// Output directory (must be new or empty).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -107,6 +111,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         accel: a.accel,
         cpus: a.cpus,
         quick: a.quick,
+        repeat: a.repeat,
         out: a.out,
         sign: a.sign,
         command: vmbench_run::plan::reproduce_command(

@@ -432,3 +432,58 @@ fn config_errors_name_the_line_and_column_and_change_nothing() {
         assert!(!tmp.path().join("out").exists());
     }
 }
+
+#[test]
+#[ignore = "needs qemu-system-x86 and a Linux kernel: boots a guest under TCG"]
+fn repeats_give_every_row_its_repeats_a_median_with_a_ci_and_a_spread() {
+    let img = common::guest_image();
+    let s = setup(img, SHORT);
+    let mut cmd = s.command();
+    cmd.args(["--repeat", "3"]);
+    let out = s.run_to_end(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("booting the Linux guest").count(),
+        3,
+        "{stderr}"
+    );
+    let v = s.record();
+    let ms = v["results"]["measurements"].as_array().unwrap();
+    assert!(ms.len() > 20);
+    let mut flagged = 0;
+    for m in ms {
+        let rep = &m["repeats"];
+        assert_eq!(rep["summaries"].as_array().unwrap().len(), 3, "{}", m["id"]);
+        assert_eq!(
+            rep["histograms"].as_array().unwrap().len(),
+            3,
+            "{}",
+            m["id"]
+        );
+        let (lo, med, hi) = (
+            rep["ci95"][0].as_f64().unwrap(),
+            rep["median_p50"].as_f64().unwrap(),
+            rep["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= med && med <= hi, "{}: {lo} {med} {hi}", m["id"]);
+        let spread = rep["spread_pct"].as_f64().unwrap();
+        if spread > 1.0 {
+            flagged += 1;
+            assert!(
+                m["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w.as_str().unwrap().contains("run-to-run spread")),
+                "{}: spread {spread}% not flagged",
+                m["id"]
+            );
+        }
+    }
+    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
+    assert!(md.contains("## Run-to-run variation"), "{md}");
+    // Under TCG some row always spreads by more than 1%.
+    assert!(flagged > 0);
+    assert_eq!(md.matches("% ⚠").count(), flagged, "{md}");
+}

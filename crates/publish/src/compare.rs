@@ -50,8 +50,59 @@ pub fn markdown(runs: &[Run]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# vmbench comparison of {} runs\n", runs.len());
     differences(&mut o, runs);
+    significance_table(&mut o, runs);
     p50_table(&mut o, runs);
     o
+}
+
+fn significance_table(o: &mut String, runs: &[Run]) {
+    let diffs = crate::significance::differences(runs);
+    if diffs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Differences with 95% confidence
+"
+    );
+    let _ = writeln!(
+        o,
+        "Each run's p50 time against {}'s, in ns (each run's ticks at its own TSC frequency): the difference in percent (above 0 is slower) with its 95% confidence interval, from a bootstrap over the runs' repeats where both have them, else over each run's samples (which leaves out what changes between boots: repeat runs with `--repeat` to include it). A row is slower or faster only when the whole interval is on one side of 0.\n",
+        runs[0].label
+    );
+    row(
+        o,
+        &[
+            "measurement".into(),
+            "run".into(),
+            "p50".into(),
+            "difference [95% CI]".into(),
+            "verdict".into(),
+            "over".into(),
+        ],
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    for d in &diffs {
+        let verdict = match d.verdict {
+            crate::significance::Verdict::NoSignificantDifference => d.verdict.label().to_string(),
+            v => format!("**{}**", v.label()),
+        };
+        row(
+            o,
+            &[
+                d.id.clone(),
+                d.run.clone(),
+                format!("{} → {}", fmt_ns(d.baseline_p50_ns), fmt_ns(d.run_p50_ns)),
+                format!(
+                    "{:+.1}% [{:+.1}%, {:+.1}%]",
+                    d.difference_pct, d.ci95_pct[0], d.ci95_pct[1]
+                ),
+                verdict,
+                d.basis.clone(),
+            ],
+        );
+    }
+    o.push('\n');
 }
 
 /// Isolation in one line: what a second run of the same host would repeat.

@@ -11,10 +11,12 @@
 
 pub mod compare;
 pub mod csv;
+pub mod export;
 pub mod manifest;
 pub mod markdown;
 pub mod plots;
 pub mod sign;
+pub mod significance;
 
 use std::path::{Path, PathBuf};
 use vmbench_host::files::OutputDir;

@@ -83,6 +83,7 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     spec_sections(&mut o, r);
     vmexit_section(&mut o, r, plots);
     shm_section(&mut o, r, plots);
+    repeats_section(&mut o, r);
     skipped(&mut o, r);
     definitions(&mut o, r);
     reproduce(&mut o, r);
@@ -266,6 +267,84 @@ fn checks(o: &mut String, r: &RunRecord) {
         })
         .collect();
     table(o, &["", "check", "statement", "observed"], &rows);
+}
+
+/// A value in the row's unit, as ns when the row converts.
+fn in_ns_or_unit(m: &Measurement, v: f64) -> String {
+    match m.ns(v) {
+        Some(ns) => fmt_ns(ns),
+        None => format!("{v:.0} {}", m.unit.symbol()),
+    }
+}
+
+/// Every row's repeats: their p50s, the median with its 95% CI, the spread.
+fn repeats_section(o: &mut String, r: &RunRecord) {
+    let rows: Vec<Vec<String>> = r
+        .results
+        .measurements
+        .iter()
+        .filter_map(|m| m.repeats.as_ref().map(|rep| (m, rep)))
+        .map(|(m, rep)| {
+            let p50s = rep
+                .summaries
+                .iter()
+                .map(|s| in_ns_or_unit(m, s.p50 as f64))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                m.id.to_string(),
+                rep.summaries.len().to_string(),
+                p50s,
+                format!(
+                    "{} [{}, {}]",
+                    in_ns_or_unit(m, rep.median_p50),
+                    in_ns_or_unit(m, rep.ci95[0]),
+                    in_ns_or_unit(m, rep.ci95[1])
+                ),
+                format!(
+                    "{:.1}%{}",
+                    rep.spread_pct,
+                    if rep.spread_pct > vmbench_results::repeats::SPREAD_FLAG_PCT {
+                        " ⚠"
+                    } else {
+                        ""
+                    }
+                ),
+                rep.differing
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Run-to-run variation
+"
+    );
+    let _ = writeln!(
+        o,
+        "Each repeat booted its guests afresh. Per row: each repeat's p50, the median of those p50s with its 95% confidence interval (percentile bootstrap over the repeats, {} resamples), and the spread, (largest − smallest p50) / median; ⚠ marks a spread above {}%, and the last column the repeats more than {}% from the median. The tables above show all repeats' samples pooled.\n",
+        vmbench_results::repeats::BOOTSTRAP_RESAMPLES,
+        vmbench_results::repeats::SPREAD_FLAG_PCT,
+        vmbench_results::repeats::SPREAD_FLAG_PCT
+    );
+    table(
+        o,
+        &[
+            "measurement",
+            "repeats",
+            "p50 of each repeat",
+            "median p50 [95% CI]",
+            "spread",
+            "differ",
+        ],
+        &rows,
+    );
 }
 
 fn skipped(o: &mut String, r: &RunRecord) {

@@ -7,6 +7,7 @@
 
 pub mod id;
 pub mod model;
+pub mod repeats;
 pub mod stats;
 
 pub use id::{MeasurementId, Suite};
@@ -19,4 +20,5 @@ pub use record::{
     Accel, BuildRecord, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord,
     SpecRow, results_json_schema,
 };
+pub use repeats::Repeats;
 pub use stats::{SampleSet, StatsError, Summary};

@@ -121,6 +121,20 @@ pub struct Measurement {
     /// one is compared with (a ratio of p50s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<MeasurementId>,
+    /// The samples' histogram: HdrHistogram's compressed V2 encoding in
+    /// base64 (as in its interval logs), so runs and repeats can be merged
+    /// and re-analysed without the raw samples. With repeats, the pooled
+    /// histogram of all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
+    /// Run-to-run variation when the run repeated its suites in
+    /// independent guest boots: every repeat's distribution, the median of
+    /// their medians with a 95% confidence interval, and the spread. Then
+    /// `summary` is of all repeats' samples pooled (its drift series the
+    /// median repeat's), and the other fields (exit events, counters, batch
+    /// mean) are the median repeat's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<crate::repeats::Repeats>,
 }
 
 impl Measurement {
@@ -158,6 +172,8 @@ impl Measurement {
             counters: BTreeMap::new(),
             bytes: None,
             reference: None,
+            histogram: Some(samples.encoded_histogram()).filter(|h| !h.is_empty()),
+            repeats: None,
         })
     }
 }

@@ -17,6 +17,103 @@ pub enum StatsError {
     /// The histogram could not hold this value.
     #[error("sample {0} could not be recorded in the histogram")]
     Record(u64),
+    /// A histogram in results.json could not be read back.
+    #[error("histogram: {0}")]
+    Histogram(String),
+}
+
+/// The longest encoded histogram read back (a row's is a few KiB).
+const MAX_ENCODED_HISTOGRAM: usize = 1 << 20;
+
+/// `hist` as HdrHistogram's compressed V2 encoding in base64: the format
+/// of HdrHistogram's own interval logs, readable by its tools.
+pub fn encode_histogram(hist: &Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::Serializer;
+    let mut bytes = Vec::new();
+    // Serializing to memory fails only for a histogram it cannot describe,
+    // which a SampleSet's never is; an empty string then says "none".
+    if hdrhistogram::serialization::V2DeflateSerializer::new()
+        .serialize(hist, &mut bytes)
+        .is_err()
+    {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads back what [`encode_histogram`] wrote (bounded: results.json may
+/// have been crafted).
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, StatsError> {
+    use base64::Engine;
+    if text.len() > MAX_ENCODED_HISTOGRAM {
+        return Err(StatsError::Histogram(format!(
+            "{} bytes encoded (at most {MAX_ENCODED_HISTOGRAM})",
+            text.len()
+        )));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| StatsError::Histogram(e.to_string()))?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| StatsError::Histogram(format!("{e:?}")))
+}
+
+/// One distribution from several of the same measurement (repeats): the
+/// percentiles and CDF of the merged histograms, min/max exact, mean and
+/// standard deviation combined exactly from each part's (n, mean, stddev).
+/// The drift series is per boot and is not pooled (left empty for the
+/// caller to choose one).
+pub fn pooled(parts: &[(&Summary, &Histogram<u64>)]) -> Result<Summary, StatsError> {
+    let Some(((first, _), rest)) = parts.split_first() else {
+        return Err(StatsError::Empty);
+    };
+    let mut merged = Histogram::<u64>::new(SIGNIFICANT_DIGITS)
+        .map_err(|e| StatsError::Histogram(e.to_string()))?;
+    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
+    let (mut min, mut max) = (first.min, first.max);
+    for (s, h) in parts {
+        merged
+            .add(*h)
+            .map_err(|e| StatsError::Histogram(format!("{e:?}")))?;
+        // Chan et al.'s parallel combination of (n, mean, M2).
+        let (nb, mb) = (s.n as f64, s.mean);
+        let m2b = s.stddev * s.stddev * (nb - 1.0).max(0.0);
+        let na = n as f64;
+        let delta = mb - mean;
+        let total = na + nb;
+        if total > 0.0 {
+            mean += delta * nb / total;
+            m2 += m2b + delta * delta * na * nb / total;
+        }
+        n += s.n;
+        min = min.min(s.min);
+        max = max.max(s.max);
+    }
+    let _ = rest;
+    if n == 0 {
+        return Err(StatsError::Empty);
+    }
+    let q = |q: f64| merged.value_at_quantile(q).clamp(min, max);
+    Ok(Summary {
+        n,
+        min,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        p999: q(0.999),
+        max,
+        mean,
+        stddev: if n > 1 {
+            (m2 / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        },
+        cdf: CDF_QUANTILES.iter().map(|&p| (p, q(p))).collect(),
+        drift: Vec::new(),
+        drift_block: 0,
+    })
 }
 
 /// The distribution of one measurement.
@@ -192,6 +289,11 @@ impl SampleSet {
         // hdrhistogram reports the highest value equivalent to the bucket; clamp
         // into the exact observed range so p100 == max and p0 == min.
         Ok(self.hist.value_at_quantile(q).clamp(self.min, self.max))
+    }
+
+    /// The histogram, encoded ([`encode_histogram`]).
+    pub fn encoded_histogram(&self) -> String {
+        encode_histogram(&self.hist)
     }
 
     /// The distribution: exact min/max/mean/stddev, nearest-rank percentiles, CDF and drift.

@@ -22,6 +22,10 @@ pub struct Config {
     pub cpus: Option<CpuList>,
     /// Fewer samples: every measurement, in seconds instead of minutes.
     pub quick: Option<bool>,
+    /// Run the suites this many times, each in fresh guest boots (1 to
+    /// 100; default 3, or 1 with `quick`).
+    #[serde(default, deserialize_with = "repeat")]
+    pub repeat: Option<u32>,
     /// Output directory (must be new or empty).
     pub out: Option<PathBuf>,
     /// Sign the report with this key (see `vmbench report sign --key`).
@@ -162,6 +166,19 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match v {
         Some(s) if !(1..=86_400).contains(&s) => Err(serde::de::Error::custom(format!(
             "{s} s: give between 1 and 86400 seconds"
+        ))),
+        _ => Ok(v),
+    }
+}
+
+/// The most repeats a run takes (each is a full set of guest boots).
+pub const MAX_REPEAT: u32 = 100;
+
+fn repeat<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = Option::<u32>::deserialize(d)?;
+    match v {
+        Some(n) if !(1..=MAX_REPEAT).contains(&n) => Err(serde::de::Error::custom(format!(
+            "repeat {n}: give between 1 and {MAX_REPEAT}"
         ))),
         _ => Ok(v),
     }

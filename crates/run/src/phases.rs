@@ -241,44 +241,36 @@ impl<'r> Isolated<'r> {
         let Isolated { ctx, guard } = self;
         let mut rec = SuiteRecord::default();
         let cpus = Cpus::of(&ctx.audit);
-        // The Linux guest of the VM-exit suite stays up for the shm suite.
-        let mut kept: Option<Box<dyn GuestSession>> = None;
-        for suite in ctx.plan.suites.clone() {
-            if interrupt.load(Ordering::Relaxed) || !rec.incomplete.is_empty() {
-                rec.incomplete.push(format!(
-                    "suite {} did not run (the run stopped before it)",
-                    suite.name()
-                ));
-                continue;
-            }
-            progress.phase(suite.title());
-            let reused = kept.is_some();
-            let session = match kept.take() {
-                Some(s) => s,
-                None => match boot(&ctx, suite, launcher, progress, &mut rec) {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
-            let session = describe_guest(&ctx, suite, session, reused, &cpus, &mut rec);
-            kept = match suite {
-                Suite::Vmexit => vmexit_suite(&ctx, session, progress, &mut rec),
-                Suite::Shm => {
-                    shm_suite(
-                        &ctx, session, &cpus, launcher, progress, interrupt, &mut rec,
-                    );
-                    None
+        let repeats = ctx.plan.repeat.max(1);
+        let mut per_repeat = Vec::new();
+        let mut first_guests = None;
+        for repeat in 1..=repeats {
+            if repeat > 1 {
+                if interrupt.load(Ordering::Relaxed) || !rec.incomplete.is_empty() {
+                    break;
                 }
-            };
+                progress.phase(&format!("repeat {repeat} of {repeats} (fresh guest boots)"));
+            }
+            let incomplete_before = rec.incomplete.len();
+            run_suites_once(&ctx, launcher, progress, interrupt, &cpus, &mut rec);
+            if repeats > 1 {
+                for why in &mut rec.incomplete[incomplete_before..] {
+                    *why = format!("repeat {repeat} of {repeats}: {why}");
+                }
+            }
+            per_repeat.push(std::mem::take(&mut rec.results));
+            // Every repeat boots the same guests: the first repeat's are listed.
+            match first_guests {
+                None => first_guests = Some(rec.guests.len()),
+                Some(n) => rec.guests.truncate(n),
+            }
         }
-        if let Some(session) = kept {
-            session.shutdown();
-        }
+        rec.results = Results::combine_repeats(per_repeat);
         rec.interrupted = interrupt.load(Ordering::Relaxed);
         if rec.interrupted {
             rec.incomplete.insert(
                 0,
-                "interrupted (SIGINT/SIGTERM): the run stopped early".into(),
+                "interrupted by a stop signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT): the run stopped early".into(),
             );
         }
         SuitesDone {
@@ -286,6 +278,48 @@ impl<'r> Isolated<'r> {
             guard,
             suites: rec,
         }
+    }
+}
+
+/// Each suite of the plan once, in order: one repeat.
+fn run_suites_once(
+    ctx: &Context,
+    launcher: &mut dyn GuestLauncher,
+    progress: &dyn Progress,
+    interrupt: &AtomicBool,
+    cpus: &Cpus,
+    rec: &mut SuiteRecord,
+) {
+    // The Linux guest of the VM-exit suite stays up for the shm suite.
+    let mut kept: Option<Box<dyn GuestSession>> = None;
+    for suite in ctx.plan.suites.clone() {
+        if interrupt.load(Ordering::Relaxed) || !rec.incomplete.is_empty() {
+            rec.incomplete.push(format!(
+                "suite {} did not run (the run stopped before it)",
+                suite.name()
+            ));
+            continue;
+        }
+        progress.phase(suite.title());
+        let reused = kept.is_some();
+        let session = match kept.take() {
+            Some(s) => s,
+            None => match boot(ctx, suite, launcher, progress, rec) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        let session = describe_guest(ctx, suite, session, reused, cpus, rec);
+        kept = match suite {
+            Suite::Vmexit => vmexit_suite(ctx, session, progress, rec),
+            Suite::Shm => {
+                shm_suite(ctx, session, cpus, launcher, progress, interrupt, rec);
+                None
+            }
+        };
+    }
+    if let Some(session) = kept {
+        session.shutdown();
     }
 }
 

@@ -21,6 +21,8 @@ pub struct RunFlags {
     pub cpus: Option<CpuList>,
     /// Fewer samples: every measurement, in seconds instead of minutes.
     pub quick: bool,
+    /// Repeats, each in fresh guest boots.
+    pub repeat: Option<u32>,
     /// Output directory (must be new or empty).
     pub out: Option<PathBuf>,
     /// Key to sign the report with.
@@ -65,6 +67,12 @@ pub enum PlanError {
     NoSuite,
 }
 
+/// Repeats by default: three independent boots give a median and a spread
+/// at three times the run's length (a full TCG run here: about 6.5 min);
+/// `--quick` stays one boot.
+const FULL_REPEATS: u32 = 3;
+const QUICK_REPEATS: u32 = 1;
+
 /// Sample counts: (timed iterations, warm-up, batch) per VM-exit row.
 const QUICK_VMEXIT_SIZES: (u64, u64, u64) = (2_000, 100, 2_000);
 const FULL_VMEXIT_SIZES: (u64, u64, u64) = (100_000, 1_000, 100_000);
@@ -86,6 +94,8 @@ pub struct Plan {
     pub cpus: Option<CpuList>,
     /// Fewer samples (`--quick`).
     pub quick: bool,
+    /// Times the suites run, each in fresh guest boots (at least 1).
+    pub repeat: u32,
     /// The report directory.
     pub out: PathBuf,
     /// Key to sign the report with.
@@ -173,6 +183,11 @@ impl Plan {
             suites,
             cpus: flags.cpus.or(config.cpus),
             quick,
+            repeat: flags.repeat.or(config.repeat).unwrap_or(if quick {
+                QUICK_REPEATS
+            } else {
+                FULL_REPEATS
+            }),
             out,
             sign: flags.sign.or(config.sign),
             apply: iso.apply.unwrap_or(ApplyMode::Auto),

@@ -538,3 +538,39 @@ fn config_text_is_what_the_plan_takes() {
     assert!(s.plan.journal.starts_with(&s.root));
     let _: Config = config::parse("").unwrap();
 }
+
+#[test]
+fn each_repeat_boots_its_own_guests_and_every_row_keeps_every_repeat() {
+    let mut s = setup("repeat: 3\nshm:\n  arms: false\n");
+    assert_eq!(s.plan.repeat, 3);
+    let recorded = run(&mut s).unwrap();
+    let boots = log(&s).iter().filter(|l| l.starts_with("boot")).count();
+    let shutdowns = log(&s).iter().filter(|l| *l == "shutdown").count();
+    assert_eq!((boots, shutdowns), (3, 3), "{:?}", log(&s));
+    let r = &recorded.record;
+    assert!(r.complete, "{:?}", r.incomplete);
+    // One row per measurement, each with the three repeats.
+    assert_eq!(r.results.measurements.len(), 2);
+    for m in &r.results.measurements {
+        let rep = m.repeats.as_ref().unwrap();
+        assert_eq!(rep.repeat_numbers, [1, 2, 3], "{}", m.id);
+        assert_eq!(m.summary.n, 9, "{}: pooled", m.id);
+    }
+    // The guests are listed once, not once per repeat.
+    assert_eq!(r.guests.len(), 1);
+    assert_eq!(r.results.checks.len(), 1);
+    let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
+    assert!(md.contains("Run-to-run variation"), "{md}");
+}
+
+#[test]
+fn a_repeat_interrupted_stops_the_repeats_and_keeps_what_ran() {
+    let mut s = setup("repeat: 3\nshm:\n  arms: false\n");
+    s.fake.script.borrow_mut().interrupt_in_vmexit = true;
+    let recorded = run(&mut s).unwrap();
+    let boots = log(&s).iter().filter(|l| l.starts_with("boot")).count();
+    assert_eq!(boots, 1, "{:?}", log(&s));
+    let r = &recorded.record;
+    assert!(!r.complete);
+    assert_eq!(r.results.measurements.len(), 1);
+}

@@ -1,0 +1,417 @@
+//! Repeats: the same suites run again in independent guest boots, and what
+//! varies between them.
+//!
+//! One boot's p50 hides what changes from boot to boot (page placement,
+//! which physical core the vCPU lands on, cache colouring). With repeats,
+//! each row keeps every repeat's distribution and histogram, the median of
+//! the repeats' p50s with a 95% confidence interval, and the run-to-run
+//! spread; a spread above [`SPREAD_FLAG_PCT`] is flagged with the repeats
+//! that differ. The interval is a percentile bootstrap over the repeats
+//! (resampling whole repeats, the unit that varies), with a fixed seed so
+//! that the same results always give the same interval.
+
+use crate::id::MeasurementId;
+use crate::model::{Check, Measurement, Results, Verification};
+use crate::stats::{Summary, decode_histogram, encode_histogram, pooled};
+use serde::{Deserialize, Serialize};
+
+/// A row whose repeats' p50s spread wider than this (percent of their
+/// median) is flagged.
+pub const SPREAD_FLAG_PCT: f64 = 1.0;
+
+/// Bootstrap resamples per interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// A row's repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Repeats {
+    /// Which repeats (numbered from 1) measured the row: all of them,
+    /// unless a repeat stopped early.
+    pub repeat_numbers: Vec<u32>,
+    /// Each of those repeats' distribution, in the row's unit.
+    pub summaries: Vec<Summary>,
+    /// Each of those repeats' histogram, encoded as `Measurement::histogram`.
+    pub histograms: Vec<String>,
+    /// Median of the repeats' p50s, in the row's unit.
+    pub median_p50: f64,
+    /// 95% confidence interval of that median: percentile bootstrap over
+    /// the repeats ([`BOOTSTRAP_RESAMPLES`] resamples, fixed seed).
+    pub ci95: [f64; 2],
+    /// (largest p50 − smallest p50) / median p50, in percent.
+    pub spread_pct: f64,
+    /// Repeats whose p50 lies more than [`SPREAD_FLAG_PCT`] from the median.
+    pub differing: Vec<u32>,
+}
+
+/// SplitMix64: a small, well-known generator, enough for resampling (no
+/// cryptographic use), written here so that intervals do not change with
+/// a dependency's version.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator with a fixed seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(f64::MIN_POSITIVE);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// The 2.5th and 97.5th percentiles of [`BOOTSTRAP_RESAMPLES`] draws.
+pub fn percentile_interval(mut draw: impl FnMut(&mut Rng) -> f64) -> [f64; 2] {
+    let mut rng = Rng::new(0x7672_6d62_656e_6368); // "vmbench"
+    let mut stats: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| draw(&mut rng))
+        .filter(|x| x.is_finite())
+        .collect();
+    if stats.is_empty() {
+        return [f64::NAN, f64::NAN];
+    }
+    stats.sort_by(f64::total_cmp);
+    let at = |p: f64| stats[((stats.len() - 1) as f64 * p).round() as usize];
+    [at(0.025), at(0.975)]
+}
+
+/// A resample of `values` with replacement.
+pub fn resample(values: &[f64], rng: &mut Rng) -> Vec<f64> {
+    (0..values.len())
+        .map(|_| values[rng.below(values.len())])
+        .collect()
+}
+
+impl Repeats {
+    /// The statistics of repeats that measured p50s `p50s` (numbered
+    /// `numbers`), with their summaries and histograms.
+    fn of(numbers: Vec<u32>, summaries: Vec<Summary>, histograms: Vec<String>) -> Repeats {
+        let p50s: Vec<f64> = summaries.iter().map(|s| s.p50 as f64).collect();
+        let med = median(&p50s);
+        let ci95 = percentile_interval(|rng| median(&resample(&p50s, rng)));
+        let (lo, hi) = p50s
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &p| {
+                (lo.min(p), hi.max(p))
+            });
+        let spread_pct = if med > 0.0 {
+            (hi - lo) / med * 100.0
+        } else {
+            0.0
+        };
+        let differing = numbers
+            .iter()
+            .zip(&p50s)
+            .filter(|(_, p)| med > 0.0 && ((*p - med) / med * 100.0).abs() > SPREAD_FLAG_PCT)
+            .map(|(n, _)| *n)
+            .collect();
+        Repeats {
+            repeat_numbers: numbers,
+            summaries,
+            histograms,
+            median_p50: med,
+            ci95,
+            spread_pct,
+            differing,
+        }
+    }
+
+    /// The flag a reader sees when the spread is above [`SPREAD_FLAG_PCT`].
+    pub fn flag(&self) -> Option<String> {
+        (self.spread_pct > SPREAD_FLAG_PCT).then(|| {
+            let list = self
+                .differing
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "run-to-run spread {:.1}% over {} repeats (above {SPREAD_FLAG_PCT}%): repeat(s) {list} differ from the median p50 by more than {SPREAD_FLAG_PCT}%",
+                self.spread_pct,
+                self.summaries.len()
+            )
+        })
+    }
+}
+
+/// One row from its repeats (repeat number, measurement).
+fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
+    let p50s: Vec<f64> = parts.iter().map(|(_, m)| m.summary.p50 as f64).collect();
+    let med = median(&p50s);
+    // The median repeat: the one whose p50 is closest to the median.
+    let mid = p50s
+        .iter()
+        .enumerate()
+        .min_by(|a, b| (a.1 - med).abs().total_cmp(&(b.1 - med).abs()))
+        .map_or(0, |(i, _)| i);
+    let mut row = parts[mid].1.clone();
+    let histograms: Vec<String> = parts
+        .iter()
+        .map(|(_, m)| m.histogram.clone().unwrap_or_default())
+        .collect();
+    let decoded: Option<Vec<_>> = histograms
+        .iter()
+        .map(|h| decode_histogram(h).ok())
+        .collect();
+    match decoded {
+        Some(hists) => {
+            let pairs: Vec<_> = parts
+                .iter()
+                .zip(&hists)
+                .map(|((_, m), h)| (&m.summary, h))
+                .collect();
+            if let Ok(mut p) = pooled(&pairs) {
+                // Drift is a time series of one boot: the median repeat's.
+                p.drift = row.summary.drift.clone();
+                p.drift_block = row.summary.drift_block;
+                row.summary = p;
+                let mut all = hists[0].clone();
+                for h in &hists[1..] {
+                    let _ = all.add(h);
+                }
+                row.histogram = Some(encode_histogram(&all)).filter(|h| !h.is_empty());
+            }
+        }
+        None => row.warnings.push(
+            "a repeat's histogram is missing: the distribution shown is the median repeat's, not all repeats pooled".into(),
+        ),
+    }
+    let overheads: Option<Vec<f64>> = parts
+        .iter()
+        .map(|(_, m)| m.overhead_p50.map(|p| p as f64))
+        .collect();
+    if let Some(o) = overheads {
+        let p = median(&o).round() as u64;
+        row.overhead_p50 = Some(p);
+        row.overhead_subtracted = Some(row.summary.minus(p));
+    }
+    for (n, m) in parts {
+        for w in &m.warnings {
+            let w = if parts.len() > 1 && !parts.iter().all(|(_, o)| o.warnings.contains(w)) {
+                format!("repeat {n}: {w}")
+            } else {
+                w.clone()
+            };
+            if !row.warnings.contains(&w) {
+                row.warnings.push(w);
+            }
+        }
+        if matches!(m.verification, Verification::Failed { .. }) {
+            row.verification = m.verification.clone();
+        }
+    }
+    // Each repeat's distribution without its drift series (up to 512
+    // points each; the row keeps the median repeat's).
+    let summaries = parts
+        .iter()
+        .map(|(_, m)| Summary {
+            drift: Vec::new(),
+            drift_block: 0,
+            ..m.summary.clone()
+        })
+        .collect();
+    let stats = Repeats::of(
+        parts.iter().map(|(n, _)| *n).collect(),
+        summaries,
+        histograms,
+    );
+    if let Some(flag) = stats.flag() {
+        row.warnings.push(flag);
+    }
+    row.repeats = Some(stats);
+    row
+}
+
+/// Checks of every repeat, one per id: a failing repeat's when any failed
+/// (saying which), else the first's.
+fn combine_checks(repeats: &[Results]) -> Vec<Check> {
+    let mut out: Vec<Check> = Vec::new();
+    for (i, r) in repeats.iter().enumerate() {
+        for c in &r.checks {
+            match out.iter_mut().find(|o| o.id == c.id) {
+                Some(o) if o.passed && !c.passed => {
+                    *o = c.clone();
+                    o.observed = format!("repeat {}: {}", i + 1, c.observed);
+                }
+                Some(_) => {}
+                None => {
+                    let mut c = c.clone();
+                    if !c.passed {
+                        c.observed = format!("repeat {}: {}", i + 1, c.observed);
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Results {
+    /// One set of results from the repeats of a run, in the order rows
+    /// first appeared. With one repeat, that repeat unchanged.
+    pub fn combine_repeats(repeats: Vec<Results>) -> Results {
+        if repeats.len() <= 1 {
+            return repeats.into_iter().next().unwrap_or_default();
+        }
+        let mut order: Vec<&MeasurementId> = Vec::new();
+        for r in &repeats {
+            for m in &r.measurements {
+                if !order.contains(&&m.id) {
+                    order.push(&m.id);
+                }
+            }
+        }
+        let mut out = Results {
+            checks: combine_checks(&repeats),
+            ..Results::default()
+        };
+        for id in order {
+            let parts: Vec<(u32, &Measurement)> = repeats
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    r.measurements
+                        .iter()
+                        .find(|m| &m.id == id)
+                        .map(|m| (i as u32 + 1, m))
+                })
+                .collect();
+            out.measurements.push(combine_row(&parts));
+        }
+        for r in &repeats {
+            for s in &r.skipped {
+                if !out.skipped.iter().any(|o| o.id == s.id) {
+                    out.skipped.push(s.clone());
+                }
+            }
+            for w in &r.warnings {
+                if !out.warnings.contains(w) {
+                    out.warnings.push(w.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Unit;
+    use crate::stats::SampleSet;
+
+    fn row(id: &str, values: impl IntoIterator<Item = u64>) -> Measurement {
+        let mut s = SampleSet::new();
+        s.extend(values).unwrap();
+        Measurement::from_samples(id, "x", Unit::TscTicks, &s, Verification::NotApplicable).unwrap()
+    }
+
+    fn results(rows: Vec<Measurement>) -> Results {
+        Results {
+            measurements: rows,
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn repeats_keep_every_summary_pool_the_samples_and_flag_a_spread() {
+        let r = Results::combine_repeats(vec![
+            results(vec![
+                row("vmexit.a", [100; 1000]),
+                row("vmexit.b", [50; 10]),
+            ]),
+            results(vec![
+                row("vmexit.a", [110; 1000]),
+                row("vmexit.b", [50; 10]),
+            ]),
+            results(vec![row("vmexit.a", [100; 1000])]),
+        ]);
+        let a = &r.measurements[0];
+        let rep = a.repeats.as_ref().unwrap();
+        assert_eq!(rep.repeat_numbers, [1, 2, 3]);
+        assert_eq!(rep.summaries.len(), 3);
+        assert_eq!(rep.histograms.len(), 3);
+        assert_eq!(rep.median_p50, 100.0);
+        assert!((rep.spread_pct - 10.0).abs() < 1e-9, "{}", rep.spread_pct);
+        assert_eq!(rep.differing, [2]);
+        assert!(
+            rep.ci95[0] <= 100.0 && rep.ci95[1] >= 100.0,
+            "{:?}",
+            rep.ci95
+        );
+        assert!(
+            a.warnings.iter().any(|w| w.contains("repeat(s) 2 differ")),
+            "{:?}",
+            a.warnings
+        );
+        // Pooled: 3000 samples, exact mean of all of them.
+        assert_eq!(a.summary.n, 3000);
+        assert!((a.summary.mean - 310.0 / 3.0).abs() < 1e-9);
+        let sd = (1000.0 * 2.0 * (100.0f64 - 310.0 / 3.0).powi(2)
+            + 1000.0 * (110.0f64 - 310.0 / 3.0).powi(2))
+            / 2999.0;
+        assert!((a.summary.stddev - sd.sqrt()).abs() < 1e-6);
+        assert_eq!(a.summary.p50, 100);
+        assert_eq!(a.summary.max, 110);
+        // A row two repeats measured, with no spread: not flagged.
+        let b = &r.measurements[1];
+        assert_eq!(b.repeats.as_ref().unwrap().repeat_numbers, [1, 2]);
+        assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+    }
+
+    #[test]
+    fn the_interval_is_fixed_and_covers_the_median() {
+        let p = [100.0, 103.0, 98.0, 101.0, 99.0];
+        let a = percentile_interval(|rng| median(&resample(&p, rng)));
+        let b = percentile_interval(|rng| median(&resample(&p, rng)));
+        assert_eq!(a, b);
+        assert!(a[0] <= 100.0 && 100.0 <= a[1] && a[0] >= 98.0 && a[1] <= 103.0);
+    }
+
+    #[test]
+    fn histograms_round_trip_and_a_crafted_one_is_an_error() {
+        let m = row("vmexit.a", 1..=5000);
+        let h = decode_histogram(m.histogram.as_deref().unwrap()).unwrap();
+        assert_eq!(h.len(), 5000);
+        assert!(decode_histogram("not base64!").is_err());
+        assert!(decode_histogram(&"A".repeat(2 << 20)).is_err());
+    }
+}
