@@ -203,7 +203,29 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
             "differences": diffs,
         }))? + "\n"
     } else {
-        compare::markdown(&runs)
+        match &a.out {
+            // Figures go beside the Markdown file, in `<name>-plots/`.
+            Some(p) => {
+                let (parent, name) = vmbench_host::files::OutputDir::parent_of(p)
+                    .with_context(|| format!("writing {}", p.display()))?;
+                let stem = name.strip_suffix(".md").unwrap_or(&name).to_string();
+                let dir_name = format!("{stem}-plots");
+                let figures = compare::figures(&runs)?;
+                let mut links = Vec::new();
+                if !figures.is_empty() {
+                    let dir = parent.subdir(&dir_name).with_context(|| {
+                        format!("writing {}/{dir_name}", parent.path().display())
+                    })?;
+                    for (group, svg) in &figures {
+                        let file = format!("{group}.svg");
+                        dir.write(&file, svg.as_bytes())?;
+                        links.push((*group, format!("{dir_name}/{file}")));
+                    }
+                }
+                compare::markdown_with_figures(&runs, &links)
+            }
+            None => compare::markdown(&runs),
+        }
     };
     match &a.out {
         Some(p) => vmbench_host::files::write_named(p, text.as_bytes())

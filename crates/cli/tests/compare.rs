@@ -187,6 +187,15 @@ fn a_row_made_20_percent_slower_is_found_and_two_runs_of_one_host_mostly_agree()
         "{text}"
     );
 
+    // With --out, the runs' spectra are drawn beside the Markdown and linked.
+    let md_file = tmp.path().join("cmp.md");
+    let o = compare(&a, &slower, &["--out", md_file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&md_file).unwrap();
+    assert!(text.contains("](cmp-plots/vmexit.svg)"), "{text}");
+    let svg = std::fs::read_to_string(tmp.path().join("cmp-plots/vmexit.svg")).unwrap();
+    assert!(svg.contains("99.9%") && svg.contains("a-slower"), "{svg}");
+
     // Exports: Bencher's metric format and hyperfine's layout.
     let bmf = vmbench()
         .args(["report", "export", "--format", "bmf"])

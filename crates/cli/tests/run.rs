@@ -163,14 +163,29 @@ fn quick_tcg_run_writes_a_complete_signed_report_and_restores() {
         "MANIFEST.sha256",
         "report.sig",
         "plots/shm-bandwidth.svg",
-        "plots/vmexit.user-fast.cdf.svg",
-        "plots/shm.rtt.poll.cdf.svg",
+        "plots/vmexit.user-fast.spectrum.svg",
+        "plots/vmexit.spectrum.svg",
+        "plots/shm-rtt.spectrum.svg",
+        "report.html",
+        "plots/shm.rtt.poll.spectrum.svg",
     ] {
         assert!(s.out.join(f).is_file(), "{f} missing");
     }
     let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
     let head: String = md.lines().take(4).collect::<Vec<_>>().join("\n");
     assert!(head.contains("TCG run — not a KVM measurement"), "{head}");
+    // The first screen: the headline with verdicts and two inline figures.
+    let first: Vec<&str> = md.lines().take(60).collect();
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("| vmexit.user-fast |") && l.ends_with("| unverified |")),
+        "{first:#?}"
+    );
+    assert!(
+        first.iter().filter(|l| l.starts_with("![")).count() >= 2,
+        "{first:#?}"
+    );
     let v = s.record();
     assert_eq!(v["complete"], true, "{}", v["incomplete"]);
     assert_eq!(v["accel"], "tcg");

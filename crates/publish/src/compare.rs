@@ -44,15 +44,33 @@ fn row(out: &mut String, cells: &[String]) {
     let _ = writeln!(out, "| {} |", cells.join(" | "));
 }
 
-/// The comparison as Markdown: what differs between the runs, then every
-/// measurement's p50 side by side.
+/// The comparison as Markdown: what differs between the runs, the
+/// differences with confidence, the figures (`figures`: group name and the
+/// relative path it was written to), then every measurement's p50 side by
+/// side.
 pub fn markdown(runs: &[Run]) -> String {
+    markdown_with_figures(runs, &[])
+}
+
+/// [`markdown`] with links to figures written beside it.
+pub fn markdown_with_figures(runs: &[Run], figures: &[(&str, String)]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# vmbench comparison of {} runs\n", runs.len());
     differences(&mut o, runs);
     significance_table(&mut o, runs);
+    for (group, path) in figures {
+        let _ = writeln!(o, "![{group} by run]({path})\n");
+    }
     p50_table(&mut o, runs);
     o
+}
+
+/// The comparison's figures: one per group of rows, every run's spectra on
+/// it (see [`crate::plots::compare_figures`]).
+pub fn figures(runs: &[Run]) -> Result<Vec<(&'static str, String)>, crate::PublishError> {
+    let pairs: Vec<(&str, &RunRecord)> =
+        runs.iter().map(|r| (r.label.as_str(), &r.record)).collect();
+    crate::plots::compare_figures(&pairs)
 }
 
 fn significance_table(o: &mut String, runs: &[Run]) {

@@ -12,6 +12,7 @@
 pub mod compare;
 pub mod csv;
 pub mod export;
+pub mod html;
 pub mod manifest;
 pub mod markdown;
 pub mod plots;
@@ -76,6 +77,8 @@ impl PublishError {
 pub const RESULTS: &str = "results.json";
 /// The rendered report's file name.
 pub const REPORT: &str = "report.md";
+/// The same report as one self-contained HTML page.
+pub const REPORT_HTML: &str = "report.html";
 /// The largest results.json read (a full run's is a few MB).
 pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 
@@ -104,7 +107,14 @@ fn render_in(out: &OutputDir) -> Result<(), PublishError> {
         std::fs::remove_dir_all(&plots).map_err(|e| PublishError::io(&plots, e))?;
     }
     let plots = plots::write_all(&r, out)?;
-    out.write(REPORT, markdown::render(&r, &plots).as_bytes())?;
+    let md = markdown::render(&r, &plots);
+    out.write(REPORT, md.as_bytes())?;
+    let title = md
+        .lines()
+        .next()
+        .unwrap_or("vmbench report")
+        .trim_start_matches("# ");
+    out.write(REPORT_HTML, html::render(&md, title, out).as_bytes())?;
     csv::write_all(&r, out)?;
     out.remove(manifest::SIGNATURE)?;
     manifest::write(out)?;

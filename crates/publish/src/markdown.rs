@@ -75,15 +75,27 @@ fn find_shm<'a>(r: &'a RunRecord, local: &str) -> Option<&'a Measurement> {
 /// The whole report.md of a run.
 pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     let mut o = String::new();
+    // The first screen answers the question: what ran where, the headline
+    // numbers with their verdicts and figures, what to be wary of.
     front_matter(&mut o, r);
     at_a_glance(&mut o, r);
-    headline(&mut o, r);
+    headline(&mut o, r, plots);
     warnings(&mut o, r);
     checks(&mut o, r);
-    spec_sections(&mut o, r);
+    // Everything else below, long tables folded.
     vmexit_section(&mut o, r, plots);
     shm_section(&mut o, r, plots);
     repeats_section(&mut o, r);
+    let mut spec = String::new();
+    spec_sections(&mut spec, r);
+    let _ = writeln!(o, "## Specification\n");
+    folded(
+        &mut o,
+        "The host, the guests and the isolation, in full",
+        |o| {
+            o.push_str(spec.strip_prefix("## Specification\n\n").unwrap_or(&spec));
+        },
+    );
     skipped(&mut o, r);
     definitions(&mut o, r);
     reproduce(&mut o, r);
@@ -171,8 +183,16 @@ fn at_a_glance(o: &mut String, r: &RunRecord) {
     table(o, &["", ""], &rows);
 }
 
+/// `body` folded under `summary` (GitHub and browsers render `<details>`;
+/// the blank lines keep the Markdown inside it Markdown).
+fn folded(o: &mut String, summary: &str, body: impl FnOnce(&mut String)) {
+    let _ = writeln!(o, "<details><summary>{summary}</summary>\n");
+    body(o);
+    let _ = writeln!(o, "</details>\n");
+}
+
 /// The numbers most readers came for.
-fn headline(o: &mut String, r: &RunRecord) {
+fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     let mut rows = Vec::new();
     for row in Row::HEADLINE {
         if let Some(m) = find(r, &MeasurementId::new(Suite::Vmexit, row.id())) {
@@ -214,20 +234,58 @@ fn headline(o: &mut String, r: &RunRecord) {
         );
         table(o, &["measurement", "p50", "p99", "path"], &rows);
     }
+    for (group, alt) in [
+        ("vmexit", "VM-exit round trips by percentile"),
+        ("shm-rtt", "shared-memory round trips by percentile"),
+    ] {
+        if let Some(f) = plots.group(group) {
+            let _ = writeln!(o, "![{alt}]({f})\n");
+        }
+    }
 }
 
 /// Run-wide warnings, then each distinct per-measurement warning once.
+/// A warning's kind: its text with the numbers taken out, so that "3 of
+/// 2000 samples …" and "7 of 2000 samples …" are one kind.
+fn warning_kind(w: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    let mut prev = ' ';
+    for c in w.chars() {
+        // Digits inside a word ("p50", "1080p") are part of it.
+        let starts = c.is_ascii_digit() && !prev.is_alphanumeric();
+        if starts || (in_number && (c.is_ascii_digit() || c == '.')) {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+        prev = c;
+    }
+    // A list of numbers is one number's place ("repeat(s) 2, 3").
+    while out.contains("#, #") {
+        out = out.replace("#, #", "#");
+    }
+    out
+}
+
+/// Run-wide warnings, then one line per kind of per-measurement warning
+/// (how many rows, one example); every row's own warnings folded below.
 fn warnings(o: &mut String, r: &RunRecord) {
-    let mut per_measurement: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut kinds: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
     for m in &r.results.measurements {
         for w in &m.warnings {
-            match per_measurement.iter_mut().find(|(x, _)| *x == w.as_str()) {
-                Some((_, ids)) => ids.push(m.id.as_str()),
-                None => per_measurement.push((w, vec![m.id.as_str()])),
+            let k = warning_kind(w);
+            match kinds.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, rows)) => rows.push((m.id.as_str(), w)),
+                None => kinds.push((k, vec![(m.id.as_str(), w)])),
             }
         }
     }
-    if r.results.warnings.is_empty() && r.incomplete.is_empty() && per_measurement.is_empty() {
+    if r.results.warnings.is_empty() && r.incomplete.is_empty() && kinds.is_empty() {
         return;
     }
     let _ = writeln!(o, "## Warnings\n");
@@ -237,15 +295,37 @@ fn warnings(o: &mut String, r: &RunRecord) {
             let _ = writeln!(o, "- {w}");
         }
     }
-    for (w, ids) in &per_measurement {
-        let which = if ids.len() <= 3 {
-            ids.join(", ")
+    for (_, rows) in &kinds {
+        let (id, example) = rows[0];
+        if rows.len() == 1 {
+            let _ = writeln!(o, "- {id}: {example}");
         } else {
-            format!("{} measurements, e.g. {}", ids.len(), ids[0])
-        };
-        let _ = writeln!(o, "- {which}: {w}");
+            let _ = writeln!(o, "- {} measurements, e.g. {id}: {example}", rows.len());
+        }
     }
     o.push('\n');
+    if kinds.iter().any(|(_, rows)| rows.len() > 1) {
+        folded(o, "Which measurements each warning is about", |o| {
+            let rows: Vec<Vec<String>> = kinds
+                .iter()
+                .filter(|(_, rows)| rows.len() > 1)
+                .map(|(kind, rows)| {
+                    let mut ids: Vec<&str> = Vec::new();
+                    for (id, _) in rows {
+                        if !ids.contains(id) {
+                            ids.push(id);
+                        }
+                    }
+                    vec![kind.replace('#', "N"), ids.join(", ")]
+                })
+                .collect();
+            table(
+                o,
+                &["warning (N: a number that varies)", "measurements"],
+                &rows,
+            );
+        });
+    }
 }
 
 fn checks(o: &mut String, r: &RunRecord) {
@@ -333,17 +413,28 @@ fn repeats_section(o: &mut String, r: &RunRecord) {
         vmbench_results::repeats::SPREAD_FLAG_PCT,
         vmbench_results::repeats::SPREAD_FLAG_PCT
     );
-    table(
+    let flagged = rows.iter().filter(|r| r[4].ends_with('⚠')).count();
+    folded(
         o,
-        &[
-            "measurement",
-            "repeats",
-            "p50 of each repeat",
-            "median p50 [95% CI]",
-            "spread",
-            "differ",
-        ],
-        &rows,
+        &format!(
+            "{} rows, {flagged} with a spread above {}%",
+            rows.len(),
+            vmbench_results::repeats::SPREAD_FLAG_PCT
+        ),
+        |o| {
+            table(
+                o,
+                &[
+                    "measurement",
+                    "repeats",
+                    "p50 of each repeat",
+                    "median p50 [95% CI]",
+                    "spread",
+                    "differ",
+                ],
+                &rows,
+            );
+        },
     );
 }
 
@@ -376,7 +467,9 @@ fn definitions(o: &mut String, r: &RunRecord) {
             defs.push(vec![key, m.definition.clone()]);
         }
     }
-    table(o, &["measurement", "definition"], &defs);
+    folded(o, &format!("{} definitions", defs.len()), |o| {
+        table(o, &["measurement", "definition"], &defs);
+    });
 }
 
 fn reproduce(o: &mut String, r: &RunRecord) {
@@ -712,21 +805,27 @@ fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
             ]
         })
         .collect();
-    table(
+    folded(
         o,
-        &[
-            "measurement",
-            "N",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "bytes",
-            "GB/s",
-            "vs ref",
-        ],
-        &rows,
+        &format!("All {} shared-memory measurements", rows.len()),
+        |o| {
+            table(
+                o,
+                &[
+                    "measurement",
+                    "N",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "bytes",
+                    "GB/s",
+                    "vs ref",
+                ],
+                &rows,
+            );
+        },
     );
     let counters: Vec<Vec<String>> = ms
         .iter()

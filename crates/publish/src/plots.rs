@@ -1,5 +1,8 @@
-//! SVG plots rendered from the results alone: a CDF and a drift series per
-//! latency measurement, and the shm bandwidth curve over transfer sizes.
+//! SVG plots rendered from the results alone: a percentile spectrum per
+//! latency measurement (HdrHistogram style: latency against percentile on a
+//! 1/(1 − p) axis) and per group of rows that belong together, a drift
+//! series where the row drifts, and the shm bandwidth curve over transfer
+//! sizes. Axis labels are in human units (ns/µs/ms, B/KiB/MiB).
 
 use crate::PublishError;
 use plotters::prelude::*;
@@ -10,17 +13,26 @@ use vmbench_results::{Measurement, RunRecord, Suite};
 #[derive(Debug, Default, Clone)]
 pub struct PlotIndex {
     entries: Vec<(String, &'static str, String)>,
+    groups: Vec<(&'static str, String)>,
     bandwidth: Option<String>,
 }
 
 impl PlotIndex {
-    /// The plots of measurement `id`: (kind, relative path), kind being `CDF` or `drift`.
+    /// The plots of measurement `id`: (kind, relative path), kind being `spectrum` or `drift`.
     pub fn for_measurement(&self, id: &str) -> Vec<(&'static str, &str)> {
         self.entries
             .iter()
             .filter(|(m, _, _)| m == id)
             .map(|(_, k, f)| (*k, f.as_str()))
             .collect()
+    }
+
+    /// The overlay of a group of [`GROUPS`] (`vmexit`, `shm-rtt`), if drawn.
+    pub fn group(&self, name: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(g, _)| *g == name)
+            .map(|(_, f)| f.as_str())
     }
 
     /// The bandwidth-over-size plot, if there is one.
@@ -33,12 +45,13 @@ impl PlotIndex {
         self.entries
             .iter()
             .map(|(_, _, f)| f.as_str())
+            .chain(self.groups.iter().map(|(_, f)| f.as_str()))
             .chain(self.bandwidth.as_deref())
             .collect()
     }
 }
 
-/// Latency measurements get a CDF and a drift plot; transfers are shown
+/// Latency measurements get a spectrum (and a drift plot when they drift); transfers are shown
 /// by the bandwidth curve instead.
 /// Only ids that are safe as file names get plots (results.json may come
 /// from anyone).
@@ -76,21 +89,26 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishErr
         .iter()
         .filter(|m| wants_latency_plots(m))
     {
-        if m.summary.cdf.len() >= 2
-            && let Some(svg) = cdf_svg(m)?
-        {
-            let name = format!("{}.cdf.svg", m.id);
+        if let Some(svg) = row_spectrum_svg(m)? {
+            let name = format!("{}.spectrum.svg", m.id);
             plots.write(&name, svg.as_bytes())?;
             idx.entries
-                .push((m.id.to_string(), "CDF", format!("plots/{name}")));
+                .push((m.id.to_string(), "spectrum", format!("plots/{name}")));
         }
-        if m.summary.drift.len() >= 8
+        if drifts(m)
             && let Some(svg) = drift_svg(m)?
         {
             let name = format!("{}.drift.svg", m.id);
             plots.write(&name, svg.as_bytes())?;
             idx.entries
                 .push((m.id.to_string(), "drift", format!("plots/{name}")));
+        }
+    }
+    for (name, title, ids) in GROUPS {
+        if let Some(svg) = group_spectrum_svg(r, title, ids)? {
+            let file = format!("{name}.spectrum.svg");
+            plots.write(&file, svg.as_bytes())?;
+            idx.groups.push((name, format!("plots/{file}")));
         }
     }
     if let Some(svg) = bandwidth_svg(r)? {
@@ -116,45 +134,267 @@ fn linear_range(hi: f64) -> Option<std::ops::Range<f64>> {
     (hi.is_finite() && hi > 0.0 && hi < 1e300).then_some(0.0..hi)
 }
 
-fn cdf_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
-    let (unit, conv) = axis(m);
-    let pts: Vec<(f64, f64)> = m
-        .summary
-        .cdf
-        .iter()
-        .map(|(q, v)| (conv(*v as f64).max(1e-3), *q))
-        .collect();
-    let lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-    let hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
-    let Some(x_range) = log_range(lo * 0.9, (hi * 1.1).max(lo * 1.2)) else {
+/// Where the spectrum's x axis is drawn to: 99.995%.
+const SPECTRUM_MAX_X: f64 = 4.3;
+
+/// x of percentile p (0..1) on the spectrum's axis: −log10(1 − p), so
+/// 90% is 1, 99% is 2, 99.9% is 3 (HdrHistogram's percentile plots).
+fn spectrum_x(p: f64) -> f64 {
+    -(1.0 - p).max(1e-9).log10()
+}
+
+/// The percentile at x, as an axis label ("50%", "99.9%").
+fn percentile_label(x: f64) -> String {
+    let p = (1.0 - 10f64.powf(-x)) * 100.0;
+    let digits = (x - 2.0).ceil().clamp(0.0, 4.0) as usize;
+    let s = format!("{p:.digits$}");
+    format!("{s}%")
+}
+
+/// A time in ns as an axis label: ns, µs or ms, no trailing ".0".
+pub fn ns_label(ns: f64) -> String {
+    let (v, unit) = if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "µs")
+    } else {
+        (ns, "ns")
+    };
+    let text = if v >= 100.0 || v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text} {unit}")
+}
+
+/// A byte count as an axis label: B, KiB, MiB, GiB.
+pub fn bytes_label(b: f64) -> String {
+    let (v, unit) = if b >= (1u64 << 30) as f64 {
+        (b / (1u64 << 30) as f64, "GiB")
+    } else if b >= (1u64 << 20) as f64 {
+        (b / (1u64 << 20) as f64, "MiB")
+    } else if b >= 1024.0 {
+        (b / 1024.0, "KiB")
+    } else {
+        (b, "B")
+    };
+    let text = format!("{v:.1}");
+    format!(
+        "{} {unit}",
+        text.trim_end_matches('0').trim_end_matches('.')
+    )
+}
+
+/// The row's latency at percentiles from 0 to 99.995%: (x, value) with x
+/// as [`spectrum_x`], from its histogram (fine steps) or, for results
+/// written without one, its recorded CDF points.
+fn spectrum_points(m: &Measurement, conv: &dyn Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    let hist = m
+        .histogram
+        .as_deref()
+        .and_then(|h| vmbench_results::stats::decode_histogram(h).ok());
+    let (min, max) = (m.summary.min, m.summary.max);
+    let raw: Vec<(f64, u64)> = match hist {
+        Some(h) if !h.is_empty() => (0..=(SPECTRUM_MAX_X * 20.0) as u32)
+            .map(|i| {
+                let x = f64::from(i) / 20.0;
+                let p = 1.0 - 10f64.powf(-x);
+                (x, h.value_at_quantile(p).clamp(min, max))
+            })
+            .collect(),
+        _ => m
+            .summary
+            .cdf
+            .iter()
+            .filter(|(q, _)| *q < 1.0)
+            .map(|(q, v)| (spectrum_x(*q), *v))
+            .collect(),
+    };
+    raw.into_iter()
+        .map(|(x, v)| (x, conv(v as f64).max(1e-3)))
+        .collect()
+}
+
+/// Colours for overlaid rows, distinct on white and in grey print.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+];
+
+/// A percentile spectrum: latency (log axis, human units) against
+/// percentile on HdrHistogram's 1/(1 − p) axis, one line per series, with
+/// p50, p99 and p99.9 marked on each.
+///
+/// With `by_run`, series i is drawn in run `by_run[i]`'s colour, the legend
+/// names each run once, and no percentiles are marked (a comparison).
+fn spectrum_svg(
+    title: &str,
+    unit: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    by_run: Option<&[usize]>,
+) -> Result<Option<String>, PublishError> {
+    let values = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+    let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    // The y axis is log10 of the value on a linear axis: ticks then fall
+    // inside narrow ranges too (a log axis labels decades only), each
+    // labelled with the value it stands for.
+    let Some(range) = log_range(lo * 0.9, (hi * 1.15).max(lo * 1.2)) else {
         return Ok(None);
     };
+    let y_range = range.start.log10()..range.end.log10();
+    let series: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(n, p)| (n.clone(), p.iter().map(|(x, y)| (*x, y.log10())).collect()))
+        .collect();
+    let ns = unit == "ns";
     let mut s = String::new();
     {
-        let root = SVGBackend::with_string(&mut s, (720, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut s, (760, 440)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut c = ChartBuilder::on(&root)
-            .caption(
-                format!("{} — CDF (N = {})", m.id, m.summary.n),
-                ("sans-serif", 18),
-            )
+            .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x_range.log_scale(), 0f64..1f64)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..SPECTRUM_MAX_X, y_range)
             .map_err(err)?;
+        let y_fmt = move |v: &f64| {
+            let v = 10f64.powf(*v);
+            if ns { ns_label(v) } else { format!("{v:.0}") }
+        };
         c.configure_mesh()
-            .x_desc(format!("{unit} (log scale)"))
-            .y_desc("fraction of samples ≤ x")
+            .x_labels(5)
+            .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&y_fmt)
+            .y_labels(6)
+            .x_desc("percentile")
+            .y_desc(if ns { "latency" } else { "TSC ticks" })
             .draw()
             .map_err(err)?;
-        c.draw_series(LineSeries::new(pts.iter().copied(), &BLUE))
-            .map_err(err)?;
-        c.draw_series(pts.iter().map(|p| Circle::new(*p, 2, BLUE.filled())))
-            .map_err(err)?;
+        let mut labelled = Vec::new();
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let key = by_run.map_or(i, |runs| runs.get(i).copied().unwrap_or(i));
+            let color = PALETTE[key % PALETTE.len()];
+            let line = c
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?;
+            if !labelled.contains(&key) {
+                labelled.push(key);
+                line.label(name.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            }
+            if by_run.is_some() {
+                continue;
+            }
+            // p50, p99, p99.9: the nearest points, marked.
+            for p in [0.5, 0.99, 0.999] {
+                let x = spectrum_x(p);
+                if let Some(pt) = pts
+                    .iter()
+                    .min_by(|a, b| (a.0 - x).abs().total_cmp(&(b.0 - x).abs()))
+                {
+                    c.draw_series(std::iter::once(Circle::new(*pt, 3, color.filled())))
+                        .map_err(err)?;
+                }
+            }
+        }
+        if labelled.len() > 1 {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     Ok(Some(s))
+}
+
+/// One row's spectrum.
+fn row_spectrum_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
+    let (unit, conv) = axis(m);
+    let pts = spectrum_points(m, &*conv);
+    if pts.len() < 2 {
+        return Ok(None);
+    }
+    let title = format!("{} — latency by percentile (N = {})", m.id, m.summary.n);
+    spectrum_svg(&title, unit, &[(m.id.to_string(), pts)], None)
+}
+
+/// The rows that belong together on one figure: the six round trips with
+/// their timer baselines; the shm round trips with the cache-line reference.
+pub const GROUPS: [(&str, &str, &[&str]); 2] = [
+    (
+        "vmexit",
+        "VM-exit round trips and the timer's own cost",
+        &[
+            "vmexit.user-fast",
+            "vmexit.user-slow",
+            "vmexit.user-kernel-fast",
+            "vmexit.user-kernel-slow",
+            "vmexit.kernel-fast",
+            "vmexit.kernel-slow",
+            "vmexit.timer-overhead",
+            "vmexit.kernel-timer-overhead",
+        ],
+    ),
+    (
+        "shm-rtt",
+        "shared-memory round trips and the cache-line reference",
+        &["shm.rtt.poll", "shm.rtt.doorbell", "shm.ref.cacheline-rtt"],
+    ),
+];
+
+/// A group's overlay, from the rows of `r` that it names (in ns only: rows
+/// without a TSC frequency are left out of overlays).
+fn group_spectrum_svg(
+    r: &RunRecord,
+    title: &str,
+    ids: &[&str],
+) -> Result<Option<String>, PublishError> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = ids
+        .iter()
+        .filter_map(|id| r.results.measurements.iter().find(|m| m.id == *id))
+        .filter(|m| m.tsc_khz.is_some_and(|k| k > 0.0))
+        .map(|m| {
+            let (_, conv) = axis(m);
+            (m.id.to_string(), spectrum_points(m, &*conv))
+        })
+        .filter(|(_, p)| p.len() >= 2)
+        .collect();
+    if series.len() < 2 {
+        return Ok(None);
+    }
+    spectrum_svg(title, "ns", &series, None)
+}
+
+/// Whether a row's drift series moves: its last tenth's mean differs from
+/// its first tenth's by more than 10% of the median (then, and only then,
+/// the drift plot is drawn).
+pub fn drifts(m: &Measurement) -> bool {
+    let d = &m.summary.drift;
+    if d.len() < 20 || m.summary.p50 == 0 {
+        return false;
+    }
+    let tenth = d.len() / 10;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&d[..tenth]), mean(&d[d.len() - tenth..]));
+    (last - first).abs() / m.summary.p50 as f64 > 0.10
 }
 
 fn drift_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
@@ -191,9 +431,15 @@ fn drift_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
             .y_label_area_size(60)
             .build_cartesian_2d(x_range, y_range)
             .map_err(err)?;
+        let ns = unit == "ns";
+        let y_fmt = move |v: &f64| {
+            if ns { ns_label(*v) } else { format!("{v:.0}") }
+        };
         c.configure_mesh()
             .x_desc("sample number")
-            .y_desc(unit)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&y_fmt)
+            .y_desc(if ns { "mean latency" } else { "TSC ticks" })
             .draw()
             .map_err(err)?;
         c.draw_series(LineSeries::new(pts, &RED)).map_err(err)?;
@@ -222,7 +468,11 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
                     _ => false,
                 }
             })
-            .filter_map(|m| Some((m.bytes? as f64, m.p50_bytes_per_sec()? / 1e9)))
+            // A transfer faster than its physical reference times the
+            // timer, not the copy: it would set the axis, and is left out.
+            .filter(|m| !m.beats_its_reference())
+            .filter(|m| !m.times_the_timer())
+            .filter_map(|m| Some(((m.bytes? as f64).log2(), m.p50_bytes_per_sec()? / 1e9)))
             .collect()
     };
     let lines = [
@@ -244,12 +494,14 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
         hi = hi.max(*x);
         top = top.max(*y);
     }
-    let (Some(x_range), Some(y_range)) = (
-        log_range(lo * 0.8, hi * 1.25),
+    // x is log2 of the size on a linear axis: ticks at powers of two.
+    let (Some(_), Some(y_range)) = (
+        log_range(lo.exp2(), hi.exp2()),
         linear_range(top * 1.15 + 1e-9),
     ) else {
         return Ok(None);
     };
+    let x_range = (lo - 0.5)..(hi + 0.5);
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (760, 440)).into_drawing_area();
@@ -262,10 +514,22 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d(x_range.log_scale(), y_range)
+            .build_cartesian_2d(x_range, y_range)
             .map_err(err)?;
         c.configure_mesh()
             .x_desc("bytes per transfer (log scale)")
+            .x_labels(((hi - lo) as usize + 2).min(24))
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 && x.round() as i64 % 2 == 0 {
+                    bytes_label(x.round().exp2())
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| {
+                let t = format!("{v:.1}");
+                t.trim_end_matches('0').trim_end_matches('.').to_string()
+            })
             .y_desc("GB/s")
             .draw()
             .map_err(err)?;
@@ -288,4 +552,47 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
         root.present().map_err(err)?;
     }
     Ok(Some(s))
+}
+
+/// `vmbench compare`'s figures: for each group of [`GROUPS`], every run's
+/// spectra of the group's rows, one colour per run (rows of one run share
+/// its colour and are told apart by their level; the legend names runs).
+/// Returns (group name, SVG).
+pub fn compare_figures(
+    runs: &[(&str, &RunRecord)],
+) -> Result<Vec<(&'static str, String)>, PublishError> {
+    let mut out = Vec::new();
+    for (name, title, ids) in GROUPS {
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let mut colours = Vec::new();
+        for (i, (label, r)) in runs.iter().enumerate() {
+            for id in ids {
+                let Some(m) = r
+                    .results
+                    .measurements
+                    .iter()
+                    .find(|m| m.id == *id && m.tsc_khz.is_some_and(|k| k > 0.0))
+                else {
+                    continue;
+                };
+                let (_, conv) = axis(m);
+                let pts = spectrum_points(m, &*conv);
+                if pts.len() >= 2 {
+                    series.push(((*label).to_string(), pts));
+                    colours.push(i);
+                }
+            }
+        }
+        // Something to compare: rows of at least two runs.
+        let mut distinct = colours.clone();
+        distinct.dedup();
+        if distinct.len() < 2 {
+            continue;
+        }
+        if let Some(svg) = spectrum_svg(&format!("{title}, by run"), "ns", &series, Some(&colours))?
+        {
+            out.push((name, svg));
+        }
+    }
+    Ok(out)
 }

@@ -260,7 +260,10 @@ fn output_is_deterministic_and_rerenders_from_results_json() {
     vmbench_publish::write_dir(&r, a.path()).unwrap();
     vmbench_publish::write_dir(&r, b.path()).unwrap();
     let files = manifest::files(&vmbench_host::files::OutputDir::open(a.path()).unwrap()).unwrap();
-    assert!(files.iter().any(|f| f.ends_with(".cdf.svg")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with(".spectrum.svg")),
+        "{files:?}"
+    );
     assert!(
         files.contains(&"plots/shm-bandwidth.svg".to_string()),
         "{files:?}"
@@ -763,4 +766,83 @@ fn report_verify_reads_allowed_signers_exactly_as_ssh_keygen_does() {
     }
     // Both verdicts occur: the comparison means something.
     assert!(accepted >= 8 && accepted <= cases.len() - 8, "{accepted}");
+}
+
+/// The example run's report rendered by this code: the first screen
+/// answers the question, figures read like latency engineers' plots, and
+/// the whole is shorter than the layout before it.
+#[test]
+fn the_first_screen_answers_and_every_figure_is_in_human_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_file("reports/example-tcg/results.json"),
+        tmp.path().join("results.json"),
+    )
+    .unwrap();
+    vmbench_publish::render_dir(tmp.path()).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    let first: Vec<&str> = md.lines().take(60).collect();
+    let headline = first.iter().position(|l| *l == "## Headline").unwrap();
+    assert!(
+        first[headline..]
+            .iter()
+            .any(|l| l.starts_with("| vmexit.user-fast |") && l.ends_with("| unverified |")),
+        "{first:#?}"
+    );
+    let figures: Vec<&&str> = first.iter().filter(|l| l.starts_with("![")).collect();
+    assert!(figures.len() >= 2, "{first:#?}");
+    for f in &figures {
+        let path = f.split("](").nth(1).unwrap().trim_end_matches(')');
+        assert!(tmp.path().join(path).is_file(), "{f}");
+    }
+    // The same results.json made a 802-line report before (one line per
+    // row's warning, unfolded tables).
+    assert!(md.lines().count() < 802, "{} lines", md.lines().count());
+
+    let mut spectra = 0;
+    for e in std::fs::read_dir(tmp.path().join("plots"))
+        .unwrap()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let svg = std::fs::read_to_string(e.path()).unwrap();
+        let labels: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| t.split('>').nth(1))
+            .map(|t| t.split('<').next().unwrap().trim())
+            .collect();
+        for l in &labels {
+            let number = l.split(' ').next().unwrap();
+            assert!(
+                !(number.ends_with(".0") && number.parse::<f64>().is_ok()),
+                "{name}: tick label {l:?}"
+            );
+            assert!(!l.contains("000000"), "{name}: tick label {l:?}");
+        }
+        if name.ends_with(".spectrum.svg") {
+            spectra += 1;
+            for p in ["90%", "99%", "99.9%"] {
+                assert!(labels.contains(&p), "{name}: no {p} label in {labels:?}");
+            }
+            assert!(
+                labels
+                    .iter()
+                    .any(|l| l.ends_with(" ns") || l.ends_with(" µs") || l.ends_with(" ms")),
+                "{name}: no time label in {labels:?}"
+            );
+        } else {
+            assert!(
+                name.ends_with(".drift.svg") || name == "shm-bandwidth.svg",
+                "{name}: a figure that is neither a spectrum, a drift series nor the bandwidth curve"
+            );
+        }
+    }
+    assert!(spectra >= 10, "{spectra} spectra");
+}
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }

@@ -162,8 +162,15 @@ impl Repeats {
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
+            let which = if list.is_empty() {
+                format!("no single repeat is more than {SPREAD_FLAG_PCT}% from the median p50")
+            } else {
+                format!(
+                    "repeat(s) {list} differ from the median p50 by more than {SPREAD_FLAG_PCT}%"
+                )
+            };
             format!(
-                "run-to-run spread {:.1}% over {} repeats (above {SPREAD_FLAG_PCT}%): repeat(s) {list} differ from the median p50 by more than {SPREAD_FLAG_PCT}%",
+                "run-to-run spread {:.1}% over {} repeats (above {SPREAD_FLAG_PCT}%): {which}",
                 self.spread_pct,
                 self.summaries.len()
             )

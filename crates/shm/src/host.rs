@@ -503,7 +503,7 @@ struct Clocks {
 fn subtract_timer(m: &mut Measurement, ovh: u64) {
     m.overhead_subtracted = Some(m.summary.minus(ovh));
     m.overhead_p50 = Some(ovh);
-    if m.summary.p50 < 3 * ovh {
+    if m.times_the_timer() {
         m.warnings.push(format!(
             "the window is within 3× the timer's own cost ({ovh} ticks): most of its time is the timestamps, so its figures say little about the transfer"
         ));

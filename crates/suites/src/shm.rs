@@ -56,7 +56,12 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         }) {
             Ok(Ok(set)) => plan.cacheline = Some(set),
             Ok(Err(e)) => return (HostRun::default(), Err(e.into())),
-            Err(e) => return (HostRun::default(), Err(SuiteError::Vm(e.into()))),
+            Err(e) => {
+                return (
+                    HostRun::default(),
+                    Err(SuiteError::Vm(why_qmp_failed(vm, e))),
+                );
+            }
         }
     }
     let o = &VmShmOptions {
@@ -91,6 +96,21 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         return (run, Err(f.into()));
     }
     (run, outcome.map_err(SuiteError::from))
+}
+
+/// A QMP failure's cause: QEMU's exit when it has exited (its socket
+/// closes as it dies; the exit is seen within moments), else the failure.
+fn why_qmp_failed(vm: &mut Vm, e: vmbench_vm::qmp::QmpError) -> vmbench_vm::VmError {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if let Err(dead) = vm.check_alive() {
+            return dead;
+        }
+        if std::time::Instant::now() > deadline {
+            return e.into();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Runs `f` with the VM's vCPUs stopped (QMP `stop`, then `cont`).

@@ -612,7 +612,7 @@ impl Vm {
     }
 
     /// Is QEMU still running, and has the guest not panicked?
-    fn check_alive(&mut self) -> Result<(), VmError> {
+    pub fn check_alive(&mut self) -> Result<(), VmError> {
         match abort_reason(&mut self.child, &self.run_dir, &self.interrupt) {
             Some(e) => Err(e),
             None => Ok(()),
