@@ -63,8 +63,8 @@ pub struct CompareArgs {
     /// Every row's difference from the first run as JSON, not Markdown.
     #[arg(long)]
     json: bool,
-    /// Exit 1 when a row is slower than the first run by more than PCT
-    /// percent with 95% confidence (the whole interval above PCT).
+    /// Exit 1 when a row is slower than the first run with 95% confidence
+    /// (its whole interval above 0) and by more than PCT percent.
     #[arg(long, value_name = "PCT", value_parser = pct)]
     fail_if_slower: Option<f64>,
 }

@@ -149,17 +149,13 @@ fn a_row_made_20_percent_slower_is_found_and_two_runs_of_one_host_mostly_agree()
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let a = c;
-
-    // The same run, one row 1.2× slower.
+    // The 10-repeat run, one row 1.2× slower.
+    let a = both;
     let slower = tmp.path().join("a-slower");
     std::fs::create_dir(&slower).unwrap();
     std::fs::copy(a.join("results.json"), slower.join("results.json")).unwrap();
     scale_row(&slower, "vmexit.kernel-fast", 1.2);
     let o = compare(&a, &slower, &["--json", "--fail-if-slower", "10"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("vmexit.kernel-fast is slower"), "{err}");
     let diffs = differences(&o);
     let row = diffs
         .iter()
@@ -168,7 +164,12 @@ fn a_row_made_20_percent_slower_is_found_and_two_runs_of_one_host_mostly_agree()
     assert_eq!(row["verdict"], "slower", "{row}");
     let ci = row["ci95_pct"].as_array().unwrap();
     let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
-    assert!(lo <= 20.0 && 20.0 <= hi, "CI [{lo}, {hi}] misses 20%");
+    // p50s are whole ticks: 1.2 × 74 is stored as 89, 20.3% more, so the
+    // interval holds 20% to within that rounding (0.5 tick in ~70: 0.7%).
+    assert!(lo <= 21.0 && 19.0 <= hi, "CI [{lo}, {hi}] misses 20%");
+    assert_eq!(o.status.code(), Some(1), "{row}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("vmexit.kernel-fast is slower"), "{err}");
     // Every other row is the same run: no difference at all.
     for d in diffs.iter().filter(|d| d["id"] != "vmexit.kernel-fast") {
         assert_eq!(d["verdict"], "no_significant_difference", "{d}");
@@ -218,6 +219,6 @@ fn a_row_made_20_percent_slower_is_found_and_two_runs_of_one_host_mostly_agree()
     assert!(hf.status.success());
     let v: serde_json::Value = serde_json::from_slice(&hf.stdout).unwrap();
     let first = &v["results"][0];
-    assert_eq!(first["times"].as_array().unwrap().len(), 5, "{first}");
+    assert_eq!(first["times"].as_array().unwrap().len(), 10, "{first}");
     assert!(first["median"].as_f64().unwrap() > 0.0);
 }

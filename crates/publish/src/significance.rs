@@ -195,11 +195,12 @@ fn row_difference(a: &Measurement, b: &Measurement) -> Option<RowDifference> {
     })
 }
 
-/// The rows significantly slower by more than `pct`: the whole interval
-/// above `pct`.
+/// The rows significantly slower by more than `pct`: slower with 95%
+/// confidence (the whole interval above 0), and by more than `pct` percent
+/// at the estimate (a tolerance a team sets for an upgrade).
 pub fn slower_than(diffs: &[RowDifference], pct: f64) -> Vec<&RowDifference> {
     diffs
         .iter()
-        .filter(|d| d.verdict == Verdict::Slower && d.ci95_pct[0] > pct)
+        .filter(|d| d.verdict == Verdict::Slower && d.difference_pct > pct)
         .collect()
 }
