@@ -5,14 +5,11 @@
 //! allows.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    vmbench_testkit::repo_root()
 }
 
 fn cargo(args: &[&str]) -> (String, String) {

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use vmbench_testkit::{have_tool, require};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    vmbench_testkit::repo_root()
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {

@@ -26,7 +26,7 @@ fn bin() -> PathBuf {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    vmbench_testkit::repo_root()
 }
 
 /// One attack: the real host's snapshot before, and every vmbench it

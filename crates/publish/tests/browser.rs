@@ -12,7 +12,7 @@ use vmbench_testkit::require;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    vmbench_testkit::repo_root()
 }
 
 /// Screenshot of `page` (1200×2400 CSS pixels), and what Chromium logged.

@@ -206,3 +206,11 @@ pub fn leftovers_of(pid: u32) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The repository's root directory (where README.md and Cargo.lock are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
