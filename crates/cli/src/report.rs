@@ -222,9 +222,9 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
                         links.push((*group, format!("{dir_name}/{file}")));
                     }
                 }
-                compare::markdown_with_figures(&runs, &links)
+                compare::markdown_with(&runs, &diffs, &links)
             }
-            None => compare::markdown(&runs),
+            None => compare::markdown_with(&runs, &diffs, &[]),
         }
     };
     match &a.out {

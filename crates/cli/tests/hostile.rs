@@ -376,26 +376,6 @@ fn case2_a_region_file_truncated_under_vmbench_ends_with_a_message() {
 
 // ---- 3. one vmbench at a time ----------------------------------------------
 
-/// Reads `apply --hold` output up to its "holding" line.
-fn until_holding(child: &mut Child) -> String {
-    use std::io::BufRead;
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "apply exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.starts_with("holding") {
-            // Keep draining so the holder never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-            return seen;
-        }
-    }
-}
-
 /// An `apply --hold` that is killed if the test ends without stopping it.
 struct Holder(Option<Child>);
 
@@ -417,7 +397,9 @@ impl Drop for Holder {
 fn hold(case: &Case, root: &Path, journal: &Path) -> Holder {
     let child = case.spawn(apply_cmd(case, root, journal, "3").arg("--hold"));
     let mut holder = Holder(Some(child));
-    until_holding(holder.0.as_mut().unwrap());
+    let (mut out, _) = vmbench_testkit::until_holding(holder.0.as_mut().unwrap());
+    // Keep draining so the holder never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     holder
 }
 

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use vmbench_host::fixture;
@@ -19,25 +18,6 @@ fn tree(names: &[&str]) -> tempfile::TempDir {
 
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fixture::snapshot(dir).unwrap()
-}
-
-/// Reads `apply --hold` output up to its "holding" line.
-fn until_holding(
-    child: &mut std::process::Child,
-) -> (BufReader<std::process::ChildStdout>, String) {
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "apply exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.starts_with("holding") {
-            return (out, seen);
-        }
-    }
 }
 
 #[test]
@@ -183,7 +163,7 @@ fn apply_killed_then_restore_leaves_the_tree_byte_identical() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (_out, seen) = until_holding(&mut child);
+    let (_out, seen) = vmbench_testkit::until_holding(&mut child);
     assert!(
         seen.contains("changed  /sys/devices/system/cpu/intel_pstate/no_turbo: 0 -> 1"),
         "{seen}"
@@ -257,7 +237,7 @@ fn apply_hold_restores_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut out, _) = until_holding(&mut child);
+    let (mut out, _) = vmbench_testkit::until_holding(&mut child);
     assert!(journal.exists());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -49,15 +49,21 @@ fn row(out: &mut String, cells: &[String]) {
 /// relative path it was written to), then every measurement's p50 side by
 /// side.
 pub fn markdown(runs: &[Run]) -> String {
-    markdown_with_figures(runs, &[])
+    markdown_with(runs, &crate::significance::differences(runs), &[])
 }
 
-/// [`markdown`] with links to figures written beside it.
-pub fn markdown_with_figures(runs: &[Run], figures: &[(&str, String)]) -> String {
+/// [`markdown`] from the rows' differences already computed
+/// ([`crate::significance::differences`]: a bootstrap per row, not to be
+/// run twice), with links to figures written beside it.
+pub fn markdown_with(
+    runs: &[Run],
+    diffs: &[crate::significance::RowDifference],
+    figures: &[(&str, String)],
+) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# vmbench comparison of {} runs\n", runs.len());
     differences(&mut o, runs);
-    significance_table(&mut o, runs);
+    significance_table(&mut o, runs, diffs);
     for (group, path) in figures {
         let _ = writeln!(o, "![{group} by run]({path})\n");
     }
@@ -73,16 +79,11 @@ pub fn figures(runs: &[Run]) -> Result<Vec<(&'static str, String)>, crate::Publi
     crate::plots::compare_figures(&pairs)
 }
 
-fn significance_table(o: &mut String, runs: &[Run]) {
-    let diffs = crate::significance::differences(runs);
+fn significance_table(o: &mut String, runs: &[Run], diffs: &[crate::significance::RowDifference]) {
     if diffs.is_empty() {
         return;
     }
-    let _ = writeln!(
-        o,
-        "## Differences with 95% confidence
-"
-    );
+    let _ = writeln!(o, "## Differences with 95% confidence\n");
     let _ = writeln!(
         o,
         "Each run's p50 time against {}'s, in ns (each run's ticks at its own TSC frequency): the difference in percent (above 0 is slower) with its 95% confidence interval, from a bootstrap over the runs' repeats where both have them, else over each run's samples (which leaves out what changes between boots: repeat runs with `--repeat` to include it). A row is slower or faster only when the whole interval is on one side of 0.\n",
@@ -100,7 +101,7 @@ fn significance_table(o: &mut String, runs: &[Run]) {
         ],
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|");
-    for d in &diffs {
+    for d in diffs {
         let verdict = match d.verdict {
             crate::significance::Verdict::NoSignificantDifference => d.verdict.label().to_string(),
             v => format!("**{}**", v.label()),

@@ -3,25 +3,7 @@
 //! layout (for the scripts and plots people already have for it).
 
 use serde_json::{Map, Value, json};
-use vmbench_results::{Measurement, RunRecord, Unit};
-
-/// p50 time of a row in ns, when the row is a time.
-fn p50_ns(m: &Measurement) -> Option<f64> {
-    match m.unit {
-        Unit::TscTicks => m.p50_ns(),
-        Unit::Nanoseconds => Some(m.summary.p50 as f64),
-        _ => None,
-    }
-}
-
-/// `v` in the row's unit as ns.
-fn as_ns(m: &Measurement, v: f64) -> Option<f64> {
-    match m.unit {
-        Unit::TscTicks => m.ns(v),
-        Unit::Nanoseconds => Some(v),
-        _ => None,
-    }
-}
+use vmbench_results::{Measurement, RunRecord};
 
 /// Bencher Metric Format: `{ "<row>": { "latency": { "value", "lower_value",
 /// "upper_value" } } }` with the p50 in ns (the median of the repeats, and
@@ -31,11 +13,11 @@ fn as_ns(m: &Measurement, v: f64) -> Option<f64> {
 pub fn bmf(r: &RunRecord) -> Value {
     let mut out = Map::new();
     for m in &r.results.measurements {
-        let Some(p50) = p50_ns(m) else { continue };
+        let Some(p50) = m.p50_ns() else { continue };
         let mut latency = Map::new();
         match &m.repeats {
             Some(rep) => {
-                let bound = |v: f64| as_ns(m, v).map_or(Value::Null, |x| json!(x));
+                let bound = |v: f64| m.time_ns(v).map_or(Value::Null, |x| json!(x));
                 latency.insert("value".into(), bound(rep.median_p50));
                 latency.insert("lower_value".into(), bound(rep.ci95[0]));
                 latency.insert("upper_value".into(), bound(rep.ci95[1]));
@@ -59,7 +41,7 @@ pub fn bmf(r: &RunRecord) -> Value {
 /// repeats), and `times`: each repeat's p50 (one value without repeats),
 /// since vmbench keeps histograms, not every sample.
 pub fn hyperfine(r: &RunRecord) -> Value {
-    let s = |m: &Measurement, v: f64| as_ns(m, v).map(|ns| ns / 1e9);
+    let s = |m: &Measurement, v: f64| m.time_ns(v).map(|ns| ns / 1e9);
     let results: Vec<Value> = r
         .results
         .measurements

@@ -34,6 +34,7 @@ fn is_fold_tag(raw: &str) -> bool {
 /// replaced by the figure read from `dir` (a figure that cannot be read
 /// stays a link).
 pub fn render(markdown: &str, title: &str, dir: &OutputDir) -> String {
+    let plots = dir.existing_subdir("plots").ok();
     let mut events = Vec::new();
     let mut in_image = false;
     for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
@@ -42,12 +43,7 @@ pub fn render(markdown: &str, title: &str, dir: &OutputDir) -> String {
                 let figure = dest_url
                     .strip_prefix("plots/")
                     .filter(|n| n.ends_with(".svg") && !n.contains('/'))
-                    .and_then(|n| {
-                        dir.existing_subdir("plots")
-                            .ok()?
-                            .read(n, MAX_FIGURE_BYTES)
-                            .ok()
-                    })
+                    .and_then(|n| plots.as_ref()?.read(n, MAX_FIGURE_BYTES).ok())
                     .and_then(|b| String::from_utf8(b).ok())
                     .filter(|svg| svg.trim_start().starts_with("<svg"));
                 match figure {

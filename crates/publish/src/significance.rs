@@ -20,9 +20,9 @@
 
 use crate::compare::Run;
 use serde::Serialize;
+use vmbench_results::Measurement;
 use vmbench_results::repeats::{median, percentile_interval, resample};
 use vmbench_results::stats::decode_histogram;
-use vmbench_results::{Measurement, Unit};
 
 /// What a row's interval says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,15 +102,6 @@ pub fn differences(runs: &[Run]) -> Vec<RowDifference> {
     out
 }
 
-/// `v` (in the row's unit) as ns, when the row is a time.
-fn ns(m: &Measurement, v: f64) -> Option<f64> {
-    match m.unit {
-        Unit::TscTicks => m.ns(v),
-        Unit::Nanoseconds => Some(v),
-        _ => None,
-    }
-}
-
 /// What a run offers for the interval of its p50.
 enum Basis {
     /// Each repeat's p50, ns.
@@ -124,7 +115,7 @@ enum Basis {
 }
 
 fn basis(m: &Measurement) -> Option<Basis> {
-    let scale = ns(m, 1.0)?;
+    let scale = m.time_ns(1.0)?;
     if let Some(r) = m.repeats.as_ref().filter(|r| r.summaries.len() >= 2) {
         return Some(Basis::Repeats(
             r.summaries.iter().map(|s| s.p50 as f64 * scale).collect(),

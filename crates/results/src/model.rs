@@ -181,9 +181,15 @@ impl Measurement {
 impl Measurement {
     /// p50 as nanoseconds, when the unit allows.
     pub fn p50_ns(&self) -> Option<f64> {
+        self.time_ns(self.summary.p50 as f64)
+    }
+
+    /// `v`, a value in the row's unit, as ns when the row is a time (in ns
+    /// already, or in ticks at a known TSC frequency).
+    pub fn time_ns(&self, v: f64) -> Option<f64> {
         match self.unit {
-            Unit::Nanoseconds => Some(self.summary.p50 as f64),
-            _ => self.ns(self.summary.p50 as f64),
+            Unit::Nanoseconds => Some(v),
+            _ => self.ns(v),
         }
     }
 
@@ -218,10 +224,10 @@ impl Measurement {
     /// [`FASTER_THAN_REFERENCE`]).
     pub fn beats_its_reference(&self) -> bool {
         // "repeat N: …" when only some repeats did.
-        self.warnings.iter().any(|w| {
-            w.starts_with(FASTER_THAN_REFERENCE)
-                || w.contains(&format!(": {FASTER_THAN_REFERENCE}"))
-        })
+        let in_a_repeat = format!(": {FASTER_THAN_REFERENCE}");
+        self.warnings
+            .iter()
+            .any(|w| w.starts_with(FASTER_THAN_REFERENCE) || w.contains(&in_a_repeat))
     }
 
     /// Whether the timed window is within 3× the timer's own cost: most of

@@ -204,15 +204,11 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
                 .zip(&hists)
                 .map(|((_, m), h)| (&m.summary, h))
                 .collect();
-            if let Ok(mut p) = pooled(&pairs) {
+            if let Ok((mut p, all)) = pooled(&pairs) {
                 // Drift is a time series of one boot: the median repeat's.
                 p.drift = row.summary.drift.clone();
                 p.drift_block = row.summary.drift_block;
                 row.summary = p;
-                let mut all = hists[0].clone();
-                for h in &hists[1..] {
-                    let _ = all.add(h);
-                }
                 row.histogram = Some(encode_histogram(&all)).filter(|h| !h.is_empty());
             }
         }

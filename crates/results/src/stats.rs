@@ -64,9 +64,11 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, StatsError> {
 /// percentiles and CDF of the merged histograms, min/max exact, mean and
 /// standard deviation combined exactly from each part's (n, mean, stddev).
 /// The drift series is per boot and is not pooled (left empty for the
-/// caller to choose one).
-pub fn pooled(parts: &[(&Summary, &Histogram<u64>)]) -> Result<Summary, StatsError> {
-    let Some(((first, _), rest)) = parts.split_first() else {
+/// caller to choose one). Returns the merged histogram beside it.
+pub fn pooled(
+    parts: &[(&Summary, &Histogram<u64>)],
+) -> Result<(Summary, Histogram<u64>), StatsError> {
+    let Some((first, _)) = parts.first() else {
         return Err(StatsError::Empty);
     };
     let mut merged = Histogram::<u64>::new(SIGNIFICANT_DIGITS)
@@ -91,12 +93,11 @@ pub fn pooled(parts: &[(&Summary, &Histogram<u64>)]) -> Result<Summary, StatsErr
         min = min.min(s.min);
         max = max.max(s.max);
     }
-    let _ = rest;
     if n == 0 {
         return Err(StatsError::Empty);
     }
     let q = |q: f64| merged.value_at_quantile(q).clamp(min, max);
-    Ok(Summary {
+    let summary = Summary {
         n,
         min,
         p50: q(0.50),
@@ -113,7 +114,8 @@ pub fn pooled(parts: &[(&Summary, &Histogram<u64>)]) -> Result<Summary, StatsErr
         cdf: CDF_QUANTILES.iter().map(|&p| (p, q(p))).collect(),
         drift: Vec::new(),
         drift_block: 0,
-    })
+    };
+    Ok((summary, merged))
 }
 
 /// The distribution of one measurement.

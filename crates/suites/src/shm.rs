@@ -51,17 +51,12 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
     {
         // The vCPU's CPU must be free while the reference runs on it: the
         // VM is paused (QMP stop) for the reference, then resumed.
-        match paused(vm, || {
-            vmbench_shm::reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples)
-        }) {
+        match vm
+            .paused(|| vmbench_shm::reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples))
+        {
             Ok(Ok(set)) => plan.cacheline = Some(set),
             Ok(Err(e)) => return (HostRun::default(), Err(e.into())),
-            Err(e) => {
-                return (
-                    HostRun::default(),
-                    Err(SuiteError::Vm(why_qmp_failed(vm, e))),
-                );
-            }
+            Err(e) => return (HostRun::default(), Err(SuiteError::Vm(e))),
         }
     }
     let o = &VmShmOptions {
@@ -96,31 +91,6 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
         return (run, Err(f.into()));
     }
     (run, outcome.map_err(SuiteError::from))
-}
-
-/// A QMP failure's cause: QEMU's exit when it has exited (its socket
-/// closes as it dies; the exit is seen within moments), else the failure.
-fn why_qmp_failed(vm: &mut Vm, e: vmbench_vm::qmp::QmpError) -> vmbench_vm::VmError {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    loop {
-        if let Err(dead) = vm.check_alive() {
-            return dead;
-        }
-        if std::time::Instant::now() > deadline {
-            return e.into();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Runs `f` with the VM's vCPUs stopped (QMP `stop`, then `cont`).
-fn paused<T>(vm: &mut Vm, f: impl FnOnce() -> T) -> Result<T, vmbench_vm::qmp::QmpError> {
-    let qmp = vm.qmp().ok_or(vmbench_vm::qmp::QmpError::Closed)?;
-    qmp.execute("stop", None)?;
-    let out = f();
-    let qmp = vm.qmp().ok_or(vmbench_vm::qmp::QmpError::Closed)?;
-    qmp.execute("cont", None)?;
-    Ok(out)
 }
 
 /// What TCG does to the UC and WC arms (reported with them).

@@ -214,3 +214,24 @@ pub fn repo_root() -> PathBuf {
         .canonicalize()
         .unwrap()
 }
+
+/// Reads an `isolate apply --hold`'s stdout up to its "holding" line (the
+/// host is tuned from then on); the rest of the output and what was read.
+pub fn until_holding(
+    child: &mut std::process::Child,
+) -> (std::io::BufReader<std::process::ChildStdout>, String) {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "apply exited early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("holding") {
+            return (out, seen);
+        }
+    }
+}

@@ -518,7 +518,7 @@ impl Vm {
         };
         let mut qmp = match qmp {
             Ok(q) => q,
-            Err(e) => return Err(self.check_alive().err().unwrap_or(VmError::Qmp(e))),
+            Err(e) => return Err(self.why_qmp_failed(e, Duration::ZERO)),
         };
         self.timings.qmp_ms = started.elapsed().as_secs_f64() * 1e3;
         // QEMU answers QMP only after creating its memory backends, so it has
@@ -611,8 +611,40 @@ impl Vm {
         })
     }
 
+    /// A QMP failure's cause: QEMU's exit (or the guest's panic) when that
+    /// is what happened, seen within `grace` (QEMU's socket closes as it
+    /// dies, a moment before it can be reaped), else the failure itself.
+    fn why_qmp_failed(&mut self, e: QmpError, grace: Duration) -> VmError {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Err(dead) = self.check_alive() {
+                return dead;
+            }
+            if Instant::now() >= deadline {
+                return VmError::Qmp(e);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `f` with the guest's vCPUs stopped (QMP `stop`, then `cont`),
+    /// so that the host may use their CPUs meanwhile.
+    pub fn paused<T>(&mut self, f: impl FnOnce() -> T) -> Result<T, VmError> {
+        let step = |vm: &mut Vm, cmd: &str| {
+            match vm.qmp.as_mut() {
+                Some(q) => q.execute(cmd, None).map(|_| ()),
+                None => Err(QmpError::Closed),
+            }
+            .map_err(|e| vm.why_qmp_failed(e, Duration::from_secs(1)))
+        };
+        step(self, "stop")?;
+        let out = f();
+        step(self, "cont")?;
+        Ok(out)
+    }
+
     /// Is QEMU still running, and has the guest not panicked?
-    pub fn check_alive(&mut self) -> Result<(), VmError> {
+    fn check_alive(&mut self) -> Result<(), VmError> {
         match abort_reason(&mut self.child, &self.run_dir, &self.interrupt) {
             Some(e) => Err(e),
             None => Ok(()),
