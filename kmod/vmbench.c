@@ -12,7 +12,12 @@
  *    inherited from the (virtual) MTRRs of the PCI hole.
  *  - BAR0 registers: IVPosition via VMBENCH_IOC_INFO, Doorbell via ioctl.
  *  - MSI-X vectors (ivshmem-doorbell), each forwarded to an eventfd.
+ *  - QEMU's pci-testdev (1b36:0005), for the MMIO and port-I/O exit rows:
+ *    test selection, its BAR0 mapped uncached for user space, its count.
+ *  - The VM-exit loops.
  */
+#include <linux/irq_work.h>
+#include <linux/smp.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -38,6 +43,14 @@
 
 #define IVSHMEM_VENDOR 0x1af4
 #define IVSHMEM_DEVICE 0x1110
+#define TESTDEV_VENDOR 0x1b36
+#define TESTDEV_DEVICE 0x0005
+/* pci-testdev's header, at the start of each BAR (QEMU hw/misc/pci-testdev.c). */
+#define TESTDEV_HDR_TEST 0
+#define TESTDEV_HDR_OFFSET 4
+#define TESTDEV_HDR_DATA 8
+#define TESTDEV_HDR_COUNT 12
+#define TESTDEV_TESTS 3
 #define REG_IVPOSITION 8
 #define REG_DOORBELL 12
 #define MAX_VECTORS 64
@@ -61,6 +74,20 @@ struct vmb_dev {
 };
 
 static struct vmb_dev *vmb_single;
+
+/* pci-testdev and its selected test; `lock` serialises selection and loops. */
+static struct vmb_testdev {
+	struct pci_dev *pdev;
+	void __iomem *mmio;
+	resource_size_t mmio_phys;
+	resource_size_t mmio_len;
+	unsigned long port;
+	bool selected;
+	u32 space;
+	u32 offset;
+	u8 data;
+} vmb_td;
+static DEFINE_MUTEX(vmb_td_lock);
 
 static void vmb_signal(struct eventfd_ctx *ctx)
 {
@@ -110,6 +137,14 @@ static int vmb_mmap(struct file *f, struct vm_area_struct *vma)
 		return -ENODEV;
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
+	if (off == VMBENCH_MMAP_TESTDEV) {
+		/* One page of pci-testdev's BAR0, uncached: every store exits. */
+		if (!vmb_td.pdev || len != PAGE_SIZE || vmb_td.mmio_len < PAGE_SIZE)
+			return -EINVAL;
+		vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
+		return io_remap_pfn_range(vma, vma->vm_start, vmb_td.mmio_phys >> PAGE_SHIFT,
+					  len, vma->vm_page_prot);
+	}
 	if (off >= d->bar2_size || len > d->bar2_size - off)
 		return -EINVAL;
 	vma->vm_ops = &vmb_vm_ops;
@@ -179,6 +214,47 @@ static __always_inline void x_wrmsr(u32 msr, u64 v)
 	asm volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
 }
 
+static __always_inline void x_outb_val(u16 port, u8 v)
+{
+	asm volatile("outb %b0, %w1" : : "a"(v), "Nd"(port) : "memory");
+}
+
+static __always_inline void x_mov_cr8(unsigned long v)
+{
+	asm volatile("mov %0, %%cr8" : : "r"(v) : "memory");
+}
+
+/* The local APIC's EOI: x2APIC MSR 0x80b, or the xAPIC page's register. */
+#define X2APIC_EOI_MSR 0x80b
+#define APICBASE_X2APIC (1ULL << 10)
+
+static bool vmb_x2apic(void)
+{
+	return x_rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC;
+}
+
+/* Self-IPI through irq_work: its handler runs in hard IRQ context. */
+static int vmb_irq_done;
+
+static void vmb_irq_work_fn(struct irq_work *w)
+{
+	WRITE_ONCE(vmb_irq_done, 1);
+}
+
+static struct irq_work vmb_irq_work = IRQ_WORK_INIT_HARD(vmb_irq_work_fn);
+
+static __always_inline void x_self_ipi(void)
+{
+	WRITE_ONCE(vmb_irq_done, 0);
+	irq_work_queue(&vmb_irq_work);
+	while (!READ_ONCE(vmb_irq_done))
+		cpu_relax();
+}
+
+static void vmb_call_nop(void *unused)
+{
+}
+
 /* One loop per instruction, so no branch sits inside the timed region. */
 #define VMB_TIMED(n, buf, BODY)                                   \
 	do {                                                      \
@@ -216,7 +292,41 @@ static int vmb_check_insn(u32 insn, u32 port)
 		return -EPERM;
 	if (insn == VMBENCH_INSN_WRMSR_TSCDL && !boot_cpu_has(X86_FEATURE_TSC_DEADLINE_TIMER))
 		return -EOPNOTSUPP;
+	if (insn == VMBENCH_INSN_WRMSR_IBPB && !boot_cpu_has(X86_FEATURE_IBPB))
+		return -EOPNOTSUPP;
+	if (insn == VMBENCH_INSN_WRMSR_SPEC_CTRL && !boot_cpu_has(X86_FEATURE_MSR_SPEC_CTRL))
+		return -EOPNOTSUPP;
+	if ((insn == VMBENCH_INSN_EOI || insn == VMBENCH_INSN_SELF_IPI) &&
+	    !boot_cpu_has(X86_FEATURE_APIC))
+		return -EOPNOTSUPP;
+	if (insn == VMBENCH_INSN_TESTDEV && !vmb_td.selected)
+		return -ENODEV;
+	if (insn == VMBENCH_INSN_IPI_HALT && num_online_cpus() < 2)
+		return -ESRCH;
 	return 0;
+}
+
+/* The rows that need interrupts on: preemption off, IRQs on. */
+static bool vmb_needs_irqs(u32 insn)
+{
+	return insn == VMBENCH_INSN_SELF_IPI || insn == VMBENCH_INSN_IPI_HALT;
+}
+
+static void vmb_irq_loop(struct vmbench_exit_loop *a, u64 *buf)
+{
+	unsigned int target;
+
+	a->batch_ticks = 0;
+	preempt_disable();
+	if (a->insn == VMBENCH_INSN_SELF_IPI) {
+		VMB_RUN(a, buf, x_self_ipi());
+	} else {
+		/* Another online CPU, idle in HLT (the guest boots with idle=halt). */
+		target = cpumask_any_but(cpu_online_mask, smp_processor_id());
+		if (target < nr_cpu_ids)
+			VMB_RUN(a, buf, smp_call_function_single(target, vmb_call_nop, NULL, 1));
+	}
+	preempt_enable();
 }
 
 static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
@@ -268,6 +378,41 @@ static void vmb_loop(struct vmbench_exit_loop *a, u64 *buf)
 	case VMBENCH_INSN_INVD:
 		VMB_RUN(a, buf, asm volatile("invd" : : : "memory"));
 		break;
+	case VMBENCH_INSN_TESTDEV: {
+		u8 v = vmb_td.data;
+
+		if (vmb_td.space == VMBENCH_TESTDEV_MMIO) {
+			void __iomem *reg = vmb_td.mmio + vmb_td.offset;
+
+			VMB_RUN(a, buf, writeb(v, reg));
+		} else {
+			u16 p = vmb_td.port + vmb_td.offset;
+
+			VMB_RUN(a, buf, x_outb_val(p, v));
+		}
+		break;
+	}
+	case VMBENCH_INSN_EOI:
+		if (vmb_x2apic()) {
+			VMB_RUN(a, buf, x_wrmsr(X2APIC_EOI_MSR, 0));
+		} else {
+			void __iomem *eoi = (void __iomem *)(APIC_BASE + APIC_EOI);
+
+			VMB_RUN(a, buf, writel(0, eoi));
+		}
+		break;
+	case VMBENCH_INSN_WRMSR_IBPB:
+		VMB_RUN(a, buf, x_wrmsr(MSR_IA32_PRED_CMD, PRED_CMD_IBPB));
+		break;
+	case VMBENCH_INSN_WRMSR_SPEC_CTRL: {
+		u64 v = x_rdmsr(MSR_IA32_SPEC_CTRL);
+
+		VMB_RUN(a, buf, x_wrmsr(MSR_IA32_SPEC_CTRL, v));
+		break;
+	}
+	case VMBENCH_INSN_MOV_CR8:
+		VMB_RUN(a, buf, x_mov_cr8(0));
+		break;
 	}
 	local_irq_restore(flags);
 	preempt_enable();
@@ -291,7 +436,12 @@ static long vmb_exit_loop(struct vmbench_exit_loop __user *uarg)
 	buf = kcalloc(max_t(u64, a.samples, 1), sizeof(u64), GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	vmb_loop(&a, buf);
+	mutex_lock(&vmb_td_lock);
+	if (vmb_needs_irqs(a.insn))
+		vmb_irq_loop(&a, buf);
+	else
+		vmb_loop(&a, buf);
+	mutex_unlock(&vmb_td_lock);
 	ret = 0;
 	if (a.samples && copy_to_user(u64_to_user_ptr(a.samples_ptr), buf, a.samples * sizeof(u64)))
 		ret = -EFAULT;
@@ -313,6 +463,9 @@ static long vmb_exit_once(struct vmbench_exit_once __user *uarg)
 	ret = vmb_check_insn(a.insn, a.port);
 	if (ret)
 		return ret;
+	/* The user->kernel rows use the first instructions only. */
+	if (a.insn > VMBENCH_INSN_INVD)
+		return -EINVAL;
 	/* Untimed and with IRQs on: user space times the whole ioctl. */
 	switch (a.insn) {
 	case VMBENCH_INSN_NONE:
@@ -440,6 +593,67 @@ out:
 	return ret;
 }
 
+static u8 vmb_td_read8(u32 space, u32 off)
+{
+	return space == VMBENCH_TESTDEV_MMIO ? readb(vmb_td.mmio + off) : inb(vmb_td.port + off);
+}
+
+static u32 vmb_td_read32(u32 space, u32 off)
+{
+	/* The device answers one byte per access. */
+	return vmb_td_read8(space, off) | vmb_td_read8(space, off + 1) << 8 |
+	       vmb_td_read8(space, off + 2) << 16 | (u32)vmb_td_read8(space, off + 3) << 24;
+}
+
+static long vmb_testdev(struct vmbench_testdev __user *uarg, bool select)
+{
+	struct vmbench_testdev a;
+	long ret = 0;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	mutex_lock(&vmb_td_lock);
+	if (!vmb_td.pdev) {
+		ret = -ENODEV;
+		goto out;
+	}
+	if (!select) {
+		if (!vmb_td.selected) {
+			ret = -ENODEV;
+			goto out;
+		}
+		a.count = vmb_td_read32(vmb_td.space, TESTDEV_HDR_COUNT);
+		goto out;
+	}
+	if (a.space > VMBENCH_TESTDEV_PIO || a.test >= TESTDEV_TESTS) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (a.space == VMBENCH_TESTDEV_MMIO)
+		writeb(a.test, vmb_td.mmio + TESTDEV_HDR_TEST);
+	else
+		outb(a.test, vmb_td.port + TESTDEV_HDR_TEST);
+	vmb_td.space = a.space;
+	vmb_td.offset = vmb_td_read32(a.space, TESTDEV_HDR_OFFSET);
+	vmb_td.data = vmb_td_read8(a.space, TESTDEV_HDR_DATA);
+	/* The register must lie inside its BAR (the device says where). */
+	if (vmb_td.offset >= (a.space == VMBENCH_TESTDEV_MMIO ? vmb_td.mmio_len :
+			      pci_resource_len(vmb_td.pdev, 1))) {
+		vmb_td.selected = false;
+		ret = -EIO;
+		goto out;
+	}
+	vmb_td.selected = true;
+	a.addr = a.space == VMBENCH_TESTDEV_MMIO ? vmb_td.offset : vmb_td.port + vmb_td.offset;
+	a.data = vmb_td.data;
+	a.count = 0;
+out:
+	mutex_unlock(&vmb_td_lock);
+	if (ret == 0 && copy_to_user(uarg, &a, sizeof(a)))
+		ret = -EFAULT;
+	return ret;
+}
+
 static long vmb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	struct vmb_dev *d = vmb_single;
@@ -479,6 +693,10 @@ static long vmb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return vmb_exit_once(uarg);
 	case VMBENCH_IOC_NULL:
 		return 0;
+	case VMBENCH_IOC_TESTDEV_SELECT:
+		return vmb_testdev(uarg, true);
+	case VMBENCH_IOC_TESTDEV_COUNT:
+		return vmb_testdev(uarg, false);
 	default:
 		return -ENOTTY;
 	}
@@ -534,10 +752,42 @@ static int vmb_setup_vectors(struct vmb_dev *d)
 	return 0;
 }
 
+/* pci-testdev: both BARs enabled and BAR0 mapped; nothing else to set up. */
+static int vmb_probe_testdev(struct pci_dev *pdev)
+{
+	int err;
+
+	if (vmb_td.pdev)
+		return -EBUSY;
+	err = pcim_enable_device(pdev);
+	if (err)
+		return err;
+	if (!(pci_resource_flags(pdev, 0) & IORESOURCE_MEM) ||
+	    !(pci_resource_flags(pdev, 1) & IORESOURCE_IO))
+		return -ENODEV;
+	err = pcim_iomap_regions(pdev, BIT(0) | BIT(1), "vmbench-testdev");
+	if (err)
+		return err;
+	mutex_lock(&vmb_td_lock);
+	vmb_td.mmio = pcim_iomap_table(pdev)[0];
+	vmb_td.mmio_phys = pci_resource_start(pdev, 0);
+	vmb_td.mmio_len = pci_resource_len(pdev, 0);
+	vmb_td.port = pci_resource_start(pdev, 1);
+	vmb_td.selected = false;
+	vmb_td.pdev = pdev;
+	mutex_unlock(&vmb_td_lock);
+	dev_info(&pdev->dev, "vmbench: pci-testdev BAR0 %pa, BAR1 port %#lx\n",
+		 &vmb_td.mmio_phys, vmb_td.port);
+	return 0;
+}
+
 static int vmb_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct vmb_dev *d;
 	int err;
+
+	if (pdev->vendor == TESTDEV_VENDOR)
+		return vmb_probe_testdev(pdev);
 
 	if (vmb_single) {
 		dev_warn(&pdev->dev, "only one ivshmem device is supported\n");
@@ -602,6 +852,13 @@ static void vmb_remove(struct pci_dev *pdev)
 {
 	struct vmb_dev *d = pci_get_drvdata(pdev);
 
+	if (pdev->vendor == TESTDEV_VENDOR) {
+		mutex_lock(&vmb_td_lock);
+		vmb_td.pdev = NULL;
+		vmb_td.selected = false;
+		mutex_unlock(&vmb_td_lock);
+		return;
+	}
 	misc_deregister(&d->misc);
 	vmb_free_vectors(d);
 	vmb_single = NULL;
@@ -609,6 +866,7 @@ static void vmb_remove(struct pci_dev *pdev)
 
 static const struct pci_device_id vmb_ids[] = {
 	{ PCI_DEVICE(IVSHMEM_VENDOR, IVSHMEM_DEVICE) },
+	{ PCI_DEVICE(TESTDEV_VENDOR, TESTDEV_DEVICE) },
 	{ 0 }
 };
 MODULE_DEVICE_TABLE(pci, vmb_ids);

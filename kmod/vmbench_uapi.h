@@ -9,9 +9,11 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define VMBENCH_ABI_VERSION 1
+#define VMBENCH_ABI_VERSION 2
 
 /* mmap offset 0 .. bar2_size: the ivshmem shared memory, mapped write-back. */
+/* mmap offset VMBENCH_MMAP_TESTDEV, one page: pci-testdev's BAR0, uncached. */
+#define VMBENCH_MMAP_TESTDEV (1ULL << 40)
 
 struct vmbench_info {
 	__u32 abi_version;
@@ -73,6 +75,13 @@ enum vmbench_insn {
 	VMBENCH_INSN_RDMSR = 6,         /* RDMSR IA32_APIC_BASE: emulated by KVM */
 	VMBENCH_INSN_WRMSR_TSCDL = 7,   /* WRMSR IA32_TSC_DEADLINE with its current value */
 	VMBENCH_INSN_INVD = 8,          /* INVD (refused unless running under a hypervisor) */
+	VMBENCH_INSN_TESTDEV = 9,       /* write the selected pci-testdev test's register */
+	VMBENCH_INSN_EOI = 10,          /* local APIC EOI with nothing in service */
+	VMBENCH_INSN_SELF_IPI = 11,     /* irq_work self-IPI, waited for (IRQs on) */
+	VMBENCH_INSN_IPI_HALT = 12,     /* smp_call_function_single to another, idle CPU */
+	VMBENCH_INSN_WRMSR_IBPB = 13,   /* WRMSR IA32_PRED_CMD = IBPB */
+	VMBENCH_INSN_WRMSR_SPEC_CTRL = 14, /* WRMSR IA32_SPEC_CTRL with its current value */
+	VMBENCH_INSN_MOV_CR8 = 15,      /* MOV CR8 = 0 */
 	VMBENCH_INSN_COUNT
 };
 
@@ -98,5 +107,26 @@ struct vmbench_exit_once {
 #define VMBENCH_IOC_EXIT_ONCE _IOW(VMBENCH_IOC_MAGIC, 0x11, struct vmbench_exit_once)
 /* Do nothing: the null-ioctl baseline. */
 #define VMBENCH_IOC_NULL      _IO(VMBENCH_IOC_MAGIC, 0x12)
+
+/*
+ * QEMU's pci-testdev (1b36:0005): select test `test` of BAR `space` (0:
+ * BAR0, memory; 1: BAR1, port I/O), as VMBENCH_INSN_TESTDEV and user-space
+ * writes then use it. Out: where its writes go (BAR0 offset, or the port)
+ * and the value they write. -ENODEV without the device.
+ */
+struct vmbench_testdev {
+	__u32 space;
+	__u32 test;
+	__u64 addr;           /* out: BAR0 offset (space 0) or port (space 1) */
+	__u32 data;           /* out: the value to write */
+	__u32 count;          /* out (VMBENCH_IOC_TESTDEV_COUNT): writes QEMU served */
+};
+
+#define VMBENCH_TESTDEV_MMIO 0
+#define VMBENCH_TESTDEV_PIO 1
+
+#define VMBENCH_IOC_TESTDEV_SELECT _IOWR(VMBENCH_IOC_MAGIC, 0x20, struct vmbench_testdev)
+/* The selected test's count: writes QEMU's device itself served. */
+#define VMBENCH_IOC_TESTDEV_COUNT  _IOWR(VMBENCH_IOC_MAGIC, 0x21, struct vmbench_testdev)
 
 #endif

@@ -113,9 +113,31 @@ pub mod row {
     pub const KUT_OUTL_TO_KERNEL: u32 = 22;
     pub const KUT_RD_TSC_ADJUST_MSR: u32 = 23;
     pub const KUT_WR_TSC_ADJUST_MSR: u32 = 24;
+    /// The exits real workloads pay for: MMIO and port I/O to QEMU's
+    /// `pci-testdev`, without an eventfd (QEMU serves each access) and with
+    /// its wildcard ioeventfd (KVM completes the access itself).
+    pub const USER_MMIO_QEMU: u32 = 25;
+    pub const USER_MMIO_IOEVENTFD: u32 = 26;
+    pub const USER_PIO_QEMU: u32 = 27;
+    pub const USER_PIO_IOEVENTFD: u32 = 28;
+    pub const KERNEL_MMIO_QEMU: u32 = 29;
+    pub const KERNEL_MMIO_IOEVENTFD: u32 = 30;
+    pub const KERNEL_PIO_QEMU: u32 = 31;
+    pub const KERNEL_PIO_IOEVENTFD: u32 = 32;
+    /// Interrupts: a fixed IPI to this vCPU, taken and acknowledged; an EOI
+    /// with nothing in service; an IPI to a second vCPU halted in HLT, which
+    /// answers.
+    pub const KERNEL_SELF_IPI: u32 = 33;
+    pub const KERNEL_EOI: u32 = 34;
+    pub const KERNEL_IPI_HALT: u32 = 35;
+    /// Mitigation MSRs: IA32_PRED_CMD (IBPB) and IA32_SPEC_CTRL.
+    pub const KERNEL_WRMSR_IBPB: u32 = 36;
+    pub const KERNEL_WRMSR_SPEC_CTRL: u32 = 37;
+    /// MOV to CR8 (the task-priority register, long mode only).
+    pub const KERNEL_MOV_CR8: u32 = 38;
 
     /// Every row's id, by number.
-    pub const IDS: [&str; 25] = [
+    pub const IDS: [&str; 39] = [
         "timer-overhead",
         "user-nop",
         "user-fast",
@@ -141,17 +163,69 @@ pub mod row {
         "kut-outl-to-kernel",
         "kut-rd-tsc-adjust-msr",
         "kut-wr-tsc-adjust-msr",
+        "user-mmio-qemu",
+        "user-mmio-ioeventfd",
+        "user-pio-qemu",
+        "user-pio-ioeventfd",
+        "kernel-mmio-qemu",
+        "kernel-mmio-ioeventfd",
+        "kernel-pio-qemu",
+        "kernel-pio-ioeventfd",
+        "kernel-self-ipi",
+        "kernel-eoi",
+        "kernel-ipi-halt",
+        "kernel-wrmsr-ibpb",
+        "kernel-wrmsr-spec-ctrl",
+        "kernel-mov-cr8",
     ];
 
     /// The first of kvm-unit-tests' reproduction rows: they run its method
     /// (one auto-scaled, unfenced batch per sample).
     pub const FIRST_KUT: u32 = KUT_CPUID;
+    /// The last of them.
+    pub const LAST_KUT: u32 = KUT_WR_TSC_ADJUST_MSR;
+
+    /// Whether row `n` is one of kvm-unit-tests' reproduction rows.
+    pub const fn is_kut(n: u32) -> bool {
+        n >= FIRST_KUT && n <= LAST_KUT
+    }
 
     /// The id of row `n`, if there is one.
     pub fn id(n: u64) -> Option<&'static str> {
         usize::try_from(n).ok().and_then(|i| IDS.get(i)).copied()
     }
 }
+
+/// QEMU's `pci-testdev` (docs/specs/pci-testdev.rst in QEMU): BAR0 is
+/// memory, BAR1 port I/O, each starting with a header whose byte 0 selects a
+/// test (write) and whose bytes 4..8 (the offset to write in this BAR) and
+/// byte 8 (the value) describe it (read, one byte at a time). Test 0 has no
+/// eventfd, so QEMU serves each write and counts it in bytes 12..16; test 1
+/// has a wildcard ioeventfd (any value), test 2 one that matches the value.
+pub mod testdev {
+    /// Red Hat's vendor id and the test device's, as configuration offset 0
+    /// reads them.
+    pub const PCI_ID: u32 = 0x0005_1b36;
+    /// Header: write the test number here.
+    pub const HDR_TEST: u64 = 0;
+    /// Header: the access width of the selected test (1).
+    pub const HDR_WIDTH: u64 = 1;
+    /// Header: where in this BAR the selected test's accesses go (u32).
+    pub const HDR_OFFSET: u64 = 4;
+    /// Header: the value the selected test's accesses write (u8).
+    pub const HDR_DATA: u64 = 8;
+    /// Header: writes QEMU itself served for the selected test (u32).
+    pub const HDR_COUNT: u64 = 12;
+    /// Test: no eventfd (QEMU serves the write).
+    pub const TEST_NO_EVENTFD: u8 = 0;
+    /// Test: an ioeventfd that any value triggers (KVM completes the write).
+    pub const TEST_WILDCARD_EVENTFD: u8 = 1;
+}
+
+/// The vector of the interrupt rows' IPIs (above every exception and the
+/// legacy PIC's range; the Linux guest uses its own IRQ_WORK and
+/// CALL_FUNCTION vectors instead).
+pub const IPI_VECTOR: u8 = 0xf0;
 
 /// The port the slow-path rows write to when the host names none (port
 /// argument 0): QEMU's isa-debugcon.

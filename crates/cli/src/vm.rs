@@ -92,6 +92,10 @@ pub struct GuestArgs {
     /// default (qemu64): pass that to compare like with like.
     #[arg(long, value_name = "MODEL")]
     pub kvm_cpu: Option<String>,
+    /// Guest vCPUs. The kernel-ipi-halt row needs 2 (vCPU 1 halts and is
+    /// woken by vCPU 0's IPI); pinning then needs a benchmark CPU per vCPU.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vcpus: u32,
 }
 
 #[derive(Args)]
@@ -124,6 +128,7 @@ impl GuestArgs {
             shm_mib: self.shm_mib,
             doorbell_vectors: self.doorbell_vectors,
             kvm_cpu: self.kvm_cpu.clone(),
+            vcpus: self.vcpus,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! works (this machine's kvm_pvm included), under KVM with real exits.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use vmbench_testkit::{QEMU, have_qemu, local_id as id_of, processes_mentioning, require};
 
 use std::path::PathBuf;
@@ -45,7 +47,8 @@ fn run_suite(accel: &str, extra: &[&str]) -> serde_json::Value {
 #[ignore = "needs qemu-system-x86: boots the micro-guest"]
 fn micro_guest_rows_under_tcg_are_labelled_tcg() {
     require(&[(have_qemu(), "qemu-system-x86")]);
-    let v = run_suite("tcg", &[]);
+    let v = run_suite("tcg", &["--vcpus", "2"]);
+    common::assert_device_and_interrupt_rows_under_tcg(&v["results"]);
     assert!(
         v["guest"]["kernel_release"]
             .as_str()
@@ -139,6 +142,65 @@ fn micro_guest_rows_under_kvm_are_verified_by_tracepoints() {
         } else {
             assert!(to_qemu < 0.01, "{id}: {to_qemu} KVM_EXIT_IO");
         }
+    }
+    // MMIO and port I/O to pci-testdev, from ring 0 and ring 3: to QEMU
+    // without an eventfd (a userspace exit each), completed in KVM with one
+    // (none), and the device's own count agrees.
+    for (id, proof, qemu) in [
+        (
+            "kernel-mmio-qemu",
+            "kvm_mmio write 1 byte",
+            Some("KVM_EXIT_MMIO"),
+        ),
+        ("kernel-mmio-ioeventfd", "kvm_mmio write 1 byte", None),
+        (
+            "user-mmio-qemu",
+            "kvm_mmio write 1 byte",
+            Some("KVM_EXIT_MMIO"),
+        ),
+        ("user-mmio-ioeventfd", "kvm_mmio write 1 byte", None),
+        (
+            "kernel-pio-qemu",
+            "kvm_pio write 1 byte, port >= 0x1000",
+            Some("KVM_EXIT_IO"),
+        ),
+        (
+            "kernel-pio-ioeventfd",
+            "kvm_pio write 1 byte, port >= 0x1000",
+            None,
+        ),
+        (
+            "user-pio-qemu",
+            "kvm_pio write 1 byte, port >= 0x1000",
+            Some("KVM_EXIT_IO"),
+        ),
+        (
+            "user-pio-ioeventfd",
+            "kvm_pio write 1 byte, port >= 0x1000",
+            None,
+        ),
+    ] {
+        let m = find(ms, id);
+        assert_eq!(m["verification"]["verdict"], "verified", "{id}: {m}");
+        let p = per_execution(m, proof);
+        assert!((1.0..1.05).contains(&p), "{id}: {proof} {p} per execution");
+        let userspace = per_execution(m, "kvm_userspace_exit");
+        match qemu {
+            Some(kind) => {
+                let to_qemu = per_execution(m, &format!("kvm_userspace_exit {kind}"));
+                assert!((1.0..1.05).contains(&to_qemu), "{id}: {to_qemu} {kind}");
+            }
+            // None of the row's own; a few unrelated ones (signals to the
+            // vCPU thread) fit in the verdict's slack of 5% + 200.
+            None => assert!(userspace < 0.25, "{id}: {userspace} userspace exits"),
+        }
+        let evidence = m["verification"]["evidence"].as_str().unwrap();
+        let served = if qemu.is_some() {
+            "served 1020 of 1020"
+        } else {
+            "served 0 of 1020"
+        };
+        assert!(evidence.contains(served), "{id}: {evidence}");
     }
     for id in [
         "kernel-timer-overhead",

@@ -445,6 +445,34 @@ fn self_test(dev: Option<&std::fs::File>) -> String {
         )),
     ));
     checks.push((
+        "exit_once on an interrupt row's insn (SELF_IPI)",
+        "EINVAL",
+        errno(kmod::exit_once(
+            std::os::fd::AsRawFd::as_raw_fd(dev),
+            &kmod::ExitOnce {
+                insn: kmod::Insn::SelfIpi as u32,
+                port: 0,
+            },
+        )),
+    ));
+    checks.push((
+        "testdev_select test 3",
+        "EINVAL",
+        errno(kmod::testdev_select(dev, kmod::TestdevSpace::Mmio, 3).map(|_| ())),
+    ));
+    // A private or two-page mapping of pci-testdev's BAR0 is refused.
+    let two_pages = memmap2::MmapOptions::new()
+        .offset(kmod::MMAP_TESTDEV as u64)
+        .len(8192)
+        .map_raw(dev)
+        .map(|_| ())
+        .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)));
+    checks.push((
+        "mmap two pages of pci-testdev's BAR0",
+        "EINVAL",
+        errno(two_pages),
+    ));
+    checks.push((
         "exit_loop cpuid x4 (valid)",
         "ok",
         errno(kmod::exit_loop(dev, 2, 0, &mut four, 8).map(|_| ())),

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// VMBENCH_ABI_VERSION: the module and the agent must agree.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// The module's character device.
 pub const DEVICE: &str = "/dev/vmbench0";
 
@@ -67,6 +67,20 @@ pub enum Insn {
     WrmsrTscDeadline = 7,
     /// INVD (refused unless running under a hypervisor).
     Invd = 8,
+    /// The selected pci-testdev test's register (see [`testdev_select`]).
+    Testdev = 9,
+    /// Local APIC EOI, nothing in service.
+    Eoi = 10,
+    /// irq_work self-IPI, waited for (IRQs on).
+    SelfIpi = 11,
+    /// smp_call_function_single to another CPU, idle in HLT.
+    IpiHalt = 12,
+    /// WRMSR IA32_PRED_CMD = IBPB.
+    WrmsrIbpb = 13,
+    /// WRMSR IA32_SPEC_CTRL with its current value.
+    WrmsrSpecCtrl = 14,
+    /// MOV CR8 = 0.
+    MovCr8 = 15,
 }
 
 /// VMBENCH_MAX_SAMPLES: timed iterations per EXIT_LOOP call (bounds the IRQs-off window).
@@ -253,6 +267,77 @@ pub fn unknown_ioctl(dev: &std::fs::File) -> Result<(), nix::Error> {
     nix::ioctl_none!(ioc_unknown, b'v', 0x7f);
     // SAFETY: a no-argument ioctl; the module must reject it without touching memory.
     unsafe { ioc_unknown(dev.as_raw_fd()) }.map(|_| ())
+}
+
+/// `VMBENCH_MMAP_TESTDEV`: the mmap offset of pci-testdev's BAR0 page.
+pub const MMAP_TESTDEV: i64 = 1 << 40;
+
+/// Which pci-testdev BAR a test uses (`VMBENCH_TESTDEV_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestdevSpace {
+    /// BAR0: memory.
+    Mmio = 0,
+    /// BAR1: port I/O.
+    Pio = 1,
+}
+
+/// `struct vmbench_testdev`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Testdev {
+    /// `VMBENCH_TESTDEV_*`.
+    pub space: u32,
+    /// The test number (0 no eventfd, 1 wildcard ioeventfd, 2 datamatch).
+    pub test: u32,
+    /// Out: the BAR0 offset (MMIO) or the port (PIO) of the test's register.
+    pub addr: u64,
+    /// Out: the value its writes carry.
+    pub data: u32,
+    /// Out (count): writes QEMU's device served itself.
+    pub count: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Testdev>() == 24);
+
+nix::ioctl_readwrite!(
+    /// `VMBENCH_IOC_TESTDEV_SELECT`.
+    ioc_testdev_select,
+    b'v',
+    0x20,
+    Testdev
+);
+nix::ioctl_readwrite!(
+    /// `VMBENCH_IOC_TESTDEV_COUNT`.
+    ioc_testdev_count,
+    b'v',
+    0x21,
+    Testdev
+);
+
+/// Selects pci-testdev's test `test` in `space`; returns where its writes
+/// go and their value.
+pub fn testdev_select(
+    dev: &std::fs::File,
+    space: TestdevSpace,
+    test: u8,
+) -> Result<Testdev, nix::Error> {
+    let mut t = Testdev {
+        space: space as u32,
+        test: u32::from(test),
+        ..Testdev::default()
+    };
+    // SAFETY: the ioctl reads and writes one struct vmbench_testdev, which
+    // Testdev mirrors (size asserted above).
+    unsafe { ioc_testdev_select(dev.as_raw_fd(), &mut t) }?;
+    Ok(t)
+}
+
+/// The selected test's count: writes QEMU's device itself served.
+pub fn testdev_count(dev: &std::fs::File) -> Result<u32, nix::Error> {
+    let mut t = Testdev::default();
+    // SAFETY: as in testdev_select.
+    unsafe { ioc_testdev_count(dev.as_raw_fd(), &mut t) }?;
+    Ok(t.count)
 }
 
 /// Loads a kernel module from a file (finit_module).

@@ -85,6 +85,16 @@ fn kernel_insn(row: Row) -> Option<Insn> {
         Row::KernelPio => Insn::Inb,
         Row::KernelInbQemu => Insn::Inb,
         Row::KernelVmcall => Insn::Vmcall,
+        Row::KernelMmioQemu
+        | Row::KernelMmioIoeventfd
+        | Row::KernelPioQemu
+        | Row::KernelPioIoeventfd => Insn::Testdev,
+        Row::KernelEoi => Insn::Eoi,
+        Row::KernelSelfIpi => Insn::SelfIpi,
+        Row::KernelIpiHalt => Insn::IpiHalt,
+        Row::KernelWrmsrIbpb => Insn::WrmsrIbpb,
+        Row::KernelWrmsrSpecCtrl => Insn::WrmsrSpecCtrl,
+        Row::KernelMovCr8 => Insn::MovCr8,
         _ => return None,
     })
 }
@@ -136,9 +146,26 @@ pub fn run_row(
     samples
         .try_reserve_exact(req.samples as usize)
         .map_err(|e| VmexitError::Failed(format!("sample buffer: {e}")))?;
+    let target = match testdev_test(req.row) {
+        Some((space, test)) => Some(select_testdev(
+            req.row,
+            need_dev(req.row, dev)?,
+            space,
+            test,
+        )?),
+        None => None,
+    };
     let batch_ticks = match req.row.mode() {
-        Mode::User | Mode::UserToKernel => user_row(&req, dev, samples)?,
+        Mode::User | Mode::UserToKernel => user_row(&req, dev, target, samples)?,
         Mode::Kernel => kernel_row(&req, need_dev(req.row, dev)?, samples)?,
+    };
+    let device_writes = match (target, dev) {
+        (Some(_), Some(dev)) => {
+            Some(u64::from(kmod::testdev_count(dev).map_err(|e| {
+                VmexitError::Failed(format!("VMBENCH_IOC_TESTDEV_COUNT: {e}"))
+            })?))
+        }
+        _ => None,
     };
     Ok(RowRun {
         row: req.row.id().to_string(),
@@ -147,6 +174,35 @@ pub fn run_row(
         batch_iterations: req.batch,
         batch_ticks,
         executions: None,
+        device_writes,
+    })
+}
+
+/// The pci-testdev BAR and test an MMIO or PIO row writes to.
+fn testdev_test(row: Row) -> Option<(kmod::TestdevSpace, u8)> {
+    use kmod::TestdevSpace::{Mmio, Pio};
+    use vmbench_proto::testdev::{TEST_NO_EVENTFD, TEST_WILDCARD_EVENTFD};
+    Some(match row {
+        Row::UserMmioQemu | Row::KernelMmioQemu => (Mmio, TEST_NO_EVENTFD),
+        Row::UserMmioIoeventfd | Row::KernelMmioIoeventfd => (Mmio, TEST_WILDCARD_EVENTFD),
+        Row::UserPioQemu | Row::KernelPioQemu => (Pio, TEST_NO_EVENTFD),
+        Row::UserPioIoeventfd | Row::KernelPioIoeventfd => (Pio, TEST_WILDCARD_EVENTFD),
+        _ => return None,
+    })
+}
+
+fn select_testdev(
+    row: Row,
+    dev: &std::fs::File,
+    space: kmod::TestdevSpace,
+    test: u8,
+) -> Result<kmod::Testdev, VmexitError> {
+    kmod::testdev_select(dev, space, test).map_err(|e| match e {
+        nix::Error::ENODEV => VmexitError::Unsupported(format!(
+            "{}: no pci-testdev (1b36:0005) in this VM",
+            row.id()
+        )),
+        e => VmexitError::Failed(format!("VMBENCH_IOC_TESTDEV_SELECT: {e}")),
     })
 }
 
@@ -164,6 +220,7 @@ fn need_dev(row: Row, dev: Option<&std::fs::File>) -> Result<&std::fs::File, Vme
 fn user_row(
     req: &RowRequest,
     dev: Option<&std::fs::File>,
+    target: Option<kmod::Testdev>,
     samples: &mut Vec<u64>,
 ) -> Result<u64, VmexitError> {
     let RowRequest {
@@ -175,13 +232,7 @@ fn user_row(
         ..
     } = *req;
     if row == Row::UserSlow {
-        // SAFETY: ioperm only changes this process's I/O permission bitmap.
-        if unsafe { nix::libc::ioperm(u64::from(debugcon), 1, 1) } != 0 {
-            return Err(VmexitError::Failed(format!(
-                "ioperm({debugcon:#x}): {} (needs CAP_SYS_RAWIO)",
-                std::io::Error::last_os_error()
-            )));
-        }
+        allow_port(debugcon)?;
     }
     macro_rules! run_user {
         ($body:expr) => {{
@@ -226,6 +277,32 @@ fn user_row(
             }
             t
         }
+        Row::UserMmioQemu | Row::UserMmioIoeventfd => {
+            let (t, dev) = (need_target(row, target)?, need_dev(row, dev)?);
+            let page = testdev_page(dev)?;
+            let offset = usize::try_from(t.addr)
+                .ok()
+                .filter(|&o| o < page.len())
+                .ok_or_else(|| {
+                    VmexitError::Failed(format!(
+                        "pci-testdev register at BAR0 + {:#x}: outside its page",
+                        t.addr
+                    ))
+                })?;
+            let reg = page.as_ptr().wrapping_add(offset).cast_mut();
+            let data = t.data as u8;
+            // SAFETY: `reg` lies inside the mapped page (checked above),
+            // which stays mapped until `page` drops after the loops.
+            run_user!(|| unsafe { std::ptr::write_volatile(reg, data) })
+        }
+        Row::UserPioQemu | Row::UserPioIoeventfd => {
+            let t = need_target(row, target)?;
+            let port = u16::try_from(t.addr)
+                .map_err(|_| VmexitError::Failed(format!("pci-testdev port {:#x}", t.addr)))?;
+            let data = t.data as u8;
+            allow_port(port)?;
+            run_user!(|| outb_val(port, data))
+        }
         _ => {
             return Err(VmexitError::BadArgs(format!(
                 "{} is not a user row",
@@ -233,6 +310,42 @@ fn user_row(
             )));
         }
     })
+}
+
+/// Lets this process do port I/O on `port` (ioperm).
+fn allow_port(port: u16) -> Result<(), VmexitError> {
+    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    if unsafe { nix::libc::ioperm(u64::from(port), 1, 1) } != 0 {
+        return Err(VmexitError::Failed(format!(
+            "ioperm({port:#x}): {} (needs CAP_SYS_RAWIO)",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+fn need_target(row: Row, t: Option<kmod::Testdev>) -> Result<kmod::Testdev, VmexitError> {
+    t.ok_or_else(|| VmexitError::BadArgs(format!("{}: no pci-testdev test selected", row.id())))
+}
+
+/// pci-testdev's BAR0 page, mapped uncached through the module.
+fn testdev_page(dev: &std::fs::File) -> Result<memmap2::MmapMut, VmexitError> {
+    // SAFETY: the module maps one page of the device's BAR0 (a PFN mapping,
+    // no file contents): nothing else in this process aliases it.
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(kmod::MMAP_TESTDEV as u64)
+            .len(4096)
+            .map_mut(dev)
+    }
+    .map_err(|e| VmexitError::Failed(format!("mmap of pci-testdev's BAR0: {e}")))
+}
+
+#[inline(always)]
+fn outb_val(port: u16, v: u8) {
+    // SAFETY: the port was opened with ioperm(); it is pci-testdev's
+    // register, which only counts writes.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nostack, preserves_flags)) };
 }
 
 /// A row timed in a loop inside the module (ring 0, IRQs off), in chunks
@@ -249,12 +362,22 @@ fn kernel_row(
     let port = u32::from(port_for(row, req.debugcon));
     let fail = |what: &str, e: nix::Error| match e {
         nix::Error::EOPNOTSUPP => VmexitError::Unsupported(format!(
-            "{}: the guest CPU lacks the feature (e.g. no TSC-deadline timer)",
-            row.id()
+            "{}: the guest CPU has no {}",
+            row.id(),
+            match row {
+                Row::KernelWrmsrIbpb => "IA32_PRED_CMD (IBPB: X86_FEATURE_IBPB)",
+                Row::KernelWrmsrSpecCtrl => "IA32_SPEC_CTRL (X86_FEATURE_MSR_SPEC_CTRL)",
+                Row::KernelEoi | Row::KernelSelfIpi => "local APIC",
+                _ => "TSC-deadline timer",
+            }
         )),
         nix::Error::EPERM => {
             VmexitError::Unsupported(format!("{}: refused outside a VM", row.id()))
         }
+        nix::Error::ESRCH => VmexitError::Unsupported(format!(
+            "{}: needs a second vCPU, idle in HLT (boot the guest with --vcpus 2)",
+            row.id()
+        )),
         e => VmexitError::Failed(format!("VMBENCH_IOC_EXIT_LOOP ({what}): {e}")),
     };
     let mut chunk = vec![0u64; kmod::MAX_SAMPLES as usize];

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The KVM tracepoints vmbench counts per VM-exit row, as
 /// `events/kvm/<name>` names them.
-pub const KVM_EVENTS: [&str; 8] = [
+pub const KVM_EVENTS: [&str; 11] = [
     "kvm_exit",
     "kvm_cpuid",
     "kvm_msr",
@@ -22,6 +22,9 @@ pub const KVM_EVENTS: [&str; 8] = [
     "kvm_fast_mmio",
     "kvm_userspace_exit",
     "kvm_hypercall",
+    "kvm_apic_ipi",
+    "kvm_eoi",
+    "kvm_cr",
 ];
 
 /// Where tracefs usually is.

@@ -109,6 +109,20 @@ isr_common:
 3:  hlt
     jmp 3b
 
+/* ---- the interrupt rows' IPI (vector vmbench_abi::IPI_VECTOR): EOI,
+ * then count, on whichever CPU takes it ------------------------------- */
+.globl spurious_isr
+spurious_isr:                   /* the APIC's spurious vector: no EOI */
+    iretq
+.globl ipi_isr
+ipi_isr:
+    pushq %rax
+    movq apic_eoi_addr(%rip), %rax
+    movl $0, (%rax)
+    lock incq ipi_count(%rip)
+    popq %rax
+    iretq
+
 .section .rodata
 .balign 8
 .globl isr_table
@@ -182,6 +196,70 @@ enter_user:
     movq %rdx, %rdi
     iretq
 
+/* ---- the second CPU: real mode -> long mode ----------------------------
+ * Copied to AP_TRAMPOLINE (below 1 MiB, where a STARTUP IPI can point) and
+ * entered there in real mode; every address inside it is relative to that
+ * copy. It loads a flat 32-bit GDT of its own, then takes the boot CPU's
+ * path: the same page tables, EFER, CR0 and GDT, and a stack of its own. */
+.set AP_TRAMPOLINE, 0x8000
+.section .rodata.trampoline, "a"
+.code16
+.globl ap_trampoline, ap_trampoline_end
+ap_trampoline:
+    cli
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl ap_gdt_ptr - ap_trampoline + AP_TRAMPOLINE
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(ap_pm32 - ap_trampoline + AP_TRAMPOLINE)
+.code32
+ap_pm32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movl %eax, %cr4
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 8) | 1), %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~((1 << 2) | (1 << 3)), %eax
+    orl $((1 << 31) | (1 << 1) | 1), %eax
+    movl %eax, %cr0
+    lgdt gdt_ptr
+    ljmp $0x08, $ap_start64
+.balign 8
+ap_gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF    /* 0x08 code, 32-bit */
+    .quad 0x00CF92000000FFFF    /* 0x10 data */
+ap_gdt_ptr:
+    .word 23
+    .long ap_gdt - ap_trampoline + AP_TRAMPOLINE
+ap_trampoline_end:
+
+.section .text
+.code64
+ap_start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    leaq ap_stack_top(%rip), %rsp
+    call rust_ap_main
+5:  hlt
+    jmp 5b
+
 /* ---- data ------------------------------------------------------------ */
 .section .data
 .balign 16
@@ -199,6 +277,11 @@ gdt_ptr:
     .quad gdt
 kernel_ctx_rsp:
     .quad 0
+.globl apic_eoi_addr, ipi_count
+apic_eoi_addr:
+    .quad 0
+ipi_count:
+    .quad 0
 user_rsp_save:
     .quad 0
 
@@ -214,3 +297,5 @@ boot_stack: .skip 65536
 boot_stack_top:
 syscall_stack: .skip 16384
 syscall_stack_top:
+ap_stack: .skip 16384
+ap_stack_top:

@@ -2,7 +2,11 @@
 //! high BAR, and the way into ring 3 and back. The GDT, the first 4 GiB of
 //! page tables and the entry stubs are in boot.s.
 
-use crate::io::{IA32_FMASK, IA32_LSTAR, IA32_STAR, wrmsr};
+use crate::io::{IA32_FMASK, IA32_LSTAR, IA32_STAR, outb, wrmsr};
+
+/// The legacy PICs' data ports (interrupt mask registers).
+const PIC1_DATA: u16 = 0x21;
+const PIC2_DATA: u16 = 0xa1;
 use crate::rows::UserParams;
 use core::arch::asm;
 
@@ -24,6 +28,8 @@ const STACK_BYTES: usize = 65536;
 
 unsafe extern "C" {
     static isr_table: [u64; 32];
+    fn ipi_isr();
+    fn spurious_isr();
     static mut gdt: [u64; 7];
     static mut pdpt: [u64; 512];
     static mut extra_pds: [[u64; 512]; 8];
@@ -93,23 +99,45 @@ pub fn setup() {
         asm!("ltr {0:x}", in(reg) TSS_SELECTOR, options(nostack));
 
         let idt = &raw mut IDT;
+        let gate = |handler: u64| {
+            [
+                (handler & 0xffff)
+                    | (KERNEL_CODE << 16)
+                    | (INTERRUPT_GATE << 40)
+                    | (((handler >> 16) & 0xffff) << 48),
+                handler >> 32,
+            ]
+        };
         for (vector, &handler) in isr_table.iter().enumerate() {
-            (*idt)[vector][0] = (handler & 0xffff)
-                | (KERNEL_CODE << 16)
-                | (INTERRUPT_GATE << 40)
-                | (((handler >> 16) & 0xffff) << 48);
-            (*idt)[vector][1] = handler >> 32;
+            (*idt)[vector] = gate(handler);
         }
+        (*idt)[usize::from(vmbench_abi::IPI_VECTOR)] = gate(ipi_isr as *const () as usize as u64);
+        (*idt)[usize::from(crate::apic::SPURIOUS_VECTOR)] =
+            gate(spurious_isr as *const () as usize as u64);
+    }
+    load_idt();
+    // The firmware left the legacy PICs on with IRQ 0 (the PIT) at vector 8:
+    // masked, so that the interrupt rows' STI lets in only their own IPI.
+    outb(PIC1_DATA, 0xff);
+    outb(PIC2_DATA, 0xff);
+    // SYSCALL enters at CS KERNEL_CODE / SS KERNEL_DATA.
+    wrmsr(IA32_STAR, (KERNEL_DATA << 48) | (KERNEL_CODE << 32));
+    wrmsr(IA32_LSTAR, syscall_entry as *const () as usize as u64);
+    wrmsr(IA32_FMASK, SYSCALL_CLEARS);
+}
+
+/// Loads the IDT [`setup`] filled (the second CPU shares it).
+pub fn load_idt() {
+    // SAFETY: the IDT is a static that lives forever; LIDT only reads the
+    // 10-byte pointer.
+    unsafe {
+        let idt = &raw const IDT;
         let ptr: [u64; 2] = [
             ((256 * 16 - 1) as u64) | ((idt as u64) << 16),
             (idt as u64) >> 48,
         ];
         asm!("lidt [{0}]", in(reg) ptr.as_ptr(), options(nostack));
     }
-    // SYSCALL enters at CS KERNEL_CODE / SS KERNEL_DATA.
-    wrmsr(IA32_STAR, (KERNEL_DATA << 48) | (KERNEL_CODE << 32));
-    wrmsr(IA32_LSTAR, syscall_entry as *const () as usize as u64);
-    wrmsr(IA32_FMASK, SYSCALL_CLEARS);
 }
 
 /// Puts the local APIC's timer in TSC-deadline mode, masked: writes to

@@ -12,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod apic;
 mod console;
 mod cpu;
 mod io;
@@ -19,7 +20,9 @@ mod pci;
 mod region;
 mod rows;
 mod runtime;
+mod smp;
 mod spec;
+mod testdev;
 
 use console::{Serial, Sink, exit_code, qemu_exit};
 use core::arch::{asm, global_asm};
@@ -53,6 +56,16 @@ extern "C" fn rust_main() -> ! {
             .s(e)
             .s("\n");
         qemu_exit(exit_code::NO_DEVICE);
+    }
+    // The MMIO and PIO rows' device; without it they answer "unsupported".
+    if let Some(t) = pci::find_testdev() {
+        testdev::remember(t);
+        Serial
+            .s("micro-guest: pci-testdev BAR0 ")
+            .x(t.mmio)
+            .s(", BAR1 port ")
+            .x(u64::from(t.port))
+            .s("\n");
     }
     let mut shm = Shm {
         base: bar2,
@@ -127,6 +140,9 @@ fn serve(shm: &Shm, session: u64, dev: u32, answer: &mut Buf) {
                         .u(ran.batch_ticks);
                     if let Some(n) = ran.executions {
                         answer.s(r#","executions":"#).u(n);
+                    }
+                    if let Some(n) = ran.device_writes {
+                        answer.s(r#","device_writes":"#).u(n);
                     }
                     answer.s("}");
                     shm.respond(seq, status::OK, answer.as_bytes());

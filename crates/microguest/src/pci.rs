@@ -1,10 +1,16 @@
-//! Just enough PCI to find ivshmem: configuration mechanism #1 on bus 0.
+//! Just enough PCI to find ivshmem and QEMU's pci-testdev: configuration
+//! mechanism #1 on bus 0, with the BARs the firmware assigned.
 
 use crate::io::{PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, inl, outl};
 
 /// ivshmem's vendor (Red Hat, 0x1af4) and device (0x1110) in one dword as
 /// configuration offset 0 reads them.
 const IVSHMEM_ID: u32 = 0x1110_1af4;
+/// BAR0 and BAR1 (pci-testdev: memory, then port I/O).
+const BAR0: u32 = 0x10;
+const BAR1: u32 = 0x14;
+/// An I/O BAR's address bits.
+const IO_BAR_MASK: u32 = !0x3;
 /// BAR2: the shared memory (BAR0 is registers, BAR1 MSI-X).
 const BAR2: u32 = 0x18;
 const BAR3: u32 = 0x1c;
@@ -35,5 +41,27 @@ pub fn find_ivshmem() -> Option<(u32, u64)> {
             0
         };
         Some((dev, (u64::from(hi) << 32) | u64::from(lo & !BAR_FLAGS)))
+    })
+}
+
+/// QEMU's pci-testdev: its memory BAR and its first port.
+#[derive(Clone, Copy)]
+pub struct Testdev {
+    /// BAR0, a 32-bit memory BAR inside the identity-mapped first 4 GiB.
+    pub mmio: u64,
+    /// BAR1's first port.
+    pub port: u16,
+}
+
+/// Finds pci-testdev (1b36:0005) on bus 0, if QEMU has one and the firmware
+/// gave it both BARs.
+pub fn find_testdev() -> Option<Testdev> {
+    (0..32).find_map(|dev| {
+        if config_read(0, dev, 0, 0) != vmbench_abi::testdev::PCI_ID {
+            return None;
+        }
+        let mmio = u64::from(config_read(0, dev, 0, BAR0) & !BAR_FLAGS);
+        let port = u16::try_from(config_read(0, dev, 0, BAR1) & IO_BAR_MASK).ok()?;
+        (mmio != 0 && port != 0).then_some(Testdev { mmio, port })
     })
 }

@@ -2,15 +2,25 @@
 //! (`vmbench_abi::timing`), with ring 3 entered directly instead of through
 //! a process, and the user→kernel rows carried by SYSCALL instead of ioctl.
 
+use crate::apic::{self, Lapic};
 use crate::cpu::{run_user, sys, syscall};
 use crate::io::{
     IA32_APIC_BASE, IA32_TSC_ADJUST, IA32_TSC_DEADLINE, PIC_ELCR1, UNASSIGNED_PORT, hypercall_none,
     inb, inl, invd, nop, outb, rdmsr, wrmsr,
 };
 use crate::region::Shm;
-use crate::spec::{cpu_is_amd, has_tsc_adjust, has_tsc_deadline, under_tcg};
+use crate::spec::{
+    cpu_is_amd, has_pred_cmd, has_spec_ctrl, has_tsc_adjust, has_tsc_deadline, under_tcg,
+};
+use crate::testdev::{self, Space, Target};
+use vmbench_abi::testdev::{TEST_NO_EVENTFD, TEST_WILDCARD_EVENTFD};
 use vmbench_abi::timing::{cpuid, rdtsc_unfenced, t_end, t_end_lfence, t_start};
-use vmbench_abi::{DEFAULT_DEBUGCON_PORT, row, run_vmexit_flags, status};
+use vmbench_abi::{DEFAULT_DEBUGCON_PORT, IPI_VECTOR, row, run_vmexit_flags, status};
+
+/// IA32_SPEC_CTRL and IA32_PRED_CMD (the IBPB command MSR).
+const IA32_SPEC_CTRL: u32 = 0x48;
+const IA32_PRED_CMD: u32 = 0x49;
+const PRED_CMD_IBPB: u64 = 1;
 
 /// What a ring-3 row needs; lives in a static the user code can reach.
 #[repr(C)]
@@ -22,6 +32,9 @@ pub struct UserParams {
     batch: u64,
     out: *mut u64,
     batch_ticks: u64,
+    /// The pci-testdev register of the MMIO and PIO rows, and its value.
+    io_addr: u64,
+    io_data: u8,
 }
 
 static mut PARAMS: UserParams = UserParams {
@@ -32,6 +45,8 @@ static mut PARAMS: UserParams = UserParams {
     batch: 0,
     out: core::ptr::null_mut(),
     batch_ticks: 0,
+    io_addr: 0,
+    io_data: 0,
 };
 
 /// One row's request: `RUN_VMEXIT`'s arguments, checked.
@@ -55,6 +70,9 @@ pub struct Ran {
     pub batch_ticks: u64,
     /// Executions of the instruction, when this guest chose how many.
     pub executions: Option<u64>,
+    /// Writes QEMU's pci-testdev served itself (its own count), for the
+    /// MMIO and PIO rows.
+    pub device_writes: Option<u64>,
 }
 
 /// Runs the row `args` names (`[row, samples, warmup, batch, port, flags]`),
@@ -95,6 +113,7 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<Ran, Refusal> {
         out: shm.data(),
         substitute,
     };
+    let target = testdev_target(row)?;
     let batch_ticks = match row {
         row::TIMER_OVERHEAD
         | row::USER_NOP
@@ -102,25 +121,50 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<Ran, Refusal> {
         | row::USER_SLOW
         | row::NULL_SYSCALL
         | row::USER_KERNEL_FAST
-        | row::USER_KERNEL_SLOW => in_ring3(&req),
+        | row::USER_KERNEL_SLOW
+        | row::USER_MMIO_QEMU
+        | row::USER_MMIO_IOEVENTFD
+        | row::USER_PIO_QEMU
+        | row::USER_PIO_IOEVENTFD => in_ring3(&req, target),
         row::NULL_IOCTL => {
             return Err((
                 status::UNSUPPORTED,
                 "null-ioctl: no ioctl in the micro-guest (null-syscall is its user->kernel baseline)",
             ));
         }
-        r if r >= row::FIRST_KUT => {
+        r if row::is_kut(r) => {
             return kvm_unit_tests_row(&req).map(|executions| Ran {
                 batch_ticks: 0,
                 executions: Some(executions),
+                device_writes: None,
             });
         }
-        _ => in_ring0(&req)?,
+        _ => in_ring0(&req, target)?,
     };
     Ok(Ran {
         batch_ticks,
         executions: None,
+        device_writes: target.map(|t| t.served_by_qemu()),
     })
+}
+
+/// The pci-testdev test an MMIO or PIO row uses, selected; None for the
+/// other rows.
+fn testdev_target(r: u32) -> Result<Option<Target>, Refusal> {
+    let (space, test) = match r {
+        row::USER_MMIO_QEMU | row::KERNEL_MMIO_QEMU => (Space::Mmio, TEST_NO_EVENTFD),
+        row::USER_MMIO_IOEVENTFD | row::KERNEL_MMIO_IOEVENTFD => {
+            (Space::Mmio, TEST_WILDCARD_EVENTFD)
+        }
+        row::USER_PIO_QEMU | row::KERNEL_PIO_QEMU => (Space::Pio, TEST_NO_EVENTFD),
+        row::USER_PIO_IOEVENTFD | row::KERNEL_PIO_IOEVENTFD => (Space::Pio, TEST_WILDCARD_EVENTFD),
+        _ => return Ok(None),
+    };
+    let dev = testdev::device().ok_or((
+        status::UNSUPPORTED,
+        "no pci-testdev (1b36:0005) with both BARs assigned in this VM",
+    ))?;
+    Ok(Some(testdev::select(dev, space, test)))
 }
 
 /// kvm-unit-tests' `x86/vmexit` loop: bare RDTSC around `iterations` back
@@ -221,8 +265,18 @@ fn time(end: fn() -> u64, req: &Request, mut body: impl FnMut()) -> u64 {
 
 /// Ring-0 windows end with `t_end_lfence`: RDTSCP at CPL0 stops the VM on
 /// some hosts (see `vmbench_abi::timing`).
-fn in_ring0(req: &Request) -> Result<u64, Refusal> {
+fn in_ring0(req: &Request, target: Option<Target>) -> Result<u64, Refusal> {
     let port = req.port;
+    if let Some(t) = target {
+        let (addr, data) = (t.addr, t.data);
+        return Ok(match t.space {
+            Space::Mmio => time(t_end_lfence, req, || {
+                // SAFETY: the test's register in pci-testdev's BAR0, identity-mapped.
+                unsafe { core::ptr::write_volatile(addr as *mut u8, data) }
+            }),
+            Space::Pio => time(t_end_lfence, req, || outb(addr as u16, data)),
+        });
+    }
     Ok(match req.row {
         row::KERNEL_TIMER_OVERHEAD => time(t_end_lfence, req, || {}),
         row::KERNEL_NOP => time(t_end_lfence, req, nop),
@@ -271,12 +325,76 @@ fn in_ring0(req: &Request) -> Result<u64, Refusal> {
             let amd = cpu_is_amd();
             time(t_end_lfence, req, || hypercall_none(amd))
         }
+        row::KERNEL_SELF_IPI | row::KERNEL_EOI | row::KERNEL_IPI_HALT => interrupt_row(req)?,
+        row::KERNEL_WRMSR_IBPB => {
+            if !has_pred_cmd() {
+                return Err((
+                    status::UNSUPPORTED,
+                    "kernel-wrmsr-ibpb: the guest CPU has no IA32_PRED_CMD (IBPB: CPUID.7:EDX[26] or 80000008h:EBX[12])",
+                ));
+            }
+            time(t_end_lfence, req, || wrmsr(IA32_PRED_CMD, PRED_CMD_IBPB))
+        }
+        row::KERNEL_WRMSR_SPEC_CTRL => {
+            if !has_spec_ctrl() {
+                return Err((
+                    status::UNSUPPORTED,
+                    "kernel-wrmsr-spec-ctrl: the guest CPU has no IA32_SPEC_CTRL (CPUID.7:EDX[26] or 80000008h:EBX[14])",
+                ));
+            }
+            let value = rdmsr(IA32_SPEC_CTRL);
+            time(t_end_lfence, req, || wrmsr(IA32_SPEC_CTRL, value))
+        }
+        row::KERNEL_MOV_CR8 => time(t_end_lfence, req, || {
+            // SAFETY: CPL0 in long mode; TPR 0 is what it already holds
+            // (nothing here ever raises it), so no interrupt is masked.
+            unsafe { core::arch::asm!("mov cr8, {0}", in(reg) 0u64, options(nostack)) }
+        }),
+        _ => return Err((status::BAD_ARGS, "unknown row")),
+    })
+}
+
+/// The interrupt rows: each iteration waits until its interrupt was taken
+/// (boot.s's `ipi_isr` counts it), so none is left pending for the next.
+fn interrupt_row(req: &Request) -> Result<u64, Refusal> {
+    let lapic = Lapic::get();
+    lapic.enable();
+    Ok(match req.row {
+        row::KERNEL_EOI => time(t_end_lfence, req, || lapic.eoi()),
+        row::KERNEL_SELF_IPI => time(t_end_lfence, req, || {
+            let before = apic::taken();
+            lapic.send_self(IPI_VECTOR);
+            // SAFETY: the only interrupt that can arrive is the row's own,
+            // whose handler EOIs and returns; IF is cleared again below.
+            unsafe { core::arch::asm!("sti", options(nostack)) };
+            while apic::taken() == before {
+                core::hint::spin_loop();
+            }
+            // SAFETY: back to the rows' interrupts-off state.
+            unsafe { core::arch::asm!("cli", options(nostack)) };
+        }),
+        row::KERNEL_IPI_HALT => {
+            let Some(other) = crate::smp::second_cpu() else {
+                return Err((
+                    status::UNSUPPORTED,
+                    "kernel-ipi-halt: no second vCPU answered INIT/STARTUP (boot the guest with --vcpus 2)",
+                ));
+            };
+            lapic.set_destination(other);
+            time(t_end_lfence, req, || {
+                let before = apic::taken();
+                lapic.send(IPI_VECTOR);
+                while apic::taken() == before {
+                    core::hint::spin_loop();
+                }
+            })
+        }
         _ => return Err((status::BAD_ARGS, "unknown row")),
     })
 }
 
 /// Runs a user row in ring 3 and returns its batch ticks.
-fn in_ring3(req: &Request) -> u64 {
+fn in_ring3(req: &Request, target: Option<Target>) -> u64 {
     // SAFETY: PARAMS is only touched here and by user_main, which runs to
     // completion inside run_user before it is read back.
     unsafe {
@@ -288,6 +406,8 @@ fn in_ring3(req: &Request) -> u64 {
         (*p).batch = req.batch;
         (*p).out = req.out;
         (*p).batch_ticks = 0;
+        (*p).io_addr = target.map_or(0, |t| t.addr);
+        (*p).io_data = target.map_or(0, |t| t.data);
         run_user(user_main, p);
         (*p).batch_ticks
     }
@@ -319,6 +439,18 @@ extern "C" fn user_main(p: *mut UserParams) -> ! {
         row::NULL_SYSCALL => time(t_end, &req, || sys(syscall::NULL, 0)),
         row::USER_KERNEL_FAST => time(t_end, &req, || sys(syscall::CPUID, 0)),
         row::USER_KERNEL_SLOW => time(t_end, &req, || sys(syscall::OUTB, u64::from(port))),
+        row::USER_MMIO_QEMU | row::USER_MMIO_IOEVENTFD => {
+            let (addr, data) = (p.io_addr, p.io_data);
+            // SAFETY: the test's register in pci-testdev's BAR0, identity-mapped
+            // user-accessible like the rest of the first 4 GiB.
+            time(t_end, &req, || unsafe {
+                core::ptr::write_volatile(addr as *mut u8, data)
+            })
+        }
+        row::USER_PIO_QEMU | row::USER_PIO_IOEVENTFD => {
+            let (port, data) = (p.io_addr as u16, p.io_data);
+            time(t_end, &req, || outb(port, data))
+        }
         _ => 0,
     };
     sys(syscall::RETURN, 0);

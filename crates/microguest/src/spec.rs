@@ -42,6 +42,30 @@ pub fn has_tsc_adjust() -> bool {
     cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 1) != 0
 }
 
+/// CPUID.7.0:EDX bit 26 (Intel: IBRS and IBPB, so IA32_SPEC_CTRL and
+/// IA32_PRED_CMD), or AMD's own bits in leaf 80000008h:EBX.
+fn spec_ctrl_bits() -> (bool, u32) {
+    let intel = cpuid(0, 0).eax >= 7 && cpuid(7, 0).edx & (1 << 26) != 0;
+    let amd = if cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {
+        cpuid(0x8000_0008, 0).ebx
+    } else {
+        0
+    };
+    (intel, amd)
+}
+
+/// IA32_PRED_CMD exists (IBPB: CPUID.7:EDX[26] or 80000008h:EBX[12]).
+pub fn has_pred_cmd() -> bool {
+    let (intel, amd) = spec_ctrl_bits();
+    intel || amd & (1 << 12) != 0
+}
+
+/// IA32_SPEC_CTRL exists (CPUID.7:EDX[26] or 80000008h:EBX[14], AMD's IBRS).
+pub fn has_spec_ctrl() -> bool {
+    let (intel, amd) = spec_ctrl_bits();
+    intel || amd & (1 << 14) != 0
+}
+
 pub fn has_tsc_deadline() -> bool {
     cpuid(1, 0).ecx & LEAF1_ECX_TSC_DEADLINE != 0
 }

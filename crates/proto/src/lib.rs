@@ -21,7 +21,7 @@ pub mod vmexit;
 
 /// The region layout and the fenced TSC reads live in `vmbench-abi`, which
 /// the no_std micro-guest builds too.
-pub use vmbench_abi::{layout, timing};
+pub use vmbench_abi::{layout, testdev, timing};
 
 pub use channel::{
     Command, GuestEnd, GuestState, HostEnd, HostState, ProtoError, Response, Status,

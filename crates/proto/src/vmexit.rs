@@ -34,6 +34,22 @@ pub enum Expect {
     KernelPio,
     /// A port I/O exit that KVM returns to QEMU (KVM_RUN exits to user space).
     Qemu,
+    /// An MMIO exit that KVM returns to QEMU (`KVM_EXIT_MMIO`).
+    QemuMmio,
+    /// An MMIO or port-I/O exit KVM completes itself by signalling an
+    /// ioeventfd: QEMU's device is only told later, through the eventfd.
+    Ioeventfd,
+    /// An access to the local APIC (ICR, EOI): KVM's APIC emulation, or no
+    /// exit at all where APICv / AVIC virtualize it.
+    Apic,
+    /// An IPI to a second vCPU halted in HLT: KVM delivers it and wakes the
+    /// halted vCPU's thread, which answers.
+    IpiWake,
+    /// A WRMSR KVM may pass through to the hardware (no exit) or handle.
+    MsrMaybePassthrough,
+    /// MOV to CR8: no exit with a TPR shadow (VMX) or when AVIC is on,
+    /// else KVM's CR8 handler.
+    Cr8,
 }
 
 impl Expect {
@@ -63,6 +79,14 @@ impl Expect {
             }
             Expect::KernelPio => "inside KVM: in-kernel PIO device",
             Expect::Qemu => "through QEMU: userspace exit",
+            Expect::QemuMmio => "through QEMU: MMIO userspace exit",
+            Expect::Ioeventfd => "inside KVM: ioeventfd signalled, no QEMU",
+            Expect::Apic => "inside KVM: local APIC (no exit with APICv/AVIC)",
+            Expect::IpiWake => "inside KVM: IPI delivered, halted vCPU woken",
+            Expect::MsrMaybePassthrough => {
+                "inside KVM: MSR handler, or no exit when passed through"
+            }
+            Expect::Cr8 => "inside KVM: CR8 handler, or no exit with a TPR shadow",
         }
     }
 }
@@ -146,6 +170,34 @@ rows! {
         "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x rdmsr 0x3b | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
     KutWrTscAdjustMsr = row::KUT_WR_TSC_ADJUST_MSR, Kernel, "wrmsr IA32_TSC_ADJUST (0)", KvmHandler, false,
         "kvm-unit-tests' method, micro-guest ring 0: rdtsc | N x wrmsr 0x3b = 0 | rdtsc (no fences), N doubled from 64 until the loop takes >= 2^30 ticks; sample = the loop's ticks / N";
+    UserMmioQemu = row::USER_MMIO_QEMU, User, "movb to pci-testdev BAR0, no eventfd", QemuMmio, true,
+        "guest user (BAR0 mapped uncached through /dev/vmbench0): lfence;rdtsc;lfence | movb to pci-testdev's no-eventfd register (exit, KVM -> QEMU's pci-testdev -> KVM) | rdtscp;lfence";
+    UserMmioIoeventfd = row::USER_MMIO_IOEVENTFD, User, "movb to pci-testdev BAR0, ioeventfd", Ioeventfd, true,
+        "guest user (BAR0 mapped uncached through /dev/vmbench0): lfence;rdtsc;lfence | movb to pci-testdev's wildcard-ioeventfd register (exit, KVM signals the eventfd, no QEMU) | rdtscp;lfence";
+    UserPioQemu = row::USER_PIO_QEMU, User, "outb to pci-testdev BAR1, no eventfd", Qemu, true,
+        "guest user (ioperm): lfence;rdtsc;lfence | outb to pci-testdev's no-eventfd port (exit, KVM -> QEMU's pci-testdev -> KVM) | rdtscp;lfence";
+    UserPioIoeventfd = row::USER_PIO_IOEVENTFD, User, "outb to pci-testdev BAR1, ioeventfd", Ioeventfd, true,
+        "guest user (ioperm): lfence;rdtsc;lfence | outb to pci-testdev's wildcard-ioeventfd port (exit, KVM signals the eventfd, no QEMU) | rdtscp;lfence";
+    KernelMmioQemu = row::KERNEL_MMIO_QEMU, Kernel, "movb to pci-testdev BAR0, no eventfd", QemuMmio, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | writeb to pci-testdev's no-eventfd register (exit to QEMU) | rdtscp;lfence";
+    KernelMmioIoeventfd = row::KERNEL_MMIO_IOEVENTFD, Kernel, "movb to pci-testdev BAR0, ioeventfd", Ioeventfd, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | writeb to pci-testdev's wildcard-ioeventfd register (KVM signals the eventfd, no QEMU) | rdtscp;lfence";
+    KernelPioQemu = row::KERNEL_PIO_QEMU, Kernel, "outb to pci-testdev BAR1, no eventfd", Qemu, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | outb to pci-testdev's no-eventfd port (exit to QEMU) | rdtscp;lfence";
+    KernelPioIoeventfd = row::KERNEL_PIO_IOEVENTFD, Kernel, "outb to pci-testdev BAR1, ioeventfd", Ioeventfd, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | outb to pci-testdev's wildcard-ioeventfd port (KVM signals the eventfd, no QEMU) | rdtscp;lfence";
+    KernelSelfIpi = row::KERNEL_SELF_IPI, Kernel, "self-IPI, taken and acknowledged", Apic, true,
+        "guest kernel, IRQs on: lfence;rdtsc;lfence | irq_work_queue() sends a fixed IPI to this CPU (ICR write), the interrupt is taken, its handler runs and EOIs | rdtscp;lfence";
+    KernelEoi = row::KERNEL_EOI, Kernel, "EOI, nothing in service", Apic, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | write 0 to the local APIC's EOI register (x2APIC MSR 0x80b or xAPIC MMIO 0xb0) with no interrupt in service | rdtscp;lfence";
+    KernelIpiHalt = row::KERNEL_IPI_HALT, Kernel, "IPI to a vCPU in HLT, which answers", IpiWake, true,
+        "guest kernel: lfence;rdtsc;lfence | smp_call_function_single() to CPU 1, idle in HLT: IPI (ICR write), the halted vCPU wakes, runs the call and releases the sender | rdtscp;lfence";
+    KernelWrmsrIbpb = row::KERNEL_WRMSR_IBPB, Kernel, "wrmsr IA32_PRED_CMD = IBPB", MsrMaybePassthrough, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | wrmsr 0x49 = 1 (an indirect branch prediction barrier) | rdtscp;lfence";
+    KernelWrmsrSpecCtrl = row::KERNEL_WRMSR_SPEC_CTRL, Kernel, "wrmsr IA32_SPEC_CTRL (same value)", MsrMaybePassthrough, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | wrmsr 0x48 with the value it holds (read once before the loop) | rdtscp;lfence";
+    KernelMovCr8 = row::KERNEL_MOV_CR8, Kernel, "mov to cr8 (0)", Cr8, true,
+        "guest kernel, IRQs off: lfence;rdtsc;lfence | mov cr8 = 0 (the task priority it already has) | rdtscp;lfence";
 }
 
 impl Row {
@@ -192,6 +244,10 @@ impl Row {
             return self.definition().to_string();
         }
         let (ring, end) = match self.mode() {
+            Mode::Kernel if matches!(self, Row::KernelSelfIpi | Row::KernelIpiHalt) => (
+                "micro-guest ring 0, no interrupts but the row's own",
+                "lfence;rdtsc;lfence",
+            ),
             Mode::Kernel => ("micro-guest ring 0, no interrupts", "lfence;rdtsc;lfence"),
             _ => (
                 "micro-guest ring 3 (IOPL 3), no interrupts",
@@ -217,6 +273,28 @@ impl Row {
             Row::KernelPio => "inb 0x4d0 (KVM's in-kernel PIC)",
             Row::KernelInbQemu => "inb 0x1234 (unassigned port: QEMU)",
             Row::KernelVmcall => "vmcall/vmmcall, rax=0 (KVM hypercall handler)",
+            Row::UserMmioQemu | Row::KernelMmioQemu => {
+                "movb to pci-testdev's no-eventfd register in BAR0 (exit to QEMU)"
+            }
+            Row::UserMmioIoeventfd | Row::KernelMmioIoeventfd => {
+                "movb to pci-testdev's wildcard-ioeventfd register in BAR0 (KVM signals the eventfd, no QEMU)"
+            }
+            Row::UserPioQemu | Row::KernelPioQemu => {
+                "outb to pci-testdev's no-eventfd port in BAR1 (exit to QEMU)"
+            }
+            Row::UserPioIoeventfd | Row::KernelPioIoeventfd => {
+                "outb to pci-testdev's wildcard-ioeventfd port in BAR1 (KVM signals the eventfd, no QEMU)"
+            }
+            Row::KernelSelfIpi => {
+                "xAPIC ICR write: fixed IPI to self (vector 0xf0), sti, the handler EOIs, cli"
+            }
+            Row::KernelEoi => "xAPIC EOI register write (MMIO 0xfee000b0), nothing in service",
+            Row::KernelIpiHalt => {
+                "xAPIC ICR write: fixed IPI to vCPU 1, halted in HLT; it wakes, EOIs and sets a flag this vCPU spins on"
+            }
+            Row::KernelWrmsrIbpb => "wrmsr 0x49 = 1 (IBPB)",
+            Row::KernelWrmsrSpecCtrl => "wrmsr 0x48 with the value it holds",
+            Row::KernelMovCr8 => "mov cr8 = 0",
             _ => "(not a micro-guest row)",
         };
         format!("{ring}: lfence;rdtsc;lfence | {body} | {end}")
@@ -225,7 +303,22 @@ impl Row {
     /// One of kvm-unit-tests' reproduction rows: its method (one unfenced,
     /// auto-scaled batch per sample), no timer baseline, no batch of ours.
     pub fn reproduces_kvm_unit_tests(self) -> bool {
-        self as u32 >= row::FIRST_KUT
+        row::is_kut(self as u32)
+    }
+
+    /// The rows that write to QEMU's pci-testdev (and answer its count).
+    pub fn uses_testdev(self) -> bool {
+        matches!(
+            self,
+            Row::UserMmioQemu
+                | Row::UserMmioIoeventfd
+                | Row::UserPioQemu
+                | Row::UserPioIoeventfd
+                | Row::KernelMmioQemu
+                | Row::KernelMmioIoeventfd
+                | Row::KernelPioQemu
+                | Row::KernelPioIoeventfd
+        )
     }
 
     /// The baseline whose p50 is subtracted from this row's samples.
@@ -263,6 +356,11 @@ pub struct RowRun {
     /// reproduction rows' auto-scaled loops); else warm-up + samples + batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executions: Option<u64>,
+    /// The MMIO and port-I/O rows: writes QEMU's pci-testdev served itself,
+    /// by its own count (an access KVM completed through the ioeventfd
+    /// never reaches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_writes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -300,6 +398,23 @@ mod tests {
         assert!(defaults.contains(&Row::UserFast) && !defaults.contains(&Row::KernelVmcall));
         assert_eq!(Row::KernelFast.overhead_row(), Row::KernelTimerOverhead);
         assert_eq!(Row::UserKernelSlow.overhead_row(), Row::TimerOverhead);
+    }
+
+    /// Every micro-guest row has a definition of its own.
+    #[test]
+    fn every_micro_guest_row_is_defined() {
+        for r in Row::ALL {
+            if !r.reproduces_kvm_unit_tests() && *r != Row::NullIoctl {
+                assert!(
+                    !r.micro_definition().contains("not a micro-guest row"),
+                    "{}",
+                    r.id()
+                );
+            }
+        }
+        assert!(Row::KutWrTscAdjustMsr.reproduces_kvm_unit_tests());
+        assert!(!Row::UserMmioQemu.reproduces_kvm_unit_tests());
+        assert!(Row::KernelPioIoeventfd.uses_testdev() && !Row::KernelPio.uses_testdev());
     }
 
     #[test]

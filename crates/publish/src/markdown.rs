@@ -698,6 +698,12 @@ fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     );
     let ids: Vec<&str> = ms.iter().map(|m| m.id.as_str()).collect();
     plot_links(o, plots, &ids);
+    if let Some(f) = plots.group("vmexit-io") {
+        let _ = writeln!(
+            o,
+            "![MMIO and port I/O to QEMU and through an ioeventfd, by percentile]({f})\n"
+        );
+    }
     exit_event_table(o, &ms);
 }
 

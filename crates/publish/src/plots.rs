@@ -337,8 +337,10 @@ fn row_spectrum_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
 }
 
 /// The rows that belong together on one figure: the six round trips with
-/// their timer baselines; the shm round trips with the cache-line reference.
-pub const GROUPS: [(&str, &str, &[&str]); 2] = [
+/// their timer baselines; device notifications to QEMU beside the same ones
+/// completed by an ioeventfd; the shm round trips with the cache-line
+/// reference.
+pub const GROUPS: [(&str, &str, &[&str]); 3] = [
     (
         "vmexit",
         "VM-exit round trips and the timer's own cost",
@@ -350,6 +352,17 @@ pub const GROUPS: [(&str, &str, &[&str]); 2] = [
             "vmexit.kernel-fast",
             "vmexit.kernel-slow",
             "vmexit.timer-overhead",
+            "vmexit.kernel-timer-overhead",
+        ],
+    ),
+    (
+        "vmexit-io",
+        "MMIO and port I/O from the guest kernel: to QEMU, and completed by an ioeventfd",
+        &[
+            "vmexit.kernel-mmio-qemu",
+            "vmexit.kernel-mmio-ioeventfd",
+            "vmexit.kernel-pio-qemu",
+            "vmexit.kernel-pio-ioeventfd",
             "vmexit.kernel-timer-overhead",
         ],
     ),

@@ -92,6 +92,9 @@ pub struct VmConfig {
     pub append: Option<Vec<String>>,
     /// QEMU `-cpu` model under KVM (`vmbench vmexit --kvm-cpu`).
     pub kvm_cpu: Option<String>,
+    /// Guest vCPUs (`vmbench vmexit --vcpus`; 2 runs kernel-ipi-halt).
+    #[serde(default, deserialize_with = "vcpus")]
+    pub vcpus: Option<u32>,
 }
 
 /// The config's `vmexit:` section.
@@ -146,6 +149,16 @@ fn memory_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> 
     match v {
         Some(m) if m < 64 => Err(serde::de::Error::custom(format!(
             "memory_mib {m}: a Linux guest needs at least 64"
+        ))),
+        v => Ok(v),
+    }
+}
+
+fn vcpus<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = Option::<u32>::deserialize(d)?;
+    match v {
+        Some(n) if !(1..=64).contains(&n) => Err(serde::de::Error::custom(format!(
+            "vcpus {n}: give 1 to 64 (2 runs the kernel-ipi-halt row)"
         ))),
         v => Ok(v),
     }
@@ -253,6 +266,7 @@ mod tests {
             ("vm:\n  shm_mib: 3\n", "line 2"),
             ("vm:\n  shm_mb: 64\n", "unknown field `shm_mb`"),
             ("vm:\n  memory_mib: 16\n", "at least 64"),
+            ("vm:\n  vcpus: 0\n", "give 1 to 64"),
             ("cpus: \"1-x\"\n", "line 1"),
             (
                 "vmexit:\n  rows: [user-fast, nope]\n",

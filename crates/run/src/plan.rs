@@ -178,6 +178,7 @@ impl Plan {
                 .unwrap_or(if quick { QUICK_SHM_MIB } else { FULL_SHM_MIB }),
             doorbell_vectors: None,
             kvm_cpu: vm.kvm_cpu,
+            vcpus: vm.vcpus.unwrap_or(1),
         };
         Ok(Plan {
             suites,

@@ -16,10 +16,11 @@ const KMOD_C: &str = include_str!("../../../kmod/vmbench.c");
 const KMOD_UAPI: &str = include_str!("../../../kmod/vmbench_uapi.h");
 const KMOD_KBUILD: &str = include_str!("../../../kmod/Kbuild");
 
-/// Guest kernel cmdline: serial console, quiet-ish, no watchdogs, and power
-/// off (not reboot) on panic so QEMU exits with -no-reboot.
-pub const DEFAULT_CMDLINE: &str =
-    "console=ttyS0 8250.nr_uarts=1 loglevel=4 panic=-1 nowatchdog nmi_watchdog=0 tsc=reliable";
+/// Guest kernel cmdline: serial console, quiet-ish, no watchdogs, power
+/// off (not reboot) on panic so QEMU exits with -no-reboot, and HLT as the
+/// only idle (no guest halt-polling): an idle vCPU exits to KVM, which is
+/// what the IPI-to-HLT row wakes.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 8250.nr_uarts=1 loglevel=4 panic=-1 nowatchdog nmi_watchdog=0 tsc=reliable idle=halt";
 
 /// How to build a guest image.
 #[derive(Debug, Clone)]

@@ -146,6 +146,9 @@ impl QemuConfig {
         if self.debug_exit {
             push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         }
+        // The MMIO and port-I/O rows' device: each BAR has a register QEMU
+        // serves and one behind an ioeventfd that KVM completes itself.
+        push(&["-device", "pci-testdev"]);
         push(&[
             "-qmp",
             &format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
@@ -211,6 +214,7 @@ mod tests {
         assert!(has(&a, ["-overcommit", "mem-lock=on"]));
         assert!(has(&a, ["-name", "vmbench,debug-threads=on"]));
         assert!(has(&a, ["-smp", "1"]));
+        assert!(has(&a, ["-device", "pci-testdev"]));
         assert!(has(&a, ["-device", "ivshmem-plain,memdev=vmbench-shm"]));
         assert!(has(
             &a,

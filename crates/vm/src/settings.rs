@@ -44,6 +44,8 @@ pub struct GuestSettings {
     pub doorbell_vectors: Option<u32>,
     /// QEMU `-cpu` under KVM.
     pub kvm_cpu: Option<String>,
+    /// Guest vCPUs (the IPI-to-HLT row needs a second one).
+    pub vcpus: u32,
 }
 
 impl Default for GuestSettings {
@@ -60,6 +62,7 @@ impl Default for GuestSettings {
             shm_mib: 64,
             doorbell_vectors: None,
             kvm_cpu: None,
+            vcpus: 1,
         }
     }
 }
@@ -121,6 +124,7 @@ impl GuestSettings {
         o.append = self.append.clone();
         o.shm_bytes = shm_bytes;
         o.doorbell_vectors = self.doorbell_vectors;
+        o.vcpus = self.vcpus;
         if let Some(t) = self.boot_timeout {
             o.boot_timeout = t;
         }
