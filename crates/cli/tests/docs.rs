@@ -11,7 +11,11 @@ fn every_vmexit_row_is_documented() {
     let rows = std::fs::read_to_string(root.join("docs/vmexit-rows.md")).unwrap();
     let kut = std::fs::read_to_string(root.join("docs/kvm-unit-tests.md")).unwrap();
     for r in Row::ALL {
-        let doc = if r.reproduces_kvm_unit_tests() { &kut } else { &rows };
+        let doc = if r.reproduces_kvm_unit_tests() {
+            &kut
+        } else {
+            &rows
+        };
         assert!(
             doc.contains(&format!("`{}`", r.id())),
             "{} is not documented",
