@@ -112,6 +112,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         &AuditOptions {
             cpus: a.cpus,
             noise_window: Duration::from_millis(a.window_ms),
+            threads: Default::default(),
         },
     )?;
     if a.json {
@@ -205,6 +206,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         &AuditOptions {
             cpus: a.cpus,
             noise_window: Duration::ZERO,
+            threads: Default::default(),
         },
     )?;
     let applied = apply::apply(&root, &audit, &a.skip, &jpath, &lock)?;
@@ -218,8 +220,23 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     if r.applied.is_empty() {
         outln!("nothing to change: every runtime knob already has its wanted value")?;
     }
-    for c in &r.applied {
+    // Moved threads are many: counted, not listed (the journal lists them).
+    let threads = r
+        .applied
+        .iter()
+        .filter(|c| c.starts_with("thread "))
+        .count();
+    for c in r.applied.iter().filter(|c| !c.starts_with("thread ")) {
         outln!("changed  {c}")?;
+    }
+    if threads > 0 {
+        outln!("changed  {threads} threads moved off the benchmark CPUs")?;
+    }
+    if r.threads_gone > 0 {
+        outln!(
+            "skipped  {} threads that exited before they could be moved",
+            r.threads_gone
+        )?;
     }
     for u in &r.unmovable {
         outln!("unmovable {u}")?;
@@ -288,8 +305,22 @@ fn restore_args(c: &CommonArgs) -> String {
 }
 
 fn print_restore(r: &RestoreReport) -> Result<(), out::OutputError> {
-    for x in &r.restored {
+    let threads = r
+        .restored
+        .iter()
+        .filter(|x| x.starts_with("thread "))
+        .count();
+    for x in r.restored.iter().filter(|x| !x.starts_with("thread ")) {
         outln!("restored {x}")?;
+    }
+    if threads > 0 {
+        outln!("restored {threads} threads' affinities")?;
+    }
+    if r.threads_gone > 0 {
+        outln!(
+            "skipped  {} moved threads that exited before the restore",
+            r.threads_gone
+        )?;
     }
     for n in &r.notes {
         outln!("note     {n}")?;
@@ -370,7 +401,7 @@ fn suggest_cmd(a: SuggestArgs) -> Result<ExitCode> {
     for p in &s.params {
         outln!("#   {:<w$}  {}", p.param, p.why)?;
     }
-    outln!("\n{}\n\n{}", s.grub, s.nixos)?;
+    outln!("\n{}\n\n{}\n\n{}", s.grub, s.nixos, s.systemd)?;
     outln!(
         "\n# runtime knobs (governor, turbo, IRQs, ...) are set by `vmbench isolate apply --cpus {}`",
         s.bench_cpus

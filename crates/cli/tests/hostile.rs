@@ -511,11 +511,13 @@ fn case4_a_second_signal_while_restoring_says_what_is_left_and_exits() {
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
     let entries = j["entries"].as_array().unwrap();
-    let last = entries
+    // Restore goes newest first: the entries after this one (moved threads)
+    // are put back before it hangs.
+    let hung = entries
         .iter()
-        .rev()
-        .find(|e| e["change"]["kind"] == "file")
+        .rposition(|e| e["change"]["kind"] == "file")
         .unwrap();
+    let last = &entries[hung];
     let knob_file = root.join(
         last["change"]["path"]
             .as_str()
@@ -535,7 +537,7 @@ fn case4_a_second_signal_while_restoring_says_what_is_left_and_exits() {
     assert!(
         end.stderr.contains(&format!(
             "{} of {} change(s) not put back yet",
-            entries.len(),
+            hung + 1,
             entries.len()
         )),
         "{}",

@@ -73,7 +73,84 @@ fn check_json_parses() {
         knobs
             .iter()
             .all(|k| k["verdict"].is_string() && k["why"].is_string())
-    );
+    ); // The residual noise was measured on this host, in µs/s with causes.
+    let noise = knobs.iter().find(|k| k["id"] == "residual_noise").unwrap();
+    let per_cpu = noise["noise"].as_array().unwrap();
+    assert!(!per_cpu.is_empty(), "{noise}");
+    for n in per_cpu {
+        assert!(n["noise_us_per_s"].as_f64().unwrap() >= 0.0, "{n}");
+        assert_eq!(n["window_ms"], 50);
+        assert!(n["causes"].is_array(), "{n}");
+    }
+}
+
+/// tuned's cpu-partitioning knobs as the CLI shows and applies them on the
+/// Intel and AMD fixture trees: reported by check, applied and restored to
+/// the byte, moved threads included.
+#[test]
+fn cpu_partitioning_knobs_through_the_cli() {
+    for (trees, cpus) in [
+        (&["intel-pstate-turbo", "overlay-isolated-2-3"][..], "2-3"),
+        (&["amd-pstate-boost"][..], "3"),
+    ] {
+        let dir = tree(trees);
+        let before = snapshot(dir.path());
+        let out = vmbench()
+            .args(["isolate", "check", "--json", "--cpus", cpus, "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let knob = |id: &str| {
+            v["knobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["id"] == id)
+                .unwrap_or_else(|| panic!("{id} not reported"))
+                .clone()
+        };
+        for id in [
+            "workqueue_cpumask",
+            "machinecheck_ignore_ce",
+            "hung_task_timeout_secs",
+            "irqbalance",
+            "systemd_cpu_affinity",
+            "thread_affinity",
+        ] {
+            assert!(knob(id)["verdict"].is_string(), "{id}");
+        }
+        assert_eq!(knob("machinecheck_ignore_ce")["verdict"], "warn");
+        assert_eq!(knob("thread_affinity")["verdict"], "warn");
+        // Not the running host: the noise is not measured, and says why.
+        assert_eq!(knob("residual_noise")["verdict"], "not_applicable");
+        let out = vmbench()
+            .args(["isolate", "apply", "--cpus", cpus, "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("threads moved off the benchmark CPUs"),
+            "{text}"
+        );
+        assert!(text.contains("ignore_ce: 0 -> 1"), "{text}");
+        assert_ne!(snapshot(dir.path()), before);
+        let out = vmbench()
+            .args(["isolate", "restore", "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("threads' affinities"), "{text}");
+        assert_eq!(snapshot(dir.path()), before, "{}", trees[0]);
+    }
 }
 
 #[test]
@@ -93,6 +170,7 @@ fn suggest_prints_a_usable_cmdline() {
         "{line}"
     );
     assert!(text.contains("vmbench.hostTuning"));
+    assert!(text.contains("CPUAffinity=0-1"), "{text}");
     assert!(text.contains("GRUB_CMDLINE_LINUX_DEFAULT"));
 
     let out = vmbench()

@@ -502,3 +502,89 @@ fn repeats_give_every_row_its_repeats_a_median_with_a_ci_and_a_spread() {
     assert!(flagged > 0);
     assert_eq!(md.matches("% ⚠").count(), flagged, "{md}");
 }
+
+/// On the running host, as root: the report's isolation section carries the
+/// residual noise on the benchmark CPU before and after isolation, in µs/s
+/// with its causes, and results.json the same figures. Every runtime knob is
+/// skipped, so the machine running the tests is measured, not retuned.
+#[test]
+#[ignore = "needs root and qemu-system-x86: measures this host's benchmark CPU around a micro-guest run (CI runs it as root)"]
+fn a_run_on_this_host_reports_the_residual_noise_before_and_after_isolation() {
+    vmbench_testkit::require(&[
+        (nix::unistd::geteuid().is_root(), "root"),
+        (vmbench_testkit::have_qemu(), "qemu-system-x86"),
+    ]);
+    let check = vmbench()
+        .args([
+            "isolate",
+            "check",
+            "--json",
+            "--cpus",
+            "1",
+            "--window-ms",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let audit: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let runtime: Vec<String> = audit["knobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["class"] == "runtime")
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        runtime.iter().any(|k| k == "thread_affinity"),
+        "{runtime:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("vmbench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "isolation:\n  apply: yes\n  skip: [{}]\n  journal: {}\nvm:\n  guest: micro\n",
+            runtime.join(", "),
+            tmp.path().join("journal.json").display()
+        ),
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = vmbench()
+        .args([
+            "run", "--accel", "tcg", "--quick", "--cpus", "1", "--suite", "vmexit", "--config",
+        ])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    let noise = v["residual_noise"].as_array().unwrap();
+    let phases: Vec<&str> = noise.iter().map(|n| n["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["before isolation", "after isolation"], "{noise:?}");
+    for n in noise {
+        assert_eq!(n["cpu"], 1);
+        assert!(n["noise_us_per_s"].as_f64().unwrap() >= 0.0);
+        assert!(n["causes"].is_array());
+    }
+    let contexts = v["suite_context"].as_array().unwrap();
+    assert_eq!(contexts.len(), 1);
+    assert_eq!(contexts[0]["suite"], "vmexit");
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("#### Residual noise on the benchmark CPUs"),
+        "{md}"
+    );
+    for phase in ["| before isolation | cpu1 |", "| after isolation | cpu1 |"] {
+        assert!(md.contains(phase), "{phase} missing");
+    }
+    assert!(md.contains("#### The host during each suite"));
+}

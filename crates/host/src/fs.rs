@@ -216,6 +216,65 @@ impl SysRoot {
         }
     }
 
+    /// Replaces a configuration file (outside /proc and /sys: irqbalance's
+    /// environment file) whole, atomically: a new file with the same mode
+    /// is written next to it and renamed over it, so a crash leaves the old
+    /// or the new content, never half of one. Refused unless `abs` is an
+    /// absolute path without `..` that reaches a regular file through no
+    /// symbolic link; on the running host the file must also be root's and
+    /// writable by no one else (nobody else could have planted it).
+    pub fn replace_file(&self, abs: &str, value: &str) -> Result<(), ReadError> {
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let outside = |why: String| ReadError::Outside {
+            path: abs.to_string(),
+            why,
+        };
+        if !abs.starts_with('/')
+            || Path::new(abs)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(outside("not an absolute path without `..`".into()));
+        }
+        let full = self.path(abs);
+        let real = fs::canonicalize(&full).map_err(|e| ReadError::from_io(abs, e))?;
+        let root = fs::canonicalize(&self.root).map_err(|e| ReadError::from_io(abs, e))?;
+        if real != root.join(abs.trim_start_matches('/')) {
+            return Err(outside(format!(
+                "it resolves to {} through a symbolic link",
+                real.display()
+            )));
+        }
+        let meta = fs::symlink_metadata(&real).map_err(|e| ReadError::from_io(abs, e))?;
+        if !meta.file_type().is_file() {
+            return Err(outside("not a regular file".into()));
+        }
+        if self.is_host() && (meta.uid() != 0 || meta.mode() & 0o022 != 0) {
+            return Err(outside(format!(
+                "owned by uid {} with mode {:o}: only a root-owned file no one else can write is replaced",
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        let write_err = |e: io::Error| ReadError::Write {
+            path: abs.to_string(),
+            source: e,
+        };
+        let dir = real.parent().unwrap_or(&root);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".vmbench-")
+            .tempfile_in(dir)
+            .map_err(write_err)?;
+        tmp.write_all(value.as_bytes()).map_err(write_err)?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(write_err)?;
+        tmp.as_file().sync_all().map_err(write_err)?;
+        tmp.persist(&real).map_err(|e| write_err(e.error))?;
+        Ok(())
+    }
+
     /// Writes a value to an existing sysfs/procfs file, in one write(2) as
     /// `echo v > file` does (kernel files parse each write whole). Only
     /// inside `<root>/proc` and `<root>/sys` ([`SysRoot::writable_path`]).

@@ -1,6 +1,7 @@
 //! Apply the runtime knobs with a journal; restore from it.
 
 use crate::IsolateError;
+use crate::affinity::{self, MoveError};
 use crate::journal::{Journal, JournalEntry};
 use crate::lock::HostLock;
 use crate::model::{Audit, Change, ISOLATE_SCHEMA_VERSION, KnobClass};
@@ -27,10 +28,13 @@ pub struct ApplyReport {
     pub journal: String,
     /// Each change made.
     pub applied: Vec<String>,
-    /// IRQs the kernel refused to move (EIO/EPERM/EINVAL): managed or per-CPU.
+    /// Changes the kernel refused (EIO/EPERM/EINVAL): managed or per-CPU
+    /// IRQs, ordered workqueues, threads whose cpuset excludes the target.
     pub unmovable: Vec<String>,
     /// Runtime knobs left alone (`--skip`).
     pub skipped: Vec<String>,
+    /// Threads that exited between the audit and the move.
+    pub threads_gone: usize,
 }
 
 /// What `restore` did.
@@ -44,6 +48,9 @@ pub struct RestoreReport {
     pub failed: Vec<RestoreFailure>,
     /// Restored, but the file reads back differently from the original bytes.
     pub notes: Vec<String>,
+    /// Moved threads that exited (or whose tid now names another thread)
+    /// before the restore: skipped.
+    pub threads_gone: usize,
 }
 
 /// A journaled change that could not be put back.
@@ -354,23 +361,11 @@ pub fn apply<'a>(
     lock.set_active_journal(journal_path)?;
     journal.store(journal_path)?;
     for e in &entries {
-        let result = match &e.change {
-            Change::File { path, target, .. } => fs.write(path, target).map_err(|err| {
-                let unmovable = e.knob == "irq_affinity"
-                    && matches!(
-                        errno_of(&err),
-                        Some(nix::Error::EIO) | Some(nix::Error::EPERM) | Some(nix::Error::EINVAL)
-                    );
-                (unmovable, err.to_string())
-            }),
-            Change::StopService { unit } => {
-                systemctl("stop", unit).map_err(|s| (false, s.to_string()))
-            }
-        };
-        match result {
-            Ok(()) => report.applied.push(e.change.describe()),
-            Err((true, why)) => report.unmovable.push(why),
-            Err((false, why)) => {
+        match apply_change(fs, e) {
+            Ok(Outcome::Done) => report.applied.push(e.change.describe()),
+            Ok(Outcome::Unmovable(why)) => report.unmovable.push(why),
+            Ok(Outcome::ThreadGone) => report.threads_gone += 1,
+            Err(why) => {
                 let rollback = restore_journal(fs, journal.clone(), journal_path, Some(lock));
                 return Err(IsolateError::ApplyFailed {
                     change: e.change.describe(),
@@ -395,6 +390,65 @@ pub fn apply<'a>(
         held: Held::acquire(fs),
         armed: true,
     })
+}
+
+/// How one change went.
+enum Outcome {
+    Done,
+    /// The kernel refused it, as it may (not a failure of the run).
+    Unmovable(String),
+    /// The thread to move exited meanwhile.
+    ThreadGone,
+}
+
+fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, String> {
+    match &e.change {
+        Change::File { path, target, .. } => match fs.write(path, target) {
+            Ok(()) => Ok(Outcome::Done),
+            // Managed and per-CPU IRQs, ordered workqueues: the kernel keeps them.
+            Err(err)
+                if matches!(e.knob.as_str(), "irq_affinity" | "workqueue_cpumask")
+                    && matches!(
+                        errno_of(&err),
+                        Some(nix::Error::EIO) | Some(nix::Error::EPERM) | Some(nix::Error::EINVAL)
+                    ) =>
+            {
+                Ok(Outcome::Unmovable(err.to_string()))
+            }
+            Err(err) => Err(err.to_string()),
+        },
+        Change::StopService { unit } => systemctl("stop", unit)
+            .map(|()| Outcome::Done)
+            .map_err(|s| s.to_string()),
+        Change::ServiceConfig {
+            unit, path, target, ..
+        } => {
+            fs.root()
+                .replace_file(path, target)
+                .map_err(|err| err.to_string())?;
+            if fs.root().is_host() {
+                systemctl("restart", unit).map_err(|s| s.to_string())?;
+            }
+            Ok(Outcome::Done)
+        }
+        Change::Affinity {
+            pid,
+            tid,
+            start_time,
+            target,
+            ..
+        } => {
+            let Some(task) = affinity::same_task(fs, *pid, *tid, *start_time) else {
+                return Ok(Outcome::ThreadGone);
+            };
+            match affinity::set(fs, &task, target) {
+                Ok(()) => Ok(Outcome::Done),
+                Err(MoveError::Gone(_)) => Ok(Outcome::ThreadGone),
+                Err(e @ MoveError::Refused { .. }) => Ok(Outcome::Unmovable(e.to_string())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
 }
 
 /// `systemctl VERB UNIT` failed.
@@ -462,6 +516,141 @@ pub fn restore(
     restore_journal(fs, journal, journal_path, lock)
 }
 
+/// Puts a moved thread back, if it is still the thread that was moved and
+/// still where apply put it (a thread someone else moved since is left
+/// alone, and said so).
+fn restore_affinity(
+    fs: &dyn Sysfs,
+    change: &Change,
+    report: &mut RestoreReport,
+) -> Result<(), String> {
+    let Change::Affinity {
+        pid,
+        tid,
+        comm,
+        start_time,
+        original,
+        target,
+    } = change
+    else {
+        return Ok(());
+    };
+    let Some(task) = affinity::same_task(fs, *pid, *tid, *start_time) else {
+        report.threads_gone += 1;
+        return Ok(());
+    };
+    let same = |a: &str, b: &str| match (
+        vmbench_host::CpuList::parse(a),
+        vmbench_host::CpuList::parse(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    if task.allowed_raw == *original {
+        report.already_original += 1;
+        return Ok(());
+    }
+    if !same(&task.allowed_raw, target) {
+        report.notes.push(format!(
+            "thread {tid} ({comm}) was moved by someone else since (now cpus {}): left there",
+            task.allowed_raw
+        ));
+        return Ok(());
+    }
+    match affinity::set(fs, &task, original) {
+        Ok(()) => {
+            report
+                .restored
+                .push(format!("thread {tid} ({comm}): cpus {original}"));
+            Ok(())
+        }
+        Err(MoveError::Gone(_)) => {
+            report.threads_gone += 1;
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Puts one journaled change back; Err says why it could not.
+fn restore_entry(
+    fs: &dyn Sysfs,
+    change: &Change,
+    host: bool,
+    report: &mut RestoreReport,
+) -> Result<(), String> {
+    match change {
+        Change::File {
+            path,
+            original_raw,
+            original,
+            ..
+        } => {
+            match fs.root().read_raw(path) {
+                Ok(now) if &now == original_raw => {
+                    report.already_original += 1;
+                    return Ok(());
+                }
+                Err(err) if err.is_missing() => {
+                    // The device or IRQ is gone: nothing left to restore.
+                    report.notes.push(format!("{path} no longer exists"));
+                    return Ok(());
+                }
+                _ => {}
+            }
+            // On a real host the kernel renders what we write; a fixture tree
+            // is plain files, so there the exact bytes are written back.
+            let value = if host { original } else { original_raw };
+            fs.write(path, value)
+                .map_err(|err| format!("{path}: {err}"))?;
+            report.restored.push(format!("{path} = {original}"));
+            if let Ok(back) = fs.root().read_raw(path)
+                && &back != original_raw
+            {
+                report.notes.push(format!(
+                    "{path} reads back {:?}, originally {:?}",
+                    back.trim(),
+                    original_raw.trim()
+                ));
+            }
+            Ok(())
+        }
+        Change::ServiceConfig {
+            unit,
+            path,
+            original_raw,
+            ..
+        } => {
+            if fs
+                .root()
+                .read_raw(path)
+                .is_ok_and(|now| &now == original_raw)
+            {
+                report.already_original += 1;
+                return Ok(());
+            }
+            fs.root()
+                .replace_file(path, original_raw)
+                .map_err(|err| err.to_string())?;
+            if host {
+                systemctl("restart", unit).map_err(|s| s.to_string())?;
+            }
+            report
+                .restored
+                .push(format!("{path} put back, {unit} restarted"));
+            Ok(())
+        }
+        Change::Affinity { .. } => restore_affinity(fs, change, report),
+        Change::StopService { unit } => {
+            if host {
+                systemctl("start", unit).map_err(|why| why.to_string())?;
+                report.restored.push(format!("systemctl start {unit}"));
+            }
+            Ok(())
+        }
+    }
+}
+
 fn restore_journal(
     fs: &dyn Sysfs,
     mut journal: Journal,
@@ -479,70 +668,12 @@ fn restore_journal(
         ),
     );
     for e in journal.entries.iter().rev() {
-        match &e.change {
-            Change::File {
-                path,
-                original_raw,
-                original,
-                ..
-            } => {
-                match fs.root().read_raw(path) {
-                    Ok(now) if &now == original_raw => {
-                        report.already_original += 1;
-                        vmbench_host::signals::restored_one();
-                        continue;
-                    }
-                    Err(err) if err.is_missing() => {
-                        // The device or IRQ is gone: nothing left to restore.
-                        report.notes.push(format!("{path} no longer exists"));
-                        vmbench_host::signals::restored_one();
-                        continue;
-                    }
-                    _ => {}
-                }
-                // On a real host the kernel renders what we write; a fixture tree
-                // is plain files, so there the exact bytes are written back.
-                let value = if host {
-                    original.as_str()
-                } else {
-                    original_raw.as_str()
-                };
-                match fs.write(path, value) {
-                    Ok(()) => {
-                        report.restored.push(format!("{path} = {original}"));
-                        if let Ok(back) = fs.root().read_raw(path)
-                            && &back != original_raw
-                        {
-                            report.notes.push(format!(
-                                "{path} reads back {:?}, originally {:?}",
-                                back.trim(),
-                                original_raw.trim()
-                            ));
-                        }
-                    }
-                    Err(err) => {
-                        report.failed.push(RestoreFailure {
-                            knob: e.knob.clone(),
-                            error: format!("{path}: {err}"),
-                        });
-                        remaining.push(e.clone());
-                    }
-                }
-            }
-            Change::StopService { unit } => {
-                if host {
-                    match systemctl("start", unit) {
-                        Ok(()) => report.restored.push(format!("systemctl start {unit}")),
-                        Err(why) => {
-                            report.failed.push(RestoreFailure {
-                                knob: e.knob.clone(),
-                                error: why.to_string(),
-                            });
-                            remaining.push(e.clone());
-                        }
-                    }
-                }
-            }
+        if let Err(error) = restore_entry(fs, &e.change, host, &mut report) {
+            report.failed.push(RestoreFailure {
+                knob: e.knob.clone(),
+                error,
+            });
+            remaining.push(e.clone());
         }
         vmbench_host::signals::restored_one();
     }

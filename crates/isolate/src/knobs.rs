@@ -23,20 +23,22 @@ pub struct Ctx<'a> {
     pub live: bool,
     /// How long to count interrupts on the benchmark CPUs.
     pub noise_window: Duration,
+    /// Which threads the thread-affinity knob looks at.
+    pub threads: crate::affinity::ThreadScope,
 }
 
 impl Ctx<'_> {
-    fn bench(&self) -> &CpuList {
+    pub(crate) fn bench(&self) -> &CpuList {
         &self.cpus.bench
     }
-    fn hk(&self) -> &CpuList {
+    pub(crate) fn hk(&self) -> &CpuList {
         &self.cpus.housekeeping
     }
-    fn read(&self, path: &str) -> Result<String, ReadError> {
+    pub(crate) fn read(&self, path: &str) -> Result<String, ReadError> {
         self.fs.read(path).map(|s| s.trim().to_string())
     }
     /// Plans a write of `target` to `path`, recording the current content.
-    fn plan(&self, knob: &mut KnobReport, path: &str, original: &str, target: &str) {
+    pub(crate) fn plan(&self, knob: &mut KnobReport, path: &str, original: &str, target: &str) {
         let raw = self.fs.root().read_raw(path).unwrap_or_default();
         if let Err(why) = self.fs.writable(path) {
             knob.blocked.push(why.to_string());
@@ -62,7 +64,7 @@ fn add_to_cmdline(ctx: &Ctx, param: &str) -> String {
     )
 }
 
-const APPLY_HINT: &str = "`vmbench isolate apply` sets it (and restore puts it back)";
+pub(crate) const APPLY_HINT: &str = "`vmbench isolate apply` sets it (and restore puts it back)";
 
 /// All knobs in audit order; runtime knobs in the order apply writes them
 /// (governor before turbo: setting the governor can reset no_turbo).
@@ -78,10 +80,11 @@ pub fn audit_all(ctx: &Ctx) -> Vec<KnobReport> {
         governor(ctx),
         min_freq(ctx),
         boost(ctx),
-        irqbalance(ctx),
+        crate::partitioning::irqbalance(ctx),
         default_irq_affinity(ctx),
         irq_affinity(ctx),
-        workqueue(ctx),
+        crate::partitioning::workqueues(ctx),
+        crate::partitioning::machinecheck(ctx),
         sysctl(
             ctx,
             "timer_migration",
@@ -124,12 +127,22 @@ pub fn audit_all(ctx: &Ctx) -> Vec<KnobReport> {
             Want::Eq(0),
             "the soft-lockup detector wakes a per-CPU thread every few seconds",
         ),
+        sysctl(
+            ctx,
+            "hung_task_timeout_secs",
+            "/proc/sys/kernel/hung_task_timeout_secs",
+            Want::OffOrAtLeast(600),
+            "khungtaskd wakes every hung_task_timeout_secs (120 by default) and walks every task on the host; tuned's cpu-partitioning raises it to 600 (0 turns the check off)",
+        ),
         thp(ctx),
         ksm(ctx),
         cpu_dma_latency(ctx),
         memlock(ctx),
+        crate::partitioning::systemd_cpu_affinity(ctx),
+        crate::partitioning::threads(ctx),
         interrupts_seen(ctx),
         runnable_seen(ctx),
+        crate::osnoise::knob(ctx),
     ]
 }
 
@@ -590,7 +603,7 @@ fn boost(ctx: &Ctx) -> KnobReport {
 }
 
 /// PIDs whose comm is `name`.
-fn processes_named(ctx: &Ctx, name: &str) -> Vec<u32> {
+pub(crate) fn processes_named(ctx: &Ctx, name: &str) -> Vec<u32> {
     let Ok(entries) = ctx.fs.list("/proc") else {
         return Vec::new();
     };
@@ -604,44 +617,8 @@ fn processes_named(ctx: &Ctx, name: &str) -> Vec<u32> {
         .collect()
 }
 
-fn irqbalance(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "irqbalance",
-        KnobClass::Runtime,
-        "irqbalance rewrites IRQ affinities every 10 s, undoing the move off the benchmark CPUs",
-    );
-    knob.wanted = "not running while benchmarking".into();
-    let pids = processes_named(ctx, "irqbalance");
-    if pids.is_empty() {
-        knob.found = "not running".into();
-        return knob;
-    }
-    knob.found = format!(
-        "running (pid {})",
-        pids.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    knob.verdict = Verdict::Warn;
-    knob.fix = Some(APPLY_HINT.into());
-    if !ctx.live {
-        knob.blocked
-            .push("services are only stopped on the running host (--root is not /)".into());
-    } else if !std::path::Path::new("/bin/systemctl").exists()
-        && !std::path::Path::new("/usr/bin/systemctl").exists()
-    {
-        knob.blocked
-            .push("no systemctl: stop irqbalance by hand, and start it again afterwards".into());
-    }
-    knob.changes.push(Change::StopService {
-        unit: "irqbalance.service".into(),
-    });
-    knob
-}
-
 /// `mask` without the benchmark CPUs; the housekeeping CPUs if nothing is left.
-fn without_bench(ctx: &Ctx, mask: &CpuList) -> CpuList {
+pub(crate) fn without_bench(ctx: &Ctx, mask: &CpuList) -> CpuList {
     let rest = mask.difference(ctx.bench());
     if rest.is_empty() {
         ctx.hk().clone()
@@ -650,7 +627,7 @@ fn without_bench(ctx: &Ctx, mask: &CpuList) -> CpuList {
     }
 }
 
-fn mask_knob(ctx: &Ctx, knob: &mut KnobReport, paths: &[&str]) {
+pub(crate) fn mask_knob(ctx: &Ctx, knob: &mut KnobReport, paths: &[&str]) {
     let mut found = Vec::new();
     let mut any = false;
     for path in paths {
@@ -701,24 +678,6 @@ fn default_irq_affinity(ctx: &Ctx) -> KnobReport {
     );
     knob.wanted = format!("housekeeping CPUs only ({})", ctx.hk());
     mask_knob(ctx, &mut knob, &["/proc/irq/default_smp_affinity"]);
-    knob
-}
-
-fn workqueue(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "workqueue_cpumask",
-        KnobClass::Runtime,
-        "unbound kworkers (writeback and friends) run wherever this mask allows",
-    );
-    knob.wanted = format!("housekeeping CPUs only ({})", ctx.hk());
-    mask_knob(
-        ctx,
-        &mut knob,
-        &[
-            "/sys/devices/virtual/workqueue/cpumask",
-            "/sys/bus/workqueue/devices/writeback/cpumask",
-        ],
-    );
     knob
 }
 
@@ -792,16 +751,19 @@ fn short_list(v: &[u32]) -> String {
     }
 }
 
-enum Want {
+pub(crate) enum Want {
     Eq(i64),
     AtLeast(i64),
+    /// 0 (off), or at least this; the target is this.
+    OffOrAtLeast(i64),
 }
 
-fn sysctl(ctx: &Ctx, id: &str, path: &str, want: Want, why: &str) -> KnobReport {
+pub(crate) fn sysctl(ctx: &Ctx, id: &str, path: &str, want: Want, why: &str) -> KnobReport {
     let mut knob = KnobReport::new(id, KnobClass::Runtime, why);
     let (wanted_text, target) = match want {
         Want::Eq(v) => (format!("= {v}"), v),
         Want::AtLeast(v) => (format!(">= {v}"), v),
+        Want::OffOrAtLeast(v) => (format!("= 0 or >= {v}"), v),
     };
     knob.wanted = format!(
         "{} {wanted_text}",
@@ -830,6 +792,7 @@ fn sysctl(ctx: &Ctx, id: &str, path: &str, want: Want, why: &str) -> KnobReport 
     let ok = match want {
         Want::Eq(w) => v == w,
         Want::AtLeast(w) => v >= w,
+        Want::OffOrAtLeast(w) => v == 0 || v >= w,
     };
     if !ok {
         knob.verdict = Verdict::Warn;

@@ -12,6 +12,7 @@
 //! runs against fixture trees; with a root other than `/` nothing outside it
 //! is touched (no services, no real sysfs, no held devices).
 
+pub mod affinity;
 pub mod apply;
 pub mod cmdline;
 pub mod cpus;
@@ -20,6 +21,8 @@ pub mod knobs;
 pub mod lock;
 pub mod model;
 pub mod noise;
+pub mod osnoise;
+pub mod partitioning;
 pub mod pin;
 pub mod privileges;
 pub mod suggest;
@@ -162,6 +165,8 @@ pub struct AuditOptions {
     pub cpus: Option<CpuList>,
     /// How long to watch for interrupts and runnable threads.
     pub noise_window: Duration,
+    /// Which threads the thread-affinity knob covers (all but in tests).
+    pub threads: affinity::ThreadScope,
 }
 
 impl Default for AuditOptions {
@@ -169,6 +174,7 @@ impl Default for AuditOptions {
         AuditOptions {
             cpus: None,
             noise_window: Duration::from_millis(500),
+            threads: affinity::ThreadScope::All,
         }
     }
 }
@@ -185,6 +191,7 @@ pub fn audit(fs: &dyn Sysfs, opts: &AuditOptions) -> Result<Audit, IsolateError>
         mask_width,
         live: fs.root().is_host(),
         noise_window: opts.noise_window,
+        threads: opts.threads.clone(),
     };
     Ok(Audit {
         schema_version: model::ISOLATE_SCHEMA_VERSION,

@@ -80,6 +80,34 @@ pub enum Change {
         /// The unit.
         unit: String,
     },
+    /// Rewrite a service's configuration file, then restart the service
+    /// (on restore: the original bytes back, and restart again).
+    ServiceConfig {
+        /// The unit restarted after the write.
+        unit: String,
+        /// The configuration file.
+        path: String,
+        /// Its exact bytes before.
+        original_raw: String,
+        /// Its bytes after.
+        target: String,
+    },
+    /// Move a thread: set its CPU affinity (on restore: the original back,
+    /// if it is still the same thread and still where apply put it).
+    Affinity {
+        /// Its process.
+        pid: u32,
+        /// The thread.
+        tid: u32,
+        /// Its name when journaled.
+        comm: String,
+        /// Its start time (ticks after boot): a reused tid has another.
+        start_time: u64,
+        /// The CPU list it had.
+        original: String,
+        /// The CPU list apply gives it.
+        target: String,
+    },
 }
 
 impl Change {
@@ -93,6 +121,16 @@ impl Change {
                 ..
             } => format!("{path}: {original} -> {target}"),
             Change::StopService { unit } => format!("systemctl stop {unit}"),
+            Change::ServiceConfig { unit, path, .. } => {
+                format!("{path} rewritten, systemctl restart {unit}")
+            }
+            Change::Affinity {
+                tid,
+                comm,
+                original,
+                target,
+                ..
+            } => format!("thread {tid} ({comm}): cpus {original} -> {target}"),
         }
     }
 }
@@ -122,6 +160,9 @@ pub struct KnobReport {
     pub invalid: Option<String>,
     /// Further remarks (what was seen, what could not be checked).
     pub notes: Vec<String>,
+    /// The residual noise measured per benchmark CPU (`residual_noise` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noise: Vec<vmbench_results::CpuNoise>,
 }
 
 impl KnobReport {
@@ -139,6 +180,7 @@ impl KnobReport {
             blocked: Vec::new(),
             invalid: None,
             notes: Vec::new(),
+            noise: Vec::new(),
         }
     }
 }

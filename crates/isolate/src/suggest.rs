@@ -29,6 +29,8 @@ pub struct Suggestion {
     pub grub: String,
     /// For NixOS hosts, using the module in host-tuning/.
     pub nixos: String,
+    /// systemd's manager setting: the affinity every service starts with.
+    pub systemd: String,
 }
 
 /// The kernel parameters that isolate `cpus.bench` (isolcpus, nohz_full, rcu_nocbs, irqaffinity, ...), in three forms.
@@ -106,6 +108,9 @@ pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
         quoted.join(" "),
         smt = smt_on,
     );
+    let systemd = format!(
+        "# /etc/systemd/system.conf, under [Manager] (read at boot; tuned's cpu-partitioning sets it too)\nCPUAffinity={housekeeping}"
+    );
     Suggestion {
         bench_cpus: bench,
         housekeeping_cpus: housekeeping,
@@ -113,5 +118,6 @@ pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
         cmdline,
         grub,
         nixos,
+        systemd,
     }
 }

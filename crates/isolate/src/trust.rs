@@ -34,8 +34,17 @@ const KNOB_PATHS: &[(&str, &[&str])] = &[
         "workqueue_cpumask",
         &[
             "/sys/devices/virtual/workqueue/cpumask",
+            "/sys/devices/virtual/workqueue/{name}/cpumask",
             "/sys/bus/workqueue/devices/writeback/cpumask",
         ],
+    ),
+    (
+        "machinecheck_ignore_ce",
+        &["/sys/devices/system/machinecheck/machinecheck{n}/ignore_ce"],
+    ),
+    (
+        "hung_task_timeout_secs",
+        &["/proc/sys/kernel/hung_task_timeout_secs"],
     ),
     ("timer_migration", &["/proc/sys/kernel/timer_migration"]),
     ("numa_balancing", &["/proc/sys/kernel/numa_balancing"]),
@@ -62,6 +71,18 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 
 /// Whether `path` matches `pattern`, where `{n}` matches one or more digits.
 fn matches(pattern: &str, path: &str) -> bool {
+    if let Some((head, tail)) = pattern.split_once("{name}") {
+        // One path component of a workqueue's name: no '/', never "." or "..".
+        let Some(rest) = path.strip_prefix(head) else {
+            return false;
+        };
+        let len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(b))
+            .count();
+        let name = &rest[..len];
+        return len > 0 && name != "." && name != ".." && matches(tail, &rest[len..]);
+    }
     match pattern.split_once("{n}") {
         None => pattern == path,
         Some((head, tail)) => {
@@ -116,6 +137,49 @@ pub fn check_change(knob: &str, change: &Change) -> Result<(), String> {
             value_ok("original", original)?;
             value_ok("original_raw", original_raw)?;
             value_ok("target", target)
+        }
+        Change::ServiceConfig {
+            unit,
+            path,
+            original_raw,
+            target,
+        } => {
+            if knob != "irqbalance"
+                || unit != crate::partitioning::IRQBALANCE_UNIT
+                || !crate::partitioning::IRQBALANCE_CONFIGS.contains(&path.as_str())
+            {
+                return Err(format!(
+                    "knob {knob} never rewrites {path:?} for {unit:?} (only irqbalance's configuration, {})",
+                    crate::partitioning::IRQBALANCE_CONFIGS.join(" or ")
+                ));
+            }
+            value_ok("original_raw", original_raw)?;
+            value_ok("target", target)
+        }
+        Change::Affinity {
+            pid,
+            tid,
+            comm,
+            original,
+            target,
+            ..
+        } => {
+            if knob != "thread_affinity" {
+                return Err(format!("knob {knob:?} moves no threads"));
+            }
+            if *pid == 0 || *tid == 0 {
+                return Err("thread id 0".into());
+            }
+            if comm.len() > 64 || comm.contains('\0') {
+                return Err("a thread name longer than 64 bytes or with a NUL".into());
+            }
+            for (what, list) in [("original", original), ("target", target)] {
+                match vmbench_host::CpuList::parse(list) {
+                    Ok(l) if !l.is_empty() => {}
+                    _ => return Err(format!("its {what} CPU list {list:?} is not one")),
+                }
+            }
+            Ok(())
         }
         Change::StopService { unit } => {
             let Some((_, units)) = KNOB_UNITS.iter().find(|(k, _)| *k == knob) else {

@@ -11,7 +11,7 @@ use vmbench_isolate::journal::default_path;
 use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::model::Change;
 use vmbench_isolate::sysfs::FaultySysfs;
-use vmbench_isolate::{Audit, AuditOptions, IsolateError, Verdict, audit};
+use vmbench_isolate::{Audit, AuditOptions, IsolateError, KnobClass, Verdict, audit};
 
 fn tree(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -27,6 +27,7 @@ fn opts(cpus: Option<&str>) -> AuditOptions {
     AuditOptions {
         cpus: cpus.map(|c| CpuList::parse(c).unwrap()),
         noise_window: Duration::ZERO,
+        threads: Default::default(),
     }
 }
 
@@ -76,8 +77,21 @@ fn intel_pstate_host_not_isolated() {
     );
     assert_eq!(knob(&a, "irqbalance").verdict, Verdict::Warn);
     assert!(knob(&a, "irqbalance").found.contains("4242"));
-    // Not the running host: services are never touched, and apply says so.
-    assert!(!knob(&a, "irqbalance").blocked.is_empty());
+    // Its configuration is rewritten to ban the benchmark CPUs; under a
+    // fixture root no service is restarted, and the knob says so.
+    let irqb = knob(&a, "irqbalance");
+    assert!(irqb.blocked.is_empty(), "{:?}", irqb.blocked);
+    assert!(
+        matches!(&irqb.changes[..], [Change::ServiceConfig { path, target, .. }]
+            if path == "/etc/default/irqbalance" && target.contains("\nIRQBALANCE_BANNED_CPULIST=2-3\n")),
+        "{:?}",
+        irqb.changes
+    );
+    assert!(
+        irqb.notes
+            .iter()
+            .any(|n| n.contains("no service is restarted"))
+    );
     let irq = knob(&a, "irq_affinity");
     assert!(irq.found.starts_with("3 of 4 IRQs"), "{}", irq.found);
     assert!(irq.notes[0].contains("IRQ 24"));
@@ -637,4 +651,163 @@ fn every_change_an_audit_plans_is_one_a_restore_accepts() {
             }
         }
     }
+}
+
+/// What tuned's cpu-partitioning sets beyond the core knobs: every
+/// workqueue's mask, the machine-check poll, hung-task checks, irqbalance's
+/// banned CPUs, systemd's CPUAffinity, and the threads already running.
+/// Apply changes exactly those, restore puts every byte back (the moved
+/// threads' affinities included).
+#[test]
+fn cpu_partitioning_knobs_apply_and_restore_byte_identical() {
+    for (trees, cpus) in [
+        (&["intel-pstate-turbo", "overlay-isolated-2-3"][..], None),
+        (&["amd-pstate-boost"][..], Some("3")),
+    ] {
+        let dir = tree(trees);
+        let root = SysRoot::new(dir.path());
+        let p = dir.path();
+        let before = snapshot(p);
+        let a = audit(&root, &opts(cpus)).unwrap();
+        let intel = trees[0].starts_with("intel");
+        let wq = knob(&a, "workqueue_cpumask");
+        let wq_paths: Vec<&str> = wq
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::File { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            wq_paths.contains(&"/sys/devices/virtual/workqueue/writeback/cpumask"),
+            "{wq_paths:?}"
+        );
+        assert_eq!(knob(&a, "machinecheck_ignore_ce").changes.len(), 4);
+        let hung = knob(&a, "hung_task_timeout_secs");
+        // 120 s is raised to 600; 0 (off) is already fine.
+        assert_eq!(
+            hung.verdict,
+            if intel { Verdict::Warn } else { Verdict::Ok },
+            "{}",
+            hung.found
+        );
+        let systemd = knob(&a, "systemd_cpu_affinity");
+        assert_eq!(systemd.class, KnobClass::BootOnly);
+        if intel {
+            assert_eq!(systemd.verdict, Verdict::Warn);
+            assert!(systemd.fix.as_ref().unwrap().contains("CPUAffinity=0-1"));
+        } else {
+            assert_eq!(systemd.verdict, Verdict::Ok, "{}", systemd.found);
+        }
+        let threads = knob(&a, "thread_affinity");
+        assert_eq!(threads.verdict, Verdict::Warn);
+        let moved: Vec<(u32, &str)> = threads
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Affinity { tid, target, .. } => Some((*tid, target.as_str())),
+                _ => None,
+            })
+            .collect();
+        if intel {
+            // The kthread the kernel pins (ksoftirqd/2, tid 30) stays.
+            assert_eq!(
+                moved,
+                [
+                    (1, "0-1"),
+                    (20, "0-1"),
+                    (4242, "0-1"),
+                    (5151, "0-1"),
+                    (6000, "0-1"),
+                    (6001, "0-1")
+                ]
+            );
+            assert!(
+                threads.found.contains("1 per-CPU kernel threads stay"),
+                "{}",
+                threads.found
+            );
+        } else {
+            // systemd (0-2) never runs on cpu3; migration/3 is the kernel's.
+            assert_eq!(moved, [(7100, "0-2"), (7104, "0-2")]);
+        }
+
+        let lock = HostLock::acquire(&root, "test").unwrap();
+        let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+        assert_eq!(applied.report.threads_gone, 0);
+        let hk = if intel { "3" } else { "7" };
+        assert_eq!(
+            read(p, "/sys/devices/virtual/workqueue/writeback/cpumask"),
+            hk
+        );
+        assert_eq!(
+            read(
+                p,
+                "/sys/devices/system/machinecheck/machinecheck2/ignore_ce"
+            ),
+            "1"
+        );
+        if intel {
+            assert_eq!(read(p, "/proc/sys/kernel/hung_task_timeout_secs"), "600");
+            assert_eq!(
+                read(p, "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask"),
+                hk
+            );
+            assert!(
+                read(p, "/etc/default/irqbalance").ends_with("IRQBALANCE_BANNED_CPULIST=2-3\n")
+            );
+            assert!(read(p, "/proc/6000/task/6001/status").contains("Cpus_allowed_list:\t0-1\n"));
+            assert!(
+                read(p, "/proc/30/task/30/status").contains("Cpus_allowed_list:\t2\n"),
+                "untouched"
+            );
+        } else {
+            assert!(read(p, "/proc/7100/task/7104/status").contains("Cpus_allowed_list:\t0-2\n"));
+            assert!(
+                read(p, "/proc/1/task/1/status").contains("Cpus_allowed_list:\t0-2\n"),
+                "untouched"
+            );
+        }
+        let r = applied.restore().unwrap();
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+        assert_eq!(r.threads_gone, 0);
+        assert_eq!(
+            snapshot(p),
+            before,
+            "{}: not byte-identical after restore",
+            trees[0]
+        );
+    }
+}
+
+/// A moved thread that exits before the restore is skipped and counted; a
+/// tid the kernel reused for another thread (another start time) is never
+/// touched.
+#[test]
+fn threads_that_exit_or_are_replaced_are_skipped_and_counted() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    let a = audit(&root, &opts(None)).unwrap();
+    let lock = HostLock::acquire(&root, "test").unwrap();
+    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+    // postgres' walwriter exits; stress-ng's tid now names another thread.
+    std::fs::remove_dir_all(p.join("proc/6000/task/6001")).unwrap();
+    let stat = p.join("proc/5151/task/5151/stat");
+    let text = std::fs::read_to_string(&stat)
+        .unwrap()
+        .replace(" 0 9 10 ", " 0 99 10 ");
+    std::fs::write(&stat, text).unwrap();
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(r.threads_gone, 2);
+    assert!(
+        read(p, "/proc/5151/task/5151/status").contains("Cpus_allowed_list:\t0-1\n"),
+        "a stranger is left alone"
+    );
+    assert!(
+        read(p, "/proc/6000/task/6000/status").contains("Cpus_allowed_list:\t0-3\n"),
+        "the rest is restored"
+    );
 }

@@ -626,6 +626,91 @@ fn spec_sections(o: &mut String, r: &RunRecord) {
     if !r.isolation_notes.is_empty() {
         o.push('\n');
     }
+    residual_noise(o, r);
+    suite_context(o, r);
+}
+
+/// The noise the isolation left on each benchmark CPU, before and after.
+fn residual_noise(o: &mut String, r: &RunRecord) {
+    let Some(first) = r.residual_noise.first() else {
+        return;
+    };
+    let _ = writeln!(o, "#### Residual noise on the benchmark CPUs\n");
+    let _ = writeln!(
+        o,
+        "A thread pinned to each benchmark CPU read the monotonic clock back to back for {} ms; every gap over {} ns between two reads is time the CPU spent elsewhere (`µs/s`: the sum of those gaps per second). Causes: what the kernel counted on that CPU meanwhile (/proc/interrupts, /proc/softirqs) and how often another thread preempted the detector; gaps no counter explains are the hypervisor's when this host is itself a VM, or SMIs on bare metal.\n",
+        first.window_ms, first.threshold_ns
+    );
+    let rows: Vec<Vec<String>> = r
+        .residual_noise
+        .iter()
+        .map(|n| {
+            vec![
+                n.phase.clone(),
+                format!("cpu{}", n.cpu),
+                format!("{:.1}", n.noise_us_per_s),
+                format!("{:.1}", n.max_us),
+                n.interruptions.to_string(),
+                n.causes
+                    .iter()
+                    .take(8)
+                    .map(|c| format!("{} {} ×{}", c.kind, c.name, c.count))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        &[
+            "when",
+            "CPU",
+            "noise µs/s",
+            "longest µs",
+            "interruptions",
+            "causes",
+        ],
+        &rows,
+    );
+}
+
+/// Load, runnable threads and thermal throttling around each suite.
+fn suite_context(o: &mut String, r: &RunRecord) {
+    if r.suite_context.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "#### The host during each suite\n");
+    let load = |l: &[f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
+    let rows: Vec<Vec<String>> = r
+        .suite_context
+        .iter()
+        .map(|c| {
+            vec![
+                c.suite.clone(),
+                format!("{} → {}", load(&c.load_before), load(&c.load_after)),
+                format!("{} → {}", c.runnable_before, c.runnable_after),
+                if c.throttled.is_empty() {
+                    "none".into()
+                } else {
+                    c.throttled
+                        .iter()
+                        .map(|t| format!("{} +{}", t.counter, t.delta))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(
+        o,
+        &[
+            "suite",
+            "load average",
+            "runnable threads",
+            "thermal throttling",
+        ],
+        &rows,
+    );
 }
 
 fn plot_links(o: &mut String, plots: &PlotIndex, ids: &[&str]) {

@@ -118,6 +118,35 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         }],
         isolation_notes: vec!["isolcpus missing: add isolcpus=1".into()],
         pinning: Some("vCPU 0 → CPU 1; QEMU's other threads → CPU 0".into()),
+        residual_noise: ["before isolation", "after isolation"]
+            .iter()
+            .zip([37_265.7, 812.5])
+            .map(|(phase, us)| vmbench_results::CpuNoise {
+                cpu: 1,
+                phase: phase.to_string(),
+                window_ms: 500,
+                threshold_ns: 1000,
+                noise_us_per_s: us,
+                max_us: 241.7,
+                interruptions: 3952,
+                causes: vec![vmbench_results::NoiseCause {
+                    kind: "irq".into(),
+                    name: "LOC: Local timer interrupts".into(),
+                    count: 127,
+                }],
+            })
+            .collect(),
+        suite_context: vec![vmbench_results::SuiteContext {
+            suite: "vmexit".into(),
+            load_before: [1.39, 2.63, 2.35],
+            load_after: [1.2, 2.5, 2.3],
+            runnable_before: 3,
+            runnable_after: 1,
+            throttled: vec![vmbench_results::ThrottleDelta {
+                counter: "cpu1 core_throttle_count".into(),
+                delta: 2,
+            }],
+        }],
         results: Results {
             measurements: ms,
             warnings: vec!["TCG (software emulation): no VM exits".into()],
@@ -249,7 +278,27 @@ fn every_figure_in_the_tables_comes_from_results_json() {
     assert!(vmbench_publish::csv::HEADER.ends_with(",accel,guest"));
     for l in csv.lines().skip(1) {
         assert!(l.ends_with(",tcg,linux"), "{l}");
+    } // The residual noise, before and after isolation, from results.json.
+    let noise: Vec<&Vec<String>> = ts
+        .iter()
+        .filter(|(h, _)| h.first().is_some_and(|c| c == "when"))
+        .flat_map(|(_, rows)| rows)
+        .collect();
+    assert_eq!(noise.len(), back.residual_noise.len());
+    for (row, n) in noise.iter().zip(&back.residual_noise) {
+        assert_eq!(row[0], n.phase);
+        assert_eq!(row[2], format!("{:.1}", n.noise_us_per_s));
+        assert!(
+            row[5].contains("LOC: Local timer interrupts ×127"),
+            "{row:?}"
+        );
     }
+    assert!(
+        md.contains(
+            "| vmexit | 1.39 2.63 2.35 → 1.20 2.50 2.30 | 3 → 1 | cpu1 core_throttle_count +2 |"
+        ),
+        "{md}"
+    );
 }
 
 #[test]

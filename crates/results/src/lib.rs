@@ -5,11 +5,13 @@
 //! window), the distribution, and whether the path the measurement took was
 //! verified. The report renderers read nothing else.
 
+pub mod context;
 pub mod id;
 pub mod model;
 pub mod repeats;
 pub mod stats;
 
+pub use context::{CpuNoise, NoiseCause, SuiteContext, ThrottleDelta};
 pub use id::{MeasurementId, Suite};
 pub use model::{
     Check, CheckKind, ExitEvents, FASTER_THAN_REFERENCE, Measurement, RESULTS_SCHEMA_VERSION,

@@ -112,6 +112,13 @@ pub struct RunRecord {
     /// CPUs the vCPU threads were pinned to, and the housekeeping CPUs.
     #[serde(default)]
     pub pinning: Option<String>,
+    /// The residual noise measured on each benchmark CPU, before and after
+    /// isolation (empty when not measured: a fixture root, or an older record).
+    #[serde(default)]
+    pub residual_noise: Vec<crate::CpuNoise>,
+    /// Load, runnable threads and thermal throttling around each suite.
+    #[serde(default)]
+    pub suite_context: Vec<crate::SuiteContext>,
     /// The suites' measurements, skips, checks and warnings.
     pub results: Results,
 }

@@ -23,6 +23,7 @@
 //! [`Progress`], which the command line implements.
 
 pub mod config;
+pub mod context;
 pub mod drive;
 pub mod identity;
 pub mod outcome;

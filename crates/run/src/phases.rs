@@ -65,6 +65,8 @@ struct Context {
     unmovable: Vec<String>,
     /// Whether runtime knobs were applied.
     applied: bool,
+    /// The residual noise on the benchmark CPUs, before and after isolation.
+    residual_noise: Vec<vmbench_results::CpuNoise>,
 }
 
 /// The host as the run needs it: runtime knobs applied (journaled), or
@@ -109,6 +111,22 @@ impl Preflighted {
         let mut notes = Vec::new();
         let apply = should_apply(&plan, &mut notes) && lock.is_some();
         notes.extend(boot_only_notes(&audit));
+        // The preflight audit measured the noise as the host was found.
+        let residual_noise = audit
+            .knob("residual_noise")
+            .map(|k| k.noise.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut n| {
+                n.phase = if apply {
+                    "before isolation"
+                } else {
+                    "as found (isolation only audited)"
+                }
+                .into();
+                n
+            })
+            .collect();
         let mut ctx = Context {
             plan,
             audit,
@@ -117,6 +135,7 @@ impl Preflighted {
             notes,
             unmovable: Vec::new(),
             applied: apply,
+            residual_noise,
         };
         if !apply {
             return Ok(Isolated { ctx, guard: None });
@@ -133,7 +152,27 @@ impl Preflighted {
             ctx.notes.push(format!("unmovable interrupt: {u}"));
         }
         ctx.unmovable = applied.report.unmovable.clone();
+        if applied.report.threads_gone > 0 {
+            ctx.notes.push(format!(
+                "{} threads exited before they could be moved off the benchmark CPUs",
+                applied.report.threads_gone
+            ));
+        }
         ctx.notes.extend(applied.held.notes.iter().cloned());
+        if !ctx.residual_noise.is_empty() {
+            progress.step("residual noise on the benchmark CPUs, after isolation");
+            match vmbench_isolate::osnoise::measure(
+                root,
+                &ctx.audit.cpus.bench,
+                ctx.plan.noise_window,
+                "after isolation",
+            ) {
+                Ok(after) => ctx.residual_noise.extend(after),
+                Err(e) => ctx
+                    .notes
+                    .push(format!("residual noise after isolation: {e}")),
+            }
+        }
         Ok(Isolated {
             ctx,
             guard: Some(applied),
@@ -198,6 +237,8 @@ struct SuiteRecord {
     reference_cpus: Option<(usize, usize)>,
     /// Remarks for the isolation section (a pinning that failed).
     notes: Vec<String>,
+    /// Load and thermal throttling around each suite.
+    contexts: Vec<vmbench_results::SuiteContext>,
     /// Every guest that ran a suite.
     guests: Vec<GuestRecord>,
     interrupted: bool,
@@ -210,16 +251,17 @@ pub struct SuitesDone<'r> {
     suites: SuiteRecord,
 }
 
-/// The CPUs a run pins the vCPU to.
+/// The CPUs a run pins the vCPUs to.
 struct Cpus {
-    /// Where the vCPU goes (empty: no pinning).
+    /// Where the vCPUs go, vCPU i to the i-th (empty: no pinning).
     vcpu: CpuList,
 }
 
 impl Cpus {
-    fn of(audit: &Audit) -> Cpus {
+    /// The first `vcpus` benchmark CPUs, one per vCPU.
+    fn of(audit: &Audit, vcpus: u32) -> Cpus {
         Cpus {
-            vcpu: CpuList::from_cpus(audit.cpus.bench.first()),
+            vcpu: CpuList::from_cpus(audit.cpus.bench.iter().take(vcpus.max(1) as usize)),
         }
     }
 
@@ -240,7 +282,7 @@ impl<'r> Isolated<'r> {
     ) -> SuitesDone<'r> {
         let Isolated { ctx, guard } = self;
         let mut rec = SuiteRecord::default();
-        let cpus = Cpus::of(&ctx.audit);
+        let cpus = Cpus::of(&ctx.audit, ctx.plan.guest.vcpus);
         let repeats = ctx.plan.repeat.max(1);
         let mut per_repeat = Vec::new();
         let mut first_guests = None;
@@ -310,6 +352,7 @@ fn run_suites_once(
             },
         };
         let session = describe_guest(ctx, suite, session, reused, cpus, rec);
+        let before = crate::context::snapshot(&ctx.plan.spec_root);
         kept = match suite {
             Suite::Vmexit => vmexit_suite(ctx, session, progress, rec),
             Suite::Shm => {
@@ -317,6 +360,12 @@ fn run_suites_once(
                 None
             }
         };
+        let after = crate::context::snapshot(&ctx.plan.spec_root);
+        let (context, warning) = crate::context::between(suite.name(), &before, &after);
+        rec.contexts.push(context);
+        if let Some(w) = warning {
+            rec.results.warnings.push(w);
+        }
     }
     if let Some(session) = kept {
         session.shutdown();
@@ -576,6 +625,8 @@ impl Restored {
             isolation,
             isolation_notes: ctx.notes,
             pinning: suites.pinning,
+            residual_noise: ctx.residual_noise,
+            suite_context: suites.contexts,
             results: suites.results,
         };
         Recorded {

@@ -65,6 +65,7 @@ pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blo
         &AuditOptions {
             cpus: plan.cpus.clone(),
             noise_window: plan.noise_window,
+            threads: Default::default(),
         },
     );
     environment_blockers(&plan, &mut reasons);

@@ -76,9 +76,18 @@ pub fn knob_records(o: &IsolationOutcome) -> Vec<KnobRecord> {
                 && k.class == KnobClass::Runtime
                 && !o.skip.contains(&k.id)
                 && !k.changes.is_empty();
-            let targets: Vec<String> = k
+            let moved: Vec<&str> = k
                 .changes
                 .iter()
+                .filter_map(|c| match c {
+                    Change::Affinity { target, .. } => Some(target.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let mut targets: Vec<String> = k
+                .changes
+                .iter()
+                .filter(|c| !matches!(c, Change::Affinity { .. }))
                 .filter(|c| match c {
                     // The kernel refused these (managed or per-CPU IRQs): not changed.
                     Change::File { path, .. } => {
@@ -89,8 +98,23 @@ pub fn knob_records(o: &IsolationOutcome) -> Vec<KnobRecord> {
                 .map(|c| match c {
                     Change::File { path, target, .. } => format!("{path} = {target}"),
                     Change::StopService { unit } => format!("{unit} stopped"),
+                    Change::ServiceConfig { unit, path, .. } => {
+                        format!("{path} rewritten, {unit} restarted")
+                    }
+                    Change::Affinity { .. } => String::new(),
                 })
                 .collect();
+            // Hundreds of threads: one line with how many went where.
+            if !moved.is_empty() {
+                let mut to: Vec<&str> = moved.clone();
+                to.sort_unstable();
+                to.dedup();
+                targets.push(format!(
+                    "{} threads moved to cpus {}",
+                    moved.len(),
+                    to.join(" or ")
+                ));
+            }
             KnobRecord {
                 knob: k.id.clone(),
                 kind: k.class.label().to_string(),

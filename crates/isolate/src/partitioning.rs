@@ -1,0 +1,388 @@
+//! The knobs tuned's cpu-partitioning profile sets beyond the core ones:
+//! every workqueue's cpumask, the machine-check polling timer, irqbalance's
+//! banned CPUs, systemd's CPUAffinity, and the threads already running on
+//! the benchmark CPUs. Each is audited, planned, journaled and restored like
+//! the knobs in [`crate::knobs`].
+
+use crate::affinity::{self, Task};
+use crate::knobs::{APPLY_HINT, Ctx, mask_knob, processes_named, without_bench};
+use crate::model::{Change, KnobClass, KnobReport, Verdict};
+use crate::trust::MAX_VALUE_BYTES;
+use vmbench_host::CpuList;
+
+/// Where the per-workqueue masks are (each `WQ_SYSFS` workqueue has a
+/// directory with a `cpumask`), and the mask of every unbound workqueue.
+const WORKQUEUES: &str = "/sys/devices/virtual/workqueue";
+
+/// Every workqueue's cpumask: the global unbound mask and each
+/// `WQ_SYSFS` workqueue's own (writeback, blkcg_punt_bio, nvme-wq, ...).
+pub fn workqueues(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(
+        "workqueue_cpumask",
+        KnobClass::Runtime,
+        "unbound kworkers (writeback, block I/O completion, crypto, ...) run wherever their workqueue's mask allows; tuned sets every one",
+    );
+    knob.wanted = format!("housekeeping CPUs only ({}), every workqueue", ctx.hk());
+    let mut paths = vec![format!("{WORKQUEUES}/cpumask")];
+    for name in ctx.fs.list(WORKQUEUES).unwrap_or_default() {
+        let p = format!("{WORKQUEUES}/{name}/cpumask");
+        if ctx.fs.exists(&p) {
+            paths.push(p);
+        }
+    }
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    mask_knob(ctx, &mut knob, &refs);
+    knob
+}
+
+/// `ignore_ce` of every machine-check device: 1 stops the periodic poll of
+/// the corrected-error banks (and CMCI) on every CPU.
+pub fn machinecheck(ctx: &Ctx) -> KnobReport {
+    const DIR: &str = "/sys/devices/system/machinecheck";
+    let mut knob = KnobReport::new(
+        "machinecheck_ignore_ce",
+        KnobClass::Runtime,
+        "the machine-check poll timer wakes every CPU (every 5 minutes, more often after errors) to scan the corrected-error banks; ignore_ce=1 stops it, as tuned does",
+    );
+    knob.wanted = "ignore_ce = 1 (corrected errors not polled while benchmarking)".into();
+    let mut found = Vec::new();
+    for dev in ctx.fs.list(DIR).unwrap_or_default() {
+        if !dev.starts_with("machinecheck") {
+            continue;
+        }
+        let path = format!("{DIR}/{dev}/ignore_ce");
+        let raw = match ctx.read(&path) {
+            Ok(r) => r,
+            Err(e) if e.is_missing() => continue,
+            Err(e) => {
+                knob.notes.push(e.to_string());
+                continue;
+            }
+        };
+        match raw.as_str() {
+            "1" => {}
+            "0" => {
+                knob.verdict = Verdict::Warn;
+                ctx.plan(&mut knob, &path, &raw, "1");
+            }
+            other => {
+                knob.invalid = Some(format!("{path}: unexpected value {other:?} (0 or 1)"));
+                knob.verdict = Verdict::Fail;
+            }
+        }
+        found.push(raw);
+    }
+    if found.is_empty() {
+        knob.verdict = Verdict::NotApplicable;
+        knob.found = format!("{DIR} not present (no MCE support, or a VM without it)");
+        return knob;
+    }
+    let zeros = found.iter().filter(|v| *v == "0").count();
+    knob.found = format!(
+        "ignore_ce = 0 on {zeros} of {} machinecheck devices",
+        found.len()
+    );
+    if !knob.changes.is_empty() {
+        knob.fix = Some(APPLY_HINT.into());
+    }
+    knob
+}
+
+/// irqbalance's configuration files (Debian/Ubuntu, then RHEL/SUSE).
+pub const IRQBALANCE_CONFIGS: [&str; 2] = ["/etc/default/irqbalance", "/etc/sysconfig/irqbalance"];
+/// The variable irqbalance (1.8 and later) reads its banned CPUs from.
+const BANNED: &str = "IRQBALANCE_BANNED_CPULIST";
+/// The unit restarted after its configuration changes.
+pub const IRQBALANCE_UNIT: &str = "irqbalance.service";
+
+/// The banned CPU list an irqbalance configuration sets (the last
+/// uncommented assignment wins, as in the shell it is sourced by).
+pub fn banned_in(config: &str) -> Option<&str> {
+    config
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix(BANNED)?.strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
+        .next_back()
+}
+
+/// `config` with the banned list set to `cpus`: every assignment replaced,
+/// or one appended.
+pub fn with_banned(config: &str, cpus: &CpuList) -> String {
+    let line = format!("{BANNED}={cpus}");
+    let mut replaced = false;
+    let mut out: String = config
+        .split_inclusive('\n')
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{BANNED}=")) {
+                replaced = true;
+                let end = if l.ends_with('\n') { "\n" } else { "" };
+                format!("{line}{end}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !replaced {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("# Set by vmbench isolate apply (restored afterwards): the benchmark CPUs.\n");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// irqbalance: left running with the benchmark CPUs banned (its
+/// configuration rewritten, the service restarted; both undone by restore);
+/// stopped only where there is no configuration file to write.
+pub fn irqbalance(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(
+        "irqbalance",
+        KnobClass::Runtime,
+        "irqbalance rewrites IRQ affinities every 10 s, undoing the move off the benchmark CPUs, unless they are banned; tuned bans them instead of stopping it",
+    );
+    knob.wanted = format!(
+        "not running, or running with {BANNED} covering the benchmark CPUs ({})",
+        ctx.bench()
+    );
+    let pids = processes_named(ctx, "irqbalance");
+    if pids.is_empty() {
+        knob.found = "not running".into();
+        return knob;
+    }
+    let running = format!(
+        "running (pid {})",
+        pids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let config = IRQBALANCE_CONFIGS
+        .iter()
+        .find(|p| ctx.fs.exists(p))
+        .and_then(|p| Some((*p, ctx.fs.root().read_raw(p).ok()?)));
+    if let Some((path, raw)) = &config {
+        let banned = banned_in(raw).map(|v| CpuList::parse(&v.replace(' ', ",")));
+        if let Some(Ok(b)) = &banned
+            && ctx.bench().difference(b).is_empty()
+        {
+            knob.found = format!("{running}, {BANNED}={b} in {path}");
+            return knob;
+        }
+        let target_cpus = match &banned {
+            Some(Ok(b)) => b.union(ctx.bench()),
+            _ => ctx.bench().clone(),
+        };
+        let target = with_banned(raw, &target_cpus);
+        if target.len() <= MAX_VALUE_BYTES && raw.len() <= MAX_VALUE_BYTES && !raw.contains('\0') {
+            knob.found = format!(
+                "{running}; {path} bans {}",
+                banned_in(raw).unwrap_or("no CPUs")
+            );
+            knob.verdict = Verdict::Warn;
+            knob.fix = Some(format!(
+                "{APPLY_HINT}: it sets {BANNED}={target_cpus} in {path} and restarts irqbalance (irqbalance 1.8 or later reads that variable)"
+            ));
+            if let Err(why) = ctx.fs.writable(path) {
+                knob.blocked.push(why.to_string());
+            }
+            if ctx.live && !has_systemctl() {
+                knob.blocked.push(
+                    "no systemctl: irqbalance cannot be restarted to read its new configuration"
+                        .into(),
+                );
+            }
+            if !ctx.live {
+                knob.notes.push(
+                    "under a fixture root the configuration is rewritten but no service is restarted"
+                        .into(),
+                );
+            }
+            knob.changes.push(Change::ServiceConfig {
+                unit: IRQBALANCE_UNIT.into(),
+                path: path.to_string(),
+                original_raw: raw.clone(),
+                target,
+            });
+            return knob;
+        }
+        knob.notes.push(format!(
+            "{path} is larger than {MAX_VALUE_BYTES} bytes: irqbalance is stopped instead"
+        ));
+    }
+    knob.found = running;
+    knob.verdict = Verdict::Warn;
+    knob.fix = Some(APPLY_HINT.into());
+    if !ctx.live {
+        knob.blocked
+            .push("services are only stopped on the running host (--root is not /)".into());
+    } else if !has_systemctl() {
+        knob.blocked
+            .push("no systemctl: stop irqbalance by hand, and start it again afterwards".into());
+    }
+    knob.changes.push(Change::StopService {
+        unit: IRQBALANCE_UNIT.into(),
+    });
+    knob
+}
+
+fn has_systemctl() -> bool {
+    std::path::Path::new("/bin/systemctl").exists()
+        || std::path::Path::new("/usr/bin/systemctl").exists()
+}
+
+/// The last `CPUAffinity=` of systemd's manager configuration, with the file
+/// it is in (drop-ins are read after the main file, in name order).
+fn systemd_affinity(ctx: &Ctx) -> Option<(String, String)> {
+    const MAIN: &str = "/etc/systemd/system.conf";
+    const DROPINS: &str = "/etc/systemd/system.conf.d";
+    let mut files = vec![MAIN.to_string()];
+    let mut dropins: Vec<String> = ctx
+        .fs
+        .list(DROPINS)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with(".conf"))
+        .map(|n| format!("{DROPINS}/{n}"))
+        .collect();
+    dropins.sort();
+    files.extend(dropins);
+    let mut found = None;
+    for f in files {
+        let Ok(text) = ctx.fs.read(&f) else { continue };
+        for line in text.lines() {
+            if let Some(v) = line.trim_start().strip_prefix("CPUAffinity=") {
+                found = Some((v.trim().to_string(), f.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// systemd's `CPUAffinity=`: the affinity every service starts with. Read
+/// by systemd at boot, so audited and advised like the kernel cmdline; the
+/// threads already running are moved by [`threads`].
+pub fn systemd_cpu_affinity(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(
+        "systemd_cpu_affinity",
+        KnobClass::BootOnly,
+        "systemd starts every service (and what it forks) with this affinity; unset, a service started mid-run may land on a benchmark CPU",
+    );
+    knob.wanted = format!(
+        "CPUAffinity={} in /etc/systemd/system.conf [Manager]",
+        ctx.hk()
+    );
+    let fix = format!(
+        "set CPUAffinity={} under [Manager] in /etc/systemd/system.conf and reboot (tuned does the same); until then `vmbench isolate apply` moves the threads already running (thread_affinity)",
+        ctx.hk()
+    );
+    let systemd = ctx.read("/proc/1/comm").is_ok_and(|c| c == "systemd");
+    match systemd_affinity(ctx) {
+        _ if !systemd => {
+            knob.verdict = Verdict::NotApplicable;
+            knob.found = "systemd is not PID 1 here".into();
+        }
+        None => {
+            knob.verdict = Verdict::Warn;
+            knob.found = "not set (services may run on every CPU)".into();
+            knob.fix = Some(fix);
+        }
+        Some((value, file)) => match CpuList::parse(&value.replace(' ', ",")) {
+            Ok(cpus) if cpus.intersection(ctx.bench()).is_empty() => {
+                knob.found = format!("CPUAffinity={value} ({file})");
+            }
+            Ok(_) => {
+                knob.verdict = Verdict::Warn;
+                knob.found = format!("CPUAffinity={value} ({file}) includes benchmark CPUs");
+                knob.fix = Some(fix);
+            }
+            Err(e) => {
+                knob.verdict = Verdict::Warn;
+                knob.found = format!("CPUAffinity={value} ({file}): {e}");
+                knob.fix = Some(fix);
+            }
+        },
+    }
+    knob
+}
+
+/// The threads that may run on the benchmark CPUs, moved to the rest of
+/// their mask (or to the housekeeping CPUs when nothing is left), as tuned
+/// does at profile activation. Per-CPU kernel threads the kernel will not
+/// move are counted, not touched; so are vmbench's own threads, which the
+/// run places itself.
+pub fn threads(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(
+        "thread_affinity",
+        KnobClass::Runtime,
+        "every thread already running (daemons, kernel threads such as rcu_gp) may be scheduled on a benchmark CPU until its affinity says otherwise; isolcpus covers only threads started after boot's domain setup",
+    );
+    knob.wanted = format!(
+        "no movable thread allowed on the benchmark CPUs ({})",
+        ctx.bench()
+    );
+    let me = ctx.live.then(std::process::id);
+    let all = affinity::tasks(ctx.fs, &ctx.threads);
+    let on_bench: Vec<&Task> = all
+        .iter()
+        .filter(|t| !t.allowed.intersection(ctx.bench()).is_empty())
+        .filter(|t| Some(t.pid) != me)
+        .collect();
+    let (kernel_pinned, movable): (Vec<&Task>, Vec<&Task>) =
+        on_bench.iter().partition(|t| t.pinned_by_kernel);
+    if all.is_empty() {
+        knob.verdict = Verdict::NotApplicable;
+        knob.found = "no thread could be read under /proc".into();
+        return knob;
+    }
+    let kernel = movable.iter().filter(|t| t.kernel).count();
+    knob.found = format!(
+        "{} of {} threads may run on the benchmark CPUs ({kernel} of them kernel threads); {} per-CPU kernel threads stay (the kernel does not move them)",
+        movable.len(),
+        all.len(),
+        kernel_pinned.len()
+    );
+    if movable.is_empty() {
+        return knob;
+    }
+    knob.verdict = Verdict::Warn;
+    knob.fix = Some(APPLY_HINT.into());
+    if ctx.live && !nix::unistd::geteuid().is_root() {
+        knob.blocked
+            .push("moving other users' threads needs root (CAP_SYS_NICE)".into());
+    }
+    for t in movable {
+        let target = without_bench(ctx, &t.allowed);
+        knob.changes.push(Change::Affinity {
+            pid: t.pid,
+            tid: t.tid,
+            comm: t.comm.clone(),
+            start_time: t.start_time,
+            original: t.allowed_raw.clone(),
+            target: target.to_string(),
+        });
+    }
+    knob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banned_cpus_are_set_in_place_or_appended() {
+        let cpus = CpuList::parse("2-3").unwrap();
+        let debian = "# Options\n#IRQBALANCE_BANNED_CPULIST=0\nIRQBALANCE_ONESHOT=\n";
+        assert_eq!(banned_in(debian), None);
+        let set = with_banned(debian, &cpus);
+        assert!(set.starts_with(debian), "{set}");
+        assert_eq!(banned_in(&set), Some("2-3"));
+        let quoted = "IRQBALANCE_BANNED_CPULIST=\"5\"\nOTHER=1";
+        assert_eq!(banned_in(quoted), Some("5"));
+        assert_eq!(
+            with_banned(quoted, &cpus),
+            "IRQBALANCE_BANNED_CPULIST=2-3\nOTHER=1"
+        );
+    }
+}

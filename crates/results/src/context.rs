@@ -1,0 +1,96 @@
+//! What the host was doing around the measurements: the residual noise on
+//! the benchmark CPUs (before and after isolation), and per suite the load
+//! and the thermal-throttle counters.
+
+use serde::{Deserialize, Serialize};
+
+/// The residual noise on one benchmark CPU, from an osnoise-style
+/// detector: a thread pinned to the CPU reads the monotonic clock back to
+/// back for a window, and every gap between two reads longer than the
+/// threshold is time something else took the CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CpuNoise {
+    /// The benchmark CPU.
+    pub cpu: u32,
+    /// When it was measured: `before isolation`, `after isolation`, or
+    /// `as found` (isolation only audited).
+    pub phase: String,
+    /// How long the detector ran, in ms.
+    pub window_ms: u64,
+    /// The shortest gap counted as an interruption, in ns.
+    pub threshold_ns: u64,
+    /// Time taken from the detector per second of window, in µs (µs/s).
+    pub noise_us_per_s: f64,
+    /// The longest single interruption, in µs.
+    pub max_us: f64,
+    /// Gaps longer than the threshold.
+    pub interruptions: u64,
+    /// What ran on the CPU meanwhile, from /proc/interrupts, /proc/softirqs
+    /// and the detector's own involuntary context switches.
+    pub causes: Vec<NoiseCause>,
+}
+
+/// One source of interruptions seen on a CPU during a noise window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NoiseCause {
+    /// `irq`, `nmi`, `softirq` or `thread`.
+    pub kind: String,
+    /// The interrupt line (`LOC: Local timer interrupts`, `24: nvme0q0`), the
+    /// softirq (`TIMER`, `RCU`) or, for `thread`, what happened.
+    pub name: String,
+    /// How many times, on this CPU, during the window.
+    pub count: u64,
+}
+
+impl CpuNoise {
+    /// One line: the figures and the main causes.
+    pub fn summary(&self) -> String {
+        let causes: Vec<String> = self
+            .causes
+            .iter()
+            .take(6)
+            .map(|c| format!("{} {} ×{}", c.kind, c.name, c.count))
+            .collect();
+        format!(
+            "cpu{}: {:.1} µs/s, longest {:.1} µs, {} interruptions over {} ms{}",
+            self.cpu,
+            self.noise_us_per_s,
+            self.max_us,
+            self.interruptions,
+            self.window_ms,
+            if causes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", causes.join(", "))
+            }
+        )
+    }
+}
+
+/// The host around one suite: load, runnable threads and thermal throttling
+/// before and after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SuiteContext {
+    /// The suite (`vmexit`, `shm`); with `--repeat`, one entry per repeat, in run order.
+    pub suite: String,
+    /// `/proc/loadavg`'s three averages before the suite.
+    pub load_before: [f64; 3],
+    /// The same after it.
+    pub load_after: [f64; 3],
+    /// Runnable threads host-wide (`procs_running` of /proc/stat) before.
+    pub runnable_before: u64,
+    /// The same after.
+    pub runnable_after: u64,
+    /// Thermal-throttle counters that moved during the suite
+    /// (`cpu2 core_throttle_count`: how many more throttling events).
+    pub throttled: Vec<ThrottleDelta>,
+}
+
+/// A thermal-throttle counter that moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ThrottleDelta {
+    /// `cpu<N> core_throttle_count` or `cpu<N> package_throttle_count`.
+    pub counter: String,
+    /// By how much it grew.
+    pub delta: u64,
+}
