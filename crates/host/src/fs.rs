@@ -182,6 +182,24 @@ impl SysRoot {
         Ok(ids)
     }
 
+    /// `abs` (absolute, without `..`) with every link followed, and the
+    /// root, both canonical: what a write's checks compare.
+    fn resolve_for_write(&self, abs: &str) -> Result<(PathBuf, PathBuf), ReadError> {
+        if !abs.starts_with('/')
+            || Path::new(abs)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(ReadError::Outside {
+                path: abs.to_string(),
+                why: "not an absolute path without `..`".into(),
+            });
+        }
+        let real = fs::canonicalize(self.path(abs)).map_err(|e| ReadError::from_io(abs, e))?;
+        let root = fs::canonicalize(&self.root).map_err(|e| ReadError::from_io(abs, e))?;
+        Ok((real, root))
+    }
+
     /// Where a write to `abs` lands, checked: no `..`, and after following
     /// every link the file is still inside `<root>/proc` or `<root>/sys` (the
     /// only trees vmbench changes). A journal or a fixture naming anything
@@ -191,16 +209,7 @@ impl SysRoot {
             path: abs.to_string(),
             why,
         };
-        if !abs.starts_with('/')
-            || Path::new(abs)
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(outside("not an absolute path without `..`".into()));
-        }
-        let full = self.path(abs);
-        let real = fs::canonicalize(&full).map_err(|e| ReadError::from_io(abs, e))?;
-        let root = fs::canonicalize(&self.root).map_err(|e| ReadError::from_io(abs, e))?;
+        let (real, root) = self.resolve_for_write(abs)?;
         if ["proc", "sys"]
             .iter()
             .any(|tree| real.starts_with(root.join(tree)))
@@ -230,16 +239,7 @@ impl SysRoot {
             path: abs.to_string(),
             why,
         };
-        if !abs.starts_with('/')
-            || Path::new(abs)
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(outside("not an absolute path without `..`".into()));
-        }
-        let full = self.path(abs);
-        let real = fs::canonicalize(&full).map_err(|e| ReadError::from_io(abs, e))?;
-        let root = fs::canonicalize(&self.root).map_err(|e| ReadError::from_io(abs, e))?;
+        let (real, root) = self.resolve_for_write(abs)?;
         if real != root.join(abs.trim_start_matches('/')) {
             return Err(outside(format!(
                 "it resolves to {} through a symbolic link",

@@ -5,6 +5,38 @@
  * accessible: ring-3 rows run from the same image), enable SSE and SYSCALL,
  * enter long mode and call rust_main.
  */
+/* From 32-bit protected mode with paging off, on boot.s's page tables:
+ * PAE, SSE, EFER.LME|SCE, paging on, the 64-bit GDT, then a far jump to
+ * `target` in long mode. Both CPUs take this path. */
+.macro ENTER_LONG_MODE target
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   /* PAE | OSFXSR | OSXMMEXCPT */
+    movl %eax, %cr4
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx      /* EFER */
+    rdmsr
+    orl $((1 << 8) | 1), %eax   /* LME | SCE */
+    wrmsr
+    movl %cr0, %eax
+    andl $~((1 << 2) | (1 << 3)), %eax             /* no EM, no TS: SSE usable */
+    orl $((1 << 31) | (1 << 1) | 1), %eax          /* PG | MP | PE */
+    movl %eax, %cr0
+    lgdt gdt_ptr
+    ljmp $0x08, $\target
+.endm
+
+/* Long mode: the flat data selector everywhere, FS and GS null. */
+.macro FLAT_DATA_SEGMENTS
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+.endm
+
 .section .note.pvh, "a"
 .balign 4
 .long 4                     /* name size: "Xen\0" */
@@ -41,31 +73,11 @@ _start32:
     incl %ecx
     cmpl $2048, %ecx
     jne 1b
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   /* PAE | OSFXSR | OSXMMEXCPT */
-    movl %eax, %cr4
-    movl $pml4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx      /* EFER */
-    rdmsr
-    orl $((1 << 8) | 1), %eax   /* LME | SCE */
-    wrmsr
-    movl %cr0, %eax
-    andl $~((1 << 2) | (1 << 3)), %eax             /* no EM, no TS: SSE usable */
-    orl $((1 << 31) | (1 << 1) | 1), %eax          /* PG | MP | PE */
-    movl %eax, %cr0
-    lgdt gdt_ptr
-    ljmp $0x08, $start64
+    ENTER_LONG_MODE start64
 
 .code64
 start64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+    FLAT_DATA_SEGMENTS
     movq $boot_stack_top, %rsp
     /* XSAVE-managed FPU state: enable XSAVE and XCR0 = x87 | SSE, as an OS
      * would (KVM hosts that context-switch guest FPU state with XSAVE expect it). */
@@ -220,21 +232,7 @@ ap_pm32:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
-    movl %eax, %cr4
-    movl $pml4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 8) | 1), %eax
-    wrmsr
-    movl %cr0, %eax
-    andl $~((1 << 2) | (1 << 3)), %eax
-    orl $((1 << 31) | (1 << 1) | 1), %eax
-    movl %eax, %cr0
-    lgdt gdt_ptr
-    ljmp $0x08, $ap_start64
+    ENTER_LONG_MODE ap_start64
 .balign 8
 ap_gdt:
     .quad 0
@@ -248,13 +246,7 @@ ap_trampoline_end:
 .section .text
 .code64
 ap_start64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+    FLAT_DATA_SEGMENTS
     leaq ap_stack_top(%rip), %rsp
     call rust_ap_main
 5:  hlt
