@@ -71,7 +71,8 @@ impl CpuNoise {
 /// before and after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SuiteContext {
-    /// The suite (`vmexit`, `shm`); with `--repeat`, one entry per repeat, in run order.
+    /// The suite (`vmexit`, `shm`), with ` (repeat N of M)` when the run
+    /// repeats: one entry per suite and repeat, in run order.
     pub suite: String,
     /// `/proc/loadavg`'s three averages before the suite.
     pub load_before: [f64; 3],

@@ -294,7 +294,20 @@ impl<'r> Isolated<'r> {
                 progress.phase(&format!("repeat {repeat} of {repeats} (fresh guest boots)"));
             }
             let incomplete_before = rec.incomplete.len();
-            run_suites_once(&ctx, launcher, progress, interrupt, &cpus, &mut rec);
+            let repeat_label = if repeats > 1 {
+                format!(" (repeat {repeat} of {repeats})")
+            } else {
+                String::new()
+            };
+            run_suites_once(
+                &ctx,
+                launcher,
+                progress,
+                interrupt,
+                &cpus,
+                &repeat_label,
+                &mut rec,
+            );
             if repeats > 1 {
                 for why in &mut rec.incomplete[incomplete_before..] {
                     *why = format!("repeat {repeat} of {repeats}: {why}");
@@ -323,13 +336,15 @@ impl<'r> Isolated<'r> {
     }
 }
 
-/// Each suite of the plan once, in order: one repeat.
+/// Each suite of the plan once, in order: one repeat (`repeat_label`
+/// names it in the suites' context, empty when there is only one).
 fn run_suites_once(
     ctx: &Context,
     launcher: &mut dyn GuestLauncher,
     progress: &dyn Progress,
     interrupt: &AtomicBool,
     cpus: &Cpus,
+    repeat_label: &str,
     rec: &mut SuiteRecord,
 ) {
     // The Linux guest of the VM-exit suite stays up for the shm suite.
@@ -361,7 +376,8 @@ fn run_suites_once(
             }
         };
         let after = crate::context::snapshot(&ctx.plan.spec_root);
-        let (context, warning) = crate::context::between(suite.name(), &before, &after);
+        let (context, warning) =
+            crate::context::between(&format!("{}{repeat_label}", suite.name()), &before, &after);
         rec.contexts.push(context);
         if let Some(w) = warning {
             rec.results.warnings.push(w);
