@@ -221,23 +221,13 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         outln!("nothing to change: every runtime knob already has its wanted value")?;
     }
     // Moved threads are many: counted, not listed (the journal lists them).
-    let threads = r
-        .applied
-        .iter()
-        .filter(|c| c.starts_with("thread "))
-        .count();
-    for c in r.applied.iter().filter(|c| !c.starts_with("thread ")) {
-        outln!("changed  {c}")?;
-    }
-    if threads > 0 {
-        outln!("changed  {threads} threads moved off the benchmark CPUs")?;
-    }
-    if r.threads_gone > 0 {
-        outln!(
-            "skipped  {} threads that exited before they could be moved",
-            r.threads_gone
-        )?;
-    }
+    print_changes(
+        "changed ",
+        &r.applied,
+        "threads moved off the benchmark CPUs",
+        r.threads_gone,
+        "threads that exited before they could be moved",
+    )?;
     for u in &r.unmovable {
         outln!("unmovable {u}")?;
     }
@@ -304,24 +294,37 @@ fn restore_args(c: &CommonArgs) -> String {
     s
 }
 
+/// One line per change, except moved threads: hundreds of them, so
+/// counted (the journal lists each), with those that had exited.
+fn print_changes(
+    verb: &str,
+    lines: &[String],
+    threads_what: &str,
+    gone: usize,
+    gone_what: &str,
+) -> Result<(), out::OutputError> {
+    let (threads, rest): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|l| l.starts_with("thread "));
+    for l in rest {
+        outln!("{verb} {l}")?;
+    }
+    if !threads.is_empty() {
+        outln!("{verb} {} {threads_what}", threads.len())?;
+    }
+    if gone > 0 {
+        outln!("skipped  {gone} {gone_what}")?;
+    }
+    Ok(())
+}
+
 fn print_restore(r: &RestoreReport) -> Result<(), out::OutputError> {
-    let threads = r
-        .restored
-        .iter()
-        .filter(|x| x.starts_with("thread "))
-        .count();
-    for x in r.restored.iter().filter(|x| !x.starts_with("thread ")) {
-        outln!("restored {x}")?;
-    }
-    if threads > 0 {
-        outln!("restored {threads} threads' affinities")?;
-    }
-    if r.threads_gone > 0 {
-        outln!(
-            "skipped  {} moved threads that exited before the restore",
-            r.threads_gone
-        )?;
-    }
+    print_changes(
+        "restored",
+        &r.restored,
+        "threads' affinities",
+        r.threads_gone,
+        "moved threads that exited before the restore",
+    )?;
     for n in &r.notes {
         outln!("note     {n}")?;
     }
