@@ -1,8 +1,10 @@
 //! vmbench micro-guest: the VM-exit rows with no guest OS in the way.
 //!
 //! Booted by QEMU's `-kernel` as a PVH ELF (see boot.s). Ring 0 runs the
-//! kernel rows with interrupts off (there are no guest interrupts at all:
-//! no timer, no scheduler); ring 3, entered with IOPL 3, runs the user rows;
+//! kernel rows with interrupts off (no timer, no scheduler: the only guest
+//! interrupts are the interrupt rows' own IPIs, with the legacy PICs
+//! masked; a second vCPU is started only for the IPI-to-HLT row); ring 3,
+//! entered with IOPL 3, runs the user rows;
 //! SYSCALL (returning with IRETQ) carries the user→kernel rows. Commands and
 //! results travel over the same shared region as with the Linux guest
 //! (ivshmem-plain, found by scanning PCI configuration space, BAR2
