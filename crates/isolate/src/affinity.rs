@@ -54,11 +54,7 @@ pub struct Task {
 /// `comm`, flags and start time from a `stat` line (the name may hold
 /// spaces and parentheses: it ends at the last `)`).
 pub fn parse_stat(text: &str) -> Option<(String, u64, u64)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    // After ")": field 3 (state) is index 0, so field n is index n - 3.
-    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    let (comm, fields) = crate::noise::split_stat(text)?;
     let flags = fields.get(9 - 3)?.parse().ok()?;
     let start = fields.get(22 - 3)?.parse().ok()?;
     Some((comm, flags, start))

@@ -95,12 +95,19 @@ pub struct RunnableThread {
     pub cpu: u32,
 }
 
-/// Parses `/proc/<pid>/task/<tid>/stat` into (comm, state, last CPU).
-pub fn parse_stat(text: &str) -> Option<(String, char, u32)> {
+/// A `stat` line's name (it may hold spaces and parentheses: it ends at
+/// the last `)`) and the fields after it; `fields[0]` is field 3 of
+/// proc(5) (state), so field n is `fields[n - 3]`.
+pub fn split_stat(text: &str) -> Option<(String, Vec<&str>)> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = text.get(open + 1..close)?.to_string();
-    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    Some((comm, text.get(close + 1..)?.split_whitespace().collect()))
+}
+
+/// Parses `/proc/<pid>/task/<tid>/stat` into (comm, state, last CPU).
+pub fn parse_stat(text: &str) -> Option<(String, char, u32)> {
+    let (comm, fields) = split_stat(text)?;
     let state = fields.first()?.chars().next()?;
     // Field 39 (processor) of proc(5); fields[0] is field 3 (state).
     let cpu = fields.get(36)?.parse().ok()?;

@@ -191,6 +191,16 @@ pub struct Claim {
     pub hardware_may_absorb: bool,
 }
 
+/// `kvm_pio` on one port and direction.
+fn pio(port: u16, write: bool) -> Option<Probe> {
+    let (dir, rw) = if write { ("write", 1) } else { ("read", 0) };
+    Some(Probe::filtered(
+        "kvm_pio",
+        format!("kvm_pio {dir} port {port:#x}"),
+        format!("port == {port} && rw == {rw}"),
+    ))
+}
+
 /// The claim of `row`, whose slow-path port is `debugcon_port`.
 pub fn claim(row: Row, debugcon_port: u16) -> Claim {
     let cpuid = || {
@@ -198,14 +208,6 @@ pub fn claim(row: Row, debugcon_port: u16) -> Claim {
             "kvm_cpuid",
             "kvm_cpuid leaf 0",
             "function == 0",
-        ))
-    };
-    let pio = |port: u16, write: bool| {
-        let (dir, rw) = if write { ("write", 1) } else { ("read", 0) };
-        Some(Probe::filtered(
-            "kvm_pio",
-            format!("kvm_pio {dir} port {port:#x}"),
-            format!("port == {port} && rw == {rw}"),
         ))
     };
     let (proof, to_qemu, meaning) = match row {
@@ -389,14 +391,6 @@ fn accelerable_claim(row: Row) -> Claim {
 
 /// The claims of kvm-unit-tests' reproduction rows.
 fn kut_claim(row: Row) -> (Option<Probe>, Option<QemuExit>, &'static str) {
-    let pio = |port: u16, write: bool| {
-        let (dir, rw) = if write { ("write", 1) } else { ("read", 0) };
-        Some(Probe::filtered(
-            "kvm_pio",
-            format!("kvm_pio {dir} port {port:#x}"),
-            format!("port == {port} && rw == {rw}"),
-        ))
-    };
     match row {
         Row::KutCpuid => (
             Some(Probe::all("kvm_cpuid")),
