@@ -8,6 +8,9 @@
 //!   source that points cargo at them, as nixpkgs' cargo-setup-hook does;
 //! - as cargoCheckHook runs cargo (`--profile release --target <triple>
 //!   --frozen`), with the package's RUSTFLAGS taken from flake.nix;
+//! - `checks.clippy`'s own `cargo clippy` command line, read from flake.nix,
+//!   with the same RUSTFLAGS (crt-static: without `--target` rustc refuses
+//!   the proc-macros);
 //! - with no network, an unprivileged uid (30001, nixbld1), `/bin/sh` as the
 //!   only file in `/bin`, no `/sys`, a minimal `/dev`, `HOME=/homeless-shelter`
 //!   (which does not exist), and nothing of the caller's environment.
@@ -59,6 +62,23 @@ fn fileset_paths(derivation: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+/// `checks.clippy`'s `cargo clippy ...` line, with the store's target
+/// triple for this host.
+fn clippy_command(flake: &str) -> String {
+    let check = &flake[flake
+        .find("clippy = p.vmbench.overrideAttrs")
+        .expect("checks.clippy")..];
+    let line = check
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo clippy"))
+        .expect("checks.clippy runs cargo clippy");
+    line.replace(
+        "${pkgs.stdenv.hostPlatform.rust.rustcTargetSpec}",
+        "x86_64-unknown-linux-gnu",
+    )
 }
 
 /// The derivation's `RUSTFLAGS = "...";`, if any.
@@ -177,7 +197,7 @@ fn build_environment(top: &Path) -> String {
             std::os::unix::fs::symlink(&p, bin.join(tool)).unwrap();
         }
     }
-    for tool in ["cargo", "rustc"] {
+    for tool in ["cargo", "rustc", "cargo-clippy", "clippy-driver"] {
         std::os::unix::fs::symlink(Path::new(&sysroot).join("bin").join(tool), bin.join(tool))
             .unwrap();
     }
@@ -254,7 +274,7 @@ fn sandbox(top: &Path, sysroot: &str, script: &str) -> Command {
 
 #[test]
 #[ignore = "needs bubblewrap: builds and runs the library tests in a Nix-like sandbox"]
-fn library_tests_pass_in_a_nix_like_build_sandbox() {
+fn library_tests_and_clippy_pass_in_a_nix_like_build_sandbox() {
     require(&[(have_tool("bwrap"), "bubblewrap")]);
     let repo = repo();
     let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
@@ -318,6 +338,26 @@ fn library_tests_pass_in_a_nix_like_build_sandbox() {
         "{stdout}"
     );
     assert!(!stdout.contains("FAILED"), "{stdout}");
+
+    // checks.clippy: its command line as flake.nix gives it, in the same
+    // sandbox with the package's RUSTFLAGS.
+    let clippy = clippy_command(&flake);
+    assert!(
+        !clippy.contains("${"),
+        "unresolved interpolation in {clippy}"
+    );
+    let out = sandbox(
+        &top,
+        &sysroot,
+        &format!("export RUSTFLAGS='{rustflags}'; {clippy}"),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "checks.clippy failed in the Nix-like sandbox ({clippy}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The micro-guest derivation builds from its own source set: crates/microguest
