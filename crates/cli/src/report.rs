@@ -1,8 +1,8 @@
 //! `vmbench report render|sign|verify` and `vmbench compare`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use vmbench_publish::{compare, manifest, sign};
 use vmbench_run::ExitStatus;
@@ -76,25 +76,10 @@ fn pct(s: &str) -> Result<f64, String> {
     }
 }
 
-fn is_run_dir(dir: &Path) -> Result<()> {
-    let results = dir.join(vmbench_publish::RESULTS);
-    match results.symlink_metadata() {
-        Err(_) => bail!(
-            "{}: no results.json here (give the output directory of a `vmbench run`)",
-            dir.display()
-        ),
-        Ok(m) if !m.file_type().is_file() => bail!(
-            "{}: not a regular file (a link, FIFO or device is never read as a run's results)",
-            results.display()
-        ),
-        Ok(_) => Ok(()),
-    }
-}
-
 pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     match cmd {
         ReportCmd::Export { dir, format } => {
-            is_run_dir(&dir)?;
+            vmbench_publish::check_run_dir(&dir)?;
             let record = vmbench_publish::load(&dir)?;
             let v = match format {
                 ExportFormat::Bmf => vmbench_publish::export::bmf(&record),
@@ -109,13 +94,13 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Render { dir } => {
-            is_run_dir(&dir)?;
+            vmbench_publish::check_run_dir(&dir)?;
             vmbench_publish::render_dir(&dir)?;
             outln!("rendered {}", dir.join(vmbench_publish::REPORT).display())?;
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Sign { dir, key } => {
-            is_run_dir(&dir)?;
+            vmbench_publish::check_run_dir(&dir)?;
             // Sign what is there now: the manifest is rewritten first.
             manifest::write_at(&dir)?;
             let fp = sign::sign(&dir, &key)?;
@@ -130,7 +115,7 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
             dir,
             allowed_signers,
         } => {
-            is_run_dir(&dir)?;
+            vmbench_publish::check_run_dir(&dir)?;
             match sign::verify(&dir, &allowed_signers) {
                 Ok(v) => {
                     outln!(
@@ -155,98 +140,47 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
 }
 
 pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
-    let mut runs = Vec::new();
-    for dir in &a.dirs {
-        is_run_dir(dir)?;
-        let signed = dir.join(manifest::SIGNATURE).is_file();
-        let provenance = match (signed, &a.allowed_signers) {
-            (true, Some(allowed)) => {
-                let v = sign::verify(dir, allowed)
-                    .with_context(|| format!("{}: its signature does not verify", dir.display()))?;
-                format!("signed by {}, verified", v.signer.principals)
-            }
-            (true, None) => "signed, NOT verified (no --allowed-signers)".into(),
-            (false, _) => {
-                // Unsigned: at least the files must match their manifest.
-                let out = vmbench_host::files::OutputDir::open(dir)?;
-                let m = manifest::read(&out).ok();
-                match m.map(|m| manifest::check(&out, &m)) {
-                    Some(Ok(c)) if c.passed() => "unsigned; manifest matches".into(),
-                    Some(Ok(c)) => format!(
-                        "unsigned; files CHANGED since the manifest: {:?}",
-                        [c.changed, c.missing, c.unlisted].concat()
-                    ),
-                    Some(Err(e)) => format!("unsigned; manifest unreadable: {e}"),
-                    None => "unsigned; no manifest".into(),
-                }
-            }
-        };
-        let record = vmbench_publish::load(dir)?;
-        let label = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        runs.push(compare::Run {
-            label,
-            record,
-            provenance,
-        });
-    }
+    let runs = a
+        .dirs
+        .iter()
+        .map(|dir| compare::Run::open(dir, a.allowed_signers.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let diffs = vmbench_publish::significance::differences(&runs);
-    let text = if a.json {
-        serde_json::to_string_pretty(&serde_json::json!({
-            "baseline": runs[0].label,
-            "runs": runs.iter().map(|r| serde_json::json!({
-                "label": r.label,
-                "provenance": r.provenance,
-            })).collect::<Vec<_>>(),
-            "differences": diffs,
-        }))? + "\n"
-    } else {
-        match &a.out {
-            // Figures go beside the Markdown file, in `<name>-plots/`.
-            Some(p) => {
-                let (parent, name) = vmbench_host::files::OutputDir::parent_of(p)
-                    .with_context(|| format!("writing {}", p.display()))?;
-                let stem = name.strip_suffix(".md").unwrap_or(&name).to_string();
-                let dir_name = format!("{stem}-plots");
-                let figures = compare::figures(&runs)?;
-                let mut links = Vec::new();
-                if !figures.is_empty() {
-                    let dir = parent.subdir(&dir_name).with_context(|| {
-                        format!("writing {}/{dir_name}", parent.path().display())
-                    })?;
-                    for (group, svg) in &figures {
-                        let file = format!("{group}.svg");
-                        dir.write(&file, svg.as_bytes())?;
-                        links.push((*group, format!("{dir_name}/{file}")));
-                    }
-                }
-                compare::markdown_with(&runs, &diffs, &links)
+    match (&a.out, a.json) {
+        (_, true) => {
+            let text = serde_json::to_string_pretty(&serde_json::json!({
+                "baseline": runs[0].label,
+                "runs": runs.iter().map(|r| serde_json::json!({
+                    "label": r.label,
+                    "provenance": r.provenance,
+                })).collect::<Vec<_>>(),
+                "differences": diffs,
+            }))? + "\n";
+            match &a.out {
+                Some(p) => vmbench_host::files::write_named(p, text.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?,
+                None => out!("{text}")?,
             }
-            None => compare::markdown_with(&runs, &diffs, &[]),
         }
-    };
-    match &a.out {
-        Some(p) => vmbench_host::files::write_named(p, text.as_bytes())
+        (Some(p), false) => compare::write_markdown(&runs, &diffs, p)
             .with_context(|| format!("writing {}", p.display()))?,
-        None => out!("{text}")?,
+        (None, false) => out!("{}", compare::markdown_with(&runs, &diffs, &[]))?,
     }
-    if let Some(limit) = a.fail_if_slower {
-        let slower = vmbench_publish::significance::slower_than(&diffs, limit);
-        if !slower.is_empty() {
-            for d in &slower {
-                errln!(
-                    "vmbench compare: {} is slower in {} by {:+.1}% [95% CI {:+.1}%, {:+.1}%], more than {limit}%",
-                    d.id,
-                    d.run,
-                    d.difference_pct,
-                    d.ci95_pct[0],
-                    d.ci95_pct[1]
-                );
-            }
-            return Ok(ExitCode::from(1));
-        }
+    let Some(limit) = a.fail_if_slower else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let slower = vmbench_publish::significance::slower_than(&diffs, limit);
+    for d in &slower {
+        errln!(
+            "vmbench compare: {} is slower in {} by {:+.1}% [95% CI {:+.1}%, {:+.1}%], more than {limit}%",
+            d.id,
+            d.run,
+            d.difference_pct,
+            d.ci95_pct[0],
+            d.ci95_pct[1]
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(
+        vmbench_run::outcome::compare_status(&slower).code(),
+    ))
 }

@@ -14,7 +14,6 @@ use vmbench_run::drive::{DriveError, ShmRequest};
 use vmbench_run::{BootRequest, GuestLauncher, Silent, VmLauncher};
 use vmbench_shm::host::{self, HostRun, Plan};
 use vmbench_shm::loopback::{self, LoopbackOptions};
-use vmbench_vm::GuestKind;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -256,24 +255,7 @@ fn guest_role(
     if let Some(c) = cpu {
         vmbench_shm::reference::pin_current_thread(c)?;
     }
-    // Either side may start first: wait for the host's file to exist and be sized.
-    let deadline = Instant::now() + wait;
-    let mapped = loop {
-        let ready =
-            std::fs::metadata(path).map(|m| m.len() >= vmbench_proto::MIN_REGION_BYTES as u64);
-        if let Ok(true) = ready {
-            break MappedRegion::open_file(path, vmbench_proto::region::MAX_SHARED_FILE_BYTES)
-                .with_context(|| format!("mapping {}", path.display()))?;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} did not appear within {} s (start `vmbench shm host --path` too)",
-                path.display(),
-                wait.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mapped = vmbench_shm::guest::attach_shared_file(path, wait)?;
     let mut pair = match fds {
         // SAFETY: the parent passed these descriptors for this purpose;
         // nothing else in this process uses or closes them.
@@ -303,12 +285,7 @@ fn vm_role(
     interrupt: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
     let mut launcher = VmLauncher::new(g.settings(), Some(interrupt.clone()));
-    // The doorbell round trip needs ivshmem-doorbell: on unless asked otherwise.
-    let request = BootRequest {
-        guest: GuestKind::Linux,
-        doorbell: g.doorbell_vectors.is_none(),
-        mapping: None,
-    };
+    let request = BootRequest::shm_suite(g.doorbell_vectors.is_some());
     let mut session = launcher.boot(&request, &Silent)?;
     if let Some(w) = session.accel_notice() {
         errln!("vmbench: WARNING: {w}");

@@ -2,7 +2,10 @@
 //! differences that matter above the numbers.
 
 use crate::markdown::{cell, fmt_ns};
+use crate::{PublishError, manifest, sign};
 use std::fmt::Write;
+use std::path::Path;
+use vmbench_host::files::OutputDir;
 use vmbench_results::{Measurement, RunRecord, Unit};
 
 /// One run to compare, with what its signature check said.
@@ -13,6 +16,82 @@ pub struct Run {
     pub record: RunRecord,
     /// "signed by …, verified", "unsigned", …
     pub provenance: String,
+}
+
+impl Run {
+    /// Opens a run's output directory for comparison: its record, its
+    /// directory name as the label, and its provenance. A signed run is
+    /// verified when `allowed_signers` is given (and is an error when it does
+    /// not verify); an unsigned run's files are checked against its manifest.
+    pub fn open(dir: &Path, allowed_signers: Option<&Path>) -> Result<Run, PublishError> {
+        crate::check_run_dir(dir)?;
+        let provenance = provenance(dir, allowed_signers)?;
+        let record = crate::load(dir)?;
+        let label = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Run {
+            label,
+            record,
+            provenance,
+        })
+    }
+}
+
+/// "signed by …, verified", "signed, NOT verified …", or for an unsigned run
+/// whether its files still match its manifest.
+fn provenance(dir: &Path, allowed_signers: Option<&Path>) -> Result<String, PublishError> {
+    let signed = dir.join(manifest::SIGNATURE).is_file();
+    Ok(match (signed, allowed_signers) {
+        (true, Some(allowed)) => {
+            let v = sign::verify(dir, allowed).map_err(|e| PublishError::SignatureOf {
+                dir: dir.to_path_buf(),
+                source: Box::new(e),
+            })?;
+            format!("signed by {}, verified", v.signer.principals)
+        }
+        (true, None) => "signed, NOT verified (no --allowed-signers)".into(),
+        (false, _) => {
+            // Unsigned: at least the files must match their manifest.
+            let out = OutputDir::open(dir)?;
+            match manifest::read(&out).ok().map(|m| manifest::check(&out, &m)) {
+                Some(Ok(c)) if c.passed() => "unsigned; manifest matches".into(),
+                Some(Ok(c)) => format!(
+                    "unsigned; files CHANGED since the manifest: {:?}",
+                    [c.changed, c.missing, c.unlisted].concat()
+                ),
+                Some(Err(e)) => format!("unsigned; manifest unreadable: {e}"),
+                None => "unsigned; no manifest".into(),
+            }
+        }
+    })
+}
+
+/// Writes the comparison's Markdown to `file`, its figures beside it in
+/// `<name>-plots/` (linked from the Markdown), each through its directory's
+/// descriptor.
+pub fn write_markdown(
+    runs: &[Run],
+    diffs: &[crate::significance::RowDifference],
+    file: &Path,
+) -> Result<(), PublishError> {
+    let (parent, name) = OutputDir::parent_of(file)?;
+    let stem = name.strip_suffix(".md").unwrap_or(&name);
+    let dir_name = format!("{stem}-plots");
+    let figures = figures(runs)?;
+    let mut links = Vec::new();
+    if !figures.is_empty() {
+        let dir = parent.subdir(&dir_name)?;
+        for (group, svg) in &figures {
+            let svg_name = format!("{group}.svg");
+            dir.write(&svg_name, svg.as_bytes())?;
+            links.push((*group, format!("{dir_name}/{svg_name}")));
+        }
+    }
+    let text = markdown_with(runs, diffs, &links);
+    parent.write(&name, text.as_bytes())?;
+    Ok(())
 }
 
 /// The spec items that decide whether numbers are comparable: (shown as,

@@ -56,6 +56,24 @@ pub enum PublishError {
     /// (a link, a FIFO, too large), or could not be made.
     #[error(transparent)]
     Files(#[from] vmbench_host::files::FileError),
+    /// A directory given as a run's output is not one: no results.json, or
+    /// a results.json that is not a regular file.
+    #[error("{}: {why}", dir.display())]
+    NotARun {
+        /// The directory (or its results.json) as given.
+        dir: PathBuf,
+        /// What is wrong, and what to give instead.
+        why: &'static str,
+    },
+    /// A compared run is signed and its signature does not verify.
+    #[error("{}: its signature does not verify", dir.display())]
+    SignatureOf {
+        /// The run's directory.
+        dir: PathBuf,
+        /// Why it does not verify.
+        #[source]
+        source: Box<PublishError>,
+    },
     /// A file given on the command line (not one of the directory's) is not
     /// one vmbench can read: a FIFO, a link's target that is not a file,
     /// too large, missing.
@@ -119,6 +137,24 @@ fn render_in(out: &OutputDir) -> Result<(), PublishError> {
     out.remove(manifest::SIGNATURE)?;
     manifest::write(out)?;
     Ok(())
+}
+
+/// Whether `dir` is a run's output directory: its results.json exists and
+/// is a regular file (a link, FIFO or device is never read as a run's
+/// results).
+pub fn check_run_dir(dir: &Path) -> Result<(), PublishError> {
+    let results = dir.join(RESULTS);
+    match results.symlink_metadata() {
+        Err(_) => Err(PublishError::NotARun {
+            dir: dir.to_path_buf(),
+            why: "no results.json here (give the output directory of a `vmbench run`)",
+        }),
+        Ok(m) if !m.file_type().is_file() => Err(PublishError::NotARun {
+            dir: results,
+            why: "not a regular file (a link, FIFO or device is never read as a run's results)",
+        }),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Reads a directory's results.json, refusing other schema versions.

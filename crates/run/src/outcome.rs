@@ -100,8 +100,21 @@ pub fn restore_status(report: &RestoreReport) -> ExitStatus {
 /// error (2).
 pub fn verify_status(error: &PublishError) -> ExitStatus {
     match error {
-        PublishError::Io { .. } | PublishError::Input(_) => ExitStatus::Usage,
+        PublishError::Io { .. } | PublishError::Input(_) | PublishError::NotARun { .. } => {
+            ExitStatus::Usage
+        }
         _ => ExitStatus::Failed,
+    }
+}
+
+/// `vmbench compare --fail-if-slower PCT`: 1 when a row is slower than the
+/// first run with 95% confidence and by more than PCT percent (`slower`,
+/// from [`vmbench_publish::significance::slower_than`]), else 0.
+pub fn compare_status(slower: &[&vmbench_publish::significance::RowDifference]) -> ExitStatus {
+    if slower.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
     }
 }
 
@@ -214,6 +227,36 @@ mod tests {
             }],
             ..Results::default()
         }
+    }
+
+    #[test]
+    fn compare_fails_only_when_a_row_is_significantly_slower_by_more_than_the_limit() {
+        use vmbench_publish::significance::{RowDifference, Verdict, slower_than};
+        let row = |pct: f64, verdict: Verdict| RowDifference {
+            id: "vmexit.kernel-fast".into(),
+            baseline: "a".into(),
+            run: "b".into(),
+            baseline_p50_ns: 100.0,
+            run_p50_ns: 100.0 + pct,
+            difference_pct: pct,
+            ci95_pct: [pct - 1.0, pct + 1.0],
+            verdict,
+            basis: "repeats (3 vs 3)".into(),
+        };
+        let diffs = [
+            row(8.0, Verdict::Slower),
+            row(30.0, Verdict::NoSignificantDifference),
+            row(-20.0, Verdict::Faster),
+        ];
+        assert_eq!(
+            compare_status(&slower_than(&diffs, 10.0)),
+            ExitStatus::Success
+        );
+        assert_eq!(
+            compare_status(&slower_than(&diffs, 5.0)),
+            ExitStatus::Failed
+        );
+        assert_eq!(compare_status(&slower_than(&diffs, 5.0)).code(), 1);
     }
 
     #[test]

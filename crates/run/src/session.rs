@@ -36,6 +36,18 @@ impl BootRequest {
             mapping: None,
         }
     }
+
+    /// The Linux guest for the shm suite on its own (`vmbench shm vm`):
+    /// ivshmem-doorbell for the doorbell round trip, unless the guest
+    /// settings already ask for it with their own vector count
+    /// (`--doorbell-vectors`), which the request must not override.
+    pub fn shm_suite(doorbell_in_settings: bool) -> BootRequest {
+        BootRequest {
+            guest: GuestKind::Linux,
+            doorbell: !doorbell_in_settings,
+            mapping: None,
+        }
+    }
 }
 
 /// A guest that did not boot, or could not be pinned.
@@ -207,5 +219,17 @@ impl GuestSession for VmSession {
             Ok(how) => how,
             Err(e) => format!("shutdown failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shm_vm_asks_for_the_doorbell_unless_the_settings_already_give_it() {
+        let own = BootRequest::shm_suite(false);
+        assert!(own.doorbell && own.guest == GuestKind::Linux && own.mapping.is_none());
+        assert!(!BootRequest::shm_suite(true).doorbell);
     }
 }

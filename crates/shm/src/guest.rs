@@ -277,6 +277,37 @@ pub fn summary_payload(s: &GuestSummary) -> Vec<u8> {
     v
 }
 
+/// `vmbench shm guest --path FILE`: maps the host end's shared file once it
+/// exists with at least a region's size. Either end may start first, so a
+/// missing file is waited for, up to `wait`.
+pub fn attach_shared_file(
+    path: &std::path::Path,
+    wait: Duration,
+) -> Result<vmbench_proto::MappedRegion, ShmError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let ready =
+            std::fs::metadata(path).map(|m| m.len() >= vmbench_proto::MIN_REGION_BYTES as u64);
+        if let Ok(true) = ready {
+            return vmbench_proto::MappedRegion::open_file(
+                path,
+                vmbench_proto::region::MAX_SHARED_FILE_BYTES,
+            )
+            .map_err(|source| ShmError::MapSharedFile {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ShmError::NoSharedFile {
+                path: path.to_path_buf(),
+                secs: wait.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `vmbench shm guest`: a guest end on the host. Answers Ping, RunShm
 /// (own mapping only: arm 0) and Shutdown over the command channel, for as
 /// many host sessions as come, until Shutdown or `idle` without a host.
@@ -327,5 +358,36 @@ pub fn serve_commands(
                 )?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_file_that_never_appears_says_which_and_what_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent");
+        let Err(err) = attach_shared_file(&path, Duration::ZERO) else {
+            panic!("attached a file that does not exist");
+        };
+        let text = err.to_string();
+        assert!(matches!(err, ShmError::NoSharedFile { .. }), "{text}");
+        assert!(
+            text.contains("absent") && text.contains("vmbench shm host --path"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_file_too_small_for_a_region_is_not_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small");
+        std::fs::write(&path, b"not a region").unwrap();
+        assert!(matches!(
+            attach_shared_file(&path, Duration::ZERO),
+            Err(ShmError::NoSharedFile { .. })
+        ));
     }
 }

@@ -47,6 +47,23 @@ pub enum ShmError {
         /// How long was waited.
         secs: f64,
     },
+    /// `vmbench shm guest`: the host end's shared file did not appear.
+    #[error("{} did not appear within {secs} s (start `vmbench shm host --path` too)", path.display())]
+    NoSharedFile {
+        /// The file waited for.
+        path: std::path::PathBuf,
+        /// How long was waited.
+        secs: u64,
+    },
+    /// `vmbench shm guest`: the host end's shared file could not be mapped.
+    #[error("mapping {}", path.display())]
+    MapSharedFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: ProtoError,
+    },
     /// Ctrl-C, or the run's deadline.
     #[error("{0}")]
     Aborted(String),
