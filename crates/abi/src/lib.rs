@@ -35,9 +35,12 @@ pub mod command {
 /// Flags of [`command::RUN_VMEXIT`]'s sixth argument. A guest refuses flags
 /// it does not know.
 pub mod run_vmexit_flags {
-    /// Test only: execute RDMSR IA32_APIC_BASE where the row names CPUID,
-    /// so that a test can watch the path verification catch a row that does
-    /// something other than its name says (micro-guest, kernel-fast only).
+    /// Test only: the row executes something other than the CPUID its name
+    /// says, so that a test can watch the path verification catch it
+    /// (micro-guest only): kernel-fast executes RDMSR IA32_APIC_BASE,
+    /// user-fast a NOP in ring 3 (what a CPUID looks like to this KVM when
+    /// it is served elsewhere: no event at all), user-kernel-fast the null
+    /// system call.
     pub const TEST_SUBSTITUTE: u64 = 1;
 }
 

@@ -39,10 +39,11 @@ pub struct VmexitArgs {
     /// Also write a per-row summary CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
-    /// Test only: the micro-guest executes RDMSR where this row (kernel-fast)
-    /// names CPUID, so the path verification must fail it.
-    #[arg(long, value_name = "ROW", hide = true, value_parser = parse_row)]
-    test_substitute: Option<Row>,
+    /// Test only: the micro-guest executes something other than the CPUID
+    /// these rows name (kernel-fast, user-fast, user-kernel-fast), so the
+    /// path verification must fail them.
+    #[arg(long, value_name = "ROW,...", hide = true, value_parser = parse_row, value_delimiter = ',')]
+    test_substitute: Vec<Row>,
 }
 
 fn parse_row(id: &str) -> Result<Row, vmbench_proto::vmexit::UnknownRow> {

@@ -35,6 +35,8 @@ pub struct UserParams {
     /// The pci-testdev register of the MMIO and PIO rows, and its value.
     io_addr: u64,
     io_data: u8,
+    /// [`run_vmexit_flags::TEST_SUBSTITUTE`] given.
+    substitute: bool,
 }
 
 static mut PARAMS: UserParams = UserParams {
@@ -47,6 +49,7 @@ static mut PARAMS: UserParams = UserParams {
     batch_ticks: 0,
     io_addr: 0,
     io_data: 0,
+    substitute: false,
 };
 
 /// One row's request: `RUN_VMEXIT`'s arguments, checked.
@@ -98,10 +101,15 @@ pub fn run(shm: &Shm, args: &[u64; 6]) -> Result<Ran, Refusal> {
         return Err((status::BAD_ARGS, "unknown flags"));
     }
     let substitute = flags & run_vmexit_flags::TEST_SUBSTITUTE != 0;
-    if substitute && row != row::KERNEL_FAST {
+    if substitute
+        && !matches!(
+            row,
+            row::KERNEL_FAST | row::USER_FAST | row::USER_KERNEL_FAST
+        )
+    {
         return Err((
             status::BAD_ARGS,
-            "the test substitution exists for kernel-fast only",
+            "the test substitution exists for kernel-fast, user-fast and user-kernel-fast only",
         ));
     }
     let req = Request {
@@ -408,6 +416,7 @@ fn in_ring3(req: &Request, target: Option<Target>) -> u64 {
         (*p).batch_ticks = 0;
         (*p).io_addr = target.map_or(0, |t| t.addr);
         (*p).io_data = target.map_or(0, |t| t.data);
+        (*p).substitute = req.substitute;
         run_user(user_main, p);
         (*p).batch_ticks
     }
@@ -425,18 +434,21 @@ extern "C" fn user_main(p: *mut UserParams) -> ! {
         batch: p.batch,
         port: p.port,
         out: p.out,
-        substitute: false,
+        substitute: p.substitute,
     };
     let port = req.port;
     p.batch_ticks = match req.row {
         row::TIMER_OVERHEAD => time(t_end, &req, || {}),
         row::USER_NOP => time(t_end, &req, nop),
+        // Test only: no CPUID where the row names one (see run_vmexit_flags).
+        row::USER_FAST if req.substitute => time(t_end, &req, nop),
         row::USER_FAST => time(t_end, &req, || {
             core::hint::black_box(cpuid(0, 0).eax);
         }),
         // IOPL 3 (and the TSS's all-zero I/O bitmap) let ring 3 do port I/O.
         row::USER_SLOW => time(t_end, &req, || outb(port, 0)),
         row::NULL_SYSCALL => time(t_end, &req, || sys(syscall::NULL, 0)),
+        row::USER_KERNEL_FAST if req.substitute => time(t_end, &req, || sys(syscall::NULL, 0)),
         row::USER_KERNEL_FAST => time(t_end, &req, || sys(syscall::CPUID, 0)),
         row::USER_KERNEL_SLOW => time(t_end, &req, || sys(syscall::OUTB, u64::from(port))),
         row::USER_MMIO_QEMU | row::USER_MMIO_IOEVENTFD => {

@@ -25,9 +25,9 @@ pub struct VmexitRequest {
     pub warmup: u64,
     /// Back-to-back iterations timed as a whole (the batch mean).
     pub batch: u64,
-    /// Test only: the row the micro-guest executes another instruction in
-    /// (to watch the path verification catch it).
-    pub test_substitute: Option<Row>,
+    /// Test only: the rows the micro-guest executes another instruction in
+    /// (to watch the path verification catch them).
+    pub test_substitute: Vec<Row>,
 }
 
 /// The suite's options for this guest. The TSC frequency is the guest's own
@@ -47,7 +47,7 @@ pub fn vmexit_options(
     o.samples = request.iterations;
     o.warmup = request.warmup;
     o.batch = request.batch;
-    o.test_substitute = request.test_substitute;
+    o.test_substitute.clone_from(&request.test_substitute);
     if o.accel == Accel::Kvm {
         o.tracepoints = vmbench_host::tracefs::kvm_tracepoints(&vmbench_host::SysRoot::host())
             .map_err(|e| e.to_string());

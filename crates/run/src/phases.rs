@@ -474,7 +474,7 @@ fn vmexit_suite(
         iterations: ctx.plan.iterations,
         warmup: ctx.plan.warmup,
         batch: ctx.plan.batch,
-        test_substitute: None,
+        test_substitute: Vec::new(),
     };
     let host_khz = ctx.spec.tsc.frequency.known().map(|f| f.khz);
     let (_, run, outcome) = drive::vmexit(session.as_mut(), &request, host_khz, progress);

@@ -39,9 +39,9 @@ pub struct VmexitOptions {
     pub guest: GuestKind,
     /// KVM's tracepoint ids, or why they cannot be counted here.
     pub tracepoints: Result<KvmTracepoints, String>,
-    /// Test only: have the micro-guest execute another instruction in this
-    /// row (`vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE`).
-    pub test_substitute: Option<Row>,
+    /// Test only: have the micro-guest execute another instruction in these
+    /// rows (`vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE`).
+    pub test_substitute: Vec<Row>,
 }
 
 impl VmexitOptions {
@@ -61,7 +61,7 @@ impl VmexitOptions {
             accel,
             guest: GuestKind::Linux,
             tracepoints: Err("not looked up".into()),
-            test_substitute: None,
+            test_substitute: Vec::new(),
         }
     }
 
@@ -321,7 +321,7 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
     let before = kvm.then(|| read_stats(vm));
     // Generous: under TCG or a slow nested KVM a row can take minutes.
     let timeout = Duration::from_secs(600);
-    let flags = if opts.test_substitute == Some(row) {
+    let flags = if opts.test_substitute.contains(&row) {
         vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE
     } else {
         0
