@@ -932,3 +932,15 @@ fn the_first_screen_has_no_hashing_window_and_flags_a_transfer_faster_than_its_r
     // Not vacuous: the end-to-end window is in the report, further down.
     assert!(md[end..].contains("shm.h2g.4k-32bpp.end-to-end"));
 }
+
+/// Ticks become ns only at a known TSC frequency; without one they stay
+/// ticks, never a figure under an ns label.
+#[test]
+fn ticks_without_a_tsc_frequency_stay_ticks() {
+    let mut m = measurement("vmexit.kernel-fast", 2596, 10, None);
+    m.tsc_khz = Some(2_596_000.0);
+    assert_eq!(markdown::ticks_ns(&m, 2596), "2596 (1000 ns)");
+    m.tsc_khz = None;
+    assert_eq!(markdown::ticks_ns(&m, 2596), "2596");
+    assert_eq!(m.ns(2596.0), None);
+}

@@ -558,18 +558,8 @@ fn measurement(
     } else if row.reproduces_kvm_unit_tests() {
         // kvm-unit-tests subtracts nothing; neither does its reproduction.
     } else if let Some(&ovh) = overhead.get(&row.overhead_row()) {
-        let mut adj = SampleSet::new();
-        adj.extend(ran.raw.iter().map(|s| s.saturating_sub(ovh)))
-            .map_err(|e| bad_answer(row, e))?;
-        // Samples below the baseline's p50 count as 0 once it is
-        // subtracted: say how many, rather than floor them silently.
-        let floored = ran.raw.iter().filter(|&&s| s < ovh).count();
-        if floored > 0 {
-            m.warnings.push(format!(
-                "{floored} of {} samples are below the timer baseline's p50 ({ovh} ticks) and count as 0 after its subtraction",
-                ran.samples
-            ));
-        }
+        let (adj, floored) = subtract_timer(&ran.raw, ovh).map_err(|e| bad_answer(row, e))?;
+        m.warnings.extend(floored);
         m.overhead_subtracted = adj.summary().ok();
         m.overhead_p50 = Some(ovh);
     }
@@ -602,6 +592,25 @@ fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
             ),
         };
     }
+}
+
+/// The samples minus the timer baseline's p50 `ovh`. A sample below it
+/// counts as 0 once subtracted: the warning says how many did, rather than
+/// flooring them silently.
+fn subtract_timer(
+    raw: &[u64],
+    ovh: u64,
+) -> Result<(SampleSet, Option<String>), vmbench_results::StatsError> {
+    let mut adj = SampleSet::new();
+    adj.extend(raw.iter().map(|s| s.saturating_sub(ovh)))?;
+    let floored = raw.iter().filter(|&&s| s < ovh).count();
+    let warning = (floored > 0).then(|| {
+        format!(
+            "{floored} of {} samples are below the timer baseline's p50 ({ovh} ticks) and count as 0 after its subtraction",
+            raw.len()
+        )
+    });
+    Ok((adj, warning))
 }
 
 #[cfg(test)]
@@ -638,6 +647,20 @@ mod tests {
         );
     }
     use super::*;
+
+    #[test]
+    fn samples_below_the_timer_baseline_are_counted_not_floored_silently() {
+        let (adj, warning) = subtract_timer(&[30, 40, 100, 200, 39], 40).unwrap();
+        let s = adj.summary().unwrap();
+        assert_eq!((s.min, s.max, s.n), (0, 160, 5));
+        let w = warning.expect("two samples were below the baseline");
+        assert!(
+            w.starts_with("2 of 5 samples are below the timer baseline's p50 (40 ticks)"),
+            "{w}"
+        );
+        let (_, none) = subtract_timer(&[40, 41, 90], 40).unwrap();
+        assert_eq!(none, None);
+    }
 
     #[test]
     fn ring0_rows_run_first_and_baselines_lead_their_group() {
