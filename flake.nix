@@ -17,10 +17,10 @@
         let
           inherit (pkgs) lib;
 
-          # One static binary is both the host tool and the guest's /init, as
-          # without Nix (.cargo/config.toml, which this source set leaves out).
-          # cargo applies RUSTFLAGS to the --target build only, so build
-          # scripts and proc-macros stay dynamic.
+          # Static binaries, as without Nix (.cargo/config.toml, which this
+          # source set leaves out): `vmbench`, the host tool, and
+          # `vmbench-agent`, the guest's /init. cargo applies RUSTFLAGS to the
+          # --target build only, so build scripts and proc-macros stay dynamic.
           vmbench = pkgs.rustPlatform.buildRustPackage {
             pname = "vmbench";
             inherit version;
@@ -109,14 +109,14 @@
           guestBusybox = pkgs.busybox.override { enableStatic = true; };
 
           # The same minimal image `vmbench image build` makes without Nix,
-          # made by that same command: bzImage, initrd (the static agent as
+          # made by that same command: bzImage, initrd (vmbench-agent as
           # /init, the module, busybox), cmdline, manifest.json.
           guest-image = pkgs.runCommand "vmbench-guest-image-${version}" { } ''
             # vmbench-image-build: begin (crates/cli/tests/flake_image.rs runs this with Debian stand-ins)
             ${vmbench}/bin/vmbench image build \
               --kernel ${guestKernel}/${pkgs.stdenv.hostPlatform.linux-kernel.target} \
               --module ${guestModule}/lib/modules/${guestKernel.modDirVersion}/extra/vmbench.ko \
-              --agent ${vmbench}/bin/vmbench \
+              --agent ${vmbench}/bin/vmbench-agent \
               --busybox ${guestBusybox}/bin/busybox \
               --out $out
             # vmbench-image-build: end

@@ -198,12 +198,18 @@ fn came_back_verified(h: &str, log: &str, results: &Path, allowed: &Path, dir: &
         "{h}: {}",
         String::from_utf8_lossy(&v.stderr)
     );
-    // Nothing left on the "host": key, output and archive removed.
+    // The agent-only binary went beside vmbench (the guest's /init).
+    assert!(
+        dir.join(h).join("vmbench-agent").is_file(),
+        "{h}: no vmbench-agent"
+    );
+    // Nothing left on the "host": key, output and archive removed; what was
+    // installed stays.
     let left: Vec<_> = std::fs::read_dir(dir.join(h))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "vmbench" && n != "vmbench.yaml")
+        .filter(|n| !["vmbench", "vmbench-agent", "vmbench.yaml"].contains(&n.as_str()))
         .collect();
     assert!(left.is_empty(), "{h} kept {left:?}");
 }

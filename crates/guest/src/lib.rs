@@ -1,7 +1,7 @@
 //! The vmbench guest agent.
 //!
 //! Runs inside the guest — as PID 1 of the initramfs that `vmbench image
-//! build` makes, or as a service of the NixOS guest — maps the ivshmem region
+//! build` makes (`vmbench-agent`, or `vmbench` itself) — maps the ivshmem region
 //! (write-back through the vmbench kernel module when it is there), answers
 //! the host's handshake, and executes the host's commands. It never talks over
 //! the network or the serial line: the serial console only carries boot and
@@ -18,8 +18,8 @@ pub mod vmexit;
 pub use agent::run;
 pub use options::{AgentOptions, Mapping};
 
-/// The agent's entry point (`vmbench` as the guest's PID 1, or the hidden
-/// `vmbench guest-agent`): parse options, run, map the outcome to an exit code.
+/// The agent's entry point (`vmbench-agent` or `vmbench` as the guest's PID
+/// 1, or the hidden `vmbench guest-agent`): parse options, run, map the outcome to an exit code.
 pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
     let opts = match AgentOptions::from_args_and_cmdline(args) {
         Ok(o) => o,

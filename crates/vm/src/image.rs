@@ -29,7 +29,7 @@ pub struct ImageOptions {
     pub kernel: Option<PathBuf>,
     /// The image directory to write.
     pub out: PathBuf,
-    /// The static agent; default: this executable.
+    /// The static agent; default: [`default_agent`].
     pub agent: Option<PathBuf>,
     /// Where `<release>/build` (kernel headers) lives.
     pub modules_dir: PathBuf,
@@ -248,6 +248,18 @@ fn find_busybox() -> Option<PathBuf> {
         })
 }
 
+/// The agent an image gets when none is given: `vmbench-agent` beside the
+/// running executable (the agent alone), else this executable (as PID 1,
+/// `vmbench` is the agent too, with the whole host tool beside it).
+pub fn default_agent() -> Result<PathBuf, ImageError> {
+    let me = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
+    let agent = me.with_file_name(AGENT_BINARY);
+    Ok(if agent.is_file() { agent } else { me })
+}
+
+/// The file name of the agent-only binary.
+pub const AGENT_BINARY: &str = "vmbench-agent";
+
 /// Builds the image: the kernel, and an initramfs of the stripped agent as `/init`, the module and busybox; writes the manifest last.
 pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     let kernel = match &opts.kernel {
@@ -262,7 +274,7 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
 
     let agent = match &opts.agent {
         Some(a) => a.clone(),
-        None => std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?,
+        None => default_agent()?,
     };
     let abytes = std::fs::read(&agent).map_err(io(&agent))?;
     if crate::elf::is_static(&abytes) != Some(true) {

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// The guest image the boot tests use, with the test build of vmbench as its
-/// agent; fails the test when QEMU or a kernel is missing.
+/// The guest image the boot tests use, with the test build of
+/// `vmbench-agent` as its /init; fails the test when QEMU or a kernel is
+/// missing.
 pub fn guest_image() -> &'static Path {
     vmbench_testkit::guest_image(
-        Path::new(env!("CARGO_BIN_EXE_vmbench")),
+        Path::new(env!("CARGO_BIN_EXE_vmbench-agent")),
         &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-image"),
     )
 }
