@@ -142,7 +142,7 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
 
 fn print_summary(r: &RunRecord, out: &Path) -> Result<(), crate::out::OutputError> {
     if r.is_tcg() {
-        outln!("TCG run — not a KVM measurement.")?;
+        outln!("{}", RunRecord::TCG_RUN)?;
     }
     if !r.complete {
         outln!("INCOMPLETE: {}", r.incomplete.join(" "))?;

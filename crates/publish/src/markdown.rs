@@ -112,7 +112,8 @@ fn front_matter(o: &mut String, r: &RunRecord) {
     if r.is_tcg() {
         let _ = writeln!(
             o,
-            "> **TCG run — not a KVM measurement.** QEMU emulated the guest in software: there are no VM exits, and every figure below is the cost of emulation on this host.\n"
+            "> **{}** QEMU emulated the guest in software: there are no VM exits, and every figure below is the cost of emulation on this host.\n",
+            RunRecord::TCG_RUN
         );
     } else if r.is_mixed() {
         let _ = writeln!(

@@ -218,6 +218,10 @@ impl RunRecord {
         }
     }
 
+    /// The label a run whose guests all ran under TCG carries first, in
+    /// the report and on the console.
+    pub const TCG_RUN: &'static str = "TCG run — not a KVM measurement.";
+
     /// True when no number is a VM exit: every guest ran under TCG.
     pub fn is_tcg(&self) -> bool {
         if self.guests.is_empty() {
