@@ -30,3 +30,30 @@ fn every_vmexit_row_is_documented() {
         }
     }
 }
+
+/// The README's set-up command is `cargo run … -- run`: with two binaries in
+/// the package (`vmbench`, `vmbench-agent`), `cargo run` must still know
+/// which one to run.
+#[test]
+fn the_readmes_cargo_run_starts_vmbench() {
+    let root = vmbench_testkit::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let setup = readme
+        .lines()
+        .find(|l| l.contains("cargo run"))
+        .expect("the README's set-up runs vmbench with cargo run");
+    assert!(setup.contains("cargo run --release -- run"), "{setup}");
+    // The same `cargo run` without --release (this test build is the dev
+    // profile: nothing to rebuild), asking only for the version.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["run", "-q", "--", "--version"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("vmbench "),
+        "cargo run: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
