@@ -459,3 +459,53 @@ fn vmexit_suite_runs_every_row_under_tcg() {
             .any(|l| l.starts_with("vmexit.kernel-fast,tsc_ticks,300,"))
     );
 }
+
+/// `vmbench image build` without `--agent` puts `vmbench-agent` from beside
+/// `vmbench` into the image only when it was built from the same sources;
+/// a stale one (an earlier build's, here one whose fingerprint differs) is
+/// passed over for `vmbench` itself, and the manifest says which.
+#[test]
+#[ignore = "needs a Linux kernel: builds guest images"]
+fn the_default_agent_is_the_agent_binary_only_when_built_from_the_same_sources() {
+    vmbench_testkit::require(&[(
+        vmbench_vm::image::default_kernel().is_ok(),
+        "linux-image-amd64",
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_vmbench"), bin.join("vmbench")).unwrap();
+    let agent = std::fs::read(env!("CARGO_BIN_EXE_vmbench-agent")).unwrap();
+    let ours = vmbench_vm::image::agent_sources(&agent).expect("the agent carries its fingerprint");
+    let build = |name: &str| -> serde_json::Value {
+        let out = Command::new(bin.join("vmbench"))
+            .args(["image", "build", "--no-module", "--json", "--out"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    std::fs::write(bin.join("vmbench-agent"), &agent).unwrap();
+    let m = build("current");
+    assert_eq!(
+        m["agent_source"],
+        bin.join("vmbench-agent").display().to_string()
+    );
+    assert_eq!(m["agent_sources"], ours.as_str());
+
+    // The same agent with another fingerprint: an earlier build's.
+    let tag = b"vmbench-agent-sources:";
+    let at = agent.windows(tag.len()).position(|w| w == tag).unwrap() + tag.len();
+    let mut stale = agent.clone();
+    stale[at] = if stale[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(bin.join("vmbench-agent"), &stale).unwrap();
+    let m = build("stale");
+    assert_eq!(m["agent_source"], bin.join("vmbench").display().to_string());
+    assert_eq!(m["agent_sources"], ours.as_str());
+}

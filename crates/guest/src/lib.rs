@@ -21,6 +21,9 @@ pub use options::{AgentOptions, Mapping};
 /// The agent's entry point (`vmbench-agent` or `vmbench` as the guest's PID
 /// 1, or the hidden `vmbench guest-agent`): parse options, run, map the outcome to an exit code.
 pub fn main_with_args(args: &[String]) -> std::process::ExitCode {
+    // Keeps the sources' fingerprint in every binary that can be /init:
+    // `vmbench image build` reads it to tell a current agent from a stale one.
+    std::hint::black_box(vmbench_proto::AGENT_SOURCES);
     let opts = match AgentOptions::from_args_and_cmdline(args) {
         Ok(o) => o,
         Err(e) => {

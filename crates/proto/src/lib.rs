@@ -23,6 +23,13 @@ pub mod vmexit;
 /// the no_std micro-guest builds too.
 pub use vmbench_abi::{layout, testdev, timing};
 
+/// The fingerprint of the guest agent's sources (build.rs), as both the
+/// agent and `vmbench` carry it: `vmbench image build` uses a
+/// `vmbench-agent` only when its bytes hold this very marker (built from
+/// the same sources), and rebuilds a cached image made from other sources.
+pub const AGENT_SOURCES: &str =
+    concat!("vmbench-agent-sources:", env!("VMBENCH_AGENT_SOURCES"), ";");
+
 pub use channel::{
     Command, GuestEnd, GuestState, HostEnd, HostState, ProtoError, Response, Status,
 };

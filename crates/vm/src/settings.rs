@@ -134,9 +134,21 @@ impl GuestSettings {
 
     fn default_image(&self, notify: &mut dyn FnMut(&str)) -> Result<PathBuf, SettingsError> {
         let dir = crate::image::default_dir();
-        if !dir.join("bzImage").exists() {
+        let why = if !dir.join("bzImage").exists() {
+            Some("no guest image yet")
+        } else if crate::image::ImageManifest::read(&dir)
+            .ok()
+            .and_then(|m| m.agent_sources)
+            .is_none_or(|f| f != crate::image::our_agent_sources())
+        {
+            // Made by another vmbench: its /init would not be this agent.
+            Some("the cached guest image's agent was built from other sources")
+        } else {
+            None
+        };
+        if let Some(why) = why {
             notify(&format!(
-                "no guest image yet; building one in {} (vmbench image build)",
+                "{why}; building one in {} (vmbench image build)",
                 dir.display()
             ));
             crate::image::build(&ImageOptions::new(&dir)).map_err(|source| {
