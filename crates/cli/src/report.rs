@@ -128,9 +128,9 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => match vmbench_run::outcome::verify_status(&e) {
-                    ExitStatus::Failed => {
+                    status @ ExitStatus::Failed => {
                         errln!("vmbench: verification FAILED: {e}");
-                        Ok(ExitCode::from(ExitStatus::Failed.code()))
+                        Ok(ExitCode::from(status.code()))
                     }
                     _ => Err(e.into()),
                 },
