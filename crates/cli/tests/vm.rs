@@ -476,7 +476,7 @@ fn the_default_agent_is_the_agent_binary_only_when_built_from_the_same_sources()
     std::fs::create_dir(&bin).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_vmbench"), bin.join("vmbench")).unwrap();
     let agent = std::fs::read(env!("CARGO_BIN_EXE_vmbench-agent")).unwrap();
-    let ours = vmbench_vm::image::agent_sources(&agent).expect("the agent carries its fingerprint");
+    let ours = vmbench_proto::agent_sources_in(&agent).expect("the agent carries its fingerprint");
     let build = |name: &str| -> serde_json::Value {
         let out = Command::new(bin.join("vmbench"))
             .args(["image", "build", "--no-module", "--json", "--out"])
@@ -497,7 +497,7 @@ fn the_default_agent_is_the_agent_binary_only_when_built_from_the_same_sources()
         m["agent_source"],
         bin.join("vmbench-agent").display().to_string()
     );
-    assert_eq!(m["agent_sources"], ours.as_str());
+    assert_eq!(m["agent_sources"], ours);
 
     // The same agent with another fingerprint: an earlier build's.
     let tag = b"vmbench-agent-sources:";
@@ -507,5 +507,5 @@ fn the_default_agent_is_the_agent_binary_only_when_built_from_the_same_sources()
     std::fs::write(bin.join("vmbench-agent"), &stale).unwrap();
     let m = build("stale");
     assert_eq!(m["agent_source"], bin.join("vmbench").display().to_string());
-    assert_eq!(m["agent_sources"], ours.as_str());
+    assert_eq!(m["agent_sources"], ours);
 }

@@ -253,39 +253,22 @@ fn find_busybox() -> Option<PathBuf> {
         })
 }
 
-/// The agent an image gets when none is given: `vmbench-agent` beside the
-/// running executable (the agent alone) when it was built from the same
-/// sources as this one, else this executable (as PID 1, `vmbench` is the
-/// agent too, with the whole host tool beside it). A `vmbench-agent` left
-/// by an earlier build (`cargo run` rebuilds only `vmbench`) is never used.
-pub fn default_agent() -> Result<PathBuf, ImageError> {
+/// The agent an image gets when none is given, with its bytes:
+/// `vmbench-agent` beside the running executable (the agent alone) when it
+/// was built from the same sources as this one, else this executable (as
+/// PID 1, `vmbench` is the agent too, with the whole host tool beside it). A
+/// `vmbench-agent` left by an earlier build (`cargo run` rebuilds only
+/// `vmbench`) is never used.
+pub fn default_agent() -> Result<(PathBuf, Vec<u8>), ImageError> {
     let me = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
     let agent = me.with_file_name(AGENT_BINARY);
-    let same_sources = std::fs::read(&agent)
-        .ok()
-        .and_then(|bytes| agent_sources(&bytes))
-        .is_some_and(|f| f == our_agent_sources());
-    Ok(if same_sources { agent } else { me })
-}
-
-/// The fingerprint of the agent sources this binary was built from.
-pub fn our_agent_sources() -> &'static str {
-    vmbench_proto::AGENT_SOURCES
-        .strip_prefix(AGENT_SOURCES_TAG)
-        .and_then(|s| s.strip_suffix(';'))
-        .unwrap_or_default()
-}
-
-const AGENT_SOURCES_TAG: &str = "vmbench-agent-sources:";
-
-/// The agent-sources fingerprint an executable carries, if any.
-pub fn agent_sources(exe: &[u8]) -> Option<String> {
-    let tag = AGENT_SOURCES_TAG.as_bytes();
-    let at = exe.windows(tag.len()).position(|w| w == tag)? + tag.len();
-    let rest = exe.get(at..at + 17)?;
-    let (hex, end) = rest.split_at(16);
-    (end == b";" && hex.iter().all(u8::is_ascii_hexdigit))
-        .then(|| String::from_utf8_lossy(hex).into_owned())
+    if let Ok(bytes) = std::fs::read(&agent)
+        && vmbench_proto::agent_sources_in(&bytes) == Some(vmbench_proto::AGENT_SOURCES_FINGERPRINT)
+    {
+        return Ok((agent, bytes));
+    }
+    let bytes = std::fs::read(&me).map_err(io(&me))?;
+    Ok((me, bytes))
 }
 
 /// The file name of the agent-only binary.
@@ -303,11 +286,10 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         .ok_or_else(|| ImageError::NotBzImage(kernel.display().to_string()))?;
     let release = version.split_whitespace().next().unwrap_or("").to_string();
 
-    let agent = match &opts.agent {
-        Some(a) => a.clone(),
+    let (agent, abytes) = match &opts.agent {
+        Some(a) => (a.clone(), std::fs::read(a).map_err(io(a))?),
         None => default_agent()?,
     };
-    let abytes = std::fs::read(&agent).map_err(io(&agent))?;
     if crate::elf::is_static(&abytes) != Some(true) {
         return Err(ImageError::AgentNotStatic(agent.display().to_string()));
     }
@@ -384,7 +366,7 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         kernel_release: release,
         agent_source: agent.display().to_string(),
         agent_bytes: abytes.len() as u64,
-        agent_sources: agent_sources(&abytes),
+        agent_sources: vmbench_proto::agent_sources_in(&abytes).map(str::to_string),
         module: module.map(|m| m.display().to_string()),
         busybox: busybox.map(|b| b.display().to_string()),
         cmdline: DEFAULT_CMDLINE.to_string(),
@@ -515,21 +497,6 @@ fn build_module(modules_dir: &Path, release: &str, out: &Path) -> Result<PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_agents_fingerprint_is_read_from_its_bytes() {
-        let mut exe = b"\x7fELF....vmbench-agent-sources:0123456789abcdef;...".to_vec();
-        assert_eq!(agent_sources(&exe).as_deref(), Some("0123456789abcdef"));
-        exe[30] = b'x';
-        assert_eq!(agent_sources(&exe), None, "not hex");
-        assert_eq!(agent_sources(b"no marker here"), None);
-        assert_eq!(
-            agent_sources(b"vmbench-agent-sources:0123"),
-            None,
-            "cut short"
-        );
-        assert_eq!(our_agent_sources().len(), 16);
-    }
 
     #[test]
     fn reads_the_version_from_a_bzimage_header() {

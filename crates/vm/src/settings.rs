@@ -139,7 +139,7 @@ impl GuestSettings {
         } else if crate::image::ImageManifest::read(&dir)
             .ok()
             .and_then(|m| m.agent_sources)
-            .is_none_or(|f| f != crate::image::our_agent_sources())
+            .is_none_or(|f| f != vmbench_proto::AGENT_SOURCES_FINGERPRINT)
         {
             // Made by another vmbench: its /init would not be this agent.
             Some("the cached guest image's agent was built from other sources")
