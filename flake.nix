@@ -42,7 +42,18 @@
             # of a tree with changes to tracked files).
             VMBENCH_COMMIT = self.rev or self.dirtyRev or "unknown";
             RUSTFLAGS = "-C target-feature=+crt-static";
-            buildInputs = [ pkgs.glibc.static ];
+            # The shared libc first, then its static archives, as nixpkgs'
+            # busybox does: the cc wrapper's setup hook adds `-L<input>/lib`
+            # in this order, ahead of its own libc, and GNU ld takes the
+            # first directory holding the library. With glibc.static alone
+            # the dynamic build scripts and proc-macros get the static libc
+            # and crash (nixpkgs #59267); the static target link finds
+            # libc.a only in glibc.static. crates/cli/tests/nix_sandbox.rs
+            # links this way and fails with glibc.static alone.
+            buildInputs = [
+              pkgs.glibc
+              pkgs.glibc.static
+            ];
             # The suites' tests boot guests and touch /dev/kvm; `checks.tests`
             # runs what runs in the build sandbox.
             doCheck = false;
@@ -150,7 +161,13 @@
         }
       );
 
-      nixosModules.host-tuning = ./host-tuning/module.nix;
+      # A module that imports the file: the module system still names
+      # host-tuning/module.nix in errors, and `nix flake check` of every Nix
+      # version accepts it (Nix before the checkModule rewrite rejects a
+      # bare path: "module must be a function or an attribute set").
+      nixosModules.host-tuning = {
+        imports = [ ./host-tuning/module.nix ];
+      };
 
       apps = forAllSystems (
         pkgs:
@@ -196,9 +213,13 @@
             # then reaches only the target's crates; without it rustc refuses
             # to build the proc-macros ("cannot produce proc-macro ... does
             # not support these crate types").
+            # Only the correctness and suspicious groups fail this check: the
+            # pin's clippy is older than the one CI gates on with
+            # `-D warnings`, and style lints come and go between releases,
+            # so a lint one version adds must not fail the other's build.
             buildPhase = ''
               runHook preBuild
-              cargo clippy --offline --target ${pkgs.stdenv.hostPlatform.rust.rustcTargetSpec} --workspace --all-targets -- -D warnings
+              cargo clippy --offline --target ${pkgs.stdenv.hostPlatform.rust.rustcTargetSpec} --workspace --all-targets -- -D clippy::correctness -D clippy::suspicious
               runHook postBuild
             '';
             installPhase = "touch $out";

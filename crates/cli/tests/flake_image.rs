@@ -1,14 +1,19 @@
 //! `nix build .#guest-image` runs `vmbench image build` with store paths for
 //! its inputs. Nix cannot build here, so this test runs that exact command
-//! line, taken from flake.nix, with Debian stand-ins for the store paths
-//! (Debian's kernel, the module built against its headers by kmod/Makefile
-//! as the flake's kmod derivation runs it, busybox-static), then boots the
-//! image under TCG to the agent's handshake.
+//! line, taken from flake.nix, with stand-ins for the store paths:
+//! `vmbench` and `vmbench-agent` built as `nix build .#vmbench` builds them
+//! (the flake's source set, cargoBuildHook's line, the flake's RUSTFLAGS,
+//! GNU ld with nixpkgs' `-L` order for its buildInputs: nixlike/mod.rs),
+//! Debian's kernel, the module built against its headers by kmod/Makefile
+//! as the flake's kmod derivation runs it, busybox-static. It then boots
+//! the image under TCG to the agent's handshake.
 //!
-//! Needs a Debian kernel with headers, busybox-static, make, gcc and
-//! qemu-system-x86 (`scripts/install-deps --dev`): #[ignore]d, run with
-//! `cargo test -- --include-ignored`.
+//! Needs bubblewrap, a Debian kernel with headers, busybox-static, make,
+//! gcc and qemu-system-x86 (`scripts/install-deps --dev`): #[ignore]d, run
+//! with `cargo test -- --include-ignored`.
 #![allow(clippy::unwrap_used)]
+
+mod nixlike;
 
 use vmbench_testkit::{have_tool, require};
 
@@ -23,14 +28,10 @@ const END: &str = "# vmbench-image-build: end";
 /// under TCG and copies faster to a fleet.
 const MAX_INITRD_BYTES: u64 = 12_000_000;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The shell words of the `vmbench image build` command in flake.nix's
 /// guest-image derivation (between the begin and end markers).
 fn flake_image_build_words() -> Vec<String> {
-    let flake = std::fs::read_to_string(repo().join("flake.nix")).unwrap();
+    let flake = std::fs::read_to_string(nixlike::repo().join("flake.nix")).unwrap();
     let start = flake
         .find(BEGIN)
         .unwrap_or_else(|| panic!("flake.nix lost its {BEGIN:?} marker"));
@@ -53,7 +54,7 @@ fn build_module(kdir: &Path, work: &Path) -> PathBuf {
     let src = work.join("kmod");
     std::fs::create_dir_all(&src).unwrap();
     for name in ["vmbench.c", "vmbench_uapi.h", "Kbuild", "Makefile"] {
-        std::fs::copy(repo().join("kmod").join(name), src.join(name)).unwrap();
+        std::fs::copy(nixlike::repo().join("kmod").join(name), src.join(name)).unwrap();
     }
     let out = Command::new("make")
         .current_dir(&src)
@@ -69,6 +70,25 @@ fn build_module(kdir: &Path, work: &Path) -> PathBuf {
     src.join("vmbench.ko")
 }
 
+/// `vmbench` and `vmbench-agent` as the flake's vmbench derivation builds
+/// and links them (nixlike/mod.rs): static, and linked by GNU ld.
+fn nix_like_binaries() -> (PathBuf, PathBuf) {
+    let (vmbench, agent) = nixlike::build_vmbench();
+    for bin in [&vmbench, &agent] {
+        assert!(
+            !nixlike::has_interpreter(bin),
+            "{} is not static",
+            bin.display()
+        );
+        assert!(
+            !nixlike::linked_by_lld(bin),
+            "{} was linked by rust-lld, not GNU ld",
+            bin.display()
+        );
+    }
+    (vmbench, agent)
+}
+
 #[test]
 fn the_flake_builds_its_image_with_vmbench_image_build() {
     let words = flake_image_build_words();
@@ -79,7 +99,7 @@ fn the_flake_builds_its_image_with_vmbench_image_build() {
 }
 
 #[test]
-#[ignore = "needs a Linux kernel with headers, busybox-static, make and qemu-system-x86: builds the module and boots the image under TCG"]
+#[ignore = "needs bubblewrap, a Linux kernel with headers, busybox-static, make and qemu-system-x86: builds vmbench and the module, boots the image under TCG"]
 fn the_flakes_image_build_command_makes_a_small_image_that_boots() {
     let words = flake_image_build_words();
 
@@ -91,8 +111,10 @@ fn the_flakes_image_build_command_makes_a_small_image_that_boots() {
         (qemu.exists(), "qemu-system-x86"),
         (busybox.exists(), "busybox-static"),
         (have_tool("make"), "make"),
+        (have_tool("bwrap"), "bubblewrap"),
     ]);
     let kernel = kernel.unwrap();
+    let (vmbench, agent) = nix_like_binaries();
     let release = {
         let bytes = std::fs::read(&kernel).unwrap();
         let v = vmbench_vm::image::bzimage_version(&bytes).unwrap();
@@ -105,14 +127,8 @@ fn the_flakes_image_build_command_makes_a_small_image_that_boots() {
 
     // Each Nix expression the command may use, and what stands in for it.
     let stand_ins: BTreeMap<&str, String> = [
-        (
-            "${vmbench}/bin/vmbench",
-            env!("CARGO_BIN_EXE_vmbench").to_string(),
-        ),
-        (
-            "${vmbench}/bin/vmbench-agent",
-            env!("CARGO_BIN_EXE_vmbench-agent").to_string(),
-        ),
+        ("${vmbench}/bin/vmbench", vmbench.display().to_string()),
+        ("${vmbench}/bin/vmbench-agent", agent.display().to_string()),
         (
             "${guestKernel}/${pkgs.stdenv.hostPlatform.linux-kernel.target}",
             kernel.display().to_string(),
@@ -164,12 +180,10 @@ fn the_flakes_image_build_command_makes_a_small_image_that_boots() {
     let agent_bytes = manifest["agent_bytes"].as_u64().unwrap();
     assert_eq!(
         manifest["agent_source"],
-        env!("CARGO_BIN_EXE_vmbench-agent"),
+        agent.display().to_string().as_str(),
         "the image's /init is the agent-only binary"
     );
-    let unstripped = std::fs::metadata(env!("CARGO_BIN_EXE_vmbench-agent"))
-        .unwrap()
-        .len();
+    let unstripped = std::fs::metadata(&agent).unwrap().len();
     assert!(
         agent_bytes < unstripped / 4,
         "agent not stripped: {agent_bytes} of {unstripped} bytes"
@@ -181,7 +195,7 @@ fn the_flakes_image_build_command_makes_a_small_image_that_boots() {
     );
 
     // The image boots to the agent's handshake with the RAM it asks for.
-    let boot = Command::new(env!("CARGO_BIN_EXE_vmbench"))
+    let boot = Command::new(&vmbench)
         .args([
             "vm",
             "boot",
