@@ -54,8 +54,8 @@ pub struct CheckArgs {
     cpus: Option<CpuList>,
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
-    /// How long to count interrupts on the benchmark CPUs.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
+    /// How long to count interrupts on the benchmark CPUs, 1 to 600000 ms.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     window_ms: u64,
     #[arg(long)]
     json: bool,
@@ -210,45 +210,14 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         },
     )?;
     let applied = apply::apply(&root, &audit, &a.skip, &jpath, &lock)?;
-    let r = &applied.report;
-    outln!(
-        "benchmark CPUs: {} ({}); housekeeping: {}",
-        audit.cpus.bench,
-        audit.cpus.source,
-        audit.cpus.housekeeping
-    )?;
-    if r.applied.is_empty() {
-        outln!("nothing to change: every runtime knob already has its wanted value")?;
-    }
-    // Moved threads are many: counted, not listed (the journal lists them).
-    print_changes(
-        "changed ",
-        &r.applied,
-        "threads moved off the benchmark CPUs",
-        r.threads_gone,
-        "threads that exited before they could be moved",
-    )?;
-    for u in &r.unmovable {
-        outln!("unmovable {u}")?;
-    }
-    for n in &applied.held.notes {
-        outln!("held     {n}")?;
-    }
-    let boot: Vec<_> = audit
-        .knobs
-        .iter()
-        .filter(|k| k.class == vmbench_isolate::KnobClass::BootOnly && k.verdict != Verdict::Ok)
-        .map(|k| k.id.as_str())
-        .collect();
-    if !boot.is_empty() {
-        outln!(
-            "boot-only knobs not in place (see `vmbench isolate suggest`): {}",
-            boot.join(", ")
-        )?;
-    }
     if !a.hold {
+        // The host stays tuned whatever becomes of the output below (a
+        // closed pipe, `| true`): kept before anything is printed, so an
+        // output error cannot roll the apply back behind a success.
         let journal = applied.journal_path().display().to_string();
+        let notes = applied.held.notes.clone();
         let report = applied.keep();
+        print_applied(&audit, &report, &notes)?;
         if !report.applied.is_empty() {
             outln!(
                 "journal  {journal}\nthe host stays tuned; undo with `vmbench isolate restore{}`",
@@ -257,6 +226,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    print_applied(&audit, &applied.report, &applied.held.notes)?;
     outln!("holding; send SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT to restore and exit")?;
     out::flush()?;
     let sig = signals.wait().context("waiting for a signal")?;
@@ -292,6 +262,51 @@ fn restore_args(c: &CommonArgs) -> String {
         s.push_str(&format!(" --journal {}", j.display()));
     }
     s
+}
+
+/// What an apply changed, what it could not, and the boot-only knobs
+/// still missing.
+fn print_applied(
+    audit: &vmbench_isolate::Audit,
+    r: &apply::ApplyReport,
+    held_notes: &[String],
+) -> Result<(), out::OutputError> {
+    outln!(
+        "benchmark CPUs: {} ({}); housekeeping: {}",
+        audit.cpus.bench,
+        audit.cpus.source,
+        audit.cpus.housekeeping
+    )?;
+    if r.applied.is_empty() {
+        outln!("nothing to change: every runtime knob already has its wanted value")?;
+    }
+    // Moved threads are many: counted, not listed (the journal lists them).
+    print_changes(
+        "changed ",
+        &r.applied,
+        "threads moved off the benchmark CPUs",
+        r.threads_gone,
+        "threads that exited before they could be moved",
+    )?;
+    for u in &r.unmovable {
+        outln!("unmovable {u}")?;
+    }
+    for n in held_notes {
+        outln!("held     {n}")?;
+    }
+    let boot: Vec<_> = audit
+        .knobs
+        .iter()
+        .filter(|k| k.class == vmbench_isolate::KnobClass::BootOnly && k.verdict != Verdict::Ok)
+        .map(|k| k.id.as_str())
+        .collect();
+    if !boot.is_empty() {
+        outln!(
+            "boot-only knobs not in place (see `vmbench isolate suggest`): {}",
+            boot.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 /// One line per change, except moved threads: hundreds of them, so

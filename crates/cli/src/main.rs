@@ -92,6 +92,9 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = run(cli).and_then(|code| out::flush().map(|()| code).map_err(Into::into));
+    // What this process made in shared directories is gone by now; the
+    // locks that vouched for it go too.
+    vmbench_host::files::release_alive_locks();
     let status = match result {
         Ok(code) => return code,
         Err(e) => e,
@@ -104,8 +107,26 @@ fn main() -> ExitCode {
         // The reader went away: nothing to say, nobody to say it to.
         return ExitCode::SUCCESS;
     }
-    errln!("vmbench: error: {status:#}");
+    errln!("vmbench: error: {}", error_chain(&status));
     ExitCode::from(vmbench_run::outcome::error_status(status.as_ref()).code())
+}
+
+/// The error and its causes on one line, each cause said once: many
+/// errors already print their source in their own message (`{path}:
+/// {source}`), and anyhow's `{:#}` would repeat it.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    vmbench_host::text::printable(&line)
 }
 
 fn guest_agent(args: &[String]) -> ExitCode {

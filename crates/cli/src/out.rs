@@ -33,18 +33,25 @@ impl OutputError {
     }
 }
 
+/// What is printed: text that may hold strings of a results.json or of a
+/// guest, with every control character but line breaks and tabs shown
+/// escaped (no terminal escape sequence is sent raw).
+fn printable(args: std::fmt::Arguments<'_>) -> String {
+    vmbench_host::text::printable_lines(&args.to_string())
+}
+
 /// Writes formatted text to stdout.
 pub fn write(args: std::fmt::Arguments<'_>) -> Result<(), OutputError> {
     std::io::stdout()
         .lock()
-        .write_fmt(args)
+        .write_all(printable(args).as_bytes())
         .map_err(OutputError)
 }
 
 /// Writes formatted text and a newline to stdout.
 pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), OutputError> {
     let mut out = std::io::stdout().lock();
-    out.write_fmt(args)
+    out.write_all(printable(args).as_bytes())
         .and_then(|()| out.write_all(b"\n"))
         .map_err(OutputError)
 }
@@ -57,7 +64,9 @@ pub fn flush() -> Result<(), OutputError> {
 /// Writes formatted text and a newline to stderr; errors are ignored.
 pub fn err_line(args: std::fmt::Arguments<'_>) {
     let mut e = std::io::stderr().lock();
-    let _ = e.write_fmt(args).and_then(|()| e.write_all(b"\n"));
+    let _ = e
+        .write_all(printable(args).as_bytes())
+        .and_then(|()| e.write_all(b"\n"));
 }
 
 /// `println!` that returns `Result<(), OutputError>` instead of panicking.

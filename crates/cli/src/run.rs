@@ -134,7 +134,10 @@ pub fn run_cmd(a: RunArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         }
         Err(e) => {
             let status = e.exit_status();
-            errln!("vmbench: error: {:#}", anyhow::Error::from(e));
+            errln!(
+                "vmbench: error: {}",
+                crate::error_chain(&anyhow::Error::from(e))
+            );
             Ok(ExitCode::from(status.code()))
         }
     }

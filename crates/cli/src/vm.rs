@@ -73,8 +73,8 @@ pub struct GuestArgs {
     /// Extra guest kernel cmdline words (e.g. vmbench.mapping=uc).
     #[arg(long, value_name = "WORD")]
     pub append: Vec<String>,
-    /// Seconds from QEMU start to the agent's handshake [default: 30 KVM, 180 TCG].
-    #[arg(long, value_name = "SECS")]
+    /// Seconds from QEMU start to the agent's handshake, 1 to 86400 [default: 30 KVM, 180 TCG].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub boot_timeout: Option<u64>,
     /// Guest RAM in MiB [default: the image's manifest (sized to the
     /// image by `vmbench image build`), else 256; the micro-guest 128].
@@ -135,7 +135,10 @@ impl GuestArgs {
 
 pub fn image_cmd(cmd: ImageCmd) -> Result<ExitCode> {
     let ImageCmd::Build(a) = cmd;
-    let out = a.out.unwrap_or_else(vmbench_vm::image::default_dir);
+    let out = match a.out {
+        Some(o) => o,
+        None => vmbench_vm::image::default_dir()?,
+    };
     let mut o = ImageOptions::new(&out);
     o.kernel = a.kernel;
     o.agent = a.agent;

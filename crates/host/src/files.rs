@@ -100,15 +100,83 @@ impl FileError {
     }
 }
 
-/// The prefix of every name this process creates in a shared directory:
-/// `vmbench-<pid>-`.
-pub fn run_prefix() -> String {
-    format!("vmbench-{}-", std::process::id())
+/// This process's tag in the names it creates: random, so that two
+/// processes with the same pid in different PID namespaces (sharing /tmp or
+/// /dev/shm) never share a name.
+fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        format!("{:08x}", h.finish() as u32)
+    })
 }
 
-/// Creates a fresh directory `vmbench-<pid>-<random>` in `parent`, mode 0700.
+/// The prefix of every name this process creates in a shared directory:
+/// `vmbench-<pid>-<tag>-`.
+pub fn run_prefix() -> String {
+    format!("vmbench-{}-{}-", std::process::id(), process_tag())
+}
+
+/// The file whose `flock` says this process is alive, in `dir`:
+/// `vmbench-<pid>-<tag>.alive`.
+fn alive_name(pid: &str, tag: &str) -> String {
+    format!("vmbench-{pid}-{tag}.alive")
+}
+
+/// Holds, for the life of this process, an exclusive `flock` on
+/// `dir/vmbench-<pid>-<tag>.alive` (made once per directory): what
+/// [`sweep_stale`] asks before removing this process's entries. A lock is
+/// seen from every PID namespace and goes with the process however it
+/// ends; a pid is neither.
+fn hold_alive_lock(dir: &Path) -> Result<(), FileError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut held = alive_locks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if held.iter().any(|(d, _)| d == dir) {
+        return Ok(());
+    }
+    let path = dir.join(alive_name(&std::process::id().to_string(), process_tag()));
+    let fd = open(
+        &path,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| FileError::io(&path, e))?;
+    let lock = Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| FileError::io(&path, e))?;
+    held.push((dir.to_path_buf(), lock));
+    Ok(())
+}
+
+/// Removes this process's `.alive` lock files and lets go of their locks:
+/// for the end of a process that removed its own entries (a process that
+/// is killed leaves them, released, for the next [`sweep_stale`]).
+pub fn release_alive_locks() {
+    let mut held = alive_locks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (dir, lock) in held.drain(..) {
+        let _ =
+            fs::remove_file(dir.join(alive_name(&std::process::id().to_string(), process_tag())));
+        drop(lock);
+    }
+}
+
+/// The `.alive` locks this process holds, by directory.
+fn alive_locks() -> &'static std::sync::Mutex<Vec<(PathBuf, nix::fcntl::Flock<File>)>> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, nix::fcntl::Flock<File>)>> =
+        std::sync::Mutex::new(Vec::new());
+    &HELD
+}
+
+/// Creates a fresh directory `vmbench-<pid>-<tag>-<random>` in `parent`,
+/// mode 0700.
 pub fn private_dir(parent: &Path) -> Result<PathBuf, FileError> {
     use std::os::unix::fs::PermissionsExt;
+    hold_alive_lock(parent)?;
     let dir = tempfile::Builder::new()
         .prefix(&run_prefix())
         .rand_bytes(12)
@@ -123,6 +191,7 @@ pub fn private_dir(parent: &Path) -> Result<PathBuf, FileError> {
 /// user's file) is followed or reused.
 pub fn private_file(dir: &Path, suffix: &str) -> Result<(File, PathBuf), FileError> {
     use std::os::unix::fs::PermissionsExt;
+    hold_alive_lock(dir)?;
     let file = tempfile::Builder::new()
         .prefix(&run_prefix())
         .suffix(suffix)
@@ -144,23 +213,63 @@ pub fn process_alive(pid: u32) -> bool {
     )
 }
 
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`): with the pid it names one process for its whole
+/// life, where a pid alone may be reused by another. `None` when there is
+/// no such process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Field 3 (state) is the first after the name; field 22 the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that holds (or held) `dir/<alive>` has ended: its
+/// lock can be taken. `None` when there is no such lock file of this user
+/// (entries of a vmbench from before these locks).
+fn alive_lock_released(dir: &Path, alive: &str, euid: u32) -> Option<bool> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(alive);
+    let fd = open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = fstat(&fd).ok()?;
+    if st.st_uid != euid || !is_regular(st.st_mode) {
+        return None;
+    }
+    match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+        Ok(_released_on_drop) => Some(true),
+        Err(_) => Some(false),
+    }
+}
+
 /// Removes what killed vmbench processes left in `dir`: entries named
-/// `vmbench-<pid>-…` owned by this user whose pid is not running. Returns
-/// what was removed. Entries of running processes, of other users, and
-/// anything else are left alone.
+/// `vmbench-<pid>-<tag>-…` owned by this user whose process has ended, as
+/// its `vmbench-<pid>-<tag>.alive` lock says (a vmbench in another PID
+/// namespace sharing the directory holds its lock too, whatever its pid
+/// means here). Entries without such a lock (an older vmbench's) are judged
+/// by their pid. Returns what was removed. Entries of running processes, of
+/// other users, and anything else are left alone.
 pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
     let euid = nix::unistd::geteuid().as_raw();
+    let mine = alive_name(&std::process::id().to_string(), process_tag());
     let mut removed = Vec::new();
+    let mut released_locks = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
+        let Some((pid, rest)) = name
             .to_str()
             .and_then(|n| n.strip_prefix("vmbench-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(p, rest)| Some((p.parse::<u32>().ok()?, rest)))
         else {
             continue;
         };
@@ -169,7 +278,26 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
         let Ok(meta) = path.symlink_metadata() else {
             continue;
         };
-        if meta.uid() != euid || pid == std::process::id() || process_alive(pid) {
+        if meta.uid() != euid || name.to_str() == Some(mine.as_str()) {
+            continue;
+        }
+        // `<tag>.alive` is a lock itself; `<tag>-<random>` an entry.
+        let tag = rest
+            .strip_suffix(".alive")
+            .or_else(|| rest.split_once('-').map(|(t, _)| t))
+            .filter(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let ended = match tag
+            .and_then(|t| alive_lock_released(dir, &alive_name(&pid.to_string(), t), euid))
+        {
+            Some(released) => released,
+            // An older vmbench's entry, or a lock already gone: the pid.
+            None => pid != std::process::id() && !process_alive(pid),
+        };
+        if !ended {
+            continue;
+        }
+        if rest.ends_with(".alive") {
+            released_locks.push(path);
             continue;
         }
         // remove_dir_all does not follow links inside the tree.
@@ -180,6 +308,12 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
         };
         if gone.is_ok() {
             removed.push(path);
+        }
+    }
+    // The locks of ended processes go last, after what they vouched for.
+    for lock in released_locks {
+        if fs::remove_file(&lock).is_ok() {
+            removed.push(lock);
         }
     }
     removed
@@ -371,6 +505,131 @@ fn ensure_existing_private_dir(dir: &Path) -> Result<(), FileError> {
     check_owner_and_mode(dir, meta.uid(), meta.mode())
 }
 
+/// Checks that only root or this user can change what is at `dir` (an
+/// existing directory), the way OpenSSH checks the path to a key: `dir`
+/// itself owned by root or this user and writable by no one else, and, when
+/// this is root, every directory above it (on the path as given and on the
+/// path its links lead to) owned by root and, when others may write to it,
+/// sticky (/tmp): otherwise another user could rename `dir` away and put a
+/// directory of theirs in its place. (For another user the parents are not
+/// judged: a build sandbox shows the directories above its output as owned
+/// by an unmapped uid, and what such a user writes is theirs to lose.)
+pub fn check_trusted_dir(dir: &Path) -> Result<(), FileError> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| FileError::io(dir, e))?
+            .join(dir)
+    };
+    let meta = abs.symlink_metadata().map_err(|e| FileError::io(&abs, e))?;
+    let real = if meta.file_type().is_symlink() {
+        // The link itself sits in a directory checked below; what it
+        // points to is checked as the real path.
+        abs.canonicalize().map_err(|e| FileError::io(&abs, e))?
+    } else {
+        abs.clone()
+    };
+    let real_meta = fs::metadata(&real).map_err(|e| FileError::io(&real, e))?;
+    if !real_meta.is_dir() {
+        return Err(FileError::NotRegular {
+            path: real.display().to_string(),
+            kind: "not a directory",
+        });
+    }
+    check_owner_and_mode(&real, real_meta.uid(), real_meta.mode())?;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let canonical = real.canonicalize().map_err(|e| FileError::io(&real, e))?;
+    check_ancestors(dir, &[abs.as_path(), canonical.as_path()], 1)
+}
+
+/// Checks where a directory that does not exist yet would be made: its
+/// nearest existing ancestor and every directory above that must be ones
+/// only root or this user can change (sticky ones such as /tmp count: the
+/// directory vmbench makes there is its own). An existing `dir` is
+/// checked with [`check_trusted_dir`].
+pub fn check_trusted_new_dir(dir: &Path) -> Result<(), FileError> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| FileError::io(dir, e))?
+            .join(dir)
+    };
+    if abs.symlink_metadata().is_ok() {
+        return check_trusted_dir(dir);
+    }
+    let existing = abs
+        .ancestors()
+        .find(|a| a.symlink_metadata().is_ok())
+        .unwrap_or(Path::new("/"));
+    let meta = fs::metadata(existing).map_err(|e| FileError::io(existing, e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(FileError::untrusted(
+            existing,
+            format!(
+                "owned by uid {}, who could replace {} once made",
+                meta.uid(),
+                dir.display()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(FileError::untrusted(
+            existing,
+            format!(
+                "others may write to it (mode {:04o}) and it is not sticky: they could replace {} once made",
+                meta.mode() & 0o7777,
+                dir.display()
+            ),
+        ));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let canonical = existing
+        .canonicalize()
+        .map_err(|e| FileError::io(existing, e))?;
+    check_ancestors(dir, &[existing, canonical.as_path()], 0)
+}
+
+/// Every directory above each of `paths` (skipping the first `skip`
+/// components counted from the path itself) owned by root and, when
+/// others may write to it, sticky.
+fn check_ancestors(dir: &Path, paths: &[&Path], skip: usize) -> Result<(), FileError> {
+    for path in paths {
+        for ancestor in path.ancestors().skip(skip) {
+            let m = ancestor
+                .symlink_metadata()
+                .map_err(|e| FileError::io(ancestor, e))?;
+            if m.uid() != 0 {
+                return Err(FileError::untrusted(
+                    ancestor,
+                    format!(
+                        "owned by uid {}, who could replace {} (give a directory whose every parent belongs to root)",
+                        m.uid(),
+                        dir.display()
+                    ),
+                ));
+            }
+            if !m.file_type().is_symlink() && m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+                return Err(FileError::untrusted(
+                    ancestor,
+                    format!(
+                        "others may write to it (mode {:04o}) and it is not sticky: they could replace {}",
+                        m.mode() & 0o7777,
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens (creating, mode 0600, when missing) a file in a directory that
 /// passed [`ensure_private_dir`], without following a symbolic link, for
 /// reading and writing. Checks owner and mode like [`read_trusted`].
@@ -398,6 +657,17 @@ pub fn open_private(path: &Path) -> Result<File, FileError> {
 /// A random name for a temporary file next to its final name (std's
 /// per-process random hash keys: unguessable enough, and `O_EXCL` makes a
 /// collision an error, never a reuse).
+/// Whether `name` is one [`temp_name`] makes.
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((base, hash)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    !base.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn temp_name(name: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -414,6 +684,50 @@ fn temp_name(name: &str) -> String {
 pub struct OutputDir {
     fd: OwnedFd,
     path: PathBuf,
+    /// Where what is written (or read) here is recorded, and this
+    /// directory's path inside the recorded tree (`""` or `"plots/"`).
+    ledger: Option<(Ledger, String)>,
+}
+
+/// The SHA-256 of every file written or read through an [`OutputDir`] (and
+/// its subdirectories) that records into it, by path relative to that
+/// directory: what a manifest must say of those files is what this
+/// process wrote or read, whatever stands on disk when the manifest is
+/// made (a file swapped after it was written no longer matches).
+#[derive(Debug, Default, Clone)]
+pub struct Ledger(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, [u8; 32]>>>);
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    fn record(&self, rel: String, bytes: &[u8]) {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(rel, hash);
+    }
+
+    /// The recorded SHA-256 of `rel` (`a/b`), if it was written or read.
+    pub fn sha256(&self, rel: &str) -> Option<[u8; 32]> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(rel)
+            .copied()
+    }
+
+    /// Forgets `rel`: it was removed.
+    fn forget_under(&self, prefix: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|k, _| !k.starts_with(prefix));
+    }
 }
 
 impl OutputDir {
@@ -485,7 +799,40 @@ impl OutputDir {
         Ok(OutputDir {
             fd,
             path: path.to_path_buf(),
+            ledger: None,
         })
+    }
+
+    /// This directory, recording every file written or read through it
+    /// (and its subdirectories) in `ledger`.
+    pub fn recording(mut self, ledger: &Ledger) -> OutputDir {
+        self.ledger = Some((ledger.clone(), String::new()));
+        self
+    }
+
+    /// The ledger this directory records into, with its prefix.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref().map(|(l, _)| l)
+    }
+
+    fn sub_ledger(&self, name: &str) -> Option<(Ledger, String)> {
+        self.ledger
+            .as_ref()
+            .map(|(l, prefix)| (l.clone(), format!("{prefix}{name}/")))
+    }
+
+    fn record(&self, name: &str, bytes: &[u8]) {
+        if let Some((l, prefix)) = &self.ledger {
+            l.record(format!("{prefix}{name}"), bytes);
+        }
+    }
+
+    /// Forgets what was recorded under the subdirectory `name` (it is
+    /// being removed).
+    pub fn forget_subdir(&self, name: &str) {
+        if let Some((l, prefix)) = &self.ledger {
+            l.forget_under(&format!("{prefix}{name}/"));
+        }
     }
 
     /// The directory holding `file`, for writing `file` in it.
@@ -541,6 +888,7 @@ impl OutputDir {
         Ok(OutputDir {
             fd,
             path: self.child(name),
+            ledger: self.sub_ledger(name),
         })
     }
 
@@ -556,6 +904,7 @@ impl OutputDir {
         Ok(OutputDir {
             fd,
             path: self.child(name),
+            ledger: self.sub_ledger(name),
         })
     }
 
@@ -570,9 +919,13 @@ impl OutputDir {
             Mode::from_bits_truncate(0o644),
         )
         .map_err(|e| FileError::io(&self.child(&tmp), e))?;
+        // Synced before the rename: a full disk or an I/O error shows here,
+        // not as a short file under the final name.
         let written = {
             let mut f = File::from(fd);
-            f.write_all(bytes).and_then(|()| f.flush())
+            f.write_all(bytes)
+                .and_then(|()| f.flush())
+                .and_then(|()| f.sync_data())
         };
         let placed = written
             .map_err(|e| FileError::io(&self.child(name), e))
@@ -580,10 +933,27 @@ impl OutputDir {
                 renameat(&self.fd, tmp.as_str(), &self.fd, name)
                     .map_err(|e| FileError::io(&self.child(name), e))
             });
-        if placed.is_err() {
-            let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        match placed {
+            Ok(()) => self.record(name, bytes),
+            Err(_) => {
+                let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            }
         }
         placed
+    }
+
+    /// Removes what a write killed before its rename left here: files
+    /// named like [`OutputDir::write`]'s temporary files
+    /// (`.<name>.<16 hex digits>.tmp`). Returns how many.
+    pub fn remove_stale_temporaries(&self) -> Result<usize, FileError> {
+        let mut removed = 0;
+        for (name, kind) in self.entries()? {
+            if kind == EntryKind::File && is_temp_name(&name) {
+                self.remove(&name)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Opens `name` for reading: a regular file, not through a link.
@@ -615,7 +985,9 @@ impl OutputDir {
     /// through a link.
     pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, FileError> {
         let file = self.open_file(name)?;
-        read_limited(OwnedFd::from(file), &self.child(name), limit)
+        let bytes = read_limited(OwnedFd::from(file), &self.child(name), limit)?;
+        self.record(name, &bytes);
+        Ok(bytes)
     }
 
     /// Whether `name` exists here (a link counts, and is not followed).

@@ -18,6 +18,7 @@ pub mod qemu;
 pub mod rows;
 pub mod signals;
 pub mod spec;
+pub mod text;
 pub mod tracefs;
 pub mod tsc;
 

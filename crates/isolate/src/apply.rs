@@ -201,16 +201,16 @@ impl Drop for Applied<'_> {
 
 /// Whose an unrestored journal is, and what to do about it.
 fn owner_of(j: &Journal, path: &Path) -> String {
-    if crate::lock::owner_alive(j.pid) {
+    if crate::lock::owner_alive(j.pid, j.pid_start_ticks) {
         format!(
             "written by pid {}, a vmbench that is still running: it restores the host itself when it ends",
             j.pid
         )
     } else {
         format!(
-            "from an earlier run (pid {}, no longer running): run `vmbench isolate restore --journal {}` first",
+            "from an earlier run (pid {}, no longer running): run `{}` first",
             j.pid,
-            path.display()
+            crate::journal::restore_command(&j.root, path)
         )
     }
 }
@@ -237,6 +237,7 @@ fn check_no_other_journal(lock: &HostLock, journal_path: &Path) -> Result<(), Is
     match Journal::load(&active) {
         Ok(None) => Ok(()),
         Ok(Some(j)) => Err(IsolateError::AnotherJournal {
+            restore: crate::journal::restore_command(&j.root, &active),
             active: active.display().to_string(),
             detail: format!(
                 "pid {}, benchmark CPUs {}, {} change(s)",
@@ -246,6 +247,7 @@ fn check_no_other_journal(lock: &HostLock, journal_path: &Path) -> Result<(), Is
             ),
         }),
         Err(e) => Err(IsolateError::AnotherJournal {
+            restore: format!("vmbench isolate restore --journal {}", active.display()),
             active: active.display().to_string(),
             detail: e.to_string(),
         }),
@@ -350,11 +352,16 @@ pub fn apply<'a>(
     let journal = Journal {
         schema_version: ISOLATE_SCHEMA_VERSION,
         pid: std::process::id(),
+        pid_start_ticks: vmbench_host::files::process_start_ticks(std::process::id()),
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        root: fs.root().root().display().to_string(),
+        // Absolute: a restore from another working directory must find it.
+        root: std::path::absolute(fs.root().root())
+            .unwrap_or_else(|_| fs.root().root().to_path_buf())
+            .display()
+            .to_string(),
         bench_cpus: audit.cpus.bench.to_string(),
         entries: entries.clone(),
     };
@@ -662,10 +669,7 @@ fn restore_journal(
     let host = fs.root().is_host();
     let _second_signal = vmbench_host::signals::restoring(
         journal.entries.len(),
-        &format!(
-            "vmbench isolate restore --journal {}",
-            journal_path.display()
-        ),
+        &crate::journal::restore_command(&journal.root, journal_path),
     );
     for e in journal.entries.iter().rev() {
         if let Err(error) = restore_entry(fs, &e.change, host, &mut report) {

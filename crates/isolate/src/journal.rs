@@ -36,6 +36,11 @@ pub struct Journal {
     pub schema_version: u32,
     /// The process that applied (a live one still owns the changes).
     pub pid: u32,
+    /// When that process started (clock ticks since boot): a live process
+    /// with the pid but another start time is not it (the pid was reused).
+    /// Absent in journals of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_ticks: Option<u64>,
     /// Seconds since the Unix epoch.
     pub created_unix: u64,
     /// The root the changes were made under.
@@ -48,6 +53,17 @@ pub struct Journal {
 
 /// The largest journal a restore reads (tens of thousands of IRQs fit).
 pub const MAX_JOURNAL_BYTES: u64 = 16 << 20;
+
+/// The command that restores the journal at `path`, written for the root
+/// `root` (`--root` said unless it is the real root `/`).
+pub fn restore_command(root: &str, path: &Path) -> String {
+    let mut c = String::from("vmbench isolate restore");
+    if !root.is_empty() && root != "/" {
+        c.push_str(&format!(" --root {root}"));
+    }
+    c.push_str(&format!(" --journal {}", path.display()));
+    c
+}
 
 impl Journal {
     /// Reads the journal at `path`; None if there is none. A journal decides

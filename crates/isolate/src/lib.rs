@@ -131,9 +131,11 @@ pub enum IsolateError {
     },
     /// Another journal holds live changes.
     #[error(
-        "the host is already tuned by the journal {active} ({detail}): restore it first (`vmbench isolate restore --journal {active}`); applying on top would journal its values as the originals"
+        "the host is already tuned by the journal {active} ({detail}): restore it first (`{restore}`); applying on top would journal its values as the originals"
     )]
     AnotherJournal {
+        /// The command that restores it.
+        restore: String,
         /// The active journal.
         active: String,
         /// Its pid and CPUs.

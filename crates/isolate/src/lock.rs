@@ -166,9 +166,16 @@ fn set_mode_0600(path: &Path) {
 }
 
 /// Whether the process that wrote a journal is still running as a vmbench
-/// (same program name as this one): its changes are live, not left over.
-pub fn owner_alive(pid: u32) -> bool {
+/// (same program name as this one and, when the journal recorded it, the
+/// same start time: a reused pid is another process): its changes are
+/// live, not left over.
+pub fn owner_alive(pid: u32, start_ticks: Option<u64>) -> bool {
     if pid == std::process::id() || !files::process_alive(pid) {
+        return false;
+    }
+    if let Some(start) = start_ticks
+        && files::process_start_ticks(pid) != Some(start)
+    {
         return false;
     }
     let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();

@@ -8,11 +8,8 @@
 //! the report itself writes to fold long tables (`<details><summary>` and
 //! `</details>`).
 
+use crate::plots::PlotIndex;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
-use vmbench_host::files::OutputDir;
-
-/// The largest figure inlined (a report's are tens of KiB).
-const MAX_FIGURE_BYTES: u64 = 4 << 20;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#111}\
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}\
@@ -30,22 +27,48 @@ fn is_fold_tag(raw: &str) -> bool {
         .is_some_and(|summary| !summary.contains(['<', '>', '&']))
 }
 
+/// Whether a link target may stay a link in the page: http, https, or a
+/// relative path or fragment (no scheme at all). `javascript:`, `data:`,
+/// `vbscript:`, `file:` and every other scheme become plain text, whatever
+/// case or entity encoding they came in (pulldown-cmark has decoded
+/// entities by now).
+fn is_safe_link(url: &str) -> bool {
+    let url = url.trim();
+    // A scheme is what comes before the first ':' if that comes before any
+    // '/', '?' or '#' (RFC 3986); control characters and spaces are not
+    // in any URL vmbench writes.
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    match url.find(':') {
+        None => true,
+        Some(colon) if url[..colon].contains(['/', '?', '#']) => true,
+        Some(colon) => {
+            let scheme = url[..colon].to_ascii_lowercase();
+            scheme == "http" || scheme == "https"
+        }
+    }
+}
+
 /// The HTML page of `markdown`, with each `![alt](plots/NAME.svg)` image
-/// replaced by the figure read from `dir` (a figure that cannot be read
-/// stays a link).
-pub fn render(markdown: &str, title: &str, dir: &OutputDir) -> String {
-    let plots = dir.existing_subdir("plots").ok();
+/// replaced by the figure `plots` wrote (the bytes rendered in this process,
+/// not what is on disk by then; an unknown figure stays text), and every
+/// link whose target is not http, https or relative turned into its text.
+pub fn render(markdown: &str, title: &str, plots: &PlotIndex) -> String {
     let mut events = Vec::new();
     let mut in_image = false;
+    let mut dropped_links = 0usize;
     for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
         match event {
+            Event::Start(Tag::Link { ref dest_url, .. }) if !is_safe_link(dest_url) => {
+                dropped_links += 1;
+            }
+            Event::End(TagEnd::Link) if dropped_links > 0 => dropped_links -= 1,
             Event::Start(Tag::Image { dest_url, .. }) => {
-                let figure = dest_url
-                    .strip_prefix("plots/")
-                    .filter(|n| n.ends_with(".svg") && !n.contains('/'))
-                    .and_then(|n| plots.as_ref()?.read(n, MAX_FIGURE_BYTES).ok())
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|svg| svg.trim_start().starts_with("<svg"));
+                let figure = plots
+                    .svg(&dest_url)
+                    .filter(|svg| svg.trim_start().starts_with("<svg"))
+                    .map(str::to_string);
                 match figure {
                     Some(svg) => events.push(Event::Html(CowStr::from(svg))),
                     None => events.push(Event::Text(CowStr::from(format!("[figure {dest_url}]")))),
@@ -86,17 +109,13 @@ mod tests {
 
     #[test]
     fn raw_html_from_results_becomes_text_and_figures_go_inline() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = OutputDir::create(tmp.path()).unwrap();
-        dir.subdir("plots")
-            .unwrap()
-            .write(
-                "a.svg",
-                b"<svg xmlns=\"http://www.w3.org/2000/svg\"><line/></svg>",
-            )
-            .unwrap();
+        let mut plots = PlotIndex::default();
+        plots.insert_svg(
+            "plots/a.svg",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><line/></svg>",
+        );
         let md = "# t\n\n<script>alert(1)</script>\n\n| x |\n|---|\n| <img src=x onerror=alert(1)> |\n\n<details><summary>All 3 rows</summary>\n\n| a |\n|---|\n| 1 |\n\n</details>\n\n![fig](plots/a.svg)\n\n![gone](plots/missing.svg)\n";
-        let page = render(md, "t <x>", &dir);
+        let page = render(md, "t <x>", &plots);
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;"), "{page}");
         assert!(!page.contains("<img"), "{page}");
@@ -108,5 +127,30 @@ mod tests {
         assert!(page.contains("[figure plots/missing.svg]"), "{page}");
         assert!(page.contains("<title>t &lt;x&gt;</title>"), "{page}");
         assert!(!is_fold_tag("<details><summary><img></summary>"));
+    }
+
+    #[test]
+    fn only_http_https_and_relative_links_stay_links() {
+        let md = "[a](javascript:alert(1)) [b](JaVaScRiPt&#58;alert(1)) [c](data:text/html,x) \
+                  <javascript:alert(2)> [d](vbscript:x) [e](file:///etc/passwd) \
+                  [ok1](https://example.org/x) [ok2](results.json) [ok3](#top) [ok4](plots/a:b.svg)";
+        let page = render(md, "t", &PlotIndex::default());
+        for bad in ["javascript", "JaVaScRiPt", "data:", "vbscript", "file:"] {
+            assert!(
+                !page
+                    .to_ascii_lowercase()
+                    .contains(&format!("href=\"{}", bad.to_ascii_lowercase())),
+                "{bad}: {page}"
+            );
+        }
+        for good in [
+            "href=\"https://example.org/x\"",
+            "href=\"results.json\"",
+            "href=\"#top\"",
+            "href=\"plots/a:b.svg\"",
+        ] {
+            assert!(page.contains(good), "{good}: {page}");
+        }
+        assert!(page.contains(">a<") || page.contains("a "), "{page}");
     }
 }

@@ -20,7 +20,7 @@ pub mod sign;
 pub mod significance;
 
 use std::path::{Path, PathBuf};
-use vmbench_host::files::OutputDir;
+use vmbench_host::files::{Ledger, OutputDir};
 use vmbench_results::{RUN_SCHEMA_VERSION, RunRecord};
 
 /// Why writing, reading, signing or verifying a report directory failed.
@@ -101,28 +101,35 @@ pub const REPORT_HTML: &str = "report.html";
 pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 
 /// Writes results.json, then renders everything else from it, then the
-/// manifest. Every file is written through the directory's descriptor
+/// manifest; returns the manifest's bytes (what a signature must cover).
+/// Every file is written through the directory's descriptor
 /// ([`OutputDir`]): a link someone placed in `dir` is replaced, never
-/// written through.
-pub fn write_dir(r: &RunRecord, dir: &Path) -> Result<(), PublishError> {
-    let out = OutputDir::create(dir)?;
+/// written through. The manifest lists the hashes of the bytes this
+/// process wrote, not of what is on disk by then: a file swapped after it
+/// was written fails the check against it.
+pub fn write_dir(r: &RunRecord, dir: &Path) -> Result<Vec<u8>, PublishError> {
+    let out = OutputDir::create(dir)?.recording(&Ledger::new());
     let json = serde_json::to_string_pretty(r).map_err(|e| PublishError::Json(e.to_string()))?;
     out.write(RESULTS, (json + "\n").as_bytes())?;
     render_in(&out)
 }
 
 /// Re-renders report.md, the CSVs and the plots from results.json, and
-/// rewrites the manifest (an existing signature no longer matches and is removed).
-pub fn render_dir(dir: &Path) -> Result<(), PublishError> {
-    render_in(&OutputDir::open(dir)?)
+/// rewrites the manifest (an existing signature no longer matches and is
+/// removed); returns the manifest's bytes.
+pub fn render_dir(dir: &Path) -> Result<Vec<u8>, PublishError> {
+    render_in(&OutputDir::open(dir)?.recording(&Ledger::new()))
 }
 
-fn render_in(out: &OutputDir) -> Result<(), PublishError> {
+fn render_in(out: &OutputDir) -> Result<Vec<u8>, PublishError> {
     let r = load_from(out)?;
+    // What a write killed before its rename left is not part of the report.
+    out.remove_stale_temporaries()?;
     if out.contains("plots") {
         // remove_dir_all removes a link itself, never what it points to.
         let plots = out.path().join("plots");
         std::fs::remove_dir_all(&plots).map_err(|e| PublishError::io(&plots, e))?;
+        out.forget_subdir("plots");
     }
     let plots = plots::write_all(&r, out)?;
     let md = markdown::render(&r, &plots);
@@ -132,11 +139,10 @@ fn render_in(out: &OutputDir) -> Result<(), PublishError> {
         .next()
         .unwrap_or("vmbench report")
         .trim_start_matches("# ");
-    out.write(REPORT_HTML, html::render(&md, title, out).as_bytes())?;
+    out.write(REPORT_HTML, html::render(&md, title, &plots).as_bytes())?;
     csv::write_all(&r, out)?;
     out.remove(manifest::SIGNATURE)?;
-    manifest::write(out)?;
-    Ok(())
+    manifest::write(out)
 }
 
 /// Whether `dir` is a run's output directory: its results.json exists and

@@ -109,11 +109,18 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Writes the manifest; returns its bytes (what a signature covers).
+/// Writes the manifest; returns its bytes (what a signature covers). A
+/// file written or read through `dir` in this process (its ledger) is
+/// listed with the hash of those bytes; any other file with the hash of
+/// what is on disk.
 pub fn write(dir: &OutputDir) -> Result<Vec<u8>, PublishError> {
     let mut text = String::new();
     for f in files(dir)? {
-        text.push_str(&format!("{}  {f}\n", sha256_file(dir, &f)?));
+        let hash = match dir.ledger().and_then(|l| l.sha256(&f)) {
+            Some(h) => hex(&h),
+            None => sha256_file(dir, &f)?,
+        };
+        text.push_str(&format!("{hash}  {f}\n"));
     }
     dir.write(MANIFEST, text.as_bytes())?;
     Ok(text.into_bytes())

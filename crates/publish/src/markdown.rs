@@ -9,6 +9,65 @@ use vmbench_results::{
     ExitEvents, Measurement, MeasurementId, QemuRecord, RunRecord, Suite, Unit, Verification,
 };
 
+/// `s` as Markdown text that cannot make a link, an image, an autolink or
+/// raw HTML: `[`, `]` and `<` are escaped, and the backslash (else `\[`
+/// would turn our escape into an escaped backslash and the bracket live
+/// again); line breaks and other control characters become spaces (no new
+/// block can start). Emphasis and code spans are left alone: they change
+/// how text looks, never what it does. `|` is left to [`cell`].
+pub fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '[' | ']' | '<' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The record with every string made inert by [`text`], except the command
+/// lines, which are only ever shown in code blocks ([`code_block`]).
+fn inert_strings(r: &RunRecord) -> Option<RunRecord> {
+    fn walk(v: &mut serde_json::Value, key: Option<&str>) {
+        match v {
+            serde_json::Value::String(s) if !matches!(key, Some("command" | "command_line")) => {
+                *s = text(s);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, key)),
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    walk(x, Some(k));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(r).ok()?;
+    walk(&mut v, None);
+    // Escaping changes no enum tag, number or id a record holds, so the
+    // copy reads back; were it ever not to, nothing of the record is shown
+    // rather than its raw strings.
+    serde_json::from_value(v).ok()
+}
+
+/// A fenced code block holding `content` as it is: the fence is longer
+/// than any run of backticks in it, and control characters (a line break
+/// among them) become spaces, so nothing can close the block early.
+fn code_block(lang: &str, content: &str) -> String {
+    let content: String = content
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat((longest + 1).max(3));
+    format!("{fence}{lang}\n{content}\n{fence}\n")
+}
+
 /// One table cell: no pipes or line breaks may break the table.
 pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
@@ -74,6 +133,13 @@ fn find_shm<'a>(r: &'a RunRecord, local: &str) -> Option<&'a Measurement> {
 
 /// The whole report.md of a run.
 pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
+    // Every string of the record may have been crafted (results.json comes
+    // from anyone; the guest's spec from a hostile guest): rendered from a
+    // copy whose strings cannot make links, images, HTML or new blocks.
+    let Some(safe) = inert_strings(r) else {
+        return "# vmbench report\n\nThis record could not be rendered: its strings do not survive escaping.\n".into();
+    };
+    let r = &safe;
     let mut o = String::new();
     // The first screen answers the question: what ran where, the headline
     // numbers with their verdicts and figures, what to be wary of.
@@ -499,7 +565,7 @@ fn reproduce(o: &mut String, r: &RunRecord) {
             );
         }
     }
-    let _ = writeln!(o, "```sh\n{}\n```\n", r.command);
+    let _ = writeln!(o, "{}", code_block("sh", &r.command));
     let _ = writeln!(
         o,
         "Raw data: [`results.json`](results.json) (every figure above is rendered from it; `vmbench report render DIR` re-renders), CSVs per suite. Integrity: [`MANIFEST.sha256`](MANIFEST.sha256) (`sha256sum -c MANIFEST.sha256`), and `report.sig` when signed (see reports/README.md)."
@@ -552,7 +618,11 @@ fn guest_section(o: &mut String, title: &str, spec: &serde_json::Value, qemu: Op
             rows.push(vec!["Nix store path".into(), s.clone()]);
         }
         table(o, &["item", "value"], &rows);
-        let _ = writeln!(o, "Full command line:\n\n```sh\n{}\n```\n", q.command_line);
+        let _ = writeln!(
+            o,
+            "Full command line:\n\n{}",
+            code_block("sh", &q.command_line)
+        );
     }
 }
 

@@ -15,9 +15,23 @@ pub struct PlotIndex {
     entries: Vec<(String, &'static str, String)>,
     groups: Vec<(&'static str, String)>,
     bandwidth: Option<String>,
+    /// Each figure's SVG as written, by relative path: report.html inlines
+    /// these bytes, never what is on disk by then.
+    svgs: std::collections::BTreeMap<String, String>,
 }
 
 impl PlotIndex {
+    /// Records `svg` as the figure at `path` (for tests of the page).
+    #[cfg(test)]
+    pub(crate) fn insert_svg(&mut self, path: &str, svg: &str) {
+        self.svgs.insert(path.to_string(), svg.to_string());
+    }
+
+    /// The SVG written at `path` (`plots/NAME.svg`), if this index wrote it.
+    pub fn svg(&self, path: &str) -> Option<&str> {
+        self.svgs.get(path).map(String::as_str)
+    }
+
     /// The plots of measurement `id`: (kind, relative path), kind being `spectrum` or `drift`.
     pub fn for_measurement(&self, id: &str) -> Vec<(&'static str, &str)> {
         self.entries
@@ -92,6 +106,7 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishErr
         if let Some(svg) = row_spectrum_svg(m)? {
             let name = format!("{}.spectrum.svg", m.id);
             plots.write(&name, svg.as_bytes())?;
+            idx.svgs.insert(format!("plots/{name}"), svg);
             idx.entries
                 .push((m.id.to_string(), "spectrum", format!("plots/{name}")));
         }
@@ -100,6 +115,7 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishErr
         {
             let name = format!("{}.drift.svg", m.id);
             plots.write(&name, svg.as_bytes())?;
+            idx.svgs.insert(format!("plots/{name}"), svg);
             idx.entries
                 .push((m.id.to_string(), "drift", format!("plots/{name}")));
         }
@@ -108,11 +124,13 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishErr
         if let Some(svg) = group_spectrum_svg(r, title, ids)? {
             let file = format!("{name}.spectrum.svg");
             plots.write(&file, svg.as_bytes())?;
+            idx.svgs.insert(format!("plots/{file}"), svg);
             idx.groups.push((name, format!("plots/{file}")));
         }
     }
     if let Some(svg) = bandwidth_svg(r)? {
         plots.write("shm-bandwidth.svg", svg.as_bytes())?;
+        idx.svgs.insert("plots/shm-bandwidth.svg".to_string(), svg);
         idx.bandwidth = Some("plots/shm-bandwidth.svg".to_string());
     }
     Ok(idx)

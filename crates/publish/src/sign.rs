@@ -67,6 +67,19 @@ impl SigningKey {
         Ok(SigningKey::File(Box::new(private)))
     }
 
+    /// Checks that the key can sign now: a key file loaded above can; for
+    /// a `.pub`, ssh-agent must hold its private half, so this signs a
+    /// throwaway message through the agent (a run checks it before it
+    /// starts, not after its minutes of measurement).
+    pub fn probe(&self) -> Result<(), PublishError> {
+        match self {
+            SigningKey::File(_) => Ok(()),
+            SigningKey::Agent(public) => {
+                agent_signature(public, b"vmbench: can this key sign?", None).map(|_| ())
+            }
+        }
+    }
+
     /// The key's SHA-256 fingerprint.
     pub fn fingerprint(&self) -> String {
         match self {
@@ -81,18 +94,24 @@ impl SigningKey {
 /// through ssh-agent when `key` is a `.pub` file (its private half in the
 /// agent; `ssh-keygen` does the signing then). Writes `report.sig`.
 pub fn sign(dir: &Path, key: &Path) -> Result<String, PublishError> {
+    let manifest = manifest::read(&OutputDir::open(dir)?)?;
+    sign_manifest(dir, key, &manifest)
+}
+
+/// Signs `manifest`, the bytes the caller built (a run signs the manifest
+/// it wrote, not what is on disk by then), and writes `report.sig` in `dir`.
+pub fn sign_manifest(dir: &Path, key: &Path, manifest: &[u8]) -> Result<String, PublishError> {
     let key = SigningKey::load(key)?;
     let out = OutputDir::open(dir)?;
-    let manifest = manifest::read(&out)?;
     let pem = match &key {
         SigningKey::File(private) => {
             let sig = private
-                .sign(NAMESPACE, HashAlg::Sha512, &manifest)
+                .sign(NAMESPACE, HashAlg::Sha512, manifest)
                 .map_err(|e| PublishError::Key(format!("signing: {e}")))?;
             sig.to_pem(LineEnding::LF)
                 .map_err(|e| PublishError::Key(format!("encoding the signature: {e}")))?
         }
-        SigningKey::Agent(public) => agent_signature(public, &manifest, None)?,
+        SigningKey::Agent(public) => agent_signature(public, manifest, None)?,
     };
     out.write(SIGNATURE, pem.as_bytes())?;
     Ok(key.fingerprint())
@@ -427,14 +446,42 @@ fn local_time(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
     (t >= 0).then_some(t)
 }
 
-/// OpenSSH's `match_pattern`: `*` and `?` wildcards.
+/// OpenSSH's `match_pattern`: `*` and `?` wildcards. Iterative, with one
+/// backtrack point (the last `*`): linear in practice and at worst
+/// `O(len(s) × len(p))`, where a recursive matcher takes exponential time
+/// on patterns such as `*a*a*a*…` against a long name (allowed_signers is
+/// input).
 fn match_pattern(s: &[u8], p: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| match_pattern(&s[i..], rest)),
-        Some((b'?', rest)) => !s.is_empty() && match_pattern(&s[1..], rest),
-        Some((c, rest)) => s.first() == Some(c) && match_pattern(&s[1..], rest),
+    let (mut si, mut pi) = (0, 0);
+    // After the last `*`: where the pattern resumes, and where in `s` the
+    // star's match ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi + 1, si));
+                pi += 1;
+            }
+            Some(b'?') => {
+                si += 1;
+                pi += 1;
+            }
+            Some(c) if *c == s[si] => {
+                si += 1;
+                pi += 1;
+            }
+            _ => match star {
+                // Let the last star take one more byte and try again.
+                Some((after, taken)) => {
+                    pi = after;
+                    si = taken + 1;
+                    star = Some((after, taken + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// OpenSSH's `match_pattern_list`: comma-separated patterns, `!` negates;
@@ -567,5 +614,34 @@ mod tests {
         assert!(match_pattern_list("vmbench-report", "x,vmbench-*"));
         assert!(!match_pattern_list("vmbench-report", "!vmbench-report,*"));
         assert!(!match_pattern_list("vmbench-report", "git"));
+    }
+
+    #[test]
+    fn glob_patterns_match_as_openssh_does_and_in_linear_time() {
+        for (s, p, want) in [
+            ("vmbench-report", "vmbench-report", true),
+            ("vmbench-report", "vmbench-*", true),
+            ("vmbench-report", "*-report", true),
+            ("vmbench-report", "*", true),
+            ("vmbench-report", "v?bench-*t", true),
+            ("vmbench-report", "*bench*rep*", true),
+            ("vmbench-report", "vmbench-repor", false),
+            ("vmbench-report", "vmbench-report?", false),
+            ("vmbench-report", "*x*", false),
+            ("", "*", true),
+            ("", "?", false),
+            ("aaa", "a*a*a", true),
+            ("ab", "*a*b*", true),
+            ("abc", "*a*c*b", false),
+        ] {
+            assert_eq!(match_pattern(s.as_bytes(), p.as_bytes()), want, "{s} ~ {p}");
+        }
+        // 25 stars against a long name that never matches: exponential for
+        // a recursive matcher (over 60 s), instant here.
+        let name = "a".repeat(200);
+        let pattern = format!("{}b", "*a".repeat(25));
+        let started = std::time::Instant::now();
+        assert!(!match_pattern(name.as_bytes(), pattern.as_bytes()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

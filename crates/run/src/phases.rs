@@ -41,6 +41,17 @@ pub enum RunError {
     /// The report could not be written.
     #[error(transparent)]
     Publish(#[from] vmbench_publish::PublishError),
+    /// The report could not be written where asked; the results were saved
+    /// elsewhere (or could not be saved at all).
+    #[error("writing the report to {out} failed: {source}; {saved}")]
+    PublishElsewhere {
+        /// The output directory asked for.
+        out: String,
+        /// Why writing there failed.
+        source: vmbench_publish::PublishError,
+        /// Where the results went instead, or why they could not.
+        saved: String,
+    },
 }
 
 impl RunError {
@@ -583,8 +594,11 @@ impl Restored {
         let failed_restore = records::restore_summary(restore.as_ref());
         if let Some(what) = &failed_restore {
             suites.results.warnings.push(format!(
-                "the host was NOT fully restored (FAILED: {what}); run `vmbench isolate restore --journal {}`",
-                ctx.plan.journal.display()
+                "the host was NOT fully restored (FAILED: {what}); run `{}`",
+                vmbench_isolate::journal::restore_command(
+                    &ctx.plan.root.root().display().to_string(),
+                    &ctx.plan.journal
+                )
             ));
         }
         let isolation = records::knob_records(&IsolationOutcome {
@@ -655,13 +669,47 @@ impl Restored {
 }
 
 impl Recorded {
+    /// The minutes of measurement are not lost to a full disk or a vanished
+    /// directory: results.json alone goes to a fresh private directory under
+    /// the temporary directory. Says where, and how to render it.
+    fn save_elsewhere(&self) -> String {
+        let saved = vmbench_host::files::private_dir(&std::env::temp_dir())
+            .map_err(|e| e.to_string())
+            .and_then(|dir| {
+                let json = serde_json::to_string(&self.record).map_err(|e| e.to_string())?;
+                vmbench_host::files::OutputDir::open(&dir)
+                    .and_then(|d| d.write(vmbench_publish::RESULTS, json.as_bytes()))
+                    .map_err(|e| e.to_string())?;
+                Ok(dir)
+            });
+        match saved {
+            Ok(dir) => format!(
+                "the results were saved to {} (render the report there with `vmbench report render {}`, or copy it where there is room)",
+                dir.join(vmbench_publish::RESULTS).display(),
+                dir.display()
+            ),
+            Err(e) => format!("saving the results elsewhere failed too: {e}"),
+        }
+    }
+
     /// Writes the output directory (report, results, CSVs, plots, manifest)
     /// and signs it when the plan says so.
     pub fn publish(&self, progress: &dyn Progress) -> Result<(), RunError> {
         progress.phase(&format!("writing the report to {}", self.out.display()));
-        vmbench_publish::write_dir(&self.record, &self.out)?;
+        let manifest = match vmbench_publish::write_dir(&self.record, &self.out) {
+            Ok(m) => m,
+            Err(source) => {
+                return Err(RunError::PublishElsewhere {
+                    out: self.out.display().to_string(),
+                    saved: self.save_elsewhere(),
+                    source,
+                });
+            }
+        };
         if let Some(key) = &self.sign {
-            let fingerprint = vmbench_publish::sign::sign(&self.out, key)?;
+            // The manifest as written, with the hashes of the bytes this
+            // run wrote: a file swapped on disk since does not verify.
+            let fingerprint = vmbench_publish::sign::sign_manifest(&self.out, key, &manifest)?;
             progress.step(&format!("signed with {fingerprint}"));
         }
         Ok(())

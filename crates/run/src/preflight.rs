@@ -110,20 +110,40 @@ fn environment_blockers(plan: &Plan, reasons: &mut Vec<String>) {
                 d.display(),
                 d.display()
             )),
-            None if !vmbench_vm::image::default_dir().join("bzImage").is_file() => {
-                if let Err(e) = vmbench_vm::image::default_kernel() {
-                    reasons.push(format!(
-                        "no guest image yet and none can be built: {e} (install linux-image-amd64 and linux-headers-amd64)"
-                    ));
+            None => match vmbench_vm::image::default_dir() {
+                Err(e) => reasons.push(e.to_string()),
+                Ok(dir) => {
+                    if dir.exists()
+                        && let Err(e) = vmbench_vm::image::check_image_dir(&dir)
+                    {
+                        reasons.push(e.to_string());
+                    } else if !dir.join("bzImage").is_file()
+                        && let Err(e) = vmbench_vm::image::default_kernel()
+                    {
+                        reasons.push(format!(
+                            "no guest image yet and none can be built: {e} (install linux-image-amd64 and linux-headers-amd64)"
+                        ));
+                    }
                 }
-            }
+            },
             _ => {}
         }
     }
-    if let Some(k) = &plan.sign
-        && let Err(e) = vmbench_publish::sign::SigningKey::load(k)
-    {
-        reasons.push(format!("--sign: {e}"));
+    if let Some(k) = &plan.sign {
+        match vmbench_publish::sign::SigningKey::load(k).and_then(|key| key.probe()) {
+            Ok(()) => {}
+            Err(e) => reasons.push(format!("--sign: {e}")),
+        }
+        // A signed report is written where only root or this user can
+        // change it: the owner of the directory could otherwise swap a file
+        // between its writing and the signature, or plant files the
+        // manifest would list.
+        if let Err(e) = vmbench_host::files::check_trusted_new_dir(&plan.out) {
+            reasons.push(format!(
+                "--out {} with --sign: {e} (sign into a directory of your own)",
+                plan.out.display()
+            ));
+        }
     }
     if plan.out.exists() {
         let empty = std::fs::read_dir(&plan.out)

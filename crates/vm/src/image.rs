@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -186,6 +187,26 @@ pub enum ImageError {
         /// The kernel's release.
         release: String,
     },
+    /// Neither XDG_CACHE_HOME nor HOME is set, and this is not root.
+    #[error(
+        "no place for the default guest image: set HOME or XDG_CACHE_HOME, or give the image directory (--image, or --out for image build)"
+    )]
+    NoCacheDir,
+    /// The image directory is one another user could change: root would
+    /// run `make` there or boot what they planted.
+    #[error(
+        "guest image directory {dir}: {source} (give --out/--image a directory only root or you can write, e.g. {ROOT_CACHE}/guest-image)"
+    )]
+    UntrustedDir {
+        /// The directory.
+        dir: String,
+        /// What makes it untrusted.
+        #[source]
+        source: vmbench_host::files::FileError,
+    },
+    /// A file could not be written into the image directory.
+    #[error("writing the guest image: {0}")]
+    Write(#[from] vmbench_host::files::FileError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -204,14 +225,32 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
     }
 }
 
-/// Where the default guest image lives: `$XDG_CACHE_HOME/vmbench/guest-image`
-/// (else `~/.cache/…`, else `/tmp/…`); built there on first use.
-pub fn default_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("vmbench").join("guest-image")
+/// The cache root's own fallback for root when neither `XDG_CACHE_HOME` nor
+/// `HOME` is set (service managers, `env -i`): a directory only root
+/// writes, never a shared one such as /tmp.
+pub const ROOT_CACHE: &str = "/var/cache/vmbench";
+
+/// Where the default guest image lives: `$XDG_CACHE_HOME/vmbench/guest-image`,
+/// else `$HOME/.cache/vmbench/guest-image`, else, for root,
+/// `/var/cache/vmbench/guest-image`; built there on first use. Only
+/// absolute variables count (a relative one would depend on the working
+/// directory). Without either, a user other than root has no cache.
+pub fn default_dir() -> Result<PathBuf, ImageError> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(x) = absolute("XDG_CACHE_HOME") {
+        return Ok(x.join("vmbench").join("guest-image"));
+    }
+    if let Some(h) = absolute("HOME") {
+        return Ok(h.join(".cache").join("vmbench").join("guest-image"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from(ROOT_CACHE).join("guest-image"));
+    }
+    Err(ImageError::NoCacheDir)
 }
 
 /// The newest /boot/vmlinuz-* by version order.
@@ -298,12 +337,19 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         source,
     })?;
 
-    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    let out = open_image_dir(&opts.out)?;
+    // The module's bytes, and where they came from: built in a private
+    // directory (only the .ko leaves it, written into the image directory)
+    // or the prebuilt file given.
     let module = match &opts.module {
-        ModuleSource::Build => Some(build_module(&opts.modules_dir, &release, &opts.out)?),
+        ModuleSource::Build => {
+            let ko = build_module(&opts.modules_dir, &release)?;
+            out.write(MODULE_FILE, &ko)?;
+            Some((opts.out.join(MODULE_FILE), ko))
+        }
         ModuleSource::Prebuilt(ko) => {
-            check_module_release(ko, &release)?;
-            Some(ko.clone())
+            let bytes = check_module_release(ko, &release)?;
+            Some((ko.clone(), bytes))
         }
         ModuleSource::Omit => None,
     };
@@ -319,7 +365,7 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     };
 
     let initrd = opts.out.join("initrd");
-    let mut cpio = CpioWriter::create(&initrd)?;
+    let mut cpio = CpioWriter::new(&initrd);
     for d in [
         "bin",
         "dev",
@@ -336,13 +382,8 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
     // The kernel opens /dev/console for init's stdio before devtmpfs exists.
     cpio.add("dev/console", 0o020600, b"", Some((5, 1)))?;
     cpio.add("init", 0o100755, &abytes, None)?;
-    if let Some(ko) = &module {
-        cpio.add(
-            "lib/modules/vmbench.ko",
-            0o100644,
-            &std::fs::read(ko).map_err(io(ko))?,
-            None,
-        )?;
+    if let Some((_, ko)) = &module {
+        cpio.add("lib/modules/vmbench.ko", 0o100644, ko, None)?;
     }
     if let Some(bb) = &busybox {
         cpio.add(
@@ -353,12 +394,13 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         )?;
         cpio.add("bin/sh", 0o120777, b"busybox", None)?;
     }
-    let initrd_bytes = cpio.finish()?;
-
-    let bz = opts.out.join("bzImage");
-    std::fs::write(&bz, &kbytes).map_err(io(&bz))?;
-    let cmdline_path = opts.out.join("cmdline");
-    std::fs::write(&cmdline_path, format!("{DEFAULT_CMDLINE}\n")).map_err(io(&cmdline_path))?;
+    let archive = cpio.finish()?;
+    let initrd_bytes = archive.len() as u64;
+    // Every file is written under a fresh name and renamed into place: a
+    // link planted at any of these names is replaced, never written through.
+    out.write("initrd", &archive)?;
+    out.write("bzImage", &kbytes)?;
+    out.write("cmdline", format!("{DEFAULT_CMDLINE}\n").as_bytes())?;
     let manifest = ImageManifest {
         schema_version: 1,
         kernel_source: kernel.display().to_string(),
@@ -367,33 +409,65 @@ pub fn build(opts: &ImageOptions) -> Result<ImageManifest, ImageError> {
         agent_source: agent.display().to_string(),
         agent_bytes: abytes.len() as u64,
         agent_sources: vmbench_proto::agent_sources_in(&abytes).map(str::to_string),
-        module: module.map(|m| m.display().to_string()),
+        module: module.map(|(m, _)| m.display().to_string()),
         busybox: busybox.map(|b| b.display().to_string()),
         cmdline: DEFAULT_CMDLINE.to_string(),
         initrd_bytes,
         memory_mib: Some(recommended_memory_mib(initrd_bytes)),
     };
-    let mpath = opts.out.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    std::fs::write(&mpath, text + "\n").map_err(io(&mpath))?;
+    out.write("manifest.json", (text + "\n").as_bytes())?;
     Ok(manifest)
 }
 
-/// A newc archive being written (the format the kernel unpacks as initramfs).
+/// The module's file name in the image directory (when built here).
+pub const MODULE_FILE: &str = "vmbench.ko";
+
+/// Creates (mode 0700 where new) and opens the image directory, refusing
+/// one that another user could change: root runs `make` for the module and
+/// boots what is there, so neither the directory nor any directory above it
+/// may be writable by someone else.
+fn open_image_dir(dir: &Path) -> Result<vmbench_host::files::OutputDir, ImageError> {
+    let untrusted = |source| ImageError::UntrustedDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    if dir.symlink_metadata().is_err() {
+        // New: made private. Existing parents are judged below.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
+    vmbench_host::files::check_trusted_dir(dir).map_err(untrusted)?;
+    vmbench_host::files::OutputDir::open(dir).map_err(untrusted)
+}
+
+/// Checks, without changing anything, that an existing image directory
+/// may be used by this user (see [`open_image_dir`]).
+pub fn check_image_dir(dir: &Path) -> Result<(), ImageError> {
+    vmbench_host::files::check_trusted_dir(dir).map_err(|source| ImageError::UntrustedDir {
+        dir: dir.display().to_string(),
+        source,
+    })
+}
+
+/// A newc archive being built in memory (the format the kernel unpacks as
+/// initramfs; a few MB), then written whole.
 struct CpioWriter {
     path: PathBuf,
-    w: std::io::BufWriter<std::fs::File>,
+    w: Vec<u8>,
     ino: u32,
 }
 
 impl CpioWriter {
-    fn create(path: &Path) -> Result<CpioWriter, ImageError> {
-        let f = std::fs::File::create(path).map_err(io(path))?;
-        Ok(CpioWriter {
+    fn new(path: &Path) -> CpioWriter {
+        CpioWriter {
             path: path.to_path_buf(),
-            w: std::io::BufWriter::new(f),
+            w: Vec::new(),
             ino: 1,
-        })
+        }
     }
 
     fn add(
@@ -423,22 +497,16 @@ impl CpioWriter {
         Ok(())
     }
 
-    /// Writes the trailer, syncs, and returns the archive size.
-    fn finish(self) -> Result<u64, ImageError> {
+    /// Writes the trailer and returns the archive.
+    fn finish(self) -> Result<Vec<u8>, ImageError> {
         let path = self.path;
-        let f = self.w.into_inner().map_err(|e| ImageError::Io {
-            path: path.display().to_string(),
-            source: e.into_error(),
-        })?;
-        let f = cpio::newc::trailer(f).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))?;
-        Ok(f.metadata().map_err(io(&path))?.len())
+        cpio::newc::trailer(self.w).map_err(io(&path))
     }
 }
 
 /// Refuses a prebuilt module whose vermagic names another kernel release:
 /// the guest kernel would refuse it at boot, far from the cause.
-fn check_module_release(ko: &Path, release: &str) -> Result<(), ImageError> {
+fn check_module_release(ko: &Path, release: &str) -> Result<Vec<u8>, ImageError> {
     let bytes = std::fs::read(ko).map_err(io(ko))?;
     let vermagic = crate::elf::modinfo(&bytes, "vermagic").map_err(|source| ImageError::Elf {
         path: ko.display().to_string(),
@@ -451,11 +519,15 @@ fn check_module_release(ko: &Path, release: &str) -> Result<(), ImageError> {
             release: release.to_string(),
         });
     }
-    Ok(())
+    Ok(bytes)
 }
 
-/// Builds vmbench.ko against `<modules_dir>/<release>/build` in `<out>/kmod`.
-fn build_module(modules_dir: &Path, release: &str, out: &Path) -> Result<PathBuf, ImageError> {
+/// Builds vmbench.ko against `<modules_dir>/<release>/build` and returns
+/// it. The build runs in a fresh private directory (mode 0700, a random
+/// name, created exclusively) that holds nothing but the module's sources:
+/// Kbuild reads every `.*.cmd` file it finds in `M=`, so it must never run
+/// where anyone else could have put one.
+fn build_module(modules_dir: &Path, release: &str) -> Result<Vec<u8>, ImageError> {
     let kdir = modules_dir.join(release).join("build");
     if !kdir.join("Makefile").exists() {
         return Err(ImageError::NoHeaders {
@@ -463,8 +535,12 @@ fn build_module(modules_dir: &Path, release: &str, out: &Path) -> Result<PathBuf
             dir: kdir.display().to_string(),
         });
     }
-    let src = out.join("kmod");
-    std::fs::create_dir_all(&src).map_err(io(&src))?;
+    let tmp = std::env::temp_dir();
+    let work = tempfile::Builder::new()
+        .prefix("vmbench-kmod-")
+        .tempdir_in(&tmp)
+        .map_err(io(&tmp))?;
+    let src = work.path();
     for (name, text) in [
         ("vmbench.c", KMOD_C),
         ("vmbench_uapi.h", KMOD_UAPI),
@@ -491,7 +567,7 @@ fn build_module(modules_dir: &Path, release: &str, out: &Path) -> Result<PathBuf
             tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         ));
     }
-    Ok(ko)
+    std::fs::read(&ko).map_err(io(&ko))
 }
 
 #[cfg(test)]
@@ -533,7 +609,7 @@ mod tests {
     #[test]
     fn missing_headers_name_the_package() {
         let out = tempfile::tempdir().unwrap();
-        let err = build_module(out.path(), "9.9.9-test", out.path()).unwrap_err();
+        let err = build_module(out.path(), "9.9.9-test").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("linux-headers-9.9.9-test"), "{msg}");
     }

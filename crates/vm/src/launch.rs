@@ -254,8 +254,12 @@ impl ConsoleFollower {
                         && !buf.is_empty()
                     {
                         pos += buf.len() as u64;
+                        // The guest writes this: no escape sequence of its
+                        // reaches the operator's terminal.
+                        let shown =
+                            vmbench_host::text::printable_lines(&String::from_utf8_lossy(&buf));
                         let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&buf);
+                        let _ = out.write_all(shown.as_bytes());
                         let _ = out.flush();
                     }
                 }
@@ -387,7 +391,8 @@ pub fn tail(path: &Path, n: usize) -> String {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    // Written by the guest or QEMU, shown in errors on a terminal.
+    vmbench_host::text::printable_lines(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
 
 impl Vm {

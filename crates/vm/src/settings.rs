@@ -73,8 +73,8 @@ pub enum SettingsError {
     /// No usable QEMU.
     #[error(transparent)]
     Qemu(#[from] vmbench_host::qemu::QemuError),
-    /// The default image did not exist and could not be built.
-    #[error("building the default guest image in {dir}")]
+    /// The default image could not be used or built.
+    #[error("the default guest image ({dir})")]
     DefaultImage {
         /// The default image directory.
         dir: String,
@@ -133,7 +133,19 @@ impl GuestSettings {
     }
 
     fn default_image(&self, notify: &mut dyn FnMut(&str)) -> Result<PathBuf, SettingsError> {
-        let dir = crate::image::default_dir();
+        let dir = crate::image::default_dir().map_err(|source| SettingsError::DefaultImage {
+            dir: "no cache directory".into(),
+            source,
+        })?;
+        // A cached image another user could have replaced is not booted:
+        // its manifest names the module root loads into a guest it then
+        // trusts with the shared region.
+        if dir.exists() {
+            crate::image::check_image_dir(&dir).map_err(|source| SettingsError::DefaultImage {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+        }
         let why = if !dir.join("bzImage").exists() {
             Some("no guest image yet")
         } else if crate::image::ImageManifest::read(&dir)
