@@ -1261,8 +1261,21 @@ fn case10_errors_say_their_cause_once_and_huge_timeouts_are_usage_errors() {
         r.stderr
     );
     for args in [
-        &["vm", "boot", "--accel", "tcg", "--boot-timeout", "18446744073709551615"][..],
-        &["vmexit", "--accel", "tcg", "--boot-timeout", "18446744073709551615"],
+        &[
+            "vm",
+            "boot",
+            "--accel",
+            "tcg",
+            "--boot-timeout",
+            "18446744073709551615",
+        ][..],
+        &[
+            "vmexit",
+            "--accel",
+            "tcg",
+            "--boot-timeout",
+            "18446744073709551615",
+        ],
         &["isolate", "check", "--window-ms", "18446744073709551615"],
     ] {
         let r = case.run(case.vmbench().args(args), QUICK);
@@ -1290,7 +1303,11 @@ fn case10_control_characters_from_results_do_not_reach_the_terminal() {
     });
     let out = case.run(case.vmbench().arg("compare").arg(&a).arg(&b), QUICK);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("evil "), "the model is not compared: {}", out.stdout);
+    assert!(
+        out.stdout.contains("evil "),
+        "the model is not compared: {}",
+        out.stdout
+    );
     assert!(
         !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
         "raw control characters on stdout"
@@ -1329,9 +1346,19 @@ fn case10_a_public_key_no_agent_holds_is_refused_before_the_run() {
     let case = Case::new();
     let tmp = tempfile::tempdir().unwrap();
     let key = new_key(tmp.path(), &["ed25519"]);
+    // Isolation off and the micro-guest: were the preflight to let it
+    // through (as it did), the run would change nothing on this host.
+    let config = tmp.path().join("micro.yaml");
+    std::fs::write(
+        &config,
+        "suites: [vmexit]\nisolation:\n  apply: no\nvm:\n  guest: micro\n",
+    )
+    .unwrap();
     let r = case.run(
         case.vmbench()
-            .args(["run", "--accel", "tcg", "--quick", "--sign"])
+            .args(["run", "--accel", "tcg", "--quick", "--config"])
+            .arg(&config)
+            .arg("--sign")
             .arg(key.with_extension("pub"))
             .arg("--out")
             .arg(tmp.path().join("out"))
@@ -1398,8 +1425,16 @@ fn case10_a_pattern_of_many_stars_is_matched_at_once() {
             .arg(&run),
         QUICK,
     );
-    assert_ne!(v.code(), Some(0), "a namespace the pattern does not match verified");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_ne!(
+        v.code(),
+        Some(0),
+        "a namespace the pattern does not match verified"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// The journal holds an absolute root, and every restore hint names it
@@ -1414,7 +1449,16 @@ fn case10_restore_hints_name_the_root_and_the_journal_holds_it_absolute() {
     let r = case.run(
         case.vmbench()
             .current_dir(tmp.path())
-            .args(["isolate", "apply", "--cpus", "1", "--skip", "irqbalance", "--root", &rel])
+            .args([
+                "isolate",
+                "apply",
+                "--cpus",
+                "1",
+                "--skip",
+                "irqbalance",
+                "--root",
+                &rel,
+            ])
             .arg("--journal")
             .arg(&journal),
         QUICK,
@@ -1429,7 +1473,9 @@ fn case10_restore_hints_name_the_root_and_the_journal_holds_it_absolute() {
     let again = case.run(&mut apply_cmd(&case, &root, &journal, "1"), QUICK);
     assert_ne!(again.code(), Some(0));
     assert!(
-        again.stderr.contains(&format!("vmbench isolate restore --root {recorded} --journal")),
+        again.stderr.contains(&format!(
+            "vmbench isolate restore --root {recorded} --journal"
+        )),
         "{}",
         again.stderr
     );

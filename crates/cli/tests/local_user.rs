@@ -576,3 +576,165 @@ fn crafted_strings_in_results_make_no_links() {
         );
     }
 }
+
+// ---- shared directories across PID namespaces, and a full disk -------------
+
+/// The entries of a vmbench in another PID namespace that shares /dev/shm
+/// and /tmp (a container, `unshare --pid`) are alive although their pid
+/// means nothing here: the sweep of a vmbench starting here keeps them
+/// (it judges by the owner's `.alive` lock, not by the pid).
+#[test]
+#[ignore = "needs root, unshare and qemu-system-x86: a vmbench in another PID namespace"]
+fn a_live_vmbench_in_another_pid_namespace_keeps_its_files() {
+    require_root();
+    require(&[
+        (vmbench_testkit::have_qemu(), "qemu-system-x86"),
+        (have_tool("unshare"), "util-linux (unshare)"),
+    ]);
+    // A pid in the other namespace that names no process here: the
+    // namespace's sh is its pid 1 and hands out pids in order.
+    let entries_of = |n: u32| -> Vec<PathBuf> {
+        let prefix = format!("vmbench-{n}-");
+        [PathBuf::from("/dev/shm"), std::env::temp_dir()]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|d| d.flatten().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .collect()
+    };
+    let n = (300..5000)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists() && entries_of(*p).is_empty())
+        .unwrap();
+    let entries = || entries_of(n);
+    let elf = vmbench_vm::microguest::build().unwrap();
+    let script = format!(
+        "i=2; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done; \
+         {} vm boot --guest micro --accel tcg --micro-elf {} --wait > /dev/null 2>&1 & wait",
+        vmbench().get_program().to_string_lossy(),
+        elf.display()
+    );
+    let mut other = Command::new("unshare")
+        .args(["--pid", "--fork", "sh", "-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Its run directory (QMP socket, logs) and its `.alive` locks (its
+    // region file it unlinks itself once QEMU has it open).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let theirs = loop {
+        let found: Vec<PathBuf> = entries()
+            .into_iter()
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "alive"))
+            .collect();
+        if found.iter().any(|p| p.is_dir()) || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let made_run_dir = theirs.iter().any(|p| p.is_dir());
+    // A vmbench starting here sweeps /dev/shm and the temporary directory.
+    let sweeper = vmbench()
+        .args([
+            "shm",
+            "--loopback",
+            "--cpus",
+            "0,1",
+            "--quick",
+            "--no-doorbell",
+        ])
+        .output()
+        .unwrap();
+    let kept: Vec<bool> = theirs.iter().map(|p| p.exists()).collect();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(other.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = other.wait();
+    assert!(
+        made_run_dir,
+        "the other namespace's vmbench (pid {n} there) made no run directory: {theirs:?}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{n}")).exists(),
+        "pid {n} was taken here meanwhile: the test proves nothing"
+    );
+    assert!(sweeper.status.code().is_some(), "{}", text(&sweeper));
+    assert!(
+        kept.iter().all(|k| *k),
+        "a live vmbench's entries in another PID namespace were swept: {theirs:?}"
+    );
+    // Once it is gone, its entries are swept by the next start.
+    let _ = vmbench()
+        .args([
+            "shm",
+            "--loopback",
+            "--cpus",
+            "0,1",
+            "--quick",
+            "--no-doorbell",
+        ])
+        .output()
+        .unwrap();
+    for p in &theirs {
+        assert!(
+            !p.exists(),
+            "{} outlived its process and a sweep",
+            p.display()
+        );
+    }
+}
+
+/// The output directory fills up at the end of a run: the results are not
+/// lost, they are saved in a private directory under the temporary one,
+/// and the error says where. (--out is a 16 KiB tmpfs in a mount namespace
+/// of the test's own.)
+#[test]
+#[ignore = "needs root, unshare and qemu-system-x86: a run whose output disk is full"]
+fn a_run_whose_output_disk_fills_up_keeps_its_results() {
+    require_root();
+    require(&[
+        (vmbench_testkit::have_qemu(), "qemu-system-x86"),
+        (have_tool("unshare"), "util-linux (unshare)"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let config = micro_config(tmp.path());
+    let script = format!(
+        "mount -t tmpfs -o size=16k tmpfs {full} && {bin} run --accel tcg --quick --config {config} --out {full}/run",
+        full = full.display(),
+        bin = vmbench().get_program().to_string_lossy(),
+        config = config.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    let saved = err
+        .split("the results were saved to ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no fallback named: {err}"));
+    assert!(saved.is_file(), "{}", saved.display());
+    let dir = saved.parent().unwrap().to_path_buf();
+    let r = vmbench()
+        .args(["report", "render"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        r.status.success(),
+        "the saved results do not render: {}",
+        text(&r)
+    );
+}
