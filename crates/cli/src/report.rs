@@ -26,6 +26,11 @@ pub enum ReportCmd {
         /// OpenSSH allowed_signers: `principal [namespaces="vmbench-report"] ssh-ed25519 KEY`.
         #[arg(long, value_name = "FILE")]
         allowed_signers: PathBuf,
+        /// Require the signer's allowed_signers line to name this principal
+        /// (as `ssh-keygen -Y verify -I`): e.g. the host the report is from,
+        /// so that one host's key cannot sign for another.
+        #[arg(long, value_name = "NAME")]
+        principal: Option<String>,
     },
     /// Print the JSON Schema of results.json (also in docs/results.schema.json).
     Schema,
@@ -114,9 +119,23 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
         ReportCmd::Verify {
             dir,
             allowed_signers,
+            principal,
         } => {
             vmbench_publish::check_run_dir(&dir)?;
             match sign::verify(&dir, &allowed_signers) {
+                Ok(v)
+                    if principal
+                        .as_deref()
+                        .is_some_and(|p| !v.signer.vouches_for(p)) =>
+                {
+                    errln!(
+                        "vmbench: verification FAILED: the signature is good, but its key ({}) is allowed for {}, not for {}",
+                        v.signer.fingerprint,
+                        v.signer.principals,
+                        principal.as_deref().unwrap_or_default()
+                    );
+                    Ok(ExitCode::from(ExitStatus::Failed.code()))
+                }
                 Ok(v) => {
                     outln!(
                         "good signature by {} ({}), namespace {}; {} files match MANIFEST.sha256",

@@ -133,7 +133,7 @@ fn sshd(fleet: &mut Fleet, dir: &Path, ns: &str, i: u8, authorized: &Path) {
 fn playbook_inputs(
     dir: &Path,
     client_key: &Path,
-    sign_key: &Path,
+    sign_keys: &Path,
     allowed: &Path,
     config: &Path,
     results: &Path,
@@ -166,7 +166,7 @@ fn playbook_inputs(
         "vmbench_controller": env!("CARGO_BIN_EXE_vmbench"),
         "vmbench_config": config,
         "vmbench_run_args": ["--accel", "tcg", "--quick"],
-        "vmbench_sign_key": sign_key,
+        "vmbench_sign_key_dir": sign_keys,
         "vmbench_allowed_signers": allowed,
         "vmbench_results": results,
         "vmbench_install": "binary",
@@ -174,6 +174,28 @@ fn playbook_inputs(
     let extra_file = dir.join("extra.json");
     std::fs::write(&extra_file, extra.to_string()).unwrap();
     (inventory, extra_file)
+}
+
+/// fleet/playbook.yml over `inventory` with the extra variables in `extra`.
+fn playbook(dir: &Path, inventory: &Path, extra: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("ansible-playbook")
+        .arg("-i")
+        .arg(inventory)
+        .args(args)
+        .arg("-e")
+        .arg(format!("@{}", extra.display()))
+        .arg(repo().join("fleet/playbook.yml"))
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        // No ssh master connections lingering in the namespaces afterwards.
+        .env(
+            "ANSIBLE_SSH_ARGS",
+            "-o ControlMaster=no -o ControlPersist=no",
+        )
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-local"))
+        .env("ANSIBLE_REMOTE_TEMP", dir.join("ansible-remote"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap()
 }
 
 /// `h` completed: no failure in the recap, its signed directory here and
@@ -198,6 +220,27 @@ fn came_back_verified(h: &str, log: &str, results: &Path, allowed: &Path, dir: &
         "{h}: {}",
         String::from_utf8_lossy(&v.stderr)
     );
+    // Signed by the key allowed for this host, and by no other host's.
+    for (principal, ok) in [(h, true), ("host3", false)] {
+        let v = Command::new(env!("CARGO_BIN_EXE_vmbench"))
+            .args([
+                "report",
+                "verify",
+                "--principal",
+                principal,
+                "--allowed-signers",
+            ])
+            .arg(allowed)
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert_eq!(
+            v.status.success(),
+            ok,
+            "{h} as {principal}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
     // The agent-only binary went beside vmbench (the guest's /init).
     assert!(
         dir.join(h).join("vmbench-agent").is_file(),
@@ -247,18 +290,20 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         names.push(ns);
     }
 
-    // The report signing key and who may have signed.
-    let sign_key = dir.join("sign-key");
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet@vmbench", "-f"])
-        .arg(&sign_key));
-    let public = std::fs::read_to_string(sign_key.with_extension("pub")).unwrap();
+    // One signing key per host, and who may have signed for which host.
+    let sign_keys = dir.join("sign-keys");
+    std::fs::create_dir(&sign_keys).unwrap();
+    let mut allowed_lines = String::new();
+    for i in 1..=3u8 {
+        let key = sign_keys.join(format!("host{i}"));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet@vmbench", "-f"])
+            .arg(&key));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        allowed_lines.push_str(&format!("host{i} namespaces=\"vmbench-report\" {public}"));
+    }
     let allowed = dir.join("allowed_signers");
-    std::fs::write(
-        &allowed,
-        format!("fleet@vmbench namespaces=\"vmbench-report\" {public}"),
-    )
-    .unwrap();
+    std::fs::write(&allowed, allowed_lines).unwrap();
     // Every host is this machine: TCG, the micro-guest, nothing tuned (two
     // runs would otherwise share one kernel's knobs).
     let config = dir.join("vmbench.yaml");
@@ -271,25 +316,12 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
     )
     .unwrap();
     let results = dir.join("results");
+    // What an earlier fleet run left for host1 must not mix with this one's.
+    std::fs::create_dir_all(results.join("host1")).unwrap();
+    std::fs::write(results.join("host1/stale-from-before.txt"), "old\n").unwrap();
     let (inventory, extra_file) =
-        playbook_inputs(dir, &client_key, &sign_key, &allowed, &config, &results);
-    let out = Command::new("ansible-playbook")
-        .arg("-i")
-        .arg(&inventory)
-        .arg("-e")
-        .arg(format!("@{}", extra_file.display()))
-        .arg(repo().join("fleet/playbook.yml"))
-        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
-        // No ssh master connections lingering in the namespaces afterwards.
-        .env(
-            "ANSIBLE_SSH_ARGS",
-            "-o ControlMaster=no -o ControlPersist=no",
-        )
-        .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-local"))
-        .env("ANSIBLE_REMOTE_TEMP", dir.join("ansible-remote"))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .output()
-        .unwrap();
+        playbook_inputs(dir, &client_key, &sign_keys, &allowed, &config, &results);
+    let out = playbook(dir, &inventory, &extra_file, &[]);
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -312,8 +344,13 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         "{compare}"
     );
     assert!(
-        compare.contains("signed by fleet@vmbench, verified"),
+        compare.contains("signed by host1, verified")
+            && compare.contains("signed by host2, verified"),
         "{compare}"
+    );
+    assert!(
+        !results.join("host1/stale-from-before.txt").exists(),
+        "an earlier run's file was kept in results/host1"
     );
     let summary = std::fs::read_to_string(results.join("fleet.md")).unwrap();
     assert!(
@@ -325,6 +362,27 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         started.elapsed() < Duration::from_secs(300),
         "the fleet took {:?}",
         started.elapsed()
+    );
+    // Again on host1 alone, with nothing to verify against: the summary
+    // does not call it verified.
+    let mut extra: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&extra_file).unwrap()).unwrap();
+    extra["vmbench_allowed_signers"] = serde_json::json!("");
+    let unverified = dir.join("extra-unverified.json");
+    std::fs::write(&unverified, extra.to_string()).unwrap();
+    let out = playbook(
+        dir,
+        &inventory,
+        &unverified,
+        &["--limit", "host1,localhost"],
+    );
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = std::fs::read_to_string(results.join("fleet.md")).unwrap();
+    assert!(
+        summary.contains("Completed and verified: none")
+            && summary
+                .contains("Completed, not verified (no vmbench_allowed_signers was given): host1"),
+        "{summary}\n{log}"
     );
     let links = fleet.links.clone();
     drop(fleet);

@@ -423,22 +423,29 @@ pub fn check_parent(path: &Path) -> Result<(), FileError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let meta = fs::metadata(parent).map_err(|e| FileError::io(parent, e))?;
+    check_may_hold(parent, "what is in it")
+}
+
+/// Checks a directory that holds what root trusts (`what`): owned by root
+/// or this user and, when others may write to it, sticky (so they cannot
+/// rename what is in it away and put their own in its place).
+fn check_may_hold(dir: &Path, what: &str) -> Result<(), FileError> {
+    let meta = fs::metadata(dir).map_err(|e| FileError::io(dir, e))?;
     let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(FileError::untrusted(
-            parent,
+            dir,
             format!(
-                "the directory is owned by uid {}, who could replace what is in it",
+                "the directory is owned by uid {}, who could replace {what}",
                 meta.uid()
             ),
         ));
     }
     if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
         return Err(FileError::untrusted(
-            parent,
+            dir,
             format!(
-                "others may write to the directory (mode {:04o}) and it is not sticky: they could replace what is in it",
+                "others may write to the directory (mode {:04o}) and it is not sticky: they could replace {what}",
                 meta.mode() & 0o7777
             ),
         ));
@@ -565,28 +572,7 @@ pub fn check_trusted_new_dir(dir: &Path) -> Result<(), FileError> {
         .ancestors()
         .find(|a| a.symlink_metadata().is_ok())
         .unwrap_or(Path::new("/"));
-    let meta = fs::metadata(existing).map_err(|e| FileError::io(existing, e))?;
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(FileError::untrusted(
-            existing,
-            format!(
-                "owned by uid {}, who could replace {} once made",
-                meta.uid(),
-                dir.display()
-            ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        return Err(FileError::untrusted(
-            existing,
-            format!(
-                "others may write to it (mode {:04o}) and it is not sticky: they could replace {} once made",
-                meta.mode() & 0o7777,
-                dir.display()
-            ),
-        ));
-    }
+    check_may_hold(existing, &format!("{} once made", dir.display()))?;
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }

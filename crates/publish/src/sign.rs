@@ -206,6 +206,14 @@ pub struct Signer {
     pub fingerprint: String,
 }
 
+impl Signer {
+    /// Whether the line's principals (patterns, as OpenSSH reads them)
+    /// name `principal`: what `ssh-keygen -Y verify -I principal` checks.
+    pub fn vouches_for(&self, principal: &str) -> bool {
+        match_pattern_list(principal, &self.principals)
+    }
+}
+
 /// The outcome of `vmbench report verify`.
 #[derive(Debug)]
 pub struct Verified {
