@@ -176,6 +176,50 @@ fn playbook_inputs(
     (inventory, extra_file)
 }
 
+/// One signing key per host in `dir/sign-keys`, and allowed_signers that
+/// lists each for its host alone.
+fn per_host_keys(dir: &Path) -> (PathBuf, PathBuf) {
+    // One signing key per host, and who may have signed for which host.
+    let sign_keys = dir.join("sign-keys");
+    std::fs::create_dir(&sign_keys).unwrap();
+    let mut allowed_lines = String::new();
+    for i in 1..=3u8 {
+        let key = sign_keys.join(format!("host{i}"));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet@vmbench", "-f"])
+            .arg(&key));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        allowed_lines.push_str(&format!("host{i} namespaces=\"vmbench-report\" {public}"));
+    }
+    let allowed = dir.join("allowed_signers");
+    std::fs::write(&allowed, allowed_lines).unwrap();
+    (sign_keys, allowed)
+}
+
+/// Again on host1 alone, with nothing to verify against: the summary does
+/// not call it verified.
+fn summary_says_unverified_without_allowed_signers(
+    dir: &Path,
+    inventory: &Path,
+    extra_file: &Path,
+    results: &Path,
+) {
+    let mut extra: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(extra_file).unwrap()).unwrap();
+    extra["vmbench_allowed_signers"] = serde_json::json!("");
+    let unverified = dir.join("extra-unverified.json");
+    std::fs::write(&unverified, extra.to_string()).unwrap();
+    let out = playbook(dir, inventory, &unverified, &["--limit", "host1,localhost"]);
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = std::fs::read_to_string(results.join("fleet.md")).unwrap();
+    assert!(
+        summary.contains("Completed and verified: none")
+            && summary
+                .contains("Completed, not verified (no vmbench_allowed_signers was given): host1"),
+        "{summary}\n{log}"
+    );
+}
+
 /// fleet/playbook.yml over `inventory` with the extra variables in `extra`.
 fn playbook(dir: &Path, inventory: &Path, extra: &Path, args: &[&str]) -> std::process::Output {
     Command::new("ansible-playbook")
@@ -290,20 +334,7 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         names.push(ns);
     }
 
-    // One signing key per host, and who may have signed for which host.
-    let sign_keys = dir.join("sign-keys");
-    std::fs::create_dir(&sign_keys).unwrap();
-    let mut allowed_lines = String::new();
-    for i in 1..=3u8 {
-        let key = sign_keys.join(format!("host{i}"));
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet@vmbench", "-f"])
-            .arg(&key));
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-        allowed_lines.push_str(&format!("host{i} namespaces=\"vmbench-report\" {public}"));
-    }
-    let allowed = dir.join("allowed_signers");
-    std::fs::write(&allowed, allowed_lines).unwrap();
+    let (sign_keys, allowed) = per_host_keys(dir);
     // Every host is this machine: TCG, the micro-guest, nothing tuned (two
     // runs would otherwise share one kernel's knobs).
     let config = dir.join("vmbench.yaml");
@@ -363,27 +394,7 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         "the fleet took {:?}",
         started.elapsed()
     );
-    // Again on host1 alone, with nothing to verify against: the summary
-    // does not call it verified.
-    let mut extra: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&extra_file).unwrap()).unwrap();
-    extra["vmbench_allowed_signers"] = serde_json::json!("");
-    let unverified = dir.join("extra-unverified.json");
-    std::fs::write(&unverified, extra.to_string()).unwrap();
-    let out = playbook(
-        dir,
-        &inventory,
-        &unverified,
-        &["--limit", "host1,localhost"],
-    );
-    let log = String::from_utf8_lossy(&out.stdout).into_owned();
-    let summary = std::fs::read_to_string(results.join("fleet.md")).unwrap();
-    assert!(
-        summary.contains("Completed and verified: none")
-            && summary
-                .contains("Completed, not verified (no vmbench_allowed_signers was given): host1"),
-        "{summary}\n{log}"
-    );
+    summary_says_unverified_without_allowed_signers(dir, &inventory, &extra_file, &results);
     let links = fleet.links.clone();
     drop(fleet);
     for ns in names {
