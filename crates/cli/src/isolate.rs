@@ -54,8 +54,8 @@ pub struct CheckArgs {
     cpus: Option<CpuList>,
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
-    /// How long to count interrupts on the benchmark CPUs, 1 to 600000 ms.
-    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    /// How long to count interrupts on the benchmark CPUs, 0 (not at all) to 600000 ms.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     window_ms: u64,
     #[arg(long)]
     json: bool,

@@ -402,8 +402,13 @@ fn an_unrestored_journal_blocks_the_next_run_until_restored() {
     let out = s.command().output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The hint names the fixture root (a restore without it would not
+    // find the files the journal names).
     assert!(
-        stderr.contains("vmbench isolate restore --journal"),
+        stderr.contains(&format!(
+            "vmbench isolate restore --root {} --journal",
+            std::path::absolute(&s.root).unwrap().display()
+        )),
         "{stderr}"
     );
     assert!(
