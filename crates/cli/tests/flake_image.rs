@@ -85,6 +85,11 @@ fn nix_like_binaries() -> (PathBuf, PathBuf) {
             "{} was linked by rust-lld, not GNU ld",
             bin.display()
         );
+        assert!(
+            nixlike::has_dependency_list(bin),
+            "{} was not built through cargo-auditable, as nixpkgs builds it",
+            bin.display()
+        );
     }
     (vmbench, agent)
 }

@@ -176,7 +176,7 @@ fn link_probe(top_name: &str, inputs: &[&str]) -> (std::process::Output, std::pa
     )
     .unwrap();
     let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
-    let sysroot = nixlike::build_environment(&top, &inputs);
+    let sysroot = nixlike::build_environment(&top, &inputs, false);
     std::fs::create_dir_all(top.join("target")).unwrap();
     let script = format!(
         "export RUSTFLAGS='-C target-feature=+crt-static'; \

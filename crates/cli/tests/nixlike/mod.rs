@@ -26,10 +26,17 @@
 //!   `buildInputs`, read from flake.nix, with a stand-in directory holding
 //!   what that nixpkgs output holds (see [`stand_in_lib_dir`]).
 //!
+//! - **cargo-auditable**: unless the derivation says `auditable = false`,
+//!   buildRustPackage puts nixpkgs' cargo-auditable-cargo-wrapper first in
+//!   PATH (`cargo` that runs `cargo auditable …` with
+//!   `CARGO_AUDITABLE_IGNORE_UNSUPPORTED=1`), which links each binary with
+//!   its dependency list (a `.dep-v0` section); so does `cargo` here
+//!   (`cargo-auditable` from crates.io, `scripts/install-deps --dev`).
+//!
 //! What still differs from Nix, and cannot be made equal here: the
 //! toolchain is this machine's (rustup's rustc and clippy, which may be
-//! newer than the pin's; Debian's gcc, binutils and glibc), mounted
-//! read-only from `/usr` and the rustup sysroot.
+//! newer than the pin's; Debian's gcc, binutils and glibc; cargo-auditable
+//! from crates.io), mounted read-only from `/usr` and the rustup sysroot.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::path::{Path, PathBuf};
@@ -84,6 +91,12 @@ pub fn rustflags(derivation: &str) -> Option<String> {
     let i = derivation.find("RUSTFLAGS = \"")?;
     let rest = &derivation[i + "RUSTFLAGS = \"".len()..];
     Some(rest[..rest.find('"').unwrap()].to_string())
+}
+
+/// Whether nixpkgs builds the derivation through cargo-auditable (its
+/// default, unless the derivation says `auditable = false;`).
+pub fn auditable(derivation: &str) -> bool {
+    !derivation.contains("auditable = false;")
 }
 
 /// The words of the derivation's `buildInputs = [ ... ];` (none if it has
@@ -279,8 +292,9 @@ pub fn link_wrapper(top: &Path, build_inputs: &[String]) {
 
 /// PATH (stdenv's tools, the link wrapper and the Rust toolchain, nothing
 /// else) and the builder's /etc/passwd and /etc/group, for a derivation
-/// with these `buildInputs`. Returns the toolchain's sysroot.
-pub fn build_environment(top: &Path, build_inputs: &[String]) -> String {
+/// with these `buildInputs`, built through cargo-auditable when `auditable`.
+/// Returns the toolchain's sysroot.
+pub fn build_environment(top: &Path, build_inputs: &[String], auditable: bool) -> String {
     let sysroot = String::from_utf8(
         Command::new("rustc")
             .args(["--print", "sysroot"])
@@ -305,6 +319,9 @@ pub fn build_environment(top: &Path, build_inputs: &[String]) -> String {
         std::os::unix::fs::symlink(Path::new(&sysroot).join("bin").join(tool), bin.join(tool))
             .unwrap();
     }
+    if auditable {
+        auditable_cargo(&bin, &sysroot);
+    }
     std::fs::create_dir_all(top.join("etc")).unwrap();
     std::fs::write(
         top.join("etc/passwd"),
@@ -319,6 +336,46 @@ pub fn build_environment(top: &Path, build_inputs: &[String]) -> String {
     )
     .unwrap();
     sysroot
+}
+
+/// `cargo` in `bin` as nixpkgs' cargo-auditable-cargo-wrapper makes it:
+/// the real cargo with `auditable` before the arguments and
+/// `CARGO_AUDITABLE_IGNORE_UNSUPPORTED=1`, `cargo-auditable` beside it
+/// (copied: the sandbox does not see `~/.cargo`).
+fn auditable_cargo(bin: &Path, sysroot: &str) {
+    let found = Command::new("sh")
+        .args(["-c", "command -v cargo-auditable"])
+        .output()
+        .unwrap();
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    assert!(
+        found.status.success() && !path.is_empty(),
+        "cargo-auditable is not installed (scripts/install-deps --dev: cargo install cargo-auditable)"
+    );
+    std::fs::copy(&path, bin.join("cargo-auditable")).unwrap();
+    let cargo = bin.join("cargo");
+    std::fs::remove_file(&cargo).unwrap();
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh
+# nixpkgs' cargo-auditable-cargo-wrapper (crates/cli/tests/nixlike/mod.rs)
+             CARGO_AUDITABLE_IGNORE_UNSUPPORTED=1 exec {sysroot}/bin/cargo auditable \"$@\"
+"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// Whether the ELF carries cargo-auditable's dependency list.
+pub fn has_dependency_list(elf: &Path) -> bool {
+    let out = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(elf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(".dep-v0")
 }
 
 /// `script` under /bin/sh in the sandbox, with `top` as /build and
@@ -392,7 +449,7 @@ pub fn prepare(name: &str, top_name: &str, vendored: bool) -> (PathBuf, String) 
     if vendored {
         vendor(&top, &source);
     }
-    let sysroot = build_environment(&top, &build_inputs(d));
+    let sysroot = build_environment(&top, &build_inputs(d), auditable(d));
     // The target directory lives on between runs: only compilation is saved.
     std::fs::create_dir_all(top.join("target")).unwrap();
     (top, sysroot)
