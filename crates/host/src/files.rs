@@ -522,13 +522,7 @@ fn ensure_existing_private_dir(dir: &Path) -> Result<(), FileError> {
 /// judged: a build sandbox shows the directories above its output as owned
 /// by an unmapped uid, and what such a user writes is theirs to lose.)
 pub fn check_trusted_dir(dir: &Path) -> Result<(), FileError> {
-    let abs = if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| FileError::io(dir, e))?
-            .join(dir)
-    };
+    let abs = std::path::absolute(dir).map_err(|e| FileError::io(dir, e))?;
     let meta = abs.symlink_metadata().map_err(|e| FileError::io(&abs, e))?;
     let real = if meta.file_type().is_symlink() {
         // The link itself sits in a directory checked below; what it
@@ -558,13 +552,7 @@ pub fn check_trusted_dir(dir: &Path) -> Result<(), FileError> {
 /// directory vmbench makes there is its own). An existing `dir` is
 /// checked with [`check_trusted_dir`].
 pub fn check_trusted_new_dir(dir: &Path) -> Result<(), FileError> {
-    let abs = if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| FileError::io(dir, e))?
-            .join(dir)
-    };
+    let abs = std::path::absolute(dir).map_err(|e| FileError::io(dir, e))?;
     if abs.symlink_metadata().is_ok() {
         return check_trusted_dir(dir);
     }
