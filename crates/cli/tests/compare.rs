@@ -12,15 +12,7 @@ fn vmbench() -> Command {
 /// A VM-exit run on the micro-guest under TCG, `repeat` repeats, changing
 /// nothing on the host.
 fn micro_run(dir: &Path, name: &str, repeat: u32) -> PathBuf {
-    let config = dir.join("micro.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "suites: [vmexit]\nrepeat: {repeat}\nisolation:\n  apply: no\nvm:\n  guest: micro\n  micro_elf: {}\n",
-            vmbench_vm::microguest::build().unwrap().display()
-        ),
-    )
-    .unwrap();
+    let config = vmbench_testkit::micro_run_config(dir, Some(repeat));
     let out = dir.join(name);
     let o = vmbench()
         .args(["run", "--accel", "tcg", "--quick", "--config"])

@@ -337,15 +337,7 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
     let (sign_keys, allowed) = per_host_keys(dir);
     // Every host is this machine: TCG, the micro-guest, nothing tuned (two
     // runs would otherwise share one kernel's knobs).
-    let config = dir.join("vmbench.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "suites: [vmexit]\nisolation:\n  apply: no\nvm:\n  guest: micro\n  micro_elf: {}\n",
-            vmbench_vm::microguest::build().unwrap().display()
-        ),
-    )
-    .unwrap();
+    let config = vmbench_testkit::micro_run_config(dir, None);
     let results = dir.join("results");
     // What an earlier fleet run left for host1 must not mix with this one's.
     std::fs::create_dir_all(results.join("host1")).unwrap();

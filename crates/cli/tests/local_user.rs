@@ -334,19 +334,6 @@ fn image_build_replaces_links_at_its_output_names() {
 
 // ---- signed reports: no directory another user controls, no swap ----------
 
-fn micro_config(dir: &Path) -> PathBuf {
-    let config = dir.join("micro.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "suites: [vmexit]\nrepeat: 1\nisolation:\n  apply: no\nvm:\n  guest: micro\n  micro_elf: {}\n",
-            vmbench_vm::microguest::build().unwrap().display()
-        ),
-    )
-    .unwrap();
-    config
-}
-
 fn new_key(dir: &Path) -> PathBuf {
     require(&[(have_tool("ssh-keygen"), "openssh-client")]);
     let key = dir.join("key");
@@ -370,7 +357,7 @@ fn a_signed_run_into_another_users_directory_is_refused_before_it_starts() {
     std::fs::set_permissions(root_tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let theirs = user.dir(root_tmp.path(), "theirs");
     let key = new_key(root_tmp.path());
-    let config = micro_config(root_tmp.path());
+    let config = vmbench_testkit::micro_run_config(root_tmp.path(), Some(1));
     for (how, out) in [("--out", Some(theirs.clone())), ("the default", None)] {
         let mut c = vmbench();
         c.args(["run", "--accel", "tcg", "--quick", "--config"])
@@ -410,7 +397,7 @@ fn a_report_swapped_during_a_signed_run_does_not_verify() {
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let allowed = tmp.path().join("allowed_signers");
     std::fs::write(&allowed, format!("me {public}")).unwrap();
-    let config = micro_config(tmp.path());
+    let config = vmbench_testkit::micro_run_config(tmp.path(), Some(1));
     for attempt in 0..3 {
         let out = tmp.path().join(format!("run{attempt}"));
         std::fs::create_dir(&out).unwrap();
@@ -579,6 +566,22 @@ fn crafted_strings_in_results_make_no_links() {
 
 // ---- shared directories across PID namespaces, and a full disk -------------
 
+/// A vmbench starting here: a short loopback run, which sweeps /dev/shm and
+/// the temporary directory first.
+fn sweep() -> Output {
+    vmbench()
+        .args([
+            "shm",
+            "--loopback",
+            "--cpus",
+            "0,1",
+            "--quick",
+            "--no-doorbell",
+        ])
+        .output()
+        .unwrap()
+}
+
 /// The entries of a vmbench in another PID namespace that shares /dev/shm
 /// and /tmp (a container, `unshare --pid`) are alive although their pid
 /// means nothing here: the sweep of a vmbench starting here keeps them
@@ -637,18 +640,7 @@ fn a_live_vmbench_in_another_pid_namespace_keeps_its_files() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let made_run_dir = theirs.iter().any(|p| p.is_dir());
-    // A vmbench starting here sweeps /dev/shm and the temporary directory.
-    let sweeper = vmbench()
-        .args([
-            "shm",
-            "--loopback",
-            "--cpus",
-            "0,1",
-            "--quick",
-            "--no-doorbell",
-        ])
-        .output()
-        .unwrap();
+    let sweeper = sweep();
     let kept: Vec<bool> = theirs.iter().map(|p| p.exists()).collect();
     let _ = nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(other.id() as i32),
@@ -669,17 +661,7 @@ fn a_live_vmbench_in_another_pid_namespace_keeps_its_files() {
         "a live vmbench's entries in another PID namespace were swept: {theirs:?}"
     );
     // Once it is gone, its entries are swept by the next start.
-    let _ = vmbench()
-        .args([
-            "shm",
-            "--loopback",
-            "--cpus",
-            "0,1",
-            "--quick",
-            "--no-doorbell",
-        ])
-        .output()
-        .unwrap();
+    let _ = sweep();
     for p in &theirs {
         assert!(
             !p.exists(),
@@ -704,7 +686,7 @@ fn a_run_whose_output_disk_fills_up_keeps_its_results() {
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
     std::fs::create_dir(&full).unwrap();
-    let config = micro_config(tmp.path());
+    let config = vmbench_testkit::micro_run_config(tmp.path(), Some(1));
     let script = format!(
         "mount -t tmpfs -o size=16k tmpfs {full} && {bin} run --accel tcg --quick --config {config} --out {full}/run",
         full = full.display(),

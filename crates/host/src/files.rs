@@ -119,10 +119,15 @@ pub fn run_prefix() -> String {
     format!("vmbench-{}-{}-", std::process::id(), process_tag())
 }
 
-/// The file whose `flock` says this process is alive, in `dir`:
+/// The file whose `flock` says process `pid` (tagged `tag`) is alive:
 /// `vmbench-<pid>-<tag>.alive`.
-fn alive_name(pid: &str, tag: &str) -> String {
+fn alive_name(pid: u32, tag: &str) -> String {
     format!("vmbench-{pid}-{tag}.alive")
+}
+
+/// This process's `.alive` file name.
+fn own_alive_name() -> String {
+    alive_name(std::process::id(), process_tag())
 }
 
 /// Holds, for the life of this process, an exclusive `flock` on
@@ -138,7 +143,7 @@ fn hold_alive_lock(dir: &Path) -> Result<(), FileError> {
     if held.iter().any(|(d, _)| d == dir) {
         return Ok(());
     }
-    let path = dir.join(alive_name(&std::process::id().to_string(), process_tag()));
+    let path = dir.join(own_alive_name());
     let fd = open(
         &path,
         OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -159,8 +164,7 @@ pub fn release_alive_locks() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for (dir, lock) in held.drain(..) {
-        let _ =
-            fs::remove_file(dir.join(alive_name(&std::process::id().to_string(), process_tag())));
+        let _ = fs::remove_file(dir.join(own_alive_name()));
         drop(lock);
     }
 }
@@ -260,7 +264,7 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
         return Vec::new();
     };
     let euid = nix::unistd::geteuid().as_raw();
-    let mine = alive_name(&std::process::id().to_string(), process_tag());
+    let mine = own_alive_name();
     let mut removed = Vec::new();
     let mut released_locks = Vec::new();
     for entry in entries.flatten() {
@@ -286,9 +290,7 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
             .strip_suffix(".alive")
             .or_else(|| rest.split_once('-').map(|(t, _)| t))
             .filter(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()));
-        let ended = match tag
-            .and_then(|t| alive_lock_released(dir, &alive_name(&pid.to_string(), t), euid))
-        {
+        let ended = match tag.and_then(|t| alive_lock_released(dir, &alive_name(pid, t), euid)) {
             Some(released) => released,
             // An older vmbench's entry, or a lock already gone: the pid.
             None => pid != std::process::id() && !process_alive(pid),
@@ -628,9 +630,6 @@ pub fn open_private(path: &Path) -> Result<File, FileError> {
     Ok(File::from(fd))
 }
 
-/// A random name for a temporary file next to its final name (std's
-/// per-process random hash keys: unguessable enough, and `O_EXCL` makes a
-/// collision an error, never a reuse).
 /// Whether `name` is one [`temp_name`] makes.
 fn is_temp_name(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else {
@@ -642,6 +641,9 @@ fn is_temp_name(name: &str) -> bool {
     !base.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// A random name for a temporary file next to its final name (std's
+/// per-process random hash keys: unguessable enough, and `O_EXCL` makes a
+/// collision an error, never a reuse).
 fn temp_name(name: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -695,7 +697,7 @@ impl Ledger {
             .copied()
     }
 
-    /// Forgets `rel`: it was removed.
+    /// Forgets every path under `prefix` (`plots/`): it was removed.
     fn forget_under(&self, prefix: &str) {
         self.0
             .lock()
@@ -784,7 +786,7 @@ impl OutputDir {
         self
     }
 
-    /// The ledger this directory records into, with its prefix.
+    /// The ledger this directory records into, if it records.
     pub fn ledger(&self) -> Option<&Ledger> {
         self.ledger.as_ref().map(|(l, _)| l)
     }

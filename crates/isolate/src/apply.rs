@@ -247,7 +247,8 @@ fn check_no_other_journal(lock: &HostLock, journal_path: &Path) -> Result<(), Is
             ),
         }),
         Err(e) => Err(IsolateError::AnotherJournal {
-            restore: format!("vmbench isolate restore --journal {}", active.display()),
+            // Unreadable: its root is unknown, the journal path is not.
+            restore: crate::journal::restore_command("", &active),
             active: active.display().to_string(),
             detail: e.to_string(),
         }),

@@ -104,36 +104,37 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<PlotIndex, PublishErr
         .filter(|m| wants_latency_plots(m))
     {
         if let Some(svg) = row_spectrum_svg(m)? {
-            let name = format!("{}.spectrum.svg", m.id);
-            plots.write(&name, svg.as_bytes())?;
-            idx.svgs.insert(format!("plots/{name}"), svg);
-            idx.entries
-                .push((m.id.to_string(), "spectrum", format!("plots/{name}")));
+            let path = idx.keep(&plots, &format!("{}.spectrum.svg", m.id), svg)?;
+            idx.entries.push((m.id.to_string(), "spectrum", path));
         }
         if drifts(m)
             && let Some(svg) = drift_svg(m)?
         {
-            let name = format!("{}.drift.svg", m.id);
-            plots.write(&name, svg.as_bytes())?;
-            idx.svgs.insert(format!("plots/{name}"), svg);
-            idx.entries
-                .push((m.id.to_string(), "drift", format!("plots/{name}")));
+            let path = idx.keep(&plots, &format!("{}.drift.svg", m.id), svg)?;
+            idx.entries.push((m.id.to_string(), "drift", path));
         }
     }
     for (name, title, ids) in GROUPS {
         if let Some(svg) = group_spectrum_svg(r, title, ids)? {
-            let file = format!("{name}.spectrum.svg");
-            plots.write(&file, svg.as_bytes())?;
-            idx.svgs.insert(format!("plots/{file}"), svg);
-            idx.groups.push((name, format!("plots/{file}")));
+            let path = idx.keep(&plots, &format!("{name}.spectrum.svg"), svg)?;
+            idx.groups.push((name, path));
         }
     }
     if let Some(svg) = bandwidth_svg(r)? {
-        plots.write("shm-bandwidth.svg", svg.as_bytes())?;
-        idx.svgs.insert("plots/shm-bandwidth.svg".to_string(), svg);
-        idx.bandwidth = Some("plots/shm-bandwidth.svg".to_string());
+        idx.bandwidth = Some(idx.keep(&plots, "shm-bandwidth.svg", svg)?);
     }
     Ok(idx)
+}
+
+impl PlotIndex {
+    /// Writes `svg` as `plots/<file>` and keeps its bytes for report.html;
+    /// returns that relative path.
+    fn keep(&mut self, plots: &OutputDir, file: &str, svg: String) -> Result<String, PublishError> {
+        plots.write(file, svg.as_bytes())?;
+        let path = format!("plots/{file}");
+        self.svgs.insert(path.clone(), svg);
+        Ok(path)
+    }
 }
 
 /// The widest value range a plot draws: beyond it (or with a value that is

@@ -12,6 +12,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Writes `dir/micro.yaml`, a `vmbench run` config for the VM-exit suite
+/// on the micro-guest (built from this tree) that changes nothing on the
+/// host (isolation off), with `repeat` repeats when given; returns its path.
+pub fn micro_run_config(dir: &Path, repeat: Option<u32>) -> PathBuf {
+    let config = dir.join("micro.yaml");
+    let repeat = repeat.map(|n| format!("repeat: {n}\n")).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "suites: [vmexit]\n{repeat}isolation:\n  apply: no\nvm:\n  guest: micro\n  micro_elf: {}\n",
+            vmbench_vm::microguest::build().unwrap().display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The QEMU the boot tests run (Debian's qemu-system-x86).
 pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 

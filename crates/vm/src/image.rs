@@ -428,10 +428,6 @@ pub const MODULE_FILE: &str = "vmbench.ko";
 /// boots what is there, so neither the directory nor any directory above it
 /// may be writable by someone else.
 fn open_image_dir(dir: &Path) -> Result<vmbench_host::files::OutputDir, ImageError> {
-    let untrusted = |source| ImageError::UntrustedDir {
-        dir: dir.display().to_string(),
-        source,
-    };
     if dir.symlink_metadata().is_err() {
         // New: made private. Existing parents are judged below.
         std::fs::DirBuilder::new()
@@ -440,17 +436,21 @@ fn open_image_dir(dir: &Path) -> Result<vmbench_host::files::OutputDir, ImageErr
             .create(dir)
             .map_err(io(dir))?;
     }
-    vmbench_host::files::check_trusted_dir(dir).map_err(untrusted)?;
-    vmbench_host::files::OutputDir::open(dir).map_err(untrusted)
+    check_image_dir(dir)?;
+    vmbench_host::files::OutputDir::open(dir).map_err(untrusted(dir))
 }
 
 /// Checks, without changing anything, that an existing image directory
 /// may be used by this user (see [`open_image_dir`]).
 pub fn check_image_dir(dir: &Path) -> Result<(), ImageError> {
-    vmbench_host::files::check_trusted_dir(dir).map_err(|source| ImageError::UntrustedDir {
+    vmbench_host::files::check_trusted_dir(dir).map_err(untrusted(dir))
+}
+
+fn untrusted(dir: &Path) -> impl FnOnce(vmbench_host::files::FileError) -> ImageError + '_ {
+    move |source| ImageError::UntrustedDir {
         dir: dir.display().to_string(),
         source,
-    })
+    }
 }
 
 /// A newc archive being built in memory (the format the kernel unpacks as

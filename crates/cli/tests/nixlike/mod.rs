@@ -368,16 +368,6 @@ fn auditable_cargo(bin: &Path, sysroot: &str) {
     std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
-/// Whether the ELF carries cargo-auditable's dependency list.
-pub fn has_dependency_list(elf: &Path) -> bool {
-    let out = Command::new("readelf")
-        .args(["-S", "-W"])
-        .arg(elf)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(".dep-v0")
-}
-
 /// `script` under /bin/sh in the sandbox, with `top` as /build and
 /// `top/source` as the working directory.
 pub fn sandbox(top: &Path, sysroot: &str, script: &str) -> Command {
@@ -458,23 +448,32 @@ pub fn prepare(name: &str, top_name: &str, vendored: bool) -> (PathBuf, String) 
 /// The ELF's `.comment` strings: rust-lld writes "Linker: LLD …" there,
 /// GNU ld writes nothing of its own.
 pub fn linked_by_lld(elf: &Path) -> bool {
-    let out = Command::new("readelf")
-        .args(["-p", ".comment"])
-        .arg(elf)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("Linker: LLD")
+    readelf(&["-p", ".comment"], elf).1.contains("Linker: LLD")
 }
 
 /// Whether the ELF asks for a dynamic loader (has a PT_INTERP).
 pub fn has_interpreter(elf: &Path) -> bool {
+    let (ok, text) = readelf(&["-l", "-W"], elf);
+    assert!(ok, "readelf -l {}", elf.display());
+    text.contains("INTERP")
+}
+
+/// Whether the ELF carries cargo-auditable's dependency list.
+pub fn has_dependency_list(elf: &Path) -> bool {
+    readelf(&["-S", "-W"], elf).1.contains(".dep-v0")
+}
+
+/// `readelf ARGS elf`: whether it succeeded, and what it printed.
+fn readelf(args: &[&str], elf: &Path) -> (bool, String) {
     let out = Command::new("readelf")
-        .args(["-l", "-W"])
+        .args(args)
         .arg(elf)
         .output()
         .unwrap();
-    assert!(out.status.success(), "readelf -l {}", elf.display());
-    String::from_utf8_lossy(&out.stdout).contains("INTERP")
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// `vmbench` and `vmbench-agent` as `nix build .#vmbench` builds them:
