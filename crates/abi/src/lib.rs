@@ -230,6 +230,15 @@ pub mod testdev {
 /// CALL_FUNCTION vectors instead).
 pub const IPI_VECTOR: u8 = 0xf0;
 
+/// The CPUID leaf a guest executes once on the row's vCPU before each
+/// VM-exit row and once after it ("VMBW"): the host counts it with KVM's
+/// `kvm_cpuid` tracepoint as proof that its counters saw that vCPU during
+/// the row, so that a row "verified" on no event at all (an exit the
+/// hardware absorbed) is never verified on counters that did not work. No
+/// CPU defines it: KVM answers it as any out-of-range leaf, without side
+/// effects.
+pub const WITNESS_CPUID_LEAF: u32 = 0x564d_4257;
+
 /// The port the slow-path rows write to when the host names none (port
 /// argument 0): QEMU's isa-debugcon.
 pub const DEFAULT_DEBUGCON_PORT: u16 = 0xe9;

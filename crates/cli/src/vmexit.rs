@@ -191,7 +191,7 @@ fn print_table(
                 .map_or("-".into(), |o| o.p50.to_string()),
             measurement.batch_mean.map_or("-".into(), f1),
             measurement.ns(summary.p50 as f64).map_or("-".into(), f1),
-            measurement.verification.label()
+            measurement.path_label()
         )?;
     }
     for skipped in &r.skipped {

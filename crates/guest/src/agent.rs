@@ -247,7 +247,11 @@ fn run_vmexit(
         debugcon: port,
         under_tcg,
     };
+    // The host's liveness witness: one CPUID of this leaf before the row
+    // and one after, on this thread's vCPU.
+    crate::vmexit::witness();
     let result = crate::vmexit::run_row(req, dev.map(|d| &d.file), samples);
+    crate::vmexit::witness();
     match result {
         Ok(run) => {
             let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();

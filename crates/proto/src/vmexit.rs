@@ -338,6 +338,9 @@ pub struct UnknownRow(pub String);
 /// The port of the slow-path rows when `Command::RunVmexit`'s port argument is 0.
 pub use vmbench_abi::DEFAULT_DEBUGCON_PORT;
 
+/// The CPUID leaf the guests execute before and after each row.
+pub use vmbench_abi::WITNESS_CPUID_LEAF;
+
 /// The guest's answer (JSON in the mailbox); samples are in the data area
 /// as little-endian u64 ticks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ pub fn line(m: &Measurement, setting: Setting<'_>) -> String {
         opt(m.bytes.map(|v| v.to_string())),
         opt(m.p50_bytes_per_sec().map(|v| format!("{:.3}", v / 1e9))),
         opt(m.tsc_khz.map(|v| format!("{v:.3}"))),
-        m.verification.label(),
+        m.path_label(),
         field(setting.accel),
         field(setting.guest),
     )

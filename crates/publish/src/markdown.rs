@@ -267,7 +267,7 @@ fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
                 m.id.to_string(),
                 ticks_ns(m, m.summary.p50),
                 ticks_ns(m, m.summary.p99),
-                m.verification.label().to_string(),
+                m.path_label().to_string(),
             ]);
         }
     }
@@ -295,9 +295,28 @@ fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     }
     if !rows.is_empty() {
         let _ = writeln!(o, "## Headline\n");
+        // Under KVM, a VM-exit row without tracepoint counts was judged by
+        // the fallback: the headline must not claim the tracepoints did.
+        let untraced = r
+            .results
+            .measurements
+            .iter()
+            .filter(|m| {
+                m.id.suite() == Some(Suite::Vmexit)
+                    && m.exit_events.is_none()
+                    && m.verification != Verification::NotApplicable
+            })
+            .count();
+        let fallback = if r.accel == Some(vmbench_results::Accel::Kvm) && untraced > 0 {
+            format!(
+                " KVM's tracepoints could not be counted for {untraced} VM-exit row(s): their `path` comes from the fallback, QMP query-stats, which counts exits but not which exit each was, so it verifies only that a baseline does not exit (`verified (query-stats)`); each row's verdict says why the tracepoints were not counted."
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "Times are TSC ticks (reference cycles) with ns in brackets; `path` says whether KVM's tracepoints confirm the path each VM exit claims. Transfers show GB/s over the p50 without the timer's own cost.\n"
+            "Times are TSC ticks (reference cycles) with ns in brackets; `path` says whether KVM's tracepoints confirm the path each VM exit claims.{fallback} Transfers show GB/s over the p50 without the timer's own cost.\n"
         );
         table(o, &["measurement", "p50", "p99", "path"], &rows);
     }

@@ -944,3 +944,47 @@ fn ticks_without_a_tsc_frequency_stay_ticks() {
     assert_eq!(markdown::ticks_ns(&m, 2596), "2596");
     assert_eq!(m.ns(2596.0), None);
 }
+
+#[test]
+fn a_kvm_run_judged_by_query_stats_says_so_in_the_row_and_the_headline() {
+    // Tracepoints counted: the headline credits them and nothing else.
+    let mut traced = record("kvm", AMD, 1);
+    for m in &mut traced.results.measurements {
+        if m.id.as_str().starts_with("vmexit.") {
+            m.verification = Verification::Verified {
+                evidence: "kvm_cpuid leaf 0 1.00".into(),
+            };
+            m.exit_events = Some(vmbench_results::ExitEvents::new(
+                "KVM tracepoints",
+                100,
+                [("kvm_cpuid leaf 0".to_string(), 100u64)].into(),
+                Some("kvm_cpuid leaf 0".into()),
+            ));
+        }
+    }
+    let md = markdown::render(&traced, &Default::default());
+    assert!(!md.contains("query-stats"), "{md}");
+    assert!(md.contains("| vmexit.user-fast |") && md.contains("| verified |"));
+    // The same run without tracepoint counts (not root, a filter refused):
+    // the headline says the fallback judged it, and a verified row says
+    // which source verified it.
+    let mut fallback = traced.clone();
+    for m in &mut fallback.results.measurements {
+        m.exit_events = None;
+    }
+    let md = markdown::render(&fallback, &Default::default());
+    let headline = &md[md.find("## Headline").unwrap()..];
+    let headline = &headline[..headline.find("\n## ").unwrap_or(headline.len())];
+    assert!(
+        headline.contains("could not be counted for 2 VM-exit row(s)")
+            && headline.contains("QMP query-stats"),
+        "{headline}"
+    );
+    assert!(
+        headline.contains("| verified (query-stats) |"),
+        "{headline}"
+    );
+    // A TCG run has nothing to count: no fallback is named.
+    let md = markdown::render(&record("tcg", AMD, 1), &Default::default());
+    assert!(!md.contains("query-stats"), "{md}");
+}

@@ -73,6 +73,19 @@ impl Verification {
     }
 }
 
+impl Measurement {
+    /// The verdict as tables show it, naming the fallback: a VM-exit row
+    /// verified without KVM's tracepoint counts ([`Measurement::exit_events`])
+    /// was verified by QMP query-stats, which can confirm only that a
+    /// baseline does not exit.
+    pub fn path_label(&self) -> &'static str {
+        match (&self.verification, &self.exit_events) {
+            (Verification::Verified { .. }, None) => "verified (query-stats)",
+            (v, _) => v.label(),
+        }
+    }
+}
+
 /// One row of a suite's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Measurement {

@@ -381,6 +381,7 @@ fn qemu_config(opts: &VmOptions, boot: BootFiles, run_dir: &Path, shm_path: &Pat
         mem_lock: opts.mem_lock.unwrap_or(opts.accel == Accel::Kvm),
         debug_exit: opts.debug_exit,
         kvm_cpu: opts.kvm_cpu.clone(),
+        vapic_off: opts.accel == Accel::Kvm && crate::qemu::host_is_tcg_guest(),
         extra: Vec::new(),
     }
 }
