@@ -298,7 +298,8 @@ fn exit_reason_names(kernel: &Path, vmx: bool) -> BTreeMap<u64, String> {
 #[test]
 fn each_rows_exit_reason_filter_uses_the_kernels_own_vmx_and_svm_codes() {
     // What KVM calls each row's exit on each vendor.
-    let want: [(Row, &str, &str); 9] = [
+    let want: [(Row, &str, &str); 10] = [
+        (Row::KernelNop, "EXTERNAL_INTERRUPT", "interrupt"),
         (Row::KernelFast, "CPUID", "cpuid"),
         (Row::KernelRdmsr, "MSR_READ", "msr"),
         (Row::KernelWrmsrTscDeadline, "MSR_WRITE", "msr"),
