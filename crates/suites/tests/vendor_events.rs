@@ -250,8 +250,11 @@ fn every_probe_names_fields_its_event_has_on_each_kernel() {
         for row in Row::ALL {
             for vendor in [Vendor::Vmx, Vendor::Svm] {
                 for p in verify::probes(&claim_on(vendor, *row)) {
+                    let Some(filter) = p.filter.as_deref() else {
+                        continue;
+                    };
                     let have = fields(&kernel, p.event);
-                    for name in p.filter.as_deref().map(Filter::names).unwrap_or_default() {
+                    for name in Filter::names(filter) {
                         assert!(
                             have.contains(&name),
                             "{}: {} filter {:?} names {name}, which {} lacks ({have:?})",
@@ -298,8 +301,7 @@ fn exit_reason_names(kernel: &Path, vmx: bool) -> BTreeMap<u64, String> {
 #[test]
 fn each_rows_exit_reason_filter_uses_the_kernels_own_vmx_and_svm_codes() {
     // What KVM calls each row's exit on each vendor.
-    let want: [(Row, &str, &str); 10] = [
-        (Row::KernelNop, "EXTERNAL_INTERRUPT", "interrupt"),
+    let want: [(Row, &str, &str); 9] = [
         (Row::KernelFast, "CPUID", "cpuid"),
         (Row::KernelRdmsr, "MSR_READ", "msr"),
         (Row::KernelWrmsrTscDeadline, "MSR_WRITE", "msr"),
