@@ -777,15 +777,11 @@ fn case6_an_expired_key_does_not_verify() {
                 .arg(&run),
             QUICK,
         );
-        let ssh = Command::new("ssh-keygen")
-            .args(["-Y", "verify", "-n", "vmbench-report", "-I", "me", "-f"])
-            .arg(&allowed)
-            .arg("-s")
-            .arg(run.join("report.sig"))
-            .stdin(std::fs::File::open(run.join("MANIFEST.sha256")).unwrap())
-            .output()
-            .unwrap();
-        assert_eq!(ssh.status.success(), valid, "ssh-keygen, {options:?}");
+        assert_eq!(
+            vmbench_testkit::ssh_keygen_accepts(&allowed, "me", &run),
+            valid,
+            "ssh-keygen, {options:?}"
+        );
         assert_eq!(
             v.code() == Some(0),
             valid,

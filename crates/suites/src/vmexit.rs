@@ -265,6 +265,11 @@ fn setting_warnings(vm: &Vm, opts: &VmexitOptions) -> Vec<String> {
             "The host itself runs under a hypervisor ({sig:?}): every VM exit here is nested, and its cost is not that of bare metal"
         ));
     }
+    if opts.accel == Accel::Kvm && vmbench_vm::qemu::host_is_tcg_guest() {
+        warnings.push(
+            "The host is a guest of QEMU's TCG, whose SVM differs from hardware: no NRIP-save (kvm_amd nrips=0: KVM decodes every exiting instruction to skip it, a cost hardware does not have), INVD reported with WBINVD's exit code (the INVD row says so), and kernel-mov-cr8 skipped (a MOV to CR8 that unmasks a pending virtual interrupt aborts TCG); paths are verified as on hardware, times mean nothing".to_string(),
+        );
+    }
     let p50 = vm.spec.rdtsc_ticks_p50;
     if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE {
         warnings.push(format!(

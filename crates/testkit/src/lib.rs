@@ -252,3 +252,32 @@ pub fn until_holding(
         }
     }
 }
+
+/// OpenSSH's own verdict on a signed run directory: `ssh-keygen -Y verify`
+/// of its MANIFEST.sha256 against report.sig, as `principal` in
+/// `allowed_signers`, in vmbench's namespace. True when it accepts.
+pub fn ssh_keygen_accepts(allowed_signers: &Path, principal: &str, run: &Path) -> bool {
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-n",
+            "vmbench-report",
+            "-I",
+            principal,
+            "-f",
+        ])
+        .arg(allowed_signers)
+        .arg("-s")
+        .arg(run.join("report.sig"))
+        .stdin(std::fs::File::open(run.join("MANIFEST.sha256")).unwrap())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "ssh-keygen -Y verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
+}
