@@ -86,10 +86,12 @@ const SNAPSHOT: &str = r#"snapshot() {
         /proc/sys/kernel/hung_task_timeout_secs /proc/sys/vm/stat_interval \
         /proc/irq/default_smp_affinity /proc/irq/*/smp_affinity_list \
         /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/ksm/run \
-        /sys/devices/virtual/workqueue/cpumask /sys/bus/workqueue/devices/*/cpumask \
+        /sys/devices/virtual/workqueue/cpumask /sys/devices/virtual/workqueue/*/cpumask \
         /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor \
         /sys/devices/system/cpu/cpu*/cpufreq/scaling_min_freq \
-        /sys/devices/system/cpu/cpu*/cpuidle/state*/disable /sys/devices/system/cpu/cpu*/online; do
+        /sys/devices/system/cpu/cpu*/cpuidle/state*/disable /sys/devices/system/cpu/cpu*/online \
+        /sys/devices/system/machinecheck/machinecheck*/ignore_ce \
+        /sys/devices/system/machinecheck/machinecheck*/check_interval; do
         [ -r "$f" ] && printf 'file %s %s\n' "$f" "$(base64 -w0 < "$f")"
     done
     for p in /proc/[0-9]*; do
@@ -425,11 +427,25 @@ fn check_run(s: &Path, record: &serde_json::Value) {
             assert_eq!(now, affinity, "{pid} ({comm}): CPU affinity not restored");
         }
     }
+    // Every file isolation wrote is one the snapshots compared.
     let isolation = record["isolation"].as_array().unwrap();
+    let written: Vec<&str> = isolation
+        .iter()
+        .filter_map(|k| k["changed_to"].as_str())
+        .flat_map(|c| c.split("; "))
+        .filter_map(|change| change.split(" = ").next())
+        .filter(|path| path.starts_with('/'))
+        .collect();
     assert!(
-        isolation.iter().any(|k| k["changed_to"].is_string()),
-        "isolation changed nothing on L1: {isolation:?}"
+        written.len() > 5,
+        "isolation changed little on L1: {isolation:?}"
     );
+    for path in written {
+        assert!(
+            before_files.contains_key(path),
+            "isolation wrote {path}, which the snapshot does not read"
+        );
+    }
 }
 
 /// The signature, by vmbench and by OpenSSH.
