@@ -19,8 +19,8 @@
 //! paths, protocol and state, never speed: a nested, emulated exit costs
 //! 40–100 µs, and the timings mean nothing.
 //!
-//! L1 is pinned to one host CPU and boots with two vCPUs, the benchmark CPU
-//! (1) isolated on its command line, as users isolate theirs.
+//! L1 boots with two vCPUs, each pinned to a host CPU of its own, the
+//! benchmark CPU (1) isolated on its command line, as users isolate theirs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -464,7 +464,7 @@ fn check_signature(s: &Path, out: &Path) {
 }
 
 #[test]
-#[ignore = "boots a TCG guest with nested SVM and runs the whole benchmark under its kvm_amd (about 10 minutes): needs qemu-system-x86, linux-image-amd64, busybox-static, openssh-client (scripts/install-deps)"]
+#[ignore = "boots a TCG guest with nested SVM and runs the whole benchmark under its kvm_amd (6-7 minutes): needs qemu-system-x86, linux-image-amd64, busybox-static, openssh-client (scripts/install-deps)"]
 fn vmbench_run_under_kvm_amd_nested_in_tcg() {
     vmbench_testkit::require_guest_boot();
     let (kernel, release) = kernel();
