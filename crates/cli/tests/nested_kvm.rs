@@ -518,7 +518,21 @@ fn vmbench_run_under_kvm_amd_nested_in_tcg() {
     check_run(s, &read_json(&out.join("results.json")));
     check_signature(s, &out);
 
-    // The micro-guest under the same kvm_amd.
+    // The micro-guest under the same kvm_amd: exit 0, every row verified;
+    // the substituted run exits 1 (a FAILED path).
+    let rc = |name: &str| std::fs::read_to_string(s.join(name)).unwrap_or_default();
+    assert_eq!(
+        rc("micro.rc").trim(),
+        "0",
+        "{}",
+        tail(&s.join("micro.log"), 20)
+    );
+    assert_eq!(
+        rc("substitute.rc").trim(),
+        "1",
+        "{}",
+        tail(&s.join("substitute.log"), 20)
+    );
     let micro = read_json(&s.join("micro.json"));
     assert_all_verified(&micro["results"], "micro-guest");
 
