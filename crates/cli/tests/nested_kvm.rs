@@ -111,6 +111,8 @@ V={vmbench}
 echo "lane: L1 $(uname -r), $(nproc) CPUs"
 modprobe kvm_amd || {{ echo "lane: kvm_amd did not load"; exit 10; }}
 for p in npt nested nrips avic; do echo "lane: kvm_amd $p=$(cat /sys/module/kvm_amd/parameters/$p)"; done
+# Text symbols, to name a stalled vCPU's RIP (kvm_amd's included).
+grep -i ' t ' /proc/kallsyms > $S/kallsyms
 mkdir -p $S/formats
 for e in kvm_exit kvm_cpuid kvm_msr kvm_pio kvm_mmio kvm_fast_mmio kvm_userspace_exit kvm_hypercall kvm_apic_ipi kvm_eoi kvm_cr kvm_inj_virq; do
     cp /sys/kernel/tracing/events/kvm/$e/format $S/formats/$e.format
@@ -321,7 +323,7 @@ fn pin_vcpus(pid: u32, cpus: usize) {
 
 /// Boots L1 on `s`'s job and waits for it to power off; returns what to
 /// show when an assertion fails.
-fn run_l1(s: &Path, kernel: &Path, initrd: &Path, release: &str) -> Result<String, String> {
+fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> Result<String, String> {
     // Each of L1's vCPU threads on a host CPU of its own, fixed (left to
     // the scheduler on a 2-CPU machine, L2 was seen to stall; both on one
     // host CPU, the benchmark vCPU runs at half speed whenever the
@@ -352,11 +354,13 @@ fn run_l1(s: &Path, kernel: &Path, initrd: &Path, release: &str) -> Result<Strin
     .arg("-initrd")
     .arg(initrd)
     .arg("-monitor")
-    .arg(format!("unix:{},server=on,wait=off", s.join("l1-monitor.sock").display()))
-    .arg("-append")
-    // nokaslr: a stalled vCPU's RIP then names a symbol of System.map.
     .arg(format!(
-        "console=ttyS0 panic=-1 nokaslr isolcpus=1 nohz_full=1 rcu_nocbs=1 irqaffinity=0 lane.share={}",
+        "unix:{},server=on,wait=off",
+        s.join("l1-monitor.sock").display()
+    ))
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 panic=-1 isolcpus=1 nohz_full=1 rcu_nocbs=1 irqaffinity=0 lane.share={}",
         s.display()
     ))
     .arg("-virtfs")
@@ -395,7 +399,7 @@ fn run_l1(s: &Path, kernel: &Path, initrd: &Path, release: &str) -> Result<Strin
         if now != progress {
             (progress, progressed) = (now, Instant::now());
         } else if progressed.elapsed() > STALL {
-            let registers = l1_registers(s, release);
+            let registers = l1_registers(s);
             let _ = l1.kill();
             let _ = l1.wait();
             return Err(format!(
@@ -428,8 +432,9 @@ fn logged_bytes(s: &Path) -> u64 {
 }
 
 /// L1's vCPU registers from QEMU's monitor (`info registers -a`), each RIP
-/// named from the kernel's System.map (L1 boots with nokaslr).
-fn l1_registers(s: &Path, release: &str) -> String {
+/// named from L1's own /proc/kallsyms, which the job copied (Debian's
+/// System.map is a stub).
+fn l1_registers(s: &Path) -> String {
     use std::io::{Read, Write};
     let Ok(mut mon) = std::os::unix::net::UnixStream::connect(s.join("l1-monitor.sock")) else {
         return "(no monitor)".into();
@@ -440,7 +445,7 @@ fn l1_registers(s: &Path, release: &str) -> String {
     let mut out = vec![0u8; 1 << 16];
     let n = mon.read(&mut out).unwrap_or(0);
     let text = String::from_utf8_lossy(&out[..n]).into_owned();
-    let map = std::fs::read_to_string(format!("/boot/System.map-{release}")).unwrap_or_default();
+    let map = std::fs::read_to_string(s.join("kallsyms")).unwrap_or_default();
     let symbols: Vec<(u64, &str)> = map
         .lines()
         .filter_map(|l| {
@@ -568,7 +573,7 @@ fn vmbench_run_under_kvm_amd_nested_in_tcg() {
     let mut stalls = Vec::new();
     let (share, context) = loop {
         let share = lane_share(&release, image, &micro);
-        match run_l1(&share, &kernel, &share.join("l1-initrd"), &release) {
+        match run_l1(&share, &kernel, &share.join("l1-initrd")) {
             Ok(context) => break (share, context),
             Err(stall) => {
                 eprintln!("L1 stalled in {}:\n{stall}", share.display());
