@@ -181,10 +181,7 @@ pub fn run_row(
 /// Executes CPUID [`vmbench_proto::vmexit::WITNESS_CPUID_LEAF`] once: the
 /// event the host counts around each row to know its counters were live.
 pub fn witness() {
-    #[allow(unused_unsafe)]
-    // SAFETY: CPUID exists on every x86_64 CPU and has no memory effects;
-    // for a leaf no CPU defines it returns data and changes nothing.
-    let _ = unsafe { core::arch::x86_64::__cpuid(vmbench_proto::vmexit::WITNESS_CPUID_LEAF) };
+    std::hint::black_box(cpuid(vmbench_proto::vmexit::WITNESS_CPUID_LEAF, 0).eax);
 }
 
 /// The pci-testdev BAR and test an MMIO or PIO row writes to.

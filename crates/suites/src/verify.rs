@@ -12,7 +12,7 @@
 
 use crate::tracepoints::Probe;
 use std::collections::BTreeMap;
-use vmbench_proto::vmexit::{Expect, Mode, Row};
+use vmbench_proto::vmexit::{Expect, Mode, Row, WITNESS_CPUID_LEAF};
 use vmbench_results::Verification;
 
 /// Exits that are not the row's own (timer ticks, interrupts) allowed per
@@ -206,11 +206,6 @@ pub struct Absorbed {
     pub svm: &'static str,
 }
 
-/// The CPUID leaf the guests execute once before and once after each row,
-/// on the row's vCPU: KVM's `kvm_cpuid` for it shows that the counters saw
-/// that vCPU during the row's window.
-pub const WITNESS_LEAF: u32 = vmbench_proto::vmexit::WITNESS_CPUID_LEAF;
-
 /// How many witness CPUIDs each row's window holds.
 pub const WITNESSES_PER_ROW: u64 = 2;
 
@@ -219,7 +214,7 @@ fn witness_probe() -> Probe {
     Probe::filtered(
         "kvm_cpuid",
         WITNESS_LABEL,
-        format!("function == {WITNESS_LEAF}"),
+        format!("function == {WITNESS_CPUID_LEAF}"),
     )
 }
 
@@ -257,12 +252,18 @@ pub struct Claim {
     pub outer_tcg: bool,
 }
 
+/// The rows whose writes VMX may complete on its fast-MMIO bus: those that
+/// need pci-testdev's MMIO BAR ([`Claim::with_testdev_mmio_bar`]).
+pub fn takes_fast_mmio(row: Row) -> bool {
+    matches!(row, Row::UserMmioIoeventfd | Row::KernelMmioIoeventfd)
+}
+
 impl Claim {
     /// For the MMIO ioeventfd rows: also accept `kvm_fast_mmio` inside
     /// pci-testdev's MMIO BAR (`bar`, read from QEMU), the event VMX emits
     /// for them instead of `kvm_mmio`.
     pub fn with_testdev_mmio_bar(mut self, row: Row, bar: std::ops::Range<u64>) -> Claim {
-        if matches!(row, Row::UserMmioIoeventfd | Row::KernelMmioIoeventfd) {
+        if takes_fast_mmio(row) {
             self.alternative = Some(Probe::filtered(
                 "kvm_fast_mmio",
                 format!("kvm_fast_mmio in BAR {:#x}", bar.start),
@@ -731,7 +732,7 @@ fn verify_absorbed(
     if witnessed != WITNESSES_PER_ROW {
         return Verification::Unverified {
             reason: format!(
-                "{seen}: no {proof_name} event, but the counters' liveness witness is missing ({witnessed} of the guest's {WITNESSES_PER_ROW} CPUID {WITNESS_LEAF:#x} counted around the row), so no event is not evidence that the hardware absorbed the exit"
+                "{seen}: no {proof_name} event, but the counters' liveness witness is missing ({witnessed} of the guest's {WITNESSES_PER_ROW} CPUID {WITNESS_CPUID_LEAF:#x} counted around the row), so no event is not evidence that the hardware absorbed the exit"
             ),
         };
     }

@@ -358,7 +358,10 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
             .as_deref()
             .and_then(verify::Vendor::of_module);
         claim.outer_tcg = vmbench_vm::qemu::host_is_tcg_guest();
-        if let Some(bar) = testdev_mmio_bar(vm) {
+        // One QMP round trip, for the two rows that need the BAR.
+        if verify::takes_fast_mmio(row)
+            && let Some(bar) = testdev_mmio_bar(vm)
+        {
             claim = claim.with_testdev_mmio_bar(row, bar);
         }
     }
