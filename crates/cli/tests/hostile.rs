@@ -1168,14 +1168,7 @@ fn case9_what_killed_runs_left_is_swept_at_the_next_start() {
     std::fs::write(&foreign, "x").unwrap();
     chown_nobody_if_root(&foreign);
     let out = case.run(
-        case.vmbench().args([
-            "shm",
-            "--loopback",
-            "--cpus",
-            "0,1",
-            "--quick",
-            "--no-doorbell",
-        ]),
+        case.vmbench().args(vmbench_testkit::SWEEPING_RUN),
         Duration::from_secs(300),
     );
     let swept = !shm_file.exists() && !run_dir.exists();

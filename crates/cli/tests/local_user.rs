@@ -570,14 +570,7 @@ fn crafted_strings_in_results_make_no_links() {
 /// the temporary directory first.
 fn sweep() -> Output {
     vmbench()
-        .args([
-            "shm",
-            "--loopback",
-            "--cpus",
-            "0,1",
-            "--quick",
-            "--no-doorbell",
-        ])
+        .args(vmbench_testkit::SWEEPING_RUN)
         .output()
         .unwrap()
 }

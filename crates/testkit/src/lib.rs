@@ -29,6 +29,18 @@ pub fn micro_run_config(dir: &Path, repeat: Option<u32>) -> PathBuf {
     config
 }
 
+/// `vmbench` arguments for the shortest run that starts as every run does,
+/// sweeping /dev/shm and the temporary directory of killed runs' leftovers
+/// first: a quick loopback of the shared-memory suite on CPUs 0 and 1.
+pub const SWEEPING_RUN: [&str; 6] = [
+    "shm",
+    "--loopback",
+    "--cpus",
+    "0,1",
+    "--quick",
+    "--no-doorbell",
+];
+
 /// The QEMU the boot tests run (Debian's qemu-system-x86).
 pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
