@@ -56,7 +56,8 @@ pub enum ExportFormat {
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Output directories of runs (each with results.json).
+    /// Output directories of runs (each with results.json). The first is
+    /// the baseline: every later run is compared with it.
     #[arg(required = true, num_args = 2..)]
     dirs: Vec<PathBuf>,
     /// Verify signed runs against this allowed_signers file first.
@@ -68,8 +69,19 @@ pub struct CompareArgs {
     /// Every row's difference from the first run as JSON, not Markdown.
     #[arg(long)]
     json: bool,
-    /// Exit 1 when a row is slower than the first run with 95% confidence
-    /// (its whole interval above 0) and by more than PCT percent.
+    /// A difference must exceed ±PCT percent to be called slower or
+    /// faster (docs/repeats.md).
+    #[arg(long, value_name = "PCT", value_parser = pct, default_value_t = vmbench_publish::significance::DEFAULT_BAND_PCT)]
+    band: f64,
+    /// Compare only these rows: ids, or prefixes ending in `*`
+    /// (`vmexit.kernel-*`), comma-separated. Fewer rows, fewer chances for
+    /// a false verdict: the gate's family is the rows compared.
+    #[arg(long, value_name = "ROW,...", value_delimiter = ',')]
+    rows: Vec<String>,
+    /// Exit 1 when a row is slower than the first run by more than PCT
+    /// percent (and the band), at 5% family-wise error over the rows
+    /// compared (Holm). Rows of runs without repeats get no verdict and
+    /// cannot fail the gate: stderr says how many.
     #[arg(long, value_name = "PCT", value_parser = pct)]
     fail_if_slower: Option<f64>,
 }
@@ -164,16 +176,37 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
         .iter()
         .map(|dir| compare::Run::open(dir, a.allowed_signers.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let diffs = vmbench_publish::significance::differences(&runs);
+    // The gate's threshold widens the band: a row fails it only when it is
+    // slower by more than PCT with the family's confidence.
+    let method = vmbench_publish::significance::Method {
+        band_pct: a.band.max(a.fail_if_slower.unwrap_or(0.0)),
+        rows: a.rows.clone(),
+    };
+    let comparison = vmbench_publish::significance::compare(&runs, &method);
+    if comparison.differences.is_empty() {
+        anyhow::bail!(
+            "no row to compare: the runs share no measurement{} (rows in the first run: `vmbench report export --format bmf {}`)",
+            if a.rows.is_empty() {
+                String::new()
+            } else {
+                format!(" matching --rows {}", a.rows.join(","))
+            },
+            a.dirs[0].display()
+        );
+    }
     match (&a.out, a.json) {
         (_, true) => {
             let text = serde_json::to_string_pretty(&serde_json::json!({
+                "schema_version": 2,
                 "baseline": runs[0].label,
                 "runs": runs.iter().map(|r| serde_json::json!({
                     "label": r.label,
                     "provenance": r.provenance,
                 })).collect::<Vec<_>>(),
-                "differences": diffs,
+                "band_pct": comparison.band_pct,
+                "family_wise_error": comparison.family_wise_error,
+                "families": comparison.families,
+                "differences": comparison.differences,
             }))? + "\n";
             match &a.out {
                 Some(p) => vmbench_host::files::write_named(p, text.as_bytes())
@@ -181,22 +214,27 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
                 None => out!("{text}")?,
             }
         }
-        (Some(p), false) => compare::write_markdown(&runs, &diffs, p)
+        (Some(p), false) => compare::write_markdown(&runs, &comparison, p)
             .with_context(|| format!("writing {}", p.display()))?,
-        (None, false) => out!("{}", compare::markdown_with(&runs, &diffs, &[]))?,
+        (None, false) => out!("{}", compare::markdown_with(&runs, &comparison, &[]))?,
     }
     let Some(limit) = a.fail_if_slower else {
         return Ok(ExitCode::SUCCESS);
     };
-    let slower = vmbench_publish::significance::slower_than(&diffs, limit);
+    for line in comparison.summary_lines() {
+        errln!("vmbench compare: {line}");
+    }
+    let slower = comparison.slower();
     for d in &slower {
         errln!(
-            "vmbench compare: {} is slower in {} by {:+.1}% [95% CI {:+.1}%, {:+.1}%], more than {limit}%",
+            "vmbench compare: {} is slower in {} by {:+.1}% [95% CI {:+.1}%, {:+.1}%], more than {}% (Holm-adjusted p = {:.2e})",
             d.id,
             d.run,
             d.difference_pct,
             d.ci95_pct[0],
-            d.ci95_pct[1]
+            d.ci95_pct[1],
+            method.band_pct.max(limit),
+            d.p_adjusted.unwrap_or(f64::NAN)
         );
     }
     Ok(ExitCode::from(

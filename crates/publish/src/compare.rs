@@ -73,7 +73,7 @@ fn provenance(dir: &Path, allowed_signers: Option<&Path>) -> Result<String, Publ
 /// descriptor.
 pub fn write_markdown(
     runs: &[Run],
-    diffs: &[crate::significance::RowDifference],
+    diffs: &crate::significance::Comparison,
     file: &Path,
 ) -> Result<(), PublishError> {
     let (parent, name) = OutputDir::parent_of(file)?;
@@ -128,15 +128,16 @@ fn row(out: &mut String, cells: &[String]) {
 /// relative path it was written to), then every measurement's p50 side by
 /// side.
 pub fn markdown(runs: &[Run]) -> String {
-    markdown_with(runs, &crate::significance::differences(runs), &[])
+    let method = crate::significance::Method::default();
+    markdown_with(runs, &crate::significance::compare(runs, &method), &[])
 }
 
-/// [`markdown`] from the rows' differences already computed
-/// ([`crate::significance::differences`]: a bootstrap per row, not to be
-/// run twice), with links to figures written beside it.
+/// [`markdown`] from the comparison already computed
+/// ([`crate::significance::compare`]), with links to figures written
+/// beside it.
 pub fn markdown_with(
     runs: &[Run],
-    diffs: &[crate::significance::RowDifference],
+    diffs: &crate::significance::Comparison,
     figures: &[(&str, String)],
 ) -> String {
     let mut o = String::new();
@@ -158,16 +159,21 @@ pub fn figures(runs: &[Run]) -> Result<Vec<(&'static str, String)>, crate::Publi
     crate::plots::compare_figures(&pairs)
 }
 
-fn significance_table(o: &mut String, runs: &[Run], diffs: &[crate::significance::RowDifference]) {
-    if diffs.is_empty() {
+fn significance_table(o: &mut String, runs: &[Run], c: &crate::significance::Comparison) {
+    use crate::significance::Verdict;
+    if c.differences.is_empty() {
         return;
     }
-    let _ = writeln!(o, "## Differences with 95% confidence\n");
+    let _ = writeln!(o, "## Differences\n");
     let _ = writeln!(
         o,
-        "Each run's p50 time against {}'s, in ns (each run's ticks at its own TSC frequency): the difference in percent (above 0 is slower) with its 95% confidence interval, from a bootstrap over the runs' repeats where both have them, else over each run's samples (which leaves out what changes between boots: repeat runs with `--repeat` to include it). A row is slower or faster only when the whole interval is on one side of 0.\n",
-        runs[0].label
+        "Each run's typical p50 against {}'s: the difference in percent (above 0 is slower) with its 95% interval. Runs whose TSC frequencies agree within their calibration errors are compared in ticks, others in ns at each run's frequency. Over repeats (independent boots) the interval is Welch's t on the logs of the repeats' p50s (the typical p50 is their geometric mean); a run without repeats gets an interval over its samples, which knows nothing of boot-to-boot variation, and no verdict. A row is **slower** or **faster** only by more than ±{}%, with Holm's adjustment over the rows compared (5% family-wise error); *same within the band* when the whole interval lies inside ±{}%. Method and assumptions: docs/repeats.md.\n",
+        runs[0].label, c.band_pct, c.band_pct
     );
+    for line in c.summary_lines() {
+        let _ = writeln!(o, "- {line}");
+    }
+    o.push('\n');
     row(
         o,
         &[
@@ -179,11 +185,11 @@ fn significance_table(o: &mut String, runs: &[Run], diffs: &[crate::significance
             "over".into(),
         ],
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
-    for d in diffs {
+    let _ = writeln!(o, "|---|---|---:|---:|---|---|");
+    for d in &c.differences {
         let verdict = match d.verdict {
-            crate::significance::Verdict::NoSignificantDifference => d.verdict.label().to_string(),
-            v => format!("**{}**", v.label()),
+            Verdict::Slower | Verdict::Faster => format!("**{}**", d.verdict.label()),
+            v => v.label().to_string(),
         };
         row(
             o,
@@ -192,8 +198,8 @@ fn significance_table(o: &mut String, runs: &[Run], diffs: &[crate::significance
                 d.run.clone(),
                 format!("{} → {}", fmt_ns(d.baseline_p50_ns), fmt_ns(d.run_p50_ns)),
                 format!(
-                    "{:+.1}% [{:+.1}%, {:+.1}%]",
-                    d.difference_pct, d.ci95_pct[0], d.ci95_pct[1]
+                    "{:+.1}% [{:+.1}%, {:+.1}%] in {}",
+                    d.difference_pct, d.ci95_pct[0], d.ci95_pct[1], d.compared_in
                 ),
                 verdict,
                 d.basis.clone(),

@@ -443,7 +443,7 @@ fn in_ns_or_unit(m: &Measurement, v: f64) -> String {
     }
 }
 
-/// Every row's repeats: their p50s, the median with its 95% CI, the spread.
+/// Every row's repeats: their p50s, the median with a 95% interval, the spread.
 fn repeats_section(o: &mut String, r: &RunRecord) {
     let rows: Vec<Vec<String>> = r
         .results
@@ -494,8 +494,7 @@ fn repeats_section(o: &mut String, r: &RunRecord) {
     );
     let _ = writeln!(
         o,
-        "Each repeat booted its guests afresh. Per row: each repeat's p50, the median of those p50s with its 95% confidence interval (percentile bootstrap over the repeats, {} resamples), and the spread, (largest − smallest p50) / median; ⚠ marks a spread above {}%, and the last column the repeats more than {}% from the median. The tables above show all repeats' samples pooled.\n",
-        vmbench_results::repeats::BOOTSTRAP_RESAMPLES,
+        "Each repeat booted its guests afresh. Per row: each repeat's p50, the median of those p50s with a 95% interval of the typical repeat p50 (Student's t on the logs of the p50s, n − 1 degrees of freedom: wide with few repeats, because few repeats say little), and the spread, (largest − smallest p50) / median; ⚠ marks a spread above {}%, and the last column the repeats more than {}% from the median. The tables above show all repeats' samples pooled.\n",
         vmbench_results::repeats::SPREAD_FLAG_PCT,
         vmbench_results::repeats::SPREAD_FLAG_PCT
     );

@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod id;
+pub mod inference;
 pub mod model;
 pub mod repeats;
 pub mod stats;

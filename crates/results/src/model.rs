@@ -142,7 +142,7 @@ pub struct Measurement {
     pub histogram: Option<String>,
     /// Run-to-run variation when the run repeated its suites in
     /// independent guest boots: every repeat's distribution, the median of
-    /// their medians with a 95% confidence interval, and the spread. Then
+    /// their medians with a 95% interval, and the spread. Then
     /// `summary` is of all repeats' samples pooled (its drift series the
     /// median repeat's), and the other fields (exit events, counters, batch
     /// mean) are the median repeat's.

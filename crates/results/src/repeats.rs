@@ -4,13 +4,14 @@
 //! One boot's p50 hides what changes from boot to boot (page placement,
 //! which physical core the vCPU lands on, cache colouring). With repeats,
 //! each row keeps every repeat's distribution and histogram, the median of
-//! the repeats' p50s with a 95% confidence interval, and the run-to-run
-//! spread; a spread above [`SPREAD_FLAG_PCT`] is flagged with the repeats
-//! that differ. The interval is a percentile bootstrap over the repeats
-//! (resampling whole repeats, the unit that varies), with a fixed seed so
-//! that the same results always give the same interval.
+//! the repeats' p50s, a 95% interval of the typical repeat p50 and the
+//! run-to-run spread; a spread above [`SPREAD_FLAG_PCT`] is flagged with the
+//! repeats that differ. The interval is Student's t on the logs of the
+//! repeats' p50s ([`crate::inference`]): it holds its 95% at 3 repeats,
+//! where a bootstrap of 3 values is their range and covers 75%.
 
 use crate::id::MeasurementId;
+use crate::inference::{LogSample, resolution};
 use crate::model::{Check, Measurement, Results, Verification};
 use crate::stats::{Summary, decode_histogram, encode_histogram, pooled};
 use serde::{Deserialize, Serialize};
@@ -18,9 +19,6 @@ use serde::{Deserialize, Serialize};
 /// A row whose repeats' p50s spread wider than this (percent of their
 /// median) is flagged.
 pub const SPREAD_FLAG_PCT: f64 = 1.0;
-
-/// Bootstrap resamples per interval.
-pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// A row's repeats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -34,8 +32,16 @@ pub struct Repeats {
     pub histograms: Vec<String>,
     /// Median of the repeats' p50s, in the row's unit.
     pub median_p50: f64,
-    /// 95% confidence interval of that median: percentile bootstrap over
-    /// the repeats ([`BOOTSTRAP_RESAMPLES`] resamples, fixed seed).
+    /// Geometric mean of the repeats' p50s, in the row's unit: the centre
+    /// of `ci95`, and what comparisons compare.
+    #[serde(default)]
+    pub geometric_mean_p50: f64,
+    /// 95% interval of the typical repeat p50 (the median of the host's
+    /// boot-to-boot distribution, taken as log-symmetric): Student's t on
+    /// the logs of the repeats' p50s, n − 1 degrees of freedom, each
+    /// log-variance at least that of rounding to the p50's resolution.
+    /// With a single repeat, that repeat's p50 twice (no width: one value
+    /// says nothing about how values vary).
     pub ci95: [f64; 2],
     /// (largest p50 − smallest p50) / median p50, in percent.
     pub spread_pct: f64,
@@ -97,26 +103,21 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The 2.5th and 97.5th percentiles of [`BOOTSTRAP_RESAMPLES`] draws.
-pub fn percentile_interval(mut draw: impl FnMut(&mut Rng) -> f64) -> [f64; 2] {
-    let mut rng = Rng::new(0x7672_6d62_656e_6368); // "vmbench"
-    let mut stats: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| draw(&mut rng))
-        .filter(|x| x.is_finite())
+/// The repeats' p50s on the log scale, each with its resolution read from
+/// its histogram (1 where the histogram is missing or unreadable).
+pub fn log_sample(summaries: &[Summary], histograms: &[String]) -> Option<LogSample> {
+    let p50s: Vec<f64> = summaries.iter().map(|s| s.p50 as f64).collect();
+    let resolutions: Vec<f64> = summaries
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            histograms
+                .get(i)
+                .and_then(|h| decode_histogram(h).ok())
+                .map_or(1.0, |h| resolution(&h, s.p50))
+        })
         .collect();
-    if stats.is_empty() {
-        return [f64::NAN, f64::NAN];
-    }
-    stats.sort_by(f64::total_cmp);
-    let at = |p: f64| stats[((stats.len() - 1) as f64 * p).round() as usize];
-    [at(0.025), at(0.975)]
-}
-
-/// A resample of `values` with replacement.
-pub fn resample(values: &[f64], rng: &mut Rng) -> Vec<f64> {
-    (0..values.len())
-        .map(|_| values[rng.below(values.len())])
-        .collect()
+    LogSample::new(&p50s, &resolutions)
 }
 
 impl Repeats {
@@ -125,7 +126,11 @@ impl Repeats {
     fn of(numbers: Vec<u32>, summaries: Vec<Summary>, histograms: Vec<String>) -> Repeats {
         let p50s: Vec<f64> = summaries.iter().map(|s| s.p50 as f64).collect();
         let med = median(&p50s);
-        let ci95 = percentile_interval(|rng| median(&resample(&p50s, rng)));
+        let logs = log_sample(&summaries, &histograms);
+        let geometric_mean_p50 = logs.map_or(med, |l| l.centre());
+        let ci95 = logs
+            .and_then(|l| l.interval())
+            .unwrap_or([geometric_mean_p50, geometric_mean_p50]);
         let (lo, hi) = p50s
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &p| {
@@ -147,6 +152,7 @@ impl Repeats {
             summaries,
             histograms,
             median_p50: med,
+            geometric_mean_p50,
             ci95,
             spread_pct,
             differing,
@@ -401,12 +407,19 @@ mod tests {
     }
 
     #[test]
-    fn the_interval_is_fixed_and_covers_the_median() {
-        let p = [100.0, 103.0, 98.0, 101.0, 99.0];
-        let a = percentile_interval(|rng| median(&resample(&p, rng)));
-        let b = percentile_interval(|rng| median(&resample(&p, rng)));
-        assert_eq!(a, b);
-        assert!(a[0] <= 100.0 && 100.0 <= a[1] && a[0] >= 98.0 && a[1] <= 103.0);
+    fn the_interval_is_students_t_on_the_logs() {
+        let r = Results::combine_repeats(vec![
+            results(vec![row("vmexit.a", [10_000; 100])]),
+            results(vec![row("vmexit.a", [10_100; 100])]),
+            results(vec![row("vmexit.a", [9_900; 100])]),
+        ]);
+        let rep = r.measurements[0].repeats.clone().unwrap();
+        // ln of 9900, 10000, 10100: sd 0.0100 (to 4 digits), mean ≈ ln 9999.7;
+        // t(0.975, 2 df) = 4.303, so ±4.303 × 0.0100 / √3 = ±2.48%.
+        let half = (rep.ci95[1] / rep.geometric_mean_p50).ln();
+        assert!((half - 0.02485).abs() < 2e-4, "{rep:?}");
+        assert!(rep.ci95[0] < 9_900.0 * 1.0 && rep.ci95[1] > 10_100.0);
+        assert!((rep.geometric_mean_p50 - 9_999.67).abs() < 0.01, "{rep:?}");
     }
 
     #[test]
