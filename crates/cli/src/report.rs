@@ -34,24 +34,36 @@ pub enum ReportCmd {
     },
     /// Print the JSON Schema of results.json (also in docs/results.schema.json).
     Schema,
-    /// Print DIR's rows for other tools: Bencher's metric format, or
-    /// hyperfine's JSON layout.
+    /// Print DIR's rows for other tools: Bencher's metric format,
+    /// hyperfine's JSON, or HdrHistogram's interval log
+    /// (docs/repeats.md#exports).
     Export {
         dir: PathBuf,
-        /// `bmf` (Bencher Metric Format) or `hyperfine`.
         #[arg(long, value_enum)]
         format: ExportFormat,
+        /// hyperfine only: each time is of N back-to-back executions
+        /// (hyperfine's scripts print s or ms with three decimals: with
+        /// 1000000, seconds read as µs per execution).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        per: u64,
+        /// Export only these rows: ids, or prefixes ending in `*`, comma-separated.
+        #[arg(long, value_name = "ROW,...", value_delimiter = ',')]
+        rows: Vec<String>,
     },
 }
 
 /// What `report export` writes.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// Bencher Metric Format: latency (p50 ns, with the repeats' 95% CI as
-    /// bounds) and throughput per row.
+    /// Bencher Metric Format: per row `latency` (ns) and `tsc-ticks`, the
+    /// typical p50 with its repeats' 95% interval as bounds, and
+    /// `bytes-per-second` for transfers; names carry the accelerator.
     Bmf,
-    /// hyperfine's `--export-json` layout, times in seconds.
+    /// hyperfine's `--export-json`: seconds, `times` = the samples'
+    /// percentiles 0 to 100, exit codes, parameters.
     Hyperfine,
+    /// HdrHistogram's interval log: one histogram per row and repeat, tagged.
+    HdrLog,
 }
 
 #[derive(Args)]
@@ -95,14 +107,47 @@ fn pct(s: &str) -> Result<f64, String> {
 
 pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     match cmd {
-        ReportCmd::Export { dir, format } => {
+        ReportCmd::Export {
+            dir,
+            format,
+            per,
+            rows,
+        } => {
             vmbench_publish::check_run_dir(&dir)?;
-            let record = vmbench_publish::load(&dir)?;
-            let v = match format {
-                ExportFormat::Bmf => vmbench_publish::export::bmf(&record),
-                ExportFormat::Hyperfine => vmbench_publish::export::hyperfine(&record),
+            let mut record = vmbench_publish::load(&dir)?;
+            let method = vmbench_publish::significance::Method {
+                rows: rows.clone(),
+                ..Default::default()
             };
-            outln!("{}", serde_json::to_string_pretty(&v)?)?;
+            record
+                .results
+                .measurements
+                .retain(|m| method.selects(m.id.as_str()));
+            if record.results.measurements.is_empty() {
+                anyhow::bail!(
+                    "{}: no row to export{}",
+                    dir.display(),
+                    if rows.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" matching --rows {}", rows.join(","))
+                    }
+                );
+            }
+            let text = match format {
+                ExportFormat::Bmf => {
+                    serde_json::to_string_pretty(&vmbench_publish::export::bmf(&record))? + "\n"
+                }
+                ExportFormat::Hyperfine => {
+                    serde_json::to_string_pretty(&vmbench_publish::export::hyperfine(&record, per))?
+                        + "\n"
+                }
+                ExportFormat::HdrLog => {
+                    String::from_utf8(vmbench_publish::export::hdr_interval_log(&record)?)
+                        .context("the interval log is not text")?
+                }
+            };
+            out!("{text}")?;
             Ok(ExitCode::SUCCESS)
         }
         ReportCmd::Schema => {

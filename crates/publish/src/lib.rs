@@ -40,6 +40,10 @@ pub enum PublishError {
     /// A plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// An export could not be written (a histogram in results.json that
+    /// does not decode, a row id that cannot be a tag).
+    #[error("export: {0}")]
+    Export(String),
     /// MANIFEST.sha256 is missing or malformed.
     #[error("manifest: {0}")]
     Manifest(String),
