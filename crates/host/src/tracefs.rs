@@ -29,8 +29,11 @@ pub const KVM_EVENTS: [&str; 11] = [
 
 /// KVM events counted beside [`KVM_EVENTS`] but not exits themselves:
 /// `kvm_inj_virq`, an interrupt injected into the guest (what accounts
-/// for the exits a timer tick brings into a baseline's window).
-pub const KVM_AUX_EVENTS: [&str; 1] = ["kvm_inj_virq"];
+/// for the exits a timer tick brings into a baseline's window), and
+/// `kvm_emulate_insn`, an instruction KVM's emulator executed for the
+/// guest (an MMIO access on the slow path; under kvm_pvm, every
+/// instruction of an OS-free guest's ring 0).
+pub const KVM_AUX_EVENTS: [&str; 2] = ["kvm_inj_virq", "kvm_emulate_insn"];
 
 /// Where tracefs usually is.
 const MOUNTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

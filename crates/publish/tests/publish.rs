@@ -990,3 +990,28 @@ fn a_kvm_run_judged_by_query_stats_says_so_in_the_row_and_the_headline() {
     let md = markdown::render(&record("tcg", AMD, 1), &Default::default());
     assert!(!md.contains("query-stats"), "{md}");
 }
+
+/// A row whose ring's RDTSC exits publishes no p50−ovh: the headline says
+/// its percentiles carry two timestamp exits and where its figure is.
+#[test]
+fn the_headline_says_where_timestamps_exit() {
+    let mut r = record("kvm", AMD, 1);
+    let plain = markdown::render(&r, &Default::default());
+    assert!(!plain.contains("RDTSC exits in the ring of"), "{plain}");
+    let m = r
+        .results
+        .measurements
+        .iter_mut()
+        .find(|m| m.id.as_str() == "vmexit.kernel-slow")
+        .unwrap();
+    m.overhead_p50 = Some(5583);
+    m.overhead_subtracted = None;
+    m.batch_mean = Some(29_728.1);
+    let md = markdown::render(&r, &Default::default());
+    assert!(
+        md.contains(
+            "RDTSC exits in the ring of kernel-slow: their p50 and p99 include two timestamp exits"
+        ),
+        "{md}"
+    );
+}

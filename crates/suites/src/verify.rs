@@ -572,6 +572,8 @@ pub fn probes(claim: &Claim) -> Vec<Probe> {
     if claim.proof.is_none() {
         probes.push(Probe::all(INJECTED));
     }
+    // Instructions KVM emulated: none in a baseline that runs natively.
+    probes.push(Probe::all(EMULATED));
     // QEMU's TCG reports INVD with WBINVD's code: counted to say so.
     if matches!(kind, Some(ExitKind::Invd)) {
         probes.push(exit_reason_probe(&ExitKind::Wbinvd));
@@ -668,6 +670,9 @@ fn evidence_labels<'a>(claim: &'a Claim, proof: &'a Probe) -> Vec<&'a str> {
 /// The interrupts KVM injected into the guest, counted around baselines.
 const INJECTED: &str = "kvm_inj_virq";
 
+/// Instructions KVM's emulator executed for the guest.
+pub const EMULATED: &str = "kvm_emulate_insn";
+
 /// The KVM events one interrupt injected in the window may bring: the
 /// external-interrupt exit that carried it, an interrupt-window exit, and
 /// the guest handler's EOI (an exit, a `kvm_msr` for the x2APIC register, a
@@ -694,6 +699,20 @@ fn verify_baseline(n: u64, counts: &BTreeMap<String, u64>, seen: &str) -> Verifi
     } else {
         String::new()
     };
+    // Emulated instructions beyond what the interrupts bring (an xAPIC
+    // EOI is one): the baseline does not run natively at all.
+    let emulated = counts
+        .get(EMULATED)
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(EVENTS_PER_INTERRUPT * interrupts);
+    if emulated > s {
+        return Verification::Failed {
+            evidence: format!(
+                "per execution: {seen} over {n} executions{accounted}: KVM emulated the baseline's instructions ({emulated} {EMULATED} of its own, at most {s} allowed): nothing in this window ran natively (kvm_pvm executes an OS-free guest's ring 0 in KVM's instruction emulator), so it is not a baseline"
+            ),
+        };
+    }
     if own <= s {
         Verification::Verified {
             evidence: format!(
@@ -824,7 +843,7 @@ pub fn verify_tracepoints(
     };
     let Some(proof) = &claim.proof else {
         let mut labels = EXIT_EVENTS.to_vec();
-        labels.push(INJECTED);
+        labels.extend([INJECTED, EMULATED]);
         return verify_baseline(n, counts, &shown(&labels));
     };
     let alternative = claim
@@ -1168,6 +1187,13 @@ mod tests {
         assert!(
             matches!(&exiting, Verification::Failed { evidence } if evidence.contains("of its own")),
             "{exiting:?}"
+        );
+        // Every instruction emulated (kvm_pvm's OS-free ring 0): about
+        // three per NOP-loop iteration, no exit event at all.
+        let emulated = traced(Row::KernelNop, &[("kvm_cpuid", 0), (EMULATED, 3 * N)]);
+        assert!(
+            matches!(&emulated, Verification::Failed { evidence } if evidence.contains("emulated")),
+            "{emulated:?}"
         );
         // kvm_exit silent (kvm_pvm): INVD cannot be proven either way.
         let invd = traced(Row::KernelInvd, &[("kvm_exit", 0), ("kvm_cpuid", 0)]);
