@@ -26,7 +26,7 @@ pub struct VmexitArgs {
     /// Discarded iterations before the timed ones.
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     warmup: u64,
-    /// Back-to-back iterations timed as a whole (the batch mean; the kut-* rows
+    /// Back-to-back iterations timed as a whole (the batch mean; the kut-method-* rows
     /// reproduce kvm-unit-tests' own method instead, see docs/kvm-unit-tests.md).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     batch: u64,

@@ -413,11 +413,17 @@ fn micro_guest_source_is_formatted_and_clippy_clean() {
 #[ignore = "needs qemu-system-x86, a /dev/kvm that creates VMs and root (KVM's tracepoints): boots the micro-guest under KVM"]
 fn the_kvm_unit_tests_reproduction_rows_run_its_method_and_are_verified() {
     require_kvm_and_tracepoints();
-    let v = run_suite("kvm", &["--rows", "kut-cpuid,kut-inl-from-qemu"]);
+    let v = run_suite(
+        "kvm",
+        &["--rows", "kut-method-cpuid,kut-method-inl-from-qemu"],
+    );
     let ms = v["results"]["measurements"].as_array().unwrap();
     for (id, proof) in [
-        ("kut-cpuid", "kvm_cpuid"),
-        ("kut-inl-from-qemu", "kvm_pio read port 0x1234 size 4"),
+        ("kut-method-cpuid", "kvm_cpuid"),
+        (
+            "kut-method-inl-from-qemu",
+            "kvm_pio read port 0x1234 size 4",
+        ),
     ] {
         let m = find(ms, id);
         assert_eq!(m["summary"]["n"], 5, "{id}: five loops");

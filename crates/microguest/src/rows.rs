@@ -223,7 +223,7 @@ fn kvm_unit_tests_row(req: &Request) -> Result<u64, Refusal> {
             if under_tcg() {
                 return Err((
                     status::UNSUPPORTED,
-                    "kut-vmcall: VMCALL raises #UD under TCG",
+                    "kut-method-vmcall: VMCALL raises #UD under TCG",
                 ));
             }
             let amd = cpu_is_amd();
