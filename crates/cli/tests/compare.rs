@@ -3,27 +3,13 @@
 //! with itself (A/A) and with copies whose data this test controls.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_vmbench");
 
-/// A VM-exit run on the micro-guest under TCG, `repeat` repeats, changing
-/// nothing on the host.
-fn micro_run(dir: &Path, name: &str, repeat: u32) -> PathBuf {
-    let config = vmbench_testkit::micro_run_config(dir, Some(repeat));
-    let out = dir.join(name);
-    let o = vmbench()
-        .args(["run", "--accel", "tcg", "--quick", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
+fn vmbench() -> Command {
+    Command::new(BIN)
 }
 
 fn compare(a: &Path, b: &Path, extra: &[&str]) -> Output {
@@ -126,7 +112,7 @@ fn a_run_against_itself_recalibrated_has_no_verdict_and_a_doubled_row_gates() {
     // are asserted only where the data cannot differ (the same samples):
     // under TCG a row's p50 is one or two timestamp steps, and whether two
     // runs agree is this machine's noise, not the method's.
-    let a = micro_run(tmp.path(), "a", 3);
+    let a = vmbench_testkit::micro_run(BIN.as_ref(), tmp.path(), "a", 3);
 
     // A/A: the same data, the TSC calibrated again 0.9 of its recorded
     // error apart. One clock: compared in ticks, no row differs, the
@@ -252,8 +238,8 @@ fn two_fresh_quick_runs_pass_a_5_percent_gate_and_say_why_rows_are_not_judged() 
     // Two real runs, one boot each (`--quick`): between boots this
     // machine's TCG rows move by whole timestamp steps, which one boot's
     // samples cannot know. So no verdict, and stderr says how many rows.
-    let a = micro_run(tmp.path(), "a", 1);
-    let b = micro_run(tmp.path(), "b", 1);
+    let a = vmbench_testkit::micro_run(BIN.as_ref(), tmp.path(), "a", 1);
+    let b = vmbench_testkit::micro_run(BIN.as_ref(), tmp.path(), "b", 1);
     let o = compare(&a, &b, &["--json", "--fail-if-slower", "5"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vmbench_testkit::{have_qemu, require};
 
+const BIN: &str = env!("CARGO_BIN_EXE_vmbench");
+
 fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
+    Command::new(BIN)
 }
 
 fn export(run: &Path, args: &[&str]) -> Vec<u8> {
@@ -66,20 +68,6 @@ struct BencherHyperfineResult {
     parameters: Option<serde_json::Value>,
 }
 
-fn micro_run(dir: &Path) -> PathBuf {
-    let config = vmbench_testkit::micro_run_config(dir, Some(3));
-    let out = dir.join("run");
-    let o = vmbench()
-        .args(["run", "--accel", "tcg", "--quick", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
 #[test]
 #[ignore = "needs qemu-system-x86 (a real run), python3 with numpy, matplotlib and jsonschema, and hyperfine's scripts: scripts/install-deps --dev"]
 fn exports_are_read_by_hyperfine_bencher_and_hdrhistogram() {
@@ -97,7 +85,7 @@ fn exports_are_read_by_hyperfine_bencher_and_hdrhistogram() {
     ]);
     let scripts = scripts.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let run = micro_run(tmp.path());
+    let run = vmbench_testkit::micro_run(BIN.as_ref(), tmp.path(), "run", 3);
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     let row = record["results"]["measurements"]

@@ -29,6 +29,24 @@ pub fn micro_run_config(dir: &Path, repeat: Option<u32>) -> PathBuf {
     config
 }
 
+/// A real `vmbench run --accel tcg --quick` of the micro-guest's VM-exit
+/// suite with `repeat` repeats, changing nothing on the host, into
+/// `dir/name` (`vmbench`: the binary under test). Panics with the run's
+/// stderr when it fails.
+pub fn micro_run(vmbench: &Path, dir: &Path, name: &str, repeat: u32) -> PathBuf {
+    let config = micro_run_config(dir, Some(repeat));
+    let out = dir.join(name);
+    let o = std::process::Command::new(vmbench)
+        .args(["run", "--accel", "tcg", "--quick", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 /// `vmbench` arguments for the shortest run that starts as every run does,
 /// sweeping /dev/shm and the temporary directory of killed runs' leftovers
 /// first: a quick loopback of the shared-memory suite on CPUs 0 and 1.
