@@ -90,10 +90,7 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<(), PublishError> {
             continue;
         }
         // The suite's guest; a record from before `guests` has one for all.
-        let guest = r
-            .guests
-            .iter()
-            .find(|g| g.suites.iter().any(|s| s == suite.name()));
+        let guest = r.guest_of(suite);
         let accel = guest.map_or_else(|| r.accel_label(), |g| g.accel.name().to_string());
         let kind = guest.map_or(r.guest_flavour.as_str(), |g| g.kind.as_str());
         let setting = Setting {

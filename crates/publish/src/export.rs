@@ -19,10 +19,8 @@ pub const BMF_BYTES_PER_SECOND: &str = "bytes-per-second";
 /// The accelerator that measured `m`: the guest that ran its suite, else
 /// the run's; `host` for a run without a guest (a loopback).
 pub fn accelerator(r: &RunRecord, m: &Measurement) -> &'static str {
-    let suite = m.id.suite().map(|s| s.name());
-    r.guests
-        .iter()
-        .find(|g| suite.is_some_and(|s| g.suites.iter().any(|x| x == s)))
+    m.id.suite()
+        .and_then(|s| r.guest_of(s))
         .map(|g| g.accel)
         .or(r.accel)
         .map_or("host", |a| a.name())

@@ -261,8 +261,14 @@ fn folded(o: &mut String, summary: &str, body: impl FnOnce(&mut String)) {
 /// The numbers most readers came for.
 fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     let mut rows = Vec::new();
+    // A ring whose RDTSC exits publishes batch means, not p50−ovh: its
+    // headline percentiles carry two timestamp exits each.
+    let mut rdtsc_exits = Vec::new();
     for row in Row::HEADLINE {
         if let Some(m) = find(r, &MeasurementId::new(Suite::Vmexit, row.id())) {
+            if m.overhead_p50.is_some() && m.overhead_subtracted.is_none() {
+                rdtsc_exits.push(m.id.local());
+            }
             rows.push(vec![
                 m.id.to_string(),
                 ticks_ns(m, m.summary.p50),
@@ -314,14 +320,6 @@ fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         } else {
             String::new()
         };
-        // A ring whose RDTSC exits publishes batch means, not p50−ovh: its
-        // headline percentiles carry two timestamp exits each.
-        let rdtsc_exits = Row::HEADLINE
-            .iter()
-            .filter_map(|row| find(r, &MeasurementId::new(Suite::Vmexit, row.id())))
-            .filter(|m| m.overhead_p50.is_some() && m.overhead_subtracted.is_none())
-            .map(|m| m.id.local().to_string())
-            .collect::<Vec<_>>();
         let rdtsc = if rdtsc_exits.is_empty() {
             String::new()
         } else {

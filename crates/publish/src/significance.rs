@@ -199,6 +199,9 @@ pub fn compare(runs: &[Run], method: &Method) -> Comparison {
         return out;
     };
     for run in rest {
+        // Frequencies this close are one clock, calibrated twice.
+        let tolerance_ppm =
+            calibration_error_ppm(&base.record) + calibration_error_ppm(&run.record);
         let mut rows: Vec<(RowDifference, Option<Difference>)> = Vec::new();
         for a in base
             .record
@@ -216,7 +219,7 @@ pub fn compare(runs: &[Run], method: &Method) -> Comparison {
             else {
                 continue;
             };
-            let Some(scale) = common_scale(&base.record, a, &run.record, b) else {
+            let Some(scale) = common_scale(a, b, tolerance_ppm) else {
                 continue;
             };
             if let Some((mut d, welch)) = row(a, b, &scale) {
@@ -262,9 +265,9 @@ struct Scale {
     a: f64,
     /// Multiplies b's values.
     b: f64,
-    /// ns per (scaled) unit, for display; None when not a time.
-    a_ns: Option<f64>,
-    b_ns: Option<f64>,
+    /// ns per scaled unit, for display (the same for both); None when not
+    /// a time.
+    ns: Option<f64>,
     /// "ticks", "ns", or the unit.
     name: String,
 }
@@ -286,7 +289,9 @@ fn calibration_error_ppm(r: &RunRecord) -> f64 {
     }
 }
 
-fn common_scale(ra: &RunRecord, a: &Measurement, rb: &RunRecord, b: &Measurement) -> Option<Scale> {
+/// How rows `a` and `b` compare: in ticks when their TSC frequencies are
+/// within `tolerance_ppm` of each other, else in ns, or in their shared unit.
+fn common_scale(a: &Measurement, b: &Measurement, tolerance_ppm: f64) -> Option<Scale> {
     match (a.unit, b.unit) {
         (Unit::TscTicks, Unit::TscTicks) => {
             let (fa, fb) = (
@@ -294,22 +299,19 @@ fn common_scale(ra: &RunRecord, a: &Measurement, rb: &RunRecord, b: &Measurement
                 b.tsc_khz.filter(|f| *f > 0.0)?,
             );
             let apart_ppm = ((fa - fb) / fa).abs() * 1e6;
-            let tolerance = calibration_error_ppm(ra) + calibration_error_ppm(rb);
-            if apart_ppm <= tolerance {
+            if apart_ppm <= tolerance_ppm {
                 // One clock: compare ticks, show ns at the baseline's rate.
                 Some(Scale {
                     a: 1.0,
                     b: 1.0,
-                    a_ns: Some(1e6 / fa),
-                    b_ns: Some(1e6 / fa),
+                    ns: Some(1e6 / fa),
                     name: "ticks".into(),
                 })
             } else {
                 Some(Scale {
                     a: 1e6 / fa,
                     b: 1e6 / fb,
-                    a_ns: Some(1.0),
-                    b_ns: Some(1.0),
+                    ns: Some(1.0),
                     name: "ns".into(),
                 })
             }
@@ -319,8 +321,7 @@ fn common_scale(ra: &RunRecord, a: &Measurement, rb: &RunRecord, b: &Measurement
             Some(Scale {
                 a: 1.0,
                 b: 1.0,
-                a_ns: ns,
-                b_ns: ns,
+                ns,
                 name: ua.symbol().into(),
             })
         }
@@ -385,12 +386,11 @@ fn row(
         p_adjusted: None,
         basis: String::new(),
     };
-    let ns =
-        |log_value: f64, per: Option<f64>| per.map_or(log_value.exp(), |p| log_value.exp() * p);
+    let ns = |log_value: f64| log_value.exp() * scale.ns.unwrap_or(1.0);
     if let (Some(la), Some(lb)) = (repeats(a, scale.a), repeats(b, scale.b)) {
         let mut d = RowDifference {
-            baseline_p50_ns: ns(la.mean, scale.a_ns),
-            run_p50_ns: ns(lb.mean, scale.b_ns),
+            baseline_p50_ns: ns(la.mean),
+            run_p50_ns: ns(lb.mean),
             ..base
         };
         let basis = format!(
@@ -405,7 +405,7 @@ fn row(
                 (d, Some(w))
             }
             None => {
-                d.difference_pct = ((lb.mean - la.mean).exp() - 1.0) * 100.0;
+                d.difference_pct = inference::pct(lb.mean - la.mean);
                 d.basis = format!(
                     "{basis}: the interval has no width (identical exact values), so no verdict"
                 );
@@ -415,11 +415,11 @@ fn row(
     }
     let ((ma, sa), (mb, sb)) = (one_boot(a, scale.a)?, one_boot(b, scale.b)?);
     let (diff, se) = (mb - ma, (sa * sa + sb * sb).sqrt());
-    let pct = |x: f64| (x.exp() - 1.0) * 100.0;
+    let pct = inference::pct;
     Some((
         RowDifference {
-            baseline_p50_ns: ns(ma, scale.a_ns),
-            run_p50_ns: ns(mb, scale.b_ns),
+            baseline_p50_ns: ns(ma),
+            run_p50_ns: ns(mb),
             difference_pct: pct(diff),
             ci95_pct: [pct(diff - 1.96 * se), pct(diff + 1.96 * se)],
             basis: "one boot in a run: the interval is over its samples and knows nothing of boot-to-boot variation, so no verdict (rerun with --repeat 3 or more)".into(),

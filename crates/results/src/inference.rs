@@ -26,20 +26,19 @@ pub const LEVEL: f64 = 0.95;
 /// The family-wise error rate verdicts are held to: 5%.
 pub const ALPHA: f64 = 0.05;
 
+/// The standard Student's t distribution with `df` degrees of freedom.
+fn students_t(df: f64) -> Option<StudentsT> {
+    StudentsT::new(0.0, 1.0, df.max(1e-9)).ok()
+}
+
 /// Student's t quantile at probability `p` with `df` degrees of freedom.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
-    match StudentsT::new(0.0, 1.0, df.max(1e-9)) {
-        Ok(t) => t.inverse_cdf(p),
-        Err(_) => f64::NAN,
-    }
+    students_t(df).map_or(f64::NAN, |t| t.inverse_cdf(p))
 }
 
 /// P(T > x) for Student's t with `df` degrees of freedom.
 pub fn t_upper_tail(x: f64, df: f64) -> f64 {
-    match StudentsT::new(0.0, 1.0, df.max(1e-9)) {
-        Ok(t) => t.sf(x),
-        Err(_) => f64::NAN,
-    }
+    students_t(df).map_or(f64::NAN, |t| t.sf(x))
 }
 
 /// The resolution of `value` read from `hist`: the larger of the width of
@@ -50,14 +49,16 @@ pub fn resolution(hist: &Histogram<u64>, value: u64) -> f64 {
         .highest_equivalent(value)
         .saturating_sub(hist.lowest_equivalent(value))
         + 1;
+    // Recorded values come in ascending order: the last one below `value`
+    // and the first one above are its neighbours.
     let mut below: Option<u64> = None;
     let mut above: Option<u64> = None;
     for v in hist.iter_recorded() {
         let x = hist.median_equivalent(v.value_iterated_to());
         if x < value {
-            below = Some(below.map_or(x, |b| b.max(x)));
+            below = Some(x);
         } else if x > value {
-            above = Some(above.map_or(x, |a| a.min(x)));
+            above = Some(x);
             break;
         }
     }
@@ -187,7 +188,7 @@ impl Difference {
     /// tests against ln(1 + band) and −ln(1 + band). Below 0.05 exactly when
     /// the 95% interval lies wholly beyond the band on one side.
     pub fn p_beyond(&self, band_pct: f64) -> f64 {
-        let band = (1.0 + band_pct.max(0.0) / 100.0).ln();
+        let band = log_band(band_pct);
         let slower = t_upper_tail((self.log_ratio - band) / self.se, self.df);
         let faster = t_upper_tail((-band - self.log_ratio) / self.se, self.df);
         (2.0 * slower.min(faster)).min(1.0)
@@ -197,8 +198,7 @@ impl Difference {
     /// difference is smaller than the band, with 95% confidence.
     pub fn within(&self, band_pct: f64) -> bool {
         let [lo, hi] = self.interval_pct();
-        let band_low = pct(-(1.0 + band_pct.max(0.0) / 100.0).ln());
-        lo > band_low && hi < band_pct
+        lo > pct(-log_band(band_pct)) && hi < band_pct
     }
 }
 
@@ -242,8 +242,14 @@ pub fn judge(diffs: &[Difference], band_pct: f64) -> Vec<(Judgement, f64)> {
         .collect()
 }
 
-fn pct(log_ratio: f64) -> f64 {
+/// A difference of logs as a difference in percent (above 0: larger).
+pub fn pct(log_ratio: f64) -> f64 {
     (log_ratio.exp() - 1.0) * 100.0
+}
+
+/// ±`band_pct` percent on the log scale: ln(1 + band).
+fn log_band(band_pct: f64) -> f64 {
+    (1.0 + band_pct.max(0.0) / 100.0).ln()
 }
 
 /// Holm's step-down adjustment of `p` (same order): reject where the

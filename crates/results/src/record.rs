@@ -237,6 +237,14 @@ impl RunRecord {
             && self.guests.iter().any(|g| g.accel == Accel::Kvm)
     }
 
+    /// The guest that ran `suite` (none in a record from before `guests`,
+    /// or a run without a guest).
+    pub fn guest_of(&self, suite: crate::Suite) -> Option<&GuestRecord> {
+        self.guests
+            .iter()
+            .find(|g| g.suites.iter().any(|s| s == suite.name()))
+    }
+
     /// The suites whose guests ran under TCG.
     pub fn tcg_suites(&self) -> Vec<String> {
         self.guests

@@ -572,7 +572,8 @@ pub fn probes(claim: &Claim) -> Vec<Probe> {
     if claim.proof.is_none() {
         probes.push(Probe::all(INJECTED));
     }
-    // Instructions KVM emulated: none in a baseline that runs natively.
+    // Instructions KVM emulated: a baseline's body must not be among them,
+    // and kernel-nop's count says whether this KVM emulates ring 0.
     probes.push(Probe::all(EMULATED));
     // QEMU's TCG reports INVD with WBINVD's code: counted to say so.
     if matches!(kind, Some(ExitKind::Invd)) {

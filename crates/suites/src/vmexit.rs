@@ -588,10 +588,9 @@ fn measurement(
     // the empty ring-0 window is ~4.8k ticks, the same window around one
     // NOP ~10.7k. No constant subtracts that; the batch, whose two
     // timestamps are amortised over all its executions, is the figure.
-    let rdtsc_exits = opts.accel == Accel::Kvm
-        && overhead
-            .get(&row.overhead_row())
-            .is_some_and(|&ovh| ovh > RDTSC_EXITS_ABOVE);
+    let ring_overhead = overhead.get(&row.overhead_row()).copied();
+    let rdtsc_exits =
+        opts.accel == Accel::Kvm && ring_overhead.is_some_and(|ovh| ovh > RDTSC_EXITS_ABOVE);
     // A baseline's batch times an empty loop: no figure, except where the
     // batch is every row's figure (the NOP's is then what the others are
     // read against); the reproduction rows' samples are batches already.
@@ -622,7 +621,7 @@ fn measurement(
         overhead.insert(row, m.summary.p50);
     } else if row.reproduces_kvm_unit_tests() {
         // kvm-unit-tests subtracts nothing; neither does its reproduction.
-    } else if rdtsc_exits && let Some(&ovh) = overhead.get(&row.overhead_row()) {
+    } else if rdtsc_exits && let Some(ovh) = ring_overhead {
         m.overhead_p50 = Some(ovh);
         m.warnings.push(rdtsc_exit_warning(
             ovh,
@@ -632,7 +631,7 @@ fn measurement(
         if row == Row::KernelNop {
             overhead.insert(row, m.summary.p50);
         }
-    } else if let Some(&ovh) = overhead.get(&row.overhead_row()) {
+    } else if let Some(ovh) = ring_overhead {
         let (adj, floored) = subtract_timer(&ran.raw, ovh).map_err(|e| bad_answer(row, e))?;
         m.warnings.extend(floored);
         m.overhead_subtracted = adj.summary().ok();
@@ -652,7 +651,7 @@ fn rdtsc_exit_warning(empty: u64, nop: Option<u64>, batch: u64) -> String {
 }
 
 /// How the warning of a row whose timestamps exit begins.
-pub const RDTSC_EXITS_ROW: &str = "RDTSC exits in this row's ring";
+const RDTSC_EXITS_ROW: &str = "RDTSC exits in this row's ring";
 
 /// Where KVM emulates the guest's ring 0 instruction by instruction
 /// (kvm_pvm with the OS-free micro-guest: `kvm_emulate_insn` about three
@@ -685,7 +684,7 @@ fn say_where_ring0_is_emulated(done: &mut VmexitRun) {
 }
 
 /// How the warning about an emulated ring 0 begins.
-pub const RING0_EMULATED: &str = "KVM emulates this guest's ring 0 instruction by instruction";
+const RING0_EMULATED: &str = "KVM emulates this guest's ring 0 instruction by instruction";
 
 /// Counters that provably do not track the work (an exit row found them
 /// inconsistent) cannot verify or fail any row of the same run: every
