@@ -248,7 +248,12 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
     if let Some(o) = overheads {
         let p = median(&o).round() as u64;
         row.overhead_p50 = Some(p);
-        row.overhead_subtracted = Some(row.summary.minus(p));
+        // A row whose timestamps exit has a baseline but publishes no
+        // p50−ovh (its batch mean is its figure): pooling keeps it so.
+        row.overhead_subtracted = parts
+            .iter()
+            .all(|(_, m)| m.overhead_subtracted.is_some())
+            .then(|| row.summary.minus(p));
     }
     for (n, m) in parts {
         for w in &m.warnings {
@@ -440,6 +445,32 @@ mod tests {
         assert!((half - 0.02485).abs() < 2e-4, "{rep:?}");
         assert!(rep.ci95[0] < 9_900.0 && rep.ci95[1] > 10_100.0);
         assert!((rep.geometric_mean_p50 - 9_999.67).abs() < 0.01, "{rep:?}");
+    }
+
+    #[test]
+    fn a_row_without_p50_minus_overhead_keeps_none_when_pooled() {
+        let with_ovh = |values: [u64; 100], published: bool| {
+            let mut m = row("vmexit.kernel-fast", values);
+            m.overhead_p50 = Some(5_000);
+            m.overhead_subtracted = published.then(|| m.summary.minus(5_000));
+            m
+        };
+        let withheld = Results::combine_repeats(vec![
+            results(vec![with_ovh([20_000; 100], false)]),
+            results(vec![with_ovh([20_100; 100], false)]),
+        ]);
+        let m = &withheld.measurements[0];
+        assert_eq!(m.overhead_p50, Some(5_000));
+        assert!(m.overhead_subtracted.is_none(), "{m:?}");
+        let published = Results::combine_repeats(vec![
+            results(vec![with_ovh([20_000; 100], true)]),
+            results(vec![with_ovh([20_100; 100], true)]),
+        ]);
+        let m = &published.measurements[0];
+        assert_eq!(
+            m.overhead_subtracted.as_ref().map(|s| s.p50),
+            Some(m.summary.p50 - 5_000)
+        );
     }
 
     #[test]
