@@ -69,7 +69,7 @@ pub struct ApplyArgs {
     common: CommonArgs,
     /// Runtime knobs to leave alone (comma-separated ids from `check`).
     #[arg(long, value_name = "KNOB,...", value_delimiter = ',')]
-    skip: Vec<String>,
+    skip: Vec<vmbench_isolate::KnobId>,
     /// Stay running, holding /dev/cpu_dma_latency and the host lock, until
     /// SIGINT, SIGTERM, SIGHUP or SIGQUIT; then restore.
     #[arg(long)]
@@ -141,13 +141,18 @@ pub fn render_audit(audit: &Audit) -> String {
             format!(", {}", audit.privileges.capabilities.join(" "))
         }
     ));
-    let id_w = audit.knobs.iter().map(|k| k.id.len()).max().unwrap_or(0);
+    let id_w = audit
+        .knobs
+        .iter()
+        .map(|k| k.id.name().len())
+        .max()
+        .unwrap_or(0);
     for k in &audit.knobs {
         out.push_str(&format!(
             "{:<4}  {:<7}  {:<id_w$}  {}\n",
             k.verdict.label(),
             k.class.label(),
-            k.id,
+            k.id.name(),
             k.found
         ));
         if matches!(k.verdict, Verdict::Warn | Verdict::Fail) {
@@ -284,6 +289,7 @@ fn print_applied(
     print_changes(
         "changed ",
         &r.applied,
+        |c| c.describe(),
         "threads moved off the benchmark CPUs",
         r.threads_gone,
         "threads that exited before they could be moved",
@@ -298,7 +304,7 @@ fn print_applied(
         .knobs
         .iter()
         .filter(|k| k.class == vmbench_isolate::KnobClass::BootOnly && k.verdict != Verdict::Ok)
-        .map(|k| k.id.as_str())
+        .map(|k| k.id.name())
         .collect();
     if !boot.is_empty() {
         outln!(
@@ -313,15 +319,15 @@ fn print_applied(
 /// counted (the journal lists each), with those that had exited.
 fn print_changes(
     verb: &str,
-    lines: &[String],
+    changes: &[vmbench_isolate::apply::ChangeOutcome],
+    line: fn(&vmbench_isolate::model::Change) -> String,
     threads_what: &str,
     gone: usize,
     gone_what: &str,
 ) -> Result<(), out::OutputError> {
-    let (threads, rest): (Vec<&String>, Vec<&String>) =
-        lines.iter().partition(|l| l.starts_with("thread "));
-    for l in rest {
-        outln!("{verb} {l}")?;
+    let (threads, rest): (Vec<_>, Vec<_>) = changes.iter().partition(|c| c.is_thread_move());
+    for c in rest {
+        outln!("{verb} {}", line(&c.change))?;
     }
     if !threads.is_empty() {
         outln!("{verb} {} {threads_what}", threads.len())?;
@@ -336,6 +342,7 @@ fn print_restore(r: &RestoreReport) -> Result<(), out::OutputError> {
     print_changes(
         "restored",
         &r.restored,
+        |c| c.describe_restored(),
         "threads' affinities",
         r.threads_gone,
         "moved threads that exited before the restore",

@@ -98,10 +98,10 @@ pub struct CompareArgs {
     fail_if_slower: Option<f64>,
 }
 
-fn pct(s: &str) -> Result<f64, String> {
+fn pct(s: &str) -> anyhow::Result<f64> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1000.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s}: give a percentage between 0 and 1000")),
+        _ => anyhow::bail!("{s}: give a percentage between 0 and 1000"),
     }
 }
 

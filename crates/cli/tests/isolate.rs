@@ -57,30 +57,29 @@ fn check_on_this_machine_is_honest() {
 
 #[test]
 fn check_json_parses() {
+    use vmbench_isolate::{Audit, KnobClass, KnobId};
     let out = vmbench()
         .args(["isolate", "check", "--json", "--window-ms", "50"])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["schema_version"], 1);
-    let knobs = v["knobs"].as_array().unwrap();
-    assert!(
-        knobs
-            .iter()
-            .any(|k| k["id"] == "isolcpus" && k["class"] == "boot_only")
+    let audit: Audit = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        audit.schema_version,
+        vmbench_isolate::model::ISOLATE_SCHEMA_VERSION
     );
-    assert!(
-        knobs
-            .iter()
-            .all(|k| k["verdict"].is_string() && k["why"].is_string())
-    ); // The residual noise was measured on this host, in µs/s with causes.
-    let noise = knobs.iter().find(|k| k["id"] == "residual_noise").unwrap();
-    let per_cpu = noise["noise"].as_array().unwrap();
-    assert!(!per_cpu.is_empty(), "{noise}");
-    for n in per_cpu {
-        assert!(n["noise_us_per_s"].as_f64().unwrap() >= 0.0, "{n}");
-        assert_eq!(n["window_ms"], 50);
-        assert!(n["causes"].is_array(), "{n}");
+    let ids: Vec<KnobId> = audit.knobs.iter().map(|k| k.id).collect();
+    assert_eq!(ids, KnobId::ALL, "every knob, in catalogue order");
+    assert_eq!(
+        audit.knob(KnobId::Isolcpus).map(|k| k.class),
+        Some(KnobClass::BootOnly)
+    );
+    assert!(audit.knobs.iter().all(|k| !k.why.is_empty()));
+    // The residual noise was measured on this host, in µs/s with causes.
+    let noise = audit.knob(KnobId::ResidualNoise).unwrap();
+    assert!(!noise.noise.is_empty(), "{noise:?}");
+    for n in &noise.noise {
+        assert!(n.noise_us_per_s >= 0.0, "{n:?}");
+        assert_eq!(n.window_ms, 50);
     }
 }
 
@@ -120,10 +119,10 @@ fn cpu_partitioning_knobs_through_the_cli() {
         ] {
             assert!(knob(id)["verdict"].is_string(), "{id}");
         }
-        assert_eq!(knob("machinecheck_ignore_ce")["verdict"], "warn");
-        assert_eq!(knob("thread_affinity")["verdict"], "warn");
+        assert_eq!(knob("machinecheck_ignore_ce")["verdict"], "WARN");
+        assert_eq!(knob("thread_affinity")["verdict"], "WARN");
         // Not the running host: the noise is not measured, and says why.
-        assert_eq!(knob("residual_noise")["verdict"], "not_applicable");
+        assert_eq!(knob("residual_noise")["verdict"], "n/a");
         let out = vmbench()
             .args(["isolate", "apply", "--cpus", cpus, "--root"])
             .arg(dir.path())
@@ -219,7 +218,7 @@ fn malformed_or_impossible_cpu_lists_are_exit_2_and_change_nothing() {
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
-            .contains("unknown knob(s) nonsense")
+            .contains("unknown knob \"nonsense\"; knobs are: isolcpus")
     );
     assert_eq!(snapshot(dir.path()), before);
 }

@@ -49,7 +49,7 @@ pub struct KvmTracepoints {
 }
 
 /// Why KVM's tracepoints cannot be counted here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TracefsError {
     /// tracefs is not mounted and this process may not mount it.
     #[error(
@@ -73,12 +73,13 @@ pub enum TracefsError {
         source: nix::Error,
     },
     /// A tracepoint's id file could not be read or parsed.
-    #[error("{path}: {why}")]
+    #[error("{path}: {source}")]
     Id {
         /// The file.
         path: String,
         /// What was wrong.
-        why: String,
+        #[source]
+        source: std::num::ParseIntError,
     },
 }
 
@@ -112,7 +113,7 @@ fn read_ids(tracefs: &Path, source: String) -> Result<KvmTracepoints, TracefsErr
         };
         let id = text.trim().parse::<u64>().map_err(|e| TracefsError::Id {
             path: path.display().to_string(),
-            why: e.to_string(),
+            source: e,
         })?;
         ids.insert(event.to_string(), id);
     }

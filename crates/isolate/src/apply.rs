@@ -4,22 +4,12 @@ use crate::IsolateError;
 use crate::affinity::{self, MoveError};
 use crate::journal::{Journal, JournalEntry};
 use crate::lock::HostLock;
-use crate::model::{Audit, Change, ISOLATE_SCHEMA_VERSION, KnobClass};
+use crate::model::{Audit, Change, KnobClass, KnobId};
 use crate::sysfs::{Sysfs, errno_of};
 use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Knob ids `--skip` accepts.
-pub fn runtime_knob_ids(audit: &Audit) -> Vec<&str> {
-    audit
-        .knobs
-        .iter()
-        .filter(|k| k.class == KnobClass::Runtime)
-        .map(|k| k.id.as_str())
-        .collect()
-}
 
 /// What `apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -27,12 +17,12 @@ pub struct ApplyReport {
     /// The journal written.
     pub journal: String,
     /// Each change made.
-    pub applied: Vec<String>,
+    pub applied: Vec<ChangeOutcome>,
     /// Changes the kernel refused (EIO/EPERM/EINVAL): managed or per-CPU
     /// IRQs, ordered workqueues, threads whose cpuset excludes the target.
     pub unmovable: Vec<String>,
     /// Runtime knobs left alone (`--skip`).
-    pub skipped: Vec<String>,
+    pub skipped: Vec<KnobId>,
     /// Threads that exited between the audit and the move.
     pub threads_gone: usize,
 }
@@ -41,7 +31,7 @@ pub struct ApplyReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
     /// Each change put back.
-    pub restored: Vec<String>,
+    pub restored: Vec<ChangeOutcome>,
     /// Changes already at their original value.
     pub already_original: usize,
     /// Changes that could not be put back.
@@ -53,11 +43,42 @@ pub struct RestoreReport {
     pub threads_gone: usize,
 }
 
+/// One change made (by apply) or put back (by restore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeOutcome {
+    /// The knob the change belongs to.
+    pub knob: KnobId,
+    /// The change, with its original value.
+    pub change: Change,
+}
+
+impl ChangeOutcome {
+    /// A thread's affinity (hundreds of them: tables count them).
+    pub fn is_thread_move(&self) -> bool {
+        matches!(self.change, Change::Affinity { .. })
+    }
+}
+
+/// Why one change could not be made or put back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// Writing a sysfs/procfs file or a configuration file failed (the
+    /// error names the file).
+    #[error(transparent)]
+    File(#[from] vmbench_host::ReadError),
+    /// systemctl failed.
+    #[error(transparent)]
+    Systemctl(#[from] SystemctlError),
+    /// A thread could not be moved.
+    #[error(transparent)]
+    Move(#[from] MoveError),
+}
+
 /// A journaled change that could not be put back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RestoreFailure {
     /// The knob the change belongs to.
-    pub knob: String,
+    pub knob: KnobId,
     /// What failed, with the path or unit and the error.
     pub error: String,
 }
@@ -258,7 +279,7 @@ fn check_no_other_journal(lock: &HostLock, journal_path: &Path) -> Result<(), Is
 /// The changes to journal and make: every runtime knob's, except `skip`;
 /// refused whole when a current value is not understood, a change is
 /// blocked, or a change is one a restore would not accept back.
-fn planned_entries(audit: &Audit, skip: &[String]) -> Result<Vec<JournalEntry>, IsolateError> {
+fn planned_entries(audit: &Audit, skip: &[KnobId]) -> Result<Vec<JournalEntry>, IsolateError> {
     let selected: Vec<_> = audit
         .knobs
         .iter()
@@ -283,7 +304,7 @@ fn planned_entries(audit: &Audit, skip: &[String]) -> Result<Vec<JournalEntry>, 
         .iter()
         .flat_map(|k| {
             k.changes.iter().map(|c| JournalEntry {
-                knob: k.id.clone(),
+                knob: k.id,
                 change: c.clone(),
             })
         })
@@ -292,7 +313,7 @@ fn planned_entries(audit: &Audit, skip: &[String]) -> Result<Vec<JournalEntry>, 
     let unjournalable: Vec<String> = entries
         .iter()
         .filter_map(|e| {
-            crate::trust::check_change(&e.knob, &e.change)
+            crate::trust::check_change(e.knob, &e.change)
                 .err()
                 .map(|why| format!("{}: {why}", e.knob))
         })
@@ -314,20 +335,17 @@ fn planned_entries(audit: &Audit, skip: &[String]) -> Result<Vec<JournalEntry>, 
 pub fn apply<'a>(
     fs: &'a dyn Sysfs,
     audit: &Audit,
-    skip: &[String],
+    skip: &[KnobId],
     journal_path: &Path,
     lock: &'a HostLock,
 ) -> Result<Applied<'a>, IsolateError> {
-    let known = runtime_knob_ids(audit);
-    let unknown: Vec<&String> = skip
+    let not_runtime: Vec<KnobId> = skip
         .iter()
-        .filter(|s| !known.contains(&s.as_str()))
+        .copied()
+        .filter(|k| crate::catalogue::knob(*k).class != KnobClass::Runtime)
         .collect();
-    if !unknown.is_empty() {
-        return Err(IsolateError::UnknownKnobs {
-            unknown: unknown.into_iter().cloned().collect(),
-            known: known.into_iter().map(str::to_string).collect(),
-        });
+    if !not_runtime.is_empty() {
+        return Err(IsolateError::NotRuntime(not_runtime));
     }
     if let Some(j) = Journal::load(journal_path)? {
         return Err(unrestored(&j, journal_path));
@@ -351,7 +369,7 @@ pub fn apply<'a>(
         });
     }
     let journal = Journal {
-        schema_version: ISOLATE_SCHEMA_VERSION,
+        schema_version: crate::journal::JOURNAL_SCHEMA_VERSION,
         pid: std::process::id(),
         pid_start_ticks: vmbench_host::files::process_start_ticks(std::process::id()),
         created_unix: std::time::SystemTime::now()
@@ -370,14 +388,17 @@ pub fn apply<'a>(
     journal.store(journal_path)?;
     for e in &entries {
         match apply_change(fs, e) {
-            Ok(Outcome::Done) => report.applied.push(e.change.describe()),
+            Ok(Outcome::Done) => report.applied.push(ChangeOutcome {
+                knob: e.knob,
+                change: e.change.clone(),
+            }),
             Ok(Outcome::Unmovable(why)) => report.unmovable.push(why),
             Ok(Outcome::ThreadGone) => report.threads_gone += 1,
             Err(why) => {
                 let rollback = restore_journal(fs, journal.clone(), journal_path, Some(lock));
                 return Err(IsolateError::ApplyFailed {
                     change: e.change.describe(),
-                    why,
+                    why: Box::new(why),
                     rollback: match rollback {
                         Ok(r) if r.failed.is_empty() => {
                             "everything already changed was restored".into()
@@ -409,13 +430,13 @@ enum Outcome {
     ThreadGone,
 }
 
-fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, String> {
+fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, ChangeError> {
     match &e.change {
         Change::File { path, target, .. } => match fs.write(path, target) {
             Ok(()) => Ok(Outcome::Done),
             // Managed and per-CPU IRQs, ordered workqueues: the kernel keeps them.
             Err(err)
-                if matches!(e.knob.as_str(), "irq_affinity" | "workqueue_cpumask")
+                if matches!(e.knob, KnobId::IrqAffinity | KnobId::WorkqueueCpumask)
                     && matches!(
                         errno_of(&err),
                         Some(nix::Error::EIO) | Some(nix::Error::EPERM) | Some(nix::Error::EINVAL)
@@ -423,19 +444,15 @@ fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, String> {
             {
                 Ok(Outcome::Unmovable(err.to_string()))
             }
-            Err(err) => Err(err.to_string()),
+            Err(source) => Err(source.into()),
         },
-        Change::StopService { unit } => systemctl("stop", unit)
-            .map(|()| Outcome::Done)
-            .map_err(|s| s.to_string()),
+        Change::StopService { unit } => Ok(systemctl("stop", unit).map(|()| Outcome::Done)?),
         Change::ServiceConfig {
             unit, path, target, ..
         } => {
-            fs.root()
-                .replace_file(path, target)
-                .map_err(|err| err.to_string())?;
+            fs.root().replace_file(path, target)?;
             if fs.root().is_host() {
-                systemctl("restart", unit).map_err(|s| s.to_string())?;
+                systemctl("restart", unit)?;
             }
             Ok(Outcome::Done)
         }
@@ -453,7 +470,7 @@ fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, String> {
                 Ok(()) => Ok(Outcome::Done),
                 Err(MoveError::Gone(_)) => Ok(Outcome::ThreadGone),
                 Err(e @ MoveError::Refused { .. }) => Ok(Outcome::Unmovable(e.to_string())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             }
         }
     }
@@ -529,9 +546,9 @@ pub fn restore(
 /// alone, and said so).
 fn restore_affinity(
     fs: &dyn Sysfs,
-    change: &Change,
+    entry: &JournalEntry,
     report: &mut RestoreReport,
-) -> Result<(), String> {
+) -> Result<(), ChangeError> {
     let Change::Affinity {
         pid,
         tid,
@@ -539,7 +556,7 @@ fn restore_affinity(
         start_time,
         original,
         target,
-    } = change
+    } = &entry.change
     else {
         return Ok(());
     };
@@ -567,27 +584,32 @@ fn restore_affinity(
     }
     match affinity::set(fs, &task, original) {
         Ok(()) => {
-            report
-                .restored
-                .push(format!("thread {tid} ({comm}): cpus {original}"));
+            report.restored.push(ChangeOutcome {
+                knob: entry.knob,
+                change: entry.change.clone(),
+            });
             Ok(())
         }
         Err(MoveError::Gone(_)) => {
             report.threads_gone += 1;
             Ok(())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Puts one journaled change back; Err says why it could not.
 fn restore_entry(
     fs: &dyn Sysfs,
-    change: &Change,
+    entry: &JournalEntry,
     host: bool,
     report: &mut RestoreReport,
-) -> Result<(), String> {
-    match change {
+) -> Result<(), ChangeError> {
+    let done = || ChangeOutcome {
+        knob: entry.knob,
+        change: entry.change.clone(),
+    };
+    match &entry.change {
         Change::File {
             path,
             original_raw,
@@ -609,9 +631,8 @@ fn restore_entry(
             // On a real host the kernel renders what we write; a fixture tree
             // is plain files, so there the exact bytes are written back.
             let value = if host { original } else { original_raw };
-            fs.write(path, value)
-                .map_err(|err| format!("{path}: {err}"))?;
-            report.restored.push(format!("{path} = {original}"));
+            fs.write(path, value)?;
+            report.restored.push(done());
             if let Ok(back) = fs.root().read_raw(path)
                 && &back != original_raw
             {
@@ -637,22 +658,18 @@ fn restore_entry(
                 report.already_original += 1;
                 return Ok(());
             }
-            fs.root()
-                .replace_file(path, original_raw)
-                .map_err(|err| err.to_string())?;
+            fs.root().replace_file(path, original_raw)?;
             if host {
-                systemctl("restart", unit).map_err(|s| s.to_string())?;
+                systemctl("restart", unit)?;
             }
-            report
-                .restored
-                .push(format!("{path} put back, {unit} restarted"));
+            report.restored.push(done());
             Ok(())
         }
-        Change::Affinity { .. } => restore_affinity(fs, change, report),
+        Change::Affinity { .. } => restore_affinity(fs, entry, report),
         Change::StopService { unit } => {
             if host {
-                systemctl("start", unit).map_err(|why| why.to_string())?;
-                report.restored.push(format!("systemctl start {unit}"));
+                systemctl("start", unit)?;
+                report.restored.push(done());
             }
             Ok(())
         }
@@ -673,10 +690,10 @@ fn restore_journal(
         &crate::journal::restore_command(&journal.root, journal_path),
     );
     for e in journal.entries.iter().rev() {
-        if let Err(error) = restore_entry(fs, &e.change, host, &mut report) {
+        if let Err(error) = restore_entry(fs, e, host, &mut report) {
             report.failed.push(RestoreFailure {
-                knob: e.knob.clone(),
-                error,
+                knob: e.knob,
+                error: error.to_string(),
             });
             remaining.push(e.clone());
         }

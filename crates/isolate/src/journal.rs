@@ -2,7 +2,7 @@
 //! before the first change, so `restore` works even after a SIGKILL.
 
 use crate::IsolateError;
-use crate::model::{Change, ISOLATE_SCHEMA_VERSION};
+use crate::model::Change;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -20,11 +20,15 @@ pub fn default_path(root: &SysRoot) -> PathBuf {
     root.path(DEFAULT_JOURNAL)
 }
 
+/// Version of the journal's JSON shape (a journal a crashed run left must
+/// stay readable by the next vmbench).
+pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
+
 /// One journaled change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// The knob it belongs to.
-    pub knob: String,
+    pub knob: crate::model::KnobId,
     /// The change, with the original value to restore.
     pub change: Change,
 }
@@ -32,7 +36,7 @@ pub struct JournalEntry {
 /// The journal of original values, written before the first change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
-    /// [`crate::model::ISOLATE_SCHEMA_VERSION`].
+    /// [`JOURNAL_SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The process that applied (a live one still owns the changes).
     pub pid: u32,
@@ -94,17 +98,17 @@ impl Journal {
                 "not a vmbench journal ({e}); it is JSON listing original values: restore them by hand, then delete it"
             ),
         })?;
-        if j.schema_version != ISOLATE_SCHEMA_VERSION {
+        if j.schema_version != JOURNAL_SCHEMA_VERSION {
             return Err(IsolateError::Journal {
                 path: path.display().to_string(),
                 why: format!(
-                    "schema version {} (this vmbench reads {ISOLATE_SCHEMA_VERSION})",
+                    "schema version {} (this vmbench reads {JOURNAL_SCHEMA_VERSION})",
                     j.schema_version
                 ),
             });
         }
         for e in &j.entries {
-            crate::trust::check_change(&e.knob, &e.change)
+            crate::trust::check_change(e.knob, &e.change)
                 .map_err(|why| untrusted(format!("entry `{}`: {why}", e.change.describe())))?;
         }
         Ok(Some(j))

@@ -14,6 +14,7 @@
 
 pub mod affinity;
 pub mod apply;
+pub mod catalogue;
 pub mod cmdline;
 pub mod cpus;
 pub mod journal;
@@ -22,16 +23,24 @@ pub mod lock;
 pub mod model;
 pub mod noise;
 pub mod osnoise;
-pub mod partitioning;
 pub mod pin;
 pub mod privileges;
 pub mod suggest;
 pub mod sysfs;
 pub mod trust;
 
-pub use model::{Audit, KnobClass, KnobReport, Verdict};
+pub use knobs::partitioning;
+pub use model::{Audit, KnobClass, KnobId, KnobReport, Verdict};
 
 use std::time::Duration;
+
+fn names(knobs: &[KnobId]) -> String {
+    knobs
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 use sysfs::Sysfs;
 use vmbench_host::CpuList;
 
@@ -72,14 +81,9 @@ pub enum IsolateError {
         /// The online CPUs.
         online: CpuList,
     },
-    /// `--skip` names knobs that do not exist.
-    #[error("--skip: unknown knob(s) {}; runtime knobs are: {}", .unknown.join(", "), .known.join(", "))]
-    UnknownKnobs {
-        /// The names not known.
-        unknown: Vec<String>,
-        /// Every runtime knob's name.
-        known: Vec<String>,
-    },
+    /// `--skip` names knobs that apply never changes.
+    #[error("--skip: {} not runtime knob(s), apply never changes them; runtime knobs are: {}", names(.0), names(&catalogue::runtime_ids().collect::<Vec<_>>()))]
+    NotRuntime(Vec<KnobId>),
     /// A journal still holds changes not restored: an earlier run's, or a
     /// running vmbench's.
     #[error("an unrestored isolation journal exists at {path} ({entries} change(s)) {owner}")]
@@ -104,8 +108,8 @@ pub enum IsolateError {
     ApplyFailed {
         /// The change.
         change: String,
-        /// Why it failed.
-        why: String,
+        /// Why it failed (said in the message, so not a `source`).
+        why: Box<apply::ChangeError>,
         /// What the rollback did.
         rollback: String,
     },

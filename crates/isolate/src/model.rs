@@ -2,61 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use vmbench_host::CpuList;
+pub use vmbench_results::{KnobClass, KnobId, Verdict};
 
-/// Version of the JSON shape of [`Audit`] and the journal.
-pub const ISOLATE_SCHEMA_VERSION: u32 = 1;
-
-/// What kind of knob it is: who may change it, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KnobClass {
-    /// Kernel cmdline: checked and advised, never edited.
-    BootOnly,
-    /// Changed by `apply`, restored from the journal.
-    Runtime,
-    /// Held by the applying process while it runs; gone when it exits.
-    HeldWhileRunning,
-    /// What was actually seen on the benchmark CPUs.
-    Noise,
-}
-
-impl KnobClass {
-    /// How tables print the class.
-    pub fn label(self) -> &'static str {
-        match self {
-            KnobClass::BootOnly => "boot",
-            KnobClass::Runtime => "runtime",
-            KnobClass::HeldWhileRunning => "held",
-            KnobClass::Noise => "noise",
-        }
-    }
-}
-
-/// How a knob stands, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// As wanted.
-    Ok,
-    /// Does not apply to this host (no such driver, no such file).
-    NotApplicable,
-    /// Not as wanted; the figures may be noisier.
-    Warn,
-    /// Not as wanted in a way that makes the figures untrustworthy.
-    Fail,
-}
-
-impl Verdict {
-    /// How tables print the verdict.
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::NotApplicable => "n/a",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-        }
-    }
-}
+/// Version of the JSON shape of [`Audit`] (`vmbench isolate check --json`);
+/// 2 names classes and verdicts as the tables print them (`boot`, `WARN`).
+pub const ISOLATE_SCHEMA_VERSION: u32 = 2;
 
 /// One change `apply` would make, with what is there now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,13 +83,30 @@ impl Change {
             } => format!("thread {tid} ({comm}): cpus {original} -> {target}"),
         }
     }
+
+    /// The change undone, in one line (`path = original`, `systemctl start unit`).
+    pub fn describe_restored(&self) -> String {
+        match self {
+            Change::File { path, original, .. } => format!("{path} = {original}"),
+            Change::StopService { unit } => format!("systemctl start {unit}"),
+            Change::ServiceConfig { unit, path, .. } => {
+                format!("{path} put back, {unit} restarted")
+            }
+            Change::Affinity {
+                tid,
+                comm,
+                original,
+                ..
+            } => format!("thread {tid} ({comm}): cpus {original}"),
+        }
+    }
 }
 
 /// One knob: what is wanted, what is there, and what apply would do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnobReport {
     /// Stable id, used by `--skip` and in reports.
-    pub id: String,
+    pub id: KnobId,
     /// Its class.
     pub class: KnobClass,
     /// The value wanted.
@@ -166,15 +133,17 @@ pub struct KnobReport {
 }
 
 impl KnobReport {
-    /// A knob with verdict ok and nothing to change yet.
-    pub fn new(id: &str, class: KnobClass, why: &str) -> Self {
+    /// A knob with verdict ok and nothing to change yet; its class and
+    /// why from the catalogue.
+    pub fn new(id: KnobId) -> Self {
+        let knob = crate::catalogue::knob(id);
         KnobReport {
-            id: id.to_string(),
-            class,
+            id,
+            class: knob.class,
             wanted: String::new(),
             found: String::new(),
             verdict: Verdict::Ok,
-            why: why.to_string(),
+            why: knob.why.to_string(),
             fix: None,
             changes: Vec::new(),
             blocked: Vec::new(),
@@ -240,7 +209,7 @@ impl Audit {
     }
 
     /// The knob with this id.
-    pub fn knob(&self, id: &str) -> Option<&KnobReport> {
+    pub fn knob(&self, id: KnobId) -> Option<&KnobReport> {
         self.knobs.iter().find(|k| k.id == id)
     }
 }

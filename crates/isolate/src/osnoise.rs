@@ -43,56 +43,6 @@ pub enum NoiseError {
     Thread(u32),
 }
 
-/// An interruption this long shows in a VM-exit row's tail (an exit takes
-/// 1 to 10 µs): the knob warns.
-const LONGEST_OK_US: f64 = 50.0;
-/// More than this much time taken per second (0.1%) warns too.
-const TOTAL_OK_US_PER_S: f64 = 1000.0;
-
-/// The audit's `residual_noise` knob: the detector on every benchmark CPU
-/// for the audit's noise window.
-pub fn knob(ctx: &crate::knobs::Ctx) -> crate::model::KnobReport {
-    use crate::model::{KnobClass, KnobReport, Verdict};
-    let mut knob = KnobReport::new(
-        "residual_noise",
-        KnobClass::Noise,
-        "what the kernel (ticks, RCU, IRQs), other threads and the hypervisor still take from a benchmark CPU after every knob; an exit takes 1-10 µs, so interruptions of tens of µs show in the tails",
-    );
-    knob.wanted = format!(
-        "under {TOTAL_OK_US_PER_S:.0} µs/s, no interruption over {LONGEST_OK_US:.0} µs (gaps > {} ns between clock reads)",
-        THRESHOLD.as_nanos()
-    );
-    if ctx.noise_window.is_zero() {
-        knob.verdict = Verdict::NotApplicable;
-        knob.found = "not measured (no noise window)".into();
-        return knob;
-    }
-    match measure(ctx.fs, &ctx.cpus.bench, ctx.noise_window, "audit") {
-        Ok(noise) => {
-            knob.found = noise
-                .iter()
-                .map(CpuNoise::summary)
-                .collect::<Vec<_>>()
-                .join("; ");
-            if noise
-                .iter()
-                .any(|n| n.noise_us_per_s > TOTAL_OK_US_PER_S || n.max_us > LONGEST_OK_US)
-            {
-                knob.verdict = Verdict::Warn;
-                knob.fix = Some(
-                    "the causes name what is left: isolcpus/nohz_full/rcu_nocbs for ticks and RCU, IRQ affinity for device interrupts; a VM host adds its own".into(),
-                );
-            }
-            knob.noise = noise;
-        }
-        Err(e) => {
-            knob.verdict = Verdict::NotApplicable;
-            knob.found = e.to_string();
-        }
-    }
-    knob
-}
-
 /// Measures each of `cpus` in turn for `window`; `phase` labels the result.
 pub fn measure(
     fs: &dyn Sysfs,

@@ -11,7 +11,7 @@ use vmbench_isolate::journal::default_path;
 use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::model::Change;
 use vmbench_isolate::sysfs::FaultySysfs;
-use vmbench_isolate::{Audit, AuditOptions, IsolateError, KnobClass, Verdict, audit};
+use vmbench_isolate::{Audit, AuditOptions, IsolateError, KnobClass, KnobId, Verdict, audit};
 
 fn tree(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -32,7 +32,8 @@ fn opts(cpus: Option<&str>) -> AuditOptions {
 }
 
 fn knob<'a>(a: &'a Audit, id: &str) -> &'a vmbench_isolate::KnobReport {
-    a.knob(id).unwrap_or_else(|| panic!("no knob {id}"))
+    a.knob(id.parse().unwrap())
+        .unwrap_or_else(|| panic!("no knob {id}"))
 }
 
 fn read(dir: &Path, p: &str) -> String {
@@ -238,7 +239,7 @@ fn apply_then_restore_is_byte_identical_and_changes_only_what_it_should() {
     let applied = apply(
         &root,
         &a,
-        &["irqbalance".into()],
+        &[KnobId::Irqbalance],
         &default_path(&root),
         &lock,
     )
@@ -311,7 +312,7 @@ fn dropping_an_applied_host_restores_it() {
         let _applied = apply(
             &root,
             &a,
-            &["irqbalance".into()],
+            &[KnobId::Irqbalance],
             &default_path(&root),
             &lock,
         )
@@ -331,7 +332,7 @@ fn unmovable_irqs_are_listed_not_fatal() {
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
     let jp = default_path(fs.root_ref());
     let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let applied = apply(&fs, &a, &["irqbalance".into()], &jp, &lock).unwrap();
+    let applied = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock).unwrap();
     assert_eq!(applied.report.unmovable.len(), 1);
     assert!(applied.report.unmovable[0].contains("/proc/irq/0/"));
     assert_eq!(read(dir.path(), "/proc/irq/1/smp_affinity_list"), "0-1");
@@ -349,7 +350,7 @@ fn a_failure_mid_apply_rolls_back_everything() {
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
     let jp = default_path(fs.root_ref());
     let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let err = apply(&fs, &a, &["irqbalance".into()], &jp, &lock)
+    let err = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock)
         .err()
         .unwrap();
     assert!(matches!(err, IsolateError::ApplyFailed { .. }), "{err}");
@@ -373,7 +374,7 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     assert!(knob(&a, "turbo").blocked[0].contains("run as root"));
     let jp = default_path(fs.root_ref());
     let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let err = apply(&fs, &a, &["irqbalance".into()], &jp, &lock)
+    let err = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock)
         .err()
         .unwrap();
     assert!(matches!(err, IsolateError::Blocked(_)));
@@ -385,7 +386,7 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
     assert_eq!(snapshot(dir.path()), before, "no journal, no change");
     // Skipping the blocked knob lets the rest apply.
-    let applied = apply(&fs, &a, &["irqbalance".into(), "turbo".into()], &jp, &lock).unwrap();
+    let applied = apply(&fs, &a, &[KnobId::Irqbalance, KnobId::Turbo], &jp, &lock).unwrap();
     applied.restore().unwrap();
 }
 
@@ -406,7 +407,7 @@ fn unknown_values_and_unknown_knobs_change_nothing() {
     let err = apply(
         &root,
         &a,
-        &["irqbalance".into()],
+        &[KnobId::Irqbalance],
         &default_path(&root),
         &lock,
     )
@@ -418,10 +419,14 @@ fn unknown_values_and_unknown_knobs_change_nothing() {
         "{msg}"
     );
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
-    let err = apply(&root, &a, &["bogus".into()], &default_path(&root), &lock)
+    let err = apply(&root, &a, &[KnobId::Isolcpus], &default_path(&root), &lock)
         .err()
         .unwrap();
-    assert!(err.to_string().contains("unknown knob(s) bogus"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("--skip: isolcpus not runtime knob(s)"),
+        "{err}"
+    );
     assert_eq!(snapshot(dir.path()), before);
 }
 
@@ -434,7 +439,7 @@ fn an_unrestored_journal_blocks_the_next_apply() {
     let first = apply(
         &root,
         &a,
-        &["irqbalance".into()],
+        &[KnobId::Irqbalance],
         &default_path(&root),
         &lock,
     )
@@ -444,7 +449,7 @@ fn an_unrestored_journal_blocks_the_next_apply() {
     let err = apply(
         &root,
         &a2,
-        &["irqbalance".into()],
+        &[KnobId::Irqbalance],
         &default_path(&root),
         &lock,
     )
@@ -473,7 +478,7 @@ fn planted_journal(root: &SysRoot, path: &Path, entries: &[(&str, serde_json::Va
         .map(|(knob, change)| serde_json::json!({"knob": knob, "change": change}))
         .collect();
     let j = serde_json::json!({
-        "schema_version": vmbench_isolate::model::ISOLATE_SCHEMA_VERSION,
+        "schema_version": vmbench_isolate::journal::JOURNAL_SCHEMA_VERSION,
         "pid": 4_194_305u32,
         "created_unix": 0,
         "root": root.root().display().to_string(),
@@ -523,11 +528,20 @@ fn a_journal_naming_files_or_units_no_knob_touches_restores_nothing() {
             ],
         );
         let err = restore(&root, &jp, Some(&lock)).unwrap_err();
-        assert!(
-            matches!(err, IsolateError::UntrustedJournal { .. }),
-            "{knob} {change}: {err}"
-        );
-        assert!(err.to_string().contains("Nothing was restored"), "{err}");
+        if knob == "made_up" {
+            // No such knob: the journal does not even parse.
+            assert!(
+                err.to_string()
+                    .contains("not a vmbench journal (unknown variant `made_up`"),
+                "{err}"
+            );
+        } else {
+            assert!(
+                matches!(err, IsolateError::UntrustedJournal { .. }),
+                "{knob} {change}: {err}"
+            );
+            assert!(err.to_string().contains("Nothing was restored"), "{err}");
+        }
         assert!(
             snapshot(dir.path()) == before,
             "{knob} {change}: the tree changed"
@@ -612,10 +626,10 @@ fn a_second_journal_cannot_stack_changes_on_a_tuned_host() {
     let journals = tempfile::tempdir().unwrap();
     let ja = journals.path().join("a.json");
     let jb = journals.path().join("b.json");
-    apply(&root, &a, &["irqbalance".into()], &ja, &lock)
+    apply(&root, &a, &[KnobId::Irqbalance], &ja, &lock)
         .unwrap()
         .keep();
-    let err = apply(&root, &b, &["irqbalance".into()], &jb, &lock)
+    let err = apply(&root, &b, &[KnobId::Irqbalance], &jb, &lock)
         .err()
         .unwrap();
     assert!(matches!(err, IsolateError::AnotherJournal { .. }), "{err}");
@@ -624,7 +638,7 @@ fn a_second_journal_cannot_stack_changes_on_a_tuned_host() {
     restore(&root, &ja, Some(&lock)).unwrap();
     assert!(snapshot(dir.path()) == before, "not restored");
     // Restored: the next apply with another journal is fine.
-    apply(&root, &b, &["irqbalance".into()], &jb, &lock)
+    apply(&root, &b, &[KnobId::Irqbalance], &jb, &lock)
         .unwrap()
         .restore()
         .unwrap();
@@ -643,7 +657,7 @@ fn every_change_an_audit_plans_is_one_a_restore_accepts() {
         for k in &a.knobs {
             for c in &k.changes {
                 assert_eq!(
-                    vmbench_isolate::trust::check_change(&k.id, c),
+                    vmbench_isolate::trust::check_change(k.id, c),
                     Ok(()),
                     "{names:?} {}",
                     k.id

@@ -9,8 +9,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::Duration;
 use vmbench_host::{CpuList, SysRoot};
+use vmbench_isolate::KnobId;
 use vmbench_isolate::affinity::ThreadScope;
-use vmbench_isolate::apply::{apply, runtime_knob_ids};
+use vmbench_isolate::apply::apply;
+use vmbench_isolate::catalogue::runtime_ids;
 use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{AuditOptions, audit};
 
@@ -64,13 +66,11 @@ fn threads_with_known_affinities_are_moved_and_put_back() {
         },
     )
     .unwrap();
-    let knob = a.knob("thread_affinity").unwrap();
+    let knob = a.knob(KnobId::ThreadAffinity).unwrap();
     assert_eq!(knob.changes.len(), 2, "{knob:?}");
     // Only the threads: every other runtime knob is skipped.
-    let skip: Vec<String> = runtime_knob_ids(&a)
-        .into_iter()
-        .filter(|k| *k != "thread_affinity")
-        .map(str::to_string)
+    let skip: Vec<KnobId> = runtime_ids()
+        .filter(|k| *k != KnobId::ThreadAffinity)
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.json");

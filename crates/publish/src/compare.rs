@@ -214,7 +214,7 @@ fn isolation_summary(r: &Run) -> String {
     let k = &r.record.isolation;
     let failing = k
         .iter()
-        .filter(|x| x.verdict.eq_ignore_ascii_case("fail"))
+        .filter(|x| x.verdict == vmbench_results::Verdict::Fail)
         .count();
     let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
     // Thread ids differ on every run: compare where the vCPU ran.

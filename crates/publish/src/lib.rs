@@ -174,8 +174,9 @@ pub fn load(dir: &Path) -> Result<RunRecord, PublishError> {
 
 fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
     let bytes = out.read(RESULTS, MAX_RESULTS_BYTES)?;
-    let v: serde_json::Value =
+    let mut v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| PublishError::Json(e.to_string()))?;
+    upgrade_v1(&mut v);
     let version = v.get("schema_version").and_then(|x| x.as_u64());
     if version != Some(u64::from(RUN_SCHEMA_VERSION)) {
         return Err(PublishError::Json(format!(
@@ -187,6 +188,31 @@ fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
     record.results.upgrade();
     check_plausible(&record)?;
     Ok(record)
+}
+
+/// Version 1 wrote each knob's restore state as text (empty, `restored`
+/// or `FAILED: …`); version 2 writes the state. Nothing else differs.
+fn upgrade_v1(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    if v.get("schema_version").and_then(Value::as_u64) != Some(1) {
+        return;
+    }
+    if let Some(knobs) = v.get_mut("isolation").and_then(Value::as_array_mut) {
+        for k in knobs {
+            let Some(state) = k.get_mut("restored") else {
+                continue;
+            };
+            *state = match state.as_str() {
+                Some("") | None => Value::from("unchanged"),
+                Some("restored") => Value::from("restored"),
+                Some(text) => {
+                    let why = text.strip_prefix("FAILED: ").unwrap_or(text);
+                    serde_json::json!({ "failed": [why] })
+                }
+            };
+        }
+    }
+    v["schema_version"] = Value::from(RUN_SCHEMA_VERSION);
 }
 
 /// TSC frequencies a machine can have, in kHz (1 MHz to 100 GHz).

@@ -695,16 +695,15 @@ fn spec_sections(o: &mut String, r: &RunRecord) {
             .iter()
             .map(|k| {
                 vec![
-                    k.knob.clone(),
-                    k.kind.clone(),
+                    k.knob.name().to_string(),
+                    k.kind.label().to_string(),
                     k.wanted.clone(),
                     k.found.clone(),
-                    k.verdict.clone(),
+                    k.verdict.label().to_string(),
                     k.changed_to.clone().unwrap_or_else(|| "—".into()),
-                    if k.restored.is_empty() {
-                        "—".into()
-                    } else {
-                        k.restored.clone()
+                    match &k.restored {
+                        vmbench_results::RestoreState::Unchanged => "—".into(),
+                        state => state.label(),
                     },
                 ]
             })

@@ -303,10 +303,29 @@ fn split_line(line: &str) -> Option<(&str, &str, &str)> {
     Some((principals, opts, key.trim_start_matches([' ', '\t'])))
 }
 
+/// What is wrong with an allowed_signers line's options (ssh-keygen's words).
+#[derive(Debug, thiserror::Error, PartialEq)]
+enum OptionsError {
+    #[error("missing start quote")]
+    MissingStartQuote,
+    #[error("missing end quote")]
+    MissingEndQuote,
+    #[error("multiple \"{0}\" clauses")]
+    Repeated(&'static str),
+    #[error("invalid \"{0}\" time")]
+    BadTime(&'static str),
+    #[error("unknown key option at {0:?}")]
+    Unknown(String),
+    #[error("unexpected end-of-options")]
+    UnexpectedEnd,
+    #[error("\"valid-before\" time is before \"valid-after\"")]
+    EndsBeforeStart,
+}
+
 /// A quoted option value (`"…"`, `\"` inside) at the start of `s`; returns
 /// it and what follows the closing quote.
-fn dequote(s: &str) -> Result<(String, &str), String> {
-    let body = s.strip_prefix('"').ok_or("missing start quote")?;
+fn dequote(s: &str) -> Result<(String, &str), OptionsError> {
+    let body = s.strip_prefix('"').ok_or(OptionsError::MissingStartQuote)?;
     let mut out = String::new();
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -318,12 +337,12 @@ fn dequote(s: &str) -> Result<(String, &str), String> {
                     out.push('\\');
                     out.push(other);
                 }
-                None => return Err("missing end quote".into()),
+                None => return Err(OptionsError::MissingEndQuote),
             },
             c => out.push(c),
         }
     }
-    Err("missing end quote".into())
+    Err(OptionsError::MissingEndQuote)
 }
 
 /// Strips `name=` (any case) from the front of `s`.
@@ -336,7 +355,7 @@ fn strip_option<'a>(s: &'a str, name: &str) -> Option<&'a str> {
     }
 }
 
-fn parse_options(opts: &str) -> Result<LineOptions, String> {
+fn parse_options(opts: &str) -> Result<LineOptions, OptionsError> {
     let mut o = LineOptions::default();
     let mut rest = opts;
     while !rest.is_empty() {
@@ -348,40 +367,42 @@ fn parse_options(opts: &str) -> Result<LineOptions, String> {
             rest = &rest[14..];
         } else if let Some(v) = strip_option(rest, "namespaces") {
             if o.namespaces.is_some() {
-                return Err("multiple \"namespaces\" clauses".into());
+                return Err(OptionsError::Repeated("namespaces"));
             }
             let (value, after) = dequote(v)?;
             o.namespaces = Some(value);
             rest = after;
         } else if let Some(v) = strip_option(rest, "valid-after") {
             if o.valid_after.is_some() {
-                return Err("multiple \"valid-after\" clauses".into());
+                return Err(OptionsError::Repeated("valid-after"));
             }
             let (value, after) = dequote(v)?;
-            o.valid_after = Some(parse_time(&value).ok_or("invalid \"valid-after\" time")?);
+            o.valid_after = Some(parse_time(&value).ok_or(OptionsError::BadTime("valid-after"))?);
             rest = after;
         } else if let Some(v) = strip_option(rest, "valid-before") {
             if o.valid_before.is_some() {
-                return Err("multiple \"valid-before\" clauses".into());
+                return Err(OptionsError::Repeated("valid-before"));
             }
             let (value, after) = dequote(v)?;
-            o.valid_before = Some(parse_time(&value).ok_or("invalid \"valid-before\" time")?);
+            o.valid_before = Some(parse_time(&value).ok_or(OptionsError::BadTime("valid-before"))?);
             rest = after;
         } else {
-            return Err(format!("unknown key option at {rest:?}"));
+            return Err(OptionsError::Unknown(rest.to_string()));
         }
         if rest.is_empty() {
             break;
         }
-        rest = rest.strip_prefix(',').ok_or("unknown key option")?;
+        rest = rest
+            .strip_prefix(',')
+            .ok_or_else(|| OptionsError::Unknown(rest.to_string()))?;
         if rest.is_empty() {
-            return Err("unexpected end-of-options".into());
+            return Err(OptionsError::UnexpectedEnd);
         }
     }
     if let (Some(after), Some(before)) = (o.valid_after, o.valid_before)
         && before <= after
     {
-        return Err("\"valid-before\" time is before \"valid-after\"".into());
+        return Err(OptionsError::EndsBeforeStart);
     }
     Ok(o)
 }

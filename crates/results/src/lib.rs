@@ -8,12 +8,14 @@
 pub mod context;
 pub mod id;
 pub mod inference;
+pub mod knob;
 pub mod model;
 pub mod repeats;
 pub mod stats;
 
 pub use context::{CpuNoise, NoiseCause, SuiteContext, ThrottleDelta};
 pub use id::{MeasurementId, Suite};
+pub use knob::{KnobClass, KnobId, RestoreState, Verdict};
 pub use model::{
     Check, CheckKind, ExitEvents, FASTER_THAN_REFERENCE, Measurement, RESULTS_SCHEMA_VERSION,
     Results, Skipped, Unit, Verification,

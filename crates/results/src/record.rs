@@ -6,7 +6,7 @@ use crate::model::Results;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON shape of [`RunRecord`]. Bump on any incompatible change.
-pub const RUN_SCHEMA_VERSION: u32 = 1;
+pub const RUN_SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema (draft 2020-12) of `results.json`, generated from
 /// [`RunRecord`] and its field docs: what `vmbench report schema` prints and
@@ -166,22 +166,21 @@ pub struct QemuRecord {
 /// One isolation knob: what was wanted, found and done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KnobRecord {
-    /// The knob's name (a sysfs/procfs path or a boot parameter).
-    pub knob: String,
+    /// The knob's id (`vmbench isolate check` lists them; host-tuning/README.md says what each is).
+    pub knob: crate::KnobId,
     /// Its class: `boot` (kernel command line), `runtime` (applied and restored), `held` (held while the run lasts), `noise` (only observed).
-    pub kind: String,
+    pub kind: crate::KnobClass,
     /// The value the run wants.
     pub wanted: String,
     /// The value found before the run.
     pub found: String,
     /// The audit's verdict: `ok`, `n/a`, `WARN` or `FAIL`.
-    pub verdict: String,
+    pub verdict: crate::Verdict,
     /// What the run changed it to, if it changed it.
     #[serde(default)]
     pub changed_to: Option<String>,
-    /// `restored`, `failed: …`, or empty when nothing was changed.
-    #[serde(default)]
-    pub restored: String,
+    /// What became of the change: `unchanged` (the run changed nothing), `restored`, or `failed` with the errors.
+    pub restored: crate::RestoreState,
 }
 
 impl RunRecord {

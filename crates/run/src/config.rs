@@ -60,7 +60,7 @@ pub struct IsolationConfig {
     /// Whether to change host knobs.
     pub apply: Option<ApplyMode>,
     /// Runtime knobs to leave alone (ids as `vmbench isolate check` prints them).
-    pub skip: Option<Vec<String>>,
+    pub skip: Option<Vec<vmbench_results::KnobId>>,
     /// The journal of original values (default under /run/vmbench).
     pub journal: Option<PathBuf>,
     /// Read and write /proc and /sys under this directory (fixture trees).

@@ -50,7 +50,7 @@ pub fn vmexit_options(
     o.test_substitute.clone_from(&request.test_substitute);
     if o.accel == Accel::Kvm {
         o.tracepoints = vmbench_host::tracefs::kvm_tracepoints(&vmbench_host::SysRoot::host())
-            .map_err(|e| e.to_string());
+            .map_err(Into::into);
     }
     let spec = session.spec();
     o.tsc_khz = spec

@@ -303,7 +303,9 @@ mod tests {
 
         let failed_apply = IsolateError::ApplyFailed {
             change: "x".into(),
-            why: "EIO".into(),
+            why: Box::new(vmbench_isolate::apply::ChangeError::File(
+                vmbench_host::ReadError::Denied { path: "x".into() },
+            )),
             rollback: "rolled back".into(),
         };
         assert_eq!(isolate_status(&failed_apply), ExitStatus::Failed);
@@ -320,7 +322,9 @@ mod tests {
         assert_eq!(error_status(&io), ExitStatus::Usage);
         let blocked = crate::RunError::Isolate(IsolateError::ApplyFailed {
             change: "x".into(),
-            why: "EIO".into(),
+            why: Box::new(vmbench_isolate::apply::ChangeError::File(
+                vmbench_host::ReadError::Denied { path: "x".into() },
+            )),
             rollback: "rolled back".into(),
         });
         assert_eq!(blocked.exit_status(), ExitStatus::Failed);
@@ -349,7 +353,7 @@ mod tests {
         let mut report = RestoreReport::default();
         assert_eq!(restore_status(&report), ExitStatus::Success);
         report.failed.push(vmbench_isolate::apply::RestoreFailure {
-            knob: "governor".into(),
+            knob: vmbench_isolate::KnobId::Governor,
             error: "cpu0: EIO".into(),
         });
         assert_eq!(restore_status(&report), ExitStatus::Failed);

@@ -124,7 +124,7 @@ impl Preflighted {
         notes.extend(boot_only_notes(&audit));
         // The preflight audit measured the noise as the host was found.
         let residual_noise = audit
-            .knob("residual_noise")
+            .knob(vmbench_results::KnobId::ResidualNoise)
             .map(|k| k.noise.clone())
             .unwrap_or_default()
             .into_iter()
@@ -157,7 +157,7 @@ impl Preflighted {
         progress.phase("isolation: applying runtime knobs (journal first)");
         let applied = apply::apply(root, &ctx.audit, &ctx.plan.skip, &ctx.plan.journal, lock)?;
         for c in &applied.report.applied {
-            progress.detail(&format!("changed {c}"));
+            progress.detail(&format!("changed {}", c.change.describe()));
         }
         for u in &applied.report.unmovable {
             ctx.notes.push(format!("unmovable interrupt: {u}"));

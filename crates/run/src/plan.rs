@@ -103,7 +103,7 @@ pub struct Plan {
     /// Whether to change host knobs.
     pub apply: ApplyMode,
     /// Runtime knobs to leave alone.
-    pub skip: Vec<String>,
+    pub skip: Vec<vmbench_results::KnobId>,
     /// The journal of original knob values.
     pub journal: PathBuf,
     /// Where /proc and /sys are read and written for isolation.

@@ -4,7 +4,7 @@
 use vmbench_isolate::apply::RestoreReport;
 use vmbench_isolate::model::Change;
 use vmbench_isolate::{Audit, IsolateError, KnobClass};
-use vmbench_results::{KnobRecord, QemuRecord};
+use vmbench_results::{KnobRecord, QemuRecord, RestoreState};
 use vmbench_vm::Vm;
 
 /// Now in UTC: `YYYYMMDD-HHMMSS` (`compact`, for directory names) or
@@ -59,7 +59,7 @@ pub struct IsolationOutcome<'a> {
     /// Whether runtime knobs were applied at all.
     pub applied: bool,
     /// Runtime knobs the run was told to leave alone.
-    pub skip: &'a [String],
+    pub skip: &'a [vmbench_results::KnobId],
     /// IRQs the kernel refused to move.
     pub unmovable: &'a [String],
     /// None when nothing was applied.
@@ -116,40 +116,44 @@ pub fn knob_records(o: &IsolationOutcome) -> Vec<KnobRecord> {
                 ));
             }
             KnobRecord {
-                knob: k.id.clone(),
-                kind: k.class.label().to_string(),
+                knob: k.id,
+                kind: k.class,
                 wanted: k.wanted.clone(),
                 found: k.found.clone(),
-                verdict: k.verdict.label().to_string(),
+                verdict: k.verdict,
                 changed_to: (changed && !targets.is_empty()).then(|| targets.join("; ")),
                 restored: if changed {
-                    restored_text(&k.id, o.restore)
+                    restore_state(k.id, o.restore)
                 } else {
-                    String::new()
+                    RestoreState::Unchanged
                 },
             }
         })
         .collect()
 }
 
-/// `restored`, or `FAILED: …` with what failed for this knob.
-fn restored_text(knob: &str, restore: Option<&Result<RestoreReport, IsolateError>>) -> String {
+/// What became of this knob's changes.
+fn restore_state(
+    knob: vmbench_results::KnobId,
+    restore: Option<&Result<RestoreReport, IsolateError>>,
+) -> RestoreState {
     match restore {
         Some(Ok(r)) => {
-            let failed: Vec<&str> = r
+            let errors: Vec<String> = r
                 .failed
                 .iter()
                 .filter(|f| f.knob == knob)
-                .map(|f| f.error.as_str())
+                .map(|f| f.error.clone())
                 .collect();
-            if failed.is_empty() {
-                "restored".into()
+            if errors.is_empty() {
+                RestoreState::Restored
             } else {
-                format!("FAILED: {}", failed.join("; "))
+                RestoreState::Failed(errors)
             }
         }
-        Some(Err(e)) => format!("FAILED: {e}"),
-        None => String::new(),
+        Some(Err(e)) => RestoreState::Failed(vec![e.to_string()]),
+        // Nothing applied: nothing to restore.
+        None => RestoreState::Unchanged,
     }
 }
 

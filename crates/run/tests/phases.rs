@@ -16,7 +16,8 @@ use vmbench_host::{CpuList, SysRoot, fixture};
 use vmbench_isolate::pin::{Pinning, VcpuPin};
 use vmbench_proto::{GuestSpec, Mapping};
 use vmbench_results::{
-    Accel, Check, CheckKind, Measurement, QemuRecord, SampleSet, Unit, Verification,
+    Accel, Check, CheckKind, KnobId, Measurement, QemuRecord, RestoreState, SampleSet, Unit,
+    Verification,
 };
 use vmbench_run::config::{self, Config};
 use vmbench_run::{
@@ -332,8 +333,12 @@ fn knobs_are_applied_before_the_guest_boots_and_restored_before_the_record() {
     );
     let r = &recorded.record;
     assert!(r.complete && r.is_tcg());
-    let turbo = r.isolation.iter().find(|k| k.knob == "turbo").unwrap();
-    assert_eq!(turbo.restored, "restored");
+    let turbo = r
+        .isolation
+        .iter()
+        .find(|k| k.knob == KnobId::Turbo)
+        .unwrap();
+    assert_eq!(turbo.restored, RestoreState::Restored);
     assert!(turbo.changed_to.as_deref().unwrap().contains("boost = 0"));
     assert!(s.out.join("report.md").is_file());
     assert!(
@@ -401,10 +406,22 @@ fn a_failed_restore_is_reported_per_knob_and_fails_the_run() {
     let recorded = run(&mut s).unwrap();
     assert_eq!(recorded.status, ExitStatus::Failed);
     let r = &recorded.record;
-    let turbo = r.isolation.iter().find(|k| k.knob == "turbo").unwrap();
-    assert!(turbo.restored.starts_with("FAILED: "), "{}", turbo.restored);
-    let governor = r.isolation.iter().find(|k| k.knob == "governor").unwrap();
-    assert_eq!(governor.restored, "restored");
+    let turbo = r
+        .isolation
+        .iter()
+        .find(|k| k.knob == KnobId::Turbo)
+        .unwrap();
+    assert!(
+        matches!(&turbo.restored, RestoreState::Failed(e) if !e.is_empty()),
+        "{:?}",
+        turbo.restored
+    );
+    let governor = r
+        .isolation
+        .iter()
+        .find(|k| k.knob == KnobId::Governor)
+        .unwrap();
+    assert_eq!(governor.restored, RestoreState::Restored);
     assert!(
         r.results
             .warnings

@@ -141,7 +141,7 @@ pub enum ShmError {
 
 /// An error and its causes on one line, as anyhow's `{:#}` prints them (the
 /// text the guest end sends back in its summary, and `vmbench shm`'s errors).
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

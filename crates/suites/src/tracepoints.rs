@@ -91,6 +91,31 @@ pub enum TraceError {
     },
 }
 
+/// Why a run's rows cannot have their tracepoints counted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Untraced {
+    /// The run did not look the tracepoints up.
+    #[error("KVM's tracepoint ids were not looked up")]
+    NotLookedUp,
+    /// This host's tracefs has no usable KVM tracepoints.
+    #[error(transparent)]
+    Tracefs(#[from] vmbench_host::tracefs::TracefsError),
+}
+
+/// Why one row's tracepoints were not counted.
+#[derive(Debug, thiserror::Error)]
+pub enum RowUntraced<'a> {
+    /// The run's reason, shared by every row.
+    #[error(transparent)]
+    Run(&'a Untraced),
+    /// QEMU named no vCPU thread to count on.
+    #[error("QEMU reported no vCPU thread")]
+    NoVcpuThread,
+    /// A counter could not be opened, started, stopped or read.
+    #[error(transparent)]
+    Counter(#[from] TraceError),
+}
+
 /// Open counters for one row.
 pub struct RowCounters {
     counters: Vec<(String, Counter)>,

@@ -5,7 +5,7 @@
 
 use crate::SuiteError;
 use crate::kvmstats;
-use crate::tracepoints::RowCounters;
+use crate::tracepoints::{RowCounters, RowUntraced, Untraced};
 use crate::verify::{self, Evidence, verify};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub struct VmexitOptions {
     /// micro-guest has no OS, ioctl or ioperm).
     pub guest: GuestKind,
     /// KVM's tracepoint ids, or why they cannot be counted here.
-    pub tracepoints: Result<KvmTracepoints, String>,
+    pub tracepoints: Result<KvmTracepoints, Untraced>,
     /// Test only: have the micro-guest execute another instruction in these
     /// rows (`vmbench_abi::run_vmexit_flags::TEST_SUBSTITUTE`).
     pub test_substitute: Vec<Row>,
@@ -60,7 +60,7 @@ impl VmexitOptions {
             tsc_khz: None,
             accel,
             guest: GuestKind::Linux,
-            tracepoints: Err("not looked up".into()),
+            tracepoints: Err(Untraced::NotLookedUp),
             test_substitute: Vec::new(),
         }
     }
@@ -370,7 +370,7 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
     if let Some(Ok(counters)) = &mut trace
         && let Err(e) = counters.start()
     {
-        trace = Some(Err(e.to_string()));
+        trace = Some(Err(e.into()));
     }
     let before = kvm.then(|| read_stats(vm));
     // Generous: under TCG or a slow nested KVM a row can take minutes.
@@ -390,7 +390,7 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
     ];
     let resp = vm.call(Command::RunVmexit, args, timeout)?;
     let after = kvm.then(|| read_stats(vm));
-    let traced = trace.map(|t| t.and_then(|mut c| c.stop().map_err(|e| e.to_string())));
+    let traced = trace.map(|t| t.and_then(|mut c| c.stop().map_err(RowUntraced::from)));
     let text = String::from_utf8_lossy(&resp.payload)
         .chars()
         .take(500)
@@ -442,7 +442,7 @@ fn ask(vm: &mut Vm, opts: &VmexitOptions, row: Row, samples: u64) -> Result<Answ
     };
     let stats = match (before, after) {
         (Some(Ok(b)), Some(Ok(a))) => Some(Ok(kvmstats::delta(&b, &a))),
-        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(vmbench_shm::describe(&e))),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e)),
         _ => None,
     };
     if row.uses_testdev() != run.device_writes.is_some() {
@@ -501,14 +501,18 @@ fn with_device_count(
 }
 
 /// Tracepoint counters for `row` on the VM's first vCPU thread.
-fn open_trace(vm: &Vm, opts: &VmexitOptions, claim: &verify::Claim) -> Result<RowCounters, String> {
-    let tp = opts.tracepoints.as_ref().map_err(Clone::clone)?;
+fn open_trace<'a>(
+    vm: &Vm,
+    opts: &'a VmexitOptions,
+    claim: &verify::Claim,
+) -> Result<RowCounters, RowUntraced<'a>> {
+    let tp = opts.tracepoints.as_ref().map_err(RowUntraced::Run)?;
     let (_, tid) = vm
         .vcpu_threads
         .first()
         .copied()
-        .ok_or("QEMU reported no vCPU thread")?;
-    RowCounters::open(tp, tid, &verify::probes(claim)).map_err(|e| e.to_string())
+        .ok_or(RowUntraced::NoVcpuThread)?;
+    RowCounters::open(tp, tid, &verify::probes(claim)).map_err(RowUntraced::from)
 }
 
 /// The row's verdict: from KVM's tracepoints when they were counted, else
@@ -518,8 +522,8 @@ fn judge(
     row: Row,
     claim: &verify::Claim,
     executions: u64,
-    traced: Option<Result<BTreeMap<String, u64>, String>>,
-    stats: Option<&Result<BTreeMap<String, u64>, String>>,
+    traced: Option<Result<BTreeMap<String, u64>, RowUntraced>>,
+    stats: Option<&Result<BTreeMap<String, u64>, kvmstats::StatsUnavailable>>,
 ) -> (Verification, Option<ExitEvents>) {
     let untraced = match traced {
         Some(Ok(counts)) => {
@@ -533,12 +537,18 @@ fn judge(
     };
     let v = match stats {
         Some(Ok(d)) => verify(row.expect(), executions, Evidence::Deltas(d)),
-        Some(Err(why)) => verify(row.expect(), executions, Evidence::Unavailable(why)),
+        Some(Err(why)) => {
+            let why = vmbench_shm::describe(why);
+            verify(row.expect(), executions, Evidence::Unavailable(&why))
+        }
         None => verify(row.expect(), executions, Evidence::Tcg),
     };
     let v = match (v, untraced) {
         (Verification::Unverified { reason }, Some(why)) => Verification::Unverified {
-            reason: format!("{reason} (KVM tracepoints not counted: {why})"),
+            reason: format!(
+                "{reason} (KVM tracepoints not counted: {})",
+                vmbench_shm::describe(&why)
+            ),
         },
         (v, _) => v,
     };

@@ -139,67 +139,20 @@ pub fn local_id(measurement: &serde_json::Value) -> String {
 }
 
 /// The host state vmbench's isolation may change, read from the real
-/// /proc and /sys: every file a runtime knob writes (sysctls, IRQ
-/// affinities, the default IRQ affinity, workqueue masks, cpufreq
-/// governors, minimum frequencies and turbo switches, THP, KSM). Tests
-/// that must leave the host as they found it compare two snapshots.
+/// /proc and /sys: every file a runtime knob may write, as the knob
+/// catalogue lists them (`vmbench_isolate::catalogue`). Tests that must
+/// leave the host as they found it compare two snapshots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSnapshot(std::collections::BTreeMap<PathBuf, String>);
 
 impl HostSnapshot {
     /// Reads every such file that exists and can be read.
     pub fn take() -> HostSnapshot {
-        let mut files: Vec<PathBuf> = [
-            "/proc/irq/default_smp_affinity",
-            "/sys/devices/virtual/workqueue/cpumask",
-            "/sys/bus/workqueue/devices/writeback/cpumask",
-            "/proc/sys/kernel/timer_migration",
-            "/proc/sys/kernel/numa_balancing",
-            "/proc/sys/kernel/sched_rt_runtime_us",
-            "/proc/sys/vm/stat_interval",
-            "/proc/sys/kernel/nmi_watchdog",
-            "/proc/sys/kernel/watchdog",
-            "/sys/kernel/mm/transparent_hugepage/enabled",
-            "/sys/kernel/mm/ksm/run",
-            "/sys/devices/system/cpu/intel_pstate/no_turbo",
-            "/sys/devices/system/cpu/cpufreq/boost",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        let numbered = |dir: &str, prefix: &str, leaf: &str| -> Vec<PathBuf> {
-            std::fs::read_dir(dir)
-                .map(|d| {
-                    d.flatten()
-                        .filter(|e| {
-                            e.file_name()
-                                .to_str()
-                                .and_then(|n| n.strip_prefix(prefix))
-                                .is_some_and(|n| {
-                                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                                })
-                        })
-                        .map(|e| e.path().join(leaf))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        files.extend(numbered("/proc/irq", "", "smp_affinity_list"));
-        files.extend(numbered(
-            "/sys/devices/system/cpu",
-            "cpu",
-            "cpufreq/scaling_governor",
-        ));
-        files.extend(numbered(
-            "/sys/devices/system/cpu",
-            "cpu",
-            "cpufreq/scaling_min_freq",
-        ));
-        files.extend(numbered(
-            "/sys/devices/system/cpu/cpufreq",
-            "policy",
-            "boost",
-        ));
+        let files: Vec<PathBuf> = vmbench_isolate::catalogue::CATALOGUE
+            .iter()
+            .flat_map(|k| k.writes.iter().chain(k.configs))
+            .flat_map(|pattern| expand(pattern))
+            .collect();
         HostSnapshot(
             files
                 .into_iter()
@@ -229,6 +182,33 @@ impl HostSnapshot {
         }
         out
     }
+}
+
+/// The existing paths a catalogue pattern names: `{n}` is one or more
+/// digits, `{name}` any one path component.
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("/")];
+    for component in pattern.split('/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        for dir in &paths {
+            if !component.contains('{') {
+                next.push(dir.join(component));
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if let Some(name) = e.file_name().to_str()
+                    && vmbench_isolate::catalogue::matches(component, name)
+                {
+                    next.push(e.path());
+                }
+            }
+        }
+        paths = next;
+    }
+    paths.into_iter().filter(|p| p.exists()).collect()
 }
 
 /// What a vmbench process with this pid left in /dev/shm and the temporary
@@ -310,4 +290,30 @@ pub fn ssh_keygen_accepts(allowed_signers: &Path, principal: &str, run: &Path) -
         );
     }
     out.status.success()
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_patterns_expand_to_this_hosts_files() {
+        let irqs = expand("/proc/irq/{n}/smp_affinity_list");
+        let by_hand = std::fs::read_dir("/proc/irq")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count();
+        assert_eq!(irqs.len(), by_hand, "{irqs:?}");
+        assert_eq!(
+            expand("/proc/sys/kernel/timer_migration").len(),
+            usize::from(std::path::Path::new("/proc/sys/kernel/timer_migration").exists())
+        );
+        let snap = HostSnapshot::take();
+        assert!(snap.len() >= by_hand, "{snap:?}");
+    }
 }

@@ -4,9 +4,9 @@
 //! the benchmark CPUs. Each is audited, planned, journaled and restored like
 //! the knobs in [`crate::knobs`].
 
+use super::ctx::{APPLY_HINT, Ctx, mask_knob, processes_named, without_bench};
 use crate::affinity::{self, Task};
-use crate::knobs::{APPLY_HINT, Ctx, mask_knob, processes_named, without_bench};
-use crate::model::{Change, KnobClass, KnobReport, Verdict};
+use crate::model::{Change, KnobId, KnobReport, Verdict};
 use crate::trust::MAX_VALUE_BYTES;
 use vmbench_host::CpuList;
 
@@ -16,12 +16,8 @@ const WORKQUEUES: &str = "/sys/devices/virtual/workqueue";
 
 /// Every workqueue's cpumask: the global unbound mask and each
 /// `WQ_SYSFS` workqueue's own (writeback, blkcg_punt_bio, nvme-wq, ...).
-pub fn workqueues(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "workqueue_cpumask",
-        KnobClass::Runtime,
-        "unbound kworkers (writeback, block I/O completion, crypto, ...) run wherever their workqueue's mask allows; tuned sets every one",
-    );
+pub(super) fn workqueues(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(KnobId::WorkqueueCpumask);
     knob.wanted = format!("housekeeping CPUs only ({}), every workqueue", ctx.hk());
     let mut paths = vec![format!("{WORKQUEUES}/cpumask")];
     for name in ctx.fs.list(WORKQUEUES).unwrap_or_default() {
@@ -37,13 +33,9 @@ pub fn workqueues(ctx: &Ctx) -> KnobReport {
 
 /// `ignore_ce` of every machine-check device: 1 stops the periodic poll of
 /// the corrected-error banks (and CMCI) on every CPU.
-pub fn machinecheck(ctx: &Ctx) -> KnobReport {
+pub(super) fn machinecheck(ctx: &Ctx) -> KnobReport {
     const DIR: &str = "/sys/devices/system/machinecheck";
-    let mut knob = KnobReport::new(
-        "machinecheck_ignore_ce",
-        KnobClass::Runtime,
-        "the machine-check poll timer wakes every CPU (every 5 minutes, more often after errors) to scan the corrected-error banks; ignore_ce=1 stops it, as tuned does",
-    );
+    let mut knob = KnobReport::new(KnobId::MachinecheckIgnoreCe);
     knob.wanted = "ignore_ce = 1 (corrected errors not polled while benchmarking)".into();
     let mut found = Vec::new();
     for dev in ctx.fs.list(DIR).unwrap_or_default() {
@@ -136,12 +128,8 @@ pub fn with_banned(config: &str, cpus: &CpuList) -> String {
 /// irqbalance: left running with the benchmark CPUs banned (its
 /// configuration rewritten, the service restarted; both undone by restore);
 /// stopped only where there is no configuration file to write.
-pub fn irqbalance(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "irqbalance",
-        KnobClass::Runtime,
-        "irqbalance rewrites IRQ affinities every 10 s, undoing the move off the benchmark CPUs, unless they are banned; tuned bans them instead of stopping it",
-    );
+pub(super) fn irqbalance(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(KnobId::Irqbalance);
     knob.wanted = format!(
         "not running, or running with {BANNED} covering the benchmark CPUs ({})",
         ctx.bench()
@@ -263,12 +251,8 @@ fn systemd_affinity(ctx: &Ctx) -> Option<(String, String)> {
 /// systemd's `CPUAffinity=`: the affinity every service starts with. Read
 /// by systemd at boot, so audited and advised like the kernel cmdline; the
 /// threads already running are moved by [`threads`].
-pub fn systemd_cpu_affinity(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "systemd_cpu_affinity",
-        KnobClass::BootOnly,
-        "systemd starts every service (and what it forks) with this affinity; unset, a service started mid-run may land on a benchmark CPU",
-    );
+pub(super) fn systemd_cpu_affinity(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(KnobId::SystemdCpuAffinity);
     knob.wanted = format!(
         "CPUAffinity={} in /etc/systemd/system.conf [Manager]",
         ctx.hk()
@@ -312,12 +296,8 @@ pub fn systemd_cpu_affinity(ctx: &Ctx) -> KnobReport {
 /// does at profile activation. Per-CPU kernel threads the kernel will not
 /// move are counted, not touched; so are vmbench's own threads, which the
 /// run places itself.
-pub fn threads(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(
-        "thread_affinity",
-        KnobClass::Runtime,
-        "every thread already running (daemons, kernel threads such as rcu_gp) may be scheduled on a benchmark CPU until its affinity says otherwise; isolcpus covers only threads started after boot's domain setup",
-    );
+pub(super) fn threads(ctx: &Ctx) -> KnobReport {
+    let mut knob = KnobReport::new(KnobId::ThreadAffinity);
     knob.wanted = format!(
         "no movable thread allowed on the benchmark CPUs ({})",
         ctx.bench()

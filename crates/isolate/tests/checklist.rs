@@ -1,0 +1,26 @@
+//! host-tuning/README.md's checklist is the knob catalogue as a reader sees
+//! it: the same knobs, each with its class.
+
+use vmbench_isolate::catalogue::CATALOGUE;
+
+#[test]
+fn the_docs_checklist_lists_every_knob_of_the_catalogue_with_its_class() {
+    let readme = include_str!("../../../host-tuning/README.md");
+    let section = readme
+        .split("## The checklist")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("host-tuning/README.md has a checklist section");
+    let mut listed = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for id in cells[1].split(", ") {
+            listed.push((id.trim_matches('`').to_string(), cells[2].to_string()));
+        }
+    }
+    let catalogue: Vec<(String, String)> = CATALOGUE
+        .iter()
+        .map(|k| (k.id.name().to_string(), k.class.label().to_string()))
+        .collect();
+    assert_eq!(listed, catalogue);
+}
