@@ -521,7 +521,7 @@ fn crafted_strings_in_results_make_no_links() {
     plant(&mut v, &payloads, &mut planted);
     let warnings = v["results"]["warnings"].as_array_mut().unwrap();
     for p in payloads {
-        warnings.push(serde_json::json!(p));
+        warnings.push(serde_json::json!({ "kind": "unclassified", "message": p }));
     }
     assert!(planted >= 2, "no spec string to plant in");
     std::fs::write(run.join("results.json"), serde_json::to_string(&v).unwrap()).unwrap();

@@ -329,9 +329,14 @@ fn pin_vcpus(pid: u32, cpus: usize) {
     }
 }
 
-/// Boots L1 on `s`'s job and waits for it to power off; returns what to
-/// show when an assertion fails.
-fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> Result<String, String> {
+/// How L1 ended, with what to show when an assertion fails.
+enum L1 {
+    PoweredOff(String),
+    Stalled(String),
+}
+
+/// Boots L1 on `s`'s job and waits for it to power off or stall.
+fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> L1 {
     // Each of L1's vCPU threads on a host CPU of its own, fixed (left to
     // the scheduler on a 2-CPU machine, L2 was seen to stall; both on one
     // host CPU, the benchmark vCPU runs at half speed whenever the
@@ -410,7 +415,7 @@ fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> Result<String, String> {
             let registers = l1_registers(s);
             let _ = l1.kill();
             let _ = l1.wait();
-            return Err(format!(
+            return L1::Stalled(format!(
                 "no progress for {STALL:?} after {:?}; L1's vCPUs:\n{registers}\n{}",
                 started.elapsed(),
                 logs(s)
@@ -418,7 +423,7 @@ fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_secs(2));
     };
-    Ok(format!(
+    L1::PoweredOff(format!(
         "L1 {status} after {:?}\n{}",
         started.elapsed(),
         logs(s)
@@ -582,8 +587,8 @@ fn vmbench_run_under_kvm_amd_nested_in_tcg() {
     let (share, context) = loop {
         let share = lane_share(&release, image, &micro);
         match run_l1(&share, &kernel, &share.join("l1-initrd")) {
-            Ok(context) => break (share, context),
-            Err(stall) => {
+            L1::PoweredOff(context) => break (share, context),
+            L1::Stalled(stall) => {
                 eprintln!("L1 stalled in {}:\n{stall}", share.display());
                 stalls.push(stall);
                 assert!(

@@ -495,7 +495,7 @@ fn repeats_give_every_row_its_repeats_a_median_with_a_ci_and_a_spread() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|w| w.as_str().unwrap().contains("run-to-run spread")),
+                    .any(|w| w["kind"] == "repeat-spread"),
                 "{}: spread {spread}% not flagged",
                 m["id"]
             );

@@ -403,12 +403,10 @@ fn vmexit_suite_runs_every_row_under_tcg() {
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = &v["results"];
-    assert!(
-        results["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("no VM exits")
-    );
+    let first: vmbench_results::Warning =
+        serde_json::from_value(results["warnings"][0].clone()).unwrap();
+    assert_eq!(first.kind, vmbench_results::WarningKind::Tcg);
+    assert!(first.message.contains("no VM exits"), "{first}");
     let measured: Vec<&serde_json::Value> =
         results["measurements"].as_array().unwrap().iter().collect();
     let skipped: Vec<&serde_json::Value> = results["skipped"].as_array().unwrap().iter().collect();

@@ -529,8 +529,7 @@ fn open_region(
                     .region()
                     .u64_at(0)
                     .load(std::sync::atomic::Ordering::Relaxed);
-                let pte_mode = kmod::memtype(&file, m.region().as_ptr() as u64)
-                    .map_err(|e| format!("VMBENCH_IOC_MEMTYPE: {e}"));
+                let pte_mode = kmod::memtype(&file, m.region().as_ptr() as u64);
                 let facts = MappingFacts {
                     mapping: Mapping::Wb,
                     note: None,

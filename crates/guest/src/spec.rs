@@ -25,7 +25,7 @@ pub struct MappingFacts {
     pub bar2_phys: Option<u64>,
     /// The cache mode of the agent's own PTE for the region (through the
     /// module), or why it could not be read.
-    pub pte_mode: Option<Result<&'static str, String>>,
+    pub pte_mode: Option<Result<&'static str, nix::Error>>,
 }
 
 fn read(path: &str) -> String {
@@ -87,7 +87,7 @@ pub fn rdtsc_back_to_back_p50() -> u64 {
 fn observed_mapping(m: &MappingFacts) -> Option<String> {
     let pte = match &m.pte_mode {
         Some(Ok(mode)) => format!("user PTE: {mode}"),
-        Some(Err(why)) => format!("user PTE not observed: {why}"),
+        Some(Err(why)) => format!("user PTE not observed: VMBENCH_IOC_MEMTYPE: {why}"),
         None => "user PTE not observed (no vmbench module for this mapping)".into(),
     };
     let reservation = m.bar2_phys.map(|phys| {
@@ -102,18 +102,18 @@ fn observed_mapping(m: &MappingFacts) -> Option<String> {
 /// The kernel's list of PAT memory types by physical range (debugfs).
 const PAT_MEMTYPES: &str = "/sys/kernel/debug/x86/pat_memtype_list";
 
-fn read_raw(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+fn read_raw(path: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
 }
 
 /// The memory type the kernel's PAT tracking gave the range `[phys,
 /// phys+len)`, from `pat_memtype_list` lines such as
 /// `PAT: [mem 0x00000000fd000000-0x00000000fd3fffff] write-back`: what the
 /// mapping is, observed rather than asserted by whoever mapped it.
-pub fn observed_memtype(list: &Result<String, String>, phys: u64, len: u64) -> String {
+pub fn observed_memtype(list: &std::io::Result<String>, phys: u64, len: u64) -> String {
     let text = match list {
         Ok(t) => t,
-        Err(why) => return format!("not observed: {why}"),
+        Err(why) => return format!("not observed: {PAT_MEMTYPES}: {why}"),
     };
     let end = phys.saturating_add(len.max(1) - 1);
     // Every entry that overlaps the range: more than one (a reservation of
@@ -222,8 +222,8 @@ mod tests {
         // A range no entry overlaps is not claimed.
         assert!(observed_memtype(&list, 0x1000_0000, 8 << 20).starts_with("not observed"));
         assert_eq!(
-            observed_memtype(&Err("no debugfs".into()), 0, 1),
-            "not observed: no debugfs"
+            observed_memtype(&Err(std::io::ErrorKind::NotFound.into()), 0, 1),
+            "not observed: /sys/kernel/debug/x86/pat_memtype_list: entity not found"
         );
     }
 }

@@ -190,12 +190,54 @@ fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
     Ok(record)
 }
 
-/// Version 1 wrote each knob's restore state as text (empty, `restored`
-/// or `FAILED: …`); version 2 writes the state. Nothing else differs.
+/// Version 1 wrote warnings as bare text and each knob's restore state as
+/// text (empty, `restored` or `FAILED: …`); version 2 gives each warning a
+/// kind (the one a report decides on, "not a bandwidth", is recognised by
+/// the words version 1 wrote; the others become `unclassified`) and the
+/// restore state as a state. Nothing else differs.
 fn upgrade_v1(v: &mut serde_json::Value) {
     use serde_json::Value;
     if v.get("schema_version").and_then(Value::as_u64) != Some(1) {
         return;
+    }
+    let typed = |w: &mut Value| {
+        let Some(text) = w.as_str() else {
+            return;
+        };
+        let (repeat, message) = match text
+            .strip_prefix("repeat ")
+            .and_then(|t| t.split_once(": "))
+        {
+            Some((n, rest)) if n.parse::<u32>().is_ok() => (n.parse::<u32>().ok(), rest),
+            _ => (None, text),
+        };
+        let kind = if message.starts_with("faster than its physical reference") {
+            "faster-than-reference"
+        } else if message.starts_with("TCG (software emulation): no VM exits happen") {
+            "tcg"
+        } else {
+            "unclassified"
+        };
+        let mut typed = serde_json::json!({ "kind": kind, "message": message });
+        if let Some(n) = repeat {
+            typed["repeats"] = serde_json::json!([n]);
+        }
+        *w = typed;
+    };
+    if let Some(results) = v.get_mut("results") {
+        if let Some(ws) = results.get_mut("warnings").and_then(Value::as_array_mut) {
+            ws.iter_mut().for_each(typed);
+        }
+        if let Some(ms) = results
+            .get_mut("measurements")
+            .and_then(Value::as_array_mut)
+        {
+            for m in ms {
+                if let Some(ws) = m.get_mut("warnings").and_then(Value::as_array_mut) {
+                    ws.iter_mut().for_each(typed);
+                }
+            }
+        }
     }
     if let Some(knobs) = v.get_mut("isolation").and_then(Value::as_array_mut) {
         for k in knobs {

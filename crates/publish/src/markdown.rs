@@ -7,6 +7,7 @@ use std::fmt::Write;
 use vmbench_proto::vmexit::Row;
 use vmbench_results::{
     ExitEvents, Measurement, MeasurementId, QemuRecord, RunRecord, Suite, Unit, Verification,
+    Warning, WarningKind,
 };
 
 /// `s` as Markdown text that cannot make a link, an image, an autolink or
@@ -344,44 +345,15 @@ fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     }
 }
 
-/// Run-wide warnings, then each distinct per-measurement warning once.
-/// A warning's kind: its text with the numbers taken out, so that "3 of
-/// 2000 samples …" and "7 of 2000 samples …" are one kind.
-fn warning_kind(w: &str) -> String {
-    let mut out = String::new();
-    let mut in_number = false;
-    let mut prev = ' ';
-    for c in w.chars() {
-        // Digits inside a word ("p50", "1080p") are part of it.
-        let starts = c.is_ascii_digit() && !prev.is_alphanumeric();
-        if starts || (in_number && (c.is_ascii_digit() || c == '.')) {
-            if !in_number {
-                out.push('#');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(c);
-        }
-        prev = c;
-    }
-    // A list of numbers is one number's place ("repeat(s) 2, 3").
-    while out.contains("#, #") {
-        out = out.replace("#, #", "#");
-    }
-    out
-}
-
 /// Run-wide warnings, then one line per kind of per-measurement warning
 /// (how many rows, one example); every row's own warnings folded below.
 fn warnings(o: &mut String, r: &RunRecord) {
-    let mut kinds: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
+    let mut kinds: Vec<(WarningKind, Vec<(&str, &Warning)>)> = Vec::new();
     for m in &r.results.measurements {
         for w in &m.warnings {
-            let k = warning_kind(w);
-            match kinds.iter_mut().find(|(x, _)| *x == k) {
+            match kinds.iter_mut().find(|(k, _)| *k == w.kind) {
                 Some((_, rows)) => rows.push((m.id.as_str(), w)),
-                None => kinds.push((k, vec![(m.id.as_str(), w)])),
+                None => kinds.push((w.kind, vec![(m.id.as_str(), w)])),
             }
         }
     }
@@ -390,8 +362,9 @@ fn warnings(o: &mut String, r: &RunRecord) {
     }
     let _ = writeln!(o, "## Warnings\n");
     let mut seen = std::collections::BTreeSet::new();
-    for w in r.incomplete.iter().chain(&r.results.warnings) {
-        if seen.insert(w.as_str()) {
+    let run_wide = r.results.warnings.iter().map(Warning::to_string);
+    for w in r.incomplete.iter().cloned().chain(run_wide) {
+        if seen.insert(w.clone()) {
             let _ = writeln!(o, "- {w}");
         }
     }
@@ -416,14 +389,10 @@ fn warnings(o: &mut String, r: &RunRecord) {
                             ids.push(id);
                         }
                     }
-                    vec![kind.replace('#', "N"), ids.join(", ")]
+                    vec![kind.label().to_string(), ids.join(", ")]
                 })
                 .collect();
-            table(
-                o,
-                &["warning (N: a number that varies)", "measurements"],
-                &rows,
-            );
+            table(o, &["warning", "measurements"], &rows);
         });
     }
 }

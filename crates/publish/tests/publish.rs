@@ -149,7 +149,10 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         }],
         results: Results {
             measurements: ms,
-            warnings: vec!["TCG (software emulation): no VM exits".into()],
+            warnings: vec![vmbench_results::Warning::new(
+                vmbench_results::WarningKind::Tcg,
+                "TCG (software emulation): no VM exits",
+            )],
             checks: vec![Check {
                 kind: vmbench_results::CheckKind::Integrity,
                 id: "shm.integrity.h2g".into(),
@@ -912,9 +915,9 @@ fn the_first_screen_has_no_hashing_window_and_flags_a_transfer_faster_than_its_r
         Some(33_177_600),
     );
     let mut write = measurement("shm.h2g.4k-32bpp.host-write", 1_000, 100, Some(33_177_600));
-    write.warnings.push(format!(
-        "{}: 1.40x memcpy (cold): not a bandwidth",
-        vmbench_results::FASTER_THAN_REFERENCE
+    write.warnings.push(vmbench_results::Warning::new(
+        vmbench_results::WarningKind::FasterThanReference,
+        "faster than its physical reference: 1.40x memcpy (cold): not a bandwidth",
     ));
     r.results.measurements.push(e2e);
     r.results.measurements.push(write);

@@ -12,13 +12,14 @@ pub mod knob;
 pub mod model;
 pub mod repeats;
 pub mod stats;
+pub mod warning;
 
 pub use context::{CpuNoise, NoiseCause, SuiteContext, ThrottleDelta};
 pub use id::{MeasurementId, Suite};
 pub use knob::{KnobClass, KnobId, RestoreState, Verdict};
 pub use model::{
-    Check, CheckKind, ExitEvents, FASTER_THAN_REFERENCE, Measurement, RESULTS_SCHEMA_VERSION,
-    Results, Skipped, Unit, Verification,
+    Check, CheckKind, ExitEvents, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit,
+    Verification,
 };
 pub mod record;
 pub use record::{
@@ -27,3 +28,4 @@ pub use record::{
 };
 pub use repeats::Repeats;
 pub use stats::{SampleSet, StatsError, Summary};
+pub use warning::{Warning, WarningKind};

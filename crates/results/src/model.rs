@@ -99,7 +99,7 @@ pub struct Measurement {
     /// The distribution of the samples.
     pub summary: Summary,
     /// Things a reader must know before trusting the numbers.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::Warning>,
     /// Whether the measurement took the path it claims.
     pub verification: Verification,
     /// The same samples minus the median of the matching timer-overhead
@@ -228,19 +228,13 @@ impl Measurement {
     }
 }
 
-/// How a transfer's warning begins when it beat its physical reference:
-/// its figure is not a bandwidth, and a report must not show it as one.
-pub const FASTER_THAN_REFERENCE: &str = "faster than its physical reference";
-
 impl Measurement {
-    /// Whether the transfer beat its physical reference (see
-    /// [`FASTER_THAN_REFERENCE`]).
+    /// Whether the transfer beat its physical reference (in any repeat):
+    /// its figure is then not a bandwidth, and a report must not show it as one.
     pub fn beats_its_reference(&self) -> bool {
-        // "repeat N: …" when only some repeats did.
-        let in_a_repeat = format!(": {FASTER_THAN_REFERENCE}");
         self.warnings
             .iter()
-            .any(|w| w.starts_with(FASTER_THAN_REFERENCE) || w.contains(&in_a_repeat))
+            .any(|w| w.kind == crate::WarningKind::FasterThanReference)
     }
 
     /// Whether the timed window is within 3× the timer's own cost: most of
@@ -344,7 +338,7 @@ pub struct Results {
     #[serde(default)]
     pub skipped: Vec<Skipped>,
     /// Warnings about the run as a whole (TCG, noisy host, unrestored knob).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::Warning>,
     /// Integrity and target checks.
     #[serde(default)]
     pub checks: Vec<Check>,
@@ -368,9 +362,7 @@ impl Results {
         self.skipped.extend(other.skipped);
         self.checks.extend(other.checks);
         for w in other.warnings {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
+            crate::warning::add(&mut self.warnings, w);
         }
     }
 }
@@ -441,8 +433,11 @@ mod tests {
 
     #[test]
     fn absorbing_keeps_order_and_each_warning_once() {
+        use crate::{Warning, WarningKind};
+        let tcg = Warning::new(WarningKind::Tcg, "TCG");
+        let arms = Warning::new(WarningKind::MemoryTypeArms, "arms");
         let mut a = Results {
-            warnings: vec!["TCG".into()],
+            warnings: vec![tcg.clone()],
             skipped: vec![Skipped {
                 id: "a".into(),
                 reason: "x".into(),
@@ -450,7 +445,7 @@ mod tests {
             ..Results::default()
         };
         let b = Results {
-            warnings: vec!["TCG".into(), "arms".into()],
+            warnings: vec![tcg.clone(), arms.clone()],
             skipped: vec![Skipped {
                 id: "b".into(),
                 reason: "y".into(),
@@ -458,7 +453,7 @@ mod tests {
             ..Results::default()
         };
         a.absorb(b);
-        assert_eq!(a.warnings, ["TCG", "arms"]);
+        assert_eq!(a.warnings, [tcg, arms]);
         let ids: Vec<&str> = a.skipped.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
     }

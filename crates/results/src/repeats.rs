@@ -14,6 +14,7 @@ use crate::id::MeasurementId;
 use crate::inference::{LogSample, resolution};
 use crate::model::{Check, Measurement, Results, Verification};
 use crate::stats::{Summary, decode_histogram, encode_histogram, pooled};
+use crate::warning::{Warning, WarningKind};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -179,7 +180,7 @@ impl Repeats {
     }
 
     /// The flag a reader sees when the spread is above [`SPREAD_FLAG_PCT`].
-    pub fn flag(&self) -> Option<String> {
+    pub fn flag(&self) -> Option<Warning> {
         (self.spread_pct > SPREAD_FLAG_PCT).then(|| {
             let list = self
                 .differing
@@ -194,10 +195,13 @@ impl Repeats {
                     "repeat(s) {list} differ from the median p50 by more than {SPREAD_FLAG_PCT}%"
                 )
             };
-            format!(
-                "run-to-run spread {:.1}% over {} repeats (above {SPREAD_FLAG_PCT}%): {which}",
-                self.spread_pct,
-                self.summaries.len()
+            Warning::new(
+                WarningKind::RepeatSpread,
+                format!(
+                    "run-to-run spread {:.1}% over {} repeats (above {SPREAD_FLAG_PCT}%): {which}",
+                    self.spread_pct,
+                    self.summaries.len()
+                ),
             )
         })
     }
@@ -237,9 +241,10 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
                 row.histogram = Some(encode_histogram(&all)).filter(|h| !h.is_empty());
             }
         }
-        None => row.warnings.push(
-            "a repeat's histogram is missing: the distribution shown is the median repeat's, not all repeats pooled".into(),
-        ),
+        None => row.warnings.push(Warning::new(
+            WarningKind::HistogramMissing,
+            "a repeat's histogram is missing: the distribution shown is the median repeat's, not all repeats pooled",
+        )),
     }
     let overheads: Option<Vec<f64>> = parts
         .iter()
@@ -257,14 +262,16 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
     }
     for (n, m) in parts {
         for w in &m.warnings {
-            let w = if parts.len() > 1 && !parts.iter().all(|(_, o)| o.warnings.contains(w)) {
-                format!("repeat {n}: {w}")
-            } else {
-                w.clone()
-            };
-            if !row.warnings.contains(&w) {
-                row.warnings.push(w);
+            let mut w = w.clone();
+            if parts.len() > 1
+                && w.repeats.is_empty()
+                && !parts
+                    .iter()
+                    .all(|(_, o)| o.warnings.iter().any(|x| x.same_as(&w)))
+            {
+                w.repeats = vec![*n];
             }
+            crate::warning::add(&mut row.warnings, w);
         }
         if matches!(m.verification, Verification::Failed { .. }) {
             row.verification = m.verification.clone();
@@ -357,9 +364,7 @@ impl Results {
                 }
             }
             for w in &r.warnings {
-                if !out.warnings.contains(w) {
-                    out.warnings.push(w.clone());
-                }
+                crate::warning::add(&mut out.warnings, w.clone());
             }
         }
         out
@@ -412,7 +417,10 @@ mod tests {
             rep.ci95
         );
         assert!(
-            a.warnings.iter().any(|w| w.contains("repeat(s) 2 differ")),
+            a.warnings
+                .iter()
+                .any(|w| w.kind == WarningKind::RepeatSpread
+                    && w.message.contains("repeat(s) 2 differ")),
             "{:?}",
             a.warnings
         );

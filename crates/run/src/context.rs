@@ -51,7 +51,11 @@ pub fn snapshot(root: &SysRoot) -> Snapshot {
 
 /// The context of `suite` from readings before and after it, and the
 /// warning to give when throttling happened meanwhile.
-pub fn between(suite: &str, before: &Snapshot, after: &Snapshot) -> (SuiteContext, Option<String>) {
+pub fn between(
+    suite: &str,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> (SuiteContext, Option<vmbench_results::Warning>) {
     let throttled: Vec<ThrottleDelta> = after
         .throttle
         .iter()
@@ -64,13 +68,16 @@ pub fn between(suite: &str, before: &Snapshot, after: &Snapshot) -> (SuiteContex
         })
         .collect();
     let warning = (!throttled.is_empty()).then(|| {
-        format!(
-            "thermal throttling during the {suite} suite ({}): CPUs ran below their sustained speed, its figures may be slow",
-            throttled
-                .iter()
-                .map(|t| format!("{} +{}", t.counter, t.delta))
-                .collect::<Vec<_>>()
-                .join(", ")
+        vmbench_results::Warning::new(
+            vmbench_results::WarningKind::HostChanged,
+            format!(
+                "thermal throttling during the {suite} suite ({}): CPUs ran below their sustained speed, its figures may be slow",
+                throttled
+                    .iter()
+                    .map(|t| format!("{} +{}", t.counter, t.delta))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )
     });
     (
@@ -131,6 +138,8 @@ mod tests {
                 delta: 3
             }]
         );
-        assert!(w.unwrap().contains("cpu1 core_throttle_count +3"));
+        let w = w.unwrap();
+        assert_eq!(w.kind, vmbench_results::WarningKind::HostChanged);
+        assert!(w.message.contains("cpu1 core_throttle_count +3"));
     }
 }

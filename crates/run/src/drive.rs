@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::CpuList;
 use vmbench_proto::Mapping;
 use vmbench_proto::vmexit::Row;
-use vmbench_results::{MeasurementId, Skipped, Suite};
+use vmbench_results::{MeasurementId, Skipped, Suite, Warning, WarningKind};
 use vmbench_shm::host::{HostRun, Plan};
 use vmbench_suites::SuiteError;
 use vmbench_suites::shm::VmShmOptions;
@@ -146,7 +146,11 @@ pub fn shm(
     if let Some(n) =
         vmbench_suites::shm::pat_note(request.vendor.as_deref().unwrap_or("unknown"), accel)
     {
-        outcome.run.results.warnings.push(n);
+        outcome
+            .run
+            .results
+            .warnings
+            .push(Warning::new(WarningKind::MemoryTypeArms, n));
     }
     outcome
 }
@@ -201,9 +205,10 @@ fn mapping_arms(
         }
     }
     if accel == Accel::Tcg {
-        all.results
-            .warnings
-            .push(vmbench_suites::shm::TCG_ARMS_NOTE.into());
+        all.results.warnings.push(Warning::new(
+            WarningKind::MemoryTypeArms,
+            vmbench_suites::shm::TCG_ARMS_NOTE,
+        ));
     }
     (all, Ok(()))
 }

@@ -5,6 +5,7 @@ use vmbench_isolate::apply::RestoreReport;
 use vmbench_isolate::{Audit, IsolateError, Verdict};
 use vmbench_publish::PublishError;
 use vmbench_results::{Accel, CheckKind, Results, Verification};
+use vmbench_results::{Warning, WarningKind};
 use vmbench_vm::TCG_NOTICE;
 
 /// The process exit status, as every command uses it.
@@ -152,8 +153,10 @@ pub fn isolate_status(error: &IsolateError) -> ExitStatus {
 /// Puts the TCG notice first among the run-wide warnings when the guests
 /// ran under TCG: every figure's reader must see that no VM exit happened.
 pub fn label_accel(results: &mut Results, accel: Accel) {
-    if accel == Accel::Tcg && !results.warnings.iter().any(|w| w == TCG_NOTICE) {
-        results.warnings.insert(0, TCG_NOTICE.into());
+    if accel == Accel::Tcg && !results.warnings.iter().any(|w| w.kind == WarningKind::Tcg) {
+        results
+            .warnings
+            .insert(0, Warning::new(WarningKind::Tcg, TCG_NOTICE));
     }
 }
 
@@ -180,10 +183,13 @@ pub fn label_guests(results: &mut Results, guests: &[vmbench_results::GuestRecor
         .collect();
     results.warnings.insert(
         0,
-        format!(
-            "Mixed accelerators: the {} suite ran under TCG (software emulation): its figures are QEMU's emulation cost, not VM exits; the {} suite ran under KVM",
-            tcg.join(" and "),
-            kvm.join(" and ")
+        Warning::new(
+            WarningKind::PartlyTcg,
+            format!(
+                "Mixed accelerators: the {} suite ran under TCG (software emulation): its figures are QEMU's emulation cost, not VM exits; the {} suite ran under KVM",
+                tcg.join(" and "),
+                kvm.join(" and ")
+            ),
         ),
     );
 }
@@ -361,14 +367,18 @@ mod tests {
 
     #[test]
     fn the_tcg_notice_comes_first_and_once() {
+        let noisy = Warning::new(WarningKind::HostChanged, "noisy host");
         let mut results = Results {
-            warnings: vec!["noisy host".into()],
+            warnings: vec![noisy.clone()],
             ..Results::default()
         };
         label_accel(&mut results, Accel::Kvm);
-        assert_eq!(results.warnings, ["noisy host"]);
+        assert_eq!(results.warnings, std::slice::from_ref(&noisy));
         label_accel(&mut results, Accel::Tcg);
         label_accel(&mut results, Accel::Tcg);
-        assert_eq!(results.warnings, [TCG_NOTICE, "noisy host"]);
+        assert_eq!(
+            results.warnings,
+            [Warning::new(WarningKind::Tcg, TCG_NOTICE), noisy]
+        );
     }
 }

@@ -15,7 +15,8 @@ use vmbench_host::{CpuList, HostSpec, SpecOptions, SysRoot};
 use vmbench_isolate::apply::{self, Applied, RestoreReport};
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
 use vmbench_results::{
-    Accel, GuestRecord, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow,
+    Accel, GuestRecord, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow, Warning,
+    WarningKind,
 };
 use vmbench_shm::host::Plan as ShmPlan;
 use vmbench_vm::GuestKind;
@@ -420,9 +421,11 @@ fn boot(
             // The report states TCG itself, once; other accelerator notices are kept.
             if let Some(n) = session.accel_notice()
                 && session.accel() != Accel::Tcg
-                && !rec.results.warnings.iter().any(|w| w == n)
             {
-                rec.results.warnings.push(n.to_string());
+                vmbench_results::warning::add(
+                    &mut rec.results.warnings,
+                    Warning::new(WarningKind::Accelerator, n),
+                );
             }
             Some(session)
         }
@@ -492,9 +495,7 @@ fn vmexit_suite(
     rec.results.measurements.extend(run.measurements);
     rec.results.skipped.extend(run.skipped);
     for w in run.warnings {
-        if !rec.results.warnings.contains(&w) {
-            rec.results.warnings.push(w);
-        }
+        vmbench_results::warning::add(&mut rec.results.warnings, w);
     }
     match outcome {
         Err(e) => {
@@ -593,12 +594,15 @@ impl Restored {
         ctx.notes.append(&mut suites.notes);
         let failed_restore = records::restore_summary(restore.as_ref());
         if let Some(what) = &failed_restore {
-            suites.results.warnings.push(format!(
-                "the host was NOT fully restored (FAILED: {what}); run `{}`",
-                vmbench_isolate::journal::restore_command(
-                    &ctx.plan.root.root().display().to_string(),
-                    &ctx.plan.journal
-                )
+            suites.results.warnings.push(Warning::new(
+                WarningKind::HostNotRestored,
+                format!(
+                    "the host was NOT fully restored (FAILED: {what}); run `{}`",
+                    vmbench_isolate::journal::restore_command(
+                        &ctx.plan.root.root().display().to_string(),
+                        &ctx.plan.journal
+                    )
+                ),
             ));
         }
         let isolation = records::knob_records(&IsolationOutcome {

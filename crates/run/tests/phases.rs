@@ -17,7 +17,7 @@ use vmbench_isolate::pin::{Pinning, VcpuPin};
 use vmbench_proto::{GuestSpec, Mapping};
 use vmbench_results::{
     Accel, Check, CheckKind, KnobId, Measurement, QemuRecord, RestoreState, SampleSet, Unit,
-    Verification,
+    Verification, WarningKind,
 };
 use vmbench_run::config::{self, Config};
 use vmbench_run::{
@@ -426,7 +426,9 @@ fn a_failed_restore_is_reported_per_knob_and_fails_the_run() {
         r.results
             .warnings
             .iter()
-            .any(|w| w.contains("NOT fully restored") && w.contains("isolate restore")),
+            .any(|w| w.kind == WarningKind::HostNotRestored
+                && w.message.contains("NOT fully restored")
+                && w.message.contains("isolate restore")),
         "{:?}",
         r.results.warnings
     );
@@ -532,8 +534,11 @@ fn a_mixed_accelerator_run_records_each_guest_and_says_so() {
     );
     assert!(record.is_mixed() && !record.is_tcg());
     let first = &record.results.warnings[0];
+    assert_eq!(first.kind, WarningKind::PartlyTcg);
     assert!(
-        first.starts_with("Mixed accelerators: the shm suite ran under TCG"),
+        first
+            .message
+            .starts_with("Mixed accelerators: the shm suite ran under TCG"),
         "{first}"
     );
     assert!(
@@ -541,7 +546,7 @@ fn a_mixed_accelerator_run_records_each_guest_and_says_so() {
             .results
             .warnings
             .iter()
-            .any(|w| w == vmbench_vm::TCG_NOTICE),
+            .any(|w| w.kind == WarningKind::Tcg),
         "{:?}",
         record.results.warnings
     );

@@ -19,8 +19,8 @@ use vmbench_proto::shm::{
 use vmbench_proto::timing::{t_end, t_end_stores, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
 use vmbench_results::{
-    Check, CheckKind, FASTER_THAN_REFERENCE, Measurement, MeasurementId, Results, SampleSet,
-    Skipped, Unit, Verification,
+    Check, CheckKind, Measurement, MeasurementId, Results, SampleSet, Skipped, Unit, Verification,
+    Warning, WarningKind,
 };
 
 // What sits inside each timed window (the report's definitions).
@@ -174,8 +174,11 @@ impl HostRun {
     /// Says once per side why hardware counters are missing.
     pub fn note_counters(&mut self) {
         if let Some(why) = &self.host_hw_counters_unavailable {
-            self.results.warnings.push(format!(
-                "host: no hardware counters, so no cycles/IPC/cache/TLB figures (context switches only): {why}"
+            self.results.warnings.push(Warning::new(
+                WarningKind::NoHardwareCounters,
+                format!(
+                    "host: no hardware counters, so no cycles/IPC/cache/TLB figures (context switches only): {why}"
+                ),
             ));
         }
         if let Some(why) = self
@@ -183,8 +186,9 @@ impl HostRun {
             .as_ref()
             .and_then(|g| g.hw_counters_unavailable.as_ref())
         {
-            self.results.warnings.push(format!(
-                "guest: no hardware counters (context switches only): {why}"
+            self.results.warnings.push(Warning::new(
+                WarningKind::NoHardwareCounters,
+                format!("guest: no hardware counters (context switches only): {why}"),
             ));
         }
     }
@@ -477,9 +481,10 @@ impl Collector {
             });
             m.counters = s.counters;
             if s.id.contains(".guest-") {
-                m.warnings.push(
-                    "timed on the guest's TSC (the same counter as the host's under KVM without TSC scaling)".into(),
-                );
+                m.warnings.push(Warning::new(
+                    WarningKind::GuestClock,
+                    "timed on the guest's TSC (the same counter as the host's under KVM without TSC scaling)",
+                ));
             }
             run.results.measurements.push(m);
             if !s.raw.is_empty() {
@@ -504,8 +509,11 @@ fn subtract_timer(m: &mut Measurement, ovh: u64) {
     m.overhead_subtracted = Some(m.summary.minus(ovh));
     m.overhead_p50 = Some(ovh);
     if m.times_the_timer() {
-        m.warnings.push(format!(
-            "the window is within 3× the timer's own cost ({ovh} ticks): most of its time is the timestamps, so its figures say little about the transfer"
+        m.warnings.push(Warning::new(
+            WarningKind::TimerDominates,
+            format!(
+                "the window is within 3× the timer's own cost ({ovh} ticks): most of its time is the timestamps, so its figures say little about the transfer"
+            ),
         ));
     }
 }
@@ -534,9 +542,12 @@ pub fn flag_faster_than_reference(results: &mut Results) {
             continue;
         };
         if m.bytes.is_some() && time < 0.9 * ref_time {
-            m.warnings.push(format!(
-                "{FASTER_THAN_REFERENCE} ({reference}): {:.2}× its time, so the window cannot hold the whole transfer (stores still in flight, or data the caches already held); this is not a bandwidth",
-                time / ref_time
+            m.warnings.push(Warning::new(
+                WarningKind::FasterThanReference,
+                format!(
+                    "faster than its physical reference ({reference}): {:.2}× its time, so the window cannot hold the whole transfer (stores still in flight, or data the caches already held); this is not a bandwidth",
+                    time / ref_time
+                ),
             ));
         }
     }
@@ -1298,13 +1309,16 @@ pub fn targets(r: &Results, loopback: bool, kvm: bool) -> Vec<Check> {
 /// A warning when the guest's TSC frequency (as its kernel reports it)
 /// differs from the host's by more than 0.5%: each side's ticks are then
 /// converted at its own frequency, and the reader should know.
-fn tsc_mismatch(guest_khz: Option<f64>, host_khz: f64) -> Option<String> {
+fn tsc_mismatch(guest_khz: Option<f64>, host_khz: f64) -> Option<Warning> {
     let guest = guest_khz?;
     ((guest / host_khz - 1.0).abs() > 0.005).then(|| {
-        format!(
-            "the guest's TSC runs at {:.3} MHz, the host's at {:.3} MHz: guest-side figures are converted at the guest's frequency, host-side ones at the host's",
-            guest / 1e3,
-            host_khz / 1e3
+        Warning::new(
+            WarningKind::TscMismatch,
+            format!(
+                "the guest's TSC runs at {:.3} MHz, the host's at {:.3} MHz: guest-side figures are converted at the guest's frequency, host-side ones at the host's",
+                guest / 1e3,
+                host_khz / 1e3
+            ),
         )
     })
 }
@@ -1376,7 +1390,11 @@ mod tests {
             "{:?}",
             r.measurements[1].warnings
         );
-        assert!(r.measurements[1].warnings[0].contains("0.40× its time"));
+        assert!(
+            r.measurements[1].warnings[0]
+                .message
+                .contains("0.40× its time")
+        );
         assert!(!r.measurements[2].beats_its_reference());
         assert!(!r.measurements[0].beats_its_reference());
     }
@@ -1391,7 +1409,9 @@ mod tests {
         let gbps = m.p50_bytes_per_sec().unwrap() / 1e9;
         assert!((gbps - 64.0 / 82.0).abs() < 1e-9, "{gbps}");
         assert!(
-            m.warnings[0].contains("within 3× the timer's own cost"),
+            m.warnings[0]
+                .message
+                .contains("within 3× the timer's own cost"),
             "{:?}",
             m.warnings
         );
@@ -1406,7 +1426,7 @@ mod tests {
         assert_eq!(tsc_mismatch(Some(2_601_000.0), 2_600_000.0), None);
         let w = tsc_mismatch(Some(2_000_000.0), 2_600_000.0).unwrap();
         assert!(
-            w.contains("2000.000 MHz") && w.contains("2600.000 MHz"),
+            w.message.contains("2000.000 MHz") && w.message.contains("2600.000 MHz"),
             "{w}"
         );
     }

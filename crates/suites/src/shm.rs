@@ -85,7 +85,10 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
     }
     // The memory type as the guest kernel records it, not as the mapper says.
     if let Some(w) = vm.spec.mapping_mismatch() {
-        run.results.warnings.push(w);
+        run.results.warnings.push(vmbench_results::Warning::new(
+            vmbench_results::WarningKind::MappingMismatch,
+            w,
+        ));
     }
     if let Some(f) = failure {
         return (run, Err(f.into()));

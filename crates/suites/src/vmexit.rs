@@ -13,7 +13,8 @@ use vmbench_host::tracefs::KvmTracepoints;
 use vmbench_proto::vmexit::{DEFAULT_DEBUGCON_PORT, Expect, Mode, Row, RowRun};
 use vmbench_proto::{Command, DATA_OFF, Status};
 use vmbench_results::{
-    ExitEvents, Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification,
+    ExitEvents, Measurement, MeasurementId, SampleSet, Skipped, Suite, Unit, Verification, Warning,
+    WarningKind,
 };
 use vmbench_vm::{Accel, GuestKind, Vm};
 
@@ -202,7 +203,7 @@ pub struct VmexitRun {
     /// Rows this guest cannot run, with why.
     pub skipped: Vec<Skipped>,
     /// What a reader must know about every row of this run.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// Runs the suite; `progress` gets one line per row.
@@ -238,13 +239,17 @@ pub fn run_partial(
             _ => continue,
         };
         let p50 = m.summary.p50;
+        // The guest-wide warning (`setting_warnings`) names the ring it saw.
         let known = done
             .warnings
             .iter()
-            .any(|w| w.contains(ring) && w.starts_with("RDTSC exits"));
+            .any(|w| w.kind == WarningKind::RdtscExits && w.message.contains(ring));
         if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE && !known {
-            done.warnings.push(format!(
-                "RDTSC exits in {ring} of this guest (the empty window costs {p50} ticks): both timestamps of every {ring} sample are exits too, so {ring} rows publish their batch mean, not p50−ovh"
+            done.warnings.push(Warning::new(
+                WarningKind::RdtscExits,
+                format!(
+                    "RDTSC exits in {ring} of this guest (the empty window costs {p50} ticks): both timestamps of every {ring} sample are exits too, so {ring} rows publish their batch mean, not p50−ovh"
+                ),
             ));
         }
     }
@@ -257,25 +262,32 @@ const RDTSC_EXITS_ABOVE: u64 = 1000;
 
 /// What changes the meaning of every row: a host that is itself a guest
 /// (nested exits), and a guest whose RDTSC exits (every timestamp does).
-fn setting_warnings(vm: &Vm, opts: &VmexitOptions) -> Vec<String> {
+fn setting_warnings(vm: &Vm, opts: &VmexitOptions) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if opts.accel == Accel::Kvm
         && let Some(sig) = vmbench_host::cpuid::hypervisor_signature_raw()
     {
-        warnings.push(format!(
-            "The host itself runs under a hypervisor ({sig:?}): every VM exit here is nested, and its cost is not that of bare metal"
+        warnings.push(Warning::new(
+            WarningKind::NestedHost,
+            format!(
+                "The host itself runs under a hypervisor ({sig:?}): every VM exit here is nested, and its cost is not that of bare metal"
+            ),
         ));
     }
     if opts.accel == Accel::Kvm && vmbench_vm::qemu::host_is_tcg_guest() {
-        warnings.push(
-            "The host is a guest of QEMU's TCG, whose SVM differs from hardware: no NRIP-save (kvm_amd nrips=0: KVM decodes every exiting instruction to skip it, a cost hardware does not have), INVD reported with WBINVD's exit code (the INVD row says so), and kernel-mov-cr8 skipped (a MOV to CR8 that unmasks a pending virtual interrupt aborts TCG); paths are verified as on hardware, times mean nothing".to_string(),
-        );
+        warnings.push(Warning::new(
+            WarningKind::TcgHostedKvm,
+            "The host is a guest of QEMU's TCG, whose SVM differs from hardware: no NRIP-save (kvm_amd nrips=0: KVM decodes every exiting instruction to skip it, a cost hardware does not have), INVD reported with WBINVD's exit code (the INVD row says so), and kernel-mov-cr8 skipped (a MOV to CR8 that unmasks a pending virtual interrupt aborts TCG); paths are verified as on hardware, times mean nothing",
+        ));
     }
     let p50 = vm.spec.rdtsc_ticks_p50;
     if opts.accel == Accel::Kvm && p50 > RDTSC_EXITS_ABOVE {
-        warnings.push(format!(
-            "RDTSC exits in this guest ({p50} ticks between back-to-back timestamps, in {}): both timestamps of every sample are exits too, whose cost depends on what lies between them; that ring's rows publish their batch mean (timestamps amortised over the batch), not p50−ovh, and their distributions include the two exits",
-            if vm.spec.kernel_release.contains("micro-guest") { "ring 0" } else { "ring 3" }
+        warnings.push(Warning::new(
+            WarningKind::RdtscExits,
+            format!(
+                "RDTSC exits in this guest ({p50} ticks between back-to-back timestamps, in {}): both timestamps of every sample are exits too, whose cost depends on what lies between them; that ring's rows publish their batch mean (timestamps amortised over the batch), not p50−ovh, and their distributions include the two exits",
+                if vm.spec.kernel_release.contains("micro-guest") { "ring 0" } else { "ring 3" }
+            ),
         ));
     }
     warnings
@@ -617,14 +629,18 @@ fn measurement(
         .filter(|&&s| s > median * OUTLIER_FACTOR)
         .count();
     if outliers > 0 {
-        m.warnings.push(format!(
-            "{outliers} of {} samples exceed {OUTLIER_FACTOR}x the median (interrupts or preemption inside the timed window); they are kept in the distribution",
-            ran.samples
+        m.warnings.push(Warning::new(
+            WarningKind::Outliers,
+            format!(
+                "{outliers} of {} samples exceed {OUTLIER_FACTOR}x the median (interrupts or preemption inside the timed window); they are kept in the distribution",
+                ran.samples
+            ),
         ));
     }
     if let Some(irq) = ran.counters.get("irq_exits").filter(|&&v| v > 0) {
-        m.warnings.push(format!(
-            "{irq} external-interrupt exits happened during this row"
+        m.warnings.push(Warning::new(
+            WarningKind::InterruptExits,
+            format!("{irq} external-interrupt exits happened during this row"),
         ));
     }
     if is_timer {
@@ -653,15 +669,15 @@ fn measurement(
 }
 
 /// What a row of a ring whose RDTSC exits says about its figures.
-fn rdtsc_exit_warning(empty: u64, nop: Option<u64>, batch: u64) -> String {
+fn rdtsc_exit_warning(empty: u64, nop: Option<u64>, batch: u64) -> Warning {
     let nop = nop.map_or_else(String::new, |n| format!(", around one NOP {n}"));
-    format!(
-        "{RDTSC_EXITS_ROW} (p50 of the empty window {empty} ticks{nop}): both timestamps of every sample are exits whose cost depends on what lies between them, so no constant removes them and p50−ovh is not published; the row's figure is its batch mean, {batch} executions between two timestamps"
+    Warning::new(
+        WarningKind::RdtscExits,
+        format!(
+            "RDTSC exits in this row's ring (p50 of the empty window {empty} ticks{nop}): both timestamps of every sample are exits whose cost depends on what lies between them, so no constant removes them and p50−ovh is not published; the row's figure is its batch mean, {batch} executions between two timestamps"
+        ),
     )
 }
-
-/// How the warning of a row whose timestamps exit begins.
-const RDTSC_EXITS_ROW: &str = "RDTSC exits in this row's ring";
 
 /// Where KVM emulates the guest's ring 0 instruction by instruction
 /// (kvm_pvm with the OS-free micro-guest: `kvm_emulate_insn` about three
@@ -680,9 +696,12 @@ fn say_where_ring0_is_emulated(done: &mut VmexitRun) {
     else {
         return;
     };
-    let why = format!(
-        "{RING0_EMULATED} (kernel-nop: {} {per:.2} per execution): a NOP costs what the emulator does, not nothing, and every ring-0 figure includes the emulation of each instruction in its window and loop besides the exit it names",
-        crate::verify::EMULATED
+    let why = Warning::new(
+        WarningKind::Ring0Emulated,
+        format!(
+            "KVM emulates this guest's ring 0 instruction by instruction (kernel-nop: {} {per:.2} per execution): a NOP costs what the emulator does, not nothing, and every ring-0 figure includes the emulation of each instruction in its window and loop besides the exit it names",
+            crate::verify::EMULATED
+        ),
     );
     for m in done.measurements.iter_mut().filter(|m| {
         m.id.within(Suite::Vmexit)
@@ -692,9 +711,6 @@ fn say_where_ring0_is_emulated(done: &mut VmexitRun) {
     }
     done.warnings.push(why);
 }
-
-/// How the warning about an emulated ring 0 begins.
-const RING0_EMULATED: &str = "KVM emulates this guest's ring 0 instruction by instruction";
 
 /// Counters that provably do not track the work (an exit row found them
 /// inconsistent) cannot verify or fail any row of the same run: every
@@ -728,14 +744,17 @@ fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
 fn subtract_timer(
     raw: &[u64],
     ovh: u64,
-) -> Result<(SampleSet, Option<String>), vmbench_results::StatsError> {
+) -> Result<(SampleSet, Option<Warning>), vmbench_results::StatsError> {
     let mut adj = SampleSet::new();
     adj.extend(raw.iter().map(|s| s.saturating_sub(ovh)))?;
     let floored = raw.iter().filter(|&&s| s < ovh).count();
     let warning = (floored > 0).then(|| {
-        format!(
-            "{floored} of {} samples are below the timer baseline's p50 ({ovh} ticks) and count as 0 after its subtraction",
-            raw.len()
+        Warning::new(
+            WarningKind::OverheadFloored,
+            format!(
+                "{floored} of {} samples are below the timer baseline's p50 ({ovh} ticks) and count as 0 after its subtraction",
+                raw.len()
+            ),
         )
     });
     Ok((adj, warning))
@@ -799,8 +818,10 @@ mod tests {
         let s = adj.summary().unwrap();
         assert_eq!((s.min, s.max, s.n), (0, 160, 5));
         let w = warning.expect("two samples were below the baseline");
+        assert_eq!(w.kind, WarningKind::OverheadFloored);
         assert!(
-            w.starts_with("2 of 5 samples are below the timer baseline's p50 (40 ticks)"),
+            w.message
+                .starts_with("2 of 5 samples are below the timer baseline's p50 (40 ticks)"),
             "{w}"
         );
         let (_, none) = subtract_timer(&[40, 41, 90], 40).unwrap();
