@@ -6,7 +6,7 @@ use raw_cpuid::CpuId;
 use serde::{Deserialize, Serialize};
 
 /// What CPUID says about timekeeping and virtualization on the running CPU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuidFacts {
     /// CPUID.80000007H:EDX[8]: the TSC ticks at a constant rate in all ACPI P-, C- and T-states.
     pub invariant_tsc: bool,

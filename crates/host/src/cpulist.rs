@@ -262,6 +262,18 @@ impl<'de> Deserialize<'de> for CpuList {
     }
 }
 
+impl schemars::JsonSchema for CpuList {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CpuList".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A CPU list in the kernel's form (`0-3,8,10-11`)"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

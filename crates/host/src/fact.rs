@@ -7,7 +7,7 @@ use std::fmt;
 /// reason is kept and shown to the reader as `unknown (reason)`.
 ///
 /// JSON form: the plain value when known, `{"unknown": "reason"}` otherwise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Fact<T> {
     /// The value.

@@ -11,7 +11,7 @@ pub const KVM_API_VERSION: i32 = 12;
 
 /// Which vendor module provides KVM. Under any other module (e.g. `kvm_pvm`)
 /// a normal Linux guest may not boot, so the launcher treats it differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KvmFlavour {
     /// kvm_intel (VMX).
@@ -23,7 +23,7 @@ pub enum KvmFlavour {
 }
 
 /// The KVM modules loaded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KvmModules {
     /// Every loaded module whose name starts with `kvm` (from /sys/module).
     pub loaded: Vec<String>,
@@ -83,7 +83,7 @@ pub fn parameters(root: &SysRoot, mods: &KvmModules) -> BTreeMap<String, BTreeMa
 }
 
 /// What opening /dev/kvm showed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DevKvmProbe {
     /// KVM_GET_API_VERSION (12 on every Linux since 2.6.22).
     pub api_version: i32,

@@ -6,7 +6,7 @@ use crate::{Fact, SysRoot};
 use serde::{Deserialize, Serialize};
 
 /// cpufreq state of one CPU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuFreq {
     /// The CPU.
     pub cpu: u32,
@@ -27,7 +27,7 @@ pub struct CpuFreq {
 }
 
 /// Which interface switches turbo/boost, by cpufreq driver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "interface")]
 pub enum BoostControl {
     /// `/sys/devices/system/cpu/intel_pstate/no_turbo` (1 = turbo off).
@@ -66,7 +66,7 @@ impl BoostControl {
 }
 
 /// Turbo/boost: which interface controls it, and whether it is on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BoostState {
     /// The interface.
     pub control: BoostControl,
@@ -166,7 +166,7 @@ pub fn cpufreq(root: &SysRoot, cpus: &[u32]) -> Fact<Vec<CpuFreq>> {
 }
 
 /// The cpuidle driver and governor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuIdle {
     /// `/sys/devices/system/cpu/cpuidle/current_driver`.
     pub driver: Fact<String>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
 
 /// The QEMU found, and its version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QemuVersion {
     /// The binary's path.
     pub path: String,

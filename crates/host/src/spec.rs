@@ -38,7 +38,7 @@ pub struct SpecOptions {
 }
 
 /// Everything `vmbench info` reports about the host (JSON: docs/info-schema.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostSpec {
     /// The JSON form's version.
     pub schema_version: u32,
@@ -62,7 +62,7 @@ pub struct HostSpec {
 }
 
 /// The CPU, from /proc/cpuinfo, sysfs and CPUID.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuSpec {
     /// CPUID vendor string.
     pub vendor: Fact<String>,
@@ -99,7 +99,7 @@ pub struct CpuSpec {
 }
 
 /// SMT control and state (`/sys/devices/system/cpu/smt`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmtState {
     /// on / off / forceoff / notsupported / notimplemented.
     pub control: String,
@@ -108,7 +108,7 @@ pub struct SmtState {
 }
 
 /// One NUMA node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NumaNode {
     /// The node's number.
     pub node: u32,
@@ -117,7 +117,7 @@ pub struct NumaNode {
 }
 
 /// One cache (`/sys/devices/system/cpu/cpuN/cache/indexM`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CacheInfo {
     /// Level (1, 2, 3).
     pub level: Fact<u32>,
@@ -134,7 +134,7 @@ pub struct CacheInfo {
 }
 
 /// The TSC: its frequency, a calibration and invariance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TscSpec {
     /// The frequency reports convert ticks to ns with, and its source.
     pub frequency: Fact<TscFrequency>,
@@ -145,7 +145,7 @@ pub struct TscSpec {
 }
 
 /// The running kernel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelSpec {
     /// `uname -r`.
     pub release: Fact<String>,
@@ -162,7 +162,7 @@ pub struct KernelSpec {
 }
 
 /// KVM: modules, their parameters, and /dev/kvm.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KvmSpec {
     /// Loaded KVM modules.
     pub modules: Fact<KvmModules>,
@@ -176,7 +176,7 @@ pub struct KvmSpec {
 }
 
 /// Frequency scaling, boost and idle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PowerSpec {
     /// cpufreq, per online CPU.
     pub cpufreq: Fact<Vec<CpuFreq>>,

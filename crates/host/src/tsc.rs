@@ -29,7 +29,7 @@ pub fn calibrate_default() -> Result<Calibration, nix::Error> {
 }
 
 /// The result of timing the TSC against CLOCK_MONOTONIC_RAW.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
     /// The frequency measured.
     pub khz: f64,
@@ -96,12 +96,28 @@ pub fn calibrate(rounds: u32, window: Duration) -> Result<Calibration, nix::Erro
 }
 
 /// The TSC frequency a report uses, and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TscFrequency {
     /// The frequency.
     pub khz: f64,
-    /// Where it came from (CPUID 15H, CPUID 40000010H, or a calibration).
+    /// Where it came from, for a reader (CPUID 15H, CPUID 40000010H, or a
+    /// calibration with its rounds and error).
     pub source: String,
+    /// Where it came from, for a program (absent in specs written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<TscOrigin>,
+}
+
+/// Which source gave the TSC frequency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TscOrigin {
+    /// CPUID leaf 15H: the CPU's own statement.
+    Cpuid15h,
+    /// CPUID leaf 40000010H: the hypervisor's timing leaf.
+    HypervisorLeaf,
+    /// Timed against CLOCK_MONOTONIC_RAW (its error is the calibration's).
+    Calibration,
 }
 
 /// This host's TSC frequency in kHz, chosen as `vmbench info` chooses it
@@ -123,12 +139,14 @@ pub fn choose(cpuid: &Fact<CpuidFacts>, calibration: &Fact<Calibration>) -> Fact
             return Fact::Known(TscFrequency {
                 khz: *hz as f64 / 1000.0,
                 source: "CPUID 15H (crystal clock ratio)".into(),
+                origin: Some(TscOrigin::Cpuid15h),
             });
         }
         if let Some(khz) = c.leaf_40000010h_tsc_khz.known() {
             return Fact::Known(TscFrequency {
                 khz: f64::from(*khz),
                 source: "CPUID 40000010H (hypervisor timing leaf)".into(),
+                origin: Some(TscOrigin::HypervisorLeaf),
             });
         }
     }
@@ -139,6 +157,7 @@ pub fn choose(cpuid: &Fact<CpuidFacts>, calibration: &Fact<Calibration>) -> Fact
                 "calibrated against CLOCK_MONOTONIC_RAW ({} x {} ms, ±{:.0} ppm)",
                 cal.rounds, cal.window_ms, cal.error_ppm
             ),
+            origin: Some(TscOrigin::Calibration),
         }),
         None => Fact::unknown(format!(
             "no CPUID leaf publishes it and calibration was not possible: {}",

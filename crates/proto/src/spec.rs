@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How the guest maps the shared memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mapping {
     /// Write-back, through the vmbench module (struct pages for BAR2).
@@ -77,7 +79,7 @@ impl std::fmt::Display for Mapping {
 }
 
 /// What the guest agent reports about its guest (`GET_SPEC`), for the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GuestSpec {
     /// The agent's name and version (`vmbench 0.1.0`, `micro-guest 0.1.0`).
     pub agent_version: String,

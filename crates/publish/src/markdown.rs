@@ -588,8 +588,14 @@ fn generic_id(id: &MeasurementId) -> String {
 }
 
 /// A guest's specification and the QEMU that ran it.
-fn guest_section(o: &mut String, title: &str, spec: &serde_json::Value, qemu: Option<&QemuRecord>) {
-    if let Some(g) = spec.as_object() {
+fn guest_section(
+    o: &mut String,
+    title: &str,
+    spec: &vmbench_proto::spec::GuestSpec,
+    qemu: Option<&QemuRecord>,
+) {
+    // Every field, as results.json names it: rendered from its JSON form.
+    if let Ok(serde_json::Value::Object(g)) = serde_json::to_value(spec) {
         let _ = writeln!(o, "### {title}\n");
         let rows: Vec<Vec<String>> = g
             .iter()

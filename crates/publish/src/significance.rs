@@ -275,17 +275,14 @@ struct Scale {
 /// A run's TSC calibration error in ppm: the recorded one when its
 /// frequency came from the calibration, 0 when CPUID stated it.
 fn calibration_error_ppm(r: &RunRecord) -> f64 {
-    let tsc = &r.host["tsc"];
-    let calibrated = tsc["frequency"]["source"]
-        .as_str()
-        .is_some_and(|s| s.starts_with("calibrated"));
-    if calibrated {
-        tsc["calibration"]["error_ppm"]
-            .as_f64()
-            .unwrap_or(0.0)
-            .max(0.0)
-    } else {
-        0.0
+    let tsc = &r.host.tsc;
+    let calibrated = tsc
+        .frequency
+        .known()
+        .is_some_and(|f| f.origin == Some(vmbench_host::tsc::TscOrigin::Calibration));
+    match tsc.calibration.known() {
+        Some(c) if calibrated => c.error_ppm.max(0.0),
+        _ => 0.0,
     }
 }
 

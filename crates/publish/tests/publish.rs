@@ -6,6 +6,7 @@
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use std::path::Path;
 use std::process::Command;
+use vmbench_proto::spec::GuestSpec;
 use vmbench_publish::{compare, manifest, markdown, sign};
 use vmbench_results::{
     Check, KnobRecord, Measurement, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SampleSet,
@@ -41,7 +42,7 @@ fn measurement(id: &str, base: u64, spread: u64, bytes: Option<u64>) -> Measurem
 }
 
 /// The host rows and JSON `vmbench info --root` gives for a fixture host.
-fn host_of(fixture: &str) -> (Vec<SpecRow>, serde_json::Value) {
+fn host_of(fixture: &str) -> (Vec<SpecRow>, vmbench_host::HostSpec) {
     let dir = tempfile::tempdir().unwrap();
     vmbench_host::fixture::load(&[fixture], dir.path()).unwrap();
     let spec = vmbench_host::HostSpec::gather(
@@ -60,7 +61,7 @@ fn host_of(fixture: &str) -> (Vec<SpecRow>, serde_json::Value) {
             value: r.value,
         })
         .collect();
-    (rows, serde_json::to_value(&spec).unwrap())
+    (rows, spec)
 }
 
 fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
@@ -100,7 +101,11 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         incomplete: vec![],
         host_rows,
         host,
-        guest: Some(serde_json::json!({"kernel_release": "6.1.0", "cpu_flags": ["tsc", "rdtscp"]})),
+        guest: Some(GuestSpec {
+            kernel_release: "6.1.0".into(),
+            cpu_flags: vec!["tsc".into(), "rdtscp".into()],
+            ..GuestSpec::default()
+        }),
         qemu: Some(QemuRecord {
             path: "/usr/bin/qemu-system-x86_64".into(),
             version: Some("QEMU emulator version 7.2.22".into()),
@@ -707,14 +712,20 @@ fn a_mixed_accelerator_run_says_which_suite_ran_where() {
             suites: vec!["vmexit".into()],
             kind: "micro".into(),
             accel: Accel::Kvm,
-            spec: serde_json::json!({"kernel_release": "none (vmbench micro-guest, no OS)"}),
+            spec: GuestSpec {
+                kernel_release: "none (vmbench micro-guest, no OS)".into(),
+                ..GuestSpec::default()
+            },
             qemu: Some(qemu("kvm")),
         },
         GuestRecord {
             suites: vec!["shm".into()],
             kind: "linux".into(),
             accel: Accel::Tcg,
-            spec: serde_json::json!({"kernel_release": "6.1.0"}),
+            spec: GuestSpec {
+                kernel_release: "6.1.0".into(),
+                ..GuestSpec::default()
+            },
             qemu: Some(qemu("tcg")),
         },
     ];

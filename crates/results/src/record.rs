@@ -94,12 +94,12 @@ pub struct RunRecord {
     pub incomplete: Vec<String>,
     /// The host specification as `vmbench info` prints it: (section, key, value).
     pub host_rows: Vec<SpecRow>,
-    /// The host specification as JSON (docs/info-schema.md).
-    pub host: serde_json::Value,
+    /// The host specification (`vmbench info --json`; docs/info-schema.md).
+    pub host: vmbench_host::HostSpec,
     /// The main guest's specification (the Linux guest's when one ran), when
     /// a guest booted; every guest's is in `guests`.
     #[serde(default)]
-    pub guest: Option<serde_json::Value>,
+    pub guest: Option<vmbench_proto::spec::GuestSpec>,
     /// The main guest's QEMU, when one ran; every guest's is in `guests`.
     #[serde(default)]
     pub qemu: Option<QemuRecord>,
@@ -133,7 +133,7 @@ pub struct GuestRecord {
     /// The accelerator it ran under.
     pub accel: Accel,
     /// The guest agent's specification.
-    pub spec: serde_json::Value,
+    pub spec: vmbench_proto::spec::GuestSpec,
     /// Its QEMU: path, version and command line.
     pub qemu: Option<QemuRecord>,
 }

@@ -242,7 +242,7 @@ struct SuiteRecord {
     results: Results,
     /// Why the run is incomplete (empty: complete).
     incomplete: Vec<String>,
-    guest_spec: Option<serde_json::Value>,
+    guest_spec: Option<vmbench_proto::spec::GuestSpec>,
     qemu: Option<QemuRecord>,
     pinning: Option<String>,
     /// The shm suite's reference CPUs, from the latest pinning.
@@ -456,7 +456,7 @@ fn describe_guest(
             suites: vec![suite.name().to_string()],
             kind: ctx.plan.guest_for(suite).name().to_lowercase(),
             accel: session.accel(),
-            spec: serde_json::to_value(session.spec()).unwrap_or_default(),
+            spec: session.spec().clone(),
             qemu: Some(session.qemu()),
         }),
     }
@@ -470,7 +470,7 @@ fn describe_guest(
         }
     }
     if ctx.plan.guest_for(suite) == GuestKind::Linux || rec.guest_spec.is_none() {
-        rec.guest_spec = serde_json::to_value(session.spec()).ok();
+        rec.guest_spec = Some(session.spec().clone());
         rec.qemu = Some(session.qemu());
     }
     session
@@ -653,7 +653,7 @@ impl Restored {
                     value: r.value,
                 })
                 .collect(),
-            host: serde_json::to_value(&ctx.spec).unwrap_or_default(),
+            host: ctx.spec.clone(),
             guest: suites.guest_spec,
             qemu: suites.qemu,
             isolation,

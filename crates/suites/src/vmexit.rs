@@ -158,35 +158,64 @@ pub const OUTLIER_FACTOR: u64 = 10;
 /// QMP `query-pci` (Red Hat's vendor id 0x1b36, device 0x0005).
 fn testdev_mmio_bar(vm: &mut Vm) -> Option<std::ops::Range<u64>> {
     let answer = vm.qmp()?.execute("query-pci", None).ok()?;
-    testdev_bar_in(&answer)
+    testdev_bar_in(&serde_json::from_value::<Vec<PciBus>>(answer).ok()?)
+}
+
+/// What vmbench reads of QMP's `query-pci` answer (QEMU's qapi/pci.json:
+/// PciInfo, PciDeviceInfo, PciMemoryRegion, PciBridgeInfo).
+#[derive(Debug, serde::Deserialize)]
+struct PciBus {
+    devices: Vec<PciDevice>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PciDevice {
+    id: PciId,
+    #[serde(default)]
+    regions: Vec<PciRegion>,
+    #[serde(default)]
+    pci_bridge: Option<PciBridge>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PciId {
+    vendor: u64,
+    device: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PciRegion {
+    bar: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    address: u64,
+    size: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PciBridge {
+    #[serde(default)]
+    devices: Vec<PciDevice>,
 }
 
 /// The BAR in a `query-pci` answer, searching behind bridges too.
-fn testdev_bar_in(answer: &serde_json::Value) -> Option<std::ops::Range<u64>> {
-    fn search(devices: &[serde_json::Value]) -> Option<std::ops::Range<u64>> {
+fn testdev_bar_in(buses: &[PciBus]) -> Option<std::ops::Range<u64>> {
+    fn search(devices: &[PciDevice]) -> Option<std::ops::Range<u64>> {
         for d in devices {
-            let id = &d["id"];
-            if id["vendor"].as_u64() == Some(0x1b36) && id["device"].as_u64() == Some(0x0005) {
-                let bar = d["regions"]
-                    .as_array()?
+            if (d.id.vendor, d.id.device) == (0x1b36, 0x0005) {
+                let bar = d
+                    .regions
                     .iter()
-                    .find(|r| r["bar"].as_u64() == Some(0) && r["type"] == "memory")?;
-                let start = bar["address"].as_u64()?;
-                return Some(start..start.checked_add(bar["size"].as_u64()?)?);
+                    .find(|r| r.bar == 0 && r.kind == "memory")?;
+                return Some(bar.address..bar.address.checked_add(bar.size)?);
             }
-            if let Some(found) = d["pci_bridge"]["devices"]
-                .as_array()
-                .and_then(|v| search(v))
-            {
+            if let Some(found) = d.pci_bridge.as_ref().and_then(|b| search(&b.devices)) {
                 return Some(found);
             }
         }
         None
     }
-    answer
-        .as_array()?
-        .iter()
-        .find_map(|bus| search(bus["devices"].as_array()?))
+    buses.iter().find_map(|bus| search(&bus.devices))
 }
 
 fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, kvmstats::StatsUnavailable> {
@@ -768,16 +797,24 @@ mod tests {
         // QEMU 7.2's answer for `-machine q35 -nodefaults -device
         // pci-testdev` after SeaBIOS placed the BARs (the ioeventfd QEMU
         // then registers for the MMIO wildcard test is at 0xfebfe801).
-        let answer: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../fixtures/qemu/query-pci-q35-pci-testdev.json"
-        ))
-        .unwrap();
-        assert_eq!(testdev_bar_in(&answer), Some(0xfebf_e000..0xfebf_f000));
+        let text = include_str!("../../../fixtures/qemu/query-pci-q35-pci-testdev.json");
+        let buses = |v: serde_json::Value| serde_json::from_value::<Vec<PciBus>>(v).unwrap();
+        let answer: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            testdev_bar_in(&buses(answer.clone())),
+            Some(0xfebf_e000..0xfebf_f000)
+        );
         // Behind a bridge, and absent.
         let bridged = serde_json::json!([{"devices": [{"id": {"vendor": 0x8086, "device": 1},
             "regions": [], "pci_bridge": {"devices": answer[0]["devices"].clone()}}]}]);
-        assert_eq!(testdev_bar_in(&bridged), Some(0xfebf_e000..0xfebf_f000));
-        assert_eq!(testdev_bar_in(&serde_json::json!([{"devices": []}])), None);
+        assert_eq!(
+            testdev_bar_in(&buses(bridged)),
+            Some(0xfebf_e000..0xfebf_f000)
+        );
+        assert_eq!(
+            testdev_bar_in(&buses(serde_json::json!([{"devices": []}]))),
+            None
+        );
     }
 
     #[test]
