@@ -57,3 +57,90 @@ fn the_readmes_cargo_run_starts_vmbench() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// docs/ARCHITECTURE.md: every source path it names exists, and its floors
+/// are the crates' real dependencies (each crate's vmbench dependencies, as
+/// its Cargo.toml lists them, all on lower floors).
+#[test]
+fn the_architecture_page_names_real_files_and_real_dependencies() {
+    let root = vmbench_testkit::repo_root();
+    let page = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let mut named = 0;
+    for chunk in page.split('`').skip(1).step_by(2) {
+        if let Some((krate, _)) = chunk.split_once("/src/")
+            && chunk.ends_with(".rs")
+            && krate.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            assert!(
+                root.join("crates").join(chunk).is_file(),
+                "docs/ARCHITECTURE.md names {chunk}, which does not exist"
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 30, "only {named} paths found: the parser broke");
+    let block = page.split("```\n").nth(1).expect("the floors' code block");
+    let mut floor_of = std::collections::BTreeMap::new();
+    let mut deps_of = std::collections::BTreeMap::new();
+    for line in block.lines() {
+        let (floor, rest) = line.split_once(' ').unwrap();
+        let floor: u32 = floor.parse().unwrap();
+        let rest = rest.split('─').next().unwrap();
+        let words = rest
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty());
+        let mut current: Option<String> = None;
+        let mut in_deps = false;
+        for w in words {
+            let (open, word, close) = (
+                w.starts_with('('),
+                w.trim_matches(|c| c == '(' || c == ')'),
+                w.ends_with(')'),
+            );
+            if open {
+                in_deps = true;
+            }
+            if in_deps {
+                let deps: &mut Vec<String> = deps_of.entry(current.clone().unwrap()).or_default();
+                deps.push(word.to_string());
+            } else {
+                current = Some(word.to_string());
+                floor_of.insert(word.to_string(), floor);
+                deps_of.entry(word.to_string()).or_default();
+            }
+            if close {
+                in_deps = false;
+            }
+        }
+    }
+    for (krate, listed) in &deps_of {
+        let manifest =
+            std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).unwrap();
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .unwrap_or("")
+            .split("\n[")
+            .next()
+            .unwrap();
+        let mut real: Vec<String> = deps
+            .lines()
+            .filter_map(|l| l.strip_prefix("vmbench-"))
+            .map(|l| l.split(['.', ' ', '=']).next().unwrap().to_string())
+            .collect();
+        real.sort();
+        let mut listed = listed.clone();
+        listed.sort();
+        if krate != "run" && krate != "cli" {
+            assert_eq!(&listed, &real, "{krate}'s dependencies on the page");
+        }
+        for d in &real {
+            assert!(
+                floor_of[d] < floor_of[krate],
+                "{krate} (floor {}) depends on {d} (floor {})",
+                floor_of[krate],
+                floor_of[d]
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod csv;
 pub mod export;
 pub mod html;
+pub mod json;
 pub mod manifest;
 pub mod markdown;
 pub mod plots;
@@ -113,8 +114,8 @@ pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 /// was written fails the check against it.
 pub fn write_dir(r: &RunRecord, dir: &Path) -> Result<Vec<u8>, PublishError> {
     let out = OutputDir::create(dir)?.recording(&Ledger::new());
-    let json = serde_json::to_string_pretty(r).map_err(|e| PublishError::Json(e.to_string()))?;
-    out.write(RESULTS, (json + "\n").as_bytes())?;
+    let json = json::to_text(r).map_err(|e| PublishError::Json(e.to_string()))?;
+    out.write(RESULTS, json.as_bytes())?;
     render_in(&out)
 }
 
@@ -126,7 +127,13 @@ pub fn render_dir(dir: &Path) -> Result<Vec<u8>, PublishError> {
 }
 
 fn render_in(out: &OutputDir) -> Result<Vec<u8>, PublishError> {
-    let r = load_from(out)?;
+    let (r, read_version) = load_versioned(out)?;
+    if read_version < u64::from(RUN_SCHEMA_VERSION) {
+        // Written by an older vmbench: the record in this version's format,
+        // so that what the manifest covers is what this report renders.
+        let json = json::to_text(&r).map_err(|e| PublishError::Json(e.to_string()))?;
+        out.write(RESULTS, json.as_bytes())?;
+    }
     // What a write killed before its rename left is not part of the report.
     out.remove_stale_temporaries()?;
     if out.contains("plots") {
@@ -173,9 +180,19 @@ pub fn load(dir: &Path) -> Result<RunRecord, PublishError> {
 }
 
 fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
+    load_versioned(out).map(|(r, _)| r)
+}
+
+/// The record, upgraded to this version's shape, and the schema version
+/// the file was written with.
+fn load_versioned(out: &OutputDir) -> Result<(RunRecord, u64), PublishError> {
     let bytes = out.read(RESULTS, MAX_RESULTS_BYTES)?;
     let mut v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| PublishError::Json(e.to_string()))?;
+    let read_version = v
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
     upgrade_v1(&mut v);
     let version = v.get("schema_version").and_then(|x| x.as_u64());
     if version != Some(u64::from(RUN_SCHEMA_VERSION)) {
@@ -187,14 +204,14 @@ fn load_from(out: &OutputDir) -> Result<RunRecord, PublishError> {
         serde_json::from_value(v).map_err(|e| PublishError::Json(e.to_string()))?;
     record.results.upgrade();
     check_plausible(&record)?;
-    Ok(record)
+    Ok((record, read_version))
 }
 
 /// Version 1 wrote warnings as bare text and each knob's restore state as
 /// text (empty, `restored` or `FAILED: …`); version 2 gives each warning a
 /// kind (the one a report decides on, "not a bandwidth", is recognised by
 /// the words version 1 wrote; the others become `unclassified`) and the
-/// restore state as a state. Nothing else differs.
+/// restore state as a state, and drops the copies noted below.
 fn upgrade_v1(v: &mut serde_json::Value) {
     use serde_json::Value;
     if v.get("schema_version").and_then(Value::as_u64) != Some(1) {
@@ -235,6 +252,25 @@ fn upgrade_v1(v: &mut serde_json::Value) {
             for m in ms {
                 if let Some(ws) = m.get_mut("warnings").and_then(Value::as_array_mut) {
                     ws.iter_mut().for_each(typed);
+                }
+                // Version 2 no longer keeps what nothing reads and the row
+                // already has: each repeat's CDF (its histogram is kept),
+                // and the CDF and drift of p50−ovh (the row's, shifted).
+                if let Some(o) = m
+                    .get_mut("overhead_subtracted")
+                    .and_then(Value::as_object_mut)
+                {
+                    o.remove("cdf");
+                    o.remove("drift");
+                }
+                let summaries = m
+                    .get_mut("repeats")
+                    .and_then(|r| r.get_mut("summaries"))
+                    .and_then(Value::as_array_mut);
+                for s in summaries.into_iter().flatten() {
+                    if let Some(s) = s.as_object_mut() {
+                        s.remove("cdf");
+                    }
                 }
             }
         }

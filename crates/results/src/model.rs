@@ -103,7 +103,9 @@ pub struct Measurement {
     /// Whether the measurement took the path it claims.
     pub verification: Verification,
     /// The same samples minus the median of the matching timer-overhead
-    /// baseline (saturating at 0). Absent for the baselines themselves.
+    /// baseline (saturating at 0): its percentiles, mean and spread (its
+    /// CDF and drift are the row's own, shifted, and not repeated here).
+    /// Absent for the baselines themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead_subtracted: Option<Summary>,
     /// The baseline p50 that was subtracted.

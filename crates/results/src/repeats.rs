@@ -28,7 +28,8 @@ pub struct Repeats {
     /// Which repeats (numbered from 1) measured the row: all of them,
     /// unless a repeat stopped early.
     pub repeat_numbers: Vec<u32>,
-    /// Each of those repeats' distribution, in the row's unit.
+    /// Each of those repeats' distribution, in the row's unit (percentiles, mean and
+    /// spread; each curve is in `histograms`).
     pub summaries: Vec<Summary>,
     /// Each of those repeats' histogram, encoded as `Measurement::histogram`.
     pub histograms: Vec<String>,
@@ -278,10 +279,12 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
         }
     }
     // Each repeat's distribution without its drift series (up to 512
-    // points each; the row keeps the median repeat's).
+    // points each; the row keeps the median repeat's) and its CDF (its
+    // histogram, kept beside it, holds the whole curve).
     let summaries = parts
         .iter()
         .map(|(_, m)| Summary {
+            cdf: Vec::new(),
             drift: Vec::new(),
             drift_block: 0,
             ..m.summary.clone()

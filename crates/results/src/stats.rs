@@ -175,13 +175,11 @@ impl Summary {
             max: sub(self.max),
             mean: (self.mean - offset as f64).max(0.0),
             stddev: self.stddev,
-            cdf: self.cdf.iter().map(|&(q, v)| (q, sub(v))).collect(),
-            drift: self
-                .drift
-                .iter()
-                .map(|d| (d - offset as f64).max(0.0))
-                .collect(),
-            drift_block: self.drift_block,
+            // The curve and the drift series are the row's own, shifted:
+            // results.json keeps them once.
+            cdf: Vec::new(),
+            drift: Vec::new(),
+            drift_block: 0,
         }
     }
 }

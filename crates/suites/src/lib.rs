@@ -2,6 +2,7 @@
 //! each measurement took, and turns raw samples into results.
 
 pub mod kvmstats;
+pub mod pci;
 pub mod shm;
 pub mod tracepoints;
 pub mod verify;

@@ -11,6 +11,7 @@
 
 pub mod accel;
 pub mod elf;
+mod error;
 pub mod image;
 pub mod ivshmem_server;
 pub mod launch;

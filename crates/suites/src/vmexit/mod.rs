@@ -158,64 +158,7 @@ pub const OUTLIER_FACTOR: u64 = 10;
 /// QMP `query-pci` (Red Hat's vendor id 0x1b36, device 0x0005).
 fn testdev_mmio_bar(vm: &mut Vm) -> Option<std::ops::Range<u64>> {
     let answer = vm.qmp()?.execute("query-pci", None).ok()?;
-    testdev_bar_in(&serde_json::from_value::<Vec<PciBus>>(answer).ok()?)
-}
-
-/// What vmbench reads of QMP's `query-pci` answer (QEMU's qapi/pci.json:
-/// PciInfo, PciDeviceInfo, PciMemoryRegion, PciBridgeInfo).
-#[derive(Debug, serde::Deserialize)]
-struct PciBus {
-    devices: Vec<PciDevice>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PciDevice {
-    id: PciId,
-    #[serde(default)]
-    regions: Vec<PciRegion>,
-    #[serde(default)]
-    pci_bridge: Option<PciBridge>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PciId {
-    vendor: u64,
-    device: u64,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PciRegion {
-    bar: u64,
-    #[serde(rename = "type")]
-    kind: String,
-    address: u64,
-    size: u64,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PciBridge {
-    #[serde(default)]
-    devices: Vec<PciDevice>,
-}
-
-/// The BAR in a `query-pci` answer, searching behind bridges too.
-fn testdev_bar_in(buses: &[PciBus]) -> Option<std::ops::Range<u64>> {
-    fn search(devices: &[PciDevice]) -> Option<std::ops::Range<u64>> {
-        for d in devices {
-            if (d.id.vendor, d.id.device) == (0x1b36, 0x0005) {
-                let bar = d
-                    .regions
-                    .iter()
-                    .find(|r| r.bar == 0 && r.kind == "memory")?;
-                return Some(bar.address..bar.address.checked_add(bar.size)?);
-            }
-            if let Some(found) = d.pci_bridge.as_ref().and_then(|b| search(&b.devices)) {
-                return Some(found);
-            }
-        }
-        None
-    }
-    buses.iter().find_map(|bus| search(&bus.devices))
+    crate::pci::testdev_bar_in(&serde_json::from_value::<Vec<crate::pci::PciBus>>(answer).ok()?)
 }
 
 fn read_stats(vm: &mut Vm) -> Result<BTreeMap<String, u64>, kvmstats::StatsUnavailable> {
@@ -689,7 +632,14 @@ fn measurement(
     } else if let Some(ovh) = ring_overhead {
         let (adj, floored) = subtract_timer(&ran.raw, ovh).map_err(|e| bad_answer(row, e))?;
         m.warnings.extend(floored);
-        m.overhead_subtracted = adj.summary().ok();
+        // Percentiles of each sample minus the baseline; the curve and the
+        // drift series are the row's own (results.json keeps them once).
+        m.overhead_subtracted = adj.summary().ok().map(|s| vmbench_results::Summary {
+            cdf: Vec::new(),
+            drift: Vec::new(),
+            drift_block: 0,
+            ..s
+        });
         m.overhead_p50 = Some(ovh);
     }
     m.counters = ran.counters.clone();
@@ -790,155 +740,4 @@ fn subtract_timer(
 }
 
 #[cfg(test)]
-mod tests {
-
-    #[test]
-    fn pci_testdevs_mmio_bar_is_read_from_query_pci() {
-        // QEMU 7.2's answer for `-machine q35 -nodefaults -device
-        // pci-testdev` after SeaBIOS placed the BARs (the ioeventfd QEMU
-        // then registers for the MMIO wildcard test is at 0xfebfe801).
-        let text = include_str!("../../../fixtures/qemu/query-pci-q35-pci-testdev.json");
-        let buses = |v: serde_json::Value| serde_json::from_value::<Vec<PciBus>>(v).unwrap();
-        let answer: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert_eq!(
-            testdev_bar_in(&buses(answer.clone())),
-            Some(0xfebf_e000..0xfebf_f000)
-        );
-        // Behind a bridge, and absent.
-        let bridged = serde_json::json!([{"devices": [{"id": {"vendor": 0x8086, "device": 1},
-            "regions": [], "pci_bridge": {"devices": answer[0]["devices"].clone()}}]}]);
-        assert_eq!(
-            testdev_bar_in(&buses(bridged)),
-            Some(0xfebf_e000..0xfebf_f000)
-        );
-        assert_eq!(
-            testdev_bar_in(&buses(serde_json::json!([{"devices": []}]))),
-            None
-        );
-    }
-
-    #[test]
-    fn the_devices_own_count_confirms_or_fails_a_testdev_row() {
-        let verified = Verification::Verified {
-            evidence: "tracepoints".into(),
-        };
-        let v = with_device_count(verified.clone(), Row::KernelMmioQemu, 1020, Some(1020));
-        assert!(
-            matches!(&v, Verification::Verified { evidence } if evidence.contains("served 1020 of 1020")),
-            "{v:?}"
-        );
-        // Writes QEMU never saw, on a row that claims QEMU.
-        let v = with_device_count(verified.clone(), Row::UserPioQemu, 1020, Some(1000));
-        assert!(matches!(&v, Verification::Failed { .. }), "{v:?}");
-        // An ioeventfd row whose writes reached the device.
-        let v = with_device_count(verified.clone(), Row::KernelMmioIoeventfd, 1020, Some(3));
-        assert!(matches!(&v, Verification::Failed { .. }), "{v:?}");
-        let tcg = Verification::Unverified {
-            reason: "not verifiable: TCG".into(),
-        };
-        let v = with_device_count(tcg, Row::KernelPioIoeventfd, 1020, Some(0));
-        assert!(
-            matches!(&v, Verification::Unverified { reason } if reason.starts_with("not verifiable: TCG") && reason.contains("served 0 of 1020")),
-            "{v:?}"
-        );
-        // Rows without the device are left alone.
-        assert_eq!(
-            with_device_count(verified.clone(), Row::KernelFast, 10, None),
-            verified
-        );
-    }
-    use super::*;
-
-    #[test]
-    fn samples_below_the_timer_baseline_are_counted_not_floored_silently() {
-        let (adj, warning) = subtract_timer(&[30, 40, 100, 200, 39], 40).unwrap();
-        let s = adj.summary().unwrap();
-        assert_eq!((s.min, s.max, s.n), (0, 160, 5));
-        let w = warning.expect("two samples were below the baseline");
-        assert_eq!(w.kind, WarningKind::OverheadFloored);
-        assert!(
-            w.message
-                .starts_with("2 of 5 samples are below the timer baseline's p50 (40 ticks)"),
-            "{w}"
-        );
-        let (_, none) = subtract_timer(&[40, 41, 90], 40).unwrap();
-        assert_eq!(none, None);
-    }
-
-    #[test]
-    fn ring0_rows_run_first_and_baselines_lead_their_group() {
-        let o = VmexitOptions::new(Accel::Kvm);
-        let rows = o.ordered_rows();
-        assert_eq!(rows[0], Row::KernelTimerOverhead);
-        let first_user = rows.iter().position(|r| r.mode() != Mode::Kernel).unwrap();
-        assert_eq!(rows[first_user], Row::TimerOverhead);
-        assert!(rows[..first_user].iter().all(|r| r.mode() == Mode::Kernel));
-        assert!(rows[first_user..].iter().all(|r| r.mode() != Mode::Kernel));
-        assert_eq!(rows.len(), o.rows.len());
-    }
-
-    fn m(id: &str, v: vmbench_results::Verification) -> Measurement {
-        let mut set = SampleSet::new();
-        set.record(1).unwrap();
-        Measurement::from_samples(id, "x", Unit::TscTicks, &set, v).unwrap()
-    }
-
-    #[test]
-    fn one_inconsistent_row_unverifies_the_whole_run() {
-        use vmbench_results::Verification::*;
-        let mut ms = vec![
-            m(
-                "a",
-                Unverified {
-                    reason: "counters inconsistent: exits +635 over 40200".into(),
-                },
-            ),
-            m(
-                "b",
-                Failed {
-                    evidence: "io_exits +0".into(),
-                },
-            ),
-            m(
-                "c",
-                Verified {
-                    evidence: "exits +80463".into(),
-                },
-            ),
-            m(
-                "d",
-                Unverified {
-                    reason: "not verifiable: TCG".into(),
-                },
-            ),
-        ];
-        distrust_baselines_if_counters_lie(&mut ms);
-        for x in &ms[..3] {
-            assert!(
-                matches!(&x.verification, Unverified { reason } if reason.starts_with("counters inconsistent")),
-                "{x:?}"
-            );
-        }
-        assert!(matches!(&ms[3].verification, Unverified { reason } if reason.contains("TCG")));
-        // A consistent run keeps its verdicts.
-        let mut ok = vec![
-            m(
-                "c",
-                Verified {
-                    evidence: "fine".into(),
-                },
-            ),
-            m(
-                "b",
-                Failed {
-                    evidence: "bad".into(),
-                },
-            ),
-        ];
-        distrust_baselines_if_counters_lie(&mut ok);
-        assert!(
-            matches!(ok[0].verification, Verified { .. })
-                && matches!(ok[1].verification, Failed { .. })
-        );
-    }
-}
+mod tests;
