@@ -3,14 +3,11 @@
 //! with itself (A/A) and with copies whose data this test controls.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+mod common;
+use common::{BIN, vmbench};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vmbench");
-
-fn vmbench() -> Command {
-    Command::new(BIN)
-}
+use std::process::Output;
 
 fn compare(a: &Path, b: &Path, extra: &[&str]) -> Output {
     vmbench()

@@ -4,15 +4,12 @@
 //! the hdrhistogram crate's interval-log reader.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+mod common;
+use common::{BIN, vmbench};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use vmbench_testkit::{have_qemu, require};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vmbench");
-
-fn vmbench() -> Command {
-    Command::new(BIN)
-}
 
 fn export(run: &Path, args: &[&str]) -> Vec<u8> {
     let o = vmbench()

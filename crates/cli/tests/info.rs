@@ -1,11 +1,8 @@
 //! `vmbench info` as a user runs it.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-use std::process::Command;
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
+mod common;
+use common::vmbench;
 
 fn fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

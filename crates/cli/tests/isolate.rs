@@ -1,14 +1,13 @@
 //! `vmbench isolate` as a user runs it.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::vmbench;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use vmbench_host::fixture;
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 fn tree(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

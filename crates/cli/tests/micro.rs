@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use common::vmbench;
 
 use vmbench_testkit::{QEMU, have_qemu, local_id as id_of, processes_mentioning, require};
 
@@ -10,10 +11,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use vmbench_vm::{Accel, Vm, VmError, VmOptions};
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 fn micro_elf() -> PathBuf {
     vmbench_vm::microguest::build().unwrap()

@@ -6,15 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use common::vmbench;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 struct Setup {
     _tmp: tempfile::TempDir,

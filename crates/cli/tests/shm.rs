@@ -2,17 +2,16 @@
 //! hostile guest end against `vmbench shm host`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::vmbench;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::{Duration, Instant};
 use vmbench_proto::layout::*;
 use vmbench_proto::shm::{G_ACK, G_LEN, G_STATUS, G_T, P_SEQ};
 use vmbench_proto::{Command as GuestCommand, GuestEnd, MappedRegion, Region};
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 #[test]
 fn loopback_prints_every_measurement_with_integrity_and_ratios() {

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use common::vmbench;
 use vmbench_testkit::{QEMU, local_id as id_of, processes_mentioning};
 
 use std::path::Path;
@@ -14,10 +15,6 @@ use std::process::Command;
 use std::time::Duration;
 use vmbench_proto::Command as GuestCommand;
 use vmbench_vm::{Accel, Vm, VmError, VmOptions};
-
-fn vmbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 fn image() -> &'static Path {
     common::guest_image()

@@ -119,4 +119,24 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
         assert!(text.ends_with("}\n"));
     }
+
+    #[test]
+    fn a_changed_value_changes_one_line() {
+        let drift: Vec<f64> = (0..512).map(f64::from).collect();
+        let mut v = serde_json::json!({
+            "measurements": [{"id": "a", "summary": {"p50": 74, "p99": 100, "drift": drift}},
+                             {"id": "b", "summary": {"p50": 80, "p99": 120, "drift": drift}}]
+        });
+        let before = to_text(&v).unwrap();
+        v["measurements"][1]["summary"]["p99"] = serde_json::json!(121);
+        let after = to_text(&v).unwrap();
+        let changed = before
+            .lines()
+            .zip(after.lines())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(before.lines().count(), after.lines().count());
+        assert_eq!(changed, 1, "{after}");
+        assert!(before.lines().count() < 30, "{before}");
+    }
 }

@@ -203,6 +203,16 @@ fn load_versioned(out: &OutputDir) -> Result<(RunRecord, u64), PublishError> {
     let mut record: RunRecord =
         serde_json::from_value(v).map_err(|e| PublishError::Json(e.to_string()))?;
     record.results.upgrade();
+    if read_version == 1 {
+        // Version 1 wrote one copy of a warning per repeat that had it.
+        for m in &mut record.results.measurements {
+            let mut merged = Vec::new();
+            for w in std::mem::take(&mut m.warnings) {
+                vmbench_results::warning::add(&mut merged, w);
+            }
+            m.warnings = merged;
+        }
+    }
     check_plausible(&record)?;
     Ok((record, read_version))
 }
@@ -228,13 +238,7 @@ fn upgrade_v1(v: &mut serde_json::Value) {
             Some((n, rest)) if n.parse::<u32>().is_ok() => (n.parse::<u32>().ok(), rest),
             _ => (None, text),
         };
-        let kind = if message.starts_with("faster than its physical reference") {
-            "faster-than-reference"
-        } else if message.starts_with("TCG (software emulation): no VM exits happen") {
-            "tcg"
-        } else {
-            "unclassified"
-        };
+        let kind = v1_kind(message);
         let mut typed = serde_json::json!({ "kind": kind, "message": message });
         if let Some(n) = repeat {
             typed["repeats"] = serde_json::json!([n]);
@@ -291,6 +295,50 @@ fn upgrade_v1(v: &mut serde_json::Value) {
         }
     }
     v["schema_version"] = Value::from(RUN_SCHEMA_VERSION);
+}
+
+/// The kind of a warning version 1 wrote as text, by the words each kind
+/// of warning began with (or, for a few, contained) in that version: the
+/// one place a warning's prose is read, for records written before it had
+/// a kind.
+fn v1_kind(message: &str) -> &'static str {
+    const BY_START: &[(&str, &str)] = &[
+        ("TCG (software emulation): no VM exits happen", "tcg"),
+        ("Mixed accelerators:", "partly-tcg"),
+        ("The host itself runs under a hypervisor", "nested-host"),
+        ("The host is a guest of QEMU's TCG", "tcg-hosted-kvm"),
+        ("RDTSC exits", "rdtsc-exits"),
+        ("KVM emulates this guest's ring 0", "ring0-emulated"),
+        (
+            "the window is within 3× the timer's own cost",
+            "timer-dominates",
+        ),
+        (
+            "faster than its physical reference",
+            "faster-than-reference",
+        ),
+        ("timed on the guest's TSC", "guest-clock"),
+        ("the guest's TSC runs at", "tsc-mismatch"),
+        ("host: no hardware counters", "no-hardware-counters"),
+        ("guest: no hardware counters", "no-hardware-counters"),
+        ("the guest reports a", "mapping-mismatch"),
+        ("TCG ignores memory types", "memory-type-arms"),
+        ("host CPU ", "memory-type-arms"),
+        ("thermal throttling during", "host-changed"),
+        ("run-to-run spread", "repeat-spread"),
+        ("a repeat's histogram is missing", "histogram-missing"),
+        ("the host was NOT fully restored", "host-not-restored"),
+    ];
+    const CONTAINED: &[(&str, &str)] = &[
+        ("x the median (interrupts or preemption", "outliers"),
+        ("external-interrupt exits happened", "interrupt-exits"),
+        ("below the timer baseline's p50", "overhead-floored"),
+    ];
+    BY_START
+        .iter()
+        .find(|(start, _)| message.starts_with(start))
+        .or_else(|| CONTAINED.iter().find(|(words, _)| message.contains(words)))
+        .map_or("unclassified", |(_, kind)| kind)
 }
 
 /// TSC frequencies a machine can have, in kHz (1 MHz to 100 GHz).

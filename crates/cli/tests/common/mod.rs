@@ -3,6 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The test build of `vmbench`.
+pub const BIN: &str = env!("CARGO_BIN_EXE_vmbench");
+
+/// A command running the test build of `vmbench`.
+pub fn vmbench() -> Command {
+    Command::new(BIN)
+}
 
 /// The guest image the boot tests use, with the test build of
 /// `vmbench-agent` as its /init; fails the test when QEMU or a kernel is
