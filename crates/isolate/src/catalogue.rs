@@ -2,7 +2,7 @@
 //! knobs in the order apply writes them: governor before turbo, since
 //! setting the governor can reset no_turbo). The journal's allow-list
 //! (`trust`), `--skip`, the tests' host snapshot and the docs' checklist
-//! are all derived from it; the audit of each knob is `KnobId::audit`.
+//! are all derived from it; the audit of each knob is `knobs::audit`.
 
 use crate::model::{KnobClass, KnobId};
 

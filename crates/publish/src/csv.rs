@@ -92,10 +92,10 @@ pub fn write_all(r: &RunRecord, dir: &OutputDir) -> Result<(), PublishError> {
         // The suite's guest; a record from before `guests` has one for all.
         let guest = r.guest_of(suite);
         let accel = guest.map_or_else(|| r.accel_label(), |g| g.accel.name().to_string());
-        let kind = guest.map_or(r.guest_flavour.as_str(), |g| g.kind.as_str());
+        let kind = guest.map_or_else(|| r.guest_flavour.clone(), |g| g.kind.to_string());
         let setting = Setting {
             accel: &accel,
-            guest: kind,
+            guest: &kind,
         };
         dir.write(&format!("{suite}.csv"), render(&ms, setting).as_bytes())?;
     }

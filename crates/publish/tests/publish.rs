@@ -96,7 +96,7 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
         },
         guest_flavour: "linux".into(),
         guests: vec![],
-        suites: vec!["vmexit".into(), "shm".into()],
+        suites: vec![vmbench_results::Suite::Vmexit, vmbench_results::Suite::Shm],
         complete: true,
         incomplete: vec![],
         host_rows,
@@ -709,8 +709,8 @@ fn a_mixed_accelerator_run_says_which_suite_ran_where() {
     };
     r.guests = vec![
         GuestRecord {
-            suites: vec!["vmexit".into()],
-            kind: "micro".into(),
+            suites: vec![vmbench_results::Suite::Vmexit],
+            kind: vmbench_results::GuestKind::Micro,
             accel: Accel::Kvm,
             spec: GuestSpec {
                 kernel_release: "none (vmbench micro-guest, no OS)".into(),
@@ -719,8 +719,8 @@ fn a_mixed_accelerator_run_says_which_suite_ran_where() {
             qemu: Some(qemu("kvm")),
         },
         GuestRecord {
-            suites: vec!["shm".into()],
-            kind: "linux".into(),
+            suites: vec![vmbench_results::Suite::Shm],
+            kind: vmbench_results::GuestKind::Linux,
             accel: Accel::Tcg,
             spec: GuestSpec {
                 kernel_release: "6.1.0".into(),

@@ -23,8 +23,8 @@ pub use model::{
 };
 pub mod record;
 pub use record::{
-    Accel, BuildRecord, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION, RunRecord,
-    SpecRow, results_json_schema,
+    Accel, BuildRecord, GuestKind, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION,
+    RunRecord, SpecRow, results_json_schema, suite_names,
 };
 pub use repeats::Repeats;
 pub use stats::{SampleSet, StatsError, Summary};

@@ -86,7 +86,7 @@ pub struct RunRecord {
     #[serde(default)]
     pub guests: Vec<GuestRecord>,
     /// Suites asked for, in order (`vmexit`, `shm`).
-    pub suites: Vec<String>,
+    pub suites: Vec<crate::Suite>,
     /// False when a suite ended early; `incomplete` says why.
     pub complete: bool,
     /// Why the run is incomplete (which suite ended early, and how).
@@ -123,13 +123,56 @@ pub struct RunRecord {
     pub results: Results,
 }
 
+/// Which guest boots.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum GuestKind {
+    /// The Linux guest (image from `vmbench image build` or `nix build .#guest-image`).
+    #[default]
+    Linux,
+    /// The OS-free micro-guest (a PVH ELF; no guest interrupts or scheduler).
+    Micro,
+}
+
+impl std::fmt::Display for GuestKind {
+    /// The guest's id, as results.json and the config write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestKind::Linux => "linux",
+            GuestKind::Micro => "micro",
+        })
+    }
+}
+
+/// Suite ids joined with `sep` (`vmexit, shm`).
+pub fn suite_names(suites: &[crate::Suite], sep: &str) -> String {
+    suites
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+impl GuestKind {
+    /// The guest's name in messages and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestKind::Linux => "Linux",
+            GuestKind::Micro => "micro",
+        }
+    }
+}
+
 /// One guest of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GuestRecord {
     /// The suites it ran (`vmexit`, `shm`).
-    pub suites: Vec<String>,
+    pub suites: Vec<crate::Suite>,
     /// `linux` or `micro`.
-    pub kind: String,
+    pub kind: GuestKind,
     /// The accelerator it ran under.
     pub accel: Accel,
     /// The guest agent's specification.
@@ -204,7 +247,7 @@ impl RunRecord {
                     format!(
                         "{} ({}: {} guest)",
                         g.accel.name(),
-                        g.suites.join(", "),
+                        suite_names(&g.suites, ", "),
                         g.kind
                     )
                 })
@@ -239,17 +282,15 @@ impl RunRecord {
     /// The guest that ran `suite` (none in a record from before `guests`,
     /// or a run without a guest).
     pub fn guest_of(&self, suite: crate::Suite) -> Option<&GuestRecord> {
-        self.guests
-            .iter()
-            .find(|g| g.suites.iter().any(|s| s == suite.name()))
+        self.guests.iter().find(|g| g.suites.contains(&suite))
     }
 
     /// The suites whose guests ran under TCG.
-    pub fn tcg_suites(&self) -> Vec<String> {
+    pub fn tcg_suites(&self) -> Vec<crate::Suite> {
         self.guests
             .iter()
             .filter(|g| g.accel == Accel::Tcg)
-            .flat_map(|g| g.suites.iter().cloned())
+            .flat_map(|g| g.suites.iter().copied())
             .collect()
     }
 }

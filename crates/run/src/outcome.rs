@@ -167,7 +167,7 @@ pub fn label_guests(results: &mut Results, guests: &[vmbench_results::GuestRecor
     let tcg: Vec<&str> = guests
         .iter()
         .filter(|g| g.accel == Accel::Tcg)
-        .flat_map(|g| g.suites.iter().map(String::as_str))
+        .flat_map(|g| g.suites.iter().map(|s| s.name()))
         .collect();
     if tcg.is_empty() {
         return;
@@ -179,7 +179,7 @@ pub fn label_guests(results: &mut Results, guests: &[vmbench_results::GuestRecor
     let kvm: Vec<&str> = guests
         .iter()
         .filter(|g| g.accel == Accel::Kvm)
-        .flat_map(|g| g.suites.iter().map(String::as_str))
+        .flat_map(|g| g.suites.iter().map(|s| s.name()))
         .collect();
     results.warnings.insert(
         0,

@@ -451,10 +451,10 @@ fn describe_guest(
     rec: &mut SuiteRecord,
 ) -> Box<dyn GuestSession> {
     match rec.guests.last_mut() {
-        Some(last) if reused => last.suites.push(suite.name().to_string()),
+        Some(last) if reused => last.suites.push(suite),
         _ => rec.guests.push(GuestRecord {
-            suites: vec![suite.name().to_string()],
-            kind: ctx.plan.guest_for(suite).name().to_lowercase(),
+            suites: vec![suite],
+            kind: ctx.plan.guest_for(suite),
             accel: session.accel(),
             spec: session.spec().clone(),
             qemu: Some(session.qemu()),
@@ -635,12 +635,7 @@ impl Restored {
                 GuestKind::Linux => "linux".into(),
                 GuestKind::Micro => "micro (VM-exit suite), linux (shm suite)".into(),
             },
-            suites: ctx
-                .plan
-                .suites
-                .iter()
-                .map(|x| x.name().to_string())
-                .collect(),
+            suites: ctx.plan.suites.clone(),
             complete: end.complete,
             incomplete: suites.incomplete,
             host_rows: ctx

@@ -505,10 +505,7 @@ fn the_micro_guest_runs_the_vmexit_suite_and_a_linux_guest_the_shm_suite() {
         recorded.record.guest_flavour,
         "micro (VM-exit suite), linux (shm suite)"
     );
-    assert_eq!(
-        recorded.record.suites,
-        [Suite::Vmexit.name(), Suite::Shm.name()]
-    );
+    assert_eq!(recorded.record.suites, [Suite::Vmexit, Suite::Shm]);
     assert!(recorded.record.is_tcg());
 }
 
@@ -520,16 +517,16 @@ fn a_mixed_accelerator_run_records_each_guest_and_says_so() {
     s.fake.script.borrow_mut().micro_under_kvm = true;
     let record = run(&mut s).unwrap().record;
     assert_eq!(record.accel, None);
-    let guests: Vec<(&str, Accel, Vec<String>)> = record
+    let guests: Vec<(GuestKind, Accel, Vec<Suite>)> = record
         .guests
         .iter()
-        .map(|g| (g.kind.as_str(), g.accel, g.suites.clone()))
+        .map(|g| (g.kind, g.accel, g.suites.clone()))
         .collect();
     assert_eq!(
         guests,
         [
-            ("micro", Accel::Kvm, vec!["vmexit".to_string()]),
-            ("linux", Accel::Tcg, vec!["shm".to_string()]),
+            (GuestKind::Micro, Accel::Kvm, vec![Suite::Vmexit]),
+            (GuestKind::Linux, Accel::Tcg, vec![Suite::Shm]),
         ]
     );
     assert!(record.is_mixed() && !record.is_tcg());

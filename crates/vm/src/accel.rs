@@ -23,27 +23,7 @@ pub enum AccelChoice {
     Tcg,
 }
 
-/// Which guest boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum GuestKind {
-    /// The Linux guest (image from `vmbench image build` or `nix build .#guest-image`).
-    #[default]
-    Linux,
-    /// The OS-free micro-guest (a PVH ELF; no guest interrupts or scheduler).
-    Micro,
-}
-
-impl GuestKind {
-    /// The guest's name in messages and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            GuestKind::Linux => "Linux",
-            GuestKind::Micro => "micro",
-        }
-    }
-}
+pub use vmbench_results::GuestKind;
 
 /// The accelerator chosen, and what the user should be told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,11 @@ use super::*;
 
 /// The title, what kind of run it is, and when and where it ran.
 pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
-    let _ = writeln!(o, "# vmbench report: {}\n", r.suites.join(" + "));
+    let _ = writeln!(
+        o,
+        "# vmbench report: {}\n",
+        vmbench_results::suite_names(&r.suites, " + ")
+    );
     if r.is_tcg() {
         let _ = writeln!(
             o,
@@ -15,7 +19,7 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
         let _ = writeln!(
             o,
             "> **Mixed accelerators — not every figure is a KVM measurement.** The {} suite ran under TCG (software emulation): its figures are the cost of emulation on this host, not VM exits. Only the guests listed under KVM below measured KVM.\n",
-            r.tcg_suites().join(" and ")
+            vmbench_results::suite_names(&r.tcg_suites(), " and ")
         );
     }
     if !r.complete {
@@ -37,7 +41,10 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
 /// The first screen: what ran, and where.
 pub(super) fn at_a_glance(o: &mut String, r: &RunRecord) {
     let mut rows = vec![
-        vec!["suites".into(), r.suites.join(", ")],
+        vec![
+            "suites".into(),
+            vmbench_results::suite_names(&r.suites, ", "),
+        ],
         vec![
             "accelerator".into(),
             if r.is_tcg() {
@@ -51,7 +58,13 @@ pub(super) fn at_a_glance(o: &mut String, r: &RunRecord) {
             if r.guests.len() > 1 {
                 r.guests
                     .iter()
-                    .map(|g| format!("{} ({})", g.kind, g.suites.join(", ")))
+                    .map(|g| {
+                        format!(
+                            "{} ({})",
+                            g.kind,
+                            vmbench_results::suite_names(&g.suites, ", ")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {

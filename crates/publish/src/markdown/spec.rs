@@ -67,7 +67,7 @@ pub(super) fn spec_sections(o: &mut String, r: &RunRecord) {
             let title = format!(
                 "Guest: {} ({}, {})",
                 g.kind,
-                g.suites.join(" and "),
+                vmbench_results::suite_names(&g.suites, " and "),
                 g.accel.name()
             );
             guest_section(o, &title, &g.spec, g.qemu.as_ref());
