@@ -282,9 +282,18 @@ fn assert_all_verified(results: &serde_json::Value, what: &str) {
     ] {
         let m = find(id).unwrap_or_else(|| panic!("{what}: no {id}"));
         let p = per_execution(m, reason);
+        // Once per execution, plus what each interrupt injected during the
+        // row brings (SVM's MSR exit code is the same for the guest
+        // handler's EOI and timer writes), bounded as the verifier bounds
+        // a baseline's events: a row that happened to catch many timer
+        // ticks is not a wrong exit reason.
+        let executions = m["exit_events"]["executions"].as_f64().unwrap();
+        let injected = m["counters"]["irq_injections"].as_f64().unwrap_or(0.0);
+        let per_interrupt = vmbench_suites::verify::EVENTS_PER_INTERRUPT as f64;
+        let upper = 1.1 + per_interrupt * injected / executions;
         assert!(
-            (0.99..1.1).contains(&p),
-            "{what}: {id}: {reason} {p} per execution: {m}"
+            (0.99..upper).contains(&p),
+            "{what}: {id}: {reason} {p} per execution (at most {upper} with {injected} interrupts injected): {m}"
         );
     }
 }

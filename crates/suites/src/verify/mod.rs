@@ -192,7 +192,7 @@ pub const EMULATED_PER_EXECUTION: u64 = 2;
 /// `kvm_eoi`) and timer re-arm (an exit and a `kvm_msr`). Measured under
 /// kvm_amd (nested): about 2.6 `kvm_exit`, 1.6 `kvm_msr` and one `kvm_eoi`
 /// per injected timer tick.
-const EVENTS_PER_INTERRUPT: u64 = 7;
+pub const EVENTS_PER_INTERRUPT: u64 = 7;
 
 /// A baseline: no KVM event of its own (within the slack), `seen` being
 /// every event's count per execution. Up to [`EVENTS_PER_INTERRUPT`] events
