@@ -36,25 +36,33 @@ fn is_flat_array(v: &Value) -> bool {
     }
 }
 
-/// An object whose values are plain or flat lists, short enough for a line.
-fn is_small_object(v: &Value, compact: &str) -> bool {
+/// An object whose values are plain values or flat lists.
+fn is_flat_object(v: &Value) -> bool {
     match v {
-        Value::Object(m) => {
-            compact.len() <= ONE_LINE_OBJECT && m.values().all(|x| is_scalar(x) || is_flat_array(x))
-        }
+        Value::Object(m) => m.values().all(|x| is_scalar(x) || is_flat_array(x)),
         _ => false,
     }
 }
 
 fn write(v: &Value, indent: usize, out: &mut String) -> Result<(), serde_json::Error> {
-    let compact = serde_json::to_string(v)?;
+    // Serialised whole only when it may go on one line: a subtree is not
+    // turned into text once per level above it.
     let one_line = match v {
         Value::Array(a) => a.is_empty() || is_flat_array(v),
-        Value::Object(m) => m.is_empty() || is_small_object(v, &compact),
+        Value::Object(m) if m.is_empty() => true,
+        Value::Object(_) if is_flat_object(v) => {
+            let compact = serde_json::to_string(v)?;
+            if compact.len() <= ONE_LINE_OBJECT {
+                out.push_str(&compact);
+                return Ok(());
+            }
+            false
+        }
+        Value::Object(_) => false,
         _ => true,
     };
     if one_line {
-        out.push_str(&compact);
+        out.push_str(&serde_json::to_string(v)?);
         return Ok(());
     }
     let pad = " ".repeat(indent + 2);
@@ -81,7 +89,7 @@ fn write(v: &Value, indent: usize, out: &mut String) -> Result<(), serde_json::E
             out.push_str(&" ".repeat(indent));
             out.push(']');
         }
-        _ => out.push_str(&compact),
+        _ => out.push_str(&serde_json::to_string(v)?),
     }
     Ok(())
 }
