@@ -8,6 +8,7 @@ use common::{BIN, vmbench};
 
 use std::path::Path;
 use std::process::Output;
+use vmbench_results::RunRecord;
 
 fn compare(a: &Path, b: &Path, extra: &[&str]) -> Output {
     vmbench()
@@ -24,12 +25,12 @@ fn differences(o: &Output) -> Vec<serde_json::Value> {
     v["differences"].as_array().unwrap().clone()
 }
 
-fn edit(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+/// Reads the run's record into its types, lets `f` change it, writes it back.
+fn edit(dir: &Path, f: impl FnOnce(&mut RunRecord)) {
     let p = dir.join("results.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    let mut r: RunRecord = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut r);
+    std::fs::write(&p, serde_json::to_string(&r).unwrap()).unwrap();
 }
 
 fn copy_run(from: &Path, to: &Path) {
@@ -41,23 +42,23 @@ fn copy_run(from: &Path, to: &Path) {
 /// its summaries and histograms, as a run that measured them would hold.
 fn set_row_repeats(dir: &Path, id: &str, repeats: &[Vec<u64>]) {
     use vmbench_results::SampleSet;
-    edit(dir, |v| {
-        let m = v["results"]["measurements"]
-            .as_array_mut()
-            .unwrap()
+    edit(dir, |r| {
+        let m = r
+            .results
+            .measurements
             .iter_mut()
-            .find(|m| m["id"] == id)
+            .find(|m| m.id.as_str() == id)
             .unwrap_or_else(|| panic!("no row {id}"));
-        let mut summaries = Vec::new();
-        let mut histograms = Vec::new();
+        let rep = m.repeats.as_mut().unwrap();
+        assert_eq!(rep.summaries.len(), repeats.len());
+        rep.summaries.clear();
+        rep.histograms.clear();
         for samples in repeats {
             let mut s = SampleSet::new();
             s.extend(samples.iter().copied()).unwrap();
-            summaries.push(serde_json::to_value(s.summary().unwrap()).unwrap());
-            histograms.push(serde_json::json!(s.encoded_histogram()));
+            rep.summaries.push(s.summary().unwrap());
+            rep.histograms.push(s.encoded_histogram());
         }
-        m["repeats"]["summaries"] = serde_json::Value::Array(summaries);
-        m["repeats"]["histograms"] = serde_json::Value::Array(histograms);
     });
 }
 
@@ -73,16 +74,19 @@ fn quiet_repeats(factor: u64) -> Vec<Vec<u64>> {
 /// Every TSC frequency of the run (the host's and each row's) times
 /// (1 + ppm / 10⁶), as a second calibration of the same host would give.
 fn recalibrate(dir: &Path, ppm: f64) -> f64 {
+    use vmbench_host::fact::Fact;
     let mut error_ppm = 0.0;
-    edit(dir, |v| {
+    edit(dir, |r| {
         let f = 1.0 + ppm / 1e6;
-        let tsc = &mut v["host"]["tsc"];
-        error_ppm = tsc["calibration"]["error_ppm"].as_f64().unwrap();
-        let khz = tsc["frequency"]["khz"].as_f64().unwrap();
-        tsc["frequency"]["khz"] = serde_json::json!(khz * f);
-        for m in v["results"]["measurements"].as_array_mut().unwrap() {
-            if let Some(k) = m["tsc_khz"].as_f64() {
-                m["tsc_khz"] = serde_json::json!(k * f);
+        let tsc = &mut r.host.tsc;
+        let (Fact::Known(cal), Fact::Known(freq)) = (&tsc.calibration, &mut tsc.frequency) else {
+            panic!("the run knows its TSC frequency and calibration");
+        };
+        error_ppm = cal.error_ppm;
+        freq.khz *= f;
+        for m in &mut r.results.measurements {
+            if let Some(k) = &mut m.tsc_khz {
+                *k *= f;
             }
         }
     });

@@ -9,6 +9,7 @@ use common::{BIN, vmbench};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use vmbench_results::{Accel, Measurement, RunRecord};
 use vmbench_testkit::{have_qemu, require};
 
 fn export(run: &Path, args: &[&str]) -> Vec<u8> {
@@ -83,15 +84,15 @@ fn exports_are_read_by_hyperfine_bencher_and_hdrhistogram() {
     let scripts = scripts.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = vmbench_testkit::micro_run(BIN.as_ref(), tmp.path(), "run", 3);
-    let record: serde_json::Value =
+    let record: RunRecord =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
-    let row = record["results"]["measurements"]
-        .as_array()
-        .unwrap()
+    let row = record
+        .results
+        .measurements
         .iter()
-        .find(|m| m["id"] == "vmexit.kernel-fast")
+        .find(|m| m.id.as_str() == "vmexit.kernel-fast")
         .unwrap();
-    let p50_ns = row["summary"]["p50"].as_f64().unwrap() / row["tsc_khz"].as_f64().unwrap() * 1e6;
+    let p50_ns = row.summary.p50 as f64 / row.tsc_khz.unwrap() * 1e6;
 
     hyperfine_reads(&run, tmp.path(), &scripts, p50_ns);
     bencher_reads(&run, tmp.path(), &record, row);
@@ -175,7 +176,7 @@ fn hyperfine_reads(run: &Path, tmp: &Path, scripts: &Path, p50_ns: f64) {
 }
 
 /// BMF against Bencher's schema.
-fn bencher_reads(run: &Path, tmp: &Path, record: &serde_json::Value, row: &serde_json::Value) {
+fn bencher_reads(run: &Path, tmp: &Path, record: &RunRecord, row: &Measurement) {
     // Bencher Metric Format, against Bencher's schema; custom measures for
     // ticks and bytes per second; names that carry the accelerator.
     let bmf_file = tmp.join("bmf.json");
@@ -201,7 +202,7 @@ fn bencher_reads(run: &Path, tmp: &Path, record: &serde_json::Value, row: &serde
         ticks["upper_value"].as_f64().unwrap(),
     );
     assert!(lo <= v && v <= hi, "{ticks}");
-    assert_eq!(v, row["repeats"]["geometric_mean_p50"].as_f64().unwrap());
+    assert_eq!(v, row.repeats.as_ref().unwrap().geometric_mean_p50);
     for (name, measures) in bmf.as_object().unwrap() {
         assert!(name.ends_with(" [tcg]") && name.len() <= 1024, "{name}");
         for slug in measures.as_object().unwrap().keys() {
@@ -213,18 +214,22 @@ fn bencher_reads(run: &Path, tmp: &Path, record: &serde_json::Value, row: &serde
     let kvm = tmp.join("as-kvm");
     std::fs::create_dir(&kvm).unwrap();
     let mut as_kvm = record.clone();
-    as_kvm["accel"] = serde_json::json!("kvm");
-    for g in as_kvm["guests"].as_array_mut().unwrap() {
-        g["accel"] = serde_json::json!("kvm");
+    as_kvm.accel = Some(Accel::Kvm);
+    for g in &mut as_kvm.guests {
+        g.accel = Accel::Kvm;
     }
-    std::fs::write(kvm.join("results.json"), as_kvm.to_string()).unwrap();
+    std::fs::write(
+        kvm.join("results.json"),
+        serde_json::to_string(&as_kvm).unwrap(),
+    )
+    .unwrap();
     let other: serde_json::Value =
         serde_json::from_slice(&export(&kvm, &["--format", "bmf"])).unwrap();
     assert!(other.get("vmexit.kernel-fast [kvm]").is_some(), "{other}");
 }
 
 /// The interval log through the hdrhistogram crate's reader.
-fn hdrhistogram_reads(run: &Path, record: &serde_json::Value) {
+fn hdrhistogram_reads(run: &Path, record: &RunRecord) {
     // HdrHistogram's interval log, read back by the crate's own parser:
     // every repeat of every row, its p50 the repeat's.
     use hdrhistogram::serialization::Deserializer;
@@ -246,25 +251,22 @@ fn hdrhistogram_reads(run: &Path, record: &serde_json::Value) {
         let h: hdrhistogram::Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .unwrap();
-        let m = record["results"]["measurements"]
-            .as_array()
-            .unwrap()
+        let m = record
+            .results
+            .measurements
             .iter()
-            .find(|m| m["id"] == id)
+            .find(|m| m.id.as_str() == id)
             .unwrap();
         let k: usize = repeat.parse::<usize>().unwrap() - 1;
-        let want = &m["repeats"]["summaries"][k];
-        assert_eq!(h.len(), want["n"].as_u64().unwrap(), "{tag}");
-        assert!(
-            h.equivalent(h.value_at_quantile(0.5), want["p50"].as_u64().unwrap()),
-            "{tag}"
-        );
+        let want = &m.repeats.as_ref().unwrap().summaries[k];
+        assert_eq!(h.len(), want.n, "{tag}");
+        assert!(h.equivalent(h.value_at_quantile(0.5), want.p50), "{tag}");
     }
-    let kernel_rows = record["results"]["measurements"]
-        .as_array()
-        .unwrap()
+    let kernel_rows = record
+        .results
+        .measurements
         .iter()
-        .filter(|m| m["id"].as_str().unwrap().starts_with("vmexit.kernel-"))
+        .filter(|m| m.id.as_str().starts_with("vmexit.kernel-"))
         .count();
     assert_eq!(intervals, 3 * kernel_rows);
 }

@@ -98,6 +98,12 @@ impl Setup {
         serde_json::from_str(&std::fs::read_to_string(self.out.join("results.json")).unwrap())
             .unwrap()
     }
+
+    /// The record in its types, as `vmbench report render` reads it.
+    fn typed_record(&self) -> vmbench_results::RunRecord {
+        serde_json::from_str(&std::fs::read_to_string(self.out.join("results.json")).unwrap())
+            .unwrap()
+    }
 }
 
 fn no_leftovers(pid: u32) {
@@ -465,36 +471,36 @@ fn repeats_give_every_row_its_repeats_a_median_with_a_ci_and_a_spread() {
         3,
         "{stderr}"
     );
-    let v = s.record();
-    let ms = v["results"]["measurements"].as_array().unwrap();
+    let record = s.typed_record();
+    let ms = &record.results.measurements;
     assert!(ms.len() > 20);
     let mut flagged = 0;
     for m in ms {
-        let rep = &m["repeats"];
-        assert_eq!(rep["summaries"].as_array().unwrap().len(), 3, "{}", m["id"]);
+        let rep = m.repeats.as_ref().unwrap();
+        assert_eq!(rep.summaries.len(), 3, "{}", m.id);
+        assert_eq!(rep.histograms.len(), 3, "{}", m.id);
+        // The row's distribution is all repeats' samples: the sum of theirs.
+        assert_eq!(m.histogram, None, "{}: the sum is not written again", m.id);
+        let pooled = m.pooled_histogram().unwrap();
+        assert_eq!(pooled.len(), m.summary.n, "{}", m.id);
         assert_eq!(
-            rep["histograms"].as_array().unwrap().len(),
-            3,
+            rep.summaries.iter().map(|s| s.n).sum::<u64>(),
+            m.summary.n,
             "{}",
-            m["id"]
+            m.id
         );
-        let (lo, med, hi) = (
-            rep["ci95"][0].as_f64().unwrap(),
-            rep["median_p50"].as_f64().unwrap(),
-            rep["ci95"][1].as_f64().unwrap(),
-        );
-        assert!(lo <= med && med <= hi, "{}: {lo} {med} {hi}", m["id"]);
-        let spread = rep["spread_pct"].as_f64().unwrap();
-        if spread > 1.0 {
+        let [lo, hi] = rep.ci95;
+        let med = rep.median_p50;
+        assert!(lo <= med && med <= hi, "{}: {lo} {med} {hi}", m.id);
+        if rep.spread_pct > 1.0 {
             flagged += 1;
             assert!(
-                m["warnings"]
-                    .as_array()
-                    .unwrap()
+                m.warnings
                     .iter()
-                    .any(|w| w["kind"] == "repeat-spread"),
-                "{}: spread {spread}% not flagged",
-                m["id"]
+                    .any(|w| w.kind == vmbench_results::WarningKind::RepeatSpread),
+                "{}: spread {}% not flagged",
+                m.id,
+                rep.spread_pct
             );
         }
     }

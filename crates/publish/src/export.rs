@@ -104,7 +104,7 @@ pub fn hyperfine(r: &RunRecord, per: u64) -> Value {
         .filter_map(|m| {
             let s = |v: f64| m.time_ns(v).map(|ns| ns * per / 1e9);
             let sum = &m.summary;
-            let hist = decode_histogram(m.histogram.as_deref()?).ok()?;
+            let hist = m.pooled_histogram()?;
             let times: Vec<f64> = (0..HYPERFINE_TIMES)
                 .map(|i| {
                     let q = i as f64 / (HYPERFINE_TIMES - 1) as f64;

@@ -1,10 +1,9 @@
 //! results.json as a reader and `git diff` see it: one key per line, but a
 //! list of numbers (a drift series, a CDF, a repeat's p50s) and a small
 //! object of plain values (a repeat's summary, an interval) on one line.
-//! serde_json's pretty printer puts every number of a 512-point drift
-//! series on its own line, so each regeneration of a report rewrote
-//! hundreds of thousands of lines; here a line changes when a value on it
-//! does.
+//! serde_json's pretty printer puts every number of a drift series on its
+//! own line, so each regeneration of a report rewrote hundreds of
+//! thousands of lines; here a line changes when a value on it does.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -19,6 +19,7 @@ pub mod markdown;
 pub mod plots;
 pub mod sign;
 pub mod significance;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use vmbench_host::files::{Ledger, OutputDir};
@@ -193,7 +194,7 @@ fn load_versioned(out: &OutputDir) -> Result<(RunRecord, u64), PublishError> {
         .get("schema_version")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
-    upgrade_v1(&mut v);
+    upgrade::to_current(&mut v);
     let version = v.get("schema_version").and_then(|x| x.as_u64());
     if version != Some(u64::from(RUN_SCHEMA_VERSION)) {
         return Err(PublishError::Json(format!(
@@ -215,130 +216,6 @@ fn load_versioned(out: &OutputDir) -> Result<(RunRecord, u64), PublishError> {
     }
     check_plausible(&record)?;
     Ok((record, read_version))
-}
-
-/// Version 1 wrote warnings as bare text and each knob's restore state as
-/// text (empty, `restored` or `FAILED: …`); version 2 gives each warning a
-/// kind (the one a report decides on, "not a bandwidth", is recognised by
-/// the words version 1 wrote; the others become `unclassified`) and the
-/// restore state as a state, and drops the copies noted below.
-fn upgrade_v1(v: &mut serde_json::Value) {
-    use serde_json::Value;
-    if v.get("schema_version").and_then(Value::as_u64) != Some(1) {
-        return;
-    }
-    let typed = |w: &mut Value| {
-        let Some(text) = w.as_str() else {
-            return;
-        };
-        let (repeat, message) = match text
-            .strip_prefix("repeat ")
-            .and_then(|t| t.split_once(": "))
-        {
-            Some((n, rest)) if n.parse::<u32>().is_ok() => (n.parse::<u32>().ok(), rest),
-            _ => (None, text),
-        };
-        let kind = v1_kind(message);
-        let mut typed = serde_json::json!({ "kind": kind, "message": message });
-        if let Some(n) = repeat {
-            typed["repeats"] = serde_json::json!([n]);
-        }
-        *w = typed;
-    };
-    if let Some(results) = v.get_mut("results") {
-        if let Some(ws) = results.get_mut("warnings").and_then(Value::as_array_mut) {
-            ws.iter_mut().for_each(typed);
-        }
-        if let Some(ms) = results
-            .get_mut("measurements")
-            .and_then(Value::as_array_mut)
-        {
-            for m in ms {
-                if let Some(ws) = m.get_mut("warnings").and_then(Value::as_array_mut) {
-                    ws.iter_mut().for_each(typed);
-                }
-                // Version 2 no longer keeps what nothing reads and the row
-                // already has: each repeat's CDF (its histogram is kept),
-                // and the CDF and drift of p50−ovh (the row's, shifted).
-                if let Some(o) = m
-                    .get_mut("overhead_subtracted")
-                    .and_then(Value::as_object_mut)
-                {
-                    o.remove("cdf");
-                    o.remove("drift");
-                }
-                let summaries = m
-                    .get_mut("repeats")
-                    .and_then(|r| r.get_mut("summaries"))
-                    .and_then(Value::as_array_mut);
-                for s in summaries.into_iter().flatten() {
-                    if let Some(s) = s.as_object_mut() {
-                        s.remove("cdf");
-                    }
-                }
-            }
-        }
-    }
-    if let Some(knobs) = v.get_mut("isolation").and_then(Value::as_array_mut) {
-        for k in knobs {
-            let Some(state) = k.get_mut("restored") else {
-                continue;
-            };
-            *state = match state.as_str() {
-                Some("") | None => Value::from("unchanged"),
-                Some("restored") => Value::from("restored"),
-                Some(text) => {
-                    let why = text.strip_prefix("FAILED: ").unwrap_or(text);
-                    serde_json::json!({ "failed": [why] })
-                }
-            };
-        }
-    }
-    v["schema_version"] = Value::from(RUN_SCHEMA_VERSION);
-}
-
-/// The kind of a warning version 1 wrote as text, by the words each kind
-/// of warning began with (or, for a few, contained) in that version: the
-/// one place a warning's prose is read, for records written before it had
-/// a kind.
-fn v1_kind(message: &str) -> &'static str {
-    const BY_START: &[(&str, &str)] = &[
-        ("TCG (software emulation): no VM exits happen", "tcg"),
-        ("Mixed accelerators:", "partly-tcg"),
-        ("The host itself runs under a hypervisor", "nested-host"),
-        ("The host is a guest of QEMU's TCG", "tcg-hosted-kvm"),
-        ("RDTSC exits", "rdtsc-exits"),
-        ("KVM emulates this guest's ring 0", "ring0-emulated"),
-        (
-            "the window is within 3× the timer's own cost",
-            "timer-dominates",
-        ),
-        (
-            "faster than its physical reference",
-            "faster-than-reference",
-        ),
-        ("timed on the guest's TSC", "guest-clock"),
-        ("the guest's TSC runs at", "tsc-mismatch"),
-        ("host: no hardware counters", "no-hardware-counters"),
-        ("guest: no hardware counters", "no-hardware-counters"),
-        ("the guest reports a", "mapping-mismatch"),
-        ("TCG ignores memory types", "memory-type-arms"),
-        ("host CPU ", "memory-type-arms"),
-        ("thermal throttling during", "host-changed"),
-        ("run-to-run spread", "repeat-spread"),
-        ("a repeat's histogram is missing", "histogram-missing"),
-        ("the host was NOT fully restored", "host-not-restored"),
-    ];
-    const CONTAINED: &[(&str, &str)] = &[
-        ("x the median (interrupts or preemption", "outliers"),
-        ("external-interrupt exits happened", "interrupt-exits"),
-        ("below the timer baseline's p50", "overhead-floored"),
-    ];
-    BY_START
-        .iter()
-        .find(|(start, _)| message.starts_with(start))
-        .or_else(|| CONTAINED.iter().find(|(words, _)| message.contains(words)))
-        .map_or("unclassified", |(_, kind)| kind)
 }
 
 /// TSC frequencies a machine can have, in kHz (1 MHz to 100 GHz).

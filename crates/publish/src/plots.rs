@@ -213,32 +213,19 @@ pub fn bytes_label(b: f64) -> String {
 }
 
 /// The row's latency at percentiles from 0 to 99.995%: (x, value) with x
-/// as [`spectrum_x`], from its histogram (fine steps) or, for results
-/// written without one, its recorded CDF points.
+/// as [`spectrum_x`], from its histogram (none without one).
 fn spectrum_points(m: &Measurement, conv: &dyn Fn(f64) -> f64) -> Vec<(f64, f64)> {
-    let hist = m
-        .histogram
-        .as_deref()
-        .and_then(|h| vmbench_results::stats::decode_histogram(h).ok());
-    let (min, max) = (m.summary.min, m.summary.max);
-    let raw: Vec<(f64, u64)> = match hist {
-        Some(h) if !h.is_empty() => (0..=(SPECTRUM_MAX_X * 20.0) as u32)
-            .map(|i| {
-                let x = f64::from(i) / 20.0;
-                let p = 1.0 - 10f64.powf(-x);
-                (x, h.value_at_quantile(p).clamp(min, max))
-            })
-            .collect(),
-        _ => m
-            .summary
-            .cdf
-            .iter()
-            .filter(|(q, _)| *q < 1.0)
-            .map(|(q, v)| (spectrum_x(*q), *v))
-            .collect(),
+    let Some(h) = m.pooled_histogram().filter(|h| !h.is_empty()) else {
+        return Vec::new();
     };
-    raw.into_iter()
-        .map(|(x, v)| (x, conv(v as f64).max(1e-3)))
+    let (min, max) = (m.summary.min, m.summary.max);
+    (0..=(SPECTRUM_MAX_X * 20.0) as u32)
+        .map(|i| {
+            let x = f64::from(i) / 20.0;
+            let p = 1.0 - 10f64.powf(-x);
+            let v = h.value_at_quantile(p).clamp(min, max);
+            (x, conv(v as f64).max(1e-3))
+        })
         .collect()
 }
 
@@ -419,8 +406,10 @@ fn group_spectrum_svg(
 /// its first tenth's by more than 10% of the median (then, and only then,
 /// the drift plot is drawn).
 pub fn drifts(m: &Measurement) -> bool {
-    let d = &m.summary.drift;
-    if d.len() < 20 || m.summary.p50 == 0 {
+    let Some(d) = m.drift.as_ref().map(|d| &d.means) else {
+        return false;
+    };
+    if d.len() < vmbench_results::stats::DRIFT_MIN_POINTS || m.summary.p50 == 0 {
         return false;
     }
     let tenth = d.len() / 10;
@@ -431,10 +420,12 @@ pub fn drifts(m: &Measurement) -> bool {
 
 fn drift_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
     let (unit, conv) = axis(m);
-    let block = m.summary.drift_block.max(1) as f64;
-    let pts: Vec<(f64, f64)> = m
-        .summary
-        .drift
+    let Some(drift) = &m.drift else {
+        return Ok(None);
+    };
+    let block = drift.block.max(1) as f64;
+    let pts: Vec<(f64, f64)> = drift
+        .means
         .iter()
         .enumerate()
         .map(|(i, v)| ((i as f64 + 0.5) * block, conv(*v)))
@@ -452,10 +443,7 @@ fn drift_svg(m: &Measurement) -> Result<Option<String>, PublishError> {
         root.fill(&WHITE).map_err(err)?;
         let mut c = ChartBuilder::on(&root)
             .caption(
-                format!(
-                    "{} — mean of each {} samples, in order",
-                    m.id, m.summary.drift_block
-                ),
+                format!("{} — mean of each {} samples, in order", m.id, drift.block),
                 ("sans-serif", 18),
             )
             .margin(12)

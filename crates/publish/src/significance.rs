@@ -23,7 +23,6 @@ use crate::compare::Run;
 use serde::Serialize;
 use vmbench_results::inference::{self, Difference, Judgement, LogSample};
 use vmbench_results::repeats::log_sample;
-use vmbench_results::stats::decode_histogram;
 use vmbench_results::{Measurement, RunRecord, Unit};
 
 /// The default band: differences smaller than 1% are not called slower or
@@ -342,11 +341,7 @@ fn one_boot(m: &Measurement, scale: f64) -> Option<(f64, f64)> {
     if p50 <= 0.0 {
         return None;
     }
-    let hist = m
-        .histogram
-        .as_deref()
-        .and_then(|h| decode_histogram(h).ok());
-    let se = match hist {
+    let se = match m.pooled_histogram() {
         Some(h) => {
             let n = h.len().max(1) as f64;
             let z = 1.96;

@@ -1029,3 +1029,76 @@ fn the_headline_says_where_timestamps_exit() {
         "{md}"
     );
 }
+
+/// The example's record, read into the types and written again, is the
+/// file byte for byte; one value changed in it changes one line; and it
+/// stays small enough to keep in the repository.
+#[test]
+fn the_example_record_rewrites_identically_and_a_changed_value_changes_one_line() {
+    let text = std::fs::read_to_string(repo_file("reports/example-tcg/results.json")).unwrap();
+    assert!(text.len() < 400_000, "{} bytes", text.len());
+    let mut r: vmbench_results::RunRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(vmbench_publish::json::to_text(&r).unwrap(), text);
+    let rep = r.results.measurements[0].repeats.as_mut().unwrap();
+    rep.summaries[1].p50 += 1;
+    let after = vmbench_publish::json::to_text(&r).unwrap();
+    assert_eq!(after.lines().count(), text.lines().count());
+    let changed: Vec<(&str, &str)> = text
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert!(
+        changed[0].1.trim_start().starts_with("\"p50\": ["),
+        "{changed:?}"
+    );
+}
+
+/// Records written by versions 1 and 2 (cut from their example reports)
+/// load, render, and come out in this version's shape with every figure
+/// they held: each row's p50, its drift series, each repeat's p50 and a
+/// pooled histogram of all the samples.
+#[test]
+fn records_of_older_versions_render_and_keep_their_figures() {
+    use serde_json::Value;
+    for version in ["v1", "v2"] {
+        let src = repo_file(&format!("fixtures/results/{version}.json"));
+        let old: Value = serde_json::from_str(&std::fs::read_to_string(&src).unwrap()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(&src, tmp.path().join("results.json")).unwrap();
+        vmbench_publish::render_dir(tmp.path()).unwrap();
+        let written = std::fs::read_to_string(tmp.path().join("results.json")).unwrap();
+        let r: vmbench_results::RunRecord = serde_json::from_str(&written).unwrap();
+        assert_eq!(r.schema_version, vmbench_results::RUN_SCHEMA_VERSION);
+        let old_rows = old["results"]["measurements"].as_array().unwrap();
+        assert_eq!(r.results.measurements.len(), old_rows.len());
+        for (m, o) in r.results.measurements.iter().zip(old_rows) {
+            let at = format!("{version} {}", m.id);
+            assert_eq!(m.summary.p50, o["summary"]["p50"].as_u64().unwrap(), "{at}");
+            let old_drift: Vec<f64> =
+                serde_json::from_value(o["summary"]["drift"].clone()).unwrap();
+            assert_eq!(
+                m.drift.as_ref().map(|d| d.means.clone()),
+                Some(old_drift),
+                "{at}"
+            );
+            let rep = m.repeats.as_ref().unwrap();
+            let old_p50s: Vec<u64> = o["repeats"]["summaries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["p50"].as_u64().unwrap())
+                .collect();
+            let p50s: Vec<u64> = rep.summaries.iter().map(|s| s.p50).collect();
+            assert_eq!(p50s, old_p50s, "{at}");
+            assert_eq!(m.pooled_histogram().unwrap().len(), m.summary.n, "{at}");
+        }
+        // Rendering the upgraded record again changes nothing in it.
+        vmbench_publish::render_dir(tmp.path()).unwrap();
+        let again = std::fs::read_to_string(tmp.path().join("results.json")).unwrap();
+        assert_eq!(again, written, "{version}");
+        let md = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+        assert!(md.contains("vmexit.kernel-fast"), "{version}");
+    }
+}

@@ -6,6 +6,7 @@
 //! verified. The report renderers read nothing else.
 
 pub mod context;
+pub mod float;
 pub mod id;
 pub mod inference;
 pub mod knob;
@@ -27,5 +28,5 @@ pub use record::{
     RunRecord, SpecRow, results_json_schema, suite_names,
 };
 pub use repeats::Repeats;
-pub use stats::{SampleSet, StatsError, Summary};
+pub use stats::{Drift, SampleSet, StatsError, Summary};
 pub use warning::{Warning, WarningKind};

@@ -1,12 +1,13 @@
 //! The types every suite emits and every renderer reads.
 
 use crate::id::MeasurementId;
-use crate::stats::{SampleSet, StatsError, Summary};
+use crate::stats::{Drift, SampleSet, StatsError, Summary, decode_histogram};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the JSON shape of [`Results`]. Bump on any incompatible change.
-pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+pub const RESULTS_SCHEMA_VERSION: u32 = 2;
 
 /// The unit of a measurement's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -98,13 +99,16 @@ pub struct Measurement {
     pub unit: Unit,
     /// The distribution of the samples.
     pub summary: Summary,
+    /// The samples in recording order as block means (with repeats, the
+    /// median repeat's: a time series belongs to one boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
     /// Things a reader must know before trusting the numbers.
     pub warnings: Vec<crate::Warning>,
     /// Whether the measurement took the path it claims.
     pub verification: Verification,
     /// The same samples minus the median of the matching timer-overhead
-    /// baseline (saturating at 0): its percentiles, mean and spread (its
-    /// CDF and drift are the row's own, shifted, and not repeated here).
+    /// baseline (saturating at 0): its percentiles, mean and spread.
     /// Absent for the baselines themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead_subtracted: Option<Summary>,
@@ -138,8 +142,9 @@ pub struct Measurement {
     pub reference: Option<MeasurementId>,
     /// The samples' histogram: HdrHistogram's compressed V2 encoding in
     /// base64 (as in its interval logs), so runs and repeats can be merged
-    /// and re-analysed without the raw samples. With repeats, the pooled
-    /// histogram of all of them.
+    /// and re-analysed without the raw samples. Absent when `repeats`
+    /// holds each repeat's: the row's is their sum (HdrHistogram's `add`,
+    /// exact), which [`Measurement::pooled_histogram`] returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
     /// Run-to-run variation when the run repeated its suites in
@@ -176,6 +181,7 @@ impl Measurement {
             definition: definition.into(),
             unit,
             summary: samples.summary()?,
+            drift: samples.drift(),
             warnings: Vec::new(),
             verification,
             overhead_subtracted: None,
@@ -190,6 +196,27 @@ impl Measurement {
             histogram: Some(samples.encoded_histogram()).filter(|h| !h.is_empty()),
             repeats: None,
         })
+    }
+}
+
+impl Measurement {
+    /// The histogram of all the row's samples: its own, or with repeats the
+    /// sum of theirs. None when one is missing or unreadable.
+    pub fn pooled_histogram(&self) -> Option<Histogram<u64>> {
+        let encoded: Vec<&str> = match (&self.histogram, &self.repeats) {
+            (Some(h), _) => vec![h.as_str()],
+            (None, Some(r)) if !r.histograms.is_empty() => {
+                r.histograms.iter().map(String::as_str).collect()
+            }
+            _ => return None,
+        };
+        // A histogram read back has the range it was written with; the sum
+        // needs one that grows (as `stats::pooled` merges them).
+        let mut all = Histogram::<u64>::new(crate::stats::SIGNIFICANT_DIGITS).ok()?;
+        for h in encoded {
+            all.add(decode_histogram(h).ok()?).ok()?;
+        }
+        Some(all)
     }
 }
 
@@ -429,7 +456,17 @@ mod tests {
         assert!(json.contains(r#""verdict": "unverified""#), "{json}");
         assert!(json.contains(r#""unit": "tsc_ticks""#));
         let back: Results = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, r);
+        // Everything comes back, the mean and standard deviation to the 7
+        // significant digits written; writing again changes nothing.
+        let mut expected = r.clone();
+        let s = &mut expected.measurements[0].summary;
+        s.stddev = crate::float::round_significant(s.stddev);
+        assert_ne!(
+            s.stddev, r.measurements[0].summary.stddev,
+            "a stddev of many digits"
+        );
+        assert_eq!(back, expected);
+        assert_eq!(serde_json::to_string_pretty(&back).unwrap(), json);
         assert_eq!(back.measurements[0].summary.max, 5000);
     }
 

@@ -6,7 +6,7 @@ use crate::model::Results;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON shape of [`RunRecord`]. Bump on any incompatible change.
-pub const RUN_SCHEMA_VERSION: u32 = 2;
+pub const RUN_SCHEMA_VERSION: u32 = 3;
 
 /// The JSON Schema (draft 2020-12) of `results.json`, generated from
 /// [`RunRecord`] and its field docs: what `vmbench report schema` prints and

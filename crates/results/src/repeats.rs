@@ -13,7 +13,7 @@
 use crate::id::MeasurementId;
 use crate::inference::{LogSample, resolution};
 use crate::model::{Check, Measurement, Results, Verification};
-use crate::stats::{Summary, decode_histogram, encode_histogram, pooled};
+use crate::stats::{Summary, decode_histogram, pooled};
 use crate::warning::{Warning, WarningKind};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -23,21 +23,66 @@ use serde::{Deserialize, Serialize};
 pub const SPREAD_FLAG_PCT: f64 = 1.0;
 
 /// A row's repeats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// In results.json the repeats' distributions are columns (`"p50": [76,
+/// 76, 74]`, one list per statistic), not one object per repeat: what a
+/// reader compares across repeats sits on one line, and the keys are not
+/// repeated per repeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "RepeatsColumns", try_from = "RepeatsColumns")]
 pub struct Repeats {
     /// Which repeats (numbered from 1) measured the row: all of them,
     /// unless a repeat stopped early.
     pub repeat_numbers: Vec<u32>,
-    /// Each of those repeats' distribution, in the row's unit (percentiles, mean and
-    /// spread; each curve is in `histograms`).
+    /// Each of those repeats' distribution, in the row's unit.
     pub summaries: Vec<Summary>,
     /// Each of those repeats' histogram, encoded as `Measurement::histogram`.
     pub histograms: Vec<String>,
     /// Median of the repeats' p50s, in the row's unit.
     pub median_p50: f64,
+    /// Geometric mean of the repeats' p50s: the centre of `ci95`.
+    pub geometric_mean_p50: f64,
+    /// 95% interval of the typical repeat p50 ([`RepeatsColumns::ci95`]).
+    pub ci95: [f64; 2],
+    /// (largest p50 − smallest p50) / median p50, in percent.
+    pub spread_pct: f64,
+    /// Repeats whose p50 lies more than [`SPREAD_FLAG_PCT`] from the median.
+    pub differing: Vec<u32>,
+}
+
+/// [`Repeats`] as results.json holds it: each statistic of the repeats'
+/// distributions as one list, in the order of `repeat_numbers`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "Repeats")]
+pub struct RepeatsColumns {
+    /// Which repeats (numbered from 1) measured the row: all of them,
+    /// unless a repeat stopped early.
+    pub repeat_numbers: Vec<u32>,
+    /// Each repeat's number of samples.
+    pub n: Vec<u64>,
+    /// Each repeat's smallest sample (exact), in the row's unit.
+    pub min: Vec<u64>,
+    /// Each repeat's median (nearest-rank).
+    pub p50: Vec<u64>,
+    /// Each repeat's 90th percentile.
+    pub p90: Vec<u64>,
+    /// Each repeat's 99th percentile.
+    pub p99: Vec<u64>,
+    /// Each repeat's 99.9th percentile.
+    pub p999: Vec<u64>,
+    /// Each repeat's largest sample (exact).
+    pub max: Vec<u64>,
+    /// Each repeat's mean (exact; 7 significant digits).
+    pub mean: Vec<f64>,
+    /// Each repeat's sample standard deviation (n − 1; 7 significant digits).
+    pub stddev: Vec<f64>,
+    /// Each repeat's histogram, encoded as `Measurement::histogram`.
+    pub histograms: Vec<String>,
+    /// Median of the repeats' p50s, in the row's unit.
+    pub median_p50: f64,
     /// Geometric mean of the repeats' p50s, in the row's unit: the centre
     /// of `ci95`, and what comparisons compare.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::float::seven_digits")]
     pub geometric_mean_p50: f64,
     /// 95% interval of the typical repeat p50 (the median of the host's
     /// boot-to-boot distribution, taken as log-symmetric): Student's t on
@@ -45,11 +90,106 @@ pub struct Repeats {
     /// log-variance at least that of rounding to the p50's resolution.
     /// With a single repeat, that repeat's p50 twice (no width: one value
     /// says nothing about how values vary).
+    #[serde(serialize_with = "crate::float::seven_digits_pair")]
     pub ci95: [f64; 2],
     /// (largest p50 − smallest p50) / median p50, in percent.
+    #[serde(serialize_with = "crate::float::seven_digits")]
     pub spread_pct: f64,
     /// Repeats whose p50 lies more than [`SPREAD_FLAG_PCT`] from the median.
     pub differing: Vec<u32>,
+}
+
+impl schemars::JsonSchema for Repeats {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        RepeatsColumns::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RepeatsColumns::json_schema(generator)
+    }
+}
+
+impl From<Repeats> for RepeatsColumns {
+    fn from(r: Repeats) -> Self {
+        let col = |f: fn(&Summary) -> u64| r.summaries.iter().map(f).collect();
+        let round = crate::float::round_significant;
+        RepeatsColumns {
+            n: col(|s| s.n),
+            min: col(|s| s.min),
+            p50: col(|s| s.p50),
+            p90: col(|s| s.p90),
+            p99: col(|s| s.p99),
+            p999: col(|s| s.p999),
+            max: col(|s| s.max),
+            mean: r.summaries.iter().map(|s| round(s.mean)).collect(),
+            stddev: r.summaries.iter().map(|s| round(s.stddev)).collect(),
+            repeat_numbers: r.repeat_numbers,
+            histograms: r.histograms,
+            median_p50: r.median_p50,
+            geometric_mean_p50: r.geometric_mean_p50,
+            ci95: r.ci95,
+            spread_pct: r.spread_pct,
+            differing: r.differing,
+        }
+    }
+}
+
+/// Columns of different lengths: a crafted or damaged results.json.
+#[derive(Debug, thiserror::Error)]
+#[error("repeats: {column} has {found} entries for {expected} repeats")]
+pub struct RaggedColumns {
+    column: &'static str,
+    found: usize,
+    expected: usize,
+}
+
+impl TryFrom<RepeatsColumns> for Repeats {
+    type Error = RaggedColumns;
+
+    fn try_from(c: RepeatsColumns) -> Result<Self, RaggedColumns> {
+        let expected = c.repeat_numbers.len();
+        let lengths = [
+            ("n", c.n.len()),
+            ("min", c.min.len()),
+            ("p50", c.p50.len()),
+            ("p90", c.p90.len()),
+            ("p99", c.p99.len()),
+            ("p999", c.p999.len()),
+            ("max", c.max.len()),
+            ("mean", c.mean.len()),
+            ("stddev", c.stddev.len()),
+        ];
+        if let Some((column, found)) = lengths.into_iter().find(|(_, l)| *l != expected) {
+            return Err(RaggedColumns {
+                column,
+                found,
+                expected,
+            });
+        }
+        let summaries = (0..expected)
+            .map(|i| Summary {
+                n: c.n[i],
+                min: c.min[i],
+                p50: c.p50[i],
+                p90: c.p90[i],
+                p99: c.p99[i],
+                p999: c.p999[i],
+                max: c.max[i],
+                mean: c.mean[i],
+                stddev: c.stddev[i],
+            })
+            .collect();
+        Ok(Repeats {
+            repeat_numbers: c.repeat_numbers,
+            summaries,
+            histograms: c.histograms,
+            median_p50: c.median_p50,
+            geometric_mean_p50: c.geometric_mean_p50,
+            ci95: c.ci95,
+            spread_pct: c.spread_pct,
+            differing: c.differing,
+        })
+    }
 }
 
 /// SplitMix64: a small, well-known generator, enough for resampling (no
@@ -234,12 +374,12 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
                 .zip(hists)
                 .map(|((_, m), h)| (&m.summary, h))
                 .collect();
-            if let Ok((mut p, all)) = pooled(&pairs) {
-                // Drift is a time series of one boot: the median repeat's.
-                p.drift = row.summary.drift.clone();
-                p.drift_block = row.summary.drift_block;
+            // The row keeps the median repeat's drift (a time series of
+            // one boot); its histogram is the repeats' sum, not written
+            // again (Measurement::pooled_histogram).
+            if let Ok((p, _)) = pooled(&pairs) {
                 row.summary = p;
-                row.histogram = Some(encode_histogram(&all)).filter(|h| !h.is_empty());
+                row.histogram = None;
             }
         }
         None => row.warnings.push(Warning::new(
@@ -278,18 +418,7 @@ fn combine_row(parts: &[(u32, &Measurement)]) -> Measurement {
             row.verification = m.verification.clone();
         }
     }
-    // Each repeat's distribution without its drift series (up to 512
-    // points each; the row keeps the median repeat's) and its CDF (its
-    // histogram, kept beside it, holds the whole curve).
-    let summaries = parts
-        .iter()
-        .map(|(_, m)| Summary {
-            cdf: Vec::new(),
-            drift: Vec::new(),
-            drift_block: 0,
-            ..m.summary.clone()
-        })
-        .collect();
+    let summaries = parts.iter().map(|(_, m)| m.summary.clone()).collect();
     let stats = Repeats::of(
         parts.iter().map(|(n, _)| *n).collect(),
         summaries,
@@ -491,5 +620,41 @@ mod tests {
         assert_eq!(h.len(), 5000);
         assert!(decode_histogram("not base64!").is_err());
         assert!(decode_histogram(&"A".repeat(2 << 20)).is_err());
+    }
+
+    #[test]
+    fn the_pooled_histogram_is_the_sum_of_the_repeats_and_is_not_written_again() {
+        // Ranges far apart: each histogram read back has its own range.
+        let r = Results::combine_repeats(vec![
+            results(vec![row("shm.rtt.poll", (1..=100).map(|v| v * 10))]),
+            results(vec![row("shm.rtt.poll", (1..=100).map(|v| v * 1_000_000))]),
+            results(vec![row("shm.rtt.poll", 1..=100)]),
+        ]);
+        let m = &r.measurements[0];
+        assert_eq!(m.histogram, None);
+        let all = m.pooled_histogram().unwrap();
+        assert_eq!(all.len(), 300);
+        assert_eq!(all.len(), m.summary.n);
+        assert!(all.equivalent(all.value_at_quantile(0.5), m.summary.p50));
+        assert!(all.equivalent(all.max(), m.summary.max));
+        // Written and read back: still the sum, from the repeats'.
+        let back: Measurement = serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
+        assert_eq!(back.pooled_histogram().map(|h| h.len()), Some(300));
+        assert!(!serde_json::to_string(m).unwrap().contains("\"histogram\""));
+    }
+
+    #[test]
+    fn ragged_columns_are_refused() {
+        let r = Results::combine_repeats(vec![
+            results(vec![row("vmexit.a", 1..=10)]),
+            results(vec![row("vmexit.a", 1..=10)]),
+        ]);
+        let mut v = serde_json::to_value(&r.measurements[0]).unwrap();
+        v["repeats"]["p90"] = serde_json::json!([1]);
+        let err = serde_json::from_value::<Measurement>(v).unwrap_err();
+        assert!(
+            err.to_string().contains("p90 has 1 entries for 2 repeats"),
+            "{err}"
+        );
     }
 }

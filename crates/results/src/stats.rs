@@ -61,10 +61,9 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, StatsError> {
 }
 
 /// One distribution from several of the same measurement (repeats): the
-/// percentiles and CDF of the merged histograms, min/max exact, mean and
-/// standard deviation combined exactly from each part's (n, mean, stddev).
-/// The drift series is per boot and is not pooled (left empty for the
-/// caller to choose one). Returns the merged histogram beside it.
+/// percentiles of the merged histograms, min/max exact, mean and standard
+/// deviation combined exactly from each part's (n, mean, stddev). Returns
+/// the merged histogram beside it.
 pub fn pooled(
     parts: &[(&Summary, &Histogram<u64>)],
 ) -> Result<(Summary, Histogram<u64>), StatsError> {
@@ -111,9 +110,6 @@ pub fn pooled(
         } else {
             0.0
         },
-        cdf: CDF_QUANTILES.iter().map(|&p| (p, q(p))).collect(),
-        drift: Vec::new(),
-        drift_block: 0,
     };
     Ok((summary, merged))
 }
@@ -140,21 +136,22 @@ pub struct Summary {
     pub p999: u64,
     /// Largest sample (exact).
     pub max: u64,
-    /// Arithmetic mean (exact).
+    /// Arithmetic mean (exact; written to 7 significant digits).
+    #[serde(serialize_with = "crate::float::seven_digits")]
     pub mean: f64,
-    /// Sample standard deviation (exact, n − 1).
+    /// Sample standard deviation (exact, n − 1; written to 7 significant digits).
+    #[serde(serialize_with = "crate::float::seven_digits")]
     pub stddev: f64,
-    /// (quantile, value) at [`CDF_QUANTILES`]: enough to draw the CDF and
-    /// a histogram again from `results.json`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cdf: Vec<(f64, u64)>,
-    /// Means of consecutive blocks of `drift_block` samples, in recording
-    /// order (at most [`DRIFT_POINTS`]): the time series that shows drift.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<f64>,
-    /// Samples per point of `drift` (0 in results written before drift existed).
-    #[serde(default)]
-    pub drift_block: u64,
+}
+
+/// The samples in recording order, as means of consecutive blocks: the
+/// time series that shows warm-up, throttling or a neighbour arriving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Drift {
+    /// Samples per point (a trailing partial block is left out).
+    pub block: u64,
+    /// The blocks' means, in the row's unit, to 0.1 (at most [`DRIFT_POINTS`]).
+    pub means: Vec<f64>,
 }
 
 impl Summary {
@@ -175,23 +172,19 @@ impl Summary {
             max: sub(self.max),
             mean: (self.mean - offset as f64).max(0.0),
             stddev: self.stddev,
-            // The curve and the drift series are the row's own, shifted:
-            // results.json keeps them once.
-            cdf: Vec::new(),
-            drift: Vec::new(),
-            drift_block: 0,
         }
     }
 }
 
-/// Where the CDF is sampled: dense in the body, then into the far tail.
-pub const CDF_QUANTILES: [f64; 27] = [
-    0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
-    0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0,
-];
+/// The drift series never holds more points than this: a time series of 64
+/// block means shows a trend or a step, and at 100,000 samples each point
+/// is still the mean of 1,500 (more points are noise that results.json
+/// would carry for every row).
+pub const DRIFT_POINTS: usize = 64;
 
-/// The drift series never holds more points than this.
-pub const DRIFT_POINTS: usize = 512;
+/// Fewer block means than this are no time series (a row of 9 transfers
+/// has no trend to show): the row then has no drift series.
+pub const DRIFT_MIN_POINTS: usize = 20;
 
 /// Raw samples on their way to a [`Summary`]. Memory does not grow with N.
 #[derive(Debug, Clone)]
@@ -296,7 +289,7 @@ impl SampleSet {
         encode_histogram(&self.hist)
     }
 
-    /// The distribution: exact min/max/mean/stddev, nearest-rank percentiles, CDF and drift.
+    /// The distribution: exact min/max/mean/stddev, nearest-rank percentiles.
     pub fn summary(&self) -> Result<Summary, StatsError> {
         if self.n == 0 {
             return Err(StatsError::Empty);
@@ -316,33 +309,30 @@ impl SampleSet {
             max: self.max,
             mean: self.mean,
             stddev,
-            cdf: CDF_QUANTILES
-                .iter()
-                .map(|q| Ok((*q, self.quantile(*q)?)))
-                .collect::<Result<_, StatsError>>()?,
-            // 0.1-tick resolution is plenty for a drift plot, and keeps results.json small.
-            drift: self
-                .drift()
-                .0
-                .iter()
-                .map(|v| (v * 10.0).round() / 10.0)
-                .collect(),
-            drift_block: self.drift().1,
         })
     }
 
-    /// At most DRIFT_POINTS block means and their block size (a trailing
-    /// partial block is left out).
-    fn drift(&self) -> (Vec<f64>, u64) {
-        if self.blocks.len() <= DRIFT_POINTS {
-            return (self.blocks.clone(), self.block);
-        }
-        let halved = self
-            .blocks
-            .chunks_exact(2)
-            .map(|p| (p[0] + p[1]) / 2.0)
-            .collect();
-        (halved, self.block * 2)
+    /// The drift series: at most [`DRIFT_POINTS`] block means (a trailing
+    /// partial block is left out), none below [`DRIFT_MIN_POINTS`].
+    pub fn drift(&self) -> Option<Drift> {
+        let (means, block) = if self.blocks.len() <= DRIFT_POINTS {
+            (self.blocks.clone(), self.block)
+        } else {
+            let halved = self
+                .blocks
+                .chunks_exact(2)
+                .map(|p| (p[0] + p[1]) / 2.0)
+                .collect();
+            (halved, self.block * 2)
+        };
+        // 0.1 in the row's unit is finer than any drift a plot can show.
+        let means: Vec<f64> = means.iter().map(|v| (v * 10.0).round() / 10.0).collect();
+        (means.len() >= DRIFT_MIN_POINTS).then_some(Drift { block, means })
+    }
+
+    /// The histogram the percentiles come from.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
     }
 }
 
@@ -360,12 +350,6 @@ mod tests {
         assert_eq!(m.n, 5);
         assert!((m.mean - 150.0).abs() < 1e-9);
         assert_eq!(m.stddev, s.stddev);
-        assert!(
-            m.cdf
-                .iter()
-                .zip(&s.cdf)
-                .all(|(a, b)| a.1 == b.1.saturating_sub(150))
-        );
     }
 
     #[test]
@@ -423,21 +407,24 @@ mod tests {
     }
 
     #[test]
-    fn cdf_and_drift_follow_the_samples() {
+    fn drift_follows_the_samples() {
         let mut s = SampleSet::new();
         // A slow drift upwards: 0..100_000.
         s.extend(0..100_000).unwrap();
-        let sum = s.summary().unwrap();
-        assert_eq!(sum.cdf.first(), Some(&(0.0, 0)));
-        assert_eq!(sum.cdf.last(), Some(&(1.0, 99_999)));
-        assert!(sum.cdf.windows(2).all(|w| w[0].1 <= w[1].1));
-        assert!(sum.drift.len() <= DRIFT_POINTS && sum.drift.len() > DRIFT_POINTS / 2);
-        assert!(sum.drift.windows(2).all(|w| w[0] < w[1]), "drift rises");
+        let d = s.drift().unwrap();
+        assert!(d.means.len() <= DRIFT_POINTS && d.means.len() > DRIFT_POINTS / 2);
+        assert!(d.means.windows(2).all(|w| w[0] < w[1]), "drift rises");
         // Blocks cover the samples, and the first block's mean is exact.
-        let k = sum.drift_block;
-        assert!(sum.drift.len() as u64 * k <= 100_000);
-        assert!(sum.drift.len() as u64 * k > 100_000 - 2 * k);
-        assert_eq!(sum.drift[0], (k - 1) as f64 / 2.0);
+        let k = d.block;
+        assert!(d.means.len() as u64 * k <= 100_000);
+        assert!(d.means.len() as u64 * k > 100_000 - 2 * k);
+        assert_eq!(d.means[0], (k - 1) as f64 / 2.0);
+        assert_eq!(SampleSet::new().drift(), None);
+        let mut few = SampleSet::new();
+        few.extend(0..DRIFT_MIN_POINTS as u64 - 1).unwrap();
+        assert_eq!(few.drift(), None, "too few points for a time series");
+        few.record(7).unwrap();
+        assert_eq!(few.drift().map(|d| d.means.len()), Some(DRIFT_MIN_POINTS));
     }
 
     #[test]

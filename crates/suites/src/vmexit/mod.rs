@@ -632,14 +632,9 @@ fn measurement(
     } else if let Some(ovh) = ring_overhead {
         let (adj, floored) = subtract_timer(&ran.raw, ovh).map_err(|e| bad_answer(row, e))?;
         m.warnings.extend(floored);
-        // Percentiles of each sample minus the baseline; the curve and the
-        // drift series are the row's own (results.json keeps them once).
-        m.overhead_subtracted = adj.summary().ok().map(|s| vmbench_results::Summary {
-            cdf: Vec::new(),
-            drift: Vec::new(),
-            drift_block: 0,
-            ..s
-        });
+        // Percentiles of each sample minus the baseline (its drift is the
+        // row's own, shifted: results.json keeps it once).
+        m.overhead_subtracted = adj.summary().ok();
         m.overhead_p50 = Some(ovh);
     }
     m.counters = ran.counters.clone();
