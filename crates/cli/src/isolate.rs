@@ -1,17 +1,17 @@
 //! `vmbench isolate check | apply | restore | suggest`.
 
 use crate::out;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use vmbench_host::{CpuList, SysRoot};
-use vmbench_isolate::IsolateError;
 use vmbench_isolate::apply::{self, RestoreReport};
-use vmbench_isolate::journal;
 use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{Audit, AuditOptions, Verdict};
+use vmbench_isolate::{hold, journal};
 use vmbench_run::outcome;
 
 #[derive(Subcommand)]
@@ -198,14 +198,8 @@ fn command_line() -> String {
 fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     let root = sysroot(&a.common.root)?;
     let jpath = journal_path(&a.common, &root);
-    // Block the stop signals before changing anything: one arriving mid-apply
-    // then waits until we can restore (--hold) or exit with the journal
-    // written, instead of killing us half-way.
-    let signals = stop_signals();
-    signals
-        .thread_block()
-        .context("blocking the stop signals")?;
-    let lock = HostLock::acquire(&root, &command_line())?;
+    let signals = hold::StopSignals::block()?;
+    let lock = Arc::new(HostLock::acquire(&root, &command_line())?);
     let audit = vmbench_isolate::audit(
         &root,
         &AuditOptions {
@@ -214,7 +208,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
             threads: Default::default(),
         },
     )?;
-    let applied = apply::apply(&root, &audit, &a.skip, &jpath, &lock)?;
+    let applied = apply::apply(Arc::new(root.clone()), &audit, &a.skip, &jpath, lock)?;
     if !a.hold {
         // The host stays tuned whatever becomes of the output below (a
         // closed pipe, `| true`): kept before anything is printed, so an
@@ -234,28 +228,12 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
     print_applied(&audit, &applied.report, &applied.held.notes)?;
     outln!("holding; send SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT to restore and exit")?;
     out::flush()?;
-    let sig = signals.wait().context("waiting for a signal")?;
-    vmbench_host::signals::note_received(sig as i32);
-    // From now on a second signal is handled as it arrives: while the
-    // restore runs it says what is left and exits at once.
-    vmbench_host::signals::install();
-    signals
-        .thread_unblock()
-        .context("unblocking the stop signals")?;
     // Restoring with a closed terminal is fine: output errors wait until
     // the host is back.
-    let report = applied.restore()?;
+    let (sig, report) = hold::hold_until_signal(applied, signals)?;
     outln!("{sig}: restored")?;
     print_restore(&report)?;
     Ok(ExitCode::from(outcome::restore_status(&report).code()))
-}
-
-fn stop_signals() -> nix::sys::signal::SigSet {
-    let mut s = nix::sys::signal::SigSet::empty();
-    for sig in vmbench_host::signals::HANDLED {
-        s.add(sig);
-    }
-    s
 }
 
 fn restore_args(c: &CommonArgs) -> String {
@@ -367,32 +345,24 @@ fn restore_cmd(a: RestoreArgs) -> Result<ExitCode> {
     let jpath = journal_path(c, &root);
     // A second Ctrl-C while restoring then says what is left and exits.
     vmbench_host::signals::install();
-    let lock = match HostLock::acquire(&root, &command_line()) {
-        Ok(l) => Some(l),
-        Err(IsolateError::Busy { holder, lock }) if a.force => {
-            errln!("vmbench: WARNING: {holder} holds {lock}; restoring anyway (--force)");
-            None
-        }
-        Err(IsolateError::Busy { holder, lock }) => bail!(
-            "refusing to restore while {holder} holds the host ({lock}): that vmbench restores it itself when it ends. `vmbench isolate restore --force` restores now anyway"
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    if !jpath.exists() {
-        outln!("no journal at {}: nothing to restore", jpath.display())?;
-        if let Some(active) = lock.as_ref().and_then(HostLock::active_journal)
-            && active != std::path::absolute(&jpath).unwrap_or_else(|_| jpath.clone())
-            && active.exists()
-        {
-            outln!(
-                "the host's live changes are journaled at {}: restore with --journal {}",
-                active.display(),
-                active.display()
-            )?;
-        }
-        return Ok(ExitCode::SUCCESS);
+    let lock = hold::RestoreLock::take(&root, &command_line(), a.force)?;
+    if let hold::RestoreLock::Forced { holder, lock } = &lock {
+        errln!("vmbench: WARNING: {holder} holds {lock}; restoring anyway (--force)");
     }
-    let report = apply::restore(&root, &jpath, lock.as_ref())?;
+    let report = match lock.restore(&root, &jpath)? {
+        hold::Restore::NoJournal { live_elsewhere } => {
+            outln!("no journal at {}: nothing to restore", jpath.display())?;
+            if let Some(active) = live_elsewhere {
+                outln!(
+                    "the host's live changes are journaled at {}: restore with --journal {}",
+                    active.display(),
+                    active.display()
+                )?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        hold::Restore::Done(report) => report,
+    };
     print_restore(&report)?;
     if !report.failed.is_empty() {
         outln!("the journal keeps what failed: {}", jpath.display())?;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// What `apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -156,11 +157,12 @@ impl Held {
 
 /// An applied host. Restores itself when dropped unless [`Applied::keep`] was
 /// called, so an error or panic in the caller never leaves the host tuned.
-/// It borrows the [`HostLock`] it was applied under: the host stays locked
-/// for as long as its changes are live.
-pub struct Applied<'a> {
-    fs: &'a dyn Sysfs,
-    lock: &'a HostLock,
+/// It holds the tree it changed and the [`HostLock`] it was applied under
+/// (shared with the caller): the host stays locked for as long as its
+/// changes are live, and whoever holds the guard needs nothing else.
+pub struct Applied {
+    fs: Arc<dyn Sysfs>,
+    lock: Arc<HostLock>,
     journal_path: PathBuf,
     /// What was journaled, kept in memory: the restore puts back exactly
     /// this, even if the file was removed or replaced meanwhile.
@@ -172,7 +174,7 @@ pub struct Applied<'a> {
     armed: bool,
 }
 
-impl Applied<'_> {
+impl Applied {
     /// Puts the host back now, from the journal applied.
     pub fn restore(mut self) -> Result<RestoreReport, IsolateError> {
         self.armed = false;
@@ -184,7 +186,7 @@ impl Applied<'_> {
             return Ok(RestoreReport::default());
         };
         let vanished = !self.journal_path.exists();
-        let mut report = restore_journal(self.fs, journal, &self.journal_path, Some(self.lock))?;
+        let mut report = restore_journal(&*self.fs, journal, &self.journal_path, Some(&self.lock))?;
         if vanished {
             report.notes.insert(
                 0,
@@ -209,7 +211,7 @@ impl Applied<'_> {
     }
 }
 
-impl Drop for Applied<'_> {
+impl Drop for Applied {
     fn drop(&mut self) {
         if self.armed
             && let Err(e) = self.restore_now()
@@ -325,20 +327,21 @@ fn planned_entries(audit: &Audit, skip: &[KnobId]) -> Result<Vec<JournalEntry>, 
 }
 
 /// Applies every runtime change the audit planned, except `skip`, under
-/// `lock` (which must cover the same root as `fs`).
+/// `lock` (which must cover the same root as `fs`). The guard returned
+/// keeps both.
 ///
 /// Refuses, with nothing changed, when an unrestored journal exists (this
 /// one, or another named active), a knob's current value is not understood,
 /// or a change is blocked by privileges. Writes the journal before the
 /// first change. An unexpected failure mid-apply restores what was already
 /// changed.
-pub fn apply<'a>(
-    fs: &'a dyn Sysfs,
+pub fn apply(
+    fs: Arc<dyn Sysfs>,
     audit: &Audit,
     skip: &[KnobId],
     journal_path: &Path,
-    lock: &'a HostLock,
-) -> Result<Applied<'a>, IsolateError> {
+    lock: Arc<HostLock>,
+) -> Result<Applied, IsolateError> {
     let not_runtime: Vec<KnobId> = skip
         .iter()
         .copied()
@@ -350,7 +353,7 @@ pub fn apply<'a>(
     if let Some(j) = Journal::load(journal_path)? {
         return Err(unrestored(&j, journal_path));
     }
-    check_no_other_journal(lock, journal_path)?;
+    check_no_other_journal(&lock, journal_path)?;
     let entries = planned_entries(audit, skip)?;
     let mut report = ApplyReport {
         journal: journal_path.display().to_string(),
@@ -358,13 +361,14 @@ pub fn apply<'a>(
         ..Default::default()
     };
     if entries.is_empty() {
+        let held = Held::acquire(&*fs);
         return Ok(Applied {
             fs,
             lock,
             journal_path: journal_path.to_path_buf(),
             journal: None,
             report,
-            held: Held::acquire(fs),
+            held,
             armed: false,
         });
     }
@@ -387,7 +391,7 @@ pub fn apply<'a>(
     lock.set_active_journal(journal_path)?;
     journal.store(journal_path)?;
     for e in &entries {
-        match apply_change(fs, e) {
+        match apply_change(&*fs, e) {
             Ok(Outcome::Done) => report.applied.push(ChangeOutcome {
                 knob: e.knob,
                 change: e.change.clone(),
@@ -395,7 +399,7 @@ pub fn apply<'a>(
             Ok(Outcome::Unmovable(why)) => report.unmovable.push(why),
             Ok(Outcome::ThreadGone) => report.threads_gone += 1,
             Err(why) => {
-                let rollback = restore_journal(fs, journal.clone(), journal_path, Some(lock));
+                let rollback = restore_journal(&*fs, journal.clone(), journal_path, Some(&lock));
                 return Err(IsolateError::ApplyFailed {
                     change: e.change.describe(),
                     why: Box::new(why),
@@ -410,13 +414,14 @@ pub fn apply<'a>(
             }
         }
     }
+    let held = Held::acquire(&*fs);
     Ok(Applied {
         fs,
         lock,
         journal_path: journal_path.to_path_buf(),
         journal: Some(journal),
         report,
-        held: Held::acquire(fs),
+        held,
         armed: true,
     })
 }

@@ -17,6 +17,7 @@ pub mod apply;
 pub mod catalogue;
 pub mod cmdline;
 pub mod cpus;
+pub mod hold;
 pub mod journal;
 pub mod knobs;
 pub mod lock;
@@ -132,6 +133,25 @@ pub enum IsolateError {
         lock: String,
         /// Who holds it.
         holder: String,
+    },
+    /// A restore was asked for while another vmbench holds the host.
+    #[error(
+        "refusing to restore while {holder} holds the host ({lock}): that vmbench restores it itself when it ends. `vmbench isolate restore --force` restores now anyway"
+    )]
+    RestoreWhileHeld {
+        /// The lock file.
+        lock: String,
+        /// Who holds it.
+        holder: String,
+    },
+    /// Signals could not be blocked, waited for or unblocked.
+    #[error("{what}")]
+    Signals {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: nix::Error,
     },
     /// Another journal holds live changes.
     #[error(

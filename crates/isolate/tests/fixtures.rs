@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use vmbench_host::fixture;
 use vmbench_host::{CpuList, SysRoot};
@@ -159,8 +160,15 @@ fn acpi_cpufreq_host_uses_global_boost_and_null_nohz_full() {
     assert!(knob(&a, "governor").found.contains("cpu1=ondemand"));
     let dir_path = dir.path();
     let root = SysRoot::new(dir_path);
-    let lock = HostLock::acquire(&root, "test").unwrap();
-    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
+    let applied = apply(
+        Arc::new(root.clone()),
+        &a,
+        &[],
+        &default_path(&root),
+        lock.clone(),
+    )
+    .unwrap();
     assert_eq!(read(dir_path, "/sys/devices/system/cpu/cpufreq/boost"), "0");
     assert_eq!(
         read(
@@ -200,8 +208,15 @@ fn amd_pstate_per_policy_boost_is_turned_off_policy_by_policy() {
     let a = audit(&root, &opts(Some("3"))).unwrap();
     assert_eq!(knob(&a, "turbo").changes.len(), 4);
     let before = snapshot(dir.path());
-    let lock = HostLock::acquire(&root, "test").unwrap();
-    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
+    let applied = apply(
+        Arc::new(root.clone()),
+        &a,
+        &[],
+        &default_path(&root),
+        lock.clone(),
+    )
+    .unwrap();
     for p in 0..4 {
         assert_eq!(
             read(
@@ -235,13 +250,13 @@ fn apply_then_restore_is_byte_identical_and_changes_only_what_it_should() {
     let before = snapshot(dir.path());
     let a = audit(&root, &opts(None)).unwrap();
     // irqbalance cannot be stopped under a fixture root: skip it explicitly.
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let applied = apply(
-        &root,
+        Arc::new(root.clone()),
         &a,
         &[KnobId::Irqbalance],
         &default_path(&root),
-        &lock,
+        lock.clone(),
     )
     .unwrap();
     let p = dir.path();
@@ -308,13 +323,13 @@ fn dropping_an_applied_host_restores_it() {
     let before = snapshot(dir.path());
     let a = audit(&root, &opts(Some("3"))).unwrap();
     {
-        let lock = HostLock::acquire(&root, "test").unwrap();
+        let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
         let _applied = apply(
-            &root,
+            Arc::new(root.clone()),
             &a,
             &[KnobId::Irqbalance],
             &default_path(&root),
-            &lock,
+            lock.clone(),
         )
         .unwrap();
         assert_ne!(snapshot(dir.path()), before);
@@ -330,9 +345,10 @@ fn unmovable_irqs_are_listed_not_fatal() {
     fs.write_errors
         .insert("/proc/irq/0/smp_affinity_list".into(), nix::Error::EIO);
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    let fs = Arc::new(fs);
     let jp = default_path(fs.root_ref());
-    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let applied = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock).unwrap();
+    let lock = Arc::new(HostLock::acquire(fs.root_ref(), "test").unwrap());
+    let applied = apply(fs.clone(), &a, &[KnobId::Irqbalance], &jp, lock.clone()).unwrap();
     assert_eq!(applied.report.unmovable.len(), 1);
     assert!(applied.report.unmovable[0].contains("/proc/irq/0/"));
     assert_eq!(read(dir.path(), "/proc/irq/1/smp_affinity_list"), "0-1");
@@ -348,9 +364,10 @@ fn a_failure_mid_apply_rolls_back_everything() {
     let mut fs = FaultySysfs::new(SysRoot::new(dir.path()));
     fs.fail_after = Some(3);
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    let fs = Arc::new(fs);
     let jp = default_path(fs.root_ref());
-    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let err = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock)
+    let lock = Arc::new(HostLock::acquire(fs.root_ref(), "test").unwrap());
+    let err = apply(fs.clone(), &a, &[KnobId::Irqbalance], &jp, lock.clone())
         .err()
         .unwrap();
     assert!(matches!(err, IsolateError::ApplyFailed { .. }), "{err}");
@@ -371,10 +388,11 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     fs.not_writable
         .push("/sys/devices/system/cpu/intel_pstate/no_turbo".into());
     let a = audit(&fs, &opts(Some("2-3"))).unwrap();
+    let fs = Arc::new(fs);
     assert!(knob(&a, "turbo").blocked[0].contains("run as root"));
     let jp = default_path(fs.root_ref());
-    let lock = HostLock::acquire(fs.root_ref(), "test").unwrap();
-    let err = apply(&fs, &a, &[KnobId::Irqbalance], &jp, &lock)
+    let lock = Arc::new(HostLock::acquire(fs.root_ref(), "test").unwrap());
+    let err = apply(fs.clone(), &a, &[KnobId::Irqbalance], &jp, lock.clone())
         .err()
         .unwrap();
     assert!(matches!(err, IsolateError::Blocked(_)));
@@ -386,7 +404,14 @@ fn missing_privilege_is_check_only_and_changes_nothing() {
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
     assert_eq!(snapshot(dir.path()), before, "no journal, no change");
     // Skipping the blocked knob lets the rest apply.
-    let applied = apply(&fs, &a, &[KnobId::Irqbalance, KnobId::Turbo], &jp, &lock).unwrap();
+    let applied = apply(
+        fs.clone(),
+        &a,
+        &[KnobId::Irqbalance, KnobId::Turbo],
+        &jp,
+        lock.clone(),
+    )
+    .unwrap();
     applied.restore().unwrap();
 }
 
@@ -403,13 +428,13 @@ fn unknown_values_and_unknown_knobs_change_nothing() {
     let before = snapshot(dir.path());
     let root = SysRoot::new(dir.path());
     let a = audit(&root, &opts(Some("2-3"))).unwrap();
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let err = apply(
-        &root,
+        Arc::new(root.clone()),
         &a,
         &[KnobId::Irqbalance],
         &default_path(&root),
-        &lock,
+        lock.clone(),
     )
     .err()
     .unwrap();
@@ -419,9 +444,15 @@ fn unknown_values_and_unknown_knobs_change_nothing() {
         "{msg}"
     );
     assert!(!matches!(err, IsolateError::ApplyFailed { .. }), "{err:?}");
-    let err = apply(&root, &a, &[KnobId::Isolcpus], &default_path(&root), &lock)
-        .err()
-        .unwrap();
+    let err = apply(
+        Arc::new(root.clone()),
+        &a,
+        &[KnobId::Isolcpus],
+        &default_path(&root),
+        lock.clone(),
+    )
+    .err()
+    .unwrap();
     assert!(
         err.to_string()
             .contains("--skip: isolcpus not runtime knob(s)"),
@@ -435,23 +466,23 @@ fn an_unrestored_journal_blocks_the_next_apply() {
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
     let a = audit(&root, &opts(Some("2-3"))).unwrap();
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let first = apply(
-        &root,
+        Arc::new(root.clone()),
         &a,
         &[KnobId::Irqbalance],
         &default_path(&root),
-        &lock,
+        lock.clone(),
     )
     .unwrap();
     let _ = first.keep();
     let a2 = audit(&root, &opts(Some("2-3"))).unwrap();
     let err = apply(
-        &root,
+        Arc::new(root.clone()),
         &a2,
         &[KnobId::Irqbalance],
         &default_path(&root),
-        &lock,
+        lock.clone(),
     )
     .err()
     .unwrap();
@@ -492,7 +523,7 @@ fn planted_journal(root: &SysRoot, path: &Path, entries: &[(&str, serde_json::Va
 fn a_journal_naming_files_or_units_no_knob_touches_restores_nothing() {
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("authorized_keys");
     std::fs::write(&victim, "ssh-ed25519 AAAA mine\n").unwrap();
@@ -557,7 +588,7 @@ fn a_journal_naming_files_or_units_no_knob_touches_restores_nothing() {
 fn a_link_under_the_root_that_leads_out_is_not_written_through() {
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
@@ -588,7 +619,7 @@ fn a_journal_others_could_write_or_own_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let jp = dir.path().join("journal.json");
     let entry = serde_json::json!({"kind": "file", "path": "/proc/sys/kernel/watchdog",
         "original_raw": "1\n", "original": "1", "target": "0"});
@@ -620,28 +651,46 @@ fn a_second_journal_cannot_stack_changes_on_a_tuned_host() {
     let dir = tree(&["intel-pstate-turbo"]);
     let root = SysRoot::new(dir.path());
     let before = snapshot(dir.path());
-    let lock = HostLock::acquire(&root, "test").unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
     let a = audit(&root, &opts(Some("3"))).unwrap();
     let b = audit(&root, &opts(Some("2"))).unwrap();
     let journals = tempfile::tempdir().unwrap();
     let ja = journals.path().join("a.json");
     let jb = journals.path().join("b.json");
-    apply(&root, &a, &[KnobId::Irqbalance], &ja, &lock)
-        .unwrap()
-        .keep();
-    let err = apply(&root, &b, &[KnobId::Irqbalance], &jb, &lock)
-        .err()
-        .unwrap();
+    apply(
+        Arc::new(root.clone()),
+        &a,
+        &[KnobId::Irqbalance],
+        &ja,
+        lock.clone(),
+    )
+    .unwrap()
+    .keep();
+    let err = apply(
+        Arc::new(root.clone()),
+        &b,
+        &[KnobId::Irqbalance],
+        &jb,
+        lock.clone(),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, IsolateError::AnotherJournal { .. }), "{err}");
     assert!(err.to_string().contains("a.json"), "{err}");
     assert!(!jb.exists());
     restore(&root, &ja, Some(&lock)).unwrap();
     assert!(snapshot(dir.path()) == before, "not restored");
     // Restored: the next apply with another journal is fine.
-    apply(&root, &b, &[KnobId::Irqbalance], &jb, &lock)
-        .unwrap()
-        .restore()
-        .unwrap();
+    apply(
+        Arc::new(root.clone()),
+        &b,
+        &[KnobId::Irqbalance],
+        &jb,
+        lock.clone(),
+    )
+    .unwrap()
+    .restore()
+    .unwrap();
     assert!(snapshot(dir.path()) == before, "not restored");
 }
 
@@ -747,8 +796,7 @@ fn cpu_partitioning_knobs_apply_and_restore_byte_identical() {
             assert_eq!(moved, [(7100, "0-2"), (7104, "0-2")]);
         }
 
-        let lock = HostLock::acquire(&root, "test").unwrap();
-        let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+        let applied = apply_at_default(&root, &a, &[]);
         assert_eq!(applied.report.threads_gone, 0);
         let hk = if intel { "3" } else { "7" };
         assert_eq!(
@@ -804,8 +852,15 @@ fn threads_that_exit_or_are_replaced_are_skipped_and_counted() {
     let root = SysRoot::new(dir.path());
     let p = dir.path();
     let a = audit(&root, &opts(None)).unwrap();
-    let lock = HostLock::acquire(&root, "test").unwrap();
-    let applied = apply(&root, &a, &[], &default_path(&root), &lock).unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
+    let applied = apply(
+        Arc::new(root.clone()),
+        &a,
+        &[],
+        &default_path(&root),
+        lock.clone(),
+    )
+    .unwrap();
     // postgres' walwriter exits; stress-ng's tid now names another thread.
     std::fs::remove_dir_all(p.join("proc/6000/task/6001")).unwrap();
     let stat = p.join("proc/5151/task/5151/stat");
@@ -824,4 +879,65 @@ fn threads_that_exit_or_are_replaced_are_skipped_and_counted() {
         read(p, "/proc/6000/task/6000/status").contains("Cpus_allowed_list:\t0-3\n"),
         "the rest is restored"
     );
+}
+
+/// `vmbench isolate restore`'s policy: while a vmbench holds the host it
+/// restores the host itself, so a restore is refused unless forced; a
+/// restore of a path with no journal names the journal of the host's live
+/// changes.
+#[test]
+fn a_restore_waits_for_the_holder_unless_forced_and_names_a_live_journal_elsewhere() {
+    use vmbench_isolate::hold::{Restore, RestoreLock};
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let before = snapshot(dir.path());
+    let a = audit(&root, &opts(Some("3"))).unwrap();
+    let jp = default_path(&root);
+    let lock = Arc::new(HostLock::acquire(&root, "holder").unwrap());
+    let applied = apply(
+        Arc::new(root.clone()),
+        &a,
+        &[KnobId::Irqbalance],
+        &jp,
+        lock.clone(),
+    )
+    .unwrap();
+    let tuned = snapshot(dir.path());
+    assert_ne!(tuned, before);
+
+    let err = RestoreLock::take(&root, "restore", false).unwrap_err();
+    assert!(
+        matches!(err, IsolateError::RestoreWhileHeld { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("holder") && err.to_string().contains("--force"));
+    let forced = RestoreLock::take(&root, "restore", true).unwrap();
+    assert!(matches!(forced, RestoreLock::Forced { ref holder, .. } if holder.contains("holder")));
+    assert_eq!(snapshot(dir.path()), tuned, "nothing restored by asking");
+
+    // The holder leaves the host tuned and ends.
+    applied.keep();
+    drop(lock);
+    let ours = RestoreLock::take(&root, "restore", false).unwrap();
+    assert!(matches!(ours, RestoreLock::Held(_)));
+    match ours
+        .restore(&root, &dir.path().join("elsewhere.json"))
+        .unwrap()
+    {
+        Restore::NoJournal { live_elsewhere } => {
+            assert_eq!(live_elsewhere, Some(std::path::absolute(&jp).unwrap()))
+        }
+        Restore::Done(r) => panic!("restored from no journal: {r:?}"),
+    }
+    match ours.restore(&root, &jp).unwrap() {
+        Restore::Done(r) => assert!(r.failed.is_empty(), "{r:?}"),
+        Restore::NoJournal { .. } => panic!("the journal is there"),
+    }
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+/// Applies `a` to `root` under a fresh host lock, journaled at the default path.
+fn apply_at_default(root: &SysRoot, a: &Audit, skip: &[KnobId]) -> vmbench_isolate::apply::Applied {
+    let lock = Arc::new(HostLock::acquire(root, "test").unwrap());
+    apply(Arc::new(root.clone()), a, skip, &default_path(root), lock).unwrap()
 }

@@ -7,6 +7,7 @@ use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::Duration;
 use vmbench_host::{CpuList, SysRoot};
 use vmbench_isolate::KnobId;
@@ -74,8 +75,8 @@ fn threads_with_known_affinities_are_moved_and_put_back() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.json");
-    let lock = HostLock::acquire(&root, "threads test").unwrap();
-    let applied = apply(&root, &a, &skip, &journal, &lock).unwrap();
+    let lock = Arc::new(HostLock::acquire(&root, "threads test").unwrap());
+    let applied = apply(Arc::new(root.clone()), &a, &skip, &journal, lock.clone()).unwrap();
     assert_eq!(cpus_of(wide.id()), [hk], "the rest of its mask");
     assert_eq!(
         cpus_of(narrow.id()),

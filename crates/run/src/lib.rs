@@ -53,10 +53,8 @@ pub fn run(
     progress: &dyn Progress,
     interrupt: &std::sync::atomic::AtomicBool,
 ) -> Result<Recorded, RunError> {
-    let root = plan.root.clone();
-    let mut lock = None;
     let preflighted = preflight(plan, progress)?;
-    let isolated = preflighted.isolate(&root, &mut lock, progress)?;
+    let isolated = preflighted.isolate(progress)?;
     let done = isolated.run_suites(launcher, progress, interrupt);
     let restored = done.restore(progress);
     let recorded = restored.record();

@@ -10,9 +10,11 @@ use crate::progress::Progress;
 use crate::records::{self, IsolationOutcome};
 use crate::session::{BootRequest, GuestLauncher, GuestSession};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use vmbench_host::{CpuList, HostSpec, SpecOptions, SysRoot};
+use vmbench_host::{CpuList, HostSpec, SpecOptions};
 use vmbench_isolate::apply::{self, Applied, RestoreReport};
+use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
 use vmbench_results::{
     Accel, GuestRecord, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow, Warning,
@@ -83,30 +85,23 @@ struct Context {
 
 /// The host as the run needs it: runtime knobs applied (journaled), or
 /// audited only. Dropping it restores the host.
-pub struct Isolated<'r> {
+pub struct Isolated {
     ctx: Context,
-    guard: Option<Applied<'r>>,
+    guard: Option<Applied>,
+    /// The host lock, held until the host is restored (the guard holds it
+    /// too).
+    lock: Option<Arc<HostLock>>,
 }
 
 impl Preflighted {
     /// Creates the output directory, reads the host specification, and
-    /// applies the runtime knobs (journal first) unless the plan or missing
-    /// privileges say audit only. `root` is where the plan's isolation root
-    /// points, and `lock` a slot the host lock moves into for the rest of
-    /// the run: the restore guard borrows both.
-    pub fn isolate<'r>(
-        self,
-        root: &'r SysRoot,
-        lock: &'r mut Option<vmbench_isolate::lock::HostLock>,
-        progress: &dyn Progress,
-    ) -> Result<Isolated<'r>, RunError> {
-        let Preflighted {
-            plan,
-            audit,
-            lock: taken,
-        } = self;
-        *lock = taken;
-        let lock: &'r Option<vmbench_isolate::lock::HostLock> = lock;
+    /// applies the runtime knobs (journal first) to the plan's isolation
+    /// root unless the plan or missing privileges say audit only. The
+    /// restore guard holds the root and the host lock.
+    pub fn isolate(self, progress: &dyn Progress) -> Result<Isolated, RunError> {
+        let Preflighted { plan, audit, lock } = self;
+        let lock = lock.map(Arc::new);
+        let root = plan.root.clone();
         std::fs::create_dir_all(&plan.out).map_err(|source| RunError::Output {
             path: plan.out.display().to_string(),
             source,
@@ -149,14 +144,21 @@ impl Preflighted {
             applied: apply,
             residual_noise,
         };
-        if !apply {
-            return Ok(Isolated { ctx, guard: None });
-        }
-        let Some(lock) = lock.as_ref() else {
-            return Ok(Isolated { ctx, guard: None });
+        let Some(held) = lock.clone().filter(|_| apply) else {
+            return Ok(Isolated {
+                ctx,
+                guard: None,
+                lock,
+            });
         };
         progress.phase("isolation: applying runtime knobs (journal first)");
-        let applied = apply::apply(root, &ctx.audit, &ctx.plan.skip, &ctx.plan.journal, lock)?;
+        let applied = apply::apply(
+            Arc::new(root.clone()),
+            &ctx.audit,
+            &ctx.plan.skip,
+            &ctx.plan.journal,
+            held,
+        )?;
         for c in &applied.report.applied {
             progress.detail(&format!("changed {}", c.change.describe()));
         }
@@ -174,7 +176,7 @@ impl Preflighted {
         if !ctx.residual_noise.is_empty() {
             progress.step("residual noise on the benchmark CPUs, after isolation");
             match vmbench_isolate::osnoise::measure(
-                root,
+                &root,
                 &ctx.audit.cpus.bench,
                 ctx.plan.noise_window,
                 "after isolation",
@@ -188,6 +190,7 @@ impl Preflighted {
         Ok(Isolated {
             ctx,
             guard: Some(applied),
+            lock,
         })
     }
 }
@@ -257,9 +260,10 @@ struct SuiteRecord {
 }
 
 /// The suites have run (or stopped); the host is still tuned.
-pub struct SuitesDone<'r> {
+pub struct SuitesDone {
     ctx: Context,
-    guard: Option<Applied<'r>>,
+    guard: Option<Applied>,
+    lock: Option<Arc<HostLock>>,
     suites: SuiteRecord,
 }
 
@@ -282,7 +286,7 @@ impl Cpus {
     }
 }
 
-impl<'r> Isolated<'r> {
+impl Isolated {
     /// Runs each suite of the plan in order, booting guests through
     /// `launcher`. A suite that fails keeps what it measured, and the later
     /// suites do not run; neither do they after `interrupt` is set.
@@ -291,8 +295,8 @@ impl<'r> Isolated<'r> {
         launcher: &mut dyn GuestLauncher,
         progress: &dyn Progress,
         interrupt: &AtomicBool,
-    ) -> SuitesDone<'r> {
-        let Isolated { ctx, guard } = self;
+    ) -> SuitesDone {
+        let Isolated { ctx, guard, lock } = self;
         let mut rec = SuiteRecord::default();
         let cpus = Cpus::of(&ctx.audit, ctx.plan.guest.vcpus);
         let repeats = ctx.plan.repeat.max(1);
@@ -343,6 +347,7 @@ impl<'r> Isolated<'r> {
         SuitesDone {
             ctx,
             guard,
+            lock,
             suites: rec,
         }
     }
@@ -557,13 +562,15 @@ pub struct Restored {
     restore: Option<Result<RestoreReport, IsolateError>>,
 }
 
-impl SuitesDone<'_> {
+impl SuitesDone {
     /// Puts every journaled change back: the host comes before the report.
+    /// The host lock is released with it.
     pub fn restore(self, progress: &dyn Progress) -> Restored {
         let restore = self.guard.map(|applied| {
             progress.phase("isolation: restoring the host from the journal");
             applied.restore()
         });
+        drop(self.lock);
         Restored {
             ctx: self.ctx,
             suites: self.suites,

@@ -296,11 +296,9 @@ fn knobs_are_applied_before_the_guest_boots_and_restored_before_the_record() {
     let mut s = setup("");
     let before = snapshot(&s.root);
     assert_eq!(boost(&s.root), "1");
-    let root = s.plan.root.clone();
     let pre = vmbench_run::preflight(s.plan.clone(), &Silent).unwrap();
     assert_eq!(snapshot(&s.root), before, "the preflight changed the host");
-    let mut lock = None;
-    let isolated = pre.isolate(&root, &mut lock, &Silent).unwrap();
+    let isolated = pre.isolate(&Silent).unwrap();
     assert_eq!(boost(&s.root), "0", "isolation applied");
     let done = isolated.run_suites(&mut s.fake, &Silent, &s.interrupt);
     assert_eq!(boost(&s.root), "0", "still tuned until restore");
