@@ -148,7 +148,8 @@ fn print_summary(r: &RunRecord, out: &Path) -> Result<(), crate::out::OutputErro
         outln!("{}", RunRecord::TCG_RUN)?;
     }
     if !r.complete {
-        outln!("INCOMPLETE: {}", r.incomplete.join(" "))?;
+        let why: Vec<String> = r.incomplete.iter().map(ToString::to_string).collect();
+        outln!("INCOMPLETE: {}", why.join(" "))?;
     }
     outln!(
         "{} measurements, {} skipped; report: {}",

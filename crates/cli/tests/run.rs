@@ -7,6 +7,7 @@
 
 mod common;
 use common::vmbench;
+use vmbench_results::Stopped;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -293,7 +294,13 @@ const SHORT: &str =
 /// Starts the run, waits for `marker` on its progress, does `cut` (given the
 /// run's pid), and checks the common outcome: exit `code`, no QEMU or shm
 /// file left, the host restored, and an INCOMPLETE report that says `why`.
-fn cut_short(s: &Setup, marker: &str, cut: impl FnOnce(u32), code: i32, why: &str) {
+fn cut_short(
+    s: &Setup,
+    marker: &str,
+    cut: impl FnOnce(u32),
+    code: i32,
+    why: impl Fn(&vmbench_results::Incomplete) -> bool,
+) {
     let mut child = s
         .command()
         .stderr(Stdio::piped())
@@ -307,13 +314,9 @@ fn cut_short(s: &Setup, marker: &str, cut: impl FnOnce(u32), code: i32, why: &st
     assert_eq!(out.status.code(), Some(code), "{log}");
     no_leftovers(pid);
     s.assert_restored();
-    let v = s.record();
-    assert_eq!(v["complete"], false);
-    assert!(
-        v["incomplete"].to_string().contains(why),
-        "{}",
-        v["incomplete"]
-    );
+    let r = s.typed_record();
+    assert!(!r.complete);
+    assert!(r.incomplete.iter().any(why), "{:?}", r.incomplete);
     let md = std::fs::read_to_string(s.out.join("report.md")).unwrap();
     assert!(md.contains("INCOMPLETE run"));
 }
@@ -339,7 +342,12 @@ fn qemu_killed_mid_suite_keeps_what_was_measured() {
     };
     // The kill lands in whichever suite is running by then (TCG is quick):
     // that suite stops with QEMU's end as the reason.
-    cut_short(&s, "vmexit user-fast", kill_qemu, 1, "stopped: QEMU exited");
+    cut_short(&s, "vmexit user-fast", kill_qemu, 1, |i| {
+        matches!(
+            i.what,
+            Stopped::SuiteStopped { .. } | Stopped::MemoryTypeArmsStopped { .. }
+        ) && i.to_string().contains("stopped: QEMU exited")
+    });
     // Kernel rows run first: they were complete before the kill.
     let ids = ids(&s.record());
     assert!(ids.contains(&"vmexit.kernel-fast".to_string()), "{ids:?}");
@@ -359,15 +367,20 @@ fn a_guest_that_hangs_mid_run_ends_the_suite_at_its_deadline() {
     let out = s.run_to_end(s.command());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let v = s.record();
-    assert_eq!(v["complete"], false);
+    let r = s.typed_record();
+    assert!(!r.complete);
     assert!(
-        v["incomplete"]
-            .to_string()
-            .contains("shared-memory suite stopped"),
-        "{}",
-        v["incomplete"]
+        r.incomplete.iter().any(|i| matches!(
+            &i.what,
+            Stopped::SuiteStopped {
+                suite: vmbench_results::Suite::Shm,
+                ..
+            }
+        )),
+        "{:?}",
+        r.incomplete
     );
+    let v = s.record();
     // The VM-exit rows measured before the hang are kept.
     let ids = ids(&v);
     assert!(ids.contains(&"vmexit.user-fast".to_string()), "{ids:?}");
@@ -380,7 +393,9 @@ fn sigint_during_the_run_restores_and_keeps_partial_results() {
     let img = common::guest_image();
     let s = setup(img, SHORT);
     let sigint = |pid: u32| signal(pid, nix::sys::signal::Signal::SIGINT);
-    cut_short(&s, "vmexit kernel-fast", sigint, 130, "interrupted");
+    cut_short(&s, "vmexit kernel-fast", sigint, 130, |i| {
+        i.what == Stopped::Interrupted
+    });
 }
 
 #[test]

@@ -15,7 +15,8 @@ pub(crate) fn to_current(v: &mut Value) {
 /// Version 3 writes less of what can be derived: no CDF (the histogram
 /// holds the curve), the drift series beside the summary instead of in it
 /// (and in no other summary), the repeats' distributions as columns, and
-/// no pooled histogram beside the repeats' (their sum).
+/// no pooled histogram beside the repeats' (their sum); and says why a run
+/// is incomplete as kinds (older text becomes `unclassified`).
 fn v2_to_v3(v: &mut Value) {
     if v.get("schema_version").and_then(Value::as_u64) != Some(2) {
         return;
@@ -75,6 +76,13 @@ fn v2_to_v3(v: &mut Value) {
     }
     if let Some(r) = v.get_mut("results").and_then(Value::as_object_mut) {
         r.insert("schema_version".into(), Value::from(2));
+    }
+    if let Some(list) = v.get_mut("incomplete").and_then(Value::as_array_mut) {
+        for why in list {
+            if let Some(text) = why.as_str() {
+                *why = serde_json::json!({ "kind": "unclassified", "text": text });
+            }
+        }
     }
     v["schema_version"] = Value::from(RUN_SCHEMA_VERSION);
 }
@@ -201,4 +209,32 @@ fn v1_kind(message: &str) -> &'static str {
         .find(|(start, _)| message.starts_with(start))
         .or_else(|| CONTAINED.iter().find(|(words, _)| message.contains(words)))
         .map_or("unclassified", |(_, kind)| kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_2_reasons_become_unclassified_kinds_with_their_text() {
+        let mut v = serde_json::json!({
+            "schema_version": 2,
+            "incomplete": ["repeat 2 of 3: the shared-memory suite stopped: timeout"],
+            "results": {"schema_version": 1, "measurements": []},
+        });
+        to_current(&mut v);
+        assert_eq!(v["schema_version"], RUN_SCHEMA_VERSION);
+        let why: Vec<vmbench_results::Incomplete> =
+            serde_json::from_value(v["incomplete"].clone()).unwrap();
+        assert_eq!(
+            why[0].what,
+            vmbench_results::Stopped::Unclassified {
+                text: "repeat 2 of 3: the shared-memory suite stopped: timeout".into()
+            }
+        );
+        assert_eq!(
+            why[0].to_string(),
+            "repeat 2 of 3: the shared-memory suite stopped: timeout"
+        );
+    }
 }

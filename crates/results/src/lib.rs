@@ -8,6 +8,7 @@
 pub mod context;
 pub mod float;
 pub mod id;
+pub mod incomplete;
 pub mod inference;
 pub mod knob;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod warning;
 
 pub use context::{CpuNoise, NoiseCause, SuiteContext, ThrottleDelta};
 pub use id::{MeasurementId, Suite};
+pub use incomplete::{Incomplete, Stopped};
 pub use knob::{KnobClass, KnobId, RestoreState, Verdict};
 pub use model::{
     Check, CheckKind, ExitEvents, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit,

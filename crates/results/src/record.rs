@@ -91,7 +91,7 @@ pub struct RunRecord {
     pub complete: bool,
     /// Why the run is incomplete (which suite ended early, and how).
     #[serde(default)]
-    pub incomplete: Vec<String>,
+    pub incomplete: Vec<crate::Incomplete>,
     /// The host specification as `vmbench info` prints it: (section, key, value).
     pub host_rows: Vec<SpecRow>,
     /// The host specification (`vmbench info --json`; docs/info-schema.md).

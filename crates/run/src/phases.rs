@@ -17,8 +17,8 @@ use vmbench_isolate::apply::{self, Applied, RestoreReport};
 use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
 use vmbench_results::{
-    Accel, GuestRecord, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow, Warning,
-    WarningKind,
+    Accel, GuestRecord, Incomplete, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow,
+    Stopped, Warning, WarningKind,
 };
 use vmbench_shm::host::Plan as ShmPlan;
 use vmbench_vm::GuestKind;
@@ -244,7 +244,7 @@ fn boot_only_notes(audit: &Audit) -> Vec<String> {
 struct SuiteRecord {
     results: Results,
     /// Why the run is incomplete (empty: complete).
-    incomplete: Vec<String>,
+    incomplete: Vec<Incomplete>,
     guest_spec: Option<vmbench_proto::spec::GuestSpec>,
     qemu: Option<QemuRecord>,
     pinning: Option<String>,
@@ -326,7 +326,7 @@ impl Isolated {
             );
             if repeats > 1 {
                 for why in &mut rec.incomplete[incomplete_before..] {
-                    *why = format!("repeat {repeat} of {repeats}: {why}");
+                    why.repeat = Some(repeat);
                 }
             }
             per_repeat.push(std::mem::take(&mut rec.results));
@@ -339,10 +339,8 @@ impl Isolated {
         rec.results = Results::combine_repeats(per_repeat);
         rec.interrupted = interrupt.load(Ordering::Relaxed);
         if rec.interrupted {
-            rec.incomplete.insert(
-                0,
-                "interrupted by a stop signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT): the run stopped early".into(),
-            );
+            rec.incomplete
+                .insert(0, Incomplete::new(Stopped::Interrupted));
         }
         SuitesDone {
             ctx,
@@ -368,10 +366,8 @@ fn run_suites_once(
     let mut kept: Option<Box<dyn GuestSession>> = None;
     for suite in ctx.plan.suites.clone() {
         if interrupt.load(Ordering::Relaxed) || !rec.incomplete.is_empty() {
-            rec.incomplete.push(format!(
-                "suite {} did not run (the run stopped before it)",
-                suite.name()
-            ));
+            rec.incomplete
+                .push(Incomplete::new(Stopped::NotRun { suite }));
             continue;
         }
         progress.phase(suite.title());
@@ -435,10 +431,11 @@ fn boot(
             Some(session)
         }
         Err(e) => {
-            rec.incomplete.push(format!(
-                "{} suite: the guest did not come up: {e}",
-                suite.name()
-            ));
+            rec.incomplete
+                .push(Incomplete::new(Stopped::GuestDidNotBoot {
+                    suite,
+                    cause: e.to_string(),
+                }));
             None
         }
     }
@@ -504,8 +501,10 @@ fn vmexit_suite(
     }
     match outcome {
         Err(e) => {
-            rec.incomplete
-                .push(format!("the VM-exit suite stopped: {e}"));
+            rec.incomplete.push(Incomplete::new(Stopped::SuiteStopped {
+                suite: Suite::Vmexit,
+                cause: e.to_string(),
+            }));
             session.shutdown();
             None
         }
@@ -546,12 +545,16 @@ fn shm_suite(
     let outcome = drive::shm(session, launcher, &request, interrupt, progress);
     rec.results.absorb(outcome.run.results);
     if let Err(e) = outcome.suite {
-        rec.incomplete
-            .push(format!("the shared-memory suite stopped: {e}"));
+        rec.incomplete.push(Incomplete::new(Stopped::SuiteStopped {
+            suite: Suite::Shm,
+            cause: e.to_string(),
+        }));
     }
     if let Err(e) = outcome.arms {
         rec.incomplete
-            .push(format!("the shm UC/WC arms stopped: {e}"));
+            .push(Incomplete::new(Stopped::MemoryTypeArmsStopped {
+                cause: e.to_string(),
+            }));
     }
 }
 

@@ -16,8 +16,8 @@ use vmbench_host::{CpuList, SysRoot, fixture};
 use vmbench_isolate::pin::{Pinning, VcpuPin};
 use vmbench_proto::{GuestSpec, Mapping};
 use vmbench_results::{
-    Accel, Check, CheckKind, KnobId, Measurement, QemuRecord, RestoreState, SampleSet, Unit,
-    Verification, WarningKind,
+    Accel, Check, CheckKind, KnobId, Measurement, QemuRecord, RestoreState, SampleSet, Stopped,
+    Unit, Verification, WarningKind,
 };
 use vmbench_run::config::{self, Config};
 use vmbench_run::{
@@ -383,15 +383,16 @@ fn ctrl_c_in_a_suite_stops_the_run_restores_and_exits_130() {
     );
     let r = &recorded.record;
     assert!(!r.complete);
-    assert!(
-        r.incomplete[0].starts_with("interrupted"),
+    assert_eq!(
+        r.incomplete[0].what,
+        Stopped::Interrupted,
         "{:?}",
         r.incomplete
     );
     assert!(
         r.incomplete
             .iter()
-            .any(|i| i.contains("suite shm did not run"))
+            .any(|i| i.what == Stopped::NotRun { suite: Suite::Shm })
     );
     // What was measured before Ctrl-C is kept.
     assert_eq!(r.results.measurements.len(), 1);
@@ -443,11 +444,24 @@ fn a_suite_that_stops_keeps_its_rows_and_the_later_suites_do_not_run() {
     let r = &recorded.record;
     assert_eq!(r.results.measurements.len(), 1);
     assert!(
-        r.incomplete[0].contains("the VM-exit suite stopped"),
+        matches!(
+            &r.incomplete[0].what,
+            Stopped::SuiteStopped {
+                suite: Suite::Vmexit,
+                ..
+            }
+        ),
         "{:?}",
         r.incomplete
     );
-    assert!(r.incomplete[1].contains("suite shm did not run"));
+    assert_eq!(r.incomplete[1].what, Stopped::NotRun { suite: Suite::Shm });
+    assert!(
+        r.incomplete[0]
+            .to_string()
+            .starts_with("the VM-exit suite stopped: "),
+        "{}",
+        r.incomplete[0]
+    );
     assert_eq!(
         log(&s),
         [
@@ -467,7 +481,18 @@ fn a_guest_that_does_not_boot_is_an_incomplete_run_on_a_restored_host() {
     let recorded = run(&mut s).unwrap();
     assert_eq!(recorded.status, ExitStatus::Failed);
     assert_eq!(snapshot(&s.root), before);
-    assert!(recorded.record.incomplete[0].contains("shm suite: the guest did not come up"));
+    assert!(matches!(
+        &recorded.record.incomplete[0].what,
+        Stopped::GuestDidNotBoot {
+            suite: Suite::Shm,
+            ..
+        }
+    ));
+    assert!(
+        recorded.record.incomplete[0]
+            .to_string()
+            .starts_with("shm suite: the guest did not come up: ")
+    );
     assert_eq!(recorded.record.accel, None);
 }
 

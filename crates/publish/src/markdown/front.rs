@@ -26,7 +26,11 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
         let _ = writeln!(
             o,
             "> **INCOMPLETE run.** {} Every measurement completed before that is kept below.\n",
-            r.incomplete.join(" ")
+            r.incomplete
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     let _ = writeln!(
@@ -197,7 +201,7 @@ pub(super) fn warnings(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "## Warnings\n");
     let mut seen = std::collections::BTreeSet::new();
     let run_wide = r.results.warnings.iter().map(Warning::to_string);
-    for w in r.incomplete.iter().cloned().chain(run_wide) {
+    for w in r.incomplete.iter().map(ToString::to_string).chain(run_wide) {
         if seen.insert(w.clone()) {
             let _ = writeln!(o, "- {w}");
         }
