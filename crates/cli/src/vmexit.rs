@@ -203,7 +203,7 @@ fn print_table(
             Verification::Verified { evidence } | Verification::Failed { evidence } => {
                 evidence.clone()
             }
-            Verification::Unverified { reason } => reason.clone(),
+            Verification::Unverified { reason, .. } => reason.clone(),
             Verification::NotApplicable => String::new(),
         };
         outln!(

@@ -186,6 +186,10 @@ pub fn collect(m: &MappingFacts, uptime_at_ready_ms: u64) -> GuestSpec {
         mapping: m.mapping,
         mapping_note: m.note.clone(),
         mapping_observed: observed_mapping(m),
+        mapping_pte: match m.pte_mode {
+            Some(Ok(mode)) => Some(mode.to_string()),
+            _ => None,
+        },
         shm_bytes: m.shm_bytes,
         pci_address: m.pci_address.clone(),
         iv_position: m.iv_position,

@@ -280,19 +280,24 @@ impl Pinning {
         Some((housekeeping as usize, vcpu as usize))
     }
 
+    /// Which threads went where, as the run record keeps it.
+    pub fn record(&self) -> vmbench_results::Pinning {
+        vmbench_results::Pinning {
+            vcpus: self
+                .vcpus
+                .iter()
+                .map(|v| vmbench_results::PinnedVcpu {
+                    tid: v.tid,
+                    cpu: v.cpu,
+                })
+                .collect(),
+            housekeeping: self.housekeeping.clone(),
+        }
+    }
+
     /// One line for a report: which threads went where.
     pub fn describe(&self) -> String {
-        let bench = CpuList::from_cpus(self.vcpus.iter().map(|v| v.cpu));
-        format!(
-            "vCPU thread(s) {} → CPU {}; QEMU's other threads → CPUs {}",
-            self.vcpus
-                .iter()
-                .map(|v| v.tid.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            bench,
-            self.housekeeping
-        )
+        self.record().to_string()
     }
 }
 

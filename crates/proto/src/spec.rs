@@ -57,16 +57,16 @@ impl GuestSpec {
     pub fn mapping_mismatch(&self) -> Option<String> {
         // Only the agent's own PTE is the mapping's type; the kernel's
         // reservation of the BAR is its view of the physical range.
-        let observed = self.mapping_observed.as_deref()?;
-        let pte = observed.strip_prefix("user PTE: ")?;
+        let pte = self.mapping_pte.as_deref()?;
         let names = self.mapping.pat_names();
         if names.is_empty() {
             return None;
         }
-        (!names.iter().any(|n| pte.starts_with(n))).then(|| {
+        (!names.contains(&pte)).then(|| {
             format!(
-                "the guest reports a {} mapping of the region, but its own page-table entry says otherwise: {observed}",
-                self.mapping
+                "the guest reports a {} mapping of the region, but its own page-table entry says otherwise: {}",
+                self.mapping,
+                self.mapping_observed.as_deref().unwrap_or(pte)
             )
         })
     }
@@ -121,6 +121,11 @@ pub struct GuestSpec {
     /// observed (not as asserted by what mapped it), or why it could not be.
     #[serde(default)]
     pub mapping_observed: Option<String>,
+    /// The memory type of the agent's own page-table entry for the region,
+    /// as Linux's PAT names it (`write-back`, `uncached-minus`,
+    /// `write-combining`), when it was read (through the vmbench module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_pte: Option<String>,
     /// The shared region's size in bytes.
     pub shm_bytes: u64,
     /// The ivshmem device's PCI address, when found on PCI.
@@ -139,9 +144,15 @@ mod tests {
 
     #[test]
     fn a_mapping_the_pat_contradicts_is_named() {
+        // What the agent writes: the PTE's type when it read one, and the
+        // sentence for the report.
         let spec = |mapping, observed: Option<&str>| GuestSpec {
             mapping,
             mapping_observed: observed.map(String::from),
+            mapping_pte: observed
+                .and_then(|o| o.strip_prefix("user PTE: "))
+                .and_then(|o| o.split(';').next())
+                .map(String::from),
             ..GuestSpec::default()
         };
         let kernel = "; kernel reservation of the BAR: uncached-minus (PAT memtype list: x)";
@@ -159,5 +170,12 @@ mod tests {
         );
         let uc_ok = format!("user PTE: uncached-minus{kernel}");
         assert_eq!(spec(Mapping::Uc, Some(&uc_ok)).mapping_mismatch(), None);
+        // The sentence alone decides nothing.
+        let words_only = GuestSpec {
+            mapping: Mapping::Wb,
+            mapping_observed: Some(uc),
+            ..GuestSpec::default()
+        };
+        assert_eq!(words_only.mapping_mismatch(), None);
     }
 }

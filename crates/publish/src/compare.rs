@@ -218,9 +218,12 @@ fn isolation_summary(r: &Run) -> String {
         .count();
     let changed = k.iter().filter(|x| x.changed_to.is_some()).count();
     // Thread ids differ on every run: compare where the vCPU ran.
-    let pinning = r.record.pinning.as_deref().map_or("none".to_string(), |p| {
-        p.split_once(" → ")
-            .map_or(p.to_string(), |(_, cpus)| format!("vCPU → {cpus}"))
+    let pinning = r.record.pinning.as_ref().map_or("none".to_string(), |p| {
+        format!(
+            "vCPU → CPU {}; QEMU's other threads → CPUs {}",
+            p.vcpu_cpus(),
+            p.housekeeping
+        )
     });
     format!(
         "{} knobs, {failing} failing, {changed} changed; pinning {pinning}",

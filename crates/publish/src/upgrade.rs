@@ -77,6 +77,18 @@ fn v2_to_v3(v: &mut Value) {
     if let Some(r) = v.get_mut("results").and_then(Value::as_object_mut) {
         r.insert("schema_version".into(), Value::from(2));
     }
+    if let Some(text) = v.get("pinning").and_then(Value::as_str).map(String::from) {
+        v["pinning"] = match pinning_v2(&text) {
+            Some(p) => p,
+            None => {
+                // Kept for the reader where it cannot be a record.
+                if let Some(notes) = v.get_mut("isolation_notes").and_then(Value::as_array_mut) {
+                    notes.push(Value::from(format!("pinning: {text}")));
+                }
+                Value::Null
+            }
+        };
+    }
     if let Some(list) = v.get_mut("incomplete").and_then(Value::as_array_mut) {
         for why in list {
             if let Some(text) = why.as_str() {
@@ -211,9 +223,56 @@ fn v1_kind(message: &str) -> &'static str {
         .map_or("unclassified", |(_, kind)| kind)
 }
 
+/// The pinning versions 1 and 2 wrote as a line (`vCPU thread(s) 4242
+/// → CPU 1; QEMU's other threads → CPUs 0`), as a record: the one place its
+/// text is read.
+fn pinning_v2(text: &str) -> Option<Value> {
+    let rest = text.strip_prefix("vCPU thread(s) ")?;
+    let (tids, rest) = rest.split_once(" → CPU ")?;
+    let (cpus, housekeeping) = rest.split_once("; QEMU's other threads → CPUs ")?;
+    let cpus: vmbench_host::CpuList = cpus.parse().ok()?;
+    let housekeeping: vmbench_host::CpuList = housekeeping.parse().ok()?;
+    let tids: Vec<u32> = tids
+        .split(',')
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let cpus: Vec<u32> = cpus.iter().collect();
+    (tids.len() == cpus.len()).then(|| {
+        let vcpus: Vec<Value> = tids
+            .iter()
+            .zip(cpus)
+            .map(|(tid, cpu)| serde_json::json!({ "tid": tid, "cpu": cpu }))
+            .collect();
+        serde_json::json!({ "vcpus": vcpus, "housekeeping": housekeeping.to_string() })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_2_pinning_line_becomes_a_record_or_a_note() {
+        let mut v = serde_json::json!({
+            "schema_version": 2,
+            "pinning": "vCPU thread(s) 4242,4243 → CPU 2-3; QEMU's other threads → CPUs 0-1",
+            "isolation_notes": [],
+        });
+        to_current(&mut v);
+        let p: vmbench_results::Pinning = serde_json::from_value(v["pinning"].clone()).unwrap();
+        assert_eq!(
+            p.to_string(),
+            "vCPU thread(s) 4242,4243 → CPU 2-3; QEMU's other threads → CPUs 0-1"
+        );
+        assert_eq!(p.vcpus[1].tid, 4243);
+        assert_eq!(p.vcpus[1].cpu, 3);
+        let mut odd = serde_json::json!({
+            "schema_version": 2, "pinning": "pinned somehow", "isolation_notes": [],
+        });
+        to_current(&mut odd);
+        assert_eq!(odd["pinning"], Value::Null);
+        assert_eq!(odd["isolation_notes"][0], "pinning: pinned somehow");
+    }
 
     #[test]
     fn version_2_reasons_become_unclassified_kinds_with_their_text() {

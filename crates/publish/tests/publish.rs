@@ -29,6 +29,7 @@ fn measurement(id: &str, base: u64, spread: u64, bytes: Option<u64>) -> Measurem
         &s,
         if id.starts_with("vmexit.") {
             Verification::Unverified {
+                cause: None,
                 reason: "TCG: no VM exits".into(),
             }
         } else {
@@ -122,7 +123,10 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
             restored: vmbench_results::RestoreState::Restored,
         }],
         isolation_notes: vec!["isolcpus missing: add isolcpus=1".into()],
-        pinning: Some("vCPU 0 → CPU 1; QEMU's other threads → CPU 0".into()),
+        pinning: Some(vmbench_results::Pinning {
+            vcpus: vec![vmbench_results::PinnedVcpu { tid: 4242, cpu: 1 }],
+            housekeeping: "0".parse().unwrap(),
+        }),
         residual_noise: ["before isolation", "after isolation"]
             .iter()
             .zip([37_265.7, 812.5])

@@ -22,12 +22,12 @@ pub use incomplete::{Incomplete, Stopped};
 pub use knob::{KnobClass, KnobId, RestoreState, Verdict};
 pub use model::{
     Check, CheckKind, ExitEvents, Measurement, RESULTS_SCHEMA_VERSION, Results, Skipped, Unit,
-    Verification,
+    Unverifiable, Verification,
 };
 pub mod record;
 pub use record::{
-    Accel, BuildRecord, GuestKind, GuestRecord, KnobRecord, QemuRecord, RUN_SCHEMA_VERSION,
-    RunRecord, SpecRow, results_json_schema, suite_names,
+    Accel, BuildRecord, GuestKind, GuestRecord, KnobRecord, PinnedVcpu, Pinning, QemuRecord,
+    RUN_SCHEMA_VERSION, RunRecord, SpecRow, results_json_schema, suite_names,
 };
 pub use repeats::Repeats;
 pub use stats::{Drift, SampleSet, StatsError, Summary};

@@ -55,11 +55,25 @@ pub enum Verification {
     },
     /// The path could not be checked.
     Unverified {
+        /// What kind of reason, where a program acts on it (absent: any
+        /// other, said in `reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<Unverifiable>,
         /// Why not (TCG, no stats, inconsistent counters).
         reason: String,
     },
     /// The measurement has no path to verify (e.g. a timer baseline).
     NotApplicable,
+}
+
+/// A reason for "unverified" that decides something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unverifiable {
+    /// KVM's counters do not track the work (a row that must exit showed
+    /// too few exits): no row of the same run can be verified or failed
+    /// from them.
+    CountersInconsistent,
 }
 
 impl Verification {
@@ -444,6 +458,7 @@ mod tests {
             Unit::TscTicks,
             &s,
             Verification::Unverified {
+                cause: None,
                 reason: "TCG: no VM exits".into(),
             },
         )

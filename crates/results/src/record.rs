@@ -111,7 +111,7 @@ pub struct RunRecord {
     pub isolation_notes: Vec<String>,
     /// CPUs the vCPU threads were pinned to, and the housekeeping CPUs.
     #[serde(default)]
-    pub pinning: Option<String>,
+    pub pinning: Option<Pinning>,
     /// The residual noise measured on each benchmark CPU, before and after
     /// isolation (empty when not measured: a fixture root, or an older record).
     #[serde(default)]
@@ -292,5 +292,44 @@ impl RunRecord {
             .filter(|g| g.accel == Accel::Tcg)
             .flat_map(|g| g.suites.iter().copied())
             .collect()
+    }
+}
+
+/// Where the guest's threads were pinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Pinning {
+    /// Each vCPU's thread and the CPU it was pinned to, in vCPU order.
+    pub vcpus: Vec<PinnedVcpu>,
+    /// The CPUs QEMU's other threads were confined to.
+    pub housekeeping: vmbench_host::CpuList,
+}
+
+/// One vCPU thread and its CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PinnedVcpu {
+    /// The thread id (differs on every run).
+    pub tid: u32,
+    /// The CPU it was pinned to.
+    pub cpu: u32,
+}
+
+impl Pinning {
+    /// The CPUs the vCPUs ran on: what two runs of one host compare by
+    /// (thread ids differ on every run).
+    pub fn vcpu_cpus(&self) -> vmbench_host::CpuList {
+        vmbench_host::CpuList::from_cpus(self.vcpus.iter().map(|v| v.cpu))
+    }
+}
+
+impl std::fmt::Display for Pinning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tids: Vec<String> = self.vcpus.iter().map(|v| v.tid.to_string()).collect();
+        write!(
+            f,
+            "vCPU thread(s) {} → CPU {}; QEMU's other threads → CPUs {}",
+            tids.join(","),
+            self.vcpu_cpus(),
+            self.housekeeping
+        )
     }
 }

@@ -247,7 +247,7 @@ struct SuiteRecord {
     incomplete: Vec<Incomplete>,
     guest_spec: Option<vmbench_proto::spec::GuestSpec>,
     qemu: Option<QemuRecord>,
-    pinning: Option<String>,
+    pinning: Option<vmbench_results::Pinning>,
     /// The shm suite's reference CPUs, from the latest pinning.
     reference_cpus: Option<(usize, usize)>,
     /// Remarks for the isolation section (a pinning that failed).
@@ -465,7 +465,7 @@ fn describe_guest(
     if let Some(bench) = cpus.pin() {
         match session.pin(bench) {
             Ok(p) => {
-                rec.pinning = Some(p.describe());
+                rec.pinning = Some(p.record());
                 rec.reference_cpus = p.reference_cpus();
             }
             Err(e) => rec.notes.push(format!("vCPU pinning failed: {e}")),

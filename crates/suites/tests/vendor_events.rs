@@ -409,7 +409,7 @@ fn either_way_rows_need_the_witness_on_each_vendor() {
         assert!(matches!(v, Verification::Verified { .. }), "{v:?}");
         let v = judge(vendor, Row::KernelEoi, "counters-dead.events");
         assert!(
-            matches!(&v, Verification::Unverified { reason } if reason.contains("liveness witness")),
+            matches!(&v, Verification::Unverified { reason, .. } if reason.contains("liveness witness")),
             "{v:?}"
         );
     }

@@ -127,7 +127,7 @@ fn verdict(m: &Measurement) -> String {
     match &m.verification {
         Verification::Verified { evidence } => format!("verified: {evidence}"),
         Verification::Failed { evidence } => format!("FAILED: {evidence}"),
-        Verification::Unverified { reason } => format!("unverified: {reason}"),
+        Verification::Unverified { reason, .. } => format!("unverified: {reason}"),
         Verification::NotApplicable => "n/a".into(),
     }
 }

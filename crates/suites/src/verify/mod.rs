@@ -22,7 +22,7 @@ pub use claim::{
 use crate::tracepoints::Probe;
 use std::collections::BTreeMap;
 use vmbench_proto::vmexit::{Expect, Mode, Row, WITNESS_CPUID_LEAF};
-use vmbench_results::Verification;
+use vmbench_results::{Unverifiable, Verification};
 
 /// Exits that are not the row's own (timer ticks, interrupts) allowed per
 /// iteration count: 5% plus a constant.
@@ -50,11 +50,13 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
     let deltas = match evidence {
         Evidence::Tcg => {
             return Verification::Unverified {
+                cause: None,
                 reason: "not verifiable: TCG (software emulation has no VM exits; these are emulation costs)".into(),
             };
         }
         Evidence::Unavailable(why) => {
             return Verification::Unverified {
+                cause: None,
                 reason: format!("KVM counters unavailable: {why}"),
             };
         }
@@ -74,6 +76,7 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
         Expect::Apic | Expect::IpiWake | Expect::MsrMaybePassthrough | Expect::Cr8
     ) {
         return Verification::Unverified {
+            cause: None,
             reason: format!(
                 "{shown}: this exit may be virtualized away (APICv, AVIC, MSR pass-through, TPR shadow), and query-stats cannot tell which exit the counts are (KVM's tracepoints can: run as root)"
             ),
@@ -81,6 +84,7 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
     }
     if matches!(expect, Expect::QemuMmio | Expect::Ioeventfd) {
         return Verification::Unverified {
+            cause: None,
             reason: format!(
                 "{shown}: query-stats cannot show whether QEMU or an ioeventfd in KVM completed each access (KVM's tracepoints can: run as root)"
             ),
@@ -108,6 +112,7 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
     }
     if exits + s < want_exits * 9 / 10 {
         return Verification::Unverified {
+            cause: Some(Unverifiable::CountersInconsistent),
             reason: format!(
                 "counters inconsistent: {shown}, each of which must exit; this host's KVM statistics do not track the work done"
             ),
@@ -115,6 +120,7 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
     }
     let Some(io) = io else {
         return Verification::Unverified {
+            cause: None,
             reason: format!("{shown}; no io_exits counter to tell port I/O from other exits"),
         };
     };
@@ -146,6 +152,7 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
         | Expect::Cr8 => unreachable!("handled above"),
     };
     Verification::Unverified {
+        cause: None,
         reason: format!(
             "{shown}: consistent with {claimed}; query-stats counts exits, not which exit each was, so it cannot confirm this row's own (KVM's tracepoints can: run as root)"
         ),
@@ -258,6 +265,7 @@ fn verify_absorbed(
 ) -> Verification {
     let Some(vendor) = claim.vendor else {
         return Verification::Unverified {
+            cause: None,
             reason: format!(
                 "{seen}: no {proof_name} event, and this KVM (not VMX or SVM) has no APICv, AVIC, virtual TPR or MSR pass-through to absorb the exit: it was handled on a path without this tracepoint"
             ),
@@ -268,6 +276,7 @@ fn verify_absorbed(
     let witnessed = counts.get(WITNESS_LABEL).copied().unwrap_or(0);
     if witnessed != WITNESSES_PER_ROW {
         return Verification::Unverified {
+            cause: None,
             reason: format!(
                 "{seen}: no {proof_name} event, but the counters' liveness witness is missing ({witnessed} of the guest's {WITNESSES_PER_ROW} CPUID {WITNESS_CPUID_LEAF:#x} counted around the row), so no event is not evidence that the hardware absorbed the exit"
             ),
@@ -371,6 +380,7 @@ pub fn verify_tracepoints(
     let got = match (counts.get(&proof.label).copied(), alternative) {
         (None, None) => {
             return Verification::Unverified {
+                cause: None,
                 reason: format!("this kernel has no {} tracepoint", proof.event),
             };
         }
@@ -389,6 +399,7 @@ pub fn verify_tracepoints(
     };
     if proof.event == "kvm_exit" && got == 0 {
         return Verification::Unverified {
+            cause: None,
             reason: format!(
                 "{seen}: kvm:kvm_exit does not fire under this KVM (its vendor module emits none: kvm_pvm), and no other tracepoint records this exit"
             ),

@@ -16,7 +16,7 @@ fn query_stats_never_verifies_a_claim_it_cannot_tell_from_another() {
     for expect in [Expect::KvmHandler, Expect::KvmFastpath] {
         let v = verify(expect, 10_000, Evidence::Deltas(&d(10_041, 0)));
         assert!(
-            matches!(&v, Verification::Unverified { reason } if reason.starts_with(QUERY_STATS_NAME) && reason.contains("consistent with")),
+            matches!(&v, Verification::Unverified { reason, .. } if reason.starts_with(QUERY_STATS_NAME) && reason.contains("consistent with")),
             "{v:?}"
         );
     }
@@ -47,7 +47,7 @@ fn a_slow_row_reaching_qemu_and_one_that_did_not() {
     // show that QEMU served it.
     let ok = verify(Expect::Qemu, 10_000, Evidence::Deltas(&d(10_020, 10_000)));
     assert!(
-        matches!(&ok, Verification::Unverified { reason } if reason.contains("QEMU")),
+        matches!(&ok, Verification::Unverified { reason, .. } if reason.contains("QEMU")),
         "{ok:?}"
     );
     let bad = verify(Expect::Qemu, 10_000, Evidence::Deltas(&d(10_020, 3)));
@@ -57,13 +57,19 @@ fn a_slow_row_reaching_qemu_and_one_that_did_not() {
 #[test]
 fn counters_that_lag_the_work_are_inconsistent_not_verified() {
     // What kvm_pvm shows: io_exits stays 0 and exits grows far slower.
+    let inconsistent = |v: &Verification| {
+        matches!(
+            v,
+            Verification::Unverified {
+                cause: Some(vmbench_results::Unverifiable::CountersInconsistent),
+                reason,
+            } if reason.contains("inconsistent")
+        )
+    };
     let v = verify(Expect::Qemu, 100_000, Evidence::Deltas(&d(4_000, 0)));
-    assert!(
-        matches!(&v, Verification::Unverified { reason } if reason.contains("inconsistent")),
-        "{v:?}"
-    );
+    assert!(inconsistent(&v), "{v:?}");
     let v = verify(Expect::KvmHandler, 100_000, Evidence::Deltas(&d(30_000, 0)));
-    assert!(matches!(v, Verification::Unverified { .. }));
+    assert!(inconsistent(&v), "{v:?}");
 }
 
 #[test]
@@ -82,11 +88,11 @@ fn baselines_must_not_exit() {
 fn missing_stats_and_tcg() {
     assert!(matches!(
         verify(Expect::KvmHandler, 10, Evidence::Tcg),
-        Verification::Unverified { reason } if reason.starts_with("not verifiable: TCG")
+        Verification::Unverified { reason, .. } if reason.starts_with("not verifiable: TCG")
     ));
     assert!(matches!(
         verify(Expect::KvmHandler, 10, Evidence::Unavailable("QEMU 7.0 has no query-stats")),
-        Verification::Unverified { reason } if reason.contains("7.0")
+        Verification::Unverified { reason, .. } if reason.contains("7.0")
     ));
     let only_exits: BTreeMap<String, u64> = [("exits".to_string(), 10u64)].into();
     assert!(matches!(
@@ -107,7 +113,7 @@ fn query_stats_has_an_upper_bound_and_never_verifies_which_side_served_a_port() 
     for expect in [Expect::KernelPio, Expect::Qemu] {
         let v = verify(expect, 10_000, Evidence::Deltas(&d(10_020, 10_000)));
         assert!(
-            matches!(&v, Verification::Unverified { reason } if reason.contains("io_exits counts in-kernel and QEMU")),
+            matches!(&v, Verification::Unverified { reason, .. } if reason.contains("io_exits counts in-kernel and QEMU")),
             "{v:?}"
         );
     }
@@ -267,7 +273,7 @@ fn baselines_invd_and_missing_tracepoints() {
     // kvm_exit silent (kvm_pvm): INVD cannot be proven either way.
     let invd = traced(Row::KernelInvd, &[("kvm_exit", 0), ("kvm_cpuid", 0)]);
     assert!(
-        matches!(&invd, Verification::Unverified { reason } if reason.contains("kvm_exit does not fire")),
+        matches!(&invd, Verification::Unverified { reason, .. } if reason.contains("kvm_exit does not fire")),
         "{invd:?}"
     );
     let invd = traced(
@@ -302,7 +308,7 @@ fn baselines_invd_and_missing_tracepoints() {
     );
     let no_event = traced(Row::KernelVmcall, &[("kvm_cpuid", 0)]);
     assert!(
-        matches!(&no_event, Verification::Unverified { reason } if reason.contains("no kvm_hypercall tracepoint")),
+        matches!(&no_event, Verification::Unverified { reason, .. } if reason.contains("no kvm_hypercall tracepoint")),
         "{no_event:?}"
     );
 }
@@ -437,14 +443,14 @@ fn exits_the_hardware_may_absorb_are_verified_either_way_but_only_on_vmx_and_svm
             &[("kvm_msr write 0x48", 0), (WITNESS_LABEL, witnessed)],
         );
         assert!(
-            matches!(&dead, Verification::Unverified { reason } if reason.contains("liveness witness")),
+            matches!(&dead, Verification::Unverified { reason, .. } if reason.contains("liveness witness")),
             "{witnessed}: {dead:?}"
         );
     }
     // Elsewhere (kvm_pvm) no event is no proof of anything.
     let pvm = on(None, Row::KernelMovCr8, &cr8);
     assert!(
-        matches!(&pvm, Verification::Unverified { reason } if reason.contains("not VMX or SVM")),
+        matches!(&pvm, Verification::Unverified { reason, .. } if reason.contains("not VMX or SVM")),
         "{pvm:?}"
     );
     // Some executions exited and some did not: neither path.

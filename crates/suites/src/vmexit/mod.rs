@@ -477,7 +477,8 @@ fn with_device_count(
         Verification::Verified { evidence } => Verification::Verified {
             evidence: format!("{evidence}; {said}"),
         },
-        Verification::Unverified { reason } => Verification::Unverified {
+        Verification::Unverified { reason, .. } => Verification::Unverified {
+            cause: None,
             reason: format!("{reason}; {said}"),
         },
         failed => failed,
@@ -528,7 +529,8 @@ fn judge(
         None => verify(row.expect(), executions, Evidence::Tcg),
     };
     let v = match (v, untraced) {
-        (Verification::Unverified { reason }, Some(why)) => Verification::Unverified {
+        (Verification::Unverified { reason, cause }, Some(why)) => Verification::Unverified {
+            cause,
             reason: format!(
                 "{reason} (KVM tracepoints not counted: {})",
                 vmbench_shm::describe(&why)
@@ -690,10 +692,16 @@ fn say_where_ring0_is_emulated(done: &mut VmexitRun) {
 /// inconsistent) cannot verify or fail any row of the same run: every
 /// verdict drawn from them becomes "unverified", with the evidence kept.
 fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
-    use vmbench_results::Verification;
-    let inconsistent = ms.iter().filter(|m| m.exit_events.is_none()).any(
-        |m| matches!(&m.verification, Verification::Unverified { reason } if reason.starts_with("counters inconsistent")),
-    );
+    use vmbench_results::{Unverifiable, Verification};
+    let inconsistent = ms.iter().filter(|m| m.exit_events.is_none()).any(|m| {
+        matches!(
+            m.verification,
+            Verification::Unverified {
+                cause: Some(Unverifiable::CountersInconsistent),
+                ..
+            }
+        )
+    });
     if !inconsistent {
         return;
     }
@@ -705,6 +713,7 @@ fn distrust_baselines_if_counters_lie(ms: &mut [Measurement]) {
             _ => continue,
         };
         m.verification = Verification::Unverified {
+            cause: Some(Unverifiable::CountersInconsistent),
             reason: format!(
                 "counters inconsistent in this run (other rows show KVM's counters do not track the work), so this reading proves nothing: {evidence}"
             ),

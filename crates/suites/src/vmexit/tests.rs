@@ -15,11 +15,12 @@ fn the_devices_own_count_confirms_or_fails_a_testdev_row() {
     let v = with_device_count(verified.clone(), Row::KernelMmioIoeventfd, 1020, Some(3));
     assert!(matches!(&v, Verification::Failed { .. }), "{v:?}");
     let tcg = Verification::Unverified {
+        cause: None,
         reason: "not verifiable: TCG".into(),
     };
     let v = with_device_count(tcg, Row::KernelPioIoeventfd, 1020, Some(0));
     assert!(
-        matches!(&v, Verification::Unverified { reason } if reason.starts_with("not verifiable: TCG") && reason.contains("served 0 of 1020")),
+        matches!(&v, Verification::Unverified { reason, .. } if reason.starts_with("not verifiable: TCG") && reason.contains("served 0 of 1020")),
         "{v:?}"
     );
     // Rows without the device are left alone.
@@ -71,7 +72,8 @@ fn one_inconsistent_row_unverifies_the_whole_run() {
         m(
             "a",
             Unverified {
-                reason: "counters inconsistent: exits +635 over 40200".into(),
+                cause: Some(vmbench_results::Unverifiable::CountersInconsistent),
+                reason: "exits +635 over 40200".into(),
             },
         ),
         m(
@@ -89,18 +91,38 @@ fn one_inconsistent_row_unverifies_the_whole_run() {
         m(
             "d",
             Unverified {
+                cause: None,
                 reason: "not verifiable: TCG".into(),
             },
         ),
     ];
+    // The same words without the kind decide nothing.
+    let mut worded = vec![
+        m(
+            "a",
+            Unverified {
+                cause: None,
+                reason: "counters inconsistent: exits +635 over 40200".into(),
+            },
+        ),
+        ms[2].clone(),
+    ];
+    distrust_baselines_if_counters_lie(&mut worded);
+    assert!(matches!(worded[1].verification, Verified { .. }));
     distrust_baselines_if_counters_lie(&mut ms);
     for x in &ms[..3] {
         assert!(
-            matches!(&x.verification, Unverified { reason } if reason.starts_with("counters inconsistent")),
+            matches!(
+                &x.verification,
+                Unverified {
+                    cause: Some(vmbench_results::Unverifiable::CountersInconsistent),
+                    ..
+                }
+            ),
             "{x:?}"
         );
     }
-    assert!(matches!(&ms[3].verification, Unverified { reason } if reason.contains("TCG")));
+    assert!(matches!(&ms[3].verification, Unverified { reason, .. } if reason.contains("TCG")));
     // A consistent run keeps its verdicts.
     let mut ok = vec![
         m(
