@@ -11,6 +11,7 @@ use vmbench_host::{HostSpec, SpecOptions, SysRoot};
 #[macro_use]
 mod out;
 mod isolate;
+mod output;
 mod report;
 mod run;
 mod shm;

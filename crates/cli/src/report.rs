@@ -32,8 +32,13 @@ pub enum ReportCmd {
         #[arg(long, value_name = "NAME")]
         principal: Option<String>,
     },
-    /// Print the JSON Schema of results.json (also in docs/results.schema.json).
-    Schema,
+    /// Print the JSON Schema of results.json (also in
+    /// docs/results.schema.json), or of another command's --json output.
+    Schema {
+        /// Whose schema.
+        #[arg(value_enum, default_value_t)]
+        output: crate::output::Output,
+    },
     /// Print DIR's rows for other tools: Bencher's metric format,
     /// hyperfine's JSON, or HdrHistogram's interval log
     /// (docs/repeats.md#exports).
@@ -150,8 +155,8 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
             out!("{text}")?;
             Ok(ExitCode::SUCCESS)
         }
-        ReportCmd::Schema => {
-            let schema = vmbench_results::results_json_schema();
+        ReportCmd::Schema { output } => {
+            let schema = output.schema();
             outln!("{}", serde_json::to_string_pretty(&schema)?)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -241,18 +246,8 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
     }
     match (&a.out, a.json) {
         (_, true) => {
-            let text = serde_json::to_string_pretty(&serde_json::json!({
-                "schema_version": 2,
-                "baseline": runs[0].label,
-                "runs": runs.iter().map(|r| serde_json::json!({
-                    "label": r.label,
-                    "provenance": r.provenance,
-                })).collect::<Vec<_>>(),
-                "band_pct": comparison.band_pct,
-                "family_wise_error": comparison.family_wise_error,
-                "families": comparison.families,
-                "differences": comparison.differences,
-            }))? + "\n";
+            let output = compare::ComparisonOutput::new(&runs, &comparison);
+            let text = serde_json::to_string_pretty(&output)? + "\n";
             match &a.out {
                 Some(p) => vmbench_host::files::write_named(p, text.as_bytes())
                     .with_context(|| format!("writing {}", p.display()))?,

@@ -335,12 +335,13 @@ fn finish(
         write_raw(p, &run).with_context(|| format!("writing {}", p.display()))?;
     }
     if out.json {
-        let v = serde_json::json!({
-            "setting": setting,
-            "results": run.results,
-            "guest": run.guest,
-            "error": outcome.as_ref().err().map(|e| vmbench_shm::describe(e)),
-        });
+        let v = crate::output::ShmOutput {
+            schema_version: crate::output::SHM_SCHEMA_VERSION,
+            setting: setting.to_string(),
+            results: run.results.clone(),
+            guest: run.guest.clone(),
+            error: outcome.as_ref().err().map(|e| vmbench_shm::describe(e)),
+        };
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         out!("{}", render_table(&run.results, setting))?;

@@ -197,19 +197,20 @@ pub fn vm_cmd(cmd: VmCmd, interrupt: Arc<AtomicBool>) -> Result<ExitCode> {
         )?),
         None => None,
     };
-    let result = serde_json::json!({
-        "accel": opts.accel.name(),
-        "accel_warning": decision.notice,
-        "qemu": opts.qemu.display().to_string(),
-        "qemu_version": vm.qemu_version,
-        "command_line": vm.config.command_line(),
-        "memory_mib": vm.config.memory_mib,
-        "vcpu_threads": vm.vcpu_threads,
-        "pinning": pinning,
-        "qemu_start_to_qmp_ms": vm.timings.qmp_ms,
-        "qemu_start_to_ready_ms": vm.timings.ready_ms,
-        "guest": vm.spec,
-    });
+    let result = crate::output::BootOutput {
+        schema_version: crate::output::BOOT_SCHEMA_VERSION,
+        accel: opts.accel,
+        accel_warning: decision.notice.clone(),
+        qemu: opts.qemu.display().to_string(),
+        qemu_version: vm.qemu_version.clone(),
+        command_line: vm.config.command_line(),
+        memory_mib: vm.config.memory_mib,
+        vcpu_threads: vm.vcpu_threads.clone(),
+        pinning: pinning.as_ref().map(vmbench_isolate::pin::Pinning::record),
+        qemu_start_to_qmp_ms: vm.timings.qmp_ms,
+        qemu_start_to_ready_ms: vm.timings.ready_ms,
+        guest: vm.spec.clone(),
+    };
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {

@@ -112,21 +112,21 @@ pub fn vmexit_cmd(a: VmexitArgs, interrupt: Arc<AtomicBool>) -> Result<ExitCode>
         write_csv(path, &results.measurements, setting)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let status = vmbench_run::outcome::vmexit_status(&results);
     if a.json {
-        let v = serde_json::json!({
-            "accel": accel.name(),
-            "qemu_version": qemu.version,
-            "qemu_command_line": qemu.command_line,
-            "guest": spec,
-            "results": results,
-        });
+        let v = crate::output::VmexitOutput {
+            schema_version: crate::output::VMEXIT_SCHEMA_VERSION,
+            accel,
+            qemu_version: qemu.version,
+            qemu_command_line: qemu.command_line,
+            guest: spec,
+            results,
+        };
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         print_table(&results, accel, &spec, options.tsc_khz)?;
     }
-    Ok(ExitCode::from(
-        vmbench_run::outcome::vmexit_status(&results).code(),
-    ))
+    Ok(ExitCode::from(status.code()))
 }
 
 fn f1(v: f64) -> String {

@@ -20,7 +20,16 @@ fn compare(a: &Path, b: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The differences `compare --json` printed, checked against its schema
+/// and read into its type first.
 fn differences(o: &Output) -> Vec<serde_json::Value> {
+    common::assert_matches_schema("compare", &o.stdout);
+    let typed: vmbench_publish::compare::ComparisonOutput =
+        serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        typed.schema_version,
+        vmbench_publish::compare::COMPARE_SCHEMA_VERSION
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["differences"].as_array().unwrap().clone()
 }

@@ -18,6 +18,7 @@ fn json_on_this_machine_parses_and_has_real_values() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    common::assert_matches_schema("info", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["live_probes"], true);

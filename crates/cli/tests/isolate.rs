@@ -61,6 +61,7 @@ fn check_json_parses() {
         .args(["isolate", "check", "--json", "--window-ms", "50"])
         .output()
         .unwrap();
+    common::assert_matches_schema("isolate-check", &out.stdout);
     let audit: Audit = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         audit.schema_version,
@@ -176,6 +177,7 @@ fn suggest_prints_a_usable_cmdline() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    common::assert_matches_schema("isolate-suggest", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         v["cmdline"]

@@ -37,6 +37,7 @@ fn run_suite(accel: &str, extra: &[&str]) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    common::assert_matches_schema("vmexit", &out.stdout);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -16,18 +16,8 @@ use vmbench_proto::{Command as GuestCommand, GuestEnd, MappedRegion, Region};
 #[test]
 fn loopback_prints_every_measurement_with_integrity_and_ratios() {
     let raw = tempfile::NamedTempFile::new().unwrap();
-    let child = vmbench()
-        .args(["shm", "--loopback", "--quick", "--json", "--raw-csv"])
-        .arg(raw.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The shared file is named after the vmbench process.
-    let shared_prefix = format!("vmbench-{}-", child.id());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (out, shared_prefix) = loopback_json(raw.path());
+    common::assert_matches_schema("shm", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ms = v["results"]["measurements"].as_array().unwrap();
     let ids: Vec<&str> = ms.iter().map(|m| m["id"].as_str().unwrap()).collect();
@@ -340,4 +330,25 @@ fn a_guest_scribbling_random_bytes_everywhere_is_a_protocol_error() {
     }
     let out = child.wait_with_output().unwrap();
     assert_protocol_error(&out, "random scribbling");
+}
+
+/// `vmbench shm --loopback --quick --json --raw-csv RAW`, run to its end and
+/// successful; with the prefix its shared file was named with.
+fn loopback_json(raw: &std::path::Path) -> (std::process::Output, String) {
+    let child = vmbench()
+        .args(["shm", "--loopback", "--quick", "--json", "--raw-csv"])
+        .arg(raw)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The shared file is named after the vmbench process.
+    let shared_prefix = format!("vmbench-{}-", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, shared_prefix)
 }

@@ -63,6 +63,7 @@ fn image_build_then_tcg_boot_reaches_the_handshake() {
         stderr.contains(vmbench_vm::TCG_NOTICE),
         "TCG must be announced: {stderr}"
     );
+    common::assert_matches_schema("vm-boot", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let g = &v["guest"];
     assert_eq!(g["kernel_release"], manifest["kernel_release"]);
@@ -196,6 +197,7 @@ fn shm_suite_runs_in_the_guest_with_full_integrity_and_both_arms() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(shm_files_of(pid).is_empty(), "{:?}", shm_files_of(pid));
+    common::assert_matches_schema("shm", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &v["results"];
     let ids: Vec<&str> = r["measurements"]
@@ -485,6 +487,7 @@ fn the_default_agent_is_the_agent_binary_only_when_built_from_the_same_sources()
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        common::assert_matches_schema("image-build", &out.stdout);
         serde_json::from_slice(&out.stdout).unwrap()
     };
 

@@ -9,7 +9,7 @@ pub use vmbench_results::{KnobClass, KnobId, Verdict};
 pub const ISOLATE_SCHEMA_VERSION: u32 = 2;
 
 /// One change `apply` would make, with what is there now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Change {
     /// Write `target` to a sysfs/procfs file. `original` is the value to write
@@ -103,7 +103,7 @@ impl Change {
 }
 
 /// One knob: what is wanted, what is there, and what apply would do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KnobReport {
     /// Stable id, used by `--skip` and in reports.
     pub id: KnobId,
@@ -155,7 +155,7 @@ impl KnobReport {
 }
 
 /// How the benchmark CPUs were chosen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuSelection {
     /// The online CPUs.
     pub online: CpuList,
@@ -168,7 +168,7 @@ pub struct CpuSelection {
 }
 
 /// Who is running, and what that allows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Privileges {
     /// The effective user id.
     pub euid: u32,
@@ -179,7 +179,7 @@ pub struct Privileges {
 }
 
 /// What `vmbench isolate check` reports (JSON: `--json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Audit {
     /// [`ISOLATE_SCHEMA_VERSION`].
     pub schema_version: u32,

@@ -6,7 +6,7 @@ use crate::sysfs::Sysfs;
 use serde::Serialize;
 
 /// One kernel parameter to add.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Param {
     /// `name=value`.
     pub param: String,
@@ -14,9 +14,14 @@ pub struct Param {
     pub why: String,
 }
 
+/// Version of [`Suggestion`]'s JSON shape (`isolate suggest --json`).
+pub const SUGGEST_SCHEMA_VERSION: u32 = 1;
+
 /// The boot configuration that would isolate the benchmark CPUs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Suggestion {
+    /// [`SUGGEST_SCHEMA_VERSION`] at the time of writing.
+    pub schema_version: u32,
     /// The benchmark CPUs.
     pub bench_cpus: String,
     /// The housekeeping CPUs.
@@ -112,6 +117,7 @@ pub fn suggest(fs: &dyn Sysfs, cpus: &CpuSelection) -> Suggestion {
         "# /etc/systemd/system.conf, under [Manager] (read at boot; tuned's cpu-partitioning sets it too)\nCPUAffinity={housekeeping}"
     );
     Suggestion {
+        schema_version: SUGGEST_SCHEMA_VERSION,
         bench_cpus: bench,
         housekeeping_cpus: housekeeping,
         params,

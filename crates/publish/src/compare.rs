@@ -8,6 +8,59 @@ use std::path::Path;
 use vmbench_host::files::OutputDir;
 use vmbench_results::{Measurement, RunRecord, Unit};
 
+/// Version of `vmbench compare --json`'s shape ([`ComparisonOutput`]).
+pub const COMPARE_SCHEMA_VERSION: u32 = 2;
+
+/// `vmbench compare --json`: every row's difference from the baseline, and
+/// each compared run's family summary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ComparisonOutput {
+    /// [`COMPARE_SCHEMA_VERSION`] at the time of writing.
+    pub schema_version: u32,
+    /// The baseline run's label (the first directory).
+    pub baseline: String,
+    /// Every run compared, the baseline first.
+    pub runs: Vec<RunLabel>,
+    /// Differences within ±this percent are "same within the band".
+    pub band_pct: f64,
+    /// The family-wise error rate verdicts are held to.
+    pub family_wise_error: f64,
+    /// Per compared run: how many rows were judged, and what chance alone gives.
+    pub families: Vec<crate::significance::Family>,
+    /// Per row and compared run.
+    pub differences: Vec<crate::significance::RowDifference>,
+}
+
+/// A run as a comparison names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RunLabel {
+    /// Its label (its directory's name).
+    pub label: String,
+    /// What its signature or manifest check said.
+    pub provenance: String,
+}
+
+impl ComparisonOutput {
+    /// The comparison of `runs` (the first is the baseline).
+    pub fn new(runs: &[Run], c: &crate::significance::Comparison) -> ComparisonOutput {
+        ComparisonOutput {
+            schema_version: COMPARE_SCHEMA_VERSION,
+            baseline: runs.first().map(|r| r.label.clone()).unwrap_or_default(),
+            runs: runs
+                .iter()
+                .map(|r| RunLabel {
+                    label: r.label.clone(),
+                    provenance: r.provenance.clone(),
+                })
+                .collect(),
+            band_pct: c.band_pct,
+            family_wise_error: c.family_wise_error,
+            families: c.families.clone(),
+            differences: c.differences.clone(),
+        }
+    }
+}
+
 /// One run to compare, with what its signature check said.
 pub struct Run {
     /// How the comparison names the run (its directory, unless given).

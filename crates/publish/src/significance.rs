@@ -20,7 +20,7 @@
 //!   rows get an interval over samples, shown, and no verdict.
 
 use crate::compare::Run;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vmbench_results::inference::{self, Difference, Judgement, LogSample};
 use vmbench_results::repeats::log_sample;
 use vmbench_results::{Measurement, RunRecord, Unit};
@@ -59,7 +59,7 @@ impl Method {
 }
 
 /// What a row's comparison says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Slower by more than the band, at 5% family-wise error.
@@ -90,7 +90,7 @@ impl Verdict {
 }
 
 /// One row of one run against the baseline run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RowDifference {
     /// The measurement.
     pub id: String,
@@ -114,14 +114,14 @@ pub struct RowDifference {
     pub verdict: Verdict,
     /// The p-value of differing by more than the band, Holm-adjusted over
     /// the rows judged for this run (absent when not judged).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_adjusted: Option<f64>,
     /// What the interval is over, and why there is no verdict if there is none.
     pub basis: String,
 }
 
 /// The rows compared for one run against the baseline, as a family.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Family {
     /// The compared run's label.
     pub run: String,

@@ -17,7 +17,7 @@ use vmbench_proto::shm::{
 use vmbench_proto::timing::{t_end_stores, t_start};
 
 /// What the guest end reports when the host stops the suite.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GuestSummary {
     /// Requests served.
     pub requests: u64,

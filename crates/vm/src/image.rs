@@ -69,7 +69,7 @@ impl ImageOptions {
 }
 
 /// What an image holds and where it came from (`<image>/manifest.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageManifest {
     /// The manifest's format version.
     pub schema_version: u32,

@@ -83,3 +83,44 @@ pub fn assert_device_and_interrupt_rows_under_tcg(results: &serde_json::Value) {
         );
     }
 }
+
+/// Checks `json` (what `vmbench … --json` printed) against the schema
+/// `vmbench report schema OUTPUT` prints, with python3's jsonschema (pinned
+/// in scripts/install-deps), and that it carries a schema_version.
+pub fn assert_matches_schema(output: &str, json: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = vmbench()
+        .args(["report", "schema", output])
+        .output()
+        .unwrap();
+    assert!(
+        schema.status.success(),
+        "{}",
+        String::from_utf8_lossy(&schema.stderr)
+    );
+    let (s, i) = (
+        dir.path().join("schema.json"),
+        dir.path().join("output.json"),
+    );
+    std::fs::write(&s, &schema.stdout).unwrap();
+    std::fs::write(&i, json).unwrap();
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
+        ])
+        .arg(&i)
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{output}: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    assert!(
+        v["schema_version"].as_u64().is_some(),
+        "{output}: no schema_version"
+    );
+}
