@@ -93,7 +93,7 @@
             buildAndTestSubdir = "crates/microguest";
             cargoLock.lockFile = ./crates/microguest/Cargo.lock;
             # The rustflags of crates/microguest/.cargo/config.toml (a set
-            # RUSTFLAGS replaces them; tests/nix_files.rs keeps both equal).
+            # RUSTFLAGS replaces them; crates/repo-checks/tests/nix_files.rs keeps both equal).
             RUSTFLAGS = "-C relocation-model=static -C target-cpu=x86-64 -C target-feature=-sse,-sse2";
             # As nixpkgs does for rust-hypervisor-firmware, a PVH ELF with its
             # own linker script: cargo-auditable's link arguments do not fit.
