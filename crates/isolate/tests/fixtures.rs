@@ -160,15 +160,7 @@ fn acpi_cpufreq_host_uses_global_boost_and_null_nohz_full() {
     assert!(knob(&a, "governor").found.contains("cpu1=ondemand"));
     let dir_path = dir.path();
     let root = SysRoot::new(dir_path);
-    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
-    let applied = apply(
-        Arc::new(root.clone()),
-        &a,
-        &[],
-        &default_path(&root),
-        lock.clone(),
-    )
-    .unwrap();
+    let applied = apply_at_default(&root, &a, &[]);
     assert_eq!(read(dir_path, "/sys/devices/system/cpu/cpufreq/boost"), "0");
     assert_eq!(
         read(
@@ -208,15 +200,7 @@ fn amd_pstate_per_policy_boost_is_turned_off_policy_by_policy() {
     let a = audit(&root, &opts(Some("3"))).unwrap();
     assert_eq!(knob(&a, "turbo").changes.len(), 4);
     let before = snapshot(dir.path());
-    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
-    let applied = apply(
-        Arc::new(root.clone()),
-        &a,
-        &[],
-        &default_path(&root),
-        lock.clone(),
-    )
-    .unwrap();
+    let applied = apply_at_default(&root, &a, &[]);
     for p in 0..4 {
         assert_eq!(
             read(
@@ -323,15 +307,7 @@ fn dropping_an_applied_host_restores_it() {
     let before = snapshot(dir.path());
     let a = audit(&root, &opts(Some("3"))).unwrap();
     {
-        let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
-        let _applied = apply(
-            Arc::new(root.clone()),
-            &a,
-            &[KnobId::Irqbalance],
-            &default_path(&root),
-            lock.clone(),
-        )
-        .unwrap();
+        let _applied = apply_at_default(&root, &a, &[KnobId::Irqbalance]);
         assert_ne!(snapshot(dir.path()), before);
         // e.g. a panic or `?` in the caller
     }
@@ -852,15 +828,7 @@ fn threads_that_exit_or_are_replaced_are_skipped_and_counted() {
     let root = SysRoot::new(dir.path());
     let p = dir.path();
     let a = audit(&root, &opts(None)).unwrap();
-    let lock = Arc::new(HostLock::acquire(&root, "test").unwrap());
-    let applied = apply(
-        Arc::new(root.clone()),
-        &a,
-        &[],
-        &default_path(&root),
-        lock.clone(),
-    )
-    .unwrap();
+    let applied = apply_at_default(&root, &a, &[]);
     // postgres' walwriter exits; stress-ng's tid now names another thread.
     std::fs::remove_dir_all(p.join("proc/6000/task/6001")).unwrap();
     let stat = p.join("proc/5151/task/5151/stat");
