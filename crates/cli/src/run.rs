@@ -148,8 +148,7 @@ fn print_summary(r: &RunRecord, out: &Path) -> Result<(), crate::out::OutputErro
         outln!("{}", RunRecord::TCG_RUN)?;
     }
     if !r.complete {
-        let why: Vec<String> = r.incomplete.iter().map(ToString::to_string).collect();
-        outln!("INCOMPLETE: {}", why.join(" "))?;
+        outln!("INCOMPLETE: {}", r.incomplete_text())?;
     }
     outln!(
         "{} measurements, {} skipped; report: {}",

@@ -334,19 +334,19 @@ fn finish(
     if let Some(p) = &out.raw_csv {
         write_raw(p, &run).with_context(|| format!("writing {}", p.display()))?;
     }
+    let status = vmbench_run::outcome::shm_status(&run.results, outcome.as_ref().err());
     if out.json {
         let v = crate::output::ShmOutput {
             schema_version: crate::output::SHM_SCHEMA_VERSION,
             setting: setting.to_string(),
-            results: run.results.clone(),
-            guest: run.guest.clone(),
+            results: run.results,
+            guest: run.guest,
             error: outcome.as_ref().err().map(|e| vmbench_shm::describe(e)),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         out!("{}", render_table(&run.results, setting))?;
     }
-    let status = vmbench_run::outcome::shm_status(&run.results, outcome.as_ref().err());
     if let Err(e) = &outcome {
         errln!("vmbench: error: {}", vmbench_shm::describe(e));
         errln!("vmbench: the measurements above were completed before the error");

@@ -227,6 +227,12 @@ pub struct KnobRecord {
 }
 
 impl RunRecord {
+    /// Why the run is incomplete, in sentences (empty when complete).
+    pub fn incomplete_text(&self) -> String {
+        let why: Vec<String> = self.incomplete.iter().map(ToString::to_string).collect();
+        why.join(" ")
+    }
+
     /// A host spec value by its section and key as `vmbench info` names them
     /// (e.g. `("cpu", "model name")`, `("kernel", "release")`).
     pub fn host_value(&self, section: &str, key: &str) -> Option<&str> {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use vmbench_host::{CpuList, HostSpec, SpecOptions};
 use vmbench_isolate::apply::{self, Applied, RestoreReport};
-use vmbench_isolate::lock::HostLock;
 use vmbench_isolate::{Audit, IsolateError, KnobClass, Verdict};
 use vmbench_results::{
     Accel, GuestRecord, Incomplete, QemuRecord, RUN_SCHEMA_VERSION, Results, RunRecord, SpecRow,
@@ -88,9 +87,6 @@ struct Context {
 pub struct Isolated {
     ctx: Context,
     guard: Option<Applied>,
-    /// The host lock, held until the host is restored (the guard holds it
-    /// too).
-    lock: Option<Arc<HostLock>>,
 }
 
 impl Preflighted {
@@ -99,8 +95,9 @@ impl Preflighted {
     /// root unless the plan or missing privileges say audit only. The
     /// restore guard holds the root and the host lock.
     pub fn isolate(self, progress: &dyn Progress) -> Result<Isolated, RunError> {
+        // The preflight took the host lock exactly when the run applies:
+        // the guard then holds it until the host is restored.
         let Preflighted { plan, audit, lock } = self;
-        let lock = lock.map(Arc::new);
         let root = plan.root.clone();
         std::fs::create_dir_all(&plan.out).map_err(|source| RunError::Output {
             path: plan.out.display().to_string(),
@@ -144,12 +141,8 @@ impl Preflighted {
             applied: apply,
             residual_noise,
         };
-        let Some(held) = lock.clone().filter(|_| apply) else {
-            return Ok(Isolated {
-                ctx,
-                guard: None,
-                lock,
-            });
+        let Some(lock) = lock.filter(|_| apply) else {
+            return Ok(Isolated { ctx, guard: None });
         };
         progress.phase("isolation: applying runtime knobs (journal first)");
         let applied = apply::apply(
@@ -157,7 +150,7 @@ impl Preflighted {
             &ctx.audit,
             &ctx.plan.skip,
             &ctx.plan.journal,
-            held,
+            Arc::new(lock),
         )?;
         for c in &applied.report.applied {
             progress.detail(&format!("changed {}", c.change.describe()));
@@ -190,7 +183,6 @@ impl Preflighted {
         Ok(Isolated {
             ctx,
             guard: Some(applied),
-            lock,
         })
     }
 }
@@ -263,7 +255,6 @@ struct SuiteRecord {
 pub struct SuitesDone {
     ctx: Context,
     guard: Option<Applied>,
-    lock: Option<Arc<HostLock>>,
     suites: SuiteRecord,
 }
 
@@ -296,7 +287,7 @@ impl Isolated {
         progress: &dyn Progress,
         interrupt: &AtomicBool,
     ) -> SuitesDone {
-        let Isolated { ctx, guard, lock } = self;
+        let Isolated { ctx, guard } = self;
         let mut rec = SuiteRecord::default();
         let cpus = Cpus::of(&ctx.audit, ctx.plan.guest.vcpus);
         let repeats = ctx.plan.repeat.max(1);
@@ -345,7 +336,6 @@ impl Isolated {
         SuitesDone {
             ctx,
             guard,
-            lock,
             suites: rec,
         }
     }
@@ -567,13 +557,12 @@ pub struct Restored {
 
 impl SuitesDone {
     /// Puts every journaled change back: the host comes before the report.
-    /// The host lock is released with it.
+    /// The host lock is released with it (the guard holds it).
     pub fn restore(self, progress: &dyn Progress) -> Restored {
         let restore = self.guard.map(|applied| {
             progress.phase("isolation: restoring the host from the journal");
             applied.restore()
         });
-        drop(self.lock);
         Restored {
             ctx: self.ctx,
             suites: self.suites,

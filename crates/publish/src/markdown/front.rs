@@ -26,11 +26,7 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
         let _ = writeln!(
             o,
             "> **INCOMPLETE run.** {} Every measurement completed before that is kept below.\n",
-            r.incomplete
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
+            r.incomplete_text()
         );
     }
     let _ = writeln!(
