@@ -54,9 +54,15 @@ pub struct CheckArgs {
     cpus: Option<CpuList>,
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
-    /// How long to count interrupts on the benchmark CPUs, 0 (not at all) to 600000 ms.
+    /// How long to count interrupts and run the residual-noise detector on
+    /// each benchmark CPU, 0 (not at all) to 600000 ms.
     #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     window_ms: u64,
+    /// The shortest gap between two clock reads counted as noise, 1 to
+    /// 1000 µs (5: the osnoise tracer's default, so figures compare with
+    /// `rtla osnoise`).
+    #[arg(long, value_name = "US", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    threshold_us: u64,
     #[arg(long)]
     json: bool,
 }
@@ -111,7 +117,10 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         &root,
         &AuditOptions {
             cpus: a.cpus,
-            noise_window: Duration::from_millis(a.window_ms),
+            noise: vmbench_isolate::osnoise::NoiseSettings {
+                window: Duration::from_millis(a.window_ms),
+                threshold: Duration::from_micros(a.threshold_us),
+            },
             threads: Default::default(),
         },
     )?;
@@ -204,7 +213,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
         &root,
         &AuditOptions {
             cpus: a.cpus,
-            noise_window: Duration::ZERO,
+            noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
             threads: Default::default(),
         },
     )?;

@@ -189,8 +189,9 @@ pub enum IsolateError {
 pub struct AuditOptions {
     /// The benchmark CPUs (None: the isolated ones, else the last online CPU).
     pub cpus: Option<CpuList>,
-    /// How long to watch for interrupts and runnable threads.
-    pub noise_window: Duration,
+    /// How long to watch for interrupts and runnable threads, and the
+    /// residual-noise detector's threshold.
+    pub noise: osnoise::NoiseSettings,
     /// Which threads the thread-affinity knob covers (all but in tests).
     pub threads: affinity::ThreadScope,
 }
@@ -199,7 +200,7 @@ impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
             cpus: None,
-            noise_window: Duration::from_millis(500),
+            noise: osnoise::NoiseSettings::window(Duration::from_millis(500)),
             threads: affinity::ThreadScope::All,
         }
     }
@@ -216,7 +217,7 @@ pub fn audit(fs: &dyn Sysfs, opts: &AuditOptions) -> Result<Audit, IsolateError>
         cpus: cpus.clone(),
         mask_width,
         live: fs.root().is_host(),
-        noise_window: opts.noise_window,
+        noise: opts.noise,
         threads: opts.threads.clone(),
     };
     Ok(Audit {

@@ -27,7 +27,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn opts(cpus: Option<&str>) -> AuditOptions {
     AuditOptions {
         cpus: cpus.map(|c| CpuList::parse(c).unwrap()),
-        noise_window: Duration::ZERO,
+        noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
         threads: Default::default(),
     }
 }

@@ -62,7 +62,7 @@ fn threads_with_known_affinities_are_moved_and_put_back() {
         &root,
         &AuditOptions {
             cpus: Some(CpuList::from_cpus([bench as u32])),
-            noise_window: Duration::ZERO,
+            noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
             threads: ThreadScope::Processes(vec![wide.id(), narrow.id()]),
         },
     )

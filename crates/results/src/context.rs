@@ -15,19 +15,40 @@ pub struct CpuNoise {
     /// When it was measured: `before isolation`, `after isolation`, or
     /// `as found` (isolation only audited).
     pub phase: String,
-    /// How long the detector ran, in ms.
+    /// How long the detector was asked to run, in ms.
     pub window_ms: u64,
+    /// How long it ran, first clock read to last, in µs (0 in records
+    /// before this field: read `window_ms` then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub elapsed_us: u64,
     /// The shortest gap counted as an interruption, in ns.
     pub threshold_ns: u64,
-    /// Time taken from the detector per second of window, in µs (µs/s).
+    /// The sum of the gaps per second of elapsed time, in µs (µs/s): at
+    /// most 1,000,000, as `rtla osnoise` reports noise per runtime.
     pub noise_us_per_s: f64,
     /// The longest single interruption, in µs.
     pub max_us: f64,
     /// Gaps longer than the threshold.
     pub interruptions: u64,
+    /// Gaps beyond the events counted in `causes` (one event makes at most
+    /// one gap): time no counter of the kernel sees, the hypervisor's when
+    /// the host is a VM, SMIs on bare metal. A lower bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unexplained: u64,
+    /// The cross-check: elapsed time minus the detector thread's own CPU
+    /// time as the scheduler accounts it, per second (µs/s). Close to
+    /// `noise_us_per_s` when other threads take the CPU; lower when
+    /// interrupts do (their time is charged to the interrupted thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_cpu_us_per_s: Option<f64>,
     /// What ran on the CPU meanwhile, from /proc/interrupts, /proc/softirqs
     /// and the detector's own involuntary context switches.
     pub causes: Vec<NoiseCause>,
+}
+
+// An absent field reads as 0: older records rewrite byte for byte.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One source of interruptions seen on a CPU during a noise window.
@@ -51,13 +72,22 @@ impl CpuNoise {
             .take(6)
             .map(|c| format!("{} {} ×{}", c.kind, c.name, c.count))
             .collect();
+        let ms = if self.elapsed_us > 0 {
+            self.elapsed_us as f64 / 1000.0
+        } else {
+            self.window_ms as f64
+        };
+        let unexplained = if self.unexplained > 0 {
+            format!(" ({} unexplained)", self.unexplained)
+        } else {
+            String::new()
+        };
         format!(
-            "cpu{}: {:.1} µs/s, longest {:.1} µs, {} interruptions over {} ms{}",
+            "cpu{}: {:.1} µs/s, longest {:.1} µs, {} interruptions{unexplained} over {ms:.0} ms{}",
             self.cpu,
             self.noise_us_per_s,
             self.max_us,
             self.interruptions,
-            self.window_ms,
             if causes.is_empty() {
                 String::new()
             } else {

@@ -65,6 +65,14 @@ pub struct IsolationConfig {
     pub journal: Option<PathBuf>,
     /// Read and write /proc and /sys under this directory (fixture trees).
     pub root: Option<PathBuf>,
+    /// How long the residual-noise detector runs on each benchmark CPU,
+    /// before and after isolation, in ms (0: not at all; default 1000).
+    #[serde(default, deserialize_with = "noise_window_ms")]
+    pub noise_window_ms: Option<u64>,
+    /// The shortest gap it counts as noise, in µs (default 5, the osnoise
+    /// tracer's).
+    #[serde(default, deserialize_with = "noise_threshold_us")]
+    pub noise_threshold_us: Option<u64>,
 }
 
 /// The config's `vm:` section.
@@ -159,6 +167,26 @@ fn vcpus<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match v {
         Some(n) if !(1..=64).contains(&n) => Err(serde::de::Error::custom(format!(
             "vcpus {n}: give 1 to 64 (2 runs the kernel-ipi-halt row)"
+        ))),
+        v => Ok(v),
+    }
+}
+
+fn noise_window_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<u64>::deserialize(d)?;
+    match v {
+        Some(ms) if ms > 600_000 => Err(serde::de::Error::custom(format!(
+            "noise_window_ms {ms}: give 0 (no detector) to 600000 ms"
+        ))),
+        v => Ok(v),
+    }
+}
+
+fn noise_threshold_us<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<u64>::deserialize(d)?;
+    match v {
+        Some(us) if !(1..=1000).contains(&us) => Err(serde::de::Error::custom(format!(
+            "noise_threshold_us {us}: give 1 to 1000 µs (5 is the osnoise tracer's default)"
         ))),
         v => Ok(v),
     }
@@ -279,6 +307,11 @@ mod tests {
             ),
             ("shm:\n  request_timeout_s: 0\n", "between 1 and 86400"),
             ("accel: hvf\n", "line 1"),
+            ("isolation:\n  noise_threshold_us: 0\n", "give 1 to 1000 µs"),
+            (
+                "isolation:\n  noise_window_ms: 600001\n",
+                "0 (no detector) to 600000 ms",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");

@@ -171,7 +171,7 @@ impl Preflighted {
             match vmbench_isolate::osnoise::measure(
                 &root,
                 &ctx.audit.cpus.bench,
-                ctx.plan.noise_window,
+                ctx.plan.noise,
                 "after isolation",
             ) {
                 Ok(after) => ctx.residual_noise.extend(after),

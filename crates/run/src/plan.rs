@@ -82,8 +82,10 @@ const QUICK_SHM_MIB: u64 = 128;
 const FULL_SHM_MIB: u64 = 256;
 /// How long one shm request may take before the guest is declared hung.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the isolation audit watches for interrupts and runnable threads.
-const DEFAULT_NOISE_WINDOW: Duration = Duration::from_millis(500);
+/// How long the isolation audit watches for interrupts and runnable threads
+/// and runs the residual-noise detector, per CPU: a second holds hundreds of
+/// ticks on a CPU that has them, and costs two seconds per CPU a run.
+const DEFAULT_NOISE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Every setting of the run.
 #[derive(Debug, Clone)]
@@ -110,8 +112,9 @@ pub struct Plan {
     pub root: SysRoot,
     /// Where the host specification is read (the running host, except in tests).
     pub spec_root: SysRoot,
-    /// How long the audit samples interrupts and runnable threads.
-    pub noise_window: Duration,
+    /// How long the audit samples interrupts and runs the residual-noise
+    /// detector, and the detector's threshold.
+    pub noise: vmbench_isolate::osnoise::NoiseSettings,
     /// The guest, as for `vmbench vm boot`; `guest.guest` is the VM-exit
     /// suite's guest (the shm suite always boots the Linux guest).
     pub guest: GuestSettings,
@@ -196,7 +199,15 @@ impl Plan {
             journal,
             root,
             spec_root: SysRoot::host(),
-            noise_window: DEFAULT_NOISE_WINDOW,
+            noise: vmbench_isolate::osnoise::NoiseSettings {
+                window: iso
+                    .noise_window_ms
+                    .map_or(DEFAULT_NOISE_WINDOW, Duration::from_millis),
+                threshold: iso.noise_threshold_us.map_or(
+                    vmbench_isolate::osnoise::DEFAULT_THRESHOLD,
+                    Duration::from_micros,
+                ),
+            },
             guest,
             rows: vx.rows.unwrap_or_default(),
             iterations: vx.iterations.unwrap_or(iterations),

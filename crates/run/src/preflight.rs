@@ -64,7 +64,7 @@ pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blo
         &plan.root,
         &AuditOptions {
             cpus: plan.cpus.clone(),
-            noise_window: plan.noise_window,
+            noise: plan.noise,
             threads: Default::default(),
         },
     );

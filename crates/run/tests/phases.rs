@@ -252,7 +252,7 @@ fn setup_with(vm_lines: &str, config_text: &str) -> Setup {
     )
     .unwrap();
     plan.spec_root = SysRoot::new(&root);
-    plan.noise_window = Duration::ZERO;
+    plan.noise.window = Duration::ZERO;
     let interrupt = Arc::new(AtomicBool::new(false));
     let fake = Fake {
         script: Rc::new(RefCell::new(Script::default())),

@@ -4,7 +4,6 @@
 use crate::cmdline::Cmdline;
 use crate::model::{Change, CpuSelection, KnobReport, Verdict};
 use crate::sysfs::Sysfs;
-use std::time::Duration;
 use vmbench_host::{CpuList, ReadError};
 
 /// Everything a knob needs to judge itself.
@@ -19,8 +18,9 @@ pub struct Ctx<'a> {
     pub mask_width: u32,
     /// Probing the running machine (root is `/`): services, rlimits.
     pub live: bool,
-    /// How long to count interrupts on the benchmark CPUs.
-    pub noise_window: Duration,
+    /// How long to count interrupts on the benchmark CPUs, and the
+    /// residual-noise detector's threshold.
+    pub noise: crate::osnoise::NoiseSettings,
     /// Which threads the thread-affinity knob looks at.
     pub threads: crate::affinity::ThreadScope,
 }

@@ -8,7 +8,7 @@ use vmbench_results::CpuNoise;
 
 pub(super) fn interrupts_seen(ctx: &Ctx) -> KnobReport {
     let mut knob = KnobReport::new(KnobId::InterruptsSeen);
-    let secs = ctx.noise_window.as_secs_f64();
+    let secs = ctx.noise.window.as_secs_f64();
     knob.wanted = format!(
         "<= {:.0} per second per CPU (the residual 1 Hz tick and a little)",
         MAX_IRQ_RATE
@@ -24,7 +24,7 @@ pub(super) fn interrupts_seen(ctx: &Ctx) -> KnobReport {
         knob.found = "/proc/interrupts unreadable".into();
         return knob;
     };
-    std::thread::sleep(ctx.noise_window);
+    std::thread::sleep(ctx.noise.window);
     let Some(after) = read() else {
         knob.verdict = Verdict::NotApplicable;
         knob.found = "/proc/interrupts unreadable".into();
@@ -99,14 +99,14 @@ pub(super) fn residual_noise(ctx: &Ctx) -> KnobReport {
     let mut knob = KnobReport::new(KnobId::ResidualNoise);
     knob.wanted = format!(
         "under {TOTAL_OK_US_PER_S:.0} µs/s, no interruption over {LONGEST_OK_US:.0} µs (gaps > {} ns between clock reads)",
-        crate::osnoise::THRESHOLD.as_nanos()
+        ctx.noise.threshold.as_nanos()
     );
-    if ctx.noise_window.is_zero() {
+    if ctx.noise.window.is_zero() {
         knob.verdict = Verdict::NotApplicable;
         knob.found = "not measured (no noise window)".into();
         return knob;
     }
-    match crate::osnoise::measure(ctx.fs, &ctx.cpus.bench, ctx.noise_window, "audit") {
+    match crate::osnoise::measure(ctx.fs, &ctx.cpus.bench, ctx.noise, "audit") {
         Ok(noise) => {
             knob.found = noise
                 .iter()

@@ -130,8 +130,13 @@ pub(super) fn residual_noise(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "#### Residual noise on the benchmark CPUs\n");
     let _ = writeln!(
         o,
-        "A thread pinned to each benchmark CPU read the monotonic clock back to back for {} ms; every gap over {} ns between two reads is time the CPU spent elsewhere (`µs/s`: the sum of those gaps per second). Causes: what the kernel counted on that CPU meanwhile (/proc/interrupts, /proc/softirqs) and how often another thread preempted the detector; gaps no counter explains are the hypervisor's when this host is itself a VM, or SMIs on bare metal.\n",
-        first.window_ms, first.threshold_ns
+        "A thread pinned to each benchmark CPU read the monotonic clock back to back for {} ms; every gap over {} between two reads is time the CPU spent elsewhere (`µs/s`: the sum of those gaps per second of the time the detector ran, at most 1,000,000, as `rtla osnoise` counts). Causes: what the kernel counted on that CPU meanwhile (/proc/interrupts, /proc/softirqs) and how often another thread preempted the detector; gaps beyond every counted event (`unexplained`) are the hypervisor's when this host is itself a VM, or SMIs on bare metal.\n",
+        first.window_ms,
+        if first.threshold_ns % 1000 == 0 {
+            format!("{} µs", first.threshold_ns / 1000)
+        } else {
+            format!("{} ns", first.threshold_ns)
+        }
     );
     let rows: Vec<Vec<String>> = r
         .residual_noise
@@ -142,7 +147,11 @@ pub(super) fn residual_noise(o: &mut String, r: &RunRecord) {
                 format!("cpu{}", n.cpu),
                 format!("{:.1}", n.noise_us_per_s),
                 format!("{:.1}", n.max_us),
-                n.interruptions.to_string(),
+                if n.unexplained > 0 {
+                    format!("{} ({} unexplained)", n.interruptions, n.unexplained)
+                } else {
+                    n.interruptions.to_string()
+                },
                 n.causes
                     .iter()
                     .take(8)
