@@ -334,6 +334,16 @@ fn print_restore(r: &RestoreReport) -> Result<(), out::OutputError> {
         r.threads_gone,
         "moved threads that exited before the restore",
     )?;
+    for m in &r.inherited {
+        outln!(
+            "widened  thread {} ({}): cpus {} -> {} (started during isolation, inherited from {})",
+            m.tid,
+            m.comm,
+            m.from,
+            m.to,
+            m.ancestor
+        )?;
+    }
     for n in &r.notes {
         outln!("note     {n}")?;
     }

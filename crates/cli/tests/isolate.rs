@@ -329,3 +329,82 @@ fn apply_hold_restores_on_sigterm() {
     assert!(!journal.exists());
     assert_eq!(snapshot(dir.path()), before);
 }
+
+/// On the real host, inside a PID namespace (whose /proc lists only its own
+/// tasks, so nothing else on the machine is moved): a process moved off
+/// the benchmark CPU forks while the host is held; after the restore the
+/// child runs where its parent originally could, not on the mask isolation
+/// imposed.
+#[test]
+#[ignore = "needs root, unshare and two online CPUs: moves the threads of a PID namespace on the running host"]
+fn a_child_forked_during_isolation_is_widened_on_restore() {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let online = vmbench_host::CpuList::parse(online.trim()).unwrap();
+    vmbench_testkit::require(&[
+        (nix::unistd::geteuid().is_root(), "root"),
+        (
+            vmbench_testkit::have_tool("unshare"),
+            "util-linux (unshare)",
+        ),
+        (online.len() >= 2, "two online CPUs"),
+    ]);
+    let cpus: Vec<u32> = online.iter().collect();
+    let bench = cpus[1];
+    let skip: Vec<&str> = vmbench_isolate::catalogue::runtime_ids()
+        .filter(|k| *k != vmbench_isolate::KnobId::ThreadAffinity)
+        .map(|k| k.name())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    // The parent forks `sleep` when $D/fork appears; the holder restores on SIGTERM.
+    let script = format!(
+        r#"
+D={d}
+sh -c 'while [ ! -e {d}/fork ]; do sleep 0.05; done; sleep 300 & echo $! > {d}/child.tmp; mv {d}/child.tmp {d}/child; wait' &
+sleep 0.2
+"$VMBENCH" isolate apply --cpus {bench} --skip {skip} --journal $D/journal.json --hold > $D/apply.out 2>&1 &
+HOLDER=$!
+n=0; until grep -q '^holding' $D/apply.out; do n=$((n+1)); [ $n -lt 600 ] || exit 3; sleep 0.1; done
+touch $D/fork
+n=0; until [ -s $D/child ]; do n=$((n+1)); [ $n -lt 600 ] || exit 4; sleep 0.05; done
+grep Cpus_allowed_list: /proc/$(cat $D/child)/status > $D/during
+kill -TERM $HOLDER; wait $HOLDER; echo $? > $D/holder.rc
+grep Cpus_allowed_list: /proc/$(cat $D/child)/status > $D/after
+kill $(cat $D/child)
+"#,
+        skip = skip.join(","),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .env("VMBENCH", common::BIN)
+        .output()
+        .unwrap();
+    let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+    let log = format!(
+        "exit {:?}\n{}{}\napply:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        read("apply.out")
+    );
+    assert!(out.status.success(), "{log}");
+    let mask = |n: &str| {
+        vmbench_host::CpuList::parse(
+            read(n)
+                .trim()
+                .trim_start_matches("Cpus_allowed_list:")
+                .trim(),
+        )
+        .unwrap()
+    };
+    assert!(
+        !mask("during").contains(bench),
+        "the child inherited the imposed mask: {log}"
+    );
+    assert!(
+        mask("after").contains(bench),
+        "the child was left on the imposed mask: {log}"
+    );
+    assert_eq!(read("holder.rc").trim(), "0", "{log}");
+    assert!(read("apply.out").contains("widened"), "{log}");
+}

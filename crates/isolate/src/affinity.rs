@@ -101,6 +101,36 @@ fn numbers(fs: &dyn Sysfs, dir: &str) -> Vec<u32> {
     v
 }
 
+/// Clock ticks since boot now, in the unit of `stat`'s start time (both
+/// count boot time: `/proc/uptime`'s first field and `start_time` are
+/// CLOCK_BOOTTIME based). None when `/proc/uptime` cannot be read.
+pub fn boot_ticks(fs: &dyn Sysfs) -> Option<u64> {
+    let text = fs.read("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    // USER_HZ, the unit of /proc's tick counts (100 on x86; a fixture tree
+    // is written in it too).
+    let hz = if fs.root().is_host() {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|&h| h > 0)
+            .unwrap_or(100) as f64
+    } else {
+        100.0
+    };
+    (secs.is_finite() && secs >= 0.0).then_some((secs * hz) as u64)
+}
+
+/// A process's parent and start time, from its main thread's `stat`
+/// (fields 4 and 22).
+pub fn parent_of(fs: &dyn Sysfs, pid: u32) -> Option<(u32, u64)> {
+    let text = fs.read(&format!("{}/stat", task_dir(pid, pid))).ok()?;
+    let (_, fields) = crate::noise::split_stat(&text)?;
+    let ppid = fields.get(4 - 3)?.parse().ok()?;
+    let start = fields.get(22 - 3)?.parse().ok()?;
+    Some((ppid, start))
+}
+
 /// Every task in `scope` (tasks that vanish while being read are left out).
 pub fn tasks(fs: &dyn Sysfs, scope: &ThreadScope) -> Vec<Task> {
     let pids = match scope {

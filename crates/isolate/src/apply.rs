@@ -42,6 +42,27 @@ pub struct RestoreReport {
     /// Moved threads that exited (or whose tid now names another thread)
     /// before the restore: skipped.
     pub threads_gone: usize,
+    /// Tasks started while the host was isolated that inherited a mask
+    /// apply imposed (a child or new thread of a moved process): widened
+    /// to that process's original mask.
+    pub inherited: Vec<InheritedMove>,
+}
+
+/// A task that inherited an imposed mask, put where its ancestor was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InheritedMove {
+    /// Its process.
+    pub pid: u32,
+    /// The thread.
+    pub tid: u32,
+    /// Its name.
+    pub comm: String,
+    /// The moved process it descends from.
+    pub ancestor: u32,
+    /// The mask it had (the one apply imposed on the ancestor).
+    pub from: String,
+    /// The mask it was given (the ancestor's original).
+    pub to: String,
 }
 
 /// One change made (by apply) or put back (by restore).
@@ -372,7 +393,7 @@ pub fn apply(
             armed: false,
         });
     }
-    let journal = Journal {
+    let mut journal = Journal {
         schema_version: crate::journal::JOURNAL_SCHEMA_VERSION,
         pid: std::process::id(),
         pid_start_ticks: vmbench_host::files::process_start_ticks(std::process::id()),
@@ -386,12 +407,124 @@ pub fn apply(
             .display()
             .to_string(),
         bench_cpus: audit.cpus.bench.to_string(),
+        window_start_ticks: affinity::boot_ticks(&*fs),
         entries: entries.clone(),
     };
     lock.set_active_journal(journal_path)?;
     journal.store(journal_path)?;
-    for e in &entries {
-        match apply_change(&*fs, e) {
+    // A service restarted to read its new configuration runs as a new
+    // process the audit never saw: its threads are journaled and moved
+    // after the restart, like every other thread.
+    let restarted = entries
+        .iter()
+        .any(|e| matches!(e.change, Change::ServiceConfig { .. }));
+    let mut pending = entries;
+    let mut rescanned = false;
+    while !pending.is_empty() {
+        let batch = std::mem::take(&mut pending);
+        apply_batch(&*fs, &batch, &journal, journal_path, &lock, &mut report)?;
+        if restarted && !rescanned && !skip.contains(&KnobId::ThreadAffinity) {
+            rescanned = true;
+            pending = restarted_threads(&*fs, &batch, &journal, audit);
+            if !pending.is_empty() {
+                journal.entries.extend(pending.iter().cloned());
+                journal.store(journal_path)?;
+            }
+        }
+    }
+    let held = Held::acquire(&*fs);
+    Ok(Applied {
+        fs,
+        lock,
+        journal_path: journal_path.to_path_buf(),
+        journal: Some(journal),
+        report,
+        held,
+        armed: true,
+    })
+}
+
+/// The threads of the services `batch` restarted that started since the
+/// apply began and may run on the benchmark CPUs, as journal entries.
+fn restarted_threads(
+    fs: &dyn Sysfs,
+    batch: &[JournalEntry],
+    journal: &Journal,
+    audit: &Audit,
+) -> Vec<JournalEntry> {
+    let Some(start) = journal.window_start_ticks else {
+        return Vec::new();
+    };
+    let names: Vec<&str> = batch
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::ServiceConfig { unit, .. } => unit.strip_suffix(".service"),
+            _ => None,
+        })
+        .collect();
+    let pids: Vec<u32> = fs
+        .list("/proc")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|pid| {
+            fs.read(&format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| names.contains(&c.trim()))
+        })
+        .collect();
+    let journaled: std::collections::BTreeSet<(u32, u64)> = journal
+        .entries
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Affinity {
+                tid, start_time, ..
+            } => Some((*tid, *start_time)),
+            _ => None,
+        })
+        .collect();
+    let bench = &audit.cpus.bench;
+    affinity::tasks(fs, &affinity::ThreadScope::Processes(pids))
+        .into_iter()
+        .filter(|t| {
+            t.start_time >= start
+                && !t.pinned_by_kernel
+                && !journaled.contains(&(t.tid, t.start_time))
+                && !t.allowed.intersection(bench).is_empty()
+        })
+        .map(|t| {
+            let rest = t.allowed.difference(bench);
+            let target = if rest.is_empty() {
+                audit.cpus.housekeeping.clone()
+            } else {
+                rest
+            };
+            JournalEntry {
+                knob: KnobId::ThreadAffinity,
+                change: Change::Affinity {
+                    pid: t.pid,
+                    tid: t.tid,
+                    comm: t.comm,
+                    start_time: t.start_time,
+                    original: t.allowed_raw,
+                    target: target.to_string(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Makes each change of `batch` (journaled already); on a failure, restores
+/// the whole journal and says so.
+fn apply_batch(
+    fs: &dyn Sysfs,
+    batch: &[JournalEntry],
+    journal: &Journal,
+    journal_path: &Path,
+    lock: &HostLock,
+    report: &mut ApplyReport,
+) -> Result<(), IsolateError> {
+    for e in batch {
+        match apply_change(fs, e) {
             Ok(Outcome::Done) => report.applied.push(ChangeOutcome {
                 knob: e.knob,
                 change: e.change.clone(),
@@ -399,7 +532,7 @@ pub fn apply(
             Ok(Outcome::Unmovable(why)) => report.unmovable.push(why),
             Ok(Outcome::ThreadGone) => report.threads_gone += 1,
             Err(why) => {
-                let rollback = restore_journal(&*fs, journal.clone(), journal_path, Some(&lock));
+                let rollback = restore_journal(fs, journal.clone(), journal_path, Some(lock));
                 return Err(IsolateError::ApplyFailed {
                     change: e.change.describe(),
                     why: Box::new(why),
@@ -414,16 +547,7 @@ pub fn apply(
             }
         }
     }
-    let held = Held::acquire(&*fs);
-    Ok(Applied {
-        fs,
-        lock,
-        journal_path: journal_path.to_path_buf(),
-        journal: Some(journal),
-        report,
-        held,
-        armed: true,
-    })
+    Ok(())
 }
 
 /// How one change went.
@@ -681,6 +805,115 @@ fn restore_entry(
     }
 }
 
+/// How far up the process tree a task is followed to a moved ancestor.
+const MAX_ANCESTRY: usize = 64;
+
+/// The moved process `pid` descends from, through processes started since
+/// `window_start` (an older process that was not moved passed on its own
+/// mask, not one apply imposed). A moved process is still the one journaled
+/// when one of its journaled threads is alive with its start time.
+fn moved_ancestor(
+    fs: &dyn Sysfs,
+    pid: u32,
+    window_start: u64,
+    moved: &std::collections::BTreeMap<u32, Vec<&JournalEntry>>,
+) -> Option<u32> {
+    let alive = |p: u32| {
+        moved.get(&p).is_some_and(|es| {
+            es.iter().any(|e| match &e.change {
+                Change::Affinity {
+                    pid,
+                    tid,
+                    start_time,
+                    ..
+                } => affinity::same_task(fs, *pid, *tid, *start_time).is_some(),
+                _ => false,
+            })
+        })
+    };
+    if alive(pid) {
+        return Some(pid);
+    }
+    let mut current = pid;
+    for _ in 0..MAX_ANCESTRY {
+        let (parent, started) = affinity::parent_of(fs, current)?;
+        if started < window_start || parent == 0 {
+            return None;
+        }
+        if alive(parent) {
+            return Some(parent);
+        }
+        current = parent;
+    }
+    None
+}
+
+/// Tasks started while the host was isolated inherit the mask apply gave
+/// their parent (fork and clone copy it), and nothing in the journal names
+/// them: every such task whose mask is exactly one apply imposed on its
+/// moved ancestor gets that ancestor's original mask. A task whose mask is
+/// anything else was placed deliberately and is left alone.
+fn widen_inherited(
+    fs: &dyn Sysfs,
+    entries: &[JournalEntry],
+    window_start: u64,
+    report: &mut RestoreReport,
+) {
+    let mut moved: std::collections::BTreeMap<u32, Vec<&JournalEntry>> = Default::default();
+    let mut journaled = std::collections::BTreeSet::new();
+    for e in entries {
+        if let Change::Affinity { pid, tid, .. } = &e.change {
+            moved.entry(*pid).or_default().push(e);
+            journaled.insert(*tid);
+        }
+    }
+    if moved.is_empty() {
+        return;
+    }
+    for task in affinity::tasks(fs, &affinity::ThreadScope::All) {
+        if task.start_time < window_start || task.pinned_by_kernel || journaled.contains(&task.tid)
+        {
+            continue;
+        }
+        let Some(ancestor) = moved_ancestor(fs, task.pid, window_start, &moved) else {
+            continue;
+        };
+        // The ancestor's entry whose imposed mask this task has (the
+        // process's main thread first).
+        let mut candidates = moved[&ancestor].clone();
+        candidates.sort_by_key(|e| match &e.change {
+            Change::Affinity { tid, .. } => *tid != ancestor,
+            _ => true,
+        });
+        let original = candidates.iter().find_map(|e| match &e.change {
+            Change::Affinity {
+                target, original, ..
+            } if vmbench_host::CpuList::parse(target).is_ok_and(|t| t == task.allowed) => {
+                Some(original.clone())
+            }
+            _ => None,
+        });
+        let Some(original) = original else {
+            continue;
+        };
+        match affinity::set(fs, &task, &original) {
+            Ok(()) => report.inherited.push(InheritedMove {
+                pid: task.pid,
+                tid: task.tid,
+                comm: task.comm.clone(),
+                ancestor,
+                from: task.allowed_raw.clone(),
+                to: original,
+            }),
+            Err(MoveError::Gone(_)) => {}
+            Err(e) => report.notes.push(format!(
+                "thread {} ({}) inherited cpus {} from {ancestor} and could not be widened: {e}",
+                task.tid, task.comm, task.allowed_raw
+            )),
+        }
+    }
+}
+
 fn restore_journal(
     fs: &dyn Sysfs,
     mut journal: Journal,
@@ -703,6 +936,9 @@ fn restore_journal(
             remaining.push(e.clone());
         }
         vmbench_host::signals::restored_one();
+    }
+    if let Some(start) = journal.window_start_ticks {
+        widen_inherited(fs, &journal.entries, start, &mut report);
     }
     if remaining.is_empty() {
         Journal::remove(journal_path)?;

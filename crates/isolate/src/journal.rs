@@ -51,6 +51,13 @@ pub struct Journal {
     pub root: String,
     /// The benchmark CPUs of the run.
     pub bench_cpus: String,
+    /// Clock ticks since boot when apply began: a task started since then
+    /// whose affinity is one apply imposed on an ancestor inherited it, and
+    /// restore widens it too. Absent in journals of earlier versions (and
+    /// where /proc/uptime could not be read): then only journaled threads
+    /// are put back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_ticks: Option<u64>,
     /// In apply order; restore walks it backwards.
     pub entries: Vec<JournalEntry>,
 }

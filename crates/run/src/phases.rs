@@ -591,6 +591,15 @@ impl Restored {
             restore,
         } = self;
         ctx.notes.append(&mut suites.notes);
+        if let Some(Ok(r)) = &restore
+            && !r.inherited.is_empty()
+        {
+            ctx.notes.push(format!(
+                "restore widened {} task(s) started during the run that had inherited a mask isolation imposed on their parent ({})",
+                r.inherited.len(),
+                crate::records::inherited_summary(&r.inherited)
+            ));
+        }
         let failed_restore = records::restore_summary(restore.as_ref());
         if let Some(what) = &failed_restore {
             suites.results.warnings.push(Warning::new(

@@ -157,6 +157,19 @@ fn restore_state(
     }
 }
 
+/// The tasks a restore widened, named (the first few).
+pub fn inherited_summary(moves: &[vmbench_isolate::apply::InheritedMove]) -> String {
+    let mut shown: Vec<String> = moves
+        .iter()
+        .take(6)
+        .map(|m| format!("{} {} → cpus {}", m.tid, m.comm, m.to))
+        .collect();
+    if moves.len() > 6 {
+        shown.push(format!("+{} more", moves.len() - 6));
+    }
+    shown.join(", ")
+}
+
 /// One line about the whole restore: None when nothing was applied.
 pub fn restore_summary(restore: Option<&Result<RestoreReport, IsolateError>>) -> Option<String> {
     match restore? {
