@@ -1016,3 +1016,111 @@ fn a_service_restarted_by_apply_has_its_new_threads_moved() {
     assert_eq!(allowed(p, 4300, 4300), "0-3");
     applied.restore().unwrap();
 }
+
+/// The knobs pyperf and tuned's KVM profiles check beyond the core ones:
+/// each is audited with a verdict; the runtime ones are applied and
+/// restored byte for byte; the KVM module parameters and the power source
+/// are only advised.
+#[test]
+fn kvm_parameters_power_and_energy_knobs_are_audited_and_the_runtime_ones_restored() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    let put = |path: &str, text: &str| {
+        let f = p.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    };
+    put("/sys/module/kvm/parameters/nx_huge_pages", "Y\n");
+    put("/sys/module/kvm/parameters/kvmclock_periodic_sync", "Y\n");
+    put("/sys/module/kvm_intel/parameters/ple_gap", "128\n");
+    put(
+        "/sys/devices/system/cpu/vulnerabilities/itlb_multihit",
+        "Not affected\n",
+    );
+    put("/sys/class/power_supply/AC/type", "Mains\n");
+    put("/sys/class/power_supply/AC/online", "0\n");
+    put("/sys/class/power_supply/BAT0/type", "Battery\n");
+    put("/proc/sys/kernel/perf_event_max_sample_rate", "100000\n");
+    put("/proc/sys/kernel/randomize_va_space", "0\n");
+    // cpu2 already runs the performance governor: its preference is written;
+    // cpu3's comes with the governor change.
+    put(
+        "/sys/devices/system/cpu/cpu2/cpufreq/scaling_governor",
+        "performance\n",
+    );
+    for cpu in [2, 3] {
+        put(
+            &format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/energy_performance_preference"),
+            "balance_performance\n",
+        );
+        put(
+            &format!("/sys/devices/system/cpu/cpu{cpu}/power/energy_perf_bias"),
+            "6\n",
+        );
+    }
+    put("/proc/9000/comm", "ksmtuned\n");
+    let before = snapshot(p);
+    let a = audit(&root, &opts(None)).unwrap();
+    for (id, verdict, changes) in [
+        ("nx_huge_pages", Verdict::Warn, 0),
+        ("ple_gap", Verdict::Warn, 0),
+        ("kvmclock_periodic_sync", Verdict::Warn, 0),
+        ("power_supply", Verdict::Warn, 0),
+        ("perf_event_max_sample_rate", Verdict::Warn, 1),
+        ("randomize_va_space", Verdict::Warn, 1),
+        ("energy_performance_preference", Verdict::Warn, 1),
+        ("energy_perf_bias", Verdict::Warn, 2),
+        ("ksmtuned", Verdict::Warn, 1),
+    ] {
+        let k = knob(&a, id);
+        assert_eq!(
+            (k.verdict, k.changes.len()),
+            (verdict, changes),
+            "{id}: {k:?}"
+        );
+    }
+    let nx = knob(&a, "nx_huge_pages");
+    assert!(
+        nx.fix.as_ref().unwrap().contains("costs no protection"),
+        "{nx:?}"
+    );
+    assert!(
+        knob(&a, "ple_gap")
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("kvm_intel.ple_gap=0")
+    );
+    assert_eq!(knob(&a, "power_supply").class, KnobClass::Hardware);
+    assert!(
+        !knob(&a, "ksmtuned").blocked.is_empty(),
+        "services stop only on the host"
+    );
+    // ksmtuned is the one change a fixture cannot make.
+    let applied = apply_at_default(&root, &a, &[KnobId::Ksmtuned]);
+    assert_eq!(read(p, "/proc/sys/kernel/perf_event_max_sample_rate"), "1");
+    assert_eq!(read(p, "/proc/sys/kernel/randomize_va_space"), "2");
+    assert_eq!(
+        read(
+            p,
+            "/sys/devices/system/cpu/cpu2/cpufreq/energy_performance_preference"
+        ),
+        "performance"
+    );
+    assert_eq!(
+        read(p, "/sys/devices/system/cpu/cpu3/power/energy_perf_bias"),
+        "0"
+    );
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(snapshot(p), before, "not byte-identical after restore");
+    // A machine on mains, with the vendor parameters as wanted, is fine.
+    put("/sys/class/power_supply/AC/online", "1\n");
+    put("/sys/module/kvm_intel/parameters/ple_gap", "0\n");
+    put("/sys/module/kvm/parameters/nx_huge_pages", "never\n");
+    let a = audit(&root, &opts(None)).unwrap();
+    for id in ["power_supply", "ple_gap", "nx_huge_pages"] {
+        assert_eq!(knob(&a, id).verdict, Verdict::Ok, "{id}");
+    }
+}

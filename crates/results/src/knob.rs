@@ -44,9 +44,15 @@ knob_ids! {
     Smt = "smt",
     CpufreqDriver = "cpufreq_driver",
     Clocksource = "clocksource",
+    NxHugePages = "nx_huge_pages",
+    PleGap = "ple_gap",
+    KvmclockPeriodicSync = "kvmclock_periodic_sync",
+    PowerSupply = "power_supply",
     Governor = "governor",
     MinFreq = "min_freq",
     Turbo = "turbo",
+    EnergyPerformancePreference = "energy_performance_preference",
+    EnergyPerfBias = "energy_perf_bias",
     Irqbalance = "irqbalance",
     DefaultIrqAffinity = "default_irq_affinity",
     IrqAffinity = "irq_affinity",
@@ -59,7 +65,10 @@ knob_ids! {
     NmiWatchdog = "nmi_watchdog",
     Watchdog = "watchdog",
     HungTaskTimeoutSecs = "hung_task_timeout_secs",
+    PerfEventMaxSampleRate = "perf_event_max_sample_rate",
+    RandomizeVaSpace = "randomize_va_space",
     TransparentHugepage = "transparent_hugepage",
+    Ksmtuned = "ksmtuned",
     Ksm = "ksm",
     CpuDmaLatency = "cpu_dma_latency",
     Memlock = "memlock",
@@ -112,6 +121,9 @@ pub enum KnobClass {
     /// What was actually seen on the benchmark CPUs.
     #[serde(rename = "noise")]
     Noise,
+    /// The machine's own state (its power source): checked, never changed.
+    #[serde(rename = "hardware")]
+    Hardware,
 }
 
 impl KnobClass {
@@ -122,6 +134,7 @@ impl KnobClass {
             KnobClass::Runtime => "runtime",
             KnobClass::HeldWhileRunning => "held",
             KnobClass::Noise => "noise",
+            KnobClass::Hardware => "hardware",
         }
     }
 }

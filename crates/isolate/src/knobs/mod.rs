@@ -6,6 +6,7 @@ mod boot;
 mod ctx;
 mod held;
 pub mod partitioning;
+mod platform;
 mod runtime;
 mod seen;
 
@@ -32,9 +33,15 @@ pub fn audit(ctx: &Ctx, id: KnobId) -> KnobReport {
         K::Smt => boot::smt(ctx),
         K::CpufreqDriver => boot::pstate_mode(ctx),
         K::Clocksource => boot::clocksource(ctx),
+        K::NxHugePages => platform::nx_huge_pages(ctx),
+        K::PleGap => platform::ple_gap(ctx),
+        K::KvmclockPeriodicSync => platform::kvmclock_periodic_sync(ctx),
+        K::PowerSupply => platform::power_supply(ctx),
         K::Governor => runtime::governor(ctx),
         K::MinFreq => runtime::min_freq(ctx),
         K::Turbo => runtime::boost(ctx),
+        K::EnergyPerformancePreference => platform::energy_performance_preference(ctx),
+        K::EnergyPerfBias => platform::energy_perf_bias(ctx),
         K::Irqbalance => partitioning::irqbalance(ctx),
         K::DefaultIrqAffinity => runtime::default_irq_affinity(ctx),
         K::IrqAffinity => runtime::irq_affinity(ctx),
@@ -46,8 +53,11 @@ pub fn audit(ctx: &Ctx, id: KnobId) -> KnobReport {
         | K::StatInterval
         | K::NmiWatchdog
         | K::Watchdog
-        | K::HungTaskTimeoutSecs => runtime::sysctl(ctx, id),
+        | K::HungTaskTimeoutSecs
+        | K::PerfEventMaxSampleRate
+        | K::RandomizeVaSpace => runtime::sysctl(ctx, id),
         K::TransparentHugepage => runtime::thp(ctx),
+        K::Ksmtuned => platform::ksmtuned(ctx),
         K::Ksm => runtime::ksm(ctx),
         K::CpuDmaLatency => held::cpu_dma_latency(ctx),
         K::Memlock => held::memlock(ctx),
