@@ -1123,4 +1123,11 @@ fn kvm_parameters_power_and_energy_knobs_are_audited_and_the_runtime_ones_restor
     for id in ["power_supply", "ple_gap", "nx_huge_pages"] {
         assert_eq!(knob(&a, id).verdict, Verdict::Ok, "{id}");
     }
+    // With perf's throttling off the kernel refuses the sample rate (EINVAL):
+    // nothing is planned that apply could not make.
+    put("/proc/sys/kernel/perf_cpu_time_max_percent", "0\n");
+    let a = audit(&root, &opts(None)).unwrap();
+    let rate = knob(&a, "perf_event_max_sample_rate");
+    assert_eq!((rate.verdict, rate.changes.len()), (Verdict::Warn, 0), "{rate:?}");
+    assert!(rate.notes[0].contains("refuses"), "{rate:?}");
 }

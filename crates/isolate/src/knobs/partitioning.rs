@@ -215,7 +215,7 @@ pub(super) fn irqbalance(ctx: &Ctx) -> KnobReport {
     knob
 }
 
-fn has_systemctl() -> bool {
+pub(super) fn has_systemctl() -> bool {
     std::path::Path::new("/bin/systemctl").exists()
         || std::path::Path::new("/usr/bin/systemctl").exists()
 }

@@ -255,6 +255,9 @@ pub(super) fn ksmtuned(ctx: &Ctx) -> KnobReport {
     if !ctx.live {
         knob.blocked
             .push("services are only stopped on the running host (--root is not /)".into());
+    } else if !super::partitioning::has_systemctl() {
+        knob.blocked
+            .push("no systemctl: stop ksmtuned by hand, and start it again afterwards".into());
     }
     knob.changes.push(Change::StopService {
         unit: "ksmtuned.service".into(),

@@ -257,10 +257,31 @@ pub(super) fn sysctl(ctx: &Ctx, id: KnobId) -> KnobReport {
     };
     if !ok {
         knob.verdict = Verdict::Warn;
+        if let Some(why) = unwritable_sysctl(ctx, id) {
+            knob.notes.push(why);
+            return knob;
+        }
         knob.fix = Some(APPLY_HINT.into());
         ctx.plan(&mut knob, path, &raw, &target.to_string());
     }
     knob
+}
+
+/// Why the kernel would refuse to write this sysctl now, if it would.
+fn unwritable_sysctl(ctx: &Ctx, id: KnobId) -> Option<String> {
+    // kernel/events/core.c: with perf's CPU-time throttling off (0) or
+    // unlimited (100), writes to the sample rate fail with EINVAL.
+    if id == KnobId::PerfEventMaxSampleRate {
+        let percent = ctx
+            .read("/proc/sys/kernel/perf_cpu_time_max_percent")
+            .ok()?;
+        if percent == "0" || percent == "100" {
+            return Some(format!(
+                "not changed: with kernel.perf_cpu_time_max_percent = {percent} (throttling off) the kernel refuses writes to the sample rate"
+            ));
+        }
+    }
+    None
 }
 
 pub(super) fn thp(ctx: &Ctx) -> KnobReport {
