@@ -225,16 +225,20 @@ impl SysRoot {
         }
     }
 
-    /// Replaces a configuration file (outside /proc and /sys: irqbalance's
-    /// environment file) whole, atomically: a new file with the same mode
-    /// is written next to it and renamed over it, so a crash leaves the old
-    /// or the new content, never half of one. Refused unless `abs` is an
-    /// absolute path without `..` that reaches a regular file through no
-    /// symbolic link; on the running host the file must also be root's and
-    /// writable by no one else (nobody else could have planted it).
-    pub fn replace_file(&self, abs: &str, value: &str) -> Result<(), ReadError> {
+    /// Rewrites a configuration file (outside /proc and /sys: irqbalance's
+    /// environment file) in place: the same inode is truncated and written,
+    /// so its owner, group, mode, extended attributes (an SELinux label) and
+    /// hard links stay exactly as they were, and no temporary file is left
+    /// behind by a kill. Not atomic: the caller journals the original bytes
+    /// first (a half-written file is repaired by the restore), and the
+    /// service reads it only when restarted afterwards. Refused unless `abs`
+    /// is an absolute path without `..` that reaches a regular file through
+    /// no symbolic link (checked again on the open file); on the running
+    /// host the file must also be root's and writable by no one else
+    /// (nobody else could have planted it).
+    pub fn rewrite_file(&self, abs: &str, value: &str) -> Result<(), ReadError> {
         use std::io::Write;
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let outside = |why: String| ReadError::Outside {
             path: abs.to_string(),
             why,
@@ -246,32 +250,32 @@ impl SysRoot {
                 real.display()
             )));
         }
-        let meta = fs::symlink_metadata(&real).map_err(|e| ReadError::from_io(abs, e))?;
+        let write_err = |e: io::Error| ReadError::Write {
+            path: abs.to_string(),
+            source: e,
+        };
+        // No link followed at the last step, and no blocking on a FIFO; the
+        // checks below are on what was opened, not on the name.
+        let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(flags.bits())
+            .open(&real)
+            .map_err(|e| ReadError::from_io(abs, e))?;
+        let meta = f.metadata().map_err(|e| ReadError::from_io(abs, e))?;
         if !meta.file_type().is_file() {
             return Err(outside("not a regular file".into()));
         }
         if self.is_host() && (meta.uid() != 0 || meta.mode() & 0o022 != 0) {
             return Err(outside(format!(
-                "owned by uid {} with mode {:o}: only a root-owned file no one else can write is replaced",
+                "owned by uid {} with mode {:o}: only a root-owned file no one else can write is rewritten",
                 meta.uid(),
                 meta.mode() & 0o7777
             )));
         }
-        let write_err = |e: io::Error| ReadError::Write {
-            path: abs.to_string(),
-            source: e,
-        };
-        let dir = real.parent().unwrap_or(&root);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".vmbench-")
-            .tempfile_in(dir)
-            .map_err(write_err)?;
-        tmp.write_all(value.as_bytes()).map_err(write_err)?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(write_err)?;
-        tmp.as_file().sync_all().map_err(write_err)?;
-        tmp.persist(&real).map_err(|e| write_err(e.error))?;
+        f.set_len(0).map_err(write_err)?;
+        f.write_all(value.as_bytes()).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
         Ok(())
     }
 

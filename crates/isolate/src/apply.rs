@@ -579,7 +579,7 @@ fn apply_change(fs: &dyn Sysfs, e: &JournalEntry) -> Result<Outcome, ChangeError
         Change::ServiceConfig {
             unit, path, target, ..
         } => {
-            fs.root().replace_file(path, target)?;
+            fs.root().rewrite_file(path, target)?;
             if fs.root().is_host() {
                 systemctl("restart", unit)?;
             }
@@ -777,17 +777,25 @@ fn restore_entry(
             unit,
             path,
             original_raw,
-            ..
+            target,
         } => {
-            if fs
-                .root()
-                .read_raw(path)
-                .is_ok_and(|now| &now == original_raw)
-            {
+            let now = fs.root().read_raw(path);
+            if now.as_ref().is_ok_and(|now| now == original_raw) {
                 report.already_original += 1;
                 return Ok(());
             }
-            fs.root().replace_file(path, original_raw)?;
+            // Edited while the host was isolated: the edits stay, only the
+            // banned variables go back to what they were.
+            let value = match now {
+                Ok(now) if &now != target && entry.knob == KnobId::Irqbalance => {
+                    report.notes.push(format!(
+                        "{path} was changed by someone else while the host was isolated: their changes are kept, only the banned-CPU variables were put back"
+                    ));
+                    crate::knobs::irqbalance::revert_banned(&now, original_raw)
+                }
+                _ => original_raw.clone(),
+            };
+            fs.root().rewrite_file(path, &value)?;
             if host {
                 systemctl("restart", unit)?;
             }

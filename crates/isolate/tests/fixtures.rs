@@ -792,8 +792,12 @@ fn cpu_partitioning_knobs_apply_and_restore_byte_identical() {
                 read(p, "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask"),
                 hk
             );
+            // irqbalance's version is unknown here: both variables are set.
+            let config = read(p, "/etc/default/irqbalance");
             assert!(
-                read(p, "/etc/default/irqbalance").ends_with("IRQBALANCE_BANNED_CPULIST=2-3\n")
+                config.contains("\nIRQBALANCE_BANNED_CPULIST=2-3\n")
+                    && config.ends_with("\nIRQBALANCE_BANNED_CPUS=c\n"),
+                "{config}"
             );
             assert!(read(p, "/proc/6000/task/6001/status").contains("Cpus_allowed_list:\t0-1\n"));
             assert!(
@@ -1128,6 +1132,200 @@ fn kvm_parameters_power_and_energy_knobs_are_audited_and_the_runtime_ones_restor
     put("/proc/sys/kernel/perf_cpu_time_max_percent", "0\n");
     let a = audit(&root, &opts(None)).unwrap();
     let rate = knob(&a, "perf_event_max_sample_rate");
-    assert_eq!((rate.verdict, rate.changes.len()), (Verdict::Warn, 0), "{rate:?}");
+    assert_eq!(
+        (rate.verdict, rate.changes.len()),
+        (Verdict::Warn, 0),
+        "{rate:?}"
+    );
     assert!(rate.notes[0].contains("refuses"), "{rate:?}");
+}
+
+fn dpkg_irqbalance(p: &Path, version: &str) {
+    std::fs::create_dir_all(p.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        p.join("var/lib/dpkg/status"),
+        format!(
+            "Package: adduser\nStatus: install ok installed\nVersion: 3.134\n\nPackage: irqbalance\nStatus: install ok installed\nPriority: optional\nVersion: {version}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The irqbalance change an audit plans: None when it plans none.
+fn irqbalance_target(a: &Audit) -> Option<String> {
+    knob(a, "irqbalance").changes.iter().find_map(|c| match c {
+        Change::ServiceConfig { target, .. } => Some(target.clone()),
+        _ => None,
+    })
+}
+
+/// irqbalance as tuned leaves it: the benchmark CPUs banned on top of what
+/// it already bans, in the variable this version reads, in the file its
+/// unit reads; nothing rewritten where its automatic ban already covers
+/// them.
+#[test]
+fn irqbalance_bans_on_top_of_what_it_bans_in_the_variable_its_version_reads() {
+    const CONFIG: &str = "etc/default/irqbalance";
+    // An isolcpus=2-3 host with irqbalance 1.9: it bans 2-3 by itself.
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    dpkg_irqbalance(p, "1.9.4-1");
+    let a = audit(&root, &opts(Some("3"))).unwrap();
+    let k = knob(&a, "irqbalance");
+    assert_eq!((k.verdict, k.changes.len()), (Verdict::Ok, 0), "{k:?}");
+    assert!(
+        k.found
+            .contains("bans the isolated and nohz_full CPUs itself"),
+        "{}",
+        k.found
+    );
+    // A benchmark CPU outside the isolated set: the list keeps 2-3 banned.
+    let a = audit(&root, &opts(Some("1"))).unwrap();
+    let t = irqbalance_target(&a).unwrap();
+    assert!(t.ends_with("\nIRQBALANCE_BANNED_CPULIST=1-3\n"), "{t}");
+    assert!(
+        !t.contains("IRQBALANCE_BANNED_CPUS="),
+        "1.9 reads the list: {t}"
+    );
+
+    // A legacy mask, read first: with the list already covering 2-3 the
+    // old code said ok while irqbalance banned only CPU 3.
+    let dir = tree(&["intel-pstate-turbo"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    dpkg_irqbalance(p, "1.9.4-1");
+    std::fs::write(
+        p.join(CONFIG),
+        "IRQBALANCE_BANNED_CPUS=8\nIRQBALANCE_BANNED_CPULIST=2-3\n",
+    )
+    .unwrap();
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    assert_eq!(knob(&a, "irqbalance").verdict, Verdict::Warn);
+    let t = irqbalance_target(&a).unwrap();
+    assert_eq!(assignment(&t, "IRQBALANCE_BANNED_CPUS"), Some("c"), "{t}");
+    assert_eq!(
+        assignment(&t, "IRQBALANCE_BANNED_CPULIST"),
+        Some("2-3"),
+        "{t}"
+    );
+
+    // irqbalance 1.7 ignores the list: the mask is what bans.
+    dpkg_irqbalance(p, "1.7.0-3");
+    std::fs::write(p.join(CONFIG), "IRQBALANCE_BANNED_CPULIST=2-3\n").unwrap();
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    let k = knob(&a, "irqbalance");
+    assert_eq!(k.verdict, Verdict::Warn, "{k:?}");
+    assert!(k.found.contains("before 1.8 ignores"), "{}", k.found);
+    let t = irqbalance_target(&a).unwrap();
+    assert_eq!(assignment(&t, "IRQBALANCE_BANNED_CPUS"), Some("c"), "{t}");
+    assert_eq!(
+        assignment(&t, "IRQBALANCE_BANNED_CPULIST"),
+        Some("2-3"),
+        "untouched: {t}"
+    );
+
+    // The unit reads another file than the one that exists: nothing is
+    // rewritten that irqbalance would not read; it is stopped instead.
+    dpkg_irqbalance(p, "1.9.4-1");
+    std::fs::create_dir_all(p.join("lib/systemd/system")).unwrap();
+    std::fs::write(
+        p.join("lib/systemd/system/irqbalance.service"),
+        "[Service]\nEnvironmentFile=-/etc/sysconfig/irqbalance\nExecStart=/usr/sbin/irqbalance --foreground\n",
+    )
+    .unwrap();
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    let k = knob(&a, "irqbalance");
+    assert!(
+        matches!(k.changes[..], [Change::StopService { .. }]),
+        "{k:?}"
+    );
+    assert!(
+        k.notes.iter().any(|n| n.contains("EnvironmentFile")),
+        "{k:?}"
+    );
+    // A drop-in pointing it at /etc/default/irqbalance makes it the file.
+    std::fs::write(p.join(CONFIG), "#IRQBALANCE_BANNED_CPULIST=\n").unwrap();
+    std::fs::create_dir_all(p.join("etc/systemd/system/irqbalance.service.d")).unwrap();
+    std::fs::write(
+        p.join("etc/systemd/system/irqbalance.service.d/env.conf"),
+        "[Service]\nEnvironmentFile=\nEnvironmentFile=/etc/default/irqbalance\n",
+    )
+    .unwrap();
+    let a = audit(&root, &opts(Some("2-3"))).unwrap();
+    assert!(
+        irqbalance_target(&a).is_some(),
+        "{:?}",
+        knob(&a, "irqbalance")
+    );
+}
+
+fn assignment<'a>(config: &'a str, var: &str) -> Option<&'a str> {
+    vmbench_isolate::knobs::irqbalance::assignment(config, var)
+}
+
+/// The configuration is rewritten in place: after apply and restore it is
+/// the same inode (its hard links, owner, group, mode and extended
+/// attributes with it), byte for byte, and no temporary file is left. An
+/// edit someone made while the host was isolated is kept; only the banned
+/// variables go back.
+#[test]
+fn the_irqbalance_configuration_keeps_its_inode_and_an_edit_made_meanwhile() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    let config = p.join("etc/default/irqbalance");
+    std::fs::hard_link(&config, p.join("etc/irqbalance.link")).unwrap();
+    let before = std::fs::metadata(&config).unwrap();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let only_irqbalance: Vec<KnobId> = vmbench_isolate::catalogue::runtime_ids()
+        .filter(|k| *k != KnobId::Irqbalance)
+        .collect();
+    let a = audit(&root, &opts(None)).unwrap();
+    let applied = apply_at_default(&root, &a, &only_irqbalance);
+    let during = std::fs::metadata(&config).unwrap();
+    assert_eq!((during.ino(), during.nlink()), (before.ino(), 2));
+    assert_ne!(std::fs::read_to_string(&config).unwrap(), original);
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    let after = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (
+            after.ino(),
+            after.nlink(),
+            after.uid(),
+            after.gid(),
+            after.mode()
+        ),
+        (before.ino(), 2, before.uid(), before.gid(), before.mode())
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.join("etc/irqbalance.link")).unwrap(),
+        original
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(p.join("etc/default"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    // An admin adds a line while the host is isolated.
+    let a = audit(&root, &opts(None)).unwrap();
+    let applied = apply_at_default(&root, &a, &only_irqbalance);
+    let tuned = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{tuned}IRQBALANCE_ARGS=--journal\n")).unwrap();
+    let r = applied.restore().unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        format!("{original}IRQBALANCE_ARGS=--journal\n")
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("changed by someone else")),
+        "{:?}",
+        r.notes
+    );
 }

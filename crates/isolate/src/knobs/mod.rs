@@ -5,6 +5,7 @@
 mod boot;
 mod ctx;
 mod held;
+pub mod irqbalance;
 pub mod partitioning;
 mod platform;
 mod runtime;
@@ -42,7 +43,7 @@ pub fn audit(ctx: &Ctx, id: KnobId) -> KnobReport {
         K::Turbo => runtime::boost(ctx),
         K::EnergyPerformancePreference => platform::energy_performance_preference(ctx),
         K::EnergyPerfBias => platform::energy_perf_bias(ctx),
-        K::Irqbalance => partitioning::irqbalance(ctx),
+        K::Irqbalance => irqbalance::irqbalance(ctx),
         K::DefaultIrqAffinity => runtime::default_irq_affinity(ctx),
         K::IrqAffinity => runtime::irq_affinity(ctx),
         K::WorkqueueCpumask => partitioning::workqueues(ctx),

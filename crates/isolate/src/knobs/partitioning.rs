@@ -1,13 +1,12 @@
 //! The knobs tuned's cpu-partitioning profile sets beyond the core ones:
-//! every workqueue's cpumask, the machine-check polling timer, irqbalance's
-//! banned CPUs, systemd's CPUAffinity, and the threads already running on
-//! the benchmark CPUs. Each is audited, planned, journaled and restored like
+//! every workqueue's cpumask, the machine-check polling timer, systemd's
+//! CPUAffinity, and the threads already running on the benchmark CPUs
+//! (irqbalance's banned CPUs are in [`super::irqbalance`]). Each is audited, planned, journaled and restored like
 //! the knobs in [`crate::knobs`].
 
-use super::ctx::{APPLY_HINT, Ctx, mask_knob, processes_named, without_bench};
+use super::ctx::{APPLY_HINT, Ctx, mask_knob, without_bench};
 use crate::affinity::{self, Task};
 use crate::model::{Change, KnobId, KnobReport, Verdict};
-use crate::trust::MAX_VALUE_BYTES;
 use vmbench_host::CpuList;
 
 /// Where the per-workqueue masks are (each `WQ_SYSFS` workqueue has a
@@ -77,141 +76,6 @@ pub(super) fn machinecheck(ctx: &Ctx) -> KnobReport {
     if !knob.changes.is_empty() {
         knob.fix = Some(APPLY_HINT.into());
     }
-    knob
-}
-
-/// irqbalance's configuration files (Debian/Ubuntu, then RHEL/SUSE).
-pub const IRQBALANCE_CONFIGS: [&str; 2] = ["/etc/default/irqbalance", "/etc/sysconfig/irqbalance"];
-/// The variable irqbalance (1.8 and later) reads its banned CPUs from.
-const BANNED: &str = "IRQBALANCE_BANNED_CPULIST";
-/// The unit restarted after its configuration changes.
-pub const IRQBALANCE_UNIT: &str = "irqbalance.service";
-
-/// The banned CPU list an irqbalance configuration sets (the last
-/// uncommented assignment wins, as in the shell it is sourced by).
-pub fn banned_in(config: &str) -> Option<&str> {
-    config
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix(BANNED)?.strip_prefix('='))
-        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-        .next_back()
-}
-
-/// `config` with the banned list set to `cpus`: every assignment replaced,
-/// or one appended.
-pub fn with_banned(config: &str, cpus: &CpuList) -> String {
-    let line = format!("{BANNED}={cpus}");
-    let mut replaced = false;
-    let mut out: String = config
-        .split_inclusive('\n')
-        .map(|l| {
-            if l.trim_start().starts_with(&format!("{BANNED}=")) {
-                replaced = true;
-                let end = if l.ends_with('\n') { "\n" } else { "" };
-                format!("{line}{end}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    if !replaced {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("# Set by vmbench isolate apply (restored afterwards): the benchmark CPUs.\n");
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-/// irqbalance: left running with the benchmark CPUs banned (its
-/// configuration rewritten, the service restarted; both undone by restore);
-/// stopped only where there is no configuration file to write.
-pub(super) fn irqbalance(ctx: &Ctx) -> KnobReport {
-    let mut knob = KnobReport::new(KnobId::Irqbalance);
-    knob.wanted = format!(
-        "not running, or running with {BANNED} covering the benchmark CPUs ({})",
-        ctx.bench()
-    );
-    let pids = processes_named(ctx, "irqbalance");
-    if pids.is_empty() {
-        knob.found = "not running".into();
-        return knob;
-    }
-    let running = format!(
-        "running (pid {})",
-        pids.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let config = IRQBALANCE_CONFIGS
-        .iter()
-        .find(|p| ctx.fs.exists(p))
-        .and_then(|p| Some((*p, ctx.fs.root().read_raw(p).ok()?)));
-    if let Some((path, raw)) = &config {
-        let banned = banned_in(raw).map(|v| CpuList::parse(&v.replace(' ', ",")));
-        if let Some(Ok(b)) = &banned
-            && ctx.bench().difference(b).is_empty()
-        {
-            knob.found = format!("{running}, {BANNED}={b} in {path}");
-            return knob;
-        }
-        let target_cpus = match &banned {
-            Some(Ok(b)) => b.union(ctx.bench()),
-            _ => ctx.bench().clone(),
-        };
-        let target = with_banned(raw, &target_cpus);
-        if target.len() <= MAX_VALUE_BYTES && raw.len() <= MAX_VALUE_BYTES && !raw.contains('\0') {
-            knob.found = format!(
-                "{running}; {path} bans {}",
-                banned_in(raw).unwrap_or("no CPUs")
-            );
-            knob.verdict = Verdict::Warn;
-            knob.fix = Some(format!(
-                "{APPLY_HINT}: it sets {BANNED}={target_cpus} in {path} and restarts irqbalance (irqbalance 1.8 or later reads that variable)"
-            ));
-            if let Err(why) = ctx.fs.writable(path) {
-                knob.blocked.push(why.to_string());
-            }
-            if ctx.live && !has_systemctl() {
-                knob.blocked.push(
-                    "no systemctl: irqbalance cannot be restarted to read its new configuration"
-                        .into(),
-                );
-            }
-            if !ctx.live {
-                knob.notes.push(
-                    "under a fixture root the configuration is rewritten but no service is restarted"
-                        .into(),
-                );
-            }
-            knob.changes.push(Change::ServiceConfig {
-                unit: IRQBALANCE_UNIT.into(),
-                path: path.to_string(),
-                original_raw: raw.clone(),
-                target,
-            });
-            return knob;
-        }
-        knob.notes.push(format!(
-            "{path} is larger than {MAX_VALUE_BYTES} bytes: irqbalance is stopped instead"
-        ));
-    }
-    knob.found = running;
-    knob.verdict = Verdict::Warn;
-    knob.fix = Some(APPLY_HINT.into());
-    if !ctx.live {
-        knob.blocked
-            .push("services are only stopped on the running host (--root is not /)".into());
-    } else if !has_systemctl() {
-        knob.blocked
-            .push("no systemctl: stop irqbalance by hand, and start it again afterwards".into());
-    }
-    knob.changes.push(Change::StopService {
-        unit: IRQBALANCE_UNIT.into(),
-    });
     knob
 }
 
@@ -344,25 +208,4 @@ pub(super) fn threads(ctx: &Ctx) -> KnobReport {
         });
     }
     knob
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn banned_cpus_are_set_in_place_or_appended() {
-        let cpus = CpuList::parse("2-3").unwrap();
-        let debian = "# Options\n#IRQBALANCE_BANNED_CPULIST=0\nIRQBALANCE_ONESHOT=\n";
-        assert_eq!(banned_in(debian), None);
-        let set = with_banned(debian, &cpus);
-        assert!(set.starts_with(debian), "{set}");
-        assert_eq!(banned_in(&set), Some("2-3"));
-        let quoted = "IRQBALANCE_BANNED_CPULIST=\"5\"\nOTHER=1";
-        assert_eq!(banned_in(quoted), Some("5"));
-        assert_eq!(
-            with_banned(quoted, &cpus),
-            "IRQBALANCE_BANNED_CPULIST=2-3\nOTHER=1"
-        );
-    }
 }
