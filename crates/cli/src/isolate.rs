@@ -63,6 +63,8 @@ pub struct CheckArgs {
     /// `rtla osnoise`).
     #[arg(long, value_name = "US", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     threshold_us: u64,
+    #[command(flatten)]
+    keep: KeepArgs,
     #[arg(long)]
     json: bool,
 }
@@ -80,6 +82,40 @@ pub struct ApplyArgs {
     /// SIGINT, SIGTERM, SIGHUP or SIGQUIT; then restore.
     #[arg(long)]
     hold: bool,
+    #[command(flatten)]
+    keep: KeepArgs,
+}
+
+/// Which threads thread_affinity leaves where they are.
+#[derive(Args)]
+pub struct KeepArgs {
+    /// More threads to leave where they are: glob patterns (`*` matches any
+    /// run of characters) matched against thread and process names, on top
+    /// of the defaults (other VMs' QEMU processes and vCPU threads, DPDK and
+    /// OVS polling threads).
+    #[arg(long, value_name = "GLOB,...", value_delimiter = ',')]
+    exclude_threads: Vec<String>,
+    /// Move every thread, other VMs' and polling threads included (the
+    /// default exclusion list is dropped; --exclude-threads still applies).
+    #[arg(long)]
+    move_all_threads: bool,
+}
+
+impl KeepArgs {
+    fn exclusion(&self) -> vmbench_isolate::affinity::ThreadExclusion {
+        exclusion(self.move_all_threads, &self.exclude_threads)
+    }
+}
+
+/// The default exclusion list (unless `move_all`) with `extra` added.
+pub fn exclusion(move_all: bool, extra: &[String]) -> vmbench_isolate::affinity::ThreadExclusion {
+    let mut keep = if move_all {
+        vmbench_isolate::affinity::ThreadExclusion::none()
+    } else {
+        vmbench_isolate::affinity::ThreadExclusion::default()
+    };
+    keep.patterns.extend(extra.iter().cloned());
+    keep
 }
 
 #[derive(Args)]
@@ -122,6 +158,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
                 threshold: Duration::from_micros(a.threshold_us),
             },
             threads: Default::default(),
+            keep: a.keep.exclusion(),
         },
     )?;
     if a.json {
@@ -215,6 +252,7 @@ fn apply_cmd(a: ApplyArgs) -> Result<ExitCode> {
             cpus: a.cpus,
             noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
             threads: Default::default(),
+            keep: a.keep.exclusion(),
         },
     )?;
     let applied = apply::apply(Arc::new(root.clone()), &audit, &a.skip, &jpath, lock)?;

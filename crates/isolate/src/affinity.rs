@@ -30,6 +30,79 @@ pub enum ThreadScope {
     Processes(Vec<u32>),
 }
 
+/// Threads apply leaves where they are, as tuned's `ps_blacklist` does:
+/// glob patterns (`*` matches any run of characters) matched against a
+/// thread's name and its process's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadExclusion {
+    /// The patterns.
+    pub patterns: Vec<String>,
+}
+
+/// What is left alone by default: other VMs (QEMU processes, and vCPU
+/// threads as QEMU names them with `debug-threads=on`), and the polling
+/// threads of DPDK and Open vSwitch, whose owners pinned them on purpose
+/// (tuned's example list: `.*pmd.*;.*PMD.*;^DPDK;.*qemu-kvm.*`).
+pub const DEFAULT_EXCLUSIONS: &[&str] = &[
+    "qemu-system-*",
+    "qemu-kvm*",
+    "CPU */KVM",
+    "*pmd*",
+    "*PMD*",
+    "DPDK*",
+    "lcore-worker-*",
+    "dpdk-worker*",
+];
+
+impl Default for ThreadExclusion {
+    fn default() -> Self {
+        ThreadExclusion {
+            patterns: DEFAULT_EXCLUSIONS.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+impl ThreadExclusion {
+    /// Nothing excluded.
+    pub fn none() -> Self {
+        ThreadExclusion {
+            patterns: Vec::new(),
+        }
+    }
+
+    /// The pattern that keeps a thread named `comm` of a process named
+    /// `process`, if any.
+    pub fn matching(&self, comm: &str, process: &str) -> Option<&str> {
+        self.patterns
+            .iter()
+            .find(|p| glob(p, comm) || glob(p, process))
+            .map(String::as_str)
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters
+/// (a pattern language small enough to need no crate).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = match parts.split_first() {
+        Some(x) => x,
+        None => return text.is_empty(),
+    };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for part in middle {
+        match remaining.find(part) {
+            Some(i) => remaining = &remaining[i + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
 /// One thread as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
@@ -241,6 +314,31 @@ pub fn set(fs: &dyn Sysfs, task: &Task, list: &str) -> Result<(), MoveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        for (p, t, want) in [
+            ("qemu-system-*", "qemu-system-x86", true),
+            ("qemu-system-*", "xqemu-system-x86", false),
+            ("CPU */KVM", "CPU 3/KVM", true),
+            ("CPU */KVM", "CPU 3/KVMx", false),
+            ("*pmd*", "pmd-c03/id:7", true),
+            ("*pmd*", "bash", false),
+            ("DPDK*", "DPDK", true),
+            ("a*b*a", "aba", true),
+            ("a*b*a", "ab", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} ~ {t}");
+        }
+        let keep = ThreadExclusion::default();
+        assert_eq!(
+            keep.matching("worker", "qemu-system-x86"),
+            Some("qemu-system-*")
+        );
+        assert_eq!(keep.matching("sshd", "sshd"), None);
+    }
 
     #[test]
     fn stat_fields_survive_odd_names() {

@@ -194,6 +194,8 @@ pub struct AuditOptions {
     pub noise: osnoise::NoiseSettings,
     /// Which threads the thread-affinity knob covers (all but in tests).
     pub threads: affinity::ThreadScope,
+    /// Threads it leaves alone (other VMs, DPDK/OVS polling threads).
+    pub keep: affinity::ThreadExclusion,
 }
 
 impl Default for AuditOptions {
@@ -202,6 +204,7 @@ impl Default for AuditOptions {
             cpus: None,
             noise: osnoise::NoiseSettings::window(Duration::from_millis(500)),
             threads: affinity::ThreadScope::All,
+            keep: affinity::ThreadExclusion::default(),
         }
     }
 }
@@ -219,6 +222,7 @@ pub fn audit(fs: &dyn Sysfs, opts: &AuditOptions) -> Result<Audit, IsolateError>
         live: fs.root().is_host(),
         noise: opts.noise,
         threads: opts.threads.clone(),
+        keep: opts.keep.clone(),
     };
     Ok(Audit {
         schema_version: model::ISOLATE_SCHEMA_VERSION,

@@ -28,6 +28,7 @@ fn opts(cpus: Option<&str>) -> AuditOptions {
     AuditOptions {
         cpus: cpus.map(|c| CpuList::parse(c).unwrap()),
         noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
+        keep: Default::default(),
         threads: Default::default(),
     }
 }
@@ -917,18 +918,22 @@ fn apply_at_default(root: &SysRoot, a: &Audit, skip: &[KnobId]) -> vmbench_isola
 /// Writes a task into a fixture tree: `stat` with its parent and start
 /// time, `status` with its affinity.
 fn plant_task(p: &Path, pid: u32, tid: u32, ppid: u32, start: u64, cpus: &str) {
+    plant_named(p, pid, tid, "child", ppid, start, cpus);
+}
+
+fn plant_named(p: &Path, pid: u32, tid: u32, comm: &str, ppid: u32, start: u64, cpus: &str) {
     let dir = p.join(format!("proc/{pid}/task/{tid}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("stat"),
         format!(
-            "{tid} (child) S {ppid} {pid} {pid} 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 {start} 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 0 0 0 0\n"
+            "{tid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 {start} 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 0 0 0 0\n"
         ),
     )
     .unwrap();
     std::fs::write(
         dir.join("status"),
-        format!("Name:\tchild\nCpus_allowed_list:\t{cpus}\n"),
+        format!("Name:\t{comm}\nCpus_allowed_list:\t{cpus}\n"),
     )
     .unwrap();
 }
@@ -1328,4 +1333,48 @@ fn the_irqbalance_configuration_keeps_its_inode_and_an_edit_made_meanwhile() {
         "{:?}",
         r.notes
     );
+}
+
+/// Another VM's QEMU and an Open vSwitch polling thread were pinned by
+/// their owners: apply leaves them where they are by default (as tuned's
+/// ps_blacklist does) and says so; with the list dropped they move.
+#[test]
+fn other_vms_and_polling_threads_are_left_where_they_are() {
+    let dir = tree(&["intel-pstate-turbo", "overlay-isolated-2-3"]);
+    let root = SysRoot::new(dir.path());
+    let p = dir.path();
+    plant_named(p, 8000, 8000, "qemu-system-x86", 1, 100, "0-3");
+    plant_named(p, 8000, 8003, "CPU 0/KVM", 1, 100, "2");
+    plant_named(p, 8100, 8100, "ovs-vswitchd", 1, 100, "0-3");
+    plant_named(p, 8100, 8107, "pmd-c02/id:7", 1, 100, "2");
+    let moved = |a: &Audit| -> Vec<u32> {
+        knob(a, "thread_affinity")
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Affinity { tid, .. } if *tid >= 8000 => Some(*tid),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = audit(&root, &opts(None)).unwrap();
+    // ovs-vswitchd's main thread is not a polling thread: it moves.
+    assert_eq!(moved(&a), [8100]);
+    let k = knob(&a, "thread_affinity");
+    let note = k
+        .notes
+        .iter()
+        .find(|n| n.contains("exclusion list"))
+        .unwrap();
+    for kept in [
+        "8003 CPU 0/KVM",
+        "8107 pmd-c02/id:7",
+        "8000 qemu-system-x86 (qemu-system-*)",
+    ] {
+        assert!(note.contains(kept), "{note}");
+    }
+    let mut everything = opts(None);
+    everything.keep = vmbench_isolate::affinity::ThreadExclusion::none();
+    let a = audit(&root, &everything).unwrap();
+    assert_eq!(moved(&a), [8000, 8003, 8100, 8107]);
 }

@@ -63,6 +63,7 @@ fn threads_with_known_affinities_are_moved_and_put_back() {
         &AuditOptions {
             cpus: Some(CpuList::from_cpus([bench as u32])),
             noise: vmbench_isolate::osnoise::NoiseSettings::window(Duration::ZERO),
+            keep: Default::default(),
             threads: ThreadScope::Processes(vec![wide.id(), narrow.id()]),
         },
     )

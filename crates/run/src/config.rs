@@ -73,6 +73,12 @@ pub struct IsolationConfig {
     /// tracer's).
     #[serde(default, deserialize_with = "noise_threshold_us")]
     pub noise_threshold_us: Option<u64>,
+    /// More threads to leave where they are (glob patterns on thread and
+    /// process names), on top of the defaults.
+    pub exclude_threads: Option<Vec<String>>,
+    /// Move every thread: drop the default exclusion list (other VMs,
+    /// DPDK/OVS polling threads).
+    pub move_all_threads: Option<bool>,
 }
 
 /// The config's `vm:` section.

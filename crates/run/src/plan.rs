@@ -115,6 +115,8 @@ pub struct Plan {
     /// How long the audit samples interrupts and runs the residual-noise
     /// detector, and the detector's threshold.
     pub noise: vmbench_isolate::osnoise::NoiseSettings,
+    /// Threads isolation leaves where they are.
+    pub keep_threads: vmbench_isolate::affinity::ThreadExclusion,
     /// The guest, as for `vmbench vm boot`; `guest.guest` is the VM-exit
     /// suite's guest (the shm suite always boots the Linux guest).
     pub guest: GuestSettings,
@@ -199,6 +201,16 @@ impl Plan {
             journal,
             root,
             spec_root: SysRoot::host(),
+            keep_threads: {
+                let mut keep = if iso.move_all_threads.unwrap_or(false) {
+                    vmbench_isolate::affinity::ThreadExclusion::none()
+                } else {
+                    vmbench_isolate::affinity::ThreadExclusion::default()
+                };
+                keep.patterns
+                    .extend(iso.exclude_threads.clone().unwrap_or_default());
+                keep
+            },
             noise: vmbench_isolate::osnoise::NoiseSettings {
                 window: iso
                     .noise_window_ms

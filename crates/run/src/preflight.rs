@@ -66,6 +66,7 @@ pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blo
             cpus: plan.cpus.clone(),
             noise: plan.noise,
             threads: Default::default(),
+            keep: plan.keep_threads.clone(),
         },
     );
     environment_blockers(&plan, &mut reasons);

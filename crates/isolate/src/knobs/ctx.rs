@@ -23,6 +23,8 @@ pub struct Ctx<'a> {
     pub noise: crate::osnoise::NoiseSettings,
     /// Which threads the thread-affinity knob looks at.
     pub threads: crate::affinity::ThreadScope,
+    /// Threads it leaves where they are.
+    pub keep: crate::affinity::ThreadExclusion,
 }
 
 impl Ctx<'_> {
@@ -154,6 +156,16 @@ pub(crate) fn mask_knob(ctx: &Ctx, knob: &mut KnobReport, paths: &[&str]) {
     knob.found = found.join("; ");
     if !knob.changes.is_empty() {
         knob.fix = Some(APPLY_HINT.into());
+    }
+}
+
+/// The first dozen of `v`, and how many more.
+pub(crate) fn short_names(v: &[String]) -> String {
+    let shown = v.iter().take(12).cloned().collect::<Vec<_>>().join(", ");
+    if v.len() > 12 {
+        format!("{shown} … (+{})", v.len() - 12)
+    } else {
+        shown
     }
 }
 

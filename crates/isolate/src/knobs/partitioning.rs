@@ -168,11 +168,33 @@ pub(super) fn threads(ctx: &Ctx) -> KnobReport {
     );
     let me = ctx.live.then(std::process::id);
     let all = affinity::tasks(ctx.fs, &ctx.threads);
+    let process_name: std::collections::BTreeMap<u32, &str> = all
+        .iter()
+        .filter(|t| t.tid == t.pid)
+        .map(|t| (t.pid, t.comm.as_str()))
+        .collect();
+    let mut kept: Vec<String> = Vec::new();
     let on_bench: Vec<&Task> = all
         .iter()
         .filter(|t| !t.allowed.intersection(ctx.bench()).is_empty())
         .filter(|t| Some(t.pid) != me)
+        .filter(|t| {
+            let process = process_name.get(&t.pid).copied().unwrap_or("");
+            match ctx.keep.matching(&t.comm, process) {
+                Some(pattern) => {
+                    kept.push(format!("{} {} ({pattern})", t.tid, t.comm));
+                    false
+                }
+                None => true,
+            }
+        })
         .collect();
+    if !kept.is_empty() {
+        knob.notes.push(format!(
+            "left where they are (exclusion list; `--move-all-threads`, or `isolation.move_all_threads: true` in a run's config, moves them too): {}",
+            super::ctx::short_names(&kept)
+        ));
+    }
     let (kernel_pinned, movable): (Vec<&Task>, Vec<&Task>) =
         on_bench.iter().partition(|t| t.pinned_by_kernel);
     if all.is_empty() {
