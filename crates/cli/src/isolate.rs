@@ -453,6 +453,9 @@ fn suggest_cmd(a: SuggestArgs) -> Result<ExitCode> {
     for p in &s.params {
         outln!("#   {:<w$}  {}", p.param, p.why)?;
     }
+    for n in &s.notes {
+        outln!("# note: {n}")?;
+    }
     outln!("\n{}\n\n{}\n\n{}", s.grub, s.nixos, s.systemd)?;
     outln!(
         "\n# runtime knobs (governor, turbo, IRQs, ...) are set by `vmbench isolate apply --cpus {}`",

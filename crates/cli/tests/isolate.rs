@@ -163,7 +163,12 @@ fn suggest_prints_a_usable_cmdline() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text.lines().find(|l| l.starts_with("isolcpus=")).unwrap();
-    assert!(line.starts_with("isolcpus=managed_irq,domain,2-3 nohz_full=2-3 rcu_nocbs=2-3 irqaffinity=0-1 tsc=reliable"), "{line}");
+    assert!(
+        line.starts_with(
+            "isolcpus=managed_irq,domain,2-3 nohz_full=2-3 rcu_nocbs=2-3 irqaffinity=0-1 skew_tick=1"
+        ) && line.contains(" tsc=reliable"),
+        "{line}"
+    );
     assert!(
         line.contains("nosmt") && line.contains("intel_pstate=passive"),
         "{line}"
@@ -179,12 +184,15 @@ fn suggest_prints_a_usable_cmdline() {
     assert!(out.status.success());
     common::assert_matches_schema("isolate-suggest", &out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cmdline = v["cmdline"].as_str().unwrap();
     assert!(
-        v["cmdline"]
-            .as_str()
-            .unwrap()
-            .starts_with("isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 irqaffinity=0")
+        cmdline.starts_with("isolcpus=managed_irq,domain,1 "),
+        "{cmdline}"
     );
+    // nohz_full only where this kernel has it (CONFIG_NO_HZ_FULL).
+    let has_nohz = std::path::Path::new("/sys/devices/system/cpu/nohz_full").exists();
+    assert_eq!(cmdline.contains(" nohz_full=1 "), has_nohz, "{cmdline}");
+    assert_eq!(v["nixos_options"]["nohz_full"], has_nohz);
 }
 
 #[test]
