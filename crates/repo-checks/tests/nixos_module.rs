@@ -69,6 +69,13 @@ fn evaluate(module: &Path, o: &NixosOptions) -> (Vec<String>, String) {
     (params, v["affinity"].as_str().unwrap().to_string())
 }
 
+/// A fixture host: its trees, the benchmark CPUs, and files added to it.
+type Host = (
+    &'static [&'static str],
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn put(root: &Path, path: &str, text: &str) {
     let f = root.join(path.trim_start_matches('/'));
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -83,7 +90,7 @@ fn suggest_and_the_nixos_module_give_the_same_cmdline_per_kernel_capability() {
         .join("../../host-tuning/module.nix")
         .canonicalize()
         .unwrap();
-    let hosts: &[(&[&str], &str, &[(&str, &str)])] = &[
+    let hosts: &[Host] = &[
         // intel_pstate, no nohz_full in this kernel, kvm_intel loaded.
         (
             &["intel-pstate-turbo"],
