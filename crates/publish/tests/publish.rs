@@ -158,6 +158,16 @@ fn record(accel: &str, fixture: &str, scale: u64) -> RunRecord {
                 counter: "cpu1 core_throttle_count".into(),
                 delta: 2,
             }],
+            frequency: vec![vmbench_results::CpuFrequency {
+                cpu: 1,
+                before_khz: 2_900_000,
+                after_khz: 2_100_000,
+            }],
+            temperature: Some(vmbench_results::Temperature {
+                zone: "x86_pkg_temp".into(),
+                before_millicelsius: 52_000,
+                after_millicelsius: 88_500,
+            }),
         }],
         results: Results {
             measurements: ms,
@@ -310,7 +320,7 @@ fn every_figure_in_the_tables_comes_from_results_json() {
     }
     assert!(
         md.contains(
-            "| vmexit | 1.39 2.63 2.35 → 1.20 2.50 2.30 | 3 → 1 | cpu1 core_throttle_count +2 |"
+            "| vmexit | 1.39 2.63 2.35 → 1.20 2.50 2.30 | 3 → 1 | cpu1 core_throttle_count +2 | cpu1 2900 → 2100 | x86_pkg_temp 52.0 → 88.5 |"
         ),
         "{md}"
     );

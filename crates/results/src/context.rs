@@ -115,6 +115,37 @@ pub struct SuiteContext {
     /// Thermal-throttle counters that moved during the suite
     /// (`cpu2 core_throttle_count`: how many more throttling events).
     pub throttled: Vec<ThrottleDelta>,
+    /// Each benchmark CPU's clock before and after the suite, as cpufreq
+    /// reports it (`scaling_cur_freq`); empty where the kernel does not
+    /// control the frequency (a VM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frequency: Vec<CpuFrequency>,
+    /// The hottest thermal zone before and after the suite; None where the
+    /// host reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<Temperature>,
+}
+
+/// One CPU's clock around a suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CpuFrequency {
+    /// The CPU.
+    pub cpu: u32,
+    /// Before the suite, in kHz.
+    pub before_khz: u64,
+    /// After it, in kHz.
+    pub after_khz: u64,
+}
+
+/// The hottest thermal zone around a suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Temperature {
+    /// The zone's type (`x86_pkg_temp`, `acpitz`, ...), as after the suite.
+    pub zone: String,
+    /// The hottest zone's reading before the suite, in m°C.
+    pub before_millicelsius: i64,
+    /// After it, in m°C.
+    pub after_millicelsius: i64,
 }
 
 /// A thermal-throttle counter that moved.

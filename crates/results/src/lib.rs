@@ -16,7 +16,7 @@ pub mod repeats;
 pub mod stats;
 pub mod warning;
 
-pub use context::{CpuNoise, NoiseCause, SuiteContext, ThrottleDelta};
+pub use context::{CpuFrequency, CpuNoise, NoiseCause, SuiteContext, Temperature, ThrottleDelta};
 pub use id::{MeasurementId, Suite};
 pub use incomplete::{Incomplete, Stopped};
 pub use knob::{KnobClass, KnobId, RestoreState, Verdict};

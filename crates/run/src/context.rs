@@ -1,10 +1,11 @@
-//! The host around each suite: load, runnable threads and the CPUs'
-//! thermal-throttle counters, read before and after (a throttled CPU
-//! measures slower than its sustained speed, and says so in the report).
+//! The host around each suite: load, runnable threads, the CPUs'
+//! thermal-throttle counters, the benchmark CPUs' clock and the hottest
+//! thermal zone, read before and after (a throttled or hot CPU measures
+//! slower than its sustained speed, and says so in the report).
 
 use std::collections::BTreeMap;
-use vmbench_host::SysRoot;
-use vmbench_results::{SuiteContext, ThrottleDelta};
+use vmbench_host::{CpuList, SysRoot};
+use vmbench_results::{CpuFrequency, SuiteContext, Temperature, ThrottleDelta};
 
 /// One reading of the host.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -13,11 +14,46 @@ pub struct Snapshot {
     runnable: u64,
     /// `cpu<N> core_throttle_count` (and package) → count.
     throttle: BTreeMap<String, u64>,
+    /// Benchmark CPU → `scaling_cur_freq` (kHz).
+    freq: BTreeMap<u32, u64>,
+    /// The hottest thermal zone: its type and reading (m°C).
+    hottest: Option<(String, i64)>,
 }
 
-/// Reads load, runnable threads and every thermal-throttle counter.
-pub fn snapshot(root: &SysRoot) -> Snapshot {
+/// The hottest of `/sys/class/thermal/thermal_zone*/temp`.
+fn hottest_zone(root: &SysRoot) -> Option<(String, i64)> {
+    const DIR: &str = "/sys/class/thermal";
+    root.list(DIR)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with("thermal_zone"))
+        .filter_map(|z| {
+            let t: i64 = root
+                .read(&format!("{DIR}/{z}/temp"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let kind = root
+                .read(&format!("{DIR}/{z}/type"))
+                .map(|k| k.trim().to_string())
+                .unwrap_or(z);
+            Some((kind, t))
+        })
+        .max_by_key(|(_, t)| *t)
+}
+
+/// Reads load, runnable threads, every thermal-throttle counter, the clock
+/// of each of `bench` and the hottest thermal zone.
+pub fn snapshot(root: &SysRoot, bench: &CpuList) -> Snapshot {
     let mut s = Snapshot::default();
+    for cpu in bench.iter() {
+        let path = format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq");
+        if let Some(khz) = root.read(&path).ok().and_then(|t| t.trim().parse().ok()) {
+            s.freq.insert(cpu, khz);
+        }
+    }
+    s.hottest = hottest_zone(root);
     if let Ok(text) = root.read("/proc/loadavg") {
         for (slot, v) in s.load.iter_mut().zip(text.split_whitespace()) {
             *slot = v.parse().unwrap_or(0.0);
@@ -88,6 +124,25 @@ pub fn between(
             runnable_before: before.runnable,
             runnable_after: after.runnable,
             throttled,
+            frequency: after
+                .freq
+                .iter()
+                .filter_map(|(&cpu, &after_khz)| {
+                    Some(CpuFrequency {
+                        cpu,
+                        before_khz: *before.freq.get(&cpu)?,
+                        after_khz,
+                    })
+                })
+                .collect(),
+            temperature: match (&before.hottest, &after.hottest) {
+                (Some((_, b)), Some((zone, a))) => Some(Temperature {
+                    zone: zone.clone(),
+                    before_millicelsius: *b,
+                    after_millicelsius: *a,
+                }),
+                _ => None,
+            },
         },
         warning,
     )
@@ -119,18 +174,48 @@ mod tests {
             "/sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count",
             "0\n",
         );
-        let before = snapshot(&root);
+        write(
+            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq",
+            "2900000\n",
+        );
+        write("/sys/class/thermal/thermal_zone0/type", "acpitz\n");
+        write("/sys/class/thermal/thermal_zone0/temp", "41000\n");
+        write("/sys/class/thermal/thermal_zone1/type", "x86_pkg_temp\n");
+        write("/sys/class/thermal/thermal_zone1/temp", "52000\n");
+        let bench = CpuList::from_cpus([1]);
+        let before = snapshot(&root, &bench);
         assert_eq!(before.load, [0.5, 0.4, 0.3]);
         assert_eq!(before.runnable, 2);
-        let (c, w) = between("vmexit", &before, &snapshot(&root));
+        let (c, w) = between("vmexit", &before, &snapshot(&root, &bench));
         assert!(c.throttled.is_empty() && w.is_none());
         write(
             "/sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count",
             "3\n",
         );
         write("/proc/stat", "procs_running 7\n");
-        let (c, w) = between("vmexit", &before, &snapshot(&root));
+        write(
+            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq",
+            "2100000\n",
+        );
+        write("/sys/class/thermal/thermal_zone1/temp", "88000\n");
+        let (c, w) = between("vmexit", &before, &snapshot(&root, &bench));
         assert_eq!(c.runnable_after, 7);
+        assert_eq!(
+            c.frequency,
+            [CpuFrequency {
+                cpu: 1,
+                before_khz: 2_900_000,
+                after_khz: 2_100_000
+            }]
+        );
+        assert_eq!(
+            c.temperature,
+            Some(Temperature {
+                zone: "x86_pkg_temp".into(),
+                before_millicelsius: 52_000,
+                after_millicelsius: 88_000
+            })
+        );
         assert_eq!(
             c.throttled,
             [ThrottleDelta {

@@ -370,7 +370,7 @@ fn run_suites_once(
             },
         };
         let session = describe_guest(ctx, suite, session, reused, cpus, rec);
-        let before = crate::context::snapshot(&ctx.plan.spec_root);
+        let before = crate::context::snapshot(&ctx.plan.spec_root, &ctx.audit.cpus.bench);
         kept = match suite {
             Suite::Vmexit => vmexit_suite(ctx, session, progress, rec),
             Suite::Shm => {
@@ -378,7 +378,7 @@ fn run_suites_once(
                 None
             }
         };
-        let after = crate::context::snapshot(&ctx.plan.spec_root);
+        let after = crate::context::snapshot(&ctx.plan.spec_root, &ctx.audit.cpus.bench);
         let (context, warning) =
             crate::context::between(&format!("{}{repeat_label}", suite.name()), &before, &after);
         rec.contexts.push(context);

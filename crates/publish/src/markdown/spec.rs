@@ -182,11 +182,14 @@ pub(super) fn suite_context(o: &mut String, r: &RunRecord) {
     }
     let _ = writeln!(o, "#### The host during each suite\n");
     let load = |l: &[f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
+    // Columns for what the host reports at all (a VM has neither).
+    let with_freq = r.suite_context.iter().any(|c| !c.frequency.is_empty());
+    let with_temp = r.suite_context.iter().any(|c| c.temperature.is_some());
     let rows: Vec<Vec<String>> = r
         .suite_context
         .iter()
         .map(|c| {
-            vec![
+            let mut row = vec![
                 c.suite.clone(),
                 format!("{} → {}", load(&c.load_before), load(&c.load_after)),
                 format!("{} → {}", c.runnable_before, c.runnable_after),
@@ -199,17 +202,47 @@ pub(super) fn suite_context(o: &mut String, r: &RunRecord) {
                         .collect::<Vec<_>>()
                         .join(", ")
                 },
-            ]
+            ];
+            if with_freq {
+                row.push(
+                    c.frequency
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "cpu{} {} → {}",
+                                f.cpu,
+                                f.before_khz / 1000,
+                                f.after_khz / 1000
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            if with_temp {
+                row.push(c.temperature.as_ref().map_or(String::new(), |t| {
+                    format!(
+                        "{} {:.1} → {:.1}",
+                        t.zone,
+                        t.before_millicelsius as f64 / 1000.0,
+                        t.after_millicelsius as f64 / 1000.0
+                    )
+                }));
+            }
+            row
         })
         .collect();
-    table(
-        o,
-        &[
-            "suite",
-            "load average",
-            "runnable threads",
-            "thermal throttling",
-        ],
-        &rows,
-    );
+    let mut headers = vec![
+        "suite",
+        "load average",
+        "runnable threads",
+        "thermal throttling",
+    ];
+    if with_freq {
+        headers.push("benchmark CPU clock (MHz)");
+    }
+    if with_temp {
+        headers.push("hottest thermal zone (°C)");
+    }
+    table(o, &headers, &rows);
 }
