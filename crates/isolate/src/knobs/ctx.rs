@@ -37,6 +37,18 @@ impl Ctx<'_> {
     pub(crate) fn read(&self, path: &str) -> Result<String, ReadError> {
         self.fs.read(path).map(|s| s.trim().to_string())
     }
+    /// The trimmed content of `path`: None when it does not exist, and
+    /// when it cannot be read (then the error is a note of `knob`).
+    pub(crate) fn read_present(&self, knob: &mut KnobReport, path: &str) -> Option<String> {
+        match self.read(path) {
+            Ok(r) => Some(r),
+            Err(e) if e.is_missing() => None,
+            Err(e) => {
+                knob.notes.push(e.to_string());
+                None
+            }
+        }
+    }
     /// Plans a write of `target` to `path`, recording the current content.
     pub(crate) fn plan(&self, knob: &mut KnobReport, path: &str, original: &str, target: &str) {
         let raw = self.fs.root().read_raw(path).unwrap_or_default();
@@ -120,13 +132,8 @@ pub(crate) fn mask_knob(ctx: &Ctx, knob: &mut KnobReport, paths: &[&str]) {
     let mut found = Vec::new();
     let mut any = false;
     for path in paths {
-        let raw = match ctx.read(path) {
-            Ok(r) => r,
-            Err(e) if e.is_missing() => continue,
-            Err(e) => {
-                knob.notes.push(e.to_string());
-                continue;
-            }
+        let Some(raw) = ctx.read_present(knob, path) else {
+            continue;
         };
         any = true;
         let mask = match CpuList::parse_mask(&raw) {

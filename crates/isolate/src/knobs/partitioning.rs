@@ -42,13 +42,8 @@ pub(super) fn machinecheck(ctx: &Ctx) -> KnobReport {
             continue;
         }
         let path = format!("{DIR}/{dev}/ignore_ce");
-        let raw = match ctx.read(&path) {
-            Ok(r) => r,
-            Err(e) if e.is_missing() => continue,
-            Err(e) => {
-                knob.notes.push(e.to_string());
-                continue;
-            }
+        let Some(raw) = ctx.read_present(&mut knob, &path) else {
+            continue;
         };
         match raw.as_str() {
             "1" => {}

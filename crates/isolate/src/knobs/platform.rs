@@ -8,19 +8,6 @@ use crate::model::{Change, KnobId, KnobReport, Verdict};
 
 const KVM: &str = "/sys/module/kvm/parameters";
 
-/// A module parameter's value: None when the module (or the parameter) is
-/// not there.
-fn param(ctx: &Ctx, knob: &mut KnobReport, path: &str) -> Option<String> {
-    match ctx.read(path) {
-        Ok(v) => Some(v),
-        Err(e) if e.is_missing() => None,
-        Err(e) => {
-            knob.notes.push(e.to_string());
-            None
-        }
-    }
-}
-
 fn no_kvm(mut knob: KnobReport) -> KnobReport {
     knob.verdict = Verdict::NotApplicable;
     knob.found = "kvm is not loaded (or has no such parameter)".into();
@@ -32,7 +19,7 @@ fn no_kvm(mut knob: KnobReport) -> KnobReport {
 pub(super) fn nx_huge_pages(ctx: &Ctx) -> KnobReport {
     let mut knob = KnobReport::new(KnobId::NxHugePages);
     knob.wanted = "N (no 4 KiB split of executable guest pages, no recovery thread), where the CPU is not affected by iTLB multihit".into();
-    let Some(value) = param(ctx, &mut knob, &format!("{KVM}/nx_huge_pages")) else {
+    let Some(value) = ctx.read_present(&mut knob, &format!("{KVM}/nx_huge_pages")) else {
         return no_kvm(knob);
     };
     let vuln = ctx
@@ -66,8 +53,7 @@ pub(super) fn ple_gap(ctx: &Ctx) -> KnobReport {
     let vendors = [("kvm_intel", "ple_gap"), ("kvm_amd", "pause_filter_count")];
     let mut found = Vec::new();
     for (module, name) in vendors {
-        let Some(v) = param(
-            ctx,
+        let Some(v) = ctx.read_present(
             &mut knob,
             &format!("/sys/module/{module}/parameters/{name}"),
         ) else {
@@ -102,7 +88,7 @@ pub(super) fn ple_gap(ctx: &Ctx) -> KnobReport {
 pub(super) fn kvmclock_periodic_sync(ctx: &Ctx) -> KnobReport {
     let mut knob = KnobReport::new(KnobId::KvmclockPeriodicSync);
     knob.wanted = "N".into();
-    let Some(value) = param(ctx, &mut knob, &format!("{KVM}/kvmclock_periodic_sync")) else {
+    let Some(value) = ctx.read_present(&mut knob, &format!("{KVM}/kvmclock_periodic_sync")) else {
         return no_kvm(knob);
     };
     knob.found = value.clone();
@@ -201,13 +187,8 @@ pub(super) fn energy_perf_bias(ctx: &Ctx) -> KnobReport {
     let mut found = Vec::new();
     for cpu in ctx.bench().iter() {
         let path = format!("/sys/devices/system/cpu/cpu{cpu}/power/energy_perf_bias");
-        let raw = match ctx.read(&path) {
-            Ok(r) => r,
-            Err(e) if e.is_missing() => continue,
-            Err(e) => {
-                knob.notes.push(e.to_string());
-                continue;
-            }
+        let Some(raw) = ctx.read_present(&mut knob, &path) else {
+            continue;
         };
         found.push(format!("cpu{cpu}={raw}"));
         match raw.parse::<u8>() {
