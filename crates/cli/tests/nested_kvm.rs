@@ -77,29 +77,38 @@ echo "lane: job exited $?"
 poweroff -f
 "#;
 
-/// Every file isolation may change on L1, with its bytes (base64): read
-/// before the run and after it, they must be identical. Processes' CPU
-/// affinities are compared for the processes alive at both readings.
-const SNAPSHOT: &str = r#"snapshot() {
-    for f in /proc/sys/kernel/timer_migration /proc/sys/kernel/numa_balancing \
-        /proc/sys/kernel/sched_rt_runtime_us /proc/sys/kernel/nmi_watchdog /proc/sys/kernel/watchdog \
-        /proc/sys/kernel/hung_task_timeout_secs /proc/sys/vm/stat_interval \
-        /proc/irq/default_smp_affinity /proc/irq/*/smp_affinity_list \
-        /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/ksm/run \
-        /sys/devices/virtual/workqueue/cpumask /sys/devices/virtual/workqueue/*/cpumask \
-        /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor \
-        /sys/devices/system/cpu/cpu*/cpufreq/scaling_min_freq \
-        /sys/devices/system/cpu/cpu*/cpuidle/state*/disable /sys/devices/system/cpu/cpu*/online \
-        /sys/devices/system/machinecheck/machinecheck*/ignore_ce \
-        /sys/devices/system/machinecheck/machinecheck*/check_interval; do
+/// Every file isolation may change on L1 (the catalogue's write patterns,
+/// `{n}` and `{name}` as globs) and a few it must leave alone, with their
+/// bytes (base64): read before the run and after it, they must be
+/// identical. Processes' CPU affinities are compared for the processes
+/// alive at both readings.
+fn snapshot_function() -> String {
+    let mut files: Vec<String> = vmbench_isolate::catalogue::CATALOGUE
+        .iter()
+        .flat_map(|k| k.writes.iter())
+        .map(|w| w.replace("{n}", "*").replace("{name}", "*"))
+        .collect();
+    files.extend(
+        [
+            "/sys/devices/system/cpu/cpu*/cpuidle/state*/disable",
+            "/sys/devices/system/cpu/cpu*/online",
+            "/sys/devices/system/machinecheck/machinecheck*/check_interval",
+        ]
+        .map(String::from),
+    );
+    format!(
+        r#"snapshot() {{
+    for f in {}; do
         [ -r "$f" ] && printf 'file %s %s\n' "$f" "$(base64 -w0 < "$f")"
     done
     for p in /proc/[0-9]*; do
         a=$(sed -n 's/^Cpus_allowed_list:\s*//p' $p/status 2>/dev/null) && [ -n "$a" ] &&
-            printf 'task %s/%s %s\n' "${p#/proc/}" "$(tr ' ' _ < $p/comm)" "$a"
+            printf 'task %s/%s %s\n' "${{p#/proc/}}" "$(tr ' ' _ < $p/comm)" "$a"
     done
+}}"#,
+        files.join(" ")
+    )
 }
-"#;
 
 fn job(share: &Path, micro: &Path) -> String {
     let vmbench = env!("CARGO_BIN_EXE_vmbench");
@@ -107,7 +116,7 @@ fn job(share: &Path, micro: &Path) -> String {
         r#"set -u
 S={share}
 V={vmbench}
-{SNAPSHOT}
+{snapshot}
 echo "lane: L1 $(uname -r), $(nproc) CPUs"
 modprobe kvm_amd || {{ echo "lane: kvm_amd did not load"; exit 10; }}
 for p in npt nested nrips avic; do echo "lane: kvm_amd $p=$(cat /sys/module/kvm_amd/parameters/$p)"; done
@@ -141,6 +150,7 @@ dmesg > $S/dmesg.txt
 "#,
         share = share.display(),
         micro = micro.display(),
+        snapshot = snapshot_function(),
     )
 }
 
