@@ -145,8 +145,10 @@ fn installed_version(ctx: &Ctx) -> Option<(u32, u32)> {
         .arg("--version")
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse(text.split_whitespace().last()?)
+    // "irqbalance version 1.9.2", printed by its log() to the console.
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("irqbalance version"))?;
+    parse(line.split_whitespace().last()?)
 }
 
 /// The files the irqbalance unit reads its environment from, as its unit
