@@ -103,19 +103,11 @@ pub struct KeepArgs {
 
 impl KeepArgs {
     fn exclusion(&self) -> vmbench_isolate::affinity::ThreadExclusion {
-        exclusion(self.move_all_threads, &self.exclude_threads)
+        vmbench_isolate::affinity::ThreadExclusion::with(
+            self.move_all_threads,
+            &self.exclude_threads,
+        )
     }
-}
-
-/// The default exclusion list (unless `move_all`) with `extra` added.
-pub fn exclusion(move_all: bool, extra: &[String]) -> vmbench_isolate::affinity::ThreadExclusion {
-    let mut keep = if move_all {
-        vmbench_isolate::affinity::ThreadExclusion::none()
-    } else {
-        vmbench_isolate::affinity::ThreadExclusion::default()
-    };
-    keep.patterns.extend(extra.iter().cloned());
-    keep
 }
 
 #[derive(Args)]

@@ -70,6 +70,19 @@ impl ThreadExclusion {
         }
     }
 
+    /// The default list (dropped when `move_all`), with `extra` added: what
+    /// `--move-all-threads`/`--exclude-threads` and the config's
+    /// `move_all_threads`/`exclude_threads` ask for.
+    pub fn with(move_all: bool, extra: &[String]) -> Self {
+        let mut keep = if move_all {
+            ThreadExclusion::none()
+        } else {
+            ThreadExclusion::default()
+        };
+        keep.patterns.extend(extra.iter().cloned());
+        keep
+    }
+
     /// The pattern that keeps a thread named `comm` of a process named
     /// `process`, if any.
     pub fn matching(&self, comm: &str, process: &str) -> Option<&str> {
@@ -172,6 +185,17 @@ fn numbers(fs: &dyn Sysfs, dir: &str) -> Vec<u32> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// PIDs whose comm is one of `names`.
+pub fn processes_named(fs: &dyn Sysfs, names: &[&str]) -> Vec<u32> {
+    numbers(fs, "/proc")
+        .into_iter()
+        .filter(|pid| {
+            fs.read(&format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| names.contains(&c.trim()))
+        })
+        .collect()
 }
 
 /// Clock ticks since boot now, in the unit of `stat`'s start time (both

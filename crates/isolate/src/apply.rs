@@ -462,16 +462,7 @@ fn restarted_threads(
             _ => None,
         })
         .collect();
-    let pids: Vec<u32> = fs
-        .list("/proc")
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|pid| {
-            fs.read(&format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| names.contains(&c.trim()))
-        })
-        .collect();
+    let pids = affinity::processes_named(fs, &names);
     let journaled: std::collections::BTreeSet<(u32, u64)> = journal
         .entries
         .iter()
@@ -492,12 +483,7 @@ fn restarted_threads(
                 && !t.allowed.intersection(bench).is_empty()
         })
         .map(|t| {
-            let rest = t.allowed.difference(bench);
-            let target = if rest.is_empty() {
-                audit.cpus.housekeeping.clone()
-            } else {
-                rest
-            };
+            let target = audit.cpus.off_bench(&t.allowed);
             JournalEntry {
                 knob: KnobId::ThreadAffinity,
                 change: Change::Affinity {

@@ -167,6 +167,19 @@ pub struct CpuSelection {
     pub source: String,
 }
 
+impl CpuSelection {
+    /// `mask` without the benchmark CPUs; the housekeeping CPUs if nothing
+    /// is left.
+    pub fn off_bench(&self, mask: &CpuList) -> CpuList {
+        let rest = mask.difference(&self.bench);
+        if rest.is_empty() {
+            self.housekeeping.clone()
+        } else {
+            rest
+        }
+    }
+}
+
 /// Who is running, and what that allows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Privileges {

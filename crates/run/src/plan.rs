@@ -201,16 +201,10 @@ impl Plan {
             journal,
             root,
             spec_root: SysRoot::host(),
-            keep_threads: {
-                let mut keep = if iso.move_all_threads.unwrap_or(false) {
-                    vmbench_isolate::affinity::ThreadExclusion::none()
-                } else {
-                    vmbench_isolate::affinity::ThreadExclusion::default()
-                };
-                keep.patterns
-                    .extend(iso.exclude_threads.clone().unwrap_or_default());
-                keep
-            },
+            keep_threads: vmbench_isolate::affinity::ThreadExclusion::with(
+                iso.move_all_threads.unwrap_or(false),
+                iso.exclude_threads.as_deref().unwrap_or_default(),
+            ),
             noise: vmbench_isolate::osnoise::NoiseSettings {
                 window: iso
                     .noise_window_ms

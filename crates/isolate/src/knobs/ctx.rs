@@ -105,27 +105,12 @@ pub(crate) fn nohz_set(ctx: &Ctx) -> CpuList {
 
 /// PIDs whose comm is `name`.
 pub(crate) fn processes_named(ctx: &Ctx, name: &str) -> Vec<u32> {
-    let Ok(entries) = ctx.fs.list("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|pid| {
-            ctx.read(&format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c == name)
-        })
-        .collect()
+    crate::affinity::processes_named(ctx.fs, &[name])
 }
 
 /// `mask` without the benchmark CPUs; the housekeeping CPUs if nothing is left.
 pub(crate) fn without_bench(ctx: &Ctx, mask: &CpuList) -> CpuList {
-    let rest = mask.difference(ctx.bench());
-    if rest.is_empty() {
-        ctx.hk().clone()
-    } else {
-        rest
-    }
+    ctx.cpus.off_bench(mask)
 }
 
 pub(crate) fn mask_knob(ctx: &Ctx, knob: &mut KnobReport, paths: &[&str]) {
