@@ -52,6 +52,7 @@ pub struct CheckArgs {
     /// Benchmark CPUs, e.g. "2-3" [default: the isolated CPUs, else the last online CPU].
     #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
+    /// Read /proc and /sys under DIR instead of / (fixture trees).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     /// How long to count interrupts and run the residual-noise detector on
@@ -65,12 +66,14 @@ pub struct CheckArgs {
     threshold_us: u64,
     #[command(flatten)]
     keep: KeepArgs,
+    /// Print JSON (`vmbench report schema isolate-check`) instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct ApplyArgs {
+    /// Benchmark CPUs, e.g. "2-3" [default: the isolated CPUs, else the last online CPU].
     #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
     #[command(flatten)]
@@ -112,10 +115,13 @@ impl KeepArgs {
 
 #[derive(Args)]
 pub struct SuggestArgs {
+    /// Benchmark CPUs, e.g. "2-3" [default: the isolated CPUs, else the last online CPU].
     #[arg(long, value_name = "LIST", value_parser = vmbench_host::CpuList::parse)]
     cpus: Option<CpuList>,
+    /// Read /proc and /sys under DIR instead of / (fixture trees).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
+    /// Print JSON (`vmbench report schema isolate-suggest`) instead of text.
     #[arg(long)]
     json: bool,
 }

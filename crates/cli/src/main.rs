@@ -172,3 +172,36 @@ fn info(args: InfoArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every visible subcommand says what it does, and every argument of
+    /// every command has a `--help` line.
+    #[test]
+    fn every_help_entry_is_filled() {
+        fn walk(cmd: &clap::Command, path: &str, empty: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    empty.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    empty.push(p.clone());
+                }
+                walk(sub, &p, empty);
+            }
+        }
+        let mut empty = Vec::new();
+        walk(&Cli::command(), "vmbench", &mut empty);
+        assert!(empty.is_empty(), "no --help text: {empty:#?}");
+    }
+}

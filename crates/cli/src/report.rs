@@ -11,9 +11,13 @@ use vmbench_run::ExitStatus;
 pub enum ReportCmd {
     /// Re-render report.md, the CSVs and the plots from DIR/results.json
     /// (and rewrite the manifest; an old signature is removed).
-    Render { dir: PathBuf },
+    Render {
+        /// A run's output directory.
+        dir: PathBuf,
+    },
     /// Sign DIR/MANIFEST.sha256 (SSHSIG, namespace vmbench-report) into DIR/report.sig.
     Sign {
+        /// A run's output directory.
         dir: PathBuf,
         /// An unencrypted OpenSSH ed25519 private key, or a `.pub` file whose
         /// private half is in ssh-agent (signed through ssh-keygen then).
@@ -22,6 +26,7 @@ pub enum ReportCmd {
     },
     /// Check DIR/report.sig against an allowed_signers file, then every file's hash.
     Verify {
+        /// A run's output directory.
         dir: PathBuf,
         /// OpenSSH allowed_signers: `principal [namespaces="vmbench-report"] ssh-ed25519 KEY`.
         #[arg(long, value_name = "FILE")]
@@ -43,7 +48,9 @@ pub enum ReportCmd {
     /// hyperfine's JSON, or HdrHistogram's interval log
     /// (docs/repeats.md#exports).
     Export {
+        /// A run's output directory.
         dir: PathBuf,
+        /// Which tool's format.
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// hyperfine only: each time is of N back-to-back executions
@@ -73,10 +80,18 @@ pub enum ExportFormat {
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Output directories of runs (each with results.json). The first is
-    /// the baseline: every later run is compared with it.
-    #[arg(required = true, num_args = 2..)]
-    dirs: Vec<PathBuf>,
+    /// The baseline: a run's output directory (with results.json) that
+    /// every other run is compared with.
+    #[arg(value_name = "BASELINE")]
+    baseline: PathBuf,
+    /// The runs compared with the baseline (output directories).
+    #[arg(value_name = "RUN", required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Names for the runs in tables and figures, the baseline's first,
+    /// comma-separated, one per directory [default: each directory's name,
+    /// with as many parent directories as it takes to tell them apart].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    label: Vec<String>,
     /// Verify signed runs against this allowed_signers file first.
     #[arg(long, value_name = "FILE")]
     allowed_signers: Option<PathBuf>,
@@ -220,12 +235,79 @@ pub fn report_cmd(cmd: ReportCmd) -> Result<ExitCode> {
     }
 }
 
+/// One label per directory: its name, or as many trailing components as
+/// it takes to tell it from every other (`a/run-1`, `b/run-1`); a path
+/// given twice gets `#2`.
+fn unique_labels(dirs: &[PathBuf]) -> Vec<String> {
+    let parts: Vec<Vec<String>> = dirs
+        .iter()
+        .map(|d| {
+            d.components()
+                .rev()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .filter(|c| c != "/" && c != ".")
+                .collect()
+        })
+        .collect();
+    let depth_max = parts.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let label = |p: &Vec<String>, depth: usize| {
+        let mut tail: Vec<&str> = p.iter().take(depth).map(String::as_str).collect();
+        tail.reverse();
+        tail.join("/")
+    };
+    let mut labels: Vec<String> = parts.iter().map(|p| label(p, 1)).collect();
+    for depth in 2..=depth_max {
+        let clash =
+            |i: usize, labels: &[String]| labels.iter().filter(|l| **l == labels[i]).count() > 1;
+        let clashing: Vec<usize> = (0..labels.len()).filter(|i| clash(*i, &labels)).collect();
+        if clashing.is_empty() {
+            break;
+        }
+        for i in clashing {
+            labels[i] = label(&parts[i], depth);
+        }
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for l in &mut labels {
+        let n = seen.iter().filter(|s| *s == l).count();
+        seen.push(l.clone());
+        if n > 0 {
+            l.push_str(&format!(" #{}", n + 1));
+        }
+    }
+    labels
+}
+
 pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
-    let runs = a
-        .dirs
+    let dirs: Vec<PathBuf> = std::iter::once(a.baseline.clone())
+        .chain(a.runs.iter().cloned())
+        .collect();
+    let labels = if a.label.is_empty() {
+        unique_labels(&dirs)
+    } else {
+        if a.label.len() != dirs.len() {
+            anyhow::bail!(
+                "--label gives {} names for {} directories: give one per directory, the baseline's first",
+                a.label.len(),
+                dirs.len()
+            );
+        }
+        if let Some(dup) = a
+            .label
+            .iter()
+            .find(|l| a.label.iter().filter(|m| m == l).count() > 1)
+        {
+            anyhow::bail!("--label names {dup:?} twice: each run needs its own name");
+        }
+        a.label.clone()
+    };
+    let mut runs = dirs
         .iter()
         .map(|dir| compare::Run::open(dir, a.allowed_signers.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
+    for (run, label) in runs.iter_mut().zip(labels) {
+        run.label = label;
+    }
     // The gate's threshold widens the band: a row fails it only when it is
     // slower by more than PCT with the family's confidence.
     let method = vmbench_publish::significance::Method {
@@ -241,7 +323,7 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
             } else {
                 format!(" matching --rows {}", a.rows.join(","))
             },
-            a.dirs[0].display()
+            a.baseline.display()
         );
     }
     match (&a.out, a.json) {
@@ -280,4 +362,23 @@ pub fn compare_cmd(a: CompareArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(
         vmbench_run::outcome::compare_status(&slower).code(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_named_runs_get_labels_that_tell_them_apart() {
+        let dirs: Vec<PathBuf> = ["a/run-1", "b/run-1", "c/x/run-2", "/abs/y/run-3", "a/run-1"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(
+            unique_labels(&dirs),
+            ["a/run-1", "b/run-1", "run-2", "run-3", "a/run-1 #2"]
+        );
+        let plain: Vec<PathBuf> = ["x/base", "y/new"].iter().map(PathBuf::from).collect();
+        assert_eq!(unique_labels(&plain), ["base", "new"]);
+    }
 }

@@ -56,8 +56,10 @@ pub struct OutputArgs {
 enum ShmRole {
     /// The host end over a shared file; a `vmbench shm guest` may start before or after it.
     Host {
+        /// The shared file both ends map (created if absent).
         #[arg(long, value_name = "FILE")]
         path: PathBuf,
+        /// Its size in MiB (4K frames need 128).
         #[arg(long, value_name = "MIB", default_value_t = 128)]
         region_mib: usize,
         /// Seconds to wait for the guest end.
@@ -68,6 +70,7 @@ enum ShmRole {
     },
     /// The guest end over a shared file (inside a VM the agent plays it).
     Guest {
+        /// The shared file the host end maps.
         #[arg(long, value_name = "FILE")]
         path: PathBuf,
         /// Pin to this CPU.

@@ -42,6 +42,7 @@ pub struct ImageBuildArgs {
     /// /usr/bin/busybox if static].
     #[arg(long, value_name = "PATH")]
     busybox: Option<PathBuf>,
+    /// Print the image's manifest as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -68,6 +69,7 @@ pub struct GuestArgs {
     /// kvm_intel or kvm_amd), else TCG.
     #[arg(long, value_enum, default_value_t)]
     pub accel: AccelChoice,
+    /// The QEMU binary (path, or name looked up in PATH) [default: qemu-system-x86_64].
     #[arg(long, value_name = "PATH", env = "VMBENCH_QEMU")]
     pub qemu: Option<PathBuf>,
     /// Extra guest kernel cmdline words (e.g. vmbench.mapping=uc).

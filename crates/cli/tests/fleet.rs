@@ -1,9 +1,12 @@
 //! The Ansible fleet (`fleet/`) for real: `ansible-playbook` over SSH to
 //! three "hosts" this test makes on this machine, each a network namespace
-//! with a veth pair to the test. Two run their own OpenSSH server; the third
-//! has none and must end as a reported failure while the other two run
-//! vmbench (the micro-guest under TCG), sign, come back, verify, and are
-//! compared. The namespaces, servers and keys are removed at the end.
+//! with a veth pair to the test. Two run their own OpenSSH server (root
+//! logs in, and `become` goes through `su`); the third has none and must
+//! end as a reported failure while the other two run vmbench (the
+//! micro-guest under TCG), sign, come back, verify, and are compared.
+//! Before that, `--check` must change nothing, and a playbook run where
+//! every host fails must still write fleet.md with each failure. The
+//! namespaces, servers and keys are removed at the end.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
 use std::path::{Path, PathBuf};
@@ -157,7 +160,7 @@ fn playbook_inputs(
     inv.push_str(&format!(
         "\n[vmbench:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n\
          ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5'\n\
-         ansible_python_interpreter={python}\n",
+         ansible_python_interpreter={python}\nansible_become_method=su\n",
         client_key.display()
     ));
     std::fs::write(&inventory, inv).unwrap();
@@ -218,6 +221,70 @@ fn summary_says_unverified_without_allowed_signers(
                 .contains("Completed, not verified (no vmbench_allowed_signers was given): host1"),
         "{summary}\n{log}"
     );
+}
+
+/// `--check` over every host: exits 0, copies nothing to the hosts, runs
+/// no vmbench and writes no result, while saying what it would change.
+fn check_mode_changes_nothing(dir: &Path, inventory: &Path, extra: &Path, results: &Path) {
+    let out = playbook(dir, inventory, extra, &["--check"]);
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for h in ["host1", "host2"] {
+        assert!(!dir.join(h).exists(), "--check made {h}'s directory\n{log}");
+        assert!(
+            log.lines().any(|l| l.starts_with(h)
+                && l.contains("failed=0")
+                && l.contains("rescued=0")
+                && !l.contains("changed=0")),
+            "{h}: --check failed, or reported no change it would make\n{log}"
+        );
+    }
+    assert!(!results.join("fleet.md").exists(), "{log}");
+    assert!(
+        !log.contains("TASK [vmbench : Run vmbench]") || log.contains("skipping"),
+        "{log}"
+    );
+}
+
+/// Every host fails (two runs refuse their arguments, the third host is
+/// unreachable): the playbook still reaches its summary, fleet.md names
+/// each host with its error, and the playbook exits 2.
+fn every_host_failing_is_reported(dir: &Path, inventory: &Path, extra: &Path, results: &Path) {
+    let mut failing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(extra).unwrap()).unwrap();
+    failing["vmbench_run_args"] = serde_json::json!(["--no-such-option"]);
+    let failing_file = dir.join("extra-failing.json");
+    std::fs::write(&failing_file, failing.to_string()).unwrap();
+    let out = playbook(dir, inventory, &failing_file, &[]);
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    let summary = std::fs::read_to_string(results.join("fleet.md"))
+        .unwrap_or_else(|e| panic!("no fleet.md ({e}) when every host failed\n{log}"));
+    assert!(
+        summary.contains("Completed and verified: none"),
+        "{summary}"
+    );
+    for h in ["host1", "host2"] {
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with(&format!("- **{h} failed**")))
+            .unwrap_or_else(|| panic!("{h} is not listed as failed: {summary}"));
+        assert!(
+            line.contains("Run vmbench") && line.contains("--no-such-option"),
+            "{line}"
+        );
+    }
+    assert!(
+        summary.contains("- **host3 failed**: unreachable"),
+        "{summary}"
+    );
+    assert!(!results.join("compare.md").exists());
+    std::fs::remove_file(results.join("fleet.md")).unwrap();
 }
 
 /// fleet/playbook.yml over `inventory` with the extra variables in `extra`.
@@ -344,18 +411,20 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
     std::fs::write(results.join("host1/stale-from-before.txt"), "old\n").unwrap();
     let (inventory, extra_file) =
         playbook_inputs(dir, &client_key, &sign_keys, &allowed, &config, &results);
+    check_mode_changes_nothing(dir, &inventory, &extra_file, &results);
+    every_host_failing_is_reported(dir, &inventory, &extra_file, &results);
     let out = playbook(dir, &inventory, &extra_file, &[]);
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // host3 had no sshd: the play fails for it (Ansible exits 4 for an
-    // unreachable host), and for it alone.
-    assert_eq!(out.status.code(), Some(4), "{log}");
+    // host3 had no sshd: it is recorded as a failure, and the playbook
+    // fails at its end (exit 2) for it alone.
+    assert_eq!(out.status.code(), Some(2), "{log}");
     assert!(
         log.lines()
-            .any(|l| l.starts_with("host3") && l.contains("unreachable=1")),
+            .any(|l| l.starts_with("host3") && l.contains("failed=0") && !l.contains("ok=0")),
         "{log}"
     );
     for h in ["host1", "host2"] {
@@ -380,7 +449,10 @@ fn the_fleet_runs_two_hosts_in_parallel_and_reports_the_unreachable_third() {
         summary.contains("Completed and verified: host1, host2"),
         "{summary}"
     );
-    assert!(summary.contains("**host3 failed**"), "{summary}");
+    assert!(
+        summary.contains("**host3 failed**: unreachable"),
+        "{summary}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(300),
         "the fleet took {:?}",

@@ -11,10 +11,15 @@
 use crate::plots::PlotIndex;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#111}\
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}\
-th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}blockquote{border-left:4px solid #d33;margin:1em 0;padding:.2em 1em;background:#fff4f4}\
-details{margin:1em 0}summary{cursor:pointer;font-weight:600}svg{max-width:100%;height:auto;display:block;margin:1em 0}";
+/// Compact enough that the first screen (1400×900) holds the banner, the
+/// headline table and its two figures side by side; numbers right-aligned
+/// (the Markdown's `---:` columns) in tabular figures.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1240px;margin:.8em auto;padding:0 1em;color:#111;line-height:1.35}\
+h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;margin:.9em 0 .3em}p{margin:.4em 0}\
+table{border-collapse:collapse;margin:.5em 0;font-size:.88em;font-variant-numeric:tabular-nums}th,td{border:1px solid #ccc;padding:.12em .5em;text-align:left}\
+th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}blockquote{border-left:4px solid #b00;margin:.5em 0;padding:.1em 1em;background:#fff4f4}\
+details{margin:.6em 0}summary{cursor:pointer;font-weight:600}svg{max-width:100%;height:auto;display:block;margin:.5em 0}\
+p>svg{display:inline-block;vertical-align:top;width:calc(50% - .4em);margin:.25em .2em .25em 0}p>svg:only-child{width:auto;display:block}";
 
 /// Whether `raw` is one of the folding tags report.md writes.
 fn is_fold_tag(raw: &str) -> bool {

@@ -267,6 +267,7 @@ fn spectrum_svg(
         .map(|(n, p)| (n.clone(), p.iter().map(|(x, y)| (*x, y.log10())).collect()))
         .collect();
     let ns = unit == "ns";
+    let labelled = series.len() > 1;
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (760, 440)).into_drawing_area();
@@ -274,6 +275,7 @@ fn spectrum_svg(
         let mut c = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
+            .margin_right(if labelled { label_width(&series) } else { 12 })
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..SPECTRUM_MAX_X, y_range)
@@ -291,17 +293,33 @@ fn spectrum_svg(
             .y_desc(if ns { "latency" } else { "TSC ticks" })
             .draw()
             .map_err(err)?;
-        let mut labelled = Vec::new();
+        let mut ends = Vec::new();
         for (i, (name, pts)) in series.iter().enumerate() {
             let key = by_run.map_or(i, |runs| runs.get(i).copied().unwrap_or(i));
             let color = PALETTE[key % PALETTE.len()];
-            let line = c
-                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            // A comparison tells a run's rows apart by dash, runs by colour.
+            let dashed = by_run.is_some()
+                && series[..i]
+                    .iter()
+                    .zip(by_run.unwrap_or_default())
+                    .filter(|(_, run)| **run == key)
+                    .count()
+                    % 2
+                    == 1;
+            if dashed {
+                c.draw_series(DashedLineSeries::new(
+                    pts.iter().copied(),
+                    6,
+                    4,
+                    color.stroke_width(2),
+                ))
                 .map_err(err)?;
-            if !labelled.contains(&key) {
-                labelled.push(key);
-                line.label(name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            } else {
+                c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                    .map_err(err)?;
+            }
+            if let Some(last) = pts.last() {
+                ends.push((name.clone(), c.backend_coord(last), color));
             }
             if by_run.is_some() {
                 continue;
@@ -318,17 +336,58 @@ fn spectrum_svg(
                 }
             }
         }
-        if labelled.len() > 1 {
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
+        if labelled {
+            label_line_ends(&root, &c.plotting_area().get_pixel_range(), ends)?;
         }
         root.present().map_err(err)?;
     }
     Ok(Some(s))
+}
+
+/// Pixels to the right of the plotting area for the longest line label
+/// (about 7 px per character at 12 px sans-serif).
+fn label_width(series: &[(String, Vec<(f64, f64)>)]) -> u32 {
+    let longest = series
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    (longest as u32 * 7 + 16).clamp(40, 300)
+}
+
+/// Names each line at its right end, in its colour, just outside the
+/// plotting area (no legend box over the data); labels closer than a line
+/// of text are moved apart, and all kept within the area's height.
+fn label_line_ends<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    area: &(std::ops::Range<i32>, std::ops::Range<i32>),
+    mut ends: Vec<(String, (i32, i32), RGBColor)>,
+) -> Result<(), PublishError> {
+    const LINE: i32 = 14;
+    let x = area.0.end + 6;
+    let (top, bottom) = (area.1.start + LINE / 2, area.1.end - LINE / 2);
+    ends.sort_by_key(|e| e.1.1);
+    let mut ys: Vec<i32> = ends.iter().map(|e| e.1.1.clamp(top, bottom)).collect();
+    for i in 1..ys.len() {
+        ys[i] = ys[i].max(ys[i - 1] + LINE);
+    }
+    if let Some(last) = ys.last_mut() {
+        *last = (*last).min(bottom);
+    }
+    for i in (0..ys.len().saturating_sub(1)).rev() {
+        ys[i] = ys[i].min(ys[i + 1] - LINE);
+    }
+    for ((name, _, color), y) in ends.iter().zip(ys) {
+        let style = ("sans-serif", 12).into_font().color(color).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
+        root.draw(&Text::new(name.clone(), (x, y), style))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// One row's spectrum.
@@ -392,7 +451,7 @@ fn group_spectrum_svg(
         .filter(|m| m.tsc_khz.is_some_and(|k| k > 0.0))
         .map(|m| {
             let (_, conv) = axis(m);
-            (m.id.to_string(), spectrum_points(m, &*conv))
+            (m.id.local().to_string(), spectrum_points(m, &*conv))
         })
         .filter(|(_, p)| p.len() >= 2)
         .collect();
@@ -496,82 +555,116 @@ fn bandwidth_svg(r: &RunRecord) -> Result<Option<String>, PublishError> {
             .collect()
     };
     let lines = [
-        (
-            "host write into the region",
-            series(Some("host-write")),
-            BLUE,
-        ),
+        ("host write", series(Some("host-write")), BLUE),
         ("guest cold read", series(Some("guest-read-cold")), RED),
-        ("memcpy (physical reference)", series(None), BLACK),
+        ("memcpy", series(None), BLACK),
     ];
     if lines[0].1.len() < 2 {
         return Ok(None);
     }
-    let all = lines.iter().flat_map(|l| l.1.iter());
-    let (mut lo, mut hi, mut top) = (f64::INFINITY, 0f64, 0f64);
-    for (x, y) in all {
-        lo = lo.min(*x);
-        hi = hi.max(*x);
-        top = top.max(*y);
-    }
-    // x is log2 of the size on a linear axis: ticks at powers of two.
-    let (Some(_), Some(y_range)) = (
-        log_range(lo.exp2(), hi.exp2()),
-        linear_range(top * 1.15 + 1e-9),
-    ) else {
-        return Ok(None);
-    };
+    let (transfers, reference) = lines.split_at(2);
+    // One x axis for both panels: every size any series has.
+    let xs = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
     let x_range = (lo - 0.5)..(hi + 0.5);
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (760, 440)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut c = ChartBuilder::on(&root)
-            .caption(
+        let root = root
+            .titled(
                 "shared-memory bandwidth over transfer size (p50)",
                 ("sans-serif", 18),
             )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x_range, y_range)
             .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("bytes per transfer (log scale)")
-            .x_labels(((hi - lo) as usize + 2).min(24))
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-6 && x.round() as i64 % 2 == 0 {
-                    bytes_label(x.round().exp2())
-                } else {
-                    String::new()
-                }
-            })
-            .y_label_formatter(&|v| {
-                let t = format!("{v:.1}");
-                t.trim_end_matches('0').trim_end_matches('.').to_string()
-            })
-            .y_desc("GB/s")
-            .draw()
-            .map_err(err)?;
-        for (name, pts, color) in lines {
-            if pts.is_empty() {
-                continue;
-            }
-            c.draw_series(LineSeries::new(pts.clone(), &color))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            c.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(err)?;
-        }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        // The transfers set their own scale; an in-cache memcpy reaches
+        // many times their rate and gets its own panel, so it cannot
+        // squash them into the bottom of the plot.
+        let (left, right) = root.split_horizontally(500);
+        bandwidth_panel(
+            &left,
+            "through the region",
+            transfers,
+            x_range.clone(),
+            hi - lo,
+        )?;
+        bandwidth_panel(
+            &right,
+            "memcpy reference, same run",
+            reference,
+            x_range,
+            hi - lo,
+        )?;
         root.present().map_err(err)?;
     }
     Ok(Some(s))
+}
+
+/// A line of a figure: its name, its points and its colour.
+type NamedLine<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
+/// One panel of the bandwidth figure: GB/s over log2 of the size, each
+/// line named at its end.
+fn bandwidth_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    lines: &[NamedLine<'_>],
+    x_range: std::ops::Range<f64>,
+    span: f64,
+) -> Result<(), PublishError> {
+    let top = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.1))
+        .fold(0f64, f64::max);
+    let Some(y_range) = linear_range(top * 1.15 + 1e-9) else {
+        return Ok(());
+    };
+    let names: Vec<(String, Vec<(f64, f64)>)> = lines
+        .iter()
+        .filter(|l| !l.1.is_empty())
+        .map(|l| (l.0.to_string(), Vec::new()))
+        .collect();
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 13))
+        .margin(8)
+        .margin_right(label_width(&names))
+        .x_label_area_size(40)
+        .y_label_area_size(44)
+        .build_cartesian_2d(x_range, y_range)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("bytes per transfer (log scale)")
+        .x_labels((span as usize + 2).min(24))
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 && x.round() as i64 % 4 == 0 {
+                bytes_label(x.round().exp2())
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| {
+            let t = format!("{v:.1}");
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        })
+        .y_desc("GB/s")
+        .draw()
+        .map_err(err)?;
+    let mut ends = Vec::new();
+    for (name, pts, color) in lines {
+        if pts.is_empty() {
+            continue;
+        }
+        c.draw_series(LineSeries::new(pts.clone(), color))
+            .map_err(err)?;
+        c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(err)?;
+        if let Some(last) = pts.last() {
+            ends.push((name.to_string(), c.backend_coord(last), *color));
+        }
+    }
+    label_line_ends(area, &c.plotting_area().get_pixel_range(), ends)
 }
 
 /// `vmbench compare`'s figures: for each group of [`GROUPS`], every run's
@@ -598,7 +691,8 @@ pub fn compare_figures(
                 let (_, conv) = axis(m);
                 let pts = spectrum_points(m, &*conv);
                 if pts.len() >= 2 {
-                    series.push(((*label).to_string(), pts));
+                    let row = id.rsplit('.').next().unwrap_or(id);
+                    series.push((format!("{label}: {row}"), pts));
                     colours.push(i);
                 }
             }

@@ -31,4 +31,4 @@ pub use record::{
 };
 pub use repeats::Repeats;
 pub use stats::{Drift, SampleSet, StatsError, Summary};
-pub use warning::{Warning, WarningKind};
+pub use warning::{Severity, Warning, WarningKind};

@@ -70,10 +70,19 @@ pub enum Verification {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unverifiable {
+    /// The guest was emulated (TCG): there are no VM exits to verify.
+    Emulated,
     /// KVM's counters do not track the work (a row that must exit showed
     /// too few exits): no row of the same run can be verified or failed
     /// from them.
     CountersInconsistent,
+}
+
+impl Unverifiable {
+    /// The reason an emulated row gives (what follows it, after "; ", is
+    /// the row's own evidence, e.g. pci-testdev's count).
+    pub const EMULATED_REASON: &'static str =
+        "not verifiable: TCG (software emulation has no VM exits; these are emulation costs)";
 }
 
 impl Verification {
@@ -96,6 +105,13 @@ impl Measurement {
     pub fn path_label(&self) -> &'static str {
         match (&self.verification, &self.exit_events) {
             (Verification::Verified { .. }, None) => "verified (query-stats)",
+            (
+                Verification::Unverified {
+                    cause: Some(Unverifiable::Emulated),
+                    ..
+                },
+                _,
+            ) => "n/a (TCG)",
             (v, _) => v.label(),
         }
     }

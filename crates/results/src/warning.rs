@@ -68,7 +68,46 @@ pub enum WarningKind {
     Unclassified,
 }
 
+/// How much a warning changes what the figures mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// A figure may not mean what its label says, or the host was left
+    /// changed: read before quoting a number.
+    Caution,
+    /// How a figure was taken, or what this host lacks: worth knowing,
+    /// changes no figure.
+    Note,
+}
+
 impl WarningKind {
+    /// How much warnings of this kind matter to a reader of the figures.
+    pub fn severity(self) -> Severity {
+        match self {
+            WarningKind::PartlyTcg
+            | WarningKind::NestedHost
+            | WarningKind::TcgHostedKvm
+            | WarningKind::RdtscExits
+            | WarningKind::Ring0Emulated
+            | WarningKind::InterruptExits
+            | WarningKind::FasterThanReference
+            | WarningKind::TscMismatch
+            | WarningKind::MappingMismatch
+            | WarningKind::HostChanged
+            | WarningKind::RepeatSpread
+            | WarningKind::HistogramMissing
+            | WarningKind::HostNotRestored
+            | WarningKind::Unclassified => Severity::Caution,
+            WarningKind::Tcg
+            | WarningKind::Accelerator
+            | WarningKind::Outliers
+            | WarningKind::OverheadFloored
+            | WarningKind::TimerDominates
+            | WarningKind::GuestClock
+            | WarningKind::NoHardwareCounters
+            | WarningKind::MemoryTypeArms => Severity::Note,
+        }
+    }
+
     /// What warnings of this kind are about, for a table that groups them.
     pub fn label(self) -> &'static str {
         match self {

@@ -20,7 +20,8 @@ pub struct Config {
     /// Benchmark CPUs: isolation audit and vCPU pinning.
     #[serde(default, deserialize_with = "cpus")]
     pub cpus: Option<CpuList>,
-    /// Fewer samples: every measurement, in seconds instead of minutes.
+    /// Fewer samples: every measurement, in seconds instead of minutes
+    /// (default: true when every guest runs under TCG, false otherwise).
     pub quick: Option<bool>,
     /// Run the suites this many times, each in fresh guest boots (1 to
     /// 100; default 3, or 1 with `quick`).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vmbench_host::{CpuList, SysRoot};
 use vmbench_proto::vmexit::Row;
-use vmbench_vm::{AccelChoice, GuestKind, GuestSettings};
+use vmbench_vm::{Accel, AccelChoice, GuestKind, GuestSettings};
 
 /// What the command line gave (`vmbench run` flags).
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,10 @@ pub struct RunFlags {
     pub cpus: Option<CpuList>,
     /// Fewer samples: every measurement, in seconds instead of minutes.
     pub quick: bool,
+    /// Full sample counts and repeats even where every guest runs under TCG.
+    pub full: bool,
+    /// Leave the host's knobs alone (audit only), whatever the config says.
+    pub no_isolation: bool,
     /// Repeats, each in fresh guest boots.
     pub repeat: Option<u32>,
     /// Output directory (must be new or empty).
@@ -41,6 +45,19 @@ pub struct Environment {
     pub qemu: Option<PathBuf>,
     /// `VMBENCH_MICRO_ELF`: the micro-guest ELF.
     pub micro_elf: Option<PathBuf>,
+    /// What `--accel auto` picks here for a Linux guest and for the
+    /// micro-guest (None: TCG for both, as in a test).
+    pub auto_kvm: AutoKvm,
+}
+
+/// Whether `--accel auto` takes KVM on this host, per guest kind (a
+/// kvm_pvm host runs the micro-guest under KVM but a Linux guest under TCG).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutoKvm {
+    /// KVM can run a Linux guest here.
+    pub linux: bool,
+    /// KVM can run the OS-free micro-guest here.
+    pub micro: bool,
 }
 
 impl Environment {
@@ -55,6 +72,10 @@ impl Environment {
             guest_image: path("VMBENCH_GUEST_IMAGE"),
             qemu: path("VMBENCH_QEMU"),
             micro_elf: path("VMBENCH_MICRO_ELF"),
+            auto_kvm: AutoKvm {
+                linux: AccelChoice::Auto.resolve(GuestKind::Linux).accel == Accel::Kvm,
+                micro: AccelChoice::Auto.resolve(GuestKind::Micro).accel == Accel::Kvm,
+            },
         }
     }
 }
@@ -68,8 +89,8 @@ pub enum PlanError {
 }
 
 /// Repeats by default: three independent boots give a median and a spread
-/// at three times the run's length (a full TCG run here: about 6.5 min);
-/// `--quick` stays one boot.
+/// at three times the run's length; `--quick`, and a run whose guests all
+/// run under TCG, stay one boot.
 const FULL_REPEATS: u32 = 3;
 const QUICK_REPEATS: u32 = 1;
 
@@ -87,6 +108,40 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// ticks on a CPU that has them, and costs two seconds per CPU a run.
 const DEFAULT_NOISE_WINDOW: Duration = Duration::from_secs(1);
 
+/// How many samples a run takes, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Full sample counts and three repeats: what the statistics need.
+    Full,
+    /// `--quick` (or `quick: true`): seconds per measurement, one repeat.
+    Quick,
+    /// Nothing asked, and every guest of the run is emulated (TCG): its
+    /// figures are not VM exits, so the run only shows that everything
+    /// works, at the quick sizes; `--full` takes the full ones.
+    TcgShort,
+}
+
+impl Depth {
+    /// Whether the sample counts are the quick ones.
+    pub fn is_short(self) -> bool {
+        self != Depth::Full
+    }
+
+    /// What to tell the user at the start and in the summary, if anything
+    /// (`repeat`: the run's repeats).
+    pub fn note(self, repeat: u32) -> Option<String> {
+        (self == Depth::TcgShort).then(|| {
+            format!(
+                "a short run (TCG: every guest is emulated, so no figure is a VM exit): \
+                 {} samples per row, {repeat} repeat{}; --full takes {} samples and {FULL_REPEATS} repeats",
+                QUICK_VMEXIT_SIZES.0,
+                if repeat == 1 { "" } else { "s" },
+                FULL_VMEXIT_SIZES.0,
+            )
+        })
+    }
+}
+
 /// Every setting of the run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -94,8 +149,10 @@ pub struct Plan {
     pub suites: Vec<Suite>,
     /// Benchmark CPUs (None: what the audit picks).
     pub cpus: Option<CpuList>,
-    /// Fewer samples (`--quick`).
+    /// Fewer samples (`--quick`, or a TCG run's default).
     pub quick: bool,
+    /// Why the sample counts are what they are.
+    pub depth: Depth,
     /// Times the suites run, each in fresh guest boots (at least 1).
     pub repeat: u32,
     /// The report directory.
@@ -151,9 +208,32 @@ impl Plan {
         if suites.is_empty() {
             return Err(PlanError::NoSuite);
         }
-        let quick = flags.quick || config.quick.unwrap_or(false);
         let iso = config.isolation.unwrap_or_default();
         let vm = config.vm.unwrap_or_default();
+        let accel = flags.accel.or(config.accel).unwrap_or_default();
+        let vmexit_guest = vm.guest.unwrap_or(GuestKind::Linux);
+        let all_tcg = suites.iter().all(|s| {
+            let guest = match s {
+                Suite::Vmexit => vmexit_guest,
+                Suite::Shm => GuestKind::Linux,
+            };
+            match accel {
+                AccelChoice::Tcg => true,
+                AccelChoice::Kvm => false,
+                AccelChoice::Auto => match guest {
+                    GuestKind::Linux => !env.auto_kvm.linux,
+                    GuestKind::Micro => !env.auto_kvm.micro,
+                },
+            }
+        });
+        let depth = if flags.quick || (!flags.full && config.quick == Some(true)) {
+            Depth::Quick
+        } else if flags.full || config.quick == Some(false) || !all_tcg {
+            Depth::Full
+        } else {
+            Depth::TcgShort
+        };
+        let quick = depth.is_short();
         let vx = config.vmexit.unwrap_or_default();
         let shm = config.shm.unwrap_or_default();
         let root = SysRoot::new(iso.root.as_deref().unwrap_or(Path::new("/")));
@@ -171,9 +251,9 @@ impl Plan {
         };
         let guest = GuestSettings {
             image: vm.image.or(env.guest_image),
-            guest: vm.guest.unwrap_or(GuestKind::Linux),
+            guest: vmexit_guest,
             micro_elf: vm.micro_elf.or(env.micro_elf),
-            accel: flags.accel.or(config.accel).unwrap_or_default(),
+            accel,
             qemu: vm.qemu.or(env.qemu),
             append: vm.append.unwrap_or_default(),
             boot_timeout: vm.boot_timeout_s.map(Duration::from_secs),
@@ -189,6 +269,7 @@ impl Plan {
             suites,
             cpus: flags.cpus.or(config.cpus),
             quick,
+            depth,
             repeat: flags.repeat.or(config.repeat).unwrap_or(if quick {
                 QUICK_REPEATS
             } else {
@@ -196,7 +277,11 @@ impl Plan {
             }),
             out,
             sign: flags.sign.or(config.sign),
-            apply: iso.apply.unwrap_or(ApplyMode::Auto),
+            apply: if flags.no_isolation {
+                ApplyMode::No
+            } else {
+                iso.apply.unwrap_or(ApplyMode::Auto)
+            },
             skip: iso.skip.unwrap_or_default(),
             journal,
             root,
@@ -333,6 +418,7 @@ mod tests {
             qemu: Some("/env/qemu".into()),
             guest_image: Some("/env/image".into()),
             micro_elf: None,
+            auto_kvm: AutoKvm::default(),
         };
         let p = Plan::new(
             RunFlags {
@@ -353,11 +439,22 @@ mod tests {
         assert_eq!(p.suites, [Suite::Shm]);
     }
 
+    fn kvm_host() -> Environment {
+        Environment {
+            auto_kvm: AutoKvm {
+                linux: true,
+                micro: true,
+            },
+            ..Environment::default()
+        }
+    }
+
     #[test]
     fn defaults_and_the_shared_guest() {
-        let p = Plan::new(flags(), Config::default(), Environment::default()).unwrap();
+        let p = Plan::new(flags(), Config::default(), kvm_host()).unwrap();
         assert_eq!(p.suites, [Suite::Vmexit, Suite::Shm]);
         assert_eq!(p.guest.shm_mib, FULL_SHM_MIB);
+        assert_eq!((p.depth, p.repeat), (Depth::Full, FULL_REPEATS));
         assert!(p.out.starts_with("vmbench-results"));
         assert!(p.shares_linux_guest() && p.needs_linux_guest());
         let micro = Plan::new(
@@ -368,6 +465,79 @@ mod tests {
         .unwrap();
         assert!(!micro.needs_linux_guest() && !micro.shares_linux_guest());
         assert_eq!(micro.guest_for(Suite::Shm), GuestKind::Linux);
+    }
+
+    #[test]
+    fn an_emulated_run_is_short_unless_asked_for_more() {
+        let plan = |f: RunFlags, config: &str, env: Environment| {
+            let p = Plan::new(f, crate::config::parse(config).unwrap(), env).unwrap();
+            (p.depth, p.repeat, p.iterations)
+        };
+        let short = (Depth::TcgShort, QUICK_REPEATS, QUICK_VMEXIT_SIZES.0);
+        let full = (Depth::Full, FULL_REPEATS, FULL_VMEXIT_SIZES.0);
+        // No KVM for any guest: short.
+        assert_eq!(plan(flags(), "{}", Environment::default()), short);
+        // --accel tcg on a KVM host: short too.
+        let tcg = RunFlags {
+            accel: Some(AccelChoice::Tcg),
+            ..flags()
+        };
+        assert_eq!(plan(tcg, "{}", kvm_host()), short);
+        // A kvm_pvm host: the micro-guest's exits are real, the shm suite's
+        // Linux guest is emulated: not every guest is emulated, so full.
+        let pvm = Environment {
+            auto_kvm: AutoKvm {
+                linux: false,
+                micro: true,
+            },
+            ..Environment::default()
+        };
+        assert_eq!(plan(flags(), "vm:\n  guest: micro\n", pvm.clone()), full);
+        assert_eq!(plan(flags(), "{}", pvm), short);
+        // Asked for: --full, `quick: false`, a repeat count.
+        let more = RunFlags {
+            full: true,
+            ..flags()
+        };
+        assert_eq!(plan(more, "quick: true\n", Environment::default()), full);
+        assert_eq!(
+            plan(flags(), "quick: false\n", Environment::default()),
+            full
+        );
+        let repeat = RunFlags {
+            repeat: Some(5),
+            ..flags()
+        };
+        assert_eq!(
+            plan(repeat, "{}", Environment::default()),
+            (Depth::TcgShort, 5, QUICK_VMEXIT_SIZES.0)
+        );
+        // --quick on KVM.
+        let quick = RunFlags {
+            quick: true,
+            ..flags()
+        };
+        assert_eq!(
+            plan(quick, "{}", kvm_host()),
+            (Depth::Quick, QUICK_REPEATS, QUICK_VMEXIT_SIZES.0)
+        );
+        assert!(
+            Depth::TcgShort
+                .note(1)
+                .is_some_and(|n| n.contains("1 repeat;") && n.contains("--full"))
+        );
+        assert_eq!(Depth::Full.note(3), None);
+    }
+
+    #[test]
+    fn no_isolation_wins_over_the_config() {
+        let f = RunFlags {
+            no_isolation: true,
+            ..flags()
+        };
+        let c = crate::config::parse("isolation:\n  apply: yes\n").unwrap();
+        let p = Plan::new(f, c, Environment::default()).unwrap();
+        assert_eq!(p.apply, ApplyMode::No);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Blocked {
 /// with `apply: yes`, every change permitted). Taking the lock is the only
 /// thing it does besides reading.
 pub fn preflight(plan: Plan, progress: &dyn Progress) -> Result<Preflighted, Blocked> {
+    if let Some(note) = plan.depth.note(plan.repeat) {
+        progress.phase(&note);
+    }
     progress.phase("preflight (nothing is changed yet)");
     let mut reasons = Vec::new();
     let lock = if crate::phases::will_apply(&plan) {

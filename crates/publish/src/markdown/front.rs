@@ -12,7 +12,7 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
     if r.is_tcg() {
         let _ = writeln!(
             o,
-            "> **{}** QEMU emulated the guest in software: there are no VM exits, and every figure below is the cost of emulation on this host.\n",
+            "> **{}** QEMU emulated the guest in software: there are no VM exits, every figure below is the cost of emulation on this host, and no `path` can be verified (`n/a (TCG)`).\n",
             RunRecord::TCG_RUN
         );
     } else if r.is_mixed() {
@@ -38,8 +38,9 @@ pub(super) fn front_matter(o: &mut String, r: &RunRecord) {
     );
 }
 
-/// The first screen: what ran, and where.
+/// What ran, and where (the full specification is further down).
 pub(super) fn at_a_glance(o: &mut String, r: &RunRecord) {
+    let _ = writeln!(o, "## Run\n");
     let mut rows = vec![
         vec![
             "suites".into(),
@@ -93,32 +94,27 @@ pub(super) fn at_a_glance(o: &mut String, r: &RunRecord) {
     table(o, &["", ""], &rows);
 }
 
-/// The numbers most readers came for.
-pub(super) fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
+/// The headline's rows: measurement, p50, p99 and path, in human units
+/// (the report's table and `vmbench run`'s summary on the terminal).
+pub fn headline_rows(r: &RunRecord) -> Vec<[String; 4]> {
     let mut rows = Vec::new();
-    // A ring whose RDTSC exits publishes batch means, not p50−ovh: its
-    // headline percentiles carry two timestamp exits each.
-    let mut rdtsc_exits = Vec::new();
     for row in Row::HEADLINE {
         if let Some(m) = find(r, &MeasurementId::new(Suite::Vmexit, row.id())) {
-            if m.overhead_p50.is_some() && m.overhead_subtracted.is_none() {
-                rdtsc_exits.push(m.id.local());
-            }
-            rows.push(vec![
+            rows.push([
                 m.id.to_string(),
-                ticks_ns(m, m.summary.p50),
-                ticks_ns(m, m.summary.p99),
+                in_ns_or_unit(m, m.summary.p50 as f64),
+                in_ns_or_unit(m, m.summary.p99 as f64),
                 m.path_label().to_string(),
             ]);
         }
     }
     for local in ["rtt.poll", "rtt.doorbell"] {
         if let Some(m) = find_shm(r, local) {
-            rows.push(vec![
+            rows.push([
                 m.id.to_string(),
-                ticks_ns(m, m.summary.p50),
-                ticks_ns(m, m.summary.p99),
-                "n/a".into(),
+                in_ns_or_unit(m, m.summary.p50 as f64),
+                in_ns_or_unit(m, m.summary.p99 as f64),
+                "-".into(),
             ]);
         }
     }
@@ -126,14 +122,33 @@ pub(super) fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     // SHA-256, which are not transfer time.
     for local in ["h2g.4k-32bpp.host-write", "h2g.4k-32bpp.guest-read-warm"] {
         if let Some(m) = find_shm(r, local) {
-            rows.push(vec![
+            let rate = match gbps(m) {
+                g if g == "-" => String::new(),
+                g if g.starts_with(|c: char| c.is_ascii_digit()) => format!(" · {g} GB/s"),
+                flag => format!(" · {flag}"),
+            };
+            rows.push([
                 m.id.to_string(),
-                format!("{} ({} GB/s)", ticks_ns(m, m.summary.p50), gbps(m)),
-                ticks_ns(m, m.summary.p99),
-                "n/a".into(),
+                format!("{}{rate}", in_ns_or_unit(m, m.summary.p50 as f64)),
+                in_ns_or_unit(m, m.summary.p99 as f64),
+                "-".into(),
             ]);
         }
     }
+    rows
+}
+
+/// The numbers most readers came for.
+pub(super) fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
+    let rows: Vec<Vec<String>> = headline_rows(r).into_iter().map(Vec::from).collect();
+    // A ring whose RDTSC exits publishes batch means, not p50−ovh: its
+    // headline percentiles carry two timestamp exits each.
+    let rdtsc_exits: Vec<&str> = Row::HEADLINE
+        .iter()
+        .filter_map(|row| find(r, &MeasurementId::new(Suite::Vmexit, row.id())))
+        .filter(|m| m.overhead_p50.is_some() && m.overhead_subtracted.is_none())
+        .map(|m| m.id.local())
+        .collect();
     if !rows.is_empty() {
         let _ = writeln!(o, "## Headline\n");
         // Under KVM, a VM-exit row without tracepoint counts was judged by
@@ -165,70 +180,187 @@ pub(super) fn headline(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         };
         let _ = writeln!(
             o,
-            "Times are TSC ticks (reference cycles) with ns in brackets; `path` says whether KVM's tracepoints confirm the path each VM exit claims.{fallback}{rdtsc} Transfers show GB/s over the p50 without the timer's own cost.\n"
+            "Times from TSC ticks (the suite tables below give the ticks); `path` says whether KVM's tracepoints confirm the path each VM exit claims.{fallback}{rdtsc} A transfer's GB/s is over its p50 without the timer's own cost.\n"
         );
         table(o, &["measurement", "p50", "p99", "path"], &rows);
     }
-    for (group, alt) in [
+    // Both figures in one paragraph: side by side in report.html.
+    let figures: Vec<String> = [
         ("vmexit", "VM-exit round trips by percentile"),
         ("shm-rtt", "shared-memory round trips by percentile"),
-    ] {
-        if let Some(f) = plots.group(group) {
-            let _ = writeln!(o, "![{alt}]({f})\n");
-        }
+    ]
+    .into_iter()
+    .filter_map(|(group, alt)| plots.group(group).map(|f| format!("![{alt}]({f})")))
+    .collect();
+    if !figures.is_empty() {
+        let _ = writeln!(o, "{}\n", figures.join(" "));
     }
 }
 
-/// Run-wide warnings, then one line per kind of per-measurement warning
-/// (how many rows, one example); every row's own warnings folded below.
-pub(super) fn warnings(o: &mut String, r: &RunRecord) {
+/// One line of the condensed warnings.
+struct Line {
+    severity: Severity,
+    kind: Option<WarningKind>,
+    text: String,
+}
+
+/// Whether the TCG banner has said what a warning of `k` says.
+fn banner_said(r: &RunRecord, k: WarningKind) -> bool {
+    k == WarningKind::Tcg && r.is_tcg()
+}
+
+/// The run-wide warnings by kind, each said once.
+fn run_wide_kinds(r: &RunRecord) -> Vec<(WarningKind, Vec<&Warning>)> {
+    let mut run_kinds: Vec<(WarningKind, Vec<&Warning>)> = Vec::new();
+    for w in r
+        .results
+        .warnings
+        .iter()
+        .filter(|w| !banner_said(r, w.kind))
+    {
+        match run_kinds.iter_mut().find(|(k, _)| *k == w.kind) {
+            Some((_, ws)) if !ws.iter().any(|x| x.to_string() == w.to_string()) => ws.push(w),
+            Some(_) => {}
+            None => run_kinds.push((w.kind, vec![w])),
+        }
+    }
+    run_kinds
+}
+
+/// The measurements' warnings by kind: each measurement once, with its
+/// first warning of the kind.
+fn measurement_kinds(r: &RunRecord) -> Vec<(WarningKind, Vec<(&str, &Warning)>)> {
     let mut kinds: Vec<(WarningKind, Vec<(&str, &Warning)>)> = Vec::new();
     for m in &r.results.measurements {
-        for w in &m.warnings {
+        for w in m.warnings.iter().filter(|w| !banner_said(r, w.kind)) {
             match kinds.iter_mut().find(|(k, _)| *k == w.kind) {
-                Some((_, rows)) => rows.push((m.id.as_str(), w)),
+                Some((_, rows)) => {
+                    if !rows.iter().any(|(id, _)| *id == m.id.as_str()) {
+                        rows.push((m.id.as_str(), w));
+                    }
+                }
                 None => kinds.push((w.kind, vec![(m.id.as_str(), w)])),
             }
         }
     }
-    if r.results.warnings.is_empty() && r.incomplete.is_empty() && kinds.is_empty() {
-        return;
-    }
-    let _ = writeln!(o, "## Warnings\n");
-    let mut seen = std::collections::BTreeSet::new();
-    let run_wide = r.results.warnings.iter().map(Warning::to_string);
-    for w in r.incomplete.iter().map(ToString::to_string).chain(run_wide) {
-        if seen.insert(w.clone()) {
-            let _ = writeln!(o, "- {w}");
-        }
-    }
-    for (_, rows) in &kinds {
-        let (id, example) = rows[0];
-        if rows.len() == 1 {
-            let _ = writeln!(o, "- {id}: {example}");
-        } else {
-            let _ = writeln!(o, "- {} measurements, e.g. {id}: {example}", rows.len());
-        }
-    }
-    o.push('\n');
-    if kinds.iter().any(|(_, rows)| rows.len() > 1) {
-        folded(o, "Which measurements each warning is about", |o| {
-            let rows: Vec<Vec<String>> = kinds
-                .iter()
-                .filter(|(_, rows)| rows.len() > 1)
-                .map(|(kind, rows)| {
-                    let mut ids: Vec<&str> = Vec::new();
-                    for (id, _) in rows {
-                        if !ids.contains(id) {
-                            ids.push(id);
-                        }
-                    }
-                    vec![kind.label().to_string(), ids.join(", ")]
-                })
-                .collect();
-            table(o, &["warning", "measurements"], &rows);
+    kinds
+}
+
+/// At most this many warning lines on the first screens; the rest, and
+/// every warning in full, are folded below them.
+const WARNING_LINES: usize = 8;
+
+/// The warnings condensed: one line per kind, cautions before notes (a
+/// stopped run first of all), each with how many measurements or repeats
+/// it concerns and one example; every warning in full, and which
+/// measurements each kind is about, folded below. Under TCG the banner
+/// has already said what TCG means.
+pub(super) fn warnings(o: &mut String, r: &RunRecord) {
+    let mut lines: Vec<Line> = r
+        .incomplete
+        .iter()
+        .map(|i| Line {
+            severity: Severity::Caution,
+            kind: None,
+            text: format!("**stopped early**: {i}"),
+        })
+        .collect();
+    let run_kinds = run_wide_kinds(r);
+    let kinds = measurement_kinds(r);
+    for (kind, ws) in &run_kinds {
+        let text = match ws.as_slice() {
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!(
+                "{}: {} (and {} more like it, in full below)",
+                kind.label(),
+                first,
+                rest.len()
+            ),
+            [] => continue,
+        };
+        lines.push(Line {
+            severity: kind.severity(),
+            kind: Some(*kind),
+            text,
         });
     }
+    for (kind, rows) in &kinds {
+        let (id, example) = rows[0];
+        let text = if rows.len() == 1 {
+            format!("{id}: {example}")
+        } else {
+            format!(
+                "{} ({} measurements), e.g. {id}: {example}",
+                kind.label(),
+                rows.len()
+            )
+        };
+        lines.push(Line {
+            severity: kind.severity(),
+            kind: Some(*kind),
+            text,
+        });
+    }
+    if lines.is_empty() {
+        return;
+    }
+    // Stable: within a severity, the order the run found them in.
+    lines.sort_by_key(|l| l.severity);
+    let _ = writeln!(o, "## Warnings\n");
+    let shown = if lines.len() > WARNING_LINES {
+        WARNING_LINES - 1
+    } else {
+        lines.len()
+    };
+    for l in &lines[..shown] {
+        let tag = match l.severity {
+            Severity::Caution => "caution",
+            Severity::Note => "note",
+        };
+        let _ = writeln!(o, "- {tag}: {}", l.text);
+    }
+    if shown < lines.len() {
+        let rest: Vec<&str> = lines[shown..]
+            .iter()
+            .filter_map(|l| l.kind.map(WarningKind::label))
+            .collect();
+        let _ = writeln!(
+            o,
+            "- {} more kinds, below: {}",
+            lines.len() - shown,
+            rest.join("; ")
+        );
+    }
+    o.push('\n');
+    folded(
+        o,
+        "Every warning in full, and the measurements each is about",
+        |o| {
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (kind, ws) in &run_kinds {
+                for w in ws {
+                    rows.push(vec![
+                        kind.label().to_string(),
+                        "the run".into(),
+                        w.to_string(),
+                    ]);
+                }
+            }
+            for (kind, ms) in &kinds {
+                let ids: Vec<&str> = ms.iter().map(|(id, _)| *id).collect();
+                rows.push(vec![
+                    kind.label().to_string(),
+                    ids.join(", "),
+                    ms[0].1.to_string(),
+                ]);
+            }
+            table(
+                o,
+                &["warning", "about", "what it says (first of them)"],
+                &rows,
+            );
+        },
+    );
 }
 
 pub(super) fn checks(o: &mut String, r: &RunRecord) {

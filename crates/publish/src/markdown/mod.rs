@@ -7,6 +7,7 @@ mod sections;
 mod spec;
 mod suites;
 
+pub use front::headline_rows;
 use front::*;
 use sections::*;
 use spec::*;
@@ -16,8 +17,8 @@ use crate::plots::PlotIndex;
 use std::fmt::Write;
 use vmbench_proto::vmexit::Row;
 use vmbench_results::{
-    ExitEvents, Measurement, MeasurementId, QemuRecord, RunRecord, Suite, Unit, Verification,
-    Warning, WarningKind,
+    ExitEvents, Measurement, MeasurementId, QemuRecord, RunRecord, Severity, Suite, Unit,
+    Verification, Warning, WarningKind,
 };
 /// `s` as Markdown text that cannot make a link, an image, an autolink or
 /// raw HTML: `[`, `]` and `<` are escaped, and the backslash (else `\[`
@@ -83,9 +84,21 @@ pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// A Markdown table; a column whose every cell is a number (or `-`) is
+/// right-aligned, so that digits line up.
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));
+    let align: Vec<&str> = (0..header.len())
+        .map(|col| {
+            let numeric = !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(col)
+                        .is_some_and(|c| c == "-" || c.starts_with(|ch: char| ch.is_ascii_digit()))
+                });
+            if numeric { "---:" } else { "---" }
+        })
+        .collect();
+    let _ = writeln!(out, "|{}|", align.join("|"));
     for r in rows {
         debug_assert_eq!(r.len(), header.len());
         let cells: Vec<String> = r.iter().map(|c| cell(c)).collect();
@@ -123,7 +136,22 @@ fn gbps(m: &Measurement) -> String {
         .map_or_else(|| "-".into(), |b| format!("{:.2}", b / 1e9))
 }
 
+/// A row's path verdict in full; for an emulated row (TCG) only what is
+/// particular to the row, since the banner says why nothing is verified.
 fn verdict(m: &Measurement) -> String {
+    if let Verification::Unverified {
+        cause: Some(vmbench_results::Unverifiable::Emulated),
+        reason,
+    } = &m.verification
+    {
+        return match reason
+            .strip_prefix(vmbench_results::Unverifiable::EMULATED_REASON)
+            .and_then(|rest| rest.strip_prefix("; "))
+        {
+            Some(rest) => format!("n/a (TCG); {rest}"),
+            None => "n/a (TCG)".into(),
+        };
+    }
     match &m.verification {
         Verification::Verified { evidence } => format!("verified: {evidence}"),
         Verification::Failed { evidence } => format!("FAILED: {evidence}"),
@@ -154,8 +182,8 @@ pub fn render(r: &RunRecord, plots: &PlotIndex) -> String {
     // The first screen answers the question: what ran where, the headline
     // numbers with their verdicts and figures, what to be wary of.
     front_matter(&mut o, r);
-    at_a_glance(&mut o, r);
     headline(&mut o, r, plots);
+    at_a_glance(&mut o, r);
     warnings(&mut o, r);
     checks(&mut o, r);
     // Everything else below, long tables folded.
@@ -198,14 +226,24 @@ fn in_ns_or_unit(m: &Measurement, v: f64) -> String {
     }
 }
 
+/// The per-row figures of `ids`, folded: images, so that report.html
+/// carries each one inline like the headline's (report.md links the files).
 fn plot_links(o: &mut String, plots: &PlotIndex, ids: &[&str]) {
-    let mut lines = Vec::new();
+    let mut figures = Vec::new();
     for id in ids {
         for (kind, file) in plots.for_measurement(id) {
-            lines.push(format!("[{id} {kind}]({file})"));
+            figures.push(format!("![{id} {kind}]({file})"));
         }
     }
-    if !lines.is_empty() {
-        let _ = writeln!(o, "Plots: {}\n", lines.join(" · "));
+    if !figures.is_empty() {
+        folded(
+            o,
+            &format!("{} figures, one per row and kind", figures.len()),
+            |o| {
+                for f in &figures {
+                    let _ = writeln!(o, "{f}\n");
+                }
+            },
+        );
     }
 }

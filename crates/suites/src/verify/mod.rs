@@ -50,8 +50,8 @@ pub fn verify(expect: Expect, n: u64, evidence: Evidence<'_>) -> Verification {
     let deltas = match evidence {
         Evidence::Tcg => {
             return Verification::Unverified {
-                cause: None,
-                reason: "not verifiable: TCG (software emulation has no VM exits; these are emulation costs)".into(),
+                cause: Some(Unverifiable::Emulated),
+                reason: Unverifiable::EMULATED_REASON.into(),
             };
         }
         Evidence::Unavailable(why) => {

@@ -274,25 +274,28 @@ fn run_into(
     let mut overhead: BTreeMap<Row, u64> = BTreeMap::new();
     let capacity = ((vm.region().len() - DATA_OFF) / 8) as u64;
     let samples = opts.samples.clamp(1, capacity);
-    for row in opts.ordered_rows() {
+    let rows = opts.ordered_rows();
+    let total = rows.len();
+    for (i, row) in rows.into_iter().enumerate() {
         // Each reproduction sample is a whole auto-scaled loop (≥ 2^30 ticks).
         let samples = if row.reproduces_kvm_unit_tests() {
             samples.min(KUT_SAMPLES)
         } else {
             samples
         };
-        progress(&format!("vmexit {}: {samples} samples", row.id()));
+        let at = format!("vmexit row {} of {total}, {}", i + 1, row.id());
         if let Some(reason) = never_returns(row, opts) {
-            progress(&format!("vmexit {}: skipped: {reason}", row.id()));
+            progress(&format!("{at}: skipped: {reason}"));
             done.skipped.push(Skipped {
                 id: MeasurementId::new(Suite::Vmexit, row.id()),
                 reason,
             });
             continue;
         }
+        progress(&format!("{at}: measuring {samples} samples"));
         match ask(vm, opts, row, samples)? {
             Answer::Unsupported(reason) => {
-                progress(&format!("vmexit {}: skipped: {reason}", row.id()));
+                progress(&format!("{at}: skipped: {reason}"));
                 done.skipped.push(Skipped {
                     id: MeasurementId::new(Suite::Vmexit, row.id()),
                     reason,
@@ -477,8 +480,8 @@ fn with_device_count(
         Verification::Verified { evidence } => Verification::Verified {
             evidence: format!("{evidence}; {said}"),
         },
-        Verification::Unverified { reason, .. } => Verification::Unverified {
-            cause: None,
+        Verification::Unverified { reason, cause } => Verification::Unverified {
+            cause,
             reason: format!("{reason}; {said}"),
         },
         failed => failed,
