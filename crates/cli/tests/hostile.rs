@@ -593,7 +593,7 @@ fn case4_sighup_during_a_run_restores_the_host_and_exits_129() {
     let mut seen = Vec::new();
     let start = Instant::now();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("vmexit kernel-fast") {
+    while !String::from_utf8_lossy(&seen).contains("kernel-fast: measuring") {
         let n = err.read(&mut buf).unwrap();
         assert!(n > 0, "run ended early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);

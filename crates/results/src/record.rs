@@ -230,7 +230,7 @@ impl RunRecord {
     /// Why the run is incomplete, in sentences (empty when complete).
     pub fn incomplete_text(&self) -> String {
         let why: Vec<String> = self.incomplete.iter().map(ToString::to_string).collect();
-        why.join(" ")
+        why.join("; ")
     }
 
     /// A host spec value by its section and key as `vmbench info` names them
