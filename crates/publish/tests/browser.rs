@@ -15,28 +15,34 @@ fn repo() -> PathBuf {
     vmbench_testkit::repo_root()
 }
 
+/// Headless Chromium with nothing fetched or synced, its profile in
+/// `dir/NAME-profile`, its window `size` (CSS pixels).
+fn chromium(dir: &Path, name: &str, size: &str) -> Command {
+    let mut c = Command::new(CHROMIUM);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--window-size={size}"))
+    .arg(format!(
+        "--user-data-dir={}",
+        dir.join(format!("{name}-profile")).display()
+    ));
+    c
+}
+
 /// Screenshot of `page` (1200×2400 CSS pixels), and what Chromium logged.
 fn screenshot(page: &Path, dir: &Path, name: &str) -> (png::Decoder<std::fs::File>, String) {
     let shot = dir.join(format!("{name}.png"));
-    let out = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1200,2400",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join(format!("{name}-profile")).display()
-        ))
+    let out = chromium(dir, name, "1200,2400")
+        .args(["--enable-logging=stderr", "--v=0"])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
         .output()
@@ -138,24 +144,8 @@ fn measured_layout(page: &Path, dir: &Path, name: &str) -> serde_json::Value {
         ),
     )
     .unwrap();
-    let out = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1400,900",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join(format!("{name}-profile")).display()
-        ))
+    let out = chromium(dir, name, "1400,900")
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("file://{}", probe.display()))
         .output()
         .unwrap();
