@@ -78,6 +78,19 @@ fn figure_pixels(decoder: png::Decoder<std::fs::File>) -> usize {
         .count()
 }
 
+/// The example run's results.json rendered by this code in `dir/run`.
+fn example_rendered(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::copy(
+        repo().join("reports/example-tcg/results.json"),
+        run.join("results.json"),
+    )
+    .unwrap();
+    vmbench_publish::render_dir(&run).unwrap();
+    run
+}
+
 fn console_messages(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.contains(":CONSOLE")).collect()
 }
@@ -87,14 +100,7 @@ fn console_messages(log: &str) -> Vec<&str> {
 fn report_html_shows_its_figures_in_a_browser() {
     require(&[(Path::new(CHROMIUM).exists(), "chromium")]);
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::fs::copy(
-        repo().join("reports/example-tcg/results.json"),
-        run.join("results.json"),
-    )
-    .unwrap();
-    vmbench_publish::render_dir(&run).unwrap();
+    let run = example_rendered(tmp.path());
     let page = run.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: no script, nothing fetched.
@@ -217,14 +223,7 @@ const LAYOUT_PROBE: &str = r#"
 fn the_first_screen_holds_banner_headline_and_two_figures_and_the_page_needs_no_plot_files() {
     require(&[(Path::new(CHROMIUM).exists(), "chromium")]);
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::fs::copy(
-        repo().join("reports/example-tcg/results.json"),
-        run.join("results.json"),
-    )
-    .unwrap();
-    vmbench_publish::render_dir(&run).unwrap();
+    let run = example_rendered(tmp.path());
     let files: Vec<String> = std::fs::read_dir(run.join("plots"))
         .unwrap()
         .flatten()
