@@ -122,10 +122,10 @@ pub fn headline_rows(r: &RunRecord) -> Vec<[String; 4]> {
     // SHA-256, which are not transfer time.
     for local in ["h2g.4k-32bpp.host-write", "h2g.4k-32bpp.guest-read-warm"] {
         if let Some(m) = find_shm(r, local) {
-            let rate = match gbps(m) {
-                g if g == "-" => String::new(),
-                g if g.starts_with(|c: char| c.is_ascii_digit()) => format!(" · {g} GB/s"),
-                flag => format!(" · {flag}"),
+            let rate = if m.beats_its_reference() {
+                format!(" · {NOT_A_BANDWIDTH}")
+            } else {
+                gbps_value(m).map_or_else(String::new, |g| format!(" · {g:.2} GB/s"))
             };
             rows.push([
                 m.id.to_string(),

@@ -130,10 +130,20 @@ pub fn fmt_ns(ns: f64) -> String {
 /// it is not a bandwidth, and the cell says so).
 fn gbps(m: &Measurement) -> String {
     if m.beats_its_reference() {
-        return "⚠ faster than its reference: not a bandwidth".into();
+        return NOT_A_BANDWIDTH.into();
     }
-    m.p50_bytes_per_sec()
-        .map_or_else(|| "-".into(), |b| format!("{:.2}", b / 1e9))
+    gbps_value(m).map_or_else(|| "-".into(), |g| format!("{g:.2}"))
+}
+
+/// What a transfer faster than its physical reference shows instead of GB/s.
+const NOT_A_BANDWIDTH: &str = "⚠ faster than its reference: not a bandwidth";
+
+/// GB/s at the p50, when the row has a rate and did not beat its reference.
+fn gbps_value(m: &Measurement) -> Option<f64> {
+    if m.beats_its_reference() {
+        return None;
+    }
+    m.p50_bytes_per_sec().map(|b| b / 1e9)
 }
 
 /// A row's path verdict in full; for an emulated row (TCG) only what is
@@ -228,7 +238,7 @@ fn in_ns_or_unit(m: &Measurement, v: f64) -> String {
 
 /// The per-row figures of `ids`, folded: images, so that report.html
 /// carries each one inline like the headline's (report.md links the files).
-fn plot_links(o: &mut String, plots: &PlotIndex, ids: &[&str]) {
+fn row_figures(o: &mut String, plots: &PlotIndex, ids: &[&str]) {
     let mut figures = Vec::new();
     for id in ids {
         for (kind, file) in plots.for_measurement(id) {

@@ -59,7 +59,7 @@ pub(super) fn vmexit_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
         &rows,
     );
     let ids: Vec<&str> = ms.iter().map(|m| m.id.as_str()).collect();
-    plot_links(o, plots, &ids);
+    row_figures(o, plots, &ids);
     if let Some(f) = plots.group("vmexit-io") {
         let _ = writeln!(
             o,
@@ -219,7 +219,7 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     if let Some(f) = plots.bandwidth() {
         let _ = writeln!(o, "![shm bandwidth over transfer size]({f})\n");
     }
-    plot_links(
+    row_figures(
         o,
         plots,
         &["shm.rtt.poll", "shm.rtt.doorbell", "shm.ref.cacheline-rtt"],
