@@ -7,6 +7,8 @@
 //! 0x0100   128 B    guest   guest control: state, session echo, response seq/status/len
 //! 0x0180   128 B    host    host ping line   (the shm suite)
 //! 0x0200   128 B    guest   guest pong line  (the shm suite)
+//! 0x0280   128 B    host    host bounce word (the shm suite's cache-line reference)
+//! 0x0300   128 B    guest   guest bounce word
 //! 0x1000   60 KiB   guest   mailbox: response payloads (spec JSON, errors)
 //! 0x10000  rest     per-command owner: data (samples, frames)
 //! ```
@@ -18,7 +20,7 @@
 /// "VMBENCH1" little-endian: the header's first word once the host set it up.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VMBENCH1");
 /// Bumped whenever a field moves or changes meaning; both ends refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Two cache lines: the spacing between control blocks of different writers.
 pub const LINE_PAIR: usize = 128;
@@ -33,6 +35,11 @@ pub const GUEST_CTRL_OFF: usize = 2 * LINE_PAIR;
 pub const HOST_PING_OFF: usize = 3 * LINE_PAIR;
 /// The guest's pong line of the shared-memory suite.
 pub const GUEST_PONG_OFF: usize = 4 * LINE_PAIR;
+/// The host's bounce word: the bare cache-line round trip the polling round
+/// trip is compared with (one u64, alone on its line pair).
+pub const HOST_BOUNCE_OFF: usize = 5 * LINE_PAIR;
+/// The guest's bounce word (one u64, alone on its line pair).
+pub const GUEST_BOUNCE_OFF: usize = 6 * LINE_PAIR;
 /// The guest's answers (spec JSON, row results, error messages).
 pub const MAILBOX_OFF: usize = 0x1000;
 /// The mailbox's size: everything up to the data area.

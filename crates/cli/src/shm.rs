@@ -379,6 +379,49 @@ fn gbps(m: &vmbench_results::Measurement) -> String {
         .map_or("-".into(), |b| format!("{:.2}", b / 1e9))
 }
 
+/// The round trips against their references, one line each: what the
+/// table's numbers say about the protocol.
+fn round_trip_lines(r: &Results) -> Vec<String> {
+    let find = |id: &str| r.measurements.iter().find(|m| m.id == id);
+    let mut lines = Vec::new();
+    for (id, what) in [
+        ("shm.rtt.poll", "polling round trip, no PAUSE"),
+        ("shm.rtt.poll-pause", "polling round trip, PAUSE"),
+        ("shm.rtt.doorbell", "doorbell round trip"),
+    ] {
+        let Some(m) = find(id) else { continue };
+        let Some(reference) = m.reference.as_ref().and_then(|rid| find(rid.as_str())) else {
+            continue;
+        };
+        let Some((mine, theirs)) = m.compared_ns(reference) else {
+            continue;
+        };
+        let how = if m.batch_mean.is_some() && reference.batch_mean.is_some() {
+            "batch means"
+        } else {
+            "p50s"
+        };
+        let mut line = format!(
+            "{what}: {mine:.1} ns = {:.2} × {} {theirs:.1} ns ({how}, same run)",
+            mine / theirs,
+            reference.id
+        );
+        if let (Some(net), Some(ovh)) = (&m.overhead_subtracted, m.overhead_p50)
+            && let (Some(p50), Some(p99), Some(ovh)) =
+                (m.ns(net.p50 as f64), m.ns(net.p99 as f64), m.ns(ovh as f64))
+        {
+            let _ = std::fmt::Write::write_fmt(
+                &mut line,
+                format_args!(
+                    "; one round trip alone: p50 {p50:.0} ns, p99 {p99:.0} ns without the timer's {ovh:.0} ns"
+                ),
+            );
+        }
+        lines.push(line);
+    }
+    lines
+}
+
 /// The suite as a plain-text table (ns from the host TSC frequency).
 pub fn render_table(r: &Results, setting: &str) -> String {
     use std::fmt::Write as _;
@@ -389,25 +432,36 @@ pub fn render_table(r: &Results, setting: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "measurement", "N", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "GB/s@p50", "vs ref"
+        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
+        "measurement",
+        "N",
+        "p50 ns",
+        "p99 ns",
+        "p99.9 ns",
+        "max ns",
+        "batch ns",
+        "GB/s@p50",
+        "vs ref"
     );
     for m in &r.measurements {
         let ns = |t: u64| m.ns(t as f64).map_or("-".into(), |v| format!("{v:.0}"));
-        let vs = m
-            .reference
-            .as_ref()
-            .and_then(|id| host::p50_ratio(r, m.id.as_str(), id.as_str()))
+        let vs = r
+            .reference_ratio(m)
             .map_or("-".into(), |x| format!("{x:.2}x"));
+        let batch = m
+            .batch_mean
+            .and_then(|b| m.ns(b))
+            .map_or("-".into(), |v| format!("{v:.1}"));
         let _ = writeln!(
             s,
-            "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
             m.id,
             m.summary.n,
             ns(m.summary.p50),
             ns(m.summary.p99),
             ns(m.summary.p999),
             ns(m.summary.max),
+            batch,
             gbps(m),
             vs
         );
@@ -417,8 +471,11 @@ pub fn render_table(r: &Results, setting: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "\n'vs ref' = p50 time / p50 time of the physical reference measured in this run, each without the timer's own cost (1.00x = as fast as bare cores); GB/s over that time; '!ref' = faster than its reference: not a bandwidth."
+        "\n'batch ns' = the median over the run's batches of the mean per round trip of a back-to-back batch timed as a whole (no timestamp per round trip); 'vs ref' = time / time of the physical reference measured in this run: batch means where both have one, else p50s, each without the timer's own cost (1.00x = as fast as the bare hardware path); GB/s over the p50 time; '!ref' = faster than its reference: not a bandwidth."
     );
+    for line in round_trip_lines(r) {
+        let _ = writeln!(s, "{line}");
+    }
     for c in &r.checks {
         let _ = writeln!(
             s,

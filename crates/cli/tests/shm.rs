@@ -92,6 +92,7 @@ fn loopback_prints_every_measurement_with_integrity_and_ratios() {
         3840 * 2160 * 4
     );
     assert_eq!(by_id("shm.rtt.poll")["reference"], "shm.ref.cacheline-rtt");
+    assert_round_trips_both_ways(ms);
     // Cold reads compare with a cold memcpy, warm ones with a warm one (D7).
     assert_eq!(
         by_id("shm.h2g.4k-32bpp.guest-read-cold")["reference"],
@@ -146,6 +147,43 @@ fn loopback_refuses_one_cpu_for_both_ends() {
 
 /// Starts `vmbench shm host` on a fresh file and attaches to it as the
 /// guest; returns the host process, the mapping and the RunShm request's args.
+/// The polling round trip both ways: single round trips without the
+/// empty round-trip window's p50, and the median of the batch means, one
+/// per interleaved round (9 in --quick), as for its references.
+fn assert_round_trips_both_ways(ms: &[serde_json::Value]) {
+    let by_id = |id: &str| ms.iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!(
+        by_id("shm.rtt.poll-pause")["reference"],
+        "shm.ref.cacheline-rtt-pause"
+    );
+    assert_eq!(
+        by_id("shm.rtt.doorbell")["reference"],
+        "shm.ref.eventfd-rtt"
+    );
+    let rtt_timer = by_id("shm.ref.timer-overhead-rtt")["summary"]["p50"]
+        .as_u64()
+        .unwrap();
+    let poll = by_id("shm.rtt.poll");
+    assert_eq!(poll["overhead_p50"].as_u64(), Some(rtt_timer), "{poll}");
+    assert!(poll["batch_mean"].as_f64().unwrap() > 0.0, "{poll}");
+    for id in [
+        "shm.ref.cacheline-rtt",
+        "shm.ref.cacheline-rtt-pause",
+        "shm.rtt.poll-pause",
+    ] {
+        let m = by_id(id);
+        assert_eq!(m["summary"]["n"], 9, "{m}");
+        let batch = m["batch_mean"].as_f64().unwrap();
+        let (min, max) = (
+            m["summary"]["min"].as_f64().unwrap(),
+            m["summary"]["max"].as_f64().unwrap(),
+        );
+        // The median of the batch means lies among them (samples are the
+        // means rounded to a tick).
+        assert!(min - 1.0 <= batch && batch <= max + 1.0, "{m}");
+    }
+}
+
 fn host_and_run_shm(dir: &Path) -> (Child, MappedRegion, [u64; 6]) {
     let path = dir.join("region");
     let child = vmbench()
@@ -278,6 +316,10 @@ fn a_length_beyond_the_request_is_refused() {
                 r.u64_at(G_ACK).store(seq, Release);
                 continue;
             }
+            if op == vmbench_proto::shm::Op::Bounce as u32 {
+                bounce(r, seq);
+                continue;
+            }
             if op == vmbench_proto::shm::Op::DoorbellRounds as u32 {
                 // No doorbell here: the host does not ask; answer as a failure if it did.
                 r.u32_at(G_STATUS).store(2, Relaxed);
@@ -293,6 +335,26 @@ fn a_length_beyond_the_request_is_refused() {
     }
     let out = finish(child);
     assert_protocol_error(&out, "oversized length");
+}
+
+/// Plays the guest's side of the Bounce request `seq` (its rounds, then
+/// the plain answer), as an honest guest end does.
+fn bounce(r: &Region, seq: u64) {
+    use vmbench_proto::shm::{B_GUEST, B_HOST, P_COUNT, P_SEED, bounce_value};
+    let (first, count) = (
+        r.u64_at(P_SEED).load(Relaxed),
+        r.u64_at(P_COUNT).load(Relaxed),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for k in 1..=count {
+        let want = bounce_value(first, k);
+        while r.u64_at(B_HOST).load(std::sync::atomic::Ordering::Acquire) != want {
+            assert!(Instant::now() < deadline, "bounce round {k} never came");
+            std::hint::spin_loop();
+        }
+        r.u64_at(B_GUEST).store(want, Release);
+    }
+    r.u64_at(G_ACK).store(seq, Release);
 }
 
 #[test]

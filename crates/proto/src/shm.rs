@@ -12,9 +12,12 @@
 //!   +16 slot   u64                       +48 len     u64
 //!   +24 len    u64                       +56 digest  4 x u64 (SHA-256)
 //!   +32 seed   u64                       +88 scan    u64
-//!   +40 count  u64
+//!   +40 count  u64  (doorbell or bounce rounds)
 //!   +48 phase  u64
 //! ```
+//! The bounce words (0x280 host, 0x300 guest, one u64 on each line pair)
+//! carry [`Op::Bounce`] only: the bare cache-line round trip, with no
+//! request fields around it.
 //! Payload slots: `slots` slots of `slot_bytes` each from the data offset.
 //! One request is in flight at a time, so a slot has one owner at a time: the
 //! host until it publishes `seq`, the guest until it publishes `ack == seq`.
@@ -23,9 +26,44 @@
 //!
 //! Every pong the host reads is copied out once ([`Pong::load`]) and then
 //! checked by [`validate_pong`], a pure function the fuzz target drives.
+//!
+//! ## Why each ordering is what it is
+//! One line carries each direction: the host writes only the ping line, the
+//! guest only the pong line, so a request costs one transfer of the ping
+//! line to the guest's core and one of the pong line back (each preceded by
+//! the invalidation of the reader's shared copy), as a bare cache-line
+//! ping-pong does. The fields are stored Relaxed and the sequence word
+//! last with Release; the reader loads the sequence word with Acquire and
+//! only then the fields: Release/Acquire on that one word is exactly what
+//! makes the fields written before it visible (C++20 [intro.races]: the
+//! Acquire load reads the Release store, so they synchronise). Nothing
+//! else is needed: no fence, no second store. On x86-64 both are plain
+//! `mov`s (TSO already keeps stores in order and loads in order); the
+//! orderings stop the compiler from moving the field accesses across the
+//! sequence word, and make the same code right on weaker memory models.
+//! Ownership of a slot hands over with the same words: the host stops
+//! touching a slot once it has Release-stored `seq`, the guest once it has
+//! Release-stored `ack == seq`.
+//!
+//! ## Spinning with or without PAUSE
+//! A waiting side re-loads the word it watches. With [`Spin::Pause`] a
+//! PAUSE sits between two loads: it frees the core's issue slots for an SMT
+//! sibling, saves power, and avoids the memory-order machine clear on loop
+//! exit, but it also delays noticing the new value by up to one PAUSE on
+//! each side of a round trip (Intel's optimization manual gives about 140
+//! cycles from Skylake on; the suite measures what it costs on the CPU at
+//! hand: `shm.rtt.poll-pause` beside `shm.rtt.poll`). [`Spin::Busy`] re-loads back to back: the latency
+//! mode, for two ends on dedicated cores. On an SMT sibling of the other
+//! end, a busy spinner takes issue slots from it, so the other end slows
+//! down; inside a VM, a PAUSE loop longer than KVM's pause-loop window
+//! (ple_window / pause_filter_count) also makes the vCPU exit. The suite
+//! measures both modes; the host says which one the guest uses for its
+//! next wait with [`FLAG_SPIN_BUSY`].
 
 use crate::channel::ProtoError;
-use crate::layout::{DATA_OFF, GUEST_PONG_OFF, HOST_PING_OFF, LINE_PAIR};
+use crate::layout::{
+    DATA_OFF, GUEST_BOUNCE_OFF, GUEST_PONG_OFF, HOST_BOUNCE_OFF, HOST_PING_OFF, LINE_PAIR,
+};
 use crate::region::Region;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
@@ -39,9 +77,9 @@ pub const P_FLAGS: usize = HOST_PING_OFF + 12;
 pub const P_SLOT: usize = HOST_PING_OFF + 16;
 /// Ping: bytes of the slot the request covers (u64).
 pub const P_LEN: usize = HOST_PING_OFF + 24;
-/// Ping: the pattern seed of a Produce (u64).
+/// Ping: the pattern seed of a Produce; a Bounce's first value (u64).
 pub const P_SEED: usize = HOST_PING_OFF + 32;
-/// Ping: how many doorbell rounds (u64).
+/// Ping: how many doorbell or bounce rounds (u64).
 pub const P_COUNT: usize = HOST_PING_OFF + 40;
 /// Ping: the phase the request belongs to, for the guest's counters (u64).
 pub const P_PHASE: usize = HOST_PING_OFF + 48;
@@ -61,9 +99,16 @@ pub const G_SCAN: usize = GUEST_PONG_OFF + 88;
 /// Bytes of the pong line that carry fields (what [`Pong::from_bytes`] reads).
 pub const PONG_BYTES: usize = 96;
 
+/// Bounce: the host's word (u64), the value of the current round.
+pub const B_HOST: usize = HOST_BOUNCE_OFF;
+/// Bounce: the guest's word (u64), the value of the round last echoed.
+pub const B_GUEST: usize = GUEST_BOUNCE_OFF;
+
 const _: () = assert!(P_PHASE + 8 <= HOST_PING_OFF + LINE_PAIR);
 const _: () = assert!(G_SCAN + 8 == GUEST_PONG_OFF + PONG_BYTES);
 const _: () = assert!(PONG_BYTES <= LINE_PAIR);
+const _: () = assert!(B_HOST.is_multiple_of(LINE_PAIR) && B_GUEST.is_multiple_of(LINE_PAIR));
+const _: () = assert!(B_HOST >= GUEST_PONG_OFF + LINE_PAIR && B_GUEST >= B_HOST + LINE_PAIR);
 
 /// Guest-side times above this many TSC ticks (about 10 hours at 3 GHz)
 /// cannot come from one request: a guest reporting one is lying or broken.
@@ -73,8 +118,64 @@ pub const MAX_GUEST_TICKS: u64 = 1 << 47;
 pub const FLAG_FLUSH: u32 = 1 << 0;
 /// Request flag: hash what was read (Consume) or written (Produce) with SHA-256.
 pub const FLAG_VERIFY: u32 = 1 << 1;
+/// Request flag: wait without PAUSE ([`Spin::Busy`]) for the next request,
+/// and, in a [`Op::Bounce`], for each of its rounds; without it the guest
+/// spins with PAUSE.
+pub const FLAG_SPIN_BUSY: u32 = 1 << 2;
 /// Every flag a request may carry.
-pub const KNOWN_FLAGS: u32 = FLAG_FLUSH | FLAG_VERIFY;
+pub const KNOWN_FLAGS: u32 = FLAG_FLUSH | FLAG_VERIFY | FLAG_SPIN_BUSY;
+
+/// How a polling loop waits between two loads of the word it watches (see
+/// the module's notes on PAUSE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spin {
+    /// PAUSE between loads.
+    Pause,
+    /// Loads back to back: the latency mode.
+    Busy,
+}
+
+impl Spin {
+    /// What a spin loop does between two loads.
+    #[inline(always)]
+    pub fn relax(self) {
+        if self == Spin::Pause {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The mode a request's flags ask the guest to wait in.
+    pub fn of_flags(flags: u32) -> Spin {
+        if flags & FLAG_SPIN_BUSY != 0 {
+            Spin::Busy
+        } else {
+            Spin::Pause
+        }
+    }
+
+    /// The request flag that asks for this mode.
+    pub fn flag(self) -> u32 {
+        match self {
+            Spin::Pause => 0,
+            Spin::Busy => FLAG_SPIN_BUSY,
+        }
+    }
+
+    /// The mode's name in measurement ids and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Spin::Pause => "pause",
+            Spin::Busy => "busy",
+        }
+    }
+}
+
+/// The value of bounce round `k` of a bounce whose request carried `first`
+/// as its seed: the host picks `first` so that no value repeats within a
+/// suite (a word left over from an earlier bounce never equals one it waits for).
+pub fn bounce_value(first: u64, k: u64) -> u64 {
+    first.wrapping_add(k)
+}
 
 /// What a request asks of the guest.
 #[repr(u32)]
@@ -94,6 +195,12 @@ pub enum Op {
     DoorbellRounds = 5,
     /// Leave the suite; the guest then answers the RunShm command.
     Stop = 6,
+    /// `count` rounds of the bare cache-line bounce, the reference of the
+    /// polling round trip: for k in 1..=count the host stores
+    /// [`bounce_value`]`(seed, k)` to [`B_HOST`], the guest waits for it and
+    /// stores it to [`B_GUEST`], the host waits for that; the guest then
+    /// answers the request.
+    Bounce = 7,
 }
 
 impl Op {
@@ -106,6 +213,7 @@ impl Op {
             4 => Op::Produce,
             5 => Op::DoorbellRounds,
             6 => Op::Stop,
+            7 => Op::Bounce,
             _ => return None,
         })
     }
@@ -190,7 +298,7 @@ pub struct Ping {
     pub len: u64,
     /// The pattern seed of a Produce.
     pub seed: u64,
-    /// How many doorbell rounds (DoorbellRounds).
+    /// How many doorbell rounds (DoorbellRounds) or bounce rounds (Bounce).
     pub count: u64,
     /// The phase the request belongs to (the guest's counters are per phase).
     pub phase: u64,

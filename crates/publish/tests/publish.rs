@@ -1136,3 +1136,42 @@ fn records_of_older_versions_render_and_keep_their_figures() {
         assert!(md.contains("vmexit.kernel-fast"), "{version}");
     }
 }
+
+/// The headline gives the polling round trip both ways — one round trip
+/// without the timer's cost, and the batch mean with its ratio to the bare
+/// cache-line round trip of the same run — as measured, in ns.
+#[test]
+fn the_headline_gives_the_polling_round_trip_both_ways_with_its_ratio() {
+    let mut r = record("kvm", INTEL, 1);
+    let ms = &mut r.results.measurements;
+    let at = |ms: &[Measurement], id: &str| ms.iter().position(|m| m.id == id).unwrap();
+    let (reference, poll) = (at(ms, "shm.ref.cacheline-rtt"), at(ms, "shm.rtt.poll"));
+    // 2,596,148 kHz: 389.4 ticks = 150.0 ns, 404.97 ticks = 156.0 ns.
+    ms[reference].batch_mean = Some(389.43);
+    ms[poll].batch_mean = Some(404.97);
+    let mut net = ms[poll].summary.clone();
+    net.p50 -= 78;
+    net.p99 -= 78;
+    ms[poll].overhead_subtracted = Some(net.clone());
+    ms[poll].overhead_p50 = Some(78);
+    let rows = markdown::headline_rows(&r);
+    let one = rows
+        .iter()
+        .find(|row| row[0] == "shm.rtt.poll · one, timer cost out")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    let m = &r.results.measurements[poll];
+    assert_eq!(one[1], format!("{:.0} ns", m.ns(net.p50 as f64).unwrap()));
+    let batch = rows
+        .iter()
+        .find(|row| row[0] == "shm.rtt.poll · batch mean")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(batch[1], "156.0 ns = 1.04× shm.ref.cacheline-rtt 150.0 ns");
+    // Without batch means there is no batch row, and the p50 is the raw one.
+    let plain = record("kvm", INTEL, 1);
+    let rows = markdown::headline_rows(&plain);
+    assert!(
+        rows.iter().all(|row| !row[0].contains("batch mean")),
+        "{rows:#?}"
+    );
+    assert!(rows.iter().any(|row| row[0] == "shm.rtt.poll"), "{rows:#?}");
+}

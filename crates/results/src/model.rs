@@ -278,6 +278,17 @@ impl Measurement {
         }
     }
 
+    /// The time, in ns, by which the row is compared with its reference:
+    /// the batch mean when both rows have one (back-to-back iterations
+    /// timed as a whole, no timestamp per iteration), else the p50 without
+    /// the timer's own cost.
+    pub fn compared_ns(&self, reference: &Measurement) -> Option<(f64, f64)> {
+        match (self.batch_mean, reference.batch_mean) {
+            (Some(mine), Some(theirs)) => Some((self.time_ns(mine)?, reference.time_ns(theirs)?)),
+            _ => Some((self.p50_net_ns()?, reference.p50_net_ns()?)),
+        }
+    }
+
     /// Bandwidth at the median time, in bytes per second: over the p50 minus
     /// the timer's own cost where that was measured (`overhead_subtracted`).
     pub fn p50_bytes_per_sec(&self) -> Option<f64> {
@@ -404,6 +415,16 @@ pub struct Results {
 }
 
 impl Results {
+    /// The row's time over its reference's (see [`Measurement::compared_ns`]):
+    /// 1.00 is as fast as the reference. None without a reference in these
+    /// results or a time for both.
+    pub fn reference_ratio(&self, m: &Measurement) -> Option<f64> {
+        let id = m.reference.as_ref()?;
+        let reference = self.measurements.iter().find(|r| &r.id == id)?;
+        let (mine, theirs) = m.compared_ns(reference)?;
+        (theirs > 0.0).then(|| mine / theirs)
+    }
+
     /// Fills in what results written by an older vmbench lack: the kind of
     /// their integrity checks.
     pub fn upgrade(&mut self) {

@@ -8,11 +8,13 @@ use crate::counters::{Counters, PhaseCounts};
 use crate::pattern;
 use crate::{Doorbell, DoorbellError, ShmError};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::{Duration, Instant};
 use vmbench_proto::Region;
 use vmbench_proto::layout::{HC_STATE, MAILBOX_BYTES};
 use vmbench_proto::shm::{
-    FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, Ping, Pong, PongStatus, RunShmArgs, validate_ping,
+    B_GUEST, B_HOST, FLAG_FLUSH, FLAG_VERIFY, G_ACK, KNOWN_FLAGS, Op, P_FLAGS, P_OP, Ping, Pong,
+    PongStatus, RunShmArgs, Spin, bounce_value, validate_ping,
 };
 use vmbench_proto::timing::{t_end_stores, t_start};
 
@@ -132,10 +134,25 @@ pub fn serve(
     let mut last = base_seq;
     // After a plain answer (Echo) only `ack` needs storing for the next Echo.
     let mut pong_is_plain = true;
+    // How to wait for the next request: as the last request asked.
+    let mut spin = Spin::Pause;
     loop {
-        let seq = wait_for_request(r, last)?;
+        let seq = wait_for_request(r, last, spin)?;
         last = seq;
+        // The lean path of an Echo after a plain answer: read the op and
+        // flags (Relaxed: the Acquire load of `seq` in wait_for_request
+        // already made what the host stored before it visible), store
+        // `ack` (Release, after those loads), and nothing else.
+        let op = r.u32_at(P_OP).load(Relaxed);
+        let flags = r.u32_at(P_FLAGS).load(Relaxed);
+        if op == Op::Echo as u32 && flags & !KNOWN_FLAGS == 0 && pong_is_plain {
+            spin = Spin::of_flags(flags);
+            summary.requests += 1;
+            r.u64_at(G_ACK).store(seq, Release);
+            continue;
+        }
         let ping = Ping::load(r, seq);
+        spin = Spin::of_flags(ping.flags);
         summary.requests += 1;
         let (op, off) = match validate_ping(&ping, &args.slots) {
             Ok(v) => v,
@@ -154,14 +171,16 @@ pub fn serve(
         };
         match (op, off) {
             (Op::Echo, _) => {
-                if pong_is_plain {
-                    r.u64_at(G_ACK)
-                        .store(seq, std::sync::atomic::Ordering::Release);
-                } else {
-                    pong.publish(r);
-                    pong_is_plain = true;
-                }
+                // After any other answer the whole pong line is rewritten
+                // once (status Ok, no times, no length): a plain answer,
+                // which the lean path above then only re-acknowledges.
+                pong.publish(r);
+                pong_is_plain = true;
                 continue;
+            }
+            (Op::Bounce, _) => {
+                bounce(r, ping.seed, ping.count, spin)?;
+                answer(r, seq, PongStatus::Ok);
             }
             (Op::Stop, _) => {
                 answer(r, seq, PongStatus::Ok);
@@ -230,36 +249,87 @@ fn doorbell_rounds(d: &mut dyn Doorbell, count: u64) -> Result<(), DoorbellError
     Ok(())
 }
 
-/// Spins (PAUSE, no sleeps: the polling mode is what is measured) until the
-/// host publishes a sequence number other than `last`.
-fn wait_for_request(r: &Region, last: u64) -> Result<u64, ShmError> {
-    let mut since_check = 0u32;
-    let idle_since = Instant::now();
+/// The guest's side of [`Op::Bounce`]: `count` times, wait for the host's
+/// next value and store it back. Nothing but the two words moves: this is
+/// the cache-line round trip the polling round trip is compared with.
+fn bounce(r: &Region, first: u64, count: u64, spin: Spin) -> Result<(), ShmError> {
+    use std::sync::atomic::Ordering::{Acquire, Release};
+    let (host, guest) = (r.u64_at(B_HOST), r.u64_at(B_GUEST));
+    for k in 1..=count {
+        let want = bounce_value(first, k);
+        let mut idle = IdleCheck::new();
+        // Acquire/Release as the protocol's sequence words (plain loads and
+        // stores on x86-64): the bounce costs what a hand-off costs.
+        while host.load(Acquire) != want {
+            spin.relax();
+            idle.tick(r)?;
+        }
+        guest.store(want, Release);
+    }
+    Ok(())
+}
+
+/// The checks a waiting guest end makes now and then (every 2^16 spins,
+/// so that the loop itself is only the load): the region is still
+/// there, the host still in session, and not silent for [`IDLE_LIMIT`].
+/// The clock is first read at the first check, not on entry: a wait that
+/// ends within 2^16 spins never calls it.
+struct IdleCheck {
+    spins: u32,
+    since: Option<Instant>,
+}
+
+impl IdleCheck {
+    fn new() -> IdleCheck {
+        IdleCheck {
+            spins: 0,
+            since: None,
+        }
+    }
+
+    #[inline(always)]
+    fn tick(&mut self, r: &Region) -> Result<(), ShmError> {
+        self.spins += 1;
+        if self.spins < 1 << 16 {
+            return Ok(());
+        }
+        self.spins = 0;
+        self.check(r)
+    }
+
+    #[cold]
+    fn check(&mut self, r: &Region) -> Result<(), ShmError> {
+        r.check_alive()?;
+        if r.u32_at(HC_STATE)
+            .load(std::sync::atomic::Ordering::Acquire)
+            != vmbench_proto::HostState::Ready as u32
+        {
+            return Err(ShmError::PeerGone(
+                "the host closed its session during the shm suite".into(),
+            ));
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > IDLE_LIMIT {
+            return Err(ShmError::PeerGone(format!(
+                "no request from the host for {} s",
+                IDLE_LIMIT.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Spins (no sleeps: the polling mode is what is measured; PAUSE or not as
+/// `spin` says) until the host publishes a sequence number other than `last`.
+fn wait_for_request(r: &Region, last: u64, spin: Spin) -> Result<u64, ShmError> {
+    let mut idle = IdleCheck::new();
     loop {
         let seq = Ping::seq(r);
         if seq != last {
             return Ok(seq);
         }
-        std::hint::spin_loop();
-        since_check += 1;
-        if since_check == 1 << 16 {
-            since_check = 0;
-            r.check_alive()?;
-            if r.u32_at(HC_STATE)
-                .load(std::sync::atomic::Ordering::Acquire)
-                != vmbench_proto::HostState::Ready as u32
-            {
-                return Err(ShmError::PeerGone(
-                    "the host closed its session during the shm suite".into(),
-                ));
-            }
-            if idle_since.elapsed() > IDLE_LIMIT {
-                return Err(ShmError::PeerGone(format!(
-                    "no request from the host for {} s",
-                    IDLE_LIMIT.as_secs()
-                )));
-            }
-        }
+        spin.relax();
+        idle.tick(r)?;
     }
 }
 

@@ -70,16 +70,18 @@ fn run_inner(
     interrupt: &AtomicBool,
     cleanup: &mut Cleanup,
 ) -> Result<(HostRun, Result<(), ShmError>), ShmError> {
-    // The cache-line reference before the guest end exists: nothing else
+    // The eventfd reference before the guest end exists: nothing else
     // runs on its CPU yet.
     let mut plan = o.plan.clone();
     plan.ref_cpus = Some(o.cpus);
-    plan.cacheline = Some(crate::reference::cacheline_rtt(
-        o.cpus.0,
-        o.cpus.1,
-        plan.warmup,
-        plan.rtt_samples,
-    )?);
+    if plan.doorbell_rounds > 0 {
+        plan.eventfd = Some(crate::reference::eventfd_rtt(
+            o.cpus.0,
+            o.cpus.1,
+            plan.warmup.min(1_000),
+            plan.doorbell_rounds,
+        )?);
+    }
     // What killed vmbench processes left behind (their pid gone) goes
     // first: region files here, run directories in the temporary one.
     vmbench_host::files::sweep_stale(&o.dir);

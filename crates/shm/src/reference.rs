@@ -3,7 +3,6 @@
 
 use crate::ShmError;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmbench_proto::timing::{t_end, t_end_stores, t_start};
 use vmbench_results::SampleSet;
 
@@ -21,69 +20,73 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), ShmError> {
     })
 }
 
-/// A value alone on its own pair of cache lines (the adjacent-line
-/// prefetcher pulls 128 bytes), so ping and pong never share a line.
-#[repr(C, align(128))]
-struct Line(AtomicU64);
+/// Value the echo thread writes instead of an echo when it fails, so that
+/// the timing thread's blocking read returns (an eventfd counts up to
+/// u64::MAX - 1).
+const ECHO_FAILED: u64 = u64::MAX - 1;
 
-/// Cross-core cache-line round trip: this thread (pinned to `cpu_a`) writes
-/// a counter on one line, a thread pinned to `cpu_b` spins until it sees it
-/// and echoes it on another line; timed on this thread's TSC from the store
-/// to the echo's arrival. Same fences and spin as the shm polling RTT.
-pub fn cacheline_rtt(
+/// The bare eventfd ping-pong, the reference of the doorbell round trip:
+/// this thread (pinned to `cpu_a`) writes one eventfd and blocks in read(2)
+/// on a second; a thread pinned to `cpu_b` blocks in read(2) on the first
+/// and writes the second. Timed on this thread's TSC from before the write
+/// to after its read returns. Blocking eventfds, no poll(2): the least a
+/// wake-up through the kernel costs.
+pub fn eventfd_rtt(
     cpu_a: usize,
     cpu_b: usize,
     warmup: u64,
     samples: u64,
 ) -> Result<SampleSet, ShmError> {
+    use nix::sys::eventfd::{EfdFlags, EventFd};
     pin_current_thread(cpu_a)?;
-    let ping = Arc::new(Line(AtomicU64::new(0)));
-    let pong = Arc::new(Line(AtomicU64::new(0)));
-    let stop = Arc::new(AtomicBool::new(false));
+    let os = |what: &'static str| {
+        move |source| ShmError::Doorbell(crate::DoorbellError::Os { what, source })
+    };
+    let ping = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(os("eventfd"))?);
+    let pong = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(os("eventfd"))?);
     let total = warmup + samples;
     let echo = {
-        let (ping, pong, stop) = (ping.clone(), pong.clone(), stop.clone());
+        let (ping, pong) = (ping.clone(), pong.clone());
         std::thread::spawn(move || -> Result<(), ShmError> {
-            pin_current_thread(cpu_b)?;
-            let mut last = 0;
-            while last < total && !stop.load(Ordering::Relaxed) {
-                let v = ping.0.load(Ordering::Acquire);
-                if v != last {
-                    pong.0.store(v, Ordering::Release);
-                    last = v;
-                } else {
-                    std::hint::spin_loop();
+            let result = pin_current_thread(cpu_b).and_then(|()| {
+                for _ in 0..total {
+                    ping.read().map_err(os("eventfd read"))?;
+                    pong.write(1).map_err(os("eventfd write"))?;
                 }
+                Ok(())
+            });
+            if result.is_err() {
+                let _ = pong.write(ECHO_FAILED);
             }
-            Ok(())
+            result
         })
     };
     let mut set = SampleSet::new();
     let mut result = Ok(());
-    for i in 1..=total {
+    for i in 0..total {
         let t0 = t_start();
-        ping.0.store(i, Ordering::Release);
-        let mut spins = 0u64;
-        while pong.0.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-            spins += 1;
-            if spins > 4_000_000_000 {
-                result = Err(ShmError::EchoThread {
-                    cpu: cpu_b,
-                    what: "stopped answering",
-                });
+        if let Err(e) = ping.write(1).map_err(os("eventfd write")) {
+            result = Err(e);
+            break;
+        }
+        let answer = pong.read();
+        let t1 = t_end();
+        match answer {
+            Ok(ECHO_FAILED) => break, // the echo thread's own error is returned below
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(os("eventfd read")(e));
                 break;
             }
         }
-        let t1 = t_end();
-        if result.is_err() {
-            break;
-        }
-        if i > warmup {
+        if i >= warmup {
             set.record(t1.wrapping_sub(t0))?;
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    if result.is_err() {
+        // Release the echo thread if it still waits for a ring.
+        let _ = ping.write(ECHO_FAILED);
+    }
     match echo.join() {
         Ok(r) => r?,
         Err(_) => {
@@ -93,7 +96,7 @@ pub fn cacheline_rtt(
             });
         }
     }
-    result.map(|_| set)
+    result.map(|()| set)
 }
 
 /// One timed plain copy of `src` into `dst` (equal lengths).
@@ -115,6 +118,19 @@ pub fn timer_overhead(samples: u64) -> Result<SampleSet, ShmError> {
     for _ in 0..samples {
         let t0 = t_start();
         let t1 = t_end_stores();
+        set.record(t1.wrapping_sub(t0))?;
+    }
+    Ok(set)
+}
+
+/// The empty round-trip window, `samples` times: `lfence;rdtsc;lfence` then
+/// `rdtscp;lfence` with nothing between, the timer's own cost inside every
+/// per-sample round trip.
+pub fn timer_overhead_rtt(samples: u64) -> Result<SampleSet, ShmError> {
+    let mut set = SampleSet::new();
+    for _ in 0..samples {
+        let t0 = t_start();
+        let t1 = t_end();
         set.record(t1.wrapping_sub(t0))?;
     }
     Ok(set)
@@ -182,11 +198,11 @@ mod tests {
     }
 
     #[test]
-    fn cacheline_rtt_between_two_cpus() {
+    fn eventfd_rtt_between_two_cpus() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let b = if cpus > 1 { 1 } else { 0 };
-        let s = cacheline_rtt(0, b, 100, 1000).unwrap().summary().unwrap();
-        assert_eq!(s.n, 1000);
+        let s = eventfd_rtt(0, b, 10, 200).unwrap().summary().unwrap();
+        assert_eq!(s.n, 200);
         assert!(s.p50 > 0);
     }
 }

@@ -47,14 +47,15 @@ pub fn run(vm: &mut Vm, o: &VmShmOptions) -> (HostRun, Result<(), SuiteError>) {
     // Guest-side windows are in the guest's ticks.
     plan.guest_tsc_khz = vm.spec.tsc_khz_kernel.or(vm.spec.tsc_khz_calibrated);
     if plan.arm.is_none()
+        && plan.doorbell_rounds > 0
         && let Some((a, b)) = plan.ref_cpus
     {
-        // The vCPU's CPU must be free while the reference runs on it: the
-        // VM is paused (QMP stop) for the reference, then resumed.
-        match vm
-            .paused(|| vmbench_shm::reference::cacheline_rtt(a, b, plan.warmup, plan.rtt_samples))
-        {
-            Ok(Ok(set)) => plan.cacheline = Some(set),
+        // The vCPU's CPU must be free while the eventfd reference runs on
+        // it: the VM is paused (QMP stop) for it, then resumed.
+        match vm.paused(|| {
+            vmbench_shm::reference::eventfd_rtt(a, b, plan.warmup.min(1_000), plan.doorbell_rounds)
+        }) {
+            Ok(Ok(set)) => plan.eventfd = Some(set),
             Ok(Err(e)) => return (HostRun::default(), Err(e.into())),
             Err(e) => return (HostRun::default(), Err(SuiteError::Vm(e))),
         }

@@ -108,15 +108,55 @@ pub fn headline_rows(r: &RunRecord) -> Vec<[String; 4]> {
             ]);
         }
     }
-    for local in ["rtt.poll", "rtt.doorbell"] {
-        if let Some(m) = find_shm(r, local) {
+    // The polling round trip both ways: one round trip alone (the timer's
+    // own cost taken out), and the batch mean beside the bare cache-line
+    // round trip it is compared with.
+    if let Some(m) = find_shm(r, "rtt.poll") {
+        let net = m.overhead_subtracted.as_ref().unwrap_or(&m.summary);
+        let label = if m.overhead_subtracted.is_some() {
+            " · one, timer cost out"
+        } else {
+            ""
+        };
+        rows.push([
+            format!("{}{label}", m.id),
+            in_ns_or_unit(m, net.p50 as f64),
+            in_ns_or_unit(m, net.p99 as f64),
+            "-".into(),
+        ]);
+        if let Some(batch) = m.batch_mean {
+            let versus = m
+                .reference
+                .as_ref()
+                .and_then(|id| find(r, id))
+                .filter(|reference| reference.batch_mean.is_some())
+                .and_then(|reference| {
+                    let (mine, theirs) = m.compared_ns(reference)?;
+                    (theirs > 0.0).then(|| {
+                        format!(
+                            " = {:.2}× {} {}",
+                            mine / theirs,
+                            reference.id,
+                            fmt_ns_precise(theirs)
+                        )
+                    })
+                })
+                .unwrap_or_default();
             rows.push([
-                m.id.to_string(),
-                in_ns_or_unit(m, m.summary.p50 as f64),
-                in_ns_or_unit(m, m.summary.p99 as f64),
+                format!("{} · batch mean", m.id),
+                format!("{}{versus}", batch_in_ns_or_unit(m, batch)),
+                "-".into(),
                 "-".into(),
             ]);
         }
+    }
+    if let Some(m) = find_shm(r, "rtt.doorbell") {
+        rows.push([
+            m.id.to_string(),
+            in_ns_or_unit(m, m.summary.p50 as f64),
+            in_ns_or_unit(m, m.summary.p99 as f64),
+            "-".into(),
+        ]);
     }
     // Pure copies only: the end-to-end windows hold the guest's CLFLUSH and
     // SHA-256, which are not transfer time.

@@ -229,6 +229,24 @@ fn folded(o: &mut String, summary: &str, body: impl FnOnce(&mut String)) {
 }
 
 /// A value in the row's unit, as ns when the row converts.
+/// A batch mean (a fraction of a tick matters at this scale): ns with one
+/// decimal below 1 µs.
+fn batch_in_ns_or_unit(m: &Measurement, v: f64) -> String {
+    match m.ns(v) {
+        Some(ns) => fmt_ns_precise(ns),
+        None => format!("{v:.1} {}", m.unit.symbol()),
+    }
+}
+
+/// ns with one decimal below 1 µs, else as [`fmt_ns`].
+fn fmt_ns_precise(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.1} ns")
+    } else {
+        fmt_ns(ns)
+    }
+}
+
 fn in_ns_or_unit(m: &Measurement, v: f64) -> String {
     match m.ns(v) {
         Some(ns) => fmt_ns(ns),

@@ -140,7 +140,7 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     let _ = writeln!(o, "## Shared-memory suite\n");
     let _ = writeln!(
         o,
-        "Times in ns from TSC ticks (ticks where no frequency is known); GB/s is bytes over the p50 time minus the timer's own cost (the empty window, measured on each side); `vs ref` is that time over the same for the physical reference (or, for a UC/WC arm, the same measurement over WB) measured in the same run; cold reads compare with a cold memcpy. A transfer faster than its reference is flagged, not shown as a bandwidth.\n"
+        "Times in ns from TSC ticks (ticks where no frequency is known); GB/s is bytes over the p50 time minus the timer's own cost (the empty window, measured on each side); `batch` is the median over the run's batches of the mean per round trip of back-to-back round trips timed as a whole (no timestamp per round trip); `vs ref` is the row's time over the same for the physical reference (or, for a UC/WC arm, the same measurement over WB) measured in the same run: batch means where both rows have one, else those p50s; cold reads compare with a cold memcpy. docs/shm-round-trips.md defines the round trips and their references. A transfer faster than its reference is flagged, not shown as a bandwidth.\n"
     );
     let rows: Vec<Vec<String>> = ms
         .iter()
@@ -151,14 +151,13 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
                 Unit::TscTicks => m.ns(v as f64).map_or_else(|| format!("{v} ticks"), fmt_ns),
                 _ => v.to_string(),
             };
-            let vs_reference = m
-                .reference
-                .as_ref()
-                .and_then(|id| {
-                    let (mine, theirs) = (m.p50_net_ns()?, find(r, id)?.p50_net_ns()?);
-                    (theirs > 0.0).then(|| mine / theirs)
-                })
+            let vs_reference = r
+                .results
+                .reference_ratio(m)
                 .map_or_else(|| "-".into(), |x| format!("{x:.2}×"));
+            let batch = m
+                .batch_mean
+                .map_or_else(|| "-".into(), |b| batch_in_ns_or_unit(m, b));
             vec![
                 m.id.local().to_string(),
                 summary.n.to_string(),
@@ -167,6 +166,7 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
                 ns(summary.p99),
                 ns(summary.p999),
                 ns(summary.max),
+                batch,
                 m.bytes.map_or_else(|| "-".into(), |b| b.to_string()),
                 gbps(m),
                 vs_reference,
@@ -187,6 +187,7 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
                     "p99",
                     "p99.9",
                     "max",
+                    "batch",
                     "bytes",
                     "GB/s",
                     "vs ref",

@@ -49,6 +49,7 @@ impl Measure<'_> {
         if self.plan.arm.is_some() {
             return Ok(());
         }
+        let samples = self.plan.warmup.max(1_000);
         self.c
             .series(
                 TIMER_REFERENCE,
@@ -56,54 +57,136 @@ impl Measure<'_> {
                 None,
                 None,
             )
-            .set = reference::timer_overhead(self.plan.warmup.max(1_000))?;
+            .set = reference::timer_overhead(samples)?;
+        self.c
+            .series(
+                TIMER_RTT_REFERENCE,
+                "the empty round-trip window on the host: lfence;rdtsc;lfence then rdtscp;lfence with nothing between; its p50 is subtracted from every per-sample polling round trip",
+                None,
+                None,
+            )
+            .set = reference::timer_overhead_rtt(samples)?;
         Ok(())
     }
 
-    pub(super) fn cacheline_reference(&mut self) -> Result<(), ShmError> {
+    /// The bare eventfd ping-pong between two host threads, measured by the
+    /// caller while the peer CPU was free (the loopback before its guest end
+    /// starts, a VM while paused): the reference of the doorbell round trip.
+    pub(super) fn eventfd_reference(&mut self) {
         if self.plan.arm.is_some() {
-            return Ok(());
+            return;
         }
-        let id = CACHELINE_REFERENCE.to_string();
-        match self.plan.ref_cpus {
-            Some((a, b)) => {
-                let set = match &self.plan.cacheline {
-                    Some(set) => set.clone(),
-                    None => {
-                        reference::cacheline_rtt(a, b, self.plan.warmup, self.plan.rtt_samples)?
-                    }
-                };
+        let id = EVENTFD_REFERENCE.to_string();
+        match (&self.plan.eventfd, self.plan.ref_cpus) {
+            (Some(set), Some((a, b))) => {
                 self.c
                     .series(
                         &id,
-                        &format!("physical reference: CPU {a} stores a counter to one 128-byte-aligned line, a thread on CPU {b} spins (PAUSE) until it sees it and stores it to another line; host TSC from before the store to after the echo is seen (fenced RDTSC at both ends); measured while CPU {b} had nothing else to run (the VM paused, or the guest end not yet started)"),
+                        &format!("reference of the doorbell: a thread on CPU {a} writes an eventfd that a thread on CPU {b} blocks on in read(2), which writes a second eventfd back that the first blocks on in read(2); host TSC, fenced RDTSC before the write and after the read returns; measured while CPU {b} had nothing else to run (the VM paused, or the guest end not yet started)"),
                         None,
                         None,
                     )
-                    .set = set;
+                    .set = set.clone();
             }
-            None => self.skipped.push(Skipped {
+            _ => self.skipped.push(Skipped {
                 id: id.into(),
-                reason: "no CPU pair given for the physical reference (pin the run with --cpus)"
+                reason: "no CPU pair given for the eventfd reference (pin the run with --cpus)"
                     .into(),
             }),
         }
-        Ok(())
     }
 
+    /// The polling round trip and its reference, interleaved so that both
+    /// see the same machine: each of `plan.batches` rounds runs a batch of
+    /// the bare cache-line bounce, a batch of Echo round trips, a share of
+    /// the per-sample round trips, then the same two batches with PAUSE (the
+    /// order reversed every other round, so neither always runs first).
     pub(super) fn polling_rtt(&mut self, s: &mut Session) -> Result<(), ShmError> {
         let plan = self.plan;
-        let rtt_id = format!("{}rtt.poll", plan.id_prefix());
-        let rtt_def = "host→guest→host notification round trip by polling: host stores seq to its ping line (Release), the guest spins with PAUSE on it and stores seq to its pong line, the host spins until it sees it; host TSC, fenced RDTSC before the store and after the answer is seen. One-way ≈ RTT/2.";
-        let rtt_ref = plan.ref_cpus.map(|_| CACHELINE_REFERENCE);
-        for i in 0..plan.warmup + plan.rtt_samples {
-            let t0 = t_start();
-            let e = s.publish(Req::new(Op::Echo));
-            s.wait(&e)?;
-            let t1 = t_end();
-            if i >= plan.warmup {
-                self.c
-                    .record(&rtt_id, rtt_def, None, rtt_ref, t1.wrapping_sub(t0))?;
+        let p = plan.id_prefix();
+        let with_reference = plan.arm.is_none();
+        let rtt_id = format!("{p}rtt.poll");
+        let pause_id = format!("{p}rtt.poll-pause");
+        let (rtt_ref, pause_ref) = if with_reference {
+            (Some(CACHELINE_REFERENCE), Some(CACHELINE_PAUSE_REFERENCE))
+        } else {
+            (None, None)
+        };
+        let n = plan.batch_len.max(1);
+        let warm = (n / 10).clamp(1, 1_000);
+        let rounds = plan.batches.max(1);
+        self.c
+            .series(&rtt_id, DEF_RTT_POLL, None, rtt_ref)
+            .round_trip = true;
+        for _ in 0..plan.warmup {
+            s.echo(Spin::Busy)?;
+            s.check_echo_answer()?;
+        }
+        let mut sampled = 0;
+        for round in 0..rounds {
+            let reversed = round % 2 == 1;
+            let mut steps = [Step::Bounce, Step::Batch, Step::Samples];
+            if reversed {
+                steps.reverse();
+            }
+            for spin in [Spin::Busy, Spin::Pause] {
+                for step in steps {
+                    match (step, spin) {
+                        (Step::Bounce, _) if !with_reference => {}
+                        (Step::Bounce, Spin::Busy) => {
+                            let ticks = s.bounce(warm, n, spin)?;
+                            self.c
+                                .series(CACHELINE_REFERENCE, DEF_CACHELINE, None, None)
+                                .batch(ticks, n)?;
+                        }
+                        (Step::Bounce, Spin::Pause) => {
+                            let ticks = s.bounce(warm, n, spin)?;
+                            self.c
+                                .series(CACHELINE_PAUSE_REFERENCE, DEF_CACHELINE_PAUSE, None, None)
+                                .batch(ticks, n)?;
+                        }
+                        (Step::Batch, _) => {
+                            for _ in 0..warm {
+                                s.echo(spin)?;
+                            }
+                            let t0 = t_start();
+                            for _ in 0..n {
+                                s.echo(spin)?;
+                            }
+                            let ticks = t_end().wrapping_sub(t0);
+                            s.check_echo_answer()?;
+                            if spin == Spin::Busy {
+                                self.c
+                                    .series(&rtt_id, DEF_RTT_POLL, None, rtt_ref)
+                                    .batch_means
+                                    .push(ticks as f64 / n as f64);
+                            } else {
+                                self.c
+                                    .series(&pause_id, DEF_RTT_POLL_PAUSE, None, pause_ref)
+                                    .batch(ticks, n)?;
+                            }
+                        }
+                        (Step::Samples, Spin::Busy) => {
+                            // This round's share of the per-sample round trips.
+                            let upto = plan.rtt_samples * (round + 1) / rounds;
+                            for _ in sampled..upto {
+                                let t0 = t_start();
+                                s.echo(Spin::Busy)?;
+                                let t1 = t_end();
+                                s.check_echo_answer()?;
+                                self.c.record(
+                                    &rtt_id,
+                                    DEF_RTT_POLL,
+                                    None,
+                                    rtt_ref,
+                                    t1.wrapping_sub(t0),
+                                )?;
+                            }
+                            sampled = upto;
+                        }
+                        (Step::Samples, Spin::Pause) => {}
+                    }
+                }
             }
         }
         Ok(())
@@ -337,6 +420,7 @@ impl Measure<'_> {
             guest_khz: plan.guest_tsc_khz,
             host_timer: c.p50_of(TIMER_REFERENCE),
             guest_timer: out.guest.as_ref().and_then(|g| g.timer_overhead_ticks),
+            host_rtt_timer: c.p50_of(TIMER_RTT_REFERENCE),
         };
         c.finish(&clocks, &p, out);
         flag_faster_than_reference(&mut out.results);
@@ -368,11 +452,29 @@ pub(super) fn too_large(what: &'static str, bytes: u64) -> ShmError {
     }
 }
 
-/// The cache-line round trip between two host CPUs: the physical reference
-/// of the polling round trip.
+/// What a round of the polling measurement runs (see `polling_rtt`).
+#[derive(Clone, Copy)]
+enum Step {
+    Bounce,
+    Batch,
+    Samples,
+}
+
+/// The bare cache-line round trip with the guest end, no PAUSE: the
+/// physical limit of the polling round trip.
 pub(super) const CACHELINE_REFERENCE: &str = "shm.ref.cacheline-rtt";
+/// The same with PAUSE in both spins.
+pub(super) const CACHELINE_PAUSE_REFERENCE: &str = "shm.ref.cacheline-rtt-pause";
+/// The bare eventfd ping-pong between two host threads.
+pub(super) const EVENTFD_REFERENCE: &str = "shm.ref.eventfd-rtt";
 /// The host's empty copy window.
 pub(super) const TIMER_REFERENCE: &str = "shm.ref.timer-overhead";
+/// The host's empty round-trip window.
+pub(super) const TIMER_RTT_REFERENCE: &str = "shm.ref.timer-overhead-rtt";
+const DEF_RTT_POLL: &str = "host→guest→host notification round trip by polling, the latency mode (no PAUSE in either spin): the host stores the request to its ping line (the sequence word last, Release), the guest sees it, stores the sequence to its pong line (Release), the host sees that. Samples: one round trip each, host TSC from a fenced RDTSC before the store to RDTSCP after the answer is seen, shown without the empty window's p50 (shm.ref.timer-overhead-rtt); batch: the median over the run's batches of the mean of back-to-back round trips timed as a whole (no timestamp per round trip). One-way ≈ RTT/2.";
+const DEF_RTT_POLL_PAUSE: &str = "the polling round trip as shm.rtt.poll, with PAUSE in both spins (the guest's wait for the request, the host's wait for the answer). Samples: each batch's mean over back-to-back round trips timed as a whole; batch: their median.";
+const DEF_CACHELINE: &str = "physical reference: the bare cache-line round trip between the host end and the guest end over the shared region, no PAUSE: the host stores a counter to a word alone on its 128-byte line pair (Release), the guest spins on it (Acquire) and stores it to another word on its own line pair, the host spins until it sees it; nothing else is read or written. Samples: each batch's mean over back-to-back round trips timed as a whole on the host TSC (no timestamp per round trip); batch: their median. Measured in rounds interleaved with shm.rtt.poll.";
+const DEF_CACHELINE_PAUSE: &str = "physical reference with PAUSE: shm.ref.cacheline-rtt with PAUSE in both spins. Samples: each batch's mean; batch: their median. Interleaved with shm.rtt.poll-pause.";
 pub(super) const DEF_HOST_SHA256: &str =
     "host SHA-256 of its private copy (sha2; SHA-NI when present); host TSC";
 
@@ -384,6 +486,10 @@ pub(super) fn doorbell_rtt(
 ) -> Result<(), ShmError> {
     let id = format!("{}rtt.doorbell", plan.id_prefix());
     let def = "host→guest→host round trip by interrupt: host writes the guest's eventfd (ivshmem-doorbell: KVM irqfd → MSI-X in the guest; loopback: eventfd), the guest wakes from a blocking wait and rings back (doorbell register → ioeventfd; loopback: eventfd), the host wakes from poll(); host TSC around ring and wake";
+    let reference = plan
+        .ref_cpus
+        .filter(|_| plan.eventfd.is_some() && plan.arm.is_none())
+        .map(|_| EVENTFD_REFERENCE);
     let total = plan.warmup.min(1_000) + plan.doorbell_rounds;
     let e = s.publish(Req {
         count: total,
@@ -395,7 +501,7 @@ pub(super) fn doorbell_rtt(
         d.wait(plan.request_timeout)?;
         let t1 = t_end();
         if i >= total - plan.doorbell_rounds {
-            c.record(&id, def, None, None, t1.wrapping_sub(t0))?;
+            c.record(&id, def, None, reference, t1.wrapping_sub(t0))?;
         }
     }
     s.wait(&e)?;

@@ -13,7 +13,7 @@ mod measure;
 mod tests;
 
 use collect::*;
-pub use collect::{flag_faster_than_reference, p50_ratio, targets};
+pub use collect::{flag_faster_than_reference, targets, time_ratio};
 use measure::*;
 
 use crate::counters::{Counters, PhaseCounts};
@@ -22,8 +22,8 @@ use crate::{Doorbell, Frame, ShmError, pattern, reference, size_label};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vmbench_proto::shm::{
-    Expect, FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, P_SEQ, Ping, Pong, PongCheck, RunShmArgs, Slots,
-    validate_pong,
+    B_GUEST, B_HOST, Expect, FLAG_FLUSH, FLAG_VERIFY, G_ACK, G_STATUS, Op, P_FLAGS, P_OP, P_SEQ,
+    Ping, Pong, PongCheck, PongStatus, RunShmArgs, Slots, Spin, bounce_value, validate_pong,
 };
 use vmbench_proto::timing::{t_end, t_end_stores, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
@@ -65,12 +65,17 @@ pub struct Plan {
     pub sweep: Vec<u64>,
     /// Timed transfers per size of the sweep.
     pub sweep_iterations: u64,
-    /// CPUs for the cache-line reference: (this thread's, the peer's).
+    /// Rounds of the polling measurement: each runs one batch of each kind
+    /// (bounce and Echo, with and without PAUSE), interleaved.
+    pub batches: u64,
+    /// Round trips per batch.
+    pub batch_len: u64,
+    /// CPUs for the eventfd reference: (this thread's, the peer's).
     pub ref_cpus: Option<(usize, usize)>,
-    /// The cache-line reference, measured by the caller while the peer CPU
-    /// was idle (the VM paused, the loopback's guest end not started);
-    /// else it is measured before the guest end is sent to work.
-    pub cacheline: Option<SampleSet>,
+    /// The eventfd reference ([`crate::reference::eventfd_rtt`]), measured
+    /// by the caller while the peer CPU was idle (the VM paused, the
+    /// loopback's guest end not started).
+    pub eventfd: Option<SampleSet>,
     /// Host TSC frequency, for ns and GB/s.
     pub tsc_khz: f64,
     /// The guest's own TSC frequency, when it knows one: the guest-side
@@ -95,8 +100,10 @@ impl Plan {
             frame_iterations: 50,
             sweep: crate::sweep_sizes(64 << 20, 2),
             sweep_iterations: 20,
+            batches: 25,
+            batch_len: 20_000,
             ref_cpus: None,
-            cacheline: None,
+            eventfd: None,
             tsc_khz,
             guest_tsc_khz: None,
             keep_raw: false,
@@ -111,6 +118,8 @@ impl Plan {
             warmup: 200,
             rtt_samples: 2_000,
             doorbell_rounds: 200,
+            batches: 9,
+            batch_len: 2_000,
             frame_iterations: 3,
             sweep: crate::sweep_sizes(4 << 20, 4),
             sweep_iterations: 3,
@@ -131,8 +140,10 @@ impl Plan {
                 .collect(),
             frame_iterations: self.frame_iterations.min(5),
             sweep: Vec::new(),
+            batches: self.batches.min(5),
+            batch_len: self.batch_len.min(2_000),
             ref_cpus: None,
-            cacheline: None,
+            eventfd: None,
             arm: Some(arm),
             ..self.clone()
         }
@@ -214,6 +225,11 @@ pub struct Session<'a> {
     cmd_seq: u64,
     slots: Slots,
     seq: u64,
+    /// The last value the bounce words carried (see `vmbench_proto::shm::bounce_value`).
+    bounce_last: u64,
+    /// The ping line's op is Echo with these flags (what the next Echo
+    /// need not store again).
+    ping_holds_echo: Option<u32>,
     next_slot: u64,
     timeout: Duration,
     abort: &'a mut dyn FnMut() -> Option<String>,
@@ -233,6 +249,8 @@ impl<'a> Session<'a> {
             cmd_seq,
             slots,
             seq: base_seq,
+            bounce_last: base_seq,
+            ping_holds_echo: None,
             next_slot: 0,
             timeout,
             abort,
@@ -256,6 +274,7 @@ impl<'a> Session<'a> {
 
     /// Publishes `req` as the next request.
     fn publish(&mut self, req: Req) -> Expect {
+        self.ping_holds_echo = None;
         self.seq += 1;
         Ping {
             seq: self.seq,
@@ -275,15 +294,17 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Spins until the answer to `e`, then validates it.
-    fn wait(&mut self, e: &Expect) -> Result<Pong, ShmError> {
+    /// Spins (`spin`) until the answer to `e`, then validates it.
+    fn wait_spin(&mut self, e: &Expect, spin: Spin) -> Result<Pong, ShmError> {
         let ack = self.r.u64_at(G_ACK);
-        let start = Instant::now();
-        let mut spins = 0u32;
+        let mut watch = Watch::new();
         loop {
-            // Cheap poll of the publishing word; the full copy and checks
-            // only once it moved (or now and then, to catch a scribbler).
-            if ack.load(std::sync::atomic::Ordering::Acquire) != e.seq - 1 || spins == 1 << 14 {
+            // Cheap poll of the publishing word (Acquire: it is the guest's
+            // Release store, so the pong fields behind it are visible); the
+            // full copy and checks only once it moved, or now and then, to
+            // catch a guest that writes something else.
+            let moved = ack.load(std::sync::atomic::Ordering::Acquire) != e.seq - 1;
+            if moved || watch.spins == Watch::EVERY {
                 let p = Pong::load(self.r);
                 match validate_pong(&p, e)? {
                     PongCheck::Answer(p) => return Ok(p),
@@ -297,23 +318,149 @@ impl<'a> Session<'a> {
                     PongCheck::NotYet => {}
                 }
             }
-            std::hint::spin_loop();
-            spins += 1;
-            if spins > 1 << 14 {
-                spins = 0;
-                if let Some(why) = (self.abort)() {
-                    return Err(ShmError::Aborted(why));
-                }
-                self.r.check_alive()?;
-                self.guest_left()?;
-                if start.elapsed() > self.timeout {
-                    return Err(ShmError::Timeout {
-                        what: format!("request {} ({:?})", e.seq, e.op),
-                        secs: start.elapsed().as_secs_f64(),
-                    });
+            spin.relax();
+            if watch.tick() {
+                self.still_waiting(&mut watch, || format!("request {} ({:?})", e.seq, e.op))?;
+            }
+        }
+    }
+
+    /// Spins with PAUSE until the answer to `e` (requests whose own work
+    /// dwarfs the wake-up: transfers, Stop).
+    fn wait(&mut self, e: &Expect) -> Result<Pong, ShmError> {
+        self.wait_spin(e, Spin::Pause)
+    }
+
+    /// What a long wait checks every [`Watch::EVERY`] spins: Ctrl-C, the
+    /// region, the guest end still serving, and the timeout.
+    #[cold]
+    fn still_waiting(
+        &mut self,
+        watch: &mut Watch,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ShmError> {
+        if let Some(why) = (self.abort)() {
+            return Err(ShmError::Aborted(why));
+        }
+        self.r.check_alive()?;
+        self.guest_left()?;
+        let waited = watch.waited();
+        if waited > self.timeout {
+            return Err(ShmError::Timeout {
+                what: what(),
+                secs: waited.as_secs_f64(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One polling round trip: an Echo, the guest waiting for the next
+    /// request in `spin` mode and the host waiting for the answer in it.
+    ///
+    /// The lean path of the protocol: when the ping line already holds an
+    /// Echo with these flags (the previous request was one), the request is
+    /// one store, the sequence word (Release, which also publishes the op
+    /// and flags stored before it, once). An Echo's answer carries nothing
+    /// but its acknowledgement and status, so only those two words are
+    /// read: `ack` with Acquire (the guest's publishing store; it makes the
+    /// status stored before it visible), then the status. Anything else
+    /// than the previous acknowledgement or a plain answer to this request
+    /// goes through the full copy and checks (`validate_pong`).
+    #[inline(always)]
+    fn echo(&mut self, spin: Spin) -> Result<(), ShmError> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        let flags = spin.flag();
+        if self.ping_holds_echo != Some(flags) {
+            self.r.u32_at(P_OP).store(Op::Echo as u32, Relaxed);
+            self.r.u32_at(P_FLAGS).store(flags, Relaxed);
+            self.ping_holds_echo = Some(flags);
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.r.u64_at(P_SEQ).store(seq, Release);
+        let ack = self.r.u64_at(G_ACK);
+        let mut watch = Watch::new();
+        loop {
+            let answered = ack.load(Acquire);
+            if answered == seq && self.r.u32_at(G_STATUS).load(Relaxed) == PongStatus::Ok as u32 {
+                return Ok(());
+            }
+            if answered != seq - 1 {
+                break;
+            }
+            spin.relax();
+            if watch.tick() {
+                self.still_waiting(&mut watch, || format!("request {seq} (Echo)"))?;
+            }
+        }
+        let e = Expect {
+            seq,
+            op: Op::Echo,
+            len: 0,
+        };
+        self.wait_spin(&e, spin).map(|_| ())
+    }
+
+    /// The full checks of the last Echo's answer, outside any timed window:
+    /// [`Session::echo`] reads only `ack` and `status`, so a guest that lies
+    /// in the other fields of a plain answer is caught here, after the
+    /// round trip or batch it lied in.
+    fn check_echo_answer(&self) -> Result<(), ShmError> {
+        let e = Expect {
+            seq: self.seq,
+            op: Op::Echo,
+            len: 0,
+        };
+        match validate_pong(&Pong::load(self.r), &e)? {
+            PongCheck::Answer(_) => Ok(()),
+            PongCheck::NotYet => Err(ShmError::Proto(ProtoError::Violation(format!(
+                "guest took back its acknowledgement of request {}",
+                e.seq
+            )))),
+            PongCheck::GuestError(status) => Err(ShmError::GuestRefused {
+                seq: e.seq,
+                op: "Echo".into(),
+                why: format!("{status:?}"),
+            }),
+        }
+    }
+
+    /// `warm` untimed then `rounds` timed rounds of the bare cache-line
+    /// bounce with the guest end (both sides spinning in `spin` mode);
+    /// returns the timed rounds' host TSC ticks, one fenced pair around all
+    /// of them.
+    fn bounce(&mut self, warm: u64, rounds: u64, spin: Spin) -> Result<u64, ShmError> {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        let first = self.bounce_last;
+        let total = warm + rounds;
+        let e = self.publish(Req {
+            flags: spin.flag(),
+            seed: first,
+            count: total,
+            ..Req::new(Op::Bounce)
+        });
+        self.bounce_last = first + total;
+        let (host, guest) = (self.r.u64_at(B_HOST), self.r.u64_at(B_GUEST));
+        let mut watch = Watch::new();
+        let mut t0 = 0;
+        for k in 1..=total {
+            if k == warm + 1 {
+                t0 = t_start();
+            }
+            let v = bounce_value(first, k);
+            // Release/Acquire as the protocol's hand-offs (plain MOVs on
+            // x86-64), so the bounce is the protocol minus its fields.
+            host.store(v, Release);
+            while guest.load(Acquire) != v {
+                spin.relax();
+                if watch.tick() {
+                    self.still_waiting(&mut watch, || format!("bounce round {k} of {total}"))?;
                 }
             }
         }
+        let t1 = t_end();
+        self.wait(&e)?;
+        Ok(t1.wrapping_sub(t0))
     }
 
     /// Fails when the guest has answered the RunShm command mid-suite (it
@@ -343,6 +490,41 @@ impl<'a> Session<'a> {
     fn request(&mut self, req: Req) -> Result<Pong, ShmError> {
         let e = self.publish(req);
         self.wait(&e)
+    }
+}
+
+/// Counts the spins of a wait; the clock is read only when a check is due
+/// (every [`Watch::EVERY`] spins), never on entry: a round trip that ends
+/// within them reads no clock at all.
+struct Watch {
+    spins: u32,
+    since: Option<Instant>,
+}
+
+impl Watch {
+    const EVERY: u32 = 1 << 14;
+
+    fn new() -> Watch {
+        Watch {
+            spins: 0,
+            since: None,
+        }
+    }
+
+    /// One more spin; true when a check is due.
+    #[inline(always)]
+    fn tick(&mut self) -> bool {
+        self.spins += 1;
+        if self.spins > Self::EVERY {
+            self.spins = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Time since the first check (an underestimate by the spins before it).
+    fn waited(&mut self) -> Duration {
+        self.since.get_or_insert_with(Instant::now).elapsed()
     }
 }
 
@@ -452,12 +634,13 @@ pub fn run(
         src: Vec::new(),
         dst: Vec::new(),
     };
-    // The physical references first, on the same CPUs, before the guest
-    // end is sent to work (it spins on the peer CPU while it serves): the
-    // timer's own cost, and the cache-line round trip.
-    if let Err(e) = m.timer_reference().and_then(|()| m.cacheline_reference()) {
+    // The timer's own cost first, before the guest end is sent to work;
+    // the cache-line references are measured with the guest end,
+    // interleaved with the polling round trips.
+    if let Err(e) = m.timer_reference() {
         return (out, Err(e));
     }
+    m.eventfd_reference();
     let cmd_seq = host.send_raw(r, Command::RunShm as u32, args.to_args());
     let outcome = {
         let mut s = Session::new(
