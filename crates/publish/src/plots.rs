@@ -74,7 +74,7 @@ fn wants_latency_plots(m: &Measurement) -> bool {
         Some(Suite::Vmexit) => true,
         Some(Suite::Shm) => matches!(
             m.id.local_parts().as_slice(),
-            ["rtt", _] | ["ref", "cacheline-rtt"]
+            ["rtt", "poll" | "doorbell"] | ["ref", "cacheline-rtt" | "eventfd-rtt"]
         ),
         None => false,
     };

@@ -223,6 +223,11 @@ pub(super) fn shm_section(o: &mut String, r: &RunRecord, plots: &PlotIndex) {
     row_figures(
         o,
         plots,
-        &["shm.rtt.poll", "shm.rtt.doorbell", "shm.ref.cacheline-rtt"],
+        &[
+            "shm.rtt.poll",
+            "shm.ref.cacheline-rtt",
+            "shm.rtt.doorbell",
+            "shm.ref.eventfd-rtt",
+        ],
     );
 }
