@@ -170,6 +170,32 @@ impl Spin {
     }
 }
 
+/// Spins on `word` until `done` accepts what it holds, and returns that.
+/// The loop is a load, a compare and (with [`Spin::Pause`]) a PAUSE, its
+/// counter in a register; every `every` spins it leaves to `check` (Ctrl-C,
+/// a peer gone, a timeout: what may take a system call or read a clock),
+/// whose error ends the wait. Acquire: whatever the other side stored
+/// before its Release store of the value seen is visible after.
+#[inline(always)]
+pub fn spin_until<E>(
+    word: &std::sync::atomic::AtomicU64,
+    spin: Spin,
+    every: u32,
+    mut done: impl FnMut(u64) -> bool,
+    mut check: impl FnMut() -> Result<(), E>,
+) -> Result<u64, E> {
+    loop {
+        for _ in 0..every {
+            let v = word.load(Acquire);
+            if done(v) {
+                return Ok(v);
+            }
+            spin.relax();
+        }
+        check()?;
+    }
+}
+
 /// The value of bounce round `k` of a bounce whose request carried `first`
 /// as its seed: the host picks `first` so that no value repeats within a
 /// suite (a word left over from an earlier bounce never equals one it waits for).

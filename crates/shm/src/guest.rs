@@ -8,13 +8,14 @@ use crate::counters::{Counters, PhaseCounts};
 use crate::pattern;
 use crate::{Doorbell, DoorbellError, ShmError};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::{Duration, Instant};
 use vmbench_proto::Region;
 use vmbench_proto::layout::{HC_STATE, MAILBOX_BYTES};
 use vmbench_proto::shm::{
-    B_GUEST, B_HOST, FLAG_FLUSH, FLAG_VERIFY, G_ACK, KNOWN_FLAGS, Op, P_FLAGS, P_OP, Ping, Pong,
-    PongStatus, RunShmArgs, Spin, bounce_value, validate_ping,
+    B_GUEST, B_HOST, FLAG_FLUSH, FLAG_VERIFY, G_ACK, KNOWN_FLAGS, Op, P_FLAGS, P_OP, P_SEQ, Ping,
+    Pong, PongStatus, RunShmArgs, Spin, bounce_value, spin_until, validate_ping,
 };
 use vmbench_proto::timing::{t_end_stores, t_start};
 
@@ -136,19 +137,26 @@ pub fn serve(
     let mut pong_is_plain = true;
     // How to wait for the next request: as the last request asked.
     let mut spin = Spin::Pause;
+    // The words the lean Echo path touches, looked up once.
+    let (p_seq, p_op, p_flags, g_ack) = (
+        r.u64_at(P_SEQ),
+        r.u32_at(P_OP),
+        r.u32_at(P_FLAGS),
+        r.u64_at(G_ACK),
+    );
     loop {
-        let seq = wait_for_request(r, last, spin)?;
+        let seq = wait_for_request(r, p_seq, last, spin)?;
         last = seq;
         // The lean path of an Echo after a plain answer: read the op and
         // flags (Relaxed: the Acquire load of `seq` in wait_for_request
         // already made what the host stored before it visible), store
         // `ack` (Release, after those loads), and nothing else.
-        let op = r.u32_at(P_OP).load(Relaxed);
-        let flags = r.u32_at(P_FLAGS).load(Relaxed);
+        let op = p_op.load(Relaxed);
+        let flags = p_flags.load(Relaxed);
         if op == Op::Echo as u32 && flags & !KNOWN_FLAGS == 0 && pong_is_plain {
             spin = Spin::of_flags(flags);
             summary.requests += 1;
-            r.u64_at(G_ACK).store(seq, Release);
+            g_ack.store(seq, Release);
             continue;
         }
         let ping = Ping::load(r, seq);
@@ -253,48 +261,38 @@ fn doorbell_rounds(d: &mut dyn Doorbell, count: u64) -> Result<(), DoorbellError
 /// next value and store it back. Nothing but the two words moves: this is
 /// the cache-line round trip the polling round trip is compared with.
 fn bounce(r: &Region, first: u64, count: u64, spin: Spin) -> Result<(), ShmError> {
-    use std::sync::atomic::Ordering::{Acquire, Release};
     let (host, guest) = (r.u64_at(B_HOST), r.u64_at(B_GUEST));
+    let mut idle = IdleCheck::new();
     for k in 1..=count {
         let want = bounce_value(first, k);
-        let mut idle = IdleCheck::new();
         // Acquire/Release as the protocol's sequence words (plain loads and
         // stores on x86-64): the bounce costs what a hand-off costs.
-        while host.load(Acquire) != want {
-            spin.relax();
-            idle.tick(r)?;
-        }
+        spin_until(
+            host,
+            spin,
+            IdleCheck::EVERY,
+            |v| v == want,
+            || idle.check(r),
+        )?;
         guest.store(want, Release);
     }
     Ok(())
 }
 
-/// The checks a waiting guest end makes now and then (every 2^16 spins,
-/// so that the loop itself is only the load): the region is still
-/// there, the host still in session, and not silent for [`IDLE_LIMIT`].
-/// The clock is first read at the first check, not on entry: a wait that
-/// ends within 2^16 spins never calls it.
+/// The checks a waiting guest end makes now and then (every
+/// [`IdleCheck::EVERY`] spins, so that the loop itself is only the load):
+/// the region is still there, the host still in session, and not silent
+/// for [`IDLE_LIMIT`]. The clock is first read at the first check, not on
+/// entry: a wait that ends sooner never calls it.
 struct IdleCheck {
-    spins: u32,
     since: Option<Instant>,
 }
 
 impl IdleCheck {
-    fn new() -> IdleCheck {
-        IdleCheck {
-            spins: 0,
-            since: None,
-        }
-    }
+    const EVERY: u32 = 1 << 16;
 
-    #[inline(always)]
-    fn tick(&mut self, r: &Region) -> Result<(), ShmError> {
-        self.spins += 1;
-        if self.spins < 1 << 16 {
-            return Ok(());
-        }
-        self.spins = 0;
-        self.check(r)
+    fn new() -> IdleCheck {
+        IdleCheck { since: None }
     }
 
     #[cold]
@@ -320,17 +318,17 @@ impl IdleCheck {
 }
 
 /// Spins (no sleeps: the polling mode is what is measured; PAUSE or not as
-/// `spin` says) until the host publishes a sequence number other than `last`.
-fn wait_for_request(r: &Region, last: u64, spin: Spin) -> Result<u64, ShmError> {
+/// `spin` says) until the host publishes a sequence number other than
+/// `last` (Acquire: the request's fields are then visible).
+fn wait_for_request(r: &Region, p_seq: &AtomicU64, last: u64, spin: Spin) -> Result<u64, ShmError> {
     let mut idle = IdleCheck::new();
-    loop {
-        let seq = Ping::seq(r);
-        if seq != last {
-            return Ok(seq);
-        }
-        spin.relax();
-        idle.tick(r)?;
-    }
+    spin_until(
+        p_seq,
+        spin,
+        IdleCheck::EVERY,
+        |seq| seq != last,
+        || idle.check(r),
+    )
 }
 
 /// The summary as the RunShm answer's payload (bounded by the mailbox).

@@ -20,17 +20,6 @@ pub(super) struct Series {
     pub(super) round_trip: bool,
 }
 
-impl Series {
-    /// One batch of `n` back-to-back round trips that took `ticks`: its mean
-    /// is a sample (rounded to a tick) and a batch mean.
-    pub(super) fn batch(&mut self, ticks: u64, n: u64) -> Result<(), ShmError> {
-        let n = n.max(1);
-        self.set.record((ticks + n / 2) / n)?;
-        self.batch_means.push(ticks as f64 / n as f64);
-        Ok(())
-    }
-}
-
 /// The median of `v` (the mean of the middle two for an even count).
 fn median(v: &[f64]) -> Option<f64> {
     let mut v = v.to_vec();
@@ -95,6 +84,26 @@ impl Collector {
         if keep {
             s.raw.push(v);
         }
+        Ok(())
+    }
+
+    /// One batch of `n` back-to-back round trips that took `ticks`: its mean
+    /// is a sample (rounded to a tick, kept raw like any sample) and a batch
+    /// mean.
+    pub(super) fn batch(
+        &mut self,
+        id: &str,
+        definition: &str,
+        reference: Option<&str>,
+        ticks: u64,
+        n: u64,
+    ) -> Result<(), ShmError> {
+        let n = n.max(1);
+        let mean = (ticks + n / 2) / n;
+        self.record(id, definition, None, reference, mean)?;
+        self.series(id, definition, None, reference)
+            .batch_means
+            .push(ticks as f64 / n as f64);
         Ok(())
     }
 

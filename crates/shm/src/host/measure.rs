@@ -136,14 +136,17 @@ impl Measure<'_> {
                         (Step::Bounce, Spin::Busy) => {
                             let ticks = s.bounce(warm, n, spin)?;
                             self.c
-                                .series(CACHELINE_REFERENCE, DEF_CACHELINE, None, None)
-                                .batch(ticks, n)?;
+                                .batch(CACHELINE_REFERENCE, DEF_CACHELINE, None, ticks, n)?;
                         }
                         (Step::Bounce, Spin::Pause) => {
                             let ticks = s.bounce(warm, n, spin)?;
-                            self.c
-                                .series(CACHELINE_PAUSE_REFERENCE, DEF_CACHELINE_PAUSE, None, None)
-                                .batch(ticks, n)?;
+                            self.c.batch(
+                                CACHELINE_PAUSE_REFERENCE,
+                                DEF_CACHELINE_PAUSE,
+                                None,
+                                ticks,
+                                n,
+                            )?;
                         }
                         (Step::Batch, _) => {
                             for _ in 0..warm {
@@ -162,8 +165,7 @@ impl Measure<'_> {
                                     .push(ticks as f64 / n as f64);
                             } else {
                                 self.c
-                                    .series(&pause_id, DEF_RTT_POLL_PAUSE, None, pause_ref)
-                                    .batch(ticks, n)?;
+                                    .batch(&pause_id, DEF_RTT_POLL_PAUSE, pause_ref, ticks, n)?;
                             }
                         }
                         (Step::Samples, Spin::Busy) => {

@@ -20,10 +20,11 @@ use crate::counters::{Counters, PhaseCounts};
 use crate::guest::GuestSummary;
 use crate::{Doorbell, Frame, ShmError, pattern, reference, size_label};
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use vmbench_proto::shm::{
-    B_GUEST, B_HOST, Expect, FLAG_FLUSH, FLAG_VERIFY, G_ACK, G_STATUS, Op, P_FLAGS, P_OP, P_SEQ,
-    Ping, Pong, PongCheck, PongStatus, RunShmArgs, Slots, Spin, bounce_value, validate_pong,
+    B_GUEST, B_HOST, Expect, FLAG_FLUSH, FLAG_VERIFY, G_ACK, Op, P_FLAGS, P_OP, P_SEQ, Ping, Pong,
+    PongCheck, RunShmArgs, Slots, Spin, bounce_value, spin_until, validate_pong,
 };
 use vmbench_proto::timing::{t_end, t_end_stores, t_start};
 use vmbench_proto::{Command, HostEnd, ProtoError, Region};
@@ -230,6 +231,9 @@ pub struct Session<'a> {
     /// The ping line's op is Echo with these flags (what the next Echo
     /// need not store again).
     ping_holds_echo: Option<u32>,
+    /// The two words an Echo touches: the ping line's sequence word and
+    /// the pong line's acknowledgement (looked up once, not per round trip).
+    echo_words: (&'a AtomicU64, &'a AtomicU64),
     next_slot: u64,
     timeout: Duration,
     abort: &'a mut dyn FnMut() -> Option<String>,
@@ -251,6 +255,7 @@ impl<'a> Session<'a> {
             seq: base_seq,
             bounce_last: base_seq,
             ping_holds_echo: None,
+            echo_words: (r.u64_at(P_SEQ), r.u64_at(G_ACK)),
             next_slot: 0,
             timeout,
             abort,
@@ -361,14 +366,15 @@ impl<'a> Session<'a> {
     /// Echo with these flags (the previous request was one), the request is
     /// one store, the sequence word (Release, which also publishes the op
     /// and flags stored before it, once). An Echo's answer carries nothing
-    /// but its acknowledgement and status, so only those two words are
-    /// read: `ack` with Acquire (the guest's publishing store; it makes the
-    /// status stored before it visible), then the status. Anything else
-    /// than the previous acknowledgement or a plain answer to this request
-    /// goes through the full copy and checks (`validate_pong`).
+    /// the host uses, so only `ack` is read (Acquire: the guest's
+    /// publishing store); an acknowledgement of this request ends the round
+    /// trip, anything but it or the previous one goes through the full copy
+    /// and checks (`validate_pong`) at once, and the answer's other fields
+    /// (its status first) are checked by [`Session::check_echo_answer`]
+    /// after each single round trip and each batch.
     #[inline(always)]
     fn echo(&mut self, spin: Spin) -> Result<(), ShmError> {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        use std::sync::atomic::Ordering::{Relaxed, Release};
         let flags = spin.flag();
         if self.ping_holds_echo != Some(flags) {
             self.r.u32_at(P_OP).store(Op::Echo as u32, Relaxed);
@@ -377,21 +383,18 @@ impl<'a> Session<'a> {
         }
         self.seq += 1;
         let seq = self.seq;
-        self.r.u64_at(P_SEQ).store(seq, Release);
-        let ack = self.r.u64_at(G_ACK);
+        let (ping_seq, ack) = self.echo_words;
+        ping_seq.store(seq, Release);
         let mut watch = Watch::new();
-        loop {
-            let answered = ack.load(Acquire);
-            if answered == seq && self.r.u32_at(G_STATUS).load(Relaxed) == PongStatus::Ok as u32 {
-                return Ok(());
-            }
-            if answered != seq - 1 {
-                break;
-            }
-            spin.relax();
-            if watch.tick() {
-                self.still_waiting(&mut watch, || format!("request {seq} (Echo)"))?;
-            }
+        let answered = spin_until(
+            ack,
+            spin,
+            Watch::EVERY,
+            |ack| ack != seq - 1,
+            || self.still_waiting(&mut watch, || format!("request {seq} (Echo)")),
+        )?;
+        if answered == seq {
+            return Ok(());
         }
         let e = Expect {
             seq,
@@ -430,7 +433,7 @@ impl<'a> Session<'a> {
     /// returns the timed rounds' host TSC ticks, one fenced pair around all
     /// of them.
     fn bounce(&mut self, warm: u64, rounds: u64, spin: Spin) -> Result<u64, ShmError> {
-        use std::sync::atomic::Ordering::{Acquire, Release};
+        use std::sync::atomic::Ordering::Release;
         let first = self.bounce_last;
         let total = warm + rounds;
         let e = self.publish(Req {
@@ -440,23 +443,28 @@ impl<'a> Session<'a> {
             ..Req::new(Op::Bounce)
         });
         self.bounce_last = first + total;
-        let (host, guest) = (self.r.u64_at(B_HOST), self.r.u64_at(B_GUEST));
+        let r = self.r;
+        let (host, guest) = (r.u64_at(B_HOST), r.u64_at(B_GUEST));
         let mut watch = Watch::new();
-        let mut t0 = 0;
-        for k in 1..=total {
-            if k == warm + 1 {
-                t0 = t_start();
-            }
+        let mut round = |k: u64, watch: &mut Watch| {
             let v = bounce_value(first, k);
             // Release/Acquire as the protocol's hand-offs (plain MOVs on
             // x86-64), so the bounce is the protocol minus its fields.
             host.store(v, Release);
-            while guest.load(Acquire) != v {
-                spin.relax();
-                if watch.tick() {
-                    self.still_waiting(&mut watch, || format!("bounce round {k} of {total}"))?;
-                }
-            }
+            spin_until(
+                guest,
+                spin,
+                Watch::EVERY,
+                |g| g == v,
+                || self.still_waiting(watch, || format!("bounce round {k} of {total}")),
+            )
+        };
+        for k in 1..=warm {
+            round(k, &mut watch)?;
+        }
+        let t0 = t_start();
+        for k in warm + 1..=total {
+            round(k, &mut watch)?;
         }
         let t1 = t_end();
         self.wait(&e)?;
