@@ -254,6 +254,33 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The lines of `path` that say something went wrong (errors, warnings,
+/// FAILED rows and checks, an incomplete run or restore), then its last 40.
+fn notable(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let flagged: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "rror",
+                "arning",
+                "FAIL",
+                "INCOMPLETE",
+                "not restored",
+                "timed out",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .take(40)
+        .collect();
+    format!(
+        "(flagged lines)\n{}\n(last lines)\n{}",
+        flagged.join("\n"),
+        tail(path, 40)
+    )
+}
+
 /// Per-execution count of `event` in a measurement's exit events.
 fn per_execution(m: &serde_json::Value, event: &str) -> f64 {
     m["exit_events"]["per_execution"][event]
@@ -414,7 +441,8 @@ fn run_l1(s: &Path, kernel: &Path, initrd: &Path) -> L1 {
             tail(&s.join("l1-qemu.log"), 10),
             tail(&s.join("l1-console.log"), 20),
             tail(&s.join("job.log"), 30),
-            tail(&s.join("run.log"), 40)
+            // What explains an exit status is often above the last lines.
+            notable(&s.join("run.log"))
         )
     };
     let (mut progress, mut progressed) = (0, Instant::now());

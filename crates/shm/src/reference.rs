@@ -114,23 +114,23 @@ pub fn time_copy(src: &[u8], dst: &mut [u8]) -> u64 {
 /// `mfence;rdtscp;lfence` with nothing between, the timer's own cost that
 /// every copy window's figure includes.
 pub fn timer_overhead(samples: u64) -> Result<SampleSet, ShmError> {
-    let mut set = SampleSet::new();
-    for _ in 0..samples {
-        let t0 = t_start();
-        let t1 = t_end_stores();
-        set.record(t1.wrapping_sub(t0))?;
-    }
-    Ok(set)
+    empty_window(samples, t_end_stores)
 }
 
 /// The empty round-trip window, `samples` times: `lfence;rdtsc;lfence` then
 /// `rdtscp;lfence` with nothing between, the timer's own cost inside every
 /// per-sample round trip.
 pub fn timer_overhead_rtt(samples: u64) -> Result<SampleSet, ShmError> {
+    empty_window(samples, t_end)
+}
+
+/// `t_start` then `end` with nothing between, `samples` times (generic, so
+/// each end's asm is inlined into the window as in the windows it stands for).
+fn empty_window(samples: u64, end: impl Fn() -> u64) -> Result<SampleSet, ShmError> {
     let mut set = SampleSet::new();
     for _ in 0..samples {
         let t0 = t_start();
-        let t1 = t_end();
+        let t1 = end();
         set.record(t1.wrapping_sub(t0))?;
     }
     Ok(set)
