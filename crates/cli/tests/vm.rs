@@ -67,7 +67,7 @@ fn image_build_then_tcg_boot_reaches_the_handshake() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let g = &v["guest"];
     assert_eq!(g["kernel_release"], manifest["kernel_release"]);
-    assert_eq!(g["protocol_version"], 1);
+    assert_eq!(g["protocol_version"], vmbench_proto::PROTOCOL_VERSION);
     assert!(g["hypervisor"].as_str().unwrap().starts_with("TCG"), "{g}");
     assert_eq!(
         g["mapping"], "wb",
