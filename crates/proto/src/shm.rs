@@ -343,12 +343,8 @@ impl Ping {
         r.u64_at(P_SEQ).store(self.seq, Release);
     }
 
-    /// Guest: the published sequence number (Acquire: the fields are then visible).
-    pub fn seq(r: &Region) -> u64 {
-        r.u64_at(P_SEQ).load(Acquire)
-    }
-
-    /// Guest: the fields behind a sequence number already loaded with [`Ping::seq`].
+    /// Guest: the fields behind a sequence number already loaded from
+    /// [`P_SEQ`] with Acquire (which made them visible).
     pub fn load(r: &Region, seq: u64) -> Ping {
         Ping {
             seq,

@@ -101,8 +101,9 @@ impl Measure<'_> {
     /// The polling round trip and its reference, interleaved so that both
     /// see the same machine: each of `plan.batches` rounds runs a batch of
     /// the bare cache-line bounce, a batch of Echo round trips, a share of
-    /// the per-sample round trips, then the same two batches with PAUSE (the
-    /// order reversed every other round, so neither always runs first).
+    /// the single round trips, then the same two batches with PAUSE (each
+    /// group in reverse order every other round, so no kind always runs
+    /// first).
     pub(super) fn polling_rtt(&mut self, s: &mut Session) -> Result<(), ShmError> {
         let plan = self.plan;
         let p = plan.id_prefix();
@@ -126,69 +127,55 @@ impl Measure<'_> {
         }
         let mut sampled = 0;
         for round in 0..rounds {
-            let reversed = round % 2 == 1;
-            let mut steps = [Step::Bounce, Step::Batch, Step::Samples];
-            if reversed {
-                steps.reverse();
+            let mut busy = [
+                Step::Bounce(Spin::Busy),
+                Step::Echoes(Spin::Busy),
+                Step::Singles,
+            ];
+            let mut pause = [Step::Bounce(Spin::Pause), Step::Echoes(Spin::Pause)];
+            if round % 2 == 1 {
+                busy.reverse();
+                pause.reverse();
             }
-            for spin in [Spin::Busy, Spin::Pause] {
-                for step in steps {
-                    match (step, spin) {
-                        (Step::Bounce, _) if !with_reference => {}
-                        (Step::Bounce, Spin::Busy) => {
-                            let ticks = s.bounce(warm, n, spin)?;
-                            self.c
-                                .batch(CACHELINE_REFERENCE, DEF_CACHELINE, None, ticks, n)?;
-                        }
-                        (Step::Bounce, Spin::Pause) => {
-                            let ticks = s.bounce(warm, n, spin)?;
-                            self.c.batch(
-                                CACHELINE_PAUSE_REFERENCE,
-                                DEF_CACHELINE_PAUSE,
-                                None,
-                                ticks,
-                                n,
-                            )?;
-                        }
-                        (Step::Batch, _) => {
-                            for _ in 0..warm {
-                                s.echo(spin)?;
+            for step in busy.into_iter().chain(pause) {
+                match step {
+                    Step::Bounce(_) if !with_reference => {}
+                    Step::Bounce(spin) => {
+                        let (id, def) = match spin {
+                            Spin::Busy => (CACHELINE_REFERENCE, DEF_CACHELINE),
+                            Spin::Pause => (CACHELINE_PAUSE_REFERENCE, DEF_CACHELINE_PAUSE),
+                        };
+                        let ticks = s.bounce(warm, n, spin)?;
+                        self.c.batch(id, def, None, ticks, n)?;
+                    }
+                    Step::Echoes(spin) => {
+                        let ticks = echo_batch(s, spin, warm, n)?;
+                        match spin {
+                            // Single round trips are shm.rtt.poll's samples:
+                            // its batches give only its batch mean.
+                            Spin::Busy => self
+                                .c
+                                .series(&rtt_id, DEF_RTT_POLL, None, rtt_ref)
+                                .batch_means
+                                .push(ticks as f64 / n as f64),
+                            Spin::Pause => {
+                                self.c
+                                    .batch(&pause_id, DEF_RTT_POLL_PAUSE, pause_ref, ticks, n)?
                             }
+                        }
+                    }
+                    Step::Singles => {
+                        // This round's share of the per-sample round trips.
+                        let upto = plan.rtt_samples * (round + 1) / rounds;
+                        for _ in sampled..upto {
                             let t0 = t_start();
-                            for _ in 0..n {
-                                s.echo(spin)?;
-                            }
-                            let ticks = t_end().wrapping_sub(t0);
+                            s.echo(Spin::Busy)?;
+                            let t1 = t_end();
                             s.check_echo_answer()?;
-                            if spin == Spin::Busy {
-                                self.c
-                                    .series(&rtt_id, DEF_RTT_POLL, None, rtt_ref)
-                                    .batch_means
-                                    .push(ticks as f64 / n as f64);
-                            } else {
-                                self.c
-                                    .batch(&pause_id, DEF_RTT_POLL_PAUSE, pause_ref, ticks, n)?;
-                            }
+                            let ticks = t1.wrapping_sub(t0);
+                            self.c.record(&rtt_id, DEF_RTT_POLL, None, rtt_ref, ticks)?;
                         }
-                        (Step::Samples, Spin::Busy) => {
-                            // This round's share of the per-sample round trips.
-                            let upto = plan.rtt_samples * (round + 1) / rounds;
-                            for _ in sampled..upto {
-                                let t0 = t_start();
-                                s.echo(Spin::Busy)?;
-                                let t1 = t_end();
-                                s.check_echo_answer()?;
-                                self.c.record(
-                                    &rtt_id,
-                                    DEF_RTT_POLL,
-                                    None,
-                                    rtt_ref,
-                                    t1.wrapping_sub(t0),
-                                )?;
-                            }
-                            sampled = upto;
-                        }
-                        (Step::Samples, Spin::Pause) => {}
+                        sampled = upto;
                     }
                 }
             }
@@ -459,9 +446,27 @@ pub(super) fn too_large(what: &'static str, bytes: u64) -> ShmError {
 /// What a round of the polling measurement runs (see `polling_rtt`).
 #[derive(Clone, Copy)]
 enum Step {
-    Bounce,
-    Batch,
-    Samples,
+    /// A batch of the bare cache-line bounce.
+    Bounce(Spin),
+    /// A batch of back-to-back Echoes.
+    Echoes(Spin),
+    /// A share of the single, individually timed round trips (no PAUSE).
+    Singles,
+}
+
+/// `warm` untimed then `n` Echoes back to back, timed as a whole with one
+/// fenced pair; the last answer is then checked in full. Returns the ticks.
+fn echo_batch(s: &mut Session, spin: Spin, warm: u64, n: u64) -> Result<u64, ShmError> {
+    for _ in 0..warm {
+        s.echo(spin)?;
+    }
+    let t0 = t_start();
+    for _ in 0..n {
+        s.echo(spin)?;
+    }
+    let ticks = t_end().wrapping_sub(t0);
+    s.check_echo_answer()?;
+    Ok(ticks)
 }
 
 /// The bare cache-line round trip with the guest end, no PAUSE: the

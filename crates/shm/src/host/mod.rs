@@ -405,8 +405,8 @@ impl<'a> Session<'a> {
     }
 
     /// The full checks of the last Echo's answer, outside any timed window:
-    /// [`Session::echo`] reads only `ack` and `status`, so a guest that lies
-    /// in the other fields of a plain answer is caught here, after the
+    /// [`Session::echo`] reads only `ack`, so a guest that lies in the status
+    /// or the other fields of a plain answer is caught here, after the
     /// round trip or batch it lied in.
     fn check_echo_answer(&self) -> Result<(), ShmError> {
         let e = Expect {
